@@ -1,0 +1,229 @@
+"""The publish primitive and the history reader.
+
+Publishing appends each event to the session's capped stream and publishes it on the session's
+channel in one Lua script, so every event clients see has an id (the stream id) and nothing is
+published that the history does not hold. Chat messages may carry a dedupe id: a message id
+seen before in the session is dropped inside the same script, so two workers reading one
+platform channel publish it once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+import redis.asyncio as aioredis
+
+from broker import keys
+from broker.models import now_ms
+
+__all__ = [
+    "Bus",
+    "BusEvent",
+    "OutgoingEvent",
+    "Replay",
+    "StreamKind",
+    "decode_published",
+    "encode_event",
+    "parse_stream_id",
+]
+
+StreamKind = Literal["events", "chat", "polls"]
+CHANNEL_OF: dict[str, Any] = {
+    "events": keys.events_channel,
+    "chat": keys.chat_channel,
+    "polls": keys.polls_channel,
+}
+
+PUBLISH_SCRIPT = """
+-- KEYS[1] stream; KEYS[1 + i] dedupe key of event i, or the stream key when it has none
+-- ARGV[1] channel, ARGV[2] kind, ARGV[3] maxlen, ARGV[4] dedupe ttl, ARGV[4 + i] event i
+local ids = {}
+local lines = {}
+for i = 5, #ARGV do
+  local dedupe = KEYS[i - 3]
+  local fresh = true
+  if dedupe ~= KEYS[1] then
+    fresh = redis.call('SET', dedupe, '1', 'NX', 'EX', ARGV[4])
+  end
+  if fresh then
+    local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'k', ARGV[2], 'e', ARGV[i])
+    ids[#ids + 1] = id
+    lines[#lines + 1] = id .. ' ' .. ARGV[i]
+  else
+    ids[#ids + 1] = ''
+  end
+end
+if #lines > 0 then
+  redis.call('PUBLISH', ARGV[1], table.concat(lines, '\\n'))
+end
+return ids
+"""
+
+
+def parse_stream_id(stream_id: str | bytes) -> tuple[int, int]:
+    """``"1700000000000-3"`` -> ``(1700000000000, 3)``, for ordering ids."""
+    text = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def encode_event(type_: str, payload: dict[str, Any], timestamp: int | None = None) -> bytes:
+    """The stored and published form of an event: ``{type, payload, timestamp}`` as JSON."""
+    return orjson.dumps(
+        {"type": type_, "payload": payload, "timestamp": timestamp if timestamp else now_ms()}
+    )
+
+
+@dataclass(slots=True)
+class OutgoingEvent:
+    """An event to publish; ``dedupe_id`` drops it when the session has seen that id already."""
+
+    type: str
+    payload: dict[str, Any]
+    dedupe_id: str | None = None
+    timestamp: int | None = None
+
+
+@dataclass(slots=True)
+class BusEvent:
+    """An event as the bus carries it: session, kind, stream id and the encoded body."""
+
+    session_id: str
+    kind: str
+    id: str
+    raw: bytes
+    _data: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The decoded ``{type, payload, timestamp}``."""
+        if self._data is None:
+            self._data = orjson.loads(self.raw)
+        return self._data
+
+    @property
+    def type(self) -> str:
+        return self.data["type"]
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return self.data["payload"]
+
+    def frame(self) -> bytes:
+        """The wire frame with the event ``id`` added, built without re-encoding the body."""
+        return self.raw[:-1] + b',"id":"' + self.id.encode() + b'"}'
+
+
+@dataclass(slots=True)
+class Replay:
+    """Events after a given id, and whether that was all of them (nothing trimmed away)."""
+
+    events: list[BusEvent]
+    complete: bool
+
+
+def decode_published(channel: str, data: bytes) -> list[BusEvent]:
+    """Turn one pub/sub message of the publish script back into events."""
+    session_id = keys.session_id_of_channel(channel)
+    kind = channel.rsplit(":", 1)[1]
+    events = []
+    for line in data.split(b"\n"):
+        event_id, _, raw = line.partition(b" ")
+        if raw:
+            events.append(BusEvent(session_id, kind, event_id.decode(), raw))
+    return events
+
+
+class Bus:
+    """Publishing and reading one Redis's session streams and channels."""
+
+    def __init__(
+        self, client: aioredis.Redis, *, history_size: int = 10_000, dedupe_ttl: int = 3600
+    ) -> None:
+        self.redis = client
+        self.history_size = history_size
+        self.dedupe_ttl = dedupe_ttl
+        self._publish = client.register_script(PUBLISH_SCRIPT)
+
+    async def publish(
+        self,
+        session_id: str,
+        kind: StreamKind,
+        type_: str,
+        payload: dict[str, Any],
+        *,
+        dedupe_id: str | None = None,
+    ) -> str | None:
+        """Append and publish one event; its stream id, or ``None`` if it was a duplicate."""
+        [event_id] = await self.publish_many(
+            session_id, kind, [OutgoingEvent(type_, payload, dedupe_id)]
+        )
+        return event_id
+
+    async def publish_many(
+        self, session_id: str, kind: StreamKind, events: Sequence[OutgoingEvent]
+    ) -> list[str | None]:
+        """Append and publish a batch in one atomic step; ids in order, ``None`` for duplicates."""
+        if not events:
+            return []
+        stream = keys.stream(session_id)
+        dedupe_keys = [
+            keys.dedupe(session_id, event.dedupe_id) if event.dedupe_id else stream
+            for event in events
+        ]
+        bodies = [encode_event(event.type, event.payload, event.timestamp) for event in events]
+        ids = await self._publish(
+            keys=[stream, *dedupe_keys],
+            args=[
+                CHANNEL_OF[kind](session_id),
+                kind,
+                self.history_size,
+                self.dedupe_ttl,
+                *bodies,
+            ],
+        )
+        return [event_id.decode() if event_id else None for event_id in ids]
+
+    async def last_id(self, session_id: str) -> str:
+        """The id of the session's newest event, or ``"0-0"`` when it has none."""
+        newest = await self.redis.xrevrange(keys.stream(session_id), count=1)
+        return newest[0][0].decode() if newest else "0-0"
+
+    async def replay(self, session_id: str, after_id: str, limit: int = 100_000) -> Replay:
+        """Every event after ``after_id`` in order, and whether none of them had been trimmed."""
+        stream = keys.stream(session_id)
+        events: list[BusEvent] = []
+        cursor = after_id
+        while len(events) < limit:
+            page = await self.redis.xrange(
+                stream, min=f"({cursor}", max="+", count=min(1000, limit - len(events))
+            )
+            if not page:
+                break
+            events.extend(self._from_entries(session_id, page))
+            cursor = events[-1].id
+        return Replay(events, await self._history_covers(session_id, after_id))
+
+    async def _history_covers(self, session_id: str, after_id: str) -> bool:
+        """Whether the stream still holds everything after ``after_id``."""
+        stream = keys.stream(session_id)
+        oldest = await self.redis.xrange(stream, count=1)
+        if not oldest:
+            return parse_stream_id(after_id) == (0, 0)
+        if parse_stream_id(after_id) >= parse_stream_id(oldest[0][0]):
+            return True
+        info = await self.redis.xinfo_stream(stream)
+        added = info.get("entries-added", info.get(b"entries-added"))
+        return added is not None and int(added) == int(info["length"])
+
+    @staticmethod
+    def _from_entries(
+        session_id: str, entries: Iterable[tuple[bytes, dict[bytes, bytes]]]
+    ) -> list[BusEvent]:
+        return [
+            BusEvent(session_id, fields[b"k"].decode(), entry_id.decode(), fields[b"e"])
+            for entry_id, fields in entries
+        ]

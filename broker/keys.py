@@ -1,0 +1,109 @@
+"""Every Redis key and channel name, in one place.
+
+Every key of one session carries the hash tag ``{sessionId}`` so that a session's keys live in
+one Redis Cluster slot and a Lua script may touch them together.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "GLOBAL_ANNOUNCEMENTS",
+    "SESSION_CHANNEL_PATTERN",
+    "artist_live",
+    "chat_channel",
+    "dedupe",
+    "events_channel",
+    "ingest_worker",
+    "ingest_workers",
+    "polls_channel",
+    "session",
+    "session_channels",
+    "session_id_of_channel",
+    "session_prefix",
+    "sessions_index",
+    "stream",
+    "ticket",
+    "user",
+]
+
+PREFIX = "vstudio"
+GLOBAL_ANNOUNCEMENTS = f"{PREFIX}:global:announcements"
+SESSION_CHANNEL_PATTERN = f"{PREFIX}:session:*"
+
+
+def session_prefix(session_id: str) -> str:
+    """``vstudio:session:{id}``: the common start of a session's keys and channels."""
+    if not session_id or any(c in session_id for c in "{}: \n"):
+        raise ValueError(f"invalid session id {session_id!r}")
+    return f"{PREFIX}:session:{{{session_id}}}"
+
+
+def events_channel(session_id: str) -> str:
+    """Pub/sub channel of session lifecycle, presence, reactions, tips and moderation."""
+    return f"{session_prefix(session_id)}:events"
+
+
+def chat_channel(session_id: str) -> str:
+    """Pub/sub channel of chat, fed by fans and by the ingestion workers."""
+    return f"{session_prefix(session_id)}:chat"
+
+
+def polls_channel(session_id: str) -> str:
+    """Pub/sub channel of the poll lifecycle and results."""
+    return f"{session_prefix(session_id)}:polls"
+
+
+def session_channels(session_id: str) -> tuple[str, str, str]:
+    """The three channels a server process subscribes to for one live session."""
+    return events_channel(session_id), chat_channel(session_id), polls_channel(session_id)
+
+
+def session_id_of_channel(channel: str) -> str:
+    """Inverse of the channel builders: ``vstudio:session:{abc}:chat`` -> ``abc``."""
+    start = channel.index("{") + 1
+    return channel[start : channel.index("}", start)]
+
+
+def stream(session_id: str) -> str:
+    """Capped stream holding the session's event log; its ids are the event ids."""
+    return f"{session_prefix(session_id)}:log"
+
+
+def session(session_id: str) -> str:
+    """Hash with the session's record."""
+    return f"{session_prefix(session_id)}:meta"
+
+
+def dedupe(session_id: str, message_id: str) -> str:
+    """Marker that a chat message id has been published to the session already."""
+    return f"{session_prefix(session_id)}:seen:{message_id}"
+
+
+def sessions_index() -> str:
+    """Sorted set of every session id, scored by creation time."""
+    return f"{PREFIX}:sessions"
+
+
+def artist_live(artist_id: str) -> str:
+    """The id of the artist's one live session, if any."""
+    return f"{PREFIX}:artist:{artist_id}:live"
+
+
+def user(username: str) -> str:
+    """Hash with an account: password hash and roles."""
+    return f"{PREFIX}:user:{username}"
+
+
+def ticket(ticket_id: str) -> str:
+    """A single-use WebSocket ticket."""
+    return f"{PREFIX}:ticket:{ticket_id}"
+
+
+def ingest_worker(worker_id: str) -> str:
+    """Heartbeat record of one ingestion worker, expiring when it stops beating."""
+    return f"{PREFIX}:ingest:worker:{worker_id}"
+
+
+def ingest_workers() -> str:
+    """Pattern matching every ingestion worker record."""
+    return f"{PREFIX}:ingest:worker:*"

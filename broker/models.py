@@ -1,0 +1,478 @@
+"""The wire contract as pydantic models: the envelope, every message type, chat, sessions, polls.
+
+Field names on the wire are camelCase and timestamps are Unix milliseconds. Client frames are
+checked by :func:`parse_client_frame`, which turns anything the contract does not allow into a
+:class:`ProtocolError` carrying the error code and a reason a person can act on.
+"""
+
+from __future__ import annotations
+
+import time
+from enum import IntEnum, StrEnum
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+__all__ = [
+    "CLIENT_PAYLOADS",
+    "ChatAggregate",
+    "ChatDelete",
+    "ChatMessageIn",
+    "ChatMute",
+    "ClientFrame",
+    "Emote",
+    "Envelope",
+    "ErrorCode",
+    "ErrorPayload",
+    "MessageType",
+    "NormalizedChatMessage",
+    "Platform",
+    "Poll",
+    "PollCreate",
+    "PollEnd",
+    "PollResults",
+    "PollStatus",
+    "PollUpdate",
+    "PollVote",
+    "Presence",
+    "ProtocolError",
+    "ReactionBurst",
+    "ReactionSend",
+    "Role",
+    "Session",
+    "SessionEnded",
+    "SessionStatus",
+    "SessionUpdate",
+    "TipReceived",
+    "TipSend",
+    "now_ms",
+    "parse_client_frame",
+]
+
+MAX_CHAT_TEXT = 2000
+"""Hard ceiling on any chat text on the bus; the server's fan limit is a smaller setting."""
+
+
+def now_ms() -> int:
+    """The wire's clock: Unix time in milliseconds."""
+    return int(time.time() * 1000)
+
+
+class WireModel(BaseModel):
+    """camelCase on the wire, snake_case in Python, unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=False
+    )
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON-ready dict as clients see it."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class ErrorCode(IntEnum):
+    """Error codes: the payload ``code`` of an ``error`` frame and the WebSocket close code."""
+
+    INVALID_TICKET = 4000
+    SESSION_NOT_FOUND = 4001
+    SESSION_ENDED = 4002
+    RATE_LIMITED = 4003
+    FORBIDDEN = 4004
+    TOKEN_GATE_FAILED = 4005
+    INVALID_MESSAGE = 4006
+    MESSAGE_TOO_LARGE = 4007
+    SESSION_FULL = 4008
+
+
+class ProtocolError(Exception):
+    """Something a client sent or asked for that the contract refuses."""
+
+    def __init__(self, code: ErrorCode, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+    def payload(self) -> dict[str, Any]:
+        """The ``error`` frame's payload."""
+        body: dict[str, Any] = {"code": int(self.code), "message": self.message}
+        if self.retry_after is not None:
+            body["retryAfter"] = round(self.retry_after, 3)
+        return body
+
+
+class MessageType(StrEnum):
+    """Every ``type`` of the envelope."""
+
+    SESSION_STATE = "session.state"
+    SESSION_JOIN = "session.join"
+    SESSION_LEAVE = "session.leave"
+    SESSION_END = "session.end"
+    SESSION_UPDATE = "session.update"
+    POLL_CREATE = "poll.create"
+    POLL_UPDATE = "poll.update"
+    POLL_END = "poll.end"
+    POLL_VOTE = "poll.vote"
+    POLL_RESULTS = "poll.results"
+    CHAT_MESSAGE = "chat.message"
+    CHAT_AGGREGATE = "chat.aggregate"
+    CHAT_DELETE = "chat.delete"
+    CHAT_MUTE = "chat.mute"
+    REACTION_SEND = "reaction.send"
+    REACTION_BURST = "reaction.burst"
+    TIP_SEND = "tip.send"
+    TIP_RECEIVED = "tip.received"
+    PLATFORM_EVENT = "platform.event"
+    ERROR = "error"
+    PING = "ping"
+    PONG = "pong"
+
+
+class Role(StrEnum):
+    """What a ticket lets a connection do."""
+
+    ARTIST = "artist"
+    PRODUCER = "producer"
+    TOKEN_HOLDER = "token_holder"
+    VIEWER = "viewer"
+
+
+class Platform(StrEnum):
+    """Where a chat message came from; ``audifi`` is a fan's own message."""
+
+    TWITCH = "twitch"
+    YOUTUBE = "youtube"
+    TIKTOK = "tiktok"
+    DISCORD = "discord"
+    AUDIFI = "audifi"
+
+
+class Envelope(WireModel):
+    """``{type, payload, timestamp, requestId?, id?}``: every frame in both directions."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    type: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+    timestamp: int = Field(default_factory=now_ms)
+    request_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    id: str | None = None
+
+
+# --- chat -------------------------------------------------------------------------------------
+
+
+class Emote(WireModel):
+    """An emote inside a chat message: its name, image and character positions."""
+
+    name: str = Field(min_length=1, max_length=100)
+    url: str = Field(max_length=500)
+    positions: list[tuple[int, int]] = Field(
+        default_factory=list, description="inclusive start/end character indexes in text"
+    )
+
+
+class NormalizedChatMessage(WireModel):
+    """One chat message from any platform, in the one shape every client renders."""
+
+    id: str = Field(min_length=3, max_length=200, description="<platform>:<platform id>")
+    platform: Platform
+    username: str = Field(min_length=1, max_length=100)
+    display_name: str | None = Field(default=None, max_length=100)
+    text: str = Field(max_length=MAX_CHAT_TEXT)
+    badges: list[str] | None = None
+    is_subscriber: bool | None = None
+    is_moderator: bool | None = None
+    timestamp: int = Field(ge=0)
+    emotes: list[Emote] | None = None
+    user_id: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _id_names_platform(self) -> NormalizedChatMessage:
+        if not self.id.startswith(f"{self.platform.value}:"):
+            raise ValueError(f"id must start with '{self.platform.value}:' (got {self.id!r})")
+        return self
+
+
+class ChatMessageIn(WireModel):
+    """A fan's ``chat.message``: only the text; the server fills in the rest."""
+
+    text: str = Field(min_length=1, max_length=MAX_CHAT_TEXT)
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("text must not be blank")
+        return value
+
+
+class ChatAggregate(WireModel):
+    """A batch of chat from every platform, coalesced over a short window."""
+
+    messages: list[NormalizedChatMessage]
+
+
+class ChatDelete(WireModel):
+    """Remove a message for everyone (moderation, or the platform deleted it)."""
+
+    message_id: str = Field(min_length=1, max_length=200)
+    reason: str | None = Field(default=None, max_length=200)
+
+
+class ChatMute(WireModel):
+    """Mute or unmute a user's fan chat in this session."""
+
+    user_id: str = Field(min_length=1, max_length=200)
+    muted: bool = True
+
+
+# --- sessions ---------------------------------------------------------------------------------
+
+
+class SessionStatus(StrEnum):
+    """A session's lifecycle: ``scheduled -> live -> ended``, nothing else."""
+
+    SCHEDULED = "scheduled"
+    LIVE = "live"
+    ENDED = "ended"
+
+
+class Session(WireModel):
+    """A session's record as clients see it."""
+
+    id: str
+    artist_id: str
+    title: str = Field(min_length=1, max_length=200)
+    stream_url: str | None = Field(default=None, max_length=500)
+    stream_platform: Literal["twitch", "youtube", "tiktok", "other"] | None = None
+    status: SessionStatus = SessionStatus.SCHEDULED
+    scheduled_start: int | None = None
+    started_at: int | None = None
+    ended_at: int | None = None
+    chat_enabled: bool = True
+    reactions_enabled: bool = True
+    allow_guests: bool = False
+    producer_ids: list[str] = Field(default_factory=list)
+    required_tokens: list[str] = Field(default_factory=list)
+    created_at: int = Field(default_factory=now_ms)
+
+
+class SessionUpdate(WireModel):
+    """Producer toggles and artist edits; only the fields given change."""
+
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    stream_url: str | None = Field(default=None, max_length=500)
+    chat_enabled: bool | None = None
+    reactions_enabled: bool | None = None
+    allow_guests: bool | None = None
+
+
+class SessionEnded(WireModel):
+    """``session.end``: from the artist it is ``{}``; from the server it says who and when."""
+
+    ended_by: str | None = None
+    ended_at: int | None = None
+
+
+class Presence(WireModel):
+    """``session.join`` / ``session.leave``."""
+
+    user_id: str | None = None
+    username: str | None = None
+    role: Role | None = None
+    viewer_count: int | None = None
+
+
+# --- polls ------------------------------------------------------------------------------------
+
+
+class PollStatus(StrEnum):
+    ACTIVE = "active"
+    ENDED = "ended"
+
+
+PollOption = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class PollCreate(WireModel):
+    """``poll.create``: 2 to 10 options, a duration in seconds or open-ended."""
+
+    question: str = Field(min_length=1, max_length=300)
+    options: list[PollOption] = Field(min_length=2, max_length=10)
+    duration: int | None = Field(default=None, ge=5, le=24 * 3600)
+    allow_multiple: bool = False
+
+    @field_validator("options")
+    @classmethod
+    def _distinct(cls, options: list[str]) -> list[str]:
+        if len({option.strip().casefold() for option in options}) != len(options):
+            raise ValueError("options must be distinct")
+        return options
+
+
+class PollUpdate(WireModel):
+    """``poll.update``: question and options only before the first vote; duration any time."""
+
+    poll_id: str = Field(min_length=1, max_length=64)
+    question: str | None = Field(default=None, min_length=1, max_length=300)
+    options: list[PollOption] | None = Field(default=None, min_length=2, max_length=10)
+    duration: int | None = Field(default=None, ge=5, le=24 * 3600)
+
+
+class PollEnd(WireModel):
+    poll_id: str = Field(min_length=1, max_length=64)
+
+
+class PollVote(WireModel):
+    """``poll.vote``: one option, by its index."""
+
+    poll_id: str = Field(min_length=1, max_length=64)
+    option: int = Field(ge=0, le=9)
+
+
+class Poll(WireModel):
+    """A poll with its counts aligned with the options (``results: [425, 312]``)."""
+
+    id: str
+    session_id: str
+    question: str
+    options: list[str]
+    allow_multiple: bool = False
+    duration: int | None = None
+    status: PollStatus = PollStatus.ACTIVE
+    created_at: int = Field(default_factory=now_ms)
+    ends_at: int | None = None
+    ended_at: int | None = None
+    results: list[int] = Field(default_factory=list)
+
+
+class PollResults(WireModel):
+    poll_id: str
+    results: list[int]
+    total_votes: int
+    final: bool = False
+
+
+# --- reactions and tips -----------------------------------------------------------------------
+
+
+class ReactionSend(WireModel):
+    emoji: str = Field(min_length=1, max_length=16)
+
+
+class ReactionBurst(WireModel):
+    """Reactions summed over one window across every server process."""
+
+    counts: dict[str, int]
+    window: int = Field(description="window length in milliseconds")
+
+
+class TipSend(WireModel):
+    amount: float = Field(gt=0)
+    currency: str = Field(min_length=3, max_length=3, pattern=r"^[A-Z]{3}$")
+    message: str | None = Field(default=None, max_length=200)
+
+
+class TipReceived(WireModel):
+    tip_id: str
+    user_id: str
+    username: str
+    amount: float
+    currency: str
+    message: str | None = None
+
+
+class ErrorPayload(WireModel):
+    code: int
+    message: str
+    retry_after: float | None = None
+
+
+class Empty(WireModel):
+    """Payload of ``ping``, ``pong``, ``session.leave`` and the artist's ``session.end``."""
+
+
+# --- client frames ----------------------------------------------------------------------------
+
+CLIENT_PAYLOADS: dict[MessageType, type[WireModel]] = {
+    MessageType.SESSION_JOIN: Empty,
+    MessageType.SESSION_LEAVE: Empty,
+    MessageType.SESSION_END: Empty,
+    MessageType.SESSION_UPDATE: SessionUpdate,
+    MessageType.POLL_CREATE: PollCreate,
+    MessageType.POLL_UPDATE: PollUpdate,
+    MessageType.POLL_END: PollEnd,
+    MessageType.POLL_VOTE: PollVote,
+    MessageType.CHAT_MESSAGE: ChatMessageIn,
+    MessageType.CHAT_DELETE: ChatDelete,
+    MessageType.CHAT_MUTE: ChatMute,
+    MessageType.REACTION_SEND: ReactionSend,
+    MessageType.TIP_SEND: TipSend,
+    MessageType.PING: Empty,
+    MessageType.PONG: Empty,
+}
+"""What a client may send, and the model its payload must satisfy."""
+
+
+class ClientFrame(BaseModel):
+    """A validated client frame: its type, its typed payload, its optional request id."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    type: MessageType
+    payload: Any
+    request_id: str | None = None
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "frame"
+    extra = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{extra}"
+
+
+def parse_client_frame(raw: str | bytes, max_bytes: int = 4096) -> ClientFrame:
+    """Validate one client frame against the contract, or raise :class:`ProtocolError`.
+
+    The size check comes first so an oversized frame is never parsed.
+    """
+    size = len(raw.encode() if isinstance(raw, str) else raw)
+    if size > max_bytes:
+        raise ProtocolError(
+            ErrorCode.MESSAGE_TOO_LARGE, f"frame is {size} bytes; the limit is {max_bytes}"
+        )
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"frame is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "frame must be a JSON object")
+    try:
+        envelope = Envelope.model_validate(data)
+    except ValidationError as exc:
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, _describe(exc)) from exc
+    try:
+        kind = MessageType(envelope.type)
+    except ValueError:
+        kind = None
+    if kind not in CLIENT_PAYLOADS:
+        allowed = ", ".join(sorted(CLIENT_PAYLOADS))
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE,
+            f"unknown or server-only message type {envelope.type!r}; clients may send: {allowed}",
+        )
+    try:
+        payload = CLIENT_PAYLOADS[kind].model_validate(envelope.payload)
+    except ValidationError as exc:
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"{kind}: {_describe(exc)}") from exc
+    return ClientFrame(type=kind, payload=payload, request_id=envelope.request_id)

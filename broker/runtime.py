@@ -1,0 +1,35 @@
+"""Getting a connected :class:`Bus` from settings: the configured Redis, or the embedded one."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+
+from broker.bus import Bus
+from broker.connection import connect
+from broker.embedded import EmbeddedRedis
+from config import BrokerSettings
+
+__all__ = ["open_bus", "redis_url"]
+
+
+@contextlib.contextmanager
+def redis_url(settings: BrokerSettings) -> Iterator[str]:
+    """The configured Redis URL, or the URL of an embedded server kept up for the block."""
+    if settings.redis_url:
+        yield settings.redis_url
+        return
+    with EmbeddedRedis(settings.data_dir, port=settings.embedded_port) as embedded:
+        yield embedded.url
+
+
+@contextlib.asynccontextmanager
+async def open_bus(settings: BrokerSettings, url: str) -> AsyncIterator[Bus]:
+    """A :class:`Bus` on ``url`` with the settings' limits, closed after the block."""
+    client = await connect(
+        url, attempts=settings.connect_attempts, timeout=settings.connect_timeout
+    )
+    try:
+        yield Bus(client, history_size=settings.history_size, dedupe_ttl=settings.dedupe_ttl)
+    finally:
+        await client.aclose()

@@ -1,0 +1,217 @@
+"""Settings for every part, read from flags, ``VSTUDIO_*`` variables, a TOML file, then defaults.
+
+Each part (broker, server, ingest) has one model. The TOML file has one table per part
+(``[broker]``, ``[server]``, ``[ingest]``) and is named by ``--config`` or ``VSTUDIO_CONFIG``.
+Every limit of the wire contract is a field here so tests can shrink it.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import Field, SecretStr
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+__all__ = [
+    "BrokerSettings",
+    "IngestSettings",
+    "PartSettings",
+    "ServerSettings",
+    "config_file_path",
+    "default_data_dir",
+    "load_settings",
+    "setting_sources",
+]
+
+ENV_PREFIX = "VSTUDIO_"
+
+
+def default_data_dir() -> Path:
+    """Where the embedded Redis and generated secrets live, following XDG conventions."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "vstudio"
+
+
+def config_file_path() -> Path | None:
+    """The TOML file named by ``VSTUDIO_CONFIG`` (the CLI's ``--config`` sets it)."""
+    value = os.environ.get(f"{ENV_PREFIX}CONFIG")
+    return Path(value).expanduser() if value else None
+
+
+def read_config_table(section: str) -> dict[str, Any]:
+    """One part's table of the TOML file, or ``{}`` when there is no file."""
+    path = config_file_path()
+    if path is None:
+        return {}
+    try:
+        with path.open("rb") as handle:
+            document = tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise ValueError(f"config file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"config file {path} is not valid TOML: {exc}") from exc
+    table = document.get(section, {})
+    if not isinstance(table, dict):
+        raise ValueError(f"config file {path}: [{section}] must be a table")
+    return table
+
+
+class _TomlTableSource(PydanticBaseSettingsSource):
+    """Reads the part's table from the TOML file named by ``VSTUDIO_CONFIG``."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        section = getattr(self.settings_cls, "section", "")
+        return read_config_table(section)
+
+
+class PartSettings(BaseSettings):
+    """Shared behaviour: precedence flags > environment > TOML > defaults."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+    section: ClassVar[str] = ""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlTableSource(settings_cls))
+
+
+class BrokerSettings(PartSettings):
+    """How to reach Redis, or where to run the embedded Valkey server."""
+
+    section: ClassVar[str] = "broker"
+
+    redis_url: str | None = Field(
+        default=None, description="Redis/Valkey URL; unset starts the embedded Valkey server"
+    )
+    data_dir: Path = Field(
+        default_factory=default_data_dir, description="embedded server data and generated secrets"
+    )
+    embedded_port: int = Field(
+        default=0, ge=0, le=65535, description="port of the embedded server; 0 picks a free one"
+    )
+    history_size: int = Field(
+        default=10_000, ge=10, description="events kept per session stream for replay"
+    )
+    connect_attempts: int = Field(
+        default=5, ge=1, description="tries before Redis is declared unreachable"
+    )
+    connect_timeout: float = Field(default=3.0, gt=0, description="seconds per connect attempt")
+    resubscribe_max_backoff: float = Field(
+        default=5.0, gt=0, description="cap of the wait between re-subscribe attempts, seconds"
+    )
+    dedupe_ttl: int = Field(
+        default=3600, ge=1, description="seconds a chat message id is remembered for dedupe"
+    )
+
+
+class ServerSettings(PartSettings):
+    """The realtime server: identity, limits of the wire protocol, fan-out."""
+
+    section: ClassVar[str] = "server"
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, description="server processes sharing the port")
+    public_url: str | None = Field(default=None, description="URL printed for people to open")
+
+    jwt_secret: SecretStr | None = Field(
+        default=None, description="HS256 secret; the embedded default generates one"
+    )
+    jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
+    jwks_url: str | None = Field(default=None, description="JWKS URL for RS256 tokens")
+    jwt_audience: str = "vstudio"
+    jwt_issuer: str = "vstudio"
+    token_ttl: int = Field(default=12 * 3600, ge=60, description="lifetime of login tokens, s")
+    ticket_ttl: int = Field(default=30, ge=1, description="lifetime of a WebSocket ticket, s")
+    guest_rate_limit: int = Field(default=10, ge=1, description="guest tokens per address/min")
+
+    chat_rate_limit: int = Field(default=5, ge=1)
+    chat_rate_window: float = Field(default=10.0, gt=0)
+    reaction_rate_limit: int = Field(default=10, ge=1)
+    reaction_rate_window: float = Field(default=10.0, gt=0)
+    message_rate_limit: int = Field(default=50, ge=1, description="any client message")
+    message_rate_window: float = Field(default=60.0, gt=0)
+    max_message_bytes: int = Field(default=4096, ge=256)
+    chat_max_length: int = Field(default=500, ge=1, description="characters per fan message")
+
+    heartbeat_interval: float = Field(default=30.0, gt=0, description="ping every N s")
+    heartbeat_timeout: float = Field(default=10.0, gt=0, description="pong expected within N s")
+    heartbeat_max_missed: int = Field(default=2, ge=1)
+
+    max_viewers: int = Field(default=10_000, ge=1, description="per session, all processes")
+    chat_coalesce_ms: int = Field(default=50, ge=1)
+    reaction_window_ms: int = Field(default=250, ge=10)
+    poll_results_per_second: float = Field(default=4.0, gt=0)
+    send_buffer_limit: int = Field(
+        default=1_048_576, ge=1024, description="bytes queued for a client before it is dropped"
+    )
+    sse_keepalive: float = Field(default=15.0, gt=0)
+    allowed_reactions: list[str] = Field(
+        default_factory=lambda: ["🔥", "❤️", "👏", "😂", "😮", "🎉", "💯", "🙌"]
+    )
+    tip_currencies: list[str] = Field(default_factory=lambda: ["USD", "EUR", "GBP", "JPY"])
+    tip_max_amount: float = Field(default=10_000.0, gt=0)
+
+
+class IngestSettings(PartSettings):
+    """Ingestion workers: platform endpoints, credentials, batching, reconnection."""
+
+    section: ClassVar[str] = "ingest"
+
+    twitch_irc_url: str = "wss://irc-ws.chat.twitch.tv:443"
+    twitch_token: SecretStr | None = None
+    twitch_nick: str | None = None
+    youtube_api_url: str = "https://www.googleapis.com/youtube/v3"
+    youtube_api_key: SecretStr | None = None
+    youtube_oauth_token: SecretStr | None = None
+    discord_api_url: str = "https://discord.com/api/v10"
+    discord_gateway_url: str | None = None
+    discord_token: SecretStr | None = None
+    tiktok_sign_url: str | None = None
+
+    batch_size: int = Field(default=200, ge=1, description="messages per publish")
+    batch_interval_ms: int = Field(default=20, ge=1, description="longest wait to fill a batch")
+    reconnect_attempts: int = Field(default=10, ge=1)
+    reconnect_initial: float = Field(default=1.0, gt=0)
+    reconnect_max: float = Field(default=30.0, gt=0)
+    heartbeat_ttl: int = Field(default=15, ge=2, description="seconds a worker record lives")
+
+
+SettingsT = TypeVar("SettingsT", bound=PartSettings)
+
+
+def load_settings(cls: type[SettingsT], **flags: Any) -> SettingsT:
+    """Build ``cls`` with flags on top; flags that are ``None`` were not given."""
+    given = {name: value for name, value in flags.items() if value is not None}
+    return cls(**given)
+
+
+def setting_sources(cls: type[PartSettings], **flags: Any) -> dict[str, str]:
+    """Which source each field's effective value came from, for ``vstudio config show``."""
+    table = read_config_table(cls.section)
+    sources: dict[str, str] = {}
+    for name in cls.model_fields:
+        env_name = f"{ENV_PREFIX}{name.upper()}"
+        if flags.get(name) is not None:
+            sources[name] = "flag"
+        elif env_name in os.environ:
+            sources[name] = f"env {env_name}"
+        elif name in table:
+            sources[name] = f"file [{cls.section}]"
+        else:
+            sources[name] = "default"
+    return sources

@@ -1,0 +1,1 @@
+"""Ingestion workers: platform chat normalized onto the bus."""

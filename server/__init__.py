@@ -1,0 +1,1 @@
+"""The realtime server: WebSocket, SSE, REST and the web page."""

@@ -1,0 +1,47 @@
+"""Shared fixtures: a real Redis for every test.
+
+``REDIS_URL`` points the suite at a running Redis; without it one embedded Valkey server is
+started for the whole run. Tests stay apart by using fresh session ids, never by flushing.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from broker import Bus, EmbeddedRedis, connect
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis URL for the run: ``REDIS_URL`` or an embedded server of the suite's own."""
+    given = os.environ.get("REDIS_URL")
+    if given:
+        yield given
+        return
+    with EmbeddedRedis(tmp_path_factory.mktemp("embedded-redis")) as embedded:
+        yield embedded.url
+
+
+@pytest.fixture
+async def bus(redis_url: str) -> AsyncIterator[Bus]:
+    client = await connect(redis_url)
+    try:
+        yield Bus(client, history_size=1000)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def session_id() -> str:
+    """A session id no other test uses."""
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"

@@ -1,0 +1,75 @@
+"""The embedded Valkey default: AOF on, data kept, clear refusals instead of hangs."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import pytest
+
+from broker import Bus, EmbeddedRedis, EmbeddedServerError, connect
+
+pytestmark = pytest.mark.slow
+
+
+async def _config(url: str, name: str) -> str:
+    client = await connect(url)
+    try:
+        reply = await client.config_get(name)
+        text = {_text(key): _text(value) for key, value in reply.items()}
+        return text[name]
+    finally:
+        await client.aclose()
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def test_starts_with_aof_and_keeps_data_across_restarts(data_dir: Path) -> None:
+    with EmbeddedRedis(data_dir) as embedded:
+        assert asyncio.run(_config(embedded.url, "appendonly")) == "yes"
+        assert embedded.record_path.exists()
+
+        async def publish() -> str:
+            client = await connect(embedded.url)
+            event_id = await Bus(client).publish("keep", "events", "x", {"n": 1})
+            await client.aclose()
+            return event_id
+
+        event_id = asyncio.run(publish())
+    assert not (data_dir / "redis" / "embedded.json").exists()
+
+    with EmbeddedRedis(data_dir) as embedded:
+
+        async def read() -> list[str]:
+            client = await connect(embedded.url)
+            replay = await Bus(client).replay("keep", "0-0")
+            await client.aclose()
+            return [event.id for event in replay.events]
+
+        assert asyncio.run(read()) == [event_id]
+
+
+def test_a_second_start_on_a_folder_in_use_is_refused_clearly(data_dir: Path) -> None:
+    with EmbeddedRedis(data_dir) as first:
+        with pytest.raises(EmbeddedServerError, match=r"already running .* 'kill \d+'"):
+            EmbeddedRedis(data_dir).start()
+        assert first.pid is not None
+
+
+def test_a_taken_port_is_refused_clearly(data_dir: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(EmbeddedServerError, match=f"port {port} .* is taken"):
+            EmbeddedRedis(data_dir, port=port).start()
+
+
+def test_a_record_of_a_dead_server_is_ignored(data_dir: Path) -> None:
+    (data_dir / "redis").mkdir(parents=True)
+    (data_dir / "redis" / "embedded.json").write_text('{"pid": 999999, "port": 1}')
+    with EmbeddedRedis(data_dir) as embedded:
+        assert embedded.url.startswith("redis://127.0.0.1:")

@@ -1,0 +1,126 @@
+"""The wire contract's models: what they accept and how they refuse the rest."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from broker.lifecycle import IllegalTransition, check_transition
+from broker.models import (
+    ChatMessageIn,
+    ErrorCode,
+    MessageType,
+    NormalizedChatMessage,
+    PollCreate,
+    PollVote,
+    ProtocolError,
+    SessionStatus,
+    parse_client_frame,
+)
+
+
+def frame(type_: str, payload: object, **extra: object) -> bytes:
+    return orjson.dumps({"type": type_, "payload": payload, "timestamp": 1, **extra})
+
+
+def refused(raw: str | bytes, max_bytes: int = 4096) -> ProtocolError:
+    with pytest.raises(ProtocolError) as caught:
+        parse_client_frame(raw, max_bytes)
+    return caught.value
+
+
+def test_a_valid_vote_parses_with_its_request_id() -> None:
+    parsed = parse_client_frame(frame("poll.vote", {"pollId": "p1", "option": 1}, requestId="r1"))
+    assert parsed.type is MessageType.POLL_VOTE
+    assert parsed.payload == PollVote(poll_id="p1", option=1)
+    assert parsed.request_id == "r1"
+
+
+def test_chat_from_a_client_carries_only_text() -> None:
+    parsed = parse_client_frame(frame("chat.message", {"text": "hello 🔥"}))
+    assert parsed.payload == ChatMessageIn(text="hello 🔥")
+    error = refused(frame("chat.message", {"text": "hi", "platform": "twitch"}))
+    assert error.code == ErrorCode.INVALID_MESSAGE
+    assert "platform" in error.message
+
+
+def test_session_end_from_the_artist_is_empty() -> None:
+    assert parse_client_frame(frame("session.end", {})).type is MessageType.SESSION_END
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"not json", "not valid JSON"),
+        (b"[1, 2]", "JSON object"),
+        (frame("poll.teleport", {}), "unknown or server-only message type 'poll.teleport'"),
+        (frame("chat.aggregate", {"messages": []}), "server-only"),
+        (b'{"payload": {}}', "type: Field required"),
+        (frame("poll.vote", {"pollId": "p1"}), "option: Field required"),
+        (frame("poll.vote", {"pollId": "p1", "option": 12}), "option"),
+        (frame("chat.message", {"text": "   "}), "blank"),
+        (frame("chat.message", {"text": "x" * 2001}), "text"),
+        (frame("tip.send", {"amount": -5, "currency": "USD"}), "amount"),
+        (frame("tip.send", {"amount": 5, "currency": "usd"}), "currency"),
+        (frame("poll.create", {"question": "q", "options": ["a"]}), "options"),
+        (frame("poll.create", {"question": "q", "options": ["a", "A"]}), "distinct"),
+        (frame("ping", {}, requestId=""), "requestId"),
+    ],
+)
+def test_frames_the_contract_refuses_say_why(raw: bytes, reason: str) -> None:
+    error = refused(raw)
+    assert error.code == ErrorCode.INVALID_MESSAGE
+    assert reason in error.message
+
+
+def test_an_oversized_frame_is_refused_before_parsing() -> None:
+    error = refused(b"{" + b" " * 5000, max_bytes=4096)
+    assert error.code == ErrorCode.MESSAGE_TOO_LARGE
+    assert "5001 bytes" in error.message and "4096" in error.message
+
+
+def test_error_payload_carries_retry_after() -> None:
+    error = ProtocolError(ErrorCode.RATE_LIMITED, "slow down", retry_after=1.23456)
+    assert error.payload() == {"code": 4003, "message": "slow down", "retryAfter": 1.235}
+
+
+def test_normalized_chat_is_camel_case_on_the_wire() -> None:
+    message = NormalizedChatMessage(
+        id="twitch:abc",
+        platform="twitch",
+        username="fan",
+        display_name="Fan",
+        text="Kappa hi",
+        is_subscriber=True,
+        timestamp=1700000000000,
+        emotes=[{"name": "Kappa", "url": "https://x/1.png", "positions": [(0, 4)]}],
+    )
+    wire = message.wire()
+    assert wire["displayName"] == "Fan" and wire["isSubscriber"] is True
+    assert wire["emotes"][0]["positions"] == [[0, 4]]
+    assert NormalizedChatMessage.model_validate(wire) == message
+
+
+def test_normalized_chat_id_must_name_its_platform() -> None:
+    with pytest.raises(ValueError, match="must start with 'youtube:'"):
+        NormalizedChatMessage(
+            id="twitch:abc", platform="youtube", username="u", text="t", timestamp=1
+        )
+
+
+def test_poll_create_defaults() -> None:
+    poll = PollCreate.model_validate({"question": "Encore?", "options": ["Yes", "No"]})
+    assert poll.duration is None and poll.allow_multiple is False
+
+
+def test_session_lifecycle_moves_forward_only() -> None:
+    check_transition(SessionStatus.SCHEDULED, SessionStatus.LIVE)
+    check_transition(SessionStatus.LIVE, SessionStatus.ENDED)
+    check_transition(SessionStatus.SCHEDULED, SessionStatus.ENDED)
+    for current, target in [
+        (SessionStatus.LIVE, SessionStatus.SCHEDULED),
+        (SessionStatus.ENDED, SessionStatus.LIVE),
+        (SessionStatus.LIVE, SessionStatus.LIVE),
+    ]:
+        with pytest.raises(IllegalTransition):
+            check_transition(current, target)

@@ -1,0 +1,1 @@
+"""The ``vstudio`` command: one entry point for every part of V Studio realtime."""

@@ -1,0 +1,75 @@
+"""The ``vstudio`` Typer app: global options and the command groups."""
+
+from __future__ import annotations
+
+import os
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from config.logging import configure_logging
+from vstudio_cli import config_cmd, doctor
+
+app = typer.Typer(
+    name="vstudio",
+    help=(
+        "V Studio realtime: polls, chat from every platform, reactions and tips next to a live "
+        "stream.\n\nStart with 'vstudio doctor' to check this machine. Settings come from flags, "
+        "VSTUDIO_* environment variables, a TOML file (--config) and defaults, in that order."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+app.add_typer(config_cmd.app, name="config")
+app.command("doctor")(doctor.doctor)
+
+
+def package_version() -> str:
+    try:
+        return version("vstudio-realtime")
+    except PackageNotFoundError:  # running from a source tree that was not installed
+        return "0+unknown"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"vstudio {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            envvar="VSTUDIO_CONFIG",
+            help="TOML file with [broker], [server] and [ingest] tables.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    log_json: Annotated[
+        bool, typer.Option("--log-json", envvar="VSTUDIO_LOG_JSON", help="Log JSON lines.")
+    ] = False,
+    log_level: Annotated[
+        str, typer.Option("--log-level", envvar="VSTUDIO_LOG_LEVEL", help="DEBUG, INFO, ...")
+    ] = "INFO",
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """Global options, applied before any command runs."""
+    if config is not None:
+        os.environ["VSTUDIO_CONFIG"] = str(config)
+    configure_logging(json_lines=log_json, level=log_level)
+
+
+if __name__ == "__main__":
+    app()
