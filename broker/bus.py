@@ -50,6 +50,9 @@ for i = 5, #ARGV do
   end
   if fresh then
     local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'k', ARGV[2], 'e', ARGV[i])
+    if dedupe ~= KEYS[1] then
+      redis.call('SET', dedupe, id, 'KEEPTTL')
+    end
     ids[#ids + 1] = id
     lines[#lines + 1] = id .. ' ' .. ARGV[i]
   else
@@ -186,6 +189,11 @@ class Bus:
             ],
         )
         return [event_id.decode() if event_id else None for event_id in ids]
+
+    async def stream_id_of(self, session_id: str, dedupe_id: str) -> str | None:
+        """The stream id a deduplicated message was published under, if it still is known."""
+        value = await self.redis.get(keys.dedupe(session_id, dedupe_id))
+        return value.decode() if value and value != b"1" else None
 
     async def last_id(self, session_id: str) -> str:
         """The id of the session's newest event, or ``"0-0"`` when it has none."""

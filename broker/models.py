@@ -36,6 +36,7 @@ __all__ = [
     "MessageType",
     "NormalizedChatMessage",
     "Platform",
+    "PlatformEvent",
     "Poll",
     "PollCreate",
     "PollEnd",
@@ -223,10 +224,35 @@ class ChatAggregate(WireModel):
 
 
 class ChatDelete(WireModel):
-    """Remove a message for everyone (moderation, or the platform deleted it)."""
+    """Remove a message for everyone (moderation, or the platform deleted it).
 
-    message_id: str = Field(min_length=1, max_length=200)
+    With ``username`` and ``platform`` instead of a message id it removes every message of that
+    user on that platform (a Twitch CLEARCHAT for a ban, a YouTube ban).
+    """
+
+    message_id: str | None = Field(default=None, min_length=1, max_length=200)
+    username: str | None = Field(default=None, min_length=1, max_length=100)
+    platform: Platform | None = None
     reason: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _says_what(self) -> ChatDelete:
+        if self.message_id is None and (self.username is None or self.platform is None):
+            raise ValueError("give messageId, or username and platform")
+        return self
+
+
+class PlatformEvent(WireModel):
+    """Something other than chat that a platform reports: a like, gift, follow, sub, raid."""
+
+    id: str = Field(min_length=3, max_length=200, description="<platform>:<platform id>")
+    platform: Platform
+    kind: Literal["like", "gift", "follow", "share", "subscribe", "raid", "member", "superchat"]
+    username: str = Field(min_length=1, max_length=100)
+    display_name: str | None = Field(default=None, max_length=100)
+    count: int | None = Field(default=None, ge=0, description="likes, gift repeats, viewers")
+    detail: str | None = Field(default=None, max_length=300, description="gift name, tier...")
+    timestamp: int = Field(ge=0)
 
 
 class ChatMute(WireModel):

@@ -67,6 +67,8 @@ async def test_dedupe_publishes_a_message_id_once(bus: Bus, session_id: str) -> 
     again = await bus.publish_many(session_id, "chat", batch[:2])
     assert first[0] and first[1] and first[2] is None
     assert again == [None, None]
+    assert await bus.stream_id_of(session_id, "twitch:b") == first[1]
+    assert await bus.stream_id_of(session_id, "twitch:zzz") is None
     assert await bus.redis.xlen(keys.stream(session_id)) == 2
 
 
