@@ -1,0 +1,1 @@
+"""``vstudio ingest youtube|discord|tiktok``: registered onto the ``ingest`` command group."""
