@@ -1,0 +1,196 @@
+"""Sessions in Redis: create, read, list, start, end, update, with the lifecycle enforced.
+
+A session is a hash whose fields are the wire fields, each holding its JSON value, so a field
+changes alone (``HSET chatEnabled true``) and a Lua script can compare ``status`` without a
+JSON library. Starting claims the artist's one live slot first (``SET NX``), then moves the
+session; the claim is released if the move fails. Both steps are atomic, and the claim key is
+the artist's, not the session's, so each step stays within one Cluster slot.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import orjson
+
+from broker import keys
+from broker.bus import Bus
+from broker.lifecycle import IllegalTransition, check_transition
+from broker.models import (
+    ErrorCode,
+    MessageType,
+    ProtocolError,
+    Session,
+    SessionStatus,
+    SessionUpdate,
+    now_ms,
+)
+
+__all__ = ["ArtistBusy", "SessionStore", "new_session_id"]
+
+MOVE_SCRIPT = """
+-- KEYS[1] session hash; ARGV[1] expected status JSON, ARGV[2] new status JSON,
+-- ARGV[3] timestamp field, ARGV[4] now
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 'missing' end
+if status ~= ARGV[1] then return status end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], ARGV[3], ARGV[4])
+return 'ok'
+"""
+
+RELEASE_SCRIPT = """
+-- KEYS[1] artist live key; ARGV[1] session id: delete the claim only if it is this session's
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class ArtistBusy(ProtocolError):
+    """The artist already has a live session (HTTP 409)."""
+
+
+def new_session_id() -> str:
+    """Short, URL-safe, and free of the characters the key hash tag forbids."""
+    return secrets.token_hex(6)
+
+
+def _encode(fields: dict[str, Any]) -> dict[str, bytes]:
+    return {name: orjson.dumps(value) for name, value in fields.items()}
+
+
+class SessionStore:
+    """Every process's view of sessions; all state lives in Redis."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.redis = bus.redis
+        self._move = self.redis.register_script(MOVE_SCRIPT)
+        self._release = self.redis.register_script(RELEASE_SCRIPT)
+
+    async def create(self, session: Session) -> Session:
+        """Store a new session (its id must be unused)."""
+        key = keys.session(session.id)
+        if not await self.redis.hsetnx(key, "id", orjson.dumps(session.id)):
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"session {session.id} exists already")
+        await self.redis.hset(key, mapping=_encode(session.wire()))
+        await self.redis.zadd(keys.sessions_index(), {session.id: session.created_at})
+        return session
+
+    async def find(self, session_id: str) -> Session | None:
+        """The session, or ``None``."""
+        try:
+            key = keys.session(session_id)
+        except ValueError:
+            return None
+        raw = await self.redis.hgetall(key)
+        if not raw:
+            return None
+        return Session.model_validate(
+            {name.decode(): orjson.loads(value) for name, value in raw.items()}
+        )
+
+    async def get(self, session_id: str) -> Session:
+        """The session, or ``ProtocolError`` 4001."""
+        session = await self.find(session_id)
+        if session is None:
+            raise ProtocolError(ErrorCode.SESSION_NOT_FOUND, f"session {session_id} not found")
+        return session
+
+    async def list(
+        self, *, artist_id: str | None = None, status: SessionStatus | None = None, limit: int = 100
+    ) -> list[Session]:
+        """Newest first, filtered by artist and status."""
+        ids = await self.redis.zrevrange(keys.sessions_index(), 0, -1)
+        found: list[Session] = []
+        for raw_id in ids:
+            session = await self.find(raw_id.decode())
+            if session is None:
+                continue
+            if artist_id and session.artist_id != artist_id:
+                continue
+            if status and session.status != status:
+                continue
+            found.append(session)
+            if len(found) >= limit:
+                break
+        return found
+
+    async def start(self, session_id: str) -> Session:
+        """``scheduled -> live``; 409-style :class:`ArtistBusy` if the artist is live elsewhere."""
+        session = await self.get(session_id)
+        self._check(session, SessionStatus.LIVE)
+        live_key = keys.artist_live(session.artist_id)
+        if not await self.redis.set(live_key, session_id, nx=True):
+            other = await self.redis.get(live_key)
+            other_id = other.decode() if other else "?"
+            if other_id != session_id:
+                raise ArtistBusy(
+                    ErrorCode.FORBIDDEN,
+                    f"artist {session.artist_id} already has a live session ({other_id}); "
+                    "end it before starting another",
+                )
+        moved = await self._transition(session_id, SessionStatus.SCHEDULED, SessionStatus.LIVE)
+        if moved != "ok":
+            await self._release(keys=[live_key], args=[session_id])
+            self._refuse(session_id, moved, SessionStatus.LIVE)
+        return await self.get(session_id)
+
+    async def end(self, session_id: str, *, ended_by: str) -> Session:
+        """``scheduled|live -> ended``, release the artist's live slot, tell every client."""
+        session = await self.get(session_id)
+        self._check(session, SessionStatus.ENDED)
+        moved = await self._transition(session_id, session.status, SessionStatus.ENDED)
+        if moved != "ok":
+            self._refuse(session_id, moved, SessionStatus.ENDED)
+        await self._release(keys=[keys.artist_live(session.artist_id)], args=[session_id])
+        ended = await self.get(session_id)
+        await self.bus.publish(
+            session_id,
+            "events",
+            MessageType.SESSION_END,
+            {"endedBy": ended_by, "endedAt": ended.ended_at},
+        )
+        return ended
+
+    async def update(self, session_id: str, change: SessionUpdate) -> Session:
+        """Apply the given fields and tell every client with ``session.update``."""
+        session = await self.get(session_id)
+        if session.status == SessionStatus.ENDED:
+            raise ProtocolError(ErrorCode.SESSION_ENDED, f"session {session_id} has ended")
+        fields = change.wire()
+        if fields:
+            await self.redis.hset(keys.session(session_id), mapping=_encode(fields))
+            await self.bus.publish(session_id, "events", MessageType.SESSION_UPDATE, fields)
+        return await self.get(session_id)
+
+    async def _transition(
+        self, session_id: str, current: SessionStatus, target: SessionStatus
+    ) -> str:
+        field = "startedAt" if target == SessionStatus.LIVE else "endedAt"
+        result = await self._move(
+            keys=[keys.session(session_id)],
+            args=[orjson.dumps(current.value), orjson.dumps(target.value), field, now_ms()],
+        )
+        return result.decode() if isinstance(result, bytes) else str(result)
+
+    @staticmethod
+    def _check(session: Session, target: SessionStatus) -> None:
+        try:
+            check_transition(session.status, target)
+        except IllegalTransition as exc:
+            code = (
+                ErrorCode.SESSION_ENDED
+                if session.status == SessionStatus.ENDED
+                else ErrorCode.INVALID_MESSAGE
+            )
+            raise ProtocolError(code, f"session {session.id}: {exc}") from exc
+
+    @staticmethod
+    def _refuse(session_id: str, outcome: str, target: SessionStatus) -> None:
+        if outcome == "missing":
+            raise ProtocolError(ErrorCode.SESSION_NOT_FOUND, f"session {session_id} not found")
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE,
+            f"session {session_id} changed to {outcome} meanwhile; cannot become {target}",
+        )

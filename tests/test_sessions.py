@@ -1,0 +1,75 @@
+"""The session store against a real Redis: lifecycle, one live session per artist, updates."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from broker import Bus
+from broker.models import ErrorCode, ProtocolError, Session, SessionStatus, SessionUpdate
+from server.sessions import ArtistBusy, SessionStore
+
+
+def new_session(artist: str, **fields: object) -> Session:
+    return Session(id=uuid.uuid4().hex[:12], artist_id=artist, title="Live", **fields)
+
+
+@pytest.fixture
+def artist() -> str:
+    return f"artist-{uuid.uuid4().hex[:8]}"
+
+
+async def test_create_get_and_list(bus: Bus, artist: str) -> None:
+    store = SessionStore(bus)
+    created = await store.create(new_session(artist, producer_ids=[], allow_guests=True))
+    fetched = await store.get(created.id)
+    assert fetched == created
+    assert fetched.producer_ids == [] and fetched.status == SessionStatus.SCHEDULED
+    listed = await store.list(artist_id=artist)
+    assert [session.id for session in listed] == [created.id]
+
+
+async def test_unknown_session_is_4001(bus: Bus) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        await SessionStore(bus).get("nope123")
+    assert caught.value.code == ErrorCode.SESSION_NOT_FOUND
+
+
+async def test_lifecycle_scheduled_live_ended_and_nothing_else(bus: Bus, artist: str) -> None:
+    store = SessionStore(bus)
+    session = await store.create(new_session(artist))
+    live = await store.start(session.id)
+    assert live.status == SessionStatus.LIVE and live.started_at
+    ended = await store.end(session.id, ended_by=artist)
+    assert ended.status == SessionStatus.ENDED and ended.ended_at
+    with pytest.raises(ProtocolError) as caught:
+        await store.start(session.id)
+    assert caught.value.code == ErrorCode.SESSION_ENDED
+    [event] = (await bus.replay(session.id, "0-0")).events
+    assert event.type == "session.end" and event.payload["endedBy"] == artist
+
+
+async def test_one_live_session_per_artist_even_when_racing(bus: Bus, artist: str) -> None:
+    store = SessionStore(bus)
+    sessions = [await store.create(new_session(artist)) for _ in range(5)]
+    outcomes = await asyncio.gather(
+        *(store.start(session.id) for session in sessions), return_exceptions=True
+    )
+    started = [o for o in outcomes if isinstance(o, Session)]
+    refused = [o for o in outcomes if isinstance(o, ArtistBusy)]
+    assert len(started) == 1 and len(refused) == 4
+    assert "already has a live session" in refused[0].message
+    await store.end(started[0].id, ended_by=artist)
+    other = next(s for s in sessions if s.id != started[0].id)
+    assert (await store.start(other.id)).status == SessionStatus.LIVE
+
+
+async def test_update_toggles_and_announces(bus: Bus, artist: str) -> None:
+    store = SessionStore(bus)
+    session = await store.create(new_session(artist))
+    updated = await store.update(session.id, SessionUpdate(chat_enabled=False))
+    assert updated.chat_enabled is False and updated.reactions_enabled is True
+    [event] = (await bus.replay(session.id, "0-0")).events
+    assert event.type == "session.update" and event.payload == {"chatEnabled": False}
