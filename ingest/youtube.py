@@ -1,0 +1,159 @@
+"""YouTube live chat through the official Data API v3, polled over HTTP with aiohttp.
+
+``videos.list(part=liveStreamingDetails)`` gives the broadcast's ``activeLiveChatId`` (a
+channel is first resolved to its live video with ``search.list(eventType=live)``), then
+``liveChatMessages.list`` is polled, waiting ``pollingIntervalMillis`` between calls and
+following ``nextPageToken``. The chat id and page token live on the adapter, so a reconnect
+resumes where the last page ended instead of re-reading the backlog. Mapping is in
+:mod:`ingest.youtube_map`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiohttp
+
+from broker.models import Platform
+from ingest.base import AdapterFatal, AdapterStatus, Emit
+from ingest.youtube_map import (
+    YouTubeApiError,
+    chat_ended,
+    classify_error,
+    live_chat_id_of,
+    live_video_id_of,
+    map_chat_item,
+)
+
+__all__ = ["YouTubeAdapter"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://www.googleapis.com/youtube/v3"
+
+
+class YouTubeAdapter:
+    """One YouTube broadcast's live chat: ``video_id`` or ``channel_id`` (its live video)."""
+
+    platform = Platform.YOUTUBE
+
+    def __init__(
+        self,
+        *,
+        video_id: str | None = None,
+        channel_id: str | None = None,
+        api_url: str = DEFAULT_API_URL,
+        api_key: str | None = None,
+        oauth_token: str | None = None,
+        max_results: int = 2000,
+        request_timeout: float = 20.0,
+    ) -> None:
+        if bool(video_id) == bool(channel_id):
+            raise ValueError("give exactly one of a video id or a channel id")
+        if not api_key and not oauth_token:
+            raise ValueError(
+                "the YouTube Data API needs an API key (--api-key, VSTUDIO_YOUTUBE_API_KEY) or "
+                "an OAuth token (--oauth-token, VSTUDIO_YOUTUBE_OAUTH_TOKEN)"
+            )
+        self.video_id = video_id
+        self.channel_id = channel_id
+        self.target = f"video:{video_id}" if video_id else f"channel:{channel_id}"
+        self.status = AdapterStatus()
+        self.api_url = api_url.rstrip("/")
+        self.api_key = api_key
+        self.oauth_token = oauth_token
+        self.max_results = max_results
+        self.request_timeout = request_timeout
+        self.live_chat_id: str | None = None
+        self.page_token: str | None = None
+        self.polls = 0
+
+    async def run(self, emit: Emit) -> None:
+        """Poll the chat until it ends (AdapterFatal) or the connection fails (raise)."""
+        headers = {"Accept": "application/json"}
+        if self.oauth_token:
+            headers["Authorization"] = f"Bearer {self.oauth_token}"
+        timeout = aiohttp.ClientTimeout(total=self.request_timeout)
+        async with aiohttp.ClientSession(headers=headers, timeout=timeout) as http:
+            if self.live_chat_id is None:
+                self.live_chat_id = await self._resolve_chat(http)
+            while True:
+                page = await self._get(
+                    http,
+                    "liveChat/messages",
+                    {
+                        "liveChatId": self.live_chat_id,
+                        "part": "snippet,authorDetails",
+                        "maxResults": str(self.max_results),
+                        **({"pageToken": self.page_token} if self.page_token else {}),
+                    },
+                )
+                self.polls += 1
+                for item in page.get("items") or []:
+                    for value in map_chat_item(item):
+                        emit(value)
+                self.page_token = page.get("nextPageToken") or self.page_token
+                if chat_ended(page):
+                    raise AdapterFatal(
+                        f"YouTube live chat of {self.target} went offline at "
+                        f"{page['offlineAt']}; the broadcast is over"
+                    )
+                interval = max(int(page.get("pollingIntervalMillis") or 1000), 0) / 1000
+                self.status.state = "live"
+                self.status.detail = f"chat {self.live_chat_id}, polled every {interval:g} s"
+                await asyncio.sleep(interval)
+
+    async def _resolve_chat(self, http: aiohttp.ClientSession) -> str:
+        """The live chat id of the video, resolving a channel to its live video first."""
+        self.status.state = "resolving"
+        video_id = self.video_id
+        if video_id is None:
+            assert self.channel_id is not None
+            found = await self._get(
+                http,
+                "search",
+                {
+                    "part": "id",
+                    "channelId": self.channel_id,
+                    "eventType": "live",
+                    "type": "video",
+                    "maxResults": "1",
+                },
+            )
+            video_id = self._fatal_unless_ok(lambda: live_video_id_of(self.channel_id, found))
+        videos = await self._get(http, "videos", {"part": "liveStreamingDetails", "id": video_id})
+        chat_id = self._fatal_unless_ok(lambda: live_chat_id_of(video_id, videos))
+        log.info("youtube video %s has live chat %s", video_id, chat_id)
+        return chat_id
+
+    def _fatal_unless_ok(self, read: Any) -> str:
+        try:
+            return read()
+        except YouTubeApiError as exc:
+            raise AdapterFatal(f"YouTube: {exc.message}") from exc
+
+    async def _get(
+        self, http: aiohttp.ClientSession, resource: str, params: dict[str, str]
+    ) -> dict[str, Any]:
+        """GET one API resource; raise AdapterFatal for errors a retry cannot fix."""
+        if self.api_key:
+            params = {**params, "key": self.api_key}
+        async with http.get(f"{self.api_url}/{resource}", params=params) as response:
+            try:
+                body = await response.json(content_type=None)
+            except ValueError:
+                body = None
+            if response.status == 200 and isinstance(body, dict):
+                return body
+            if response.status == 200:
+                raise ConnectionError(f"YouTube {resource}: the answer is not a JSON object")
+        error = classify_error(response.status, body)
+        if error.ended:
+            raise AdapterFatal(f"YouTube live chat of {self.target}: {error.message}") from error
+        if not error.retryable:
+            raise AdapterFatal(f"YouTube {resource} failed ({error.reason}): {error.message}")
+        self.status.state = "backing off"
+        self.status.detail = str(error)
+        raise error

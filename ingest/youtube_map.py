@@ -1,0 +1,270 @@
+"""YouTube Data API v3 live chat: pure mapping from API JSON to our models, and error reading.
+
+Nothing here does I/O. :mod:`ingest.youtube` fetches pages and hands each item to
+:func:`map_chat_item`; an error body goes to :func:`classify_error`, which says whether retrying
+can help and what a person should do.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from broker.models import ChatDelete, NormalizedChatMessage, Platform, PlatformEvent, now_ms
+from ingest.base import IngestItem
+
+__all__ = [
+    "YouTubeApiError",
+    "author_flags",
+    "chat_ended",
+    "classify_error",
+    "live_chat_id_of",
+    "live_video_id_of",
+    "map_chat_item",
+    "parse_published_at",
+]
+
+PLATFORM = Platform.YOUTUBE
+MAX_TEXT = 2000
+MAX_DETAIL = 300
+
+QUOTA_ADVICE = (
+    "The API key's daily quota is used up (it resets at midnight Pacific time). Each "
+    "liveChatMessages.list call costs quota units, so a long stream can use a whole day's quota: "
+    "ask for more quota in the Google Cloud console (APIs & Services > YouTube Data API v3 > "
+    "Quotas), or run this worker with the key of another project."
+)
+
+
+class YouTubeApiError(Exception):
+    """An error answer of the API: HTTP status, Google's ``reason``, and whether to retry.
+
+    ``ended`` means the live chat is over (ended, not found, disabled): nothing more will come.
+    """
+
+    def __init__(
+        self, status: int, reason: str, message: str, retryable: bool, ended: bool = False
+    ) -> None:
+        super().__init__(f"YouTube API {status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.retryable = retryable
+        self.ended = ended
+
+
+def classify_error(status: int, body: Any) -> YouTubeApiError:
+    """Read Google's error body (``{"error": {"code", "message", "errors": [{reason}]}}``)."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        error = {}
+    details = error.get("errors") if isinstance(error.get("errors"), list) else []
+    reason = str(details[0].get("reason", "")) if details and isinstance(details[0], dict) else ""
+    if not reason:
+        reason = str(error.get("status") or "unknown")
+    message = str(error.get("message") or f"HTTP {status}")
+    if reason in ("quotaExceeded", "dailyLimitExceeded"):
+        return YouTubeApiError(status, reason, QUOTA_ADVICE, retryable=False)
+    if reason in ("rateLimitExceeded", "userRateLimitExceeded") or status == 429:
+        return YouTubeApiError(
+            status, reason, f"{message} (polling too fast; backing off)", retryable=True
+        )
+    if reason in ("liveChatEnded", "liveChatNotFound", "liveChatDisabled"):
+        words = {
+            "liveChatEnded": "the live chat has ended",
+            "liveChatNotFound": "the live chat does not exist (the stream is over or the id is "
+            "wrong)",
+            "liveChatDisabled": "live chat is turned off for this broadcast",
+        }
+        return YouTubeApiError(status, reason, words[reason], retryable=False, ended=True)
+    if status in (400, 401, 403, 404):
+        hint = {
+            400: "check the API key (keyInvalid) and the ids given",
+            401: "the OAuth token is invalid or expired; get a fresh one",
+            403: "the key or token may not use the YouTube Data API v3 (enable it for the project)",
+            404: "the id given does not exist",
+        }[status]
+        return YouTubeApiError(status, reason, f"{message}; {hint}", retryable=False)
+    return YouTubeApiError(status, reason, message, retryable=True)
+
+
+def live_chat_id_of(video_id: str, response: Any) -> str:
+    """The ``activeLiveChatId`` of a ``videos.list(part=liveStreamingDetails)`` answer.
+
+    Raises :class:`YouTubeApiError` (not retryable) when the video does not exist or has no live
+    chat now, with words that say which.
+    """
+    items = response.get("items") if isinstance(response, dict) else None
+    if not items:
+        raise YouTubeApiError(404, "videoNotFound", f"no video with id {video_id!r}", False)
+    details = items[0].get("liveStreamingDetails") or {}
+    chat_id = details.get("activeLiveChatId")
+    if chat_id:
+        return str(chat_id)
+    if details.get("actualEndTime"):
+        why = "its broadcast has ended"
+    elif details:
+        why = "its broadcast has no active chat (not started yet, or chat is off)"
+    else:
+        why = "it is not a live broadcast"
+    raise YouTubeApiError(404, "noActiveLiveChat", f"video {video_id!r}: {why}", False, ended=True)
+
+
+def live_video_id_of(channel_id: str, response: Any) -> str:
+    """The video id of a channel's live broadcast from ``search.list(eventType=live)``."""
+    for item in (response.get("items") if isinstance(response, dict) else None) or []:
+        video_id = (item.get("id") or {}).get("videoId")
+        if video_id:
+            return str(video_id)
+    raise YouTubeApiError(
+        404, "noLiveBroadcast", f"channel {channel_id!r} is not live now", retryable=False
+    )
+
+
+def chat_ended(page: dict[str, Any]) -> bool:
+    """A ``liveChatMessages.list`` page says the chat went offline (``offlineAt`` is set)."""
+    return bool(page.get("offlineAt"))
+
+
+def parse_published_at(value: Any) -> int:
+    """RFC 3339 ``publishedAt`` to Unix milliseconds; now when it is missing or malformed."""
+    if isinstance(value, str):
+        try:
+            return int(datetime.fromisoformat(value).timestamp() * 1000)
+        except ValueError:
+            pass
+    return now_ms()
+
+
+def author_flags(author: dict[str, Any]) -> tuple[list[str], bool, bool]:
+    """``authorDetails`` -> (badges, is_subscriber, is_moderator). A member is a sponsor."""
+    badges = [
+        name
+        for name, key in (
+            ("owner", "isChatOwner"),
+            ("moderator", "isChatModerator"),
+            ("member", "isChatSponsor"),
+            ("verified", "isVerified"),
+        )
+        if author.get(key)
+    ]
+    is_moderator = bool(author.get("isChatModerator") or author.get("isChatOwner"))
+    return badges, bool(author.get("isChatSponsor")), is_moderator
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _names(author: dict[str, Any], snippet: dict[str, Any]) -> tuple[str, str | None, str | None]:
+    """(username, display name, channel id); YouTube's display name is the handle people see."""
+    channel_id = author.get("channelId") or snippet.get("authorChannelId")
+    display = author.get("displayName") or None
+    username = display or channel_id or "unknown"
+    return _clip(str(username), 100), _clip(display, 100) if display else None, channel_id
+
+
+def _chat(
+    item_id: str, snippet: dict[str, Any], author: dict[str, Any], text: str, extra: list[str]
+) -> NormalizedChatMessage:
+    username, display, channel_id = _names(author, snippet)
+    badges, subscriber, moderator = author_flags(author)
+    return NormalizedChatMessage(
+        id=f"youtube:{item_id}",
+        platform=PLATFORM,
+        username=username,
+        display_name=display,
+        text=_clip(text, MAX_TEXT),
+        badges=badges + extra or None,
+        is_subscriber=subscriber,
+        is_moderator=moderator,
+        timestamp=parse_published_at(snippet.get("publishedAt")),
+        user_id=channel_id,
+    )
+
+
+def _event(
+    item_id: str,
+    snippet: dict[str, Any],
+    author: dict[str, Any],
+    kind: str,
+    detail: str | None,
+    count: int | None = None,
+) -> PlatformEvent:
+    username, display, _ = _names(author, snippet)
+    return PlatformEvent(
+        id=f"youtube:{item_id}:{kind}",
+        platform=PLATFORM,
+        kind=kind,  # type: ignore[arg-type]
+        username=username,
+        display_name=display,
+        count=count,
+        detail=_clip(detail, MAX_DETAIL) if detail else None,
+        timestamp=parse_published_at(snippet.get("publishedAt")),
+    )
+
+
+def map_chat_item(item: dict[str, Any]) -> list[IngestItem]:
+    """One ``liveChatMessage`` resource -> what the bus carries (often one item, maybe none).
+
+    - ``textMessageEvent`` -> a chat message ``youtube:<id>``.
+    - ``messageDeletedEvent`` -> a deletion of ``youtube:<deletedMessageId>``.
+    - ``userBannedEvent`` -> a deletion of every message of that user.
+    - ``superChatEvent`` / ``superStickerEvent`` -> a ``superchat`` event, plus the comment as
+      chat (badge ``superchat``) so it shows in the chat too.
+    - ``newSponsorEvent``, ``memberMilestoneChatEvent``, ``membershipGiftingEvent`` -> ``member``
+      or ``gift`` events (a milestone's comment also as chat).
+    Anything else (tombstones, polls, chat ended) maps to nothing.
+    """
+    item_id = item.get("id")
+    snippet = item.get("snippet") or {}
+    author = item.get("authorDetails") or {}
+    kind = snippet.get("type")
+    if not item_id or not isinstance(snippet, dict):
+        return []
+    if kind == "textMessageEvent":
+        details = snippet.get("textMessageDetails") or {}
+        text = details.get("messageText") or snippet.get("displayMessage") or ""
+        return [_chat(item_id, snippet, author, text, [])]
+    if kind == "messageDeletedEvent":
+        deleted = (snippet.get("messageDeletedDetails") or {}).get("deletedMessageId")
+        if not deleted:
+            return []
+        return [ChatDelete(message_id=f"youtube:{deleted}", reason="deleted on YouTube")]
+    if kind == "userBannedEvent":
+        details = snippet.get("userBannedDetails") or {}
+        banned = details.get("bannedUserDetails") or {}
+        name = banned.get("displayName") or banned.get("channelId")
+        if not name:
+            return []
+        ban = details.get("banType") or "permanent"
+        seconds = details.get("banDurationSeconds")
+        reason = f"{ban} ban on YouTube" + (f" ({seconds} s)" if seconds else "")
+        return [ChatDelete(username=_clip(str(name), 100), platform=PLATFORM, reason=reason)]
+    if kind in ("superChatEvent", "superStickerEvent"):
+        details = snippet.get("superChatDetails") or snippet.get("superStickerDetails") or {}
+        amount = details.get("amountDisplayString") or ""
+        comment = details.get("userComment") or ""
+        sticker = (details.get("superStickerMetadata") or {}).get("altText") or ""
+        detail = " ".join(part for part in (amount, sticker or comment) if part) or None
+        items: list[IngestItem] = [_event(item_id, snippet, author, "superchat", detail)]
+        if comment:
+            items.append(_chat(item_id, snippet, author, comment, ["superchat"]))
+        return items
+    if kind == "newSponsorEvent":
+        level = (snippet.get("newSponsorDetails") or {}).get("memberLevelName")
+        return [_event(item_id, snippet, author, "member", level)]
+    if kind == "memberMilestoneChatEvent":
+        details = snippet.get("memberMilestoneChatDetails") or {}
+        months = details.get("memberMonth")
+        detail = f"{months} months" if months else details.get("memberLevelName")
+        items = [_event(item_id, snippet, author, "member", detail, months)]
+        if details.get("userComment"):
+            items.append(_chat(item_id, snippet, author, details["userComment"], ["member"]))
+        return items
+    if kind == "membershipGiftingEvent":
+        details = snippet.get("membershipGiftingDetails") or {}
+        count = details.get("giftMembershipsCount")
+        detail = details.get("giftMembershipsLevelName") or "memberships"
+        return [_event(item_id, snippet, author, "gift", detail, count)]
+    return []
