@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from config.logging import configure_logging
-from vstudio_cli import config_cmd, doctor
+from vstudio_cli import config_cmd, doctor, ingest_cmd, session_cmd
 
 app = typer.Typer(
     name="vstudio",
@@ -25,6 +25,10 @@ app = typer.Typer(
 )
 app.add_typer(config_cmd.app, name="config")
 app.command("doctor")(doctor.doctor)
+app.add_typer(ingest_cmd.app, name="ingest")
+app.command("login")(session_cmd.login)
+app.add_typer(session_cmd.session_app, name="session")
+app.add_typer(session_cmd.poll_app, name="poll")
 
 
 def package_version() -> str:

@@ -1,0 +1,93 @@
+"""``session apply``'s file and plan, without a server: what it would change, and that a
+second run changes nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vstudio_cli.session_file import SessionFileError, plan_changes, read_session_file
+
+FILE = """
+[session]
+title = "Friday live"
+streamUrl = "https://www.twitch.tv/band"
+streamPlatform = "twitch"
+allowGuests = true
+producerIds = ["sam"]
+live = true
+
+[[ingest]]
+platform = "twitch"
+channel = "band"
+
+[[polls]]
+question = "Which song next?"
+options = ["Intro", "Outro"]
+duration = 120
+
+[[polls]]
+question = "Encore?"
+options = ["Yes", "No"]
+"""
+
+
+@pytest.fixture
+def spec_path(tmp_path: Path) -> Path:
+    path = tmp_path / "session.toml"
+    path.write_text(FILE)
+    return path
+
+
+def test_a_new_session_is_created_started_and_gets_the_first_poll(spec_path: Path) -> None:
+    plan = plan_changes(read_session_file(spec_path), None, [])
+    assert plan.create == {
+        "title": "Friday live",
+        "streamUrl": "https://www.twitch.tv/band",
+        "streamPlatform": "twitch",
+        "chatEnabled": True,
+        "reactionsEnabled": True,
+        "allowGuests": True,
+        "producerIds": ["sam"],
+        "requiredTokens": [],
+    }
+    assert plan.start is True
+    assert plan.open_poll == {
+        "question": "Which song next?",
+        "options": ["Intro", "Outro"],
+        "duration": 120,
+        "allowMultiple": False,
+    }
+
+
+def test_applying_again_to_the_same_state_changes_nothing(spec_path: Path) -> None:
+    spec = read_session_file(spec_path)
+    existing = {**plan_changes(spec, None, []).create, "id": "s1", "status": "live"}
+    polls = [{"question": "Which song next?", "status": "active"}]
+    plan = plan_changes(spec, existing, polls)
+    assert plan.changes_nothing
+    assert plan.notes == ["poll 'Encore?' waits until the active poll ends"]
+
+
+def test_changed_toggles_are_updated_and_fixed_fields_reported(spec_path: Path) -> None:
+    spec = read_session_file(spec_path)
+    existing = {
+        **plan_changes(spec, None, []).create,
+        "status": "live",
+        "allowGuests": False,
+        "producerIds": ["someone-else"],
+    }
+    polls = [{"question": "Which song next?", "status": "ended"}]
+    plan = plan_changes(spec, existing, polls)
+    assert plan.update == {"allowGuests": True}
+    assert plan.open_poll and plan.open_poll["question"] == "Encore?"
+    assert any("producerIds is fixed" in note for note in plan.notes)
+
+
+def test_a_bad_file_names_the_problem(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[session]\ntitle = ""\ncolour = "red"\n')
+    with pytest.raises(SessionFileError) as caught:
+        read_session_file(path)
+    assert "session.title" in str(caught.value) and "session.colour" in str(caught.value)

@@ -1,0 +1,321 @@
+"""``vstudio session``, ``vstudio poll`` and ``vstudio login``: scripted setup over REST.
+
+Every command has ``--json`` and the exit codes of :class:`vstudio_cli.remote.ExitCode`.
+"""
+
+from __future__ import annotations
+
+import getpass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import jwt
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vstudio_cli.client import VStudioClient
+from vstudio_cli.remote import (
+    AsJson,
+    ExitCode,
+    ServerOption,
+    TokenOption,
+    emit,
+    err_console,
+    resolve,
+    run_remote,
+    save_credentials,
+)
+from vstudio_cli.session_file import SessionFileError, plan_changes, read_session_file
+
+session_app = typer.Typer(
+    help="Create, start, end, inspect and apply sessions.", no_args_is_help=True
+)
+poll_app = typer.Typer(help="Create and end polls, read results.", no_args_is_help=True)
+console = Console()
+
+
+def token_subject(token: str) -> str:
+    """The user id a token names; the server checks the signature, this only reads it."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError as exc:
+        err_console.print(f"[red]Error:[/] the token is not a JWT ({exc})")
+        raise typer.Exit(ExitCode.UNAUTHENTICATED) from None
+    return str(claims.get("sub", ""))
+
+
+def _when(ms: int | None) -> str:
+    if not ms:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _show_session(session: dict[str, Any]) -> None:
+    table = Table(show_header=False, title=f"session {session['id']}")
+    for name in ("title", "status", "artistId", "streamUrl", "streamPlatform"):
+        table.add_row(name, str(session.get(name) or "-"))
+    for name in ("chatEnabled", "reactionsEnabled", "allowGuests"):
+        table.add_row(name, "yes" if session.get(name) else "no")
+    table.add_row("producerIds", ", ".join(session.get("producerIds") or []) or "-")
+    for name in ("createdAt", "startedAt", "endedAt"):
+        table.add_row(name, _when(session.get(name)))
+    console.print(table)
+
+
+def login(
+    username: Annotated[str, typer.Argument(help="Account name.")],
+    password: Annotated[
+        str | None, typer.Option(help="Password; prompted for when not given.")
+    ] = None,
+    server: ServerOption = None,
+    as_json: AsJson = False,
+) -> None:
+    """Log in and store the server URL and token in your config folder (like gh auth login)."""
+    url, _ = resolve(server, None)
+    secret = password if password is not None else getpass.getpass(f"Password for {username}: ")
+
+    async def work(client: VStudioClient) -> dict[str, Any]:
+        return await client.login(username, secret)
+
+    answer = run_remote(url, None, work, need_token=False)
+    path = save_credentials(url, answer["token"], username)
+    emit(
+        {"server": url, "user": answer.get("user"), "credentials": str(path)},
+        as_json,
+        lambda: console.print(f"Logged in to {url} as [bold]{username}[/]; saved to {path}"),
+    )
+
+
+@session_app.command("create")
+def create(
+    title: Annotated[str, typer.Option(help="Session title.")],
+    stream_url: Annotated[str | None, typer.Option(help="Twitch/YouTube/TikTok URL.")] = None,
+    stream_platform: Annotated[
+        str | None, typer.Option(help="twitch, youtube, tiktok or other.")
+    ] = None,
+    allow_guests: Annotated[bool, typer.Option(help="Let guests join as viewers.")] = False,
+    producer: Annotated[
+        list[str] | None, typer.Option("--producer", help="A producer's user id (repeatable).")
+    ] = None,
+    start: Annotated[bool, typer.Option(help="Go live right away.")] = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    as_json: AsJson = False,
+) -> None:
+    """Create a session (you must be an artist)."""
+    fields: dict[str, Any] = {"title": title, "allowGuests": allow_guests}
+    if stream_url:
+        fields["streamUrl"] = stream_url
+    if stream_platform:
+        fields["streamPlatform"] = stream_platform
+    if producer:
+        fields["producerIds"] = producer
+
+    async def work(client: VStudioClient) -> dict[str, Any]:
+        session = await client.create_session(**fields)
+        return await client.start_session(session["id"]) if start else session
+
+    session = run_remote(server, token, work)
+    emit(session, as_json, lambda: _show_session(session))
+
+
+def _lifecycle(action: str, help_text: str) -> None:
+    def command(
+        session_id: Annotated[str, typer.Argument(help="Session id.")],
+        server: ServerOption = None,
+        token: TokenOption = None,
+        as_json: AsJson = False,
+    ) -> None:
+        async def work(client: VStudioClient) -> dict[str, Any]:
+            if action == "start":
+                return await client.start_session(session_id)
+            if action == "end":
+                return await client.end_session(session_id)
+            return await client.get_session(session_id)
+
+        session = run_remote(server, token, work)
+        emit(session, as_json, lambda: _show_session(session))
+
+    command.__doc__ = help_text
+    session_app.command(action)(command)
+
+
+_lifecycle("start", "Go live: scheduled -> live (one live session per artist).")
+_lifecycle("end", "End the session for everyone.")
+_lifecycle("show", "Show one session.")
+
+
+@session_app.command("list")
+def list_sessions(
+    artist: Annotated[str | None, typer.Option(help="Only this artist's sessions.")] = None,
+    status: Annotated[str | None, typer.Option(help="scheduled, live or ended.")] = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    as_json: AsJson = False,
+) -> None:
+    """List sessions, newest first."""
+
+    async def work(client: VStudioClient) -> list[dict[str, Any]]:
+        return await client.list_sessions(artist_id=artist, status=status)
+
+    sessions = run_remote(server, token, work)
+
+    def human() -> None:
+        table = Table(title=f"{len(sessions)} session(s)")
+        for column in ("id", "title", "status", "artist", "created"):
+            table.add_column(column)
+        for s in sessions:
+            table.add_row(s["id"], s["title"], s["status"], s["artistId"], _when(s["createdAt"]))
+        console.print(table)
+
+    emit(sessions, as_json, human)
+
+
+@session_app.command("apply")
+def apply(
+    file: Annotated[Path, typer.Argument(help="TOML file describing the session.")],
+    dry_run: Annotated[bool, typer.Option(help="Print the plan, change nothing.")] = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    as_json: AsJson = False,
+) -> None:
+    """Create or update a session from a TOML file, idempotently; prints what changed.
+
+    The session is found again by its title among your sessions that have not ended.
+    See vstudio_cli/session_file.py for the file format.
+    """
+    try:
+        spec = read_session_file(file)
+    except SessionFileError as exc:
+        err_console.print(f"[red]Error:[/] {exc}")
+        raise typer.Exit(ExitCode.USAGE) from None
+
+    async def work(client: VStudioClient) -> dict[str, Any]:
+        mine = await client.list_sessions(artist_id=token_subject(client.token or ""))
+        existing = next(
+            (s for s in mine if s["title"] == spec.session.title and s["status"] != "ended"),
+            None,
+        )
+        polls = await client.list_polls(existing["id"]) if existing else []
+        plan = plan_changes(spec, existing, polls)
+        result: dict[str, Any] = {"plan": plan.model_dump(), "changed": []}
+        if dry_run:
+            result["session"] = existing
+            return result
+        session = existing
+        if plan.create is not None:
+            session = await client.create_session(**plan.create)
+            result["changed"].append(f"created session {session['id']}")
+        assert session is not None
+        if plan.update:
+            session = await client.update_session(session["id"], **plan.update)
+            result["changed"].append(f"updated {', '.join(sorted(plan.update))}")
+        if plan.start:
+            session = await client.start_session(session["id"])
+            result["changed"].append("started (live)")
+        if plan.open_poll is not None:
+            await client.call("POST", f"/v1/vstudio/sessions/{session['id']}/polls", plan.open_poll)
+            result["changed"].append(f"opened poll {plan.open_poll['question']!r}")
+        result["session"] = session
+        result["ingest"] = [
+            _ingest_command(session["id"], item.model_dump()) for item in spec.ingest
+        ]
+        return result
+
+    result = run_remote(server, token, work)
+
+    def human() -> None:
+        session = result.get("session") or {}
+        for change in result["changed"]:
+            console.print(f"[green]changed[/] {change}")
+        if not result["changed"]:
+            console.print(f"[dim]unchanged[/] session {session.get('id', '(new)')} is as described")
+        for note in result["plan"]["notes"]:
+            console.print(f"[yellow]note[/] {note}")
+        for command in result.get("ingest", []):
+            console.print(f"ingest with: [bold]{command}[/]")
+
+    emit(result, as_json, human)
+
+
+def _ingest_command(session_id: str, item: dict[str, Any]) -> str:
+    platform = item.pop("platform")
+    flags = " ".join(f"--{name.replace('_', '-')} {value}" for name, value in item.items())
+    return f"vstudio ingest {platform} --session {session_id} {flags}".strip()
+
+
+@poll_app.command("create")
+def poll_create(
+    session_id: Annotated[str, typer.Argument(help="Session id.")],
+    question: Annotated[str, typer.Option(help="The question.")],
+    option: Annotated[list[str], typer.Option("--option", help="An answer (2 to 10).")],
+    duration: Annotated[int | None, typer.Option(help="Seconds; open-ended if unset.")] = None,
+    allow_multiple: Annotated[bool, typer.Option(help="One vote per option.")] = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    as_json: AsJson = False,
+) -> None:
+    """Open a poll (artist or producer); one active poll per session."""
+
+    async def work(client: VStudioClient) -> dict[str, Any]:
+        return await client.create_poll(
+            session_id, question, option, duration=duration, allow_multiple=allow_multiple
+        )
+
+    poll = run_remote(server, token, work)
+    emit(poll, as_json, lambda: console.print(f"opened poll {_poll_id(poll)}: {question}"))
+
+
+@poll_app.command("end")
+def poll_end(
+    session_id: Annotated[str, typer.Argument(help="Session id.")],
+    poll_id: Annotated[str, typer.Argument(help="Poll id.")],
+    server: ServerOption = None,
+    token: TokenOption = None,
+    as_json: AsJson = False,
+) -> None:
+    """End a poll now; its final results are broadcast."""
+
+    async def work(client: VStudioClient) -> dict[str, Any]:
+        return await client.end_poll(session_id, poll_id)
+
+    answer = run_remote(server, token, work)
+    emit(answer, as_json, lambda: console.print(f"ended poll {poll_id}"))
+
+
+@poll_app.command("results")
+def poll_results(
+    session_id: Annotated[str, typer.Argument(help="Session id.")],
+    server: ServerOption = None,
+    token: TokenOption = None,
+    as_json: AsJson = False,
+) -> None:
+    """Every poll of the session with its counts."""
+
+    async def work(client: VStudioClient) -> list[dict[str, Any]]:
+        return await client.list_polls(session_id)
+
+    polls = run_remote(server, token, work)
+
+    def human() -> None:
+        if not polls:
+            console.print("no polls yet")
+        for poll in polls:
+            results = poll.get("results") or [0] * len(poll["options"])
+            total = sum(results) or 1
+            table = Table(title=f"{poll['question']} ({poll['status']}, id {poll['id']})")
+            table.add_column("option")
+            table.add_column("votes", justify="right")
+            table.add_column("")
+            for name, count in zip(poll["options"], results, strict=False):
+                table.add_row(name, str(count), "█" * round(30 * count / total))
+            console.print(table)
+
+    emit(polls, as_json, human)
+
+
+def _poll_id(answer: dict[str, Any]) -> str:
+    poll = answer.get("poll", answer)
+    return str(poll.get("id") or poll.get("pollId") or "?")
