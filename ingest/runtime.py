@@ -1,0 +1,324 @@
+"""The worker runtime every adapter runs in: collect, batch, publish, reconnect, heartbeat.
+
+An :class:`~ingest.base.Adapter` only reads its platform and calls ``emit``. The
+:class:`Worker` buffers what it emits and publishes it in batches (``batch_size`` items or
+``batch_interval_ms``, whichever comes first) through :meth:`broker.bus.Bus.publish_many`, with
+dedupe ids so a message is published once however many workers read it. When ``run`` raises
+anything but :class:`~ingest.base.AdapterFatal`, or returns, the worker reconnects with
+exponential backoff and jitter (tenacity), up to ``reconnect_attempts`` tries in a row. A try
+counts as a success, resetting the count, when the adapter reported ``status.state ==
+"connected"`` or emitted anything. Stopping (:meth:`Worker.stop`, wired to SIGINT/SIGTERM by
+the CLI) cancels the adapter, publishes everything already emitted, and deletes the heartbeat.
+
+An adapter may have a ``source`` attribute naming it where ``platform`` cannot (``simulate``
+and ``replay`` emit every platform); it names the worker in heartbeats and logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections import deque
+from typing import Any
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    RetryError,
+    retry_if_exception,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from broker.bus import Bus
+from broker.connection import TRANSIENT_ERRORS
+from broker.models import MessageType, NormalizedChatMessage, now_ms
+from config import IngestSettings
+from ingest.base import Adapter, AdapterFatal, IngestItem
+from ingest.batching import grouped_by_kind
+from ingest.heartbeat import delete_record, new_worker_id, write_record
+from ingest.stats import WorkerStats
+
+__all__ = ["ConnectionDropped", "SourceExhausted", "Worker", "WorkerGaveUp"]
+
+log = logging.getLogger("vstudio.ingest")
+
+TICK_SECONDS = 0.5
+"""How often counters are sampled for messages/s."""
+
+
+class SourceExhausted(Exception):
+    """Raised by a finite adapter (replay) once it has emitted everything: the worker stops."""
+
+
+class ConnectionDropped(ConnectionError):
+    """The adapter's ``run`` returned: the platform closed the connection."""
+
+
+class WorkerGaveUp(RuntimeError):
+    """Reconnecting (or publishing) failed ``reconnect_attempts`` times in a row."""
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, Exception) and not isinstance(exc, AdapterFatal | SourceExhausted)
+
+
+class Worker:
+    """Runs one adapter for one session until stopped, exhausted, or out of retries."""
+
+    def __init__(
+        self,
+        adapter: Adapter,
+        bus: Bus,
+        session_id: str,
+        settings: IngestSettings,
+        *,
+        worker_id: str | None = None,
+    ) -> None:
+        self.adapter = adapter
+        self.bus = bus
+        self.session_id = session_id
+        self.settings = settings
+        self.source = getattr(adapter, "source", None) or adapter.platform.value
+        self.worker_id = worker_id or new_worker_id(self.source)
+        self.stats = WorkerStats()
+        self.started_at = now_ms()
+        self._buffer: deque[IngestItem] = deque()
+        self._has_items = asyncio.Event()
+        self._full = asyncio.Event()
+        self._draining = False
+        self._phase = "starting"
+        self._reader: asyncio.Task[None] | None = None
+        self._stop_requested = False
+
+    # --- what adapters call ------------------------------------------------------------------
+
+    def emit(self, item: IngestItem) -> None:
+        """Take one item from the adapter; it is published with the next batch."""
+        self._buffer.append(item)
+        self.stats.received += 1
+        if isinstance(item, NormalizedChatMessage):
+            self.stats.last_message_ms = now_ms()
+        self._has_items.set()
+        if len(self._buffer) >= self.settings.batch_size:
+            self._full.set()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the worker to stop: the adapter is cancelled, then the buffer is flushed."""
+        self._stop_requested = True
+        if self._reader is not None:
+            self._reader.cancel()
+
+    @property
+    def pending(self) -> int:
+        """Items emitted but not yet published."""
+        return len(self._buffer)
+
+    async def run(self) -> None:
+        """Run until :meth:`stop`, the end of a finite source, or a fatal error.
+
+        Raises :class:`~ingest.base.AdapterFatal` or :class:`WorkerGaveUp` with a message for
+        people. Whatever happens, everything emitted is published before it returns.
+        """
+        self._phase = "running"
+        flusher = asyncio.create_task(self._flush_loop(), name=f"{self.worker_id}-flush")
+        ticker = asyncio.create_task(self._tick_loop(), name=f"{self.worker_id}-tick")
+        self._reader = asyncio.create_task(self._connect_loop(), name=f"{self.worker_id}-reader")
+        if self._stop_requested:
+            self._reader.cancel()
+        try:
+            done, _ = await asyncio.wait(
+                {self._reader, flusher}, return_when=asyncio.FIRST_COMPLETED
+            )
+            if flusher in done:  # publishing gave up: no point in reading more
+                self._reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._reader
+                flusher.result()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        finally:
+            if not self._reader.done():
+                self._reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._reader
+            self._phase = "stopping"
+            self._refresh_state()
+            self._draining = True
+            self._has_items.set()
+            self._full.set()
+            if not flusher.done():
+                await flusher
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            self._phase = "stopped"
+            self._refresh_state()
+            with contextlib.suppress(*TRANSIENT_ERRORS):
+                await delete_record(self.bus.redis, self.worker_id)
+
+    # --- reading the platform ----------------------------------------------------------------
+
+    async def _connect_loop(self) -> None:
+        settings = self.settings
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(settings.reconnect_attempts),
+            wait=wait_exponential_jitter(
+                multiplier=settings.reconnect_initial,
+                max=settings.reconnect_max,
+                jitter=settings.reconnect_initial,
+            ),
+            retry=retry_if_exception(_retryable),
+            before_sleep=self._before_reconnect,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    await self._run_adapter_once(attempt.retry_state)
+        except SourceExhausted:
+            log.info("%s finished", self._label())
+        except RetryError as exc:
+            cause = exc.last_attempt.exception()
+            self._phase = "failed"
+            raise WorkerGaveUp(
+                f"{self._label()}: gave up after {settings.reconnect_attempts} failed connection "
+                f"attempts in a row; last error: {_describe(cause)}"
+            ) from cause
+        except AdapterFatal:
+            self._phase = "failed"
+            raise
+
+    async def _run_adapter_once(self, retry_state: RetryCallState) -> None:
+        received_before = self.stats.received
+        self.adapter.status.state = "connecting"
+        try:
+            await self.adapter.run(self.emit)
+        finally:
+            if self.adapter.status.state == "connected" or self.stats.received > received_before:
+                retry_state.attempt_number = 1  # a working connection resets the count
+        raise ConnectionDropped("the platform closed the connection")
+
+    def _before_reconnect(self, retry_state: RetryCallState) -> None:
+        self.stats.reconnects += 1
+        self.adapter.status.state = "reconnecting"
+        self._refresh_state()
+        cause = retry_state.outcome.exception() if retry_state.outcome else None
+        wait = retry_state.next_action.sleep if retry_state.next_action else 0.0
+        log.warning(
+            "%s: connection lost (%s); reconnecting in %.1f s (attempt %d of %d)",
+            self._label(),
+            _describe(cause),
+            wait,
+            retry_state.attempt_number + 1,
+            self.settings.reconnect_attempts,
+        )
+
+    # --- publishing --------------------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        interval = self.settings.batch_interval_ms / 1000
+        while True:
+            if not self._buffer:
+                if self._draining:
+                    return
+                self._has_items.clear()
+                await self._has_items.wait()
+                continue
+            if len(self._buffer) < self.settings.batch_size and not self._draining:
+                self._full.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), interval)
+            await self._publish_batch()
+
+    async def _publish_batch(self) -> None:
+        batch = [
+            self._buffer[index] for index in range(min(len(self._buffer), self.settings.batch_size))
+        ]
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.settings.reconnect_attempts),
+            wait=wait_exponential_jitter(
+                multiplier=self.settings.reconnect_initial / 4, max=self.settings.reconnect_max
+            ),
+            retry=retry_if_exception_type(TRANSIENT_ERRORS),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    await self._publish(batch)
+        except TRANSIENT_ERRORS as exc:
+            raise WorkerGaveUp(
+                f"{self._label()}: could not publish to Redis after "
+                f"{self.settings.reconnect_attempts} attempts ({_describe(exc)}); "
+                f"{len(self._buffer)} emitted items were not published"
+            ) from exc
+        for _ in batch:
+            self._buffer.popleft()
+
+    async def _publish(self, batch: list[IngestItem]) -> None:
+        """Publish one batch; duplicates are counted, not published (dedupe makes retry safe)."""
+        for kind, events in grouped_by_kind(batch):
+            ids = await self.bus.publish_many(self.session_id, kind, events)
+            for event, event_id in zip(events, ids, strict=True):
+                if event_id is None:
+                    self.stats.duplicates += 1
+                    continue
+                self.stats.published += 1
+                if event.type == MessageType.CHAT_DELETE:
+                    self.stats.deletions += 1
+                elif event.type == MessageType.PLATFORM_EVENT:
+                    self.stats.events += 1
+
+    # --- status ------------------------------------------------------------------------------
+
+    def record(self) -> dict[str, Any]:
+        """The heartbeat record: who, where, what, and the counters."""
+        return {
+            "workerId": self.worker_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "platform": self.source,
+            "target": self.adapter.target,
+            "session": self.session_id,
+            "startedAt": self.started_at,
+            "updatedAt": now_ms(),
+            "pending": self.pending,
+            **self.stats.snapshot(),
+        }
+
+    def _refresh_state(self) -> None:
+        self.stats.state = self.adapter.status.state if self._phase == "running" else self._phase
+        self.stats.detail = self.adapter.status.detail
+
+    async def _tick_loop(self) -> None:
+        beat_every = max(1.0, self.settings.heartbeat_ttl / 3)
+        next_beat = 0.0
+        while True:
+            self.stats.sample()
+            self._refresh_state()
+            if time.monotonic() >= next_beat:
+                try:
+                    await write_record(
+                        self.bus.redis, self.worker_id, self.record(), self.settings.heartbeat_ttl
+                    )
+                    next_beat = time.monotonic() + beat_every
+                except TRANSIENT_ERRORS as exc:
+                    log.warning("heartbeat not written (%s)", _describe(exc))
+            await asyncio.sleep(TICK_SECONDS)
+
+    def _label(self) -> str:
+        return f"{self.source} {self.adapter.target}"
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "no error"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
