@@ -61,7 +61,7 @@ PHRASES = [
     "encore encore encore",
     "W stream",
 ]
-TWITCH_BADGES = ["subscriber/12", "vip/1", "premium/1", "moderator/1", "glhf-pledge/1"]
+TWITCH_BADGES = ["subscriber", "vip", "premium", "moderator", "glhf-pledge"]
 YOUTUBE_BADGES = ["member", "moderator", "verified"]
 TIKTOK_BADGES = ["top_gifter", "subscriber", "moderator"]
 DISCORD_BADGES = ["Supporter", "Moderator", "Early Fan"]

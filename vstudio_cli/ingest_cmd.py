@@ -325,4 +325,46 @@ def simulate(
     )
 
 
+@app.command("twitch")
+def twitch(
+    session: SessionOption,
+    channel: Annotated[str, typer.Option("--channel", help="Twitch channel name.")],
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            help="OAuth token (chat:read) for an authenticated login; also "
+            "VSTUDIO_TWITCH_TOKEN. Without it the worker reads anonymously.",
+        ),
+    ] = None,
+    nick: Annotated[
+        str | None, typer.Option("--nick", help="The account the --token belongs to.")
+    ] = None,
+    irc_url: Annotated[
+        str | None,
+        typer.Option("--irc-url", help="IRC-over-WebSocket URL (VSTUDIO_TWITCH_IRC_URL)."),
+    ] = None,
+    duration: DurationOption = None,
+    redis_url_flag: RedisUrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Read a Twitch channel's chat over IRC-over-WebSocket (anonymous unless --token)."""
+    from ingest.twitch import TwitchChat
+
+    settings = ingest_settings(twitch_token=token, twitch_nick=nick, twitch_irc_url=irc_url)
+    try:
+        adapter = TwitchChat(channel, settings)
+    except ValueError as exc:
+        typer.secho(str(exc), err=True, fg="red")
+        raise typer.Exit(2) from exc
+    run_worker(
+        adapter,
+        session,
+        settings=settings,
+        redis_url_flag=redis_url_flag,
+        json_output=as_json,
+        duration=duration,
+    )
+
+
 from vstudio_cli import ingest_platforms  # noqa: E402, F401
