@@ -101,7 +101,7 @@ class YouTubeAdapter:
                         f"{page['offlineAt']}; the broadcast is over"
                     )
                 interval = max(int(page.get("pollingIntervalMillis") or 1000), 0) / 1000
-                self.status.state = "live"
+                self.status.state = "connected"
                 self.status.detail = f"chat {self.live_chat_id}, polled every {interval:g} s"
                 await asyncio.sleep(interval)
 
