@@ -44,12 +44,21 @@ from ingest.batching import grouped_by_kind
 from ingest.heartbeat import delete_record, new_worker_id, write_record
 from ingest.stats import WorkerStats
 
-__all__ = ["ConnectionDropped", "SourceExhausted", "Worker", "WorkerGaveUp"]
+__all__ = [
+    "ConnectionDropped",
+    "SourceExhausted",
+    "Worker",
+    "WorkerGaveUp",
+    "wait_for_room",
+]
 
 log = logging.getLogger("vstudio.ingest")
 
 TICK_SECONDS = 0.5
 """How often counters are sampled for messages/s."""
+
+BACKLOG_BATCHES = 20
+"""An adapter calling :func:`wait_for_room` waits while more than this many batches wait."""
 
 
 class SourceExhausted(Exception):
@@ -90,6 +99,7 @@ class Worker:
         self.started_at = now_ms()
         self._buffer: deque[IngestItem] = deque()
         self._has_items = asyncio.Event()
+        self._room = asyncio.Event()
         self._full = asyncio.Event()
         self._draining = False
         self._phase = "starting"
@@ -115,6 +125,14 @@ class Worker:
         self._stop_requested = True
         if self._reader is not None:
             self._reader.cancel()
+
+    async def room(self) -> None:
+        """Wait while the backlog is over ``BACKLOG_BATCHES`` batches (or return at once)."""
+        limit = BACKLOG_BATCHES * self.settings.batch_size
+        while len(self._buffer) > limit and not self._draining:
+            self._room.clear()
+            await self._room.wait()
+        await asyncio.sleep(0)
 
     @property
     def pending(self) -> int:
@@ -152,6 +170,7 @@ class Worker:
             self._phase = "stopping"
             self._refresh_state()
             self._draining = True
+            self._room.set()
             self._has_items.set()
             self._full.set()
             if not flusher.done():
@@ -261,6 +280,7 @@ class Worker:
             ) from exc
         for _ in batch:
             self._buffer.popleft()
+        self._room.set()
 
     async def _publish(self, batch: list[IngestItem]) -> None:
         """Publish one batch; duplicates are counted, not published (dedupe makes retry safe)."""
@@ -315,6 +335,16 @@ class Worker:
 
     def _label(self) -> str:
         return f"{self.source} {self.adapter.target}"
+
+
+async def wait_for_room(emit: object) -> None:
+    """Backpressure for adapters that read as fast as they can (replay): when ``emit`` is a
+    worker's, wait until its backlog is small; otherwise just yield to the event loop."""
+    worker = getattr(emit, "__self__", None)
+    if isinstance(worker, Worker):
+        await worker.room()
+    else:
+        await asyncio.sleep(0)
 
 
 def _describe(exc: BaseException | None) -> str:

@@ -14,6 +14,7 @@ import logging
 import signal
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
@@ -361,6 +362,43 @@ def twitch(
         adapter,
         session,
         settings=settings,
+        redis_url_flag=redis_url_flag,
+        json_output=as_json,
+        duration=duration,
+    )
+
+
+@app.command("replay")
+def replay(
+    file: Annotated[
+        Path, typer.Argument(help="JSON lines, one NormalizedChatMessage each.", dir_okay=False)
+    ],
+    session: SessionOption,
+    speed: Annotated[
+        float, typer.Option("--speed", min=0, help="Recorded timing sped up X times; 0: no waits.")
+    ] = 1.0,
+    rate: Annotated[
+        float | None, typer.Option("--rate", min=0.01, help="A fixed rate instead, messages/s.")
+    ] = None,
+    duration: DurationOption = None,
+    redis_url_flag: RedisUrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Publish a recorded chat file at its recorded speed (or --speed X / --rate R).
+
+    Bad lines are reported with their line number and skipped; the rest plays on.
+    """
+    from ingest.replay import ReplayFile
+
+    try:
+        adapter = ReplayFile(file, speed=speed, rate=rate)
+    except ValueError as exc:
+        typer.secho(str(exc), err=True, fg="red")
+        raise typer.Exit(2) from exc
+    run_worker(
+        adapter,
+        session,
+        settings=ingest_settings(),
         redis_url_flag=redis_url_flag,
         json_output=as_json,
         duration=duration,
