@@ -1,0 +1,326 @@
+"""The producer console: a Textual dashboard over one session's live connection.
+
+Frames from :class:`~.link.SessionLink` go through :func:`~.reducer.apply_frame` into the
+:class:`~.model.ConsoleState`; the app then redraws the parts the update names. Key presses
+become requests over the same connection; refusals come back as notifications in plain words.
+Without a link (``link=None``) the app shows a given state, which is how snapshots are taken.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable
+from typing import Any
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Footer
+
+from vstudio_cli.client import ApiError
+from vstudio_cli.console.errors import plain_error
+from vstudio_cli.console.filters import next_platform
+from vstudio_cli.console.link import SessionLink
+from vstudio_cli.console.model import ConsoleState, Link
+from vstudio_cli.console.palette import platform_label
+from vstudio_cli.console.reducer import Update, apply_frame
+from vstudio_cli.console.widgets.chat import ChatPanel
+from vstudio_cli.console.widgets.confirm import Confirm
+from vstudio_cli.console.widgets.poll import PollPanel
+from vstudio_cli.console.widgets.poll_form import PollForm
+from vstudio_cli.console.widgets.reactions import ReactionPanel
+from vstudio_cli.console.widgets.status import StatusBar
+from vstudio_cli.console.widgets.tips import TipsPanel
+
+__all__ = ["ConsoleApp"]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class ConsoleApp(App[None]):
+    """``vstudio console``: chat, poll, reactions, tips and controls of one session."""
+
+    TITLE = "V Studio console"
+    ENABLE_COMMAND_PALETTE = False
+    CSS = """
+    #body { height: 1fr; }
+    #side { width: 34; }
+    Footer { height: 1; }
+    """
+    BINDINGS = [
+        Binding("d", "delete", "Del"),
+        Binding("m", "mute", "Mute"),
+        Binding("f", "filter", "Filter"),
+        Binding("slash", "search", "Find", key_display="/"),
+        Binding("escape", "clear_search", "Clear", show=False),
+        Binding("p", "new_poll", "Poll"),
+        Binding("e", "end_poll", "End poll"),
+        Binding("c", "toggle_chat", "Chat"),
+        Binding("r", "toggle_reactions", "Reacts"),
+        Binding("s", "start", "Start"),
+        Binding("x", "end_session", "End"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(
+        self,
+        link: SessionLink | None,
+        state: ConsoleState | None = None,
+        *,
+        clock: Any = _now_ms,
+        close_client: bool = False,
+    ) -> None:
+        super().__init__()
+        self.link = link
+        session_id = link.session_id if link is not None else "offline"
+        self.state = state or ConsoleState(session_id=session_id)
+        if link is None and state is None:
+            self.state.link = Link.OFFLINE
+        self.clock = clock
+        self.close_client = close_client
+        self.frames_seen = 0
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status")
+        with Horizontal(id="body"):
+            yield ChatPanel(self.state, id="chat")
+            with Vertical(id="side"):
+                yield PollPanel(id="poll")
+                yield ReactionPanel(id="reactions")
+                yield TipsPanel(id="tips")
+        yield Footer(compact=True)
+
+    @property
+    def chat(self) -> ChatPanel:
+        return self.query_one(ChatPanel)
+
+    def on_mount(self) -> None:
+        self.sub_title = self.state.session_id
+        self.redraw({"status", "chat", "poll", "reactions", "tips"})
+        self.chat.table.focus()
+        self.set_interval(1.0, self._tick)
+        if self.link is not None:
+            self.follow()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Offer only the controls that make sense now; this also keeps the footer in 80 columns."""
+        status, poll = self.state.status, self.state.poll
+        running = poll is not None and poll.active
+        if action == "start":
+            return status == "scheduled"
+        if action == "end_session":
+            return status != "ended"
+        if action == "new_poll":
+            return not running and status != "ended"
+        if action == "end_poll":
+            return running
+        return True
+
+    async def on_unmount(self) -> None:
+        if self.link is not None:
+            await self.link.close()
+            if self.close_client:
+                await self.link.client.close()
+
+    def _tick(self) -> None:
+        self.redraw({"reactions", "poll"})
+
+    def redraw(self, parts: set[str]) -> None:
+        """Redraw the named parts from the state."""
+        now = self.clock()
+        if parts & {"status", "poll"}:
+            self.refresh_bindings()
+        if "status" in parts:
+            self.query_one(StatusBar).show(self.state)
+        if "chat" in parts:
+            self.chat.rebuild()
+        if "poll" in parts:
+            self.query_one(PollPanel).show(self.state.poll, now)
+        if "reactions" in parts:
+            self.query_one(ReactionPanel).show(self.state.reactions, now)
+        if "tips" in parts:
+            self.query_one(TipsPanel).show(self.state.tips, self.state.tip_totals)
+
+    def show_update(self, update: Update) -> None:
+        if update.chat_added and "chat" not in update.parts:
+            self.chat.append(update.chat_added)
+        self.redraw(update.parts)
+        if update.notice:
+            self.notify(update.notice, severity=update.severity)  # type: ignore[arg-type]
+
+    def apply(self, frame: dict[str, Any]) -> Update:
+        """Feed one frame to the state and the screen."""
+        update = apply_frame(self.state, frame)
+        self.frames_seen += 1
+        self.show_update(update)
+        return update
+
+    # --- the connection -----------------------------------------------------------------------
+
+    @work(exclusive=True, group="link")
+    async def follow(self) -> None:
+        """Connect, then apply every frame until the connection is over."""
+        link = self.link
+        assert link is not None
+        try:
+            session = await link.open()
+        except ApiError as exc:
+            self.apply(_pseudo("closed", reason=exc.message))
+            self.notify(
+                plain_error(exc.code, exc.message, status=exc.status),
+                title="Cannot connect",
+                severity="error",
+                timeout=30,
+            )
+            return
+        self.state.role = link.role
+        apply_frame(self.state, {"type": "session.update", "payload": session})
+        self.apply(_pseudo("live"))
+        async for frame in link.frames():
+            self.apply(frame)
+        self.apply(_pseudo("closed", reason=link.closed_reason or "connection closed"))
+
+    async def _ask(self, what: str, call: Awaitable[Any]) -> Any:
+        """Await a request; a refusal becomes a notification. None when it failed."""
+        try:
+            return await call
+        except ApiError as exc:
+            self.notify(
+                plain_error(exc.code, exc.message, exc.retry_after, exc.status),
+                title=f"{what} failed",
+                severity="error",
+            )
+        except TimeoutError:
+            self.notify("The server did not answer in time", title=what, severity="error")
+        return None
+
+    def _linked(self) -> SessionLink | None:
+        if self.link is None:
+            self.notify("Not connected to a server", severity="warning")
+        return self.link
+
+    # --- chat ---------------------------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        self.chat.set_platform(next_platform(self.chat.platform))
+        self.notify(f"Showing {platform_label(self.chat.platform)}", timeout=2)
+
+    def action_search(self) -> None:
+        self.chat.open_search()
+
+    def action_clear_search(self) -> None:
+        self.chat.close_search()
+
+    @work(group="actions")
+    async def action_delete(self) -> None:
+        line = self.chat.selected()
+        link = self._linked()
+        if line is None or link is None:
+            return
+        if line.deleted:
+            self.notify("That message is already deleted", severity="warning")
+            return
+        if await self._ask("Delete", link.delete_message(line.id)) is not None:
+            self.notify(f"Deleted {line.name}'s message", timeout=3)
+
+    @work(group="actions")
+    async def action_mute(self) -> None:
+        line = self.chat.selected()
+        link = self._linked()
+        if line is None or link is None:
+            return
+        if not line.user_id:
+            self.notify(
+                f"{line.name} on {line.platform} has no user id to mute; delete instead",
+                severity="warning",
+            )
+            return
+        muted = line.user_id not in self.state.muted
+        await self._ask("Mute" if muted else "Unmute", link.mute(line.user_id, muted))
+
+    # --- polls --------------------------------------------------------------------------------
+
+    def action_new_poll(self) -> None:
+        if self.state.poll is not None and self.state.poll.active:
+            self.notify("A poll is running: end it first (e)", severity="warning")
+            return
+        self.push_screen(PollForm(), self._create_poll)
+
+    def _create_poll(self, payload: dict[str, Any] | None) -> None:
+        if payload is not None:
+            self._send_poll(payload)
+
+    @work(group="actions")
+    async def _send_poll(self, payload: dict[str, Any]) -> None:
+        link = self._linked()
+        if link is not None and await self._ask("Poll", link.create_poll(payload)) is not None:
+            self.notify(f"Poll started: {payload['question']}", timeout=3)
+
+    @work(group="actions")
+    async def action_end_poll(self) -> None:
+        poll = self.state.poll
+        if poll is None or not poll.active:
+            self.notify("No poll is running", severity="warning")
+            return
+        link = self._linked()
+        if link is not None:
+            await self._ask("End poll", link.end_poll(poll.id))
+
+    # --- session controls ---------------------------------------------------------------------
+
+    @work(group="actions")
+    async def action_toggle_chat(self) -> None:
+        link = self._linked()
+        if link is not None:
+            await self._ask("Chat", link.update_session(chatEnabled=not self.state.chat_enabled))
+
+    @work(group="actions")
+    async def action_toggle_reactions(self) -> None:
+        link = self._linked()
+        if link is not None:
+            enabled = not self.state.reactions_enabled
+            await self._ask("Reactions", link.update_session(reactionsEnabled=enabled))
+
+    @work(group="actions")
+    async def action_start(self) -> None:
+        if self.state.status != "scheduled":
+            self.notify(f"The session is {self.state.status}; only a scheduled one can start")
+            return
+        link = self._linked()
+        if link is None:
+            return
+        session = await self._ask("Start", link.start_session())
+        if session is not None:
+            self.apply({"type": "session.update", "payload": session})
+            self.notify("The session is live")
+
+    def action_end_session(self) -> None:
+        if self.state.status == "ended":
+            self.notify("The session has already ended")
+            return
+        title = self.state.title or self.state.session_id
+        question = f"End '{title}' for everyone? Viewers are disconnected; this cannot be undone."
+        self.push_screen(Confirm(question, yes="End session"), self._end_confirmed)
+
+    def _end_confirmed(self, confirmed: bool | None) -> None:
+        if confirmed:
+            self._end_session()
+
+    @work(group="actions")
+    async def _end_session(self) -> None:
+        link = self._linked()
+        if link is None:
+            return
+        session = await self._ask("End session", link.end_session())
+        if session is not None:
+            self.apply({"type": "session.update", "payload": session})
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+
+
+def _pseudo(state: str, **fields: Any) -> dict[str, Any]:
+    return {"type": "connection.state", "payload": {"state": state, **fields}}

@@ -1,0 +1,339 @@
+"""Frames in, view model out: the console's protocol logic, apart from any widget or socket.
+
+:func:`apply_frame` takes one server frame (or a ``connection.state`` pseudo-frame of the
+client), updates :class:`~.model.ConsoleState` in place and returns an :class:`Update` that
+says which parts of the screen changed and whether to tell the producer something.
+Unknown frame types change nothing, so a newer server does not break an older console.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from vstudio_cli.console.errors import plain_error
+from vstudio_cli.console.model import (
+    ChatLine,
+    ConsoleState,
+    Link,
+    PollView,
+    TipLine,
+)
+
+__all__ = ["Update", "apply_frame", "chat_line", "poll_view"]
+
+
+@dataclass(slots=True)
+class Update:
+    """What one frame changed: screen parts, chat lines to append, a notice for the producer.
+
+    ``parts`` names what must be redrawn ("chat" there means existing lines changed: a deletion
+    or a mute); new chat lines come in ``chat_added`` so the screen can simply append them.
+    """
+
+    parts: set[str] = field(default_factory=set)
+    chat_added: list[ChatLine] = field(default_factory=list)
+    notice: str | None = None
+    severity: str = "information"
+
+    def __bool__(self) -> bool:
+        return bool(self.parts or self.chat_added or self.notice)
+
+
+def chat_line(message: dict[str, Any]) -> ChatLine:
+    """A NormalizedChatMessage (wire shape) as a console line."""
+    return ChatLine(
+        id=str(message["id"]),
+        platform=str(message.get("platform", "audifi")),
+        username=str(message.get("username", "?")),
+        display_name=message.get("displayName"),
+        text=str(message.get("text", "")),
+        timestamp=int(message.get("timestamp", 0)),
+        user_id=message.get("userId"),
+        badges=list(message.get("badges") or []),
+        is_subscriber=bool(message.get("isSubscriber")),
+        is_moderator=bool(message.get("isModerator")),
+    )
+
+
+def poll_view(poll: dict[str, Any]) -> PollView:
+    """A Poll (wire shape) as the console's poll."""
+    options = [str(option) for option in poll.get("options", [])]
+    results = [int(count) for count in poll.get("results") or []]
+    return PollView(
+        id=str(poll.get("id") or poll.get("pollId")),
+        question=str(poll.get("question", "")),
+        options=options,
+        results=_aligned(results, len(options)),
+        allow_multiple=bool(poll.get("allowMultiple")),
+        status=str(poll.get("status", "active")),
+        ends_at=poll.get("endsAt"),
+        total_votes=poll.get("totalVotes"),
+    )
+
+
+def _aligned(results: list[int], size: int) -> list[int]:
+    return (results + [0] * size)[:size] if size else results
+
+
+def _session_fields(state: ConsoleState, fields: dict[str, Any]) -> bool:
+    """Copy the session fields the console shows; True if any was present."""
+    seen = False
+    for wire, attr in (
+        ("title", "title"),
+        ("status", "status"),
+        ("artistId", "artist_id"),
+        ("chatEnabled", "chat_enabled"),
+        ("reactionsEnabled", "reactions_enabled"),
+        ("viewerCount", "viewer_count"),
+    ):
+        if wire in fields and fields[wire] is not None:
+            setattr(state, attr, fields[wire])
+            seen = True
+    return seen
+
+
+def _add_chat(state: ConsoleState, messages: list[dict[str, Any]], update: Update) -> None:
+    known = {line.id for line in state.chat}
+    for message in messages:
+        if not isinstance(message, dict) or "id" not in message or message["id"] in known:
+            continue
+        line = chat_line(message)
+        known.add(line.id)
+        state.chat.append(line)
+        update.chat_added.append(line)
+
+
+def _pick_poll(polls: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The active poll, else the most recently created one."""
+    if not polls:
+        return None
+    active = [poll for poll in polls if poll.get("status", "active") == "active"]
+    chosen = active or polls
+    return max(chosen, key=lambda poll: poll.get("createdAt") or 0)
+
+
+def _on_state(state: ConsoleState, payload: dict[str, Any], update: Update) -> None:
+    session = payload.get("session")
+    _session_fields(state, session if isinstance(session, dict) else {})
+    _session_fields(state, payload)
+    update.parts.add("status")
+    polls = payload.get("polls")
+    poll = payload.get("activePoll") or payload.get("poll")
+    if poll is None and isinstance(polls, list):
+        poll = _pick_poll([p for p in polls if isinstance(p, dict)])
+    if isinstance(poll, dict):
+        state.poll = poll_view(poll)
+        update.parts.add("poll")
+    totals = payload.get("tipTotals") or payload.get("tips", {}).get("totals")
+    if isinstance(totals, dict):
+        state.tip_totals = {str(k): float(v) for k, v in totals.items()}
+        update.parts.add("tips")
+    muted = payload.get("muted") or payload.get("mutedUserIds")
+    if isinstance(muted, list):
+        state.muted = {str(user) for user in muted}
+        update.parts.add("chat")
+    recent = payload.get("recentChat") or payload.get("chat")
+    if isinstance(recent, list):
+        _add_chat(state, recent, update)
+
+
+def _on_presence(state: ConsoleState, payload: dict[str, Any], update: Update) -> None:
+    if payload.get("viewerCount") is not None:
+        state.viewer_count = int(payload["viewerCount"])
+        update.parts.add("status")
+
+
+def _on_update(state: ConsoleState, payload: dict[str, Any], update: Update) -> None:
+    before = (state.chat_enabled, state.reactions_enabled)
+    if _session_fields(state, payload):
+        update.parts.add("status")
+    if (state.chat_enabled, state.reactions_enabled) != before:
+        chat = "on" if state.chat_enabled else "off"
+        reactions = "on" if state.reactions_enabled else "off"
+        update.notice = f"Fan chat is {chat}, reactions are {reactions}"
+
+
+def _on_end(state: ConsoleState, payload: dict[str, Any], update: Update) -> None:
+    state.status = "ended"
+    update.parts.add("status")
+    who = payload.get("endedBy")
+    update.notice = f"The session has ended (by {who})" if who else "The session has ended"
+    update.severity = "warning"
+
+
+def _on_poll(state: ConsoleState, payload: dict[str, Any], update: Update) -> None:
+    poll = payload.get("poll") if isinstance(payload.get("poll"), dict) else payload
+    poll_id = str(poll.get("id") or poll.get("pollId") or "")
+    current = state.poll
+    if current is not None and current.id == poll_id:
+        if "question" in poll:
+            current.question = str(poll["question"])
+        if "options" in poll:
+            current.options = [str(option) for option in poll["options"]]
+        if "results" in poll:
+            current.results = [int(count) for count in poll["results"]]
+        current.results = _aligned(current.results, len(current.options))
+        if "endsAt" in poll:
+            current.ends_at = poll["endsAt"]
+        if poll.get("status"):
+            current.status = str(poll["status"])
+    elif "options" in poll:
+        state.poll = poll_view(poll)
+    else:
+        return
+    update.parts.add("poll")
+
+
+def _on_poll_create(state: ConsoleState, payload: dict[str, Any], update: Update) -> None:
+    poll = payload.get("poll") if isinstance(payload.get("poll"), dict) else payload
+    state.poll = poll_view(poll)
+    update.parts.add("poll")
+
+
+def _on_poll_end(state: ConsoleState, payload: dict[str, Any], update: Update) -> None:
+    _on_poll(state, payload, update)
+    poll_id = str(payload.get("pollId") or payload.get("id") or "")
+    if state.poll is not None and state.poll.id == poll_id:
+        state.poll.status = "ended"
+        update.parts.add("poll")
+
+
+def _on_results(state: ConsoleState, payload: dict[str, Any], update: Update) -> None:
+    poll = state.poll
+    if poll is None or poll.id != str(payload.get("pollId")):
+        return
+    poll.results = _aligned([int(count) for count in payload.get("results", [])], len(poll.options))
+    if payload.get("totalVotes") is not None:
+        poll.total_votes = int(payload["totalVotes"])
+    if payload.get("final"):
+        poll.status = "ended"
+    update.parts.add("poll")
+
+
+def _on_aggregate(state: ConsoleState, payload: dict[str, Any], update: Update) -> None:
+    _add_chat(state, list(payload.get("messages", [])), update)
+
+
+def _on_chat_message(state: ConsoleState, payload: dict[str, Any], update: Update) -> None:
+    message = payload.get("message") if isinstance(payload.get("message"), dict) else payload
+    _add_chat(state, [message], update)
+
+
+def _on_delete(state: ConsoleState, payload: dict[str, Any], update: Update) -> None:
+    message_id = payload.get("messageId")
+    username, platform = payload.get("username"), payload.get("platform")
+    for line in state.chat:
+        if (message_id and line.id == message_id) or (
+            not message_id and line.username == username and line.platform == platform
+        ):
+            line.deleted = True
+            update.parts.add("chat")
+
+
+def _on_mute(state: ConsoleState, payload: dict[str, Any], update: Update) -> None:
+    user_id = payload.get("userId")
+    if not user_id:
+        return
+    if payload.get("muted", True):
+        state.muted.add(str(user_id))
+        update.notice = f"{user_id} is muted"
+    else:
+        state.muted.discard(str(user_id))
+        update.notice = f"{user_id} may chat again"
+    update.parts.add("chat")
+
+
+def _on_burst(state: ConsoleState, payload: dict[str, Any], update: Update, at: int) -> None:
+    counts = {str(k): int(v) for k, v in (payload.get("counts") or {}).items() if int(v) > 0}
+    meter = state.reactions
+    if payload.get("window"):
+        meter.window_ms = int(payload["window"])
+    for emoji, count in counts.items():
+        meter.totals[emoji] = meter.totals.get(emoji, 0) + count
+    meter.recent.append((at, counts))
+    update.parts.add("reactions")
+
+
+def _on_tip(state: ConsoleState, payload: dict[str, Any], update: Update) -> None:
+    tip_id = str(payload.get("tipId", ""))
+    if any(tip.tip_id == tip_id for tip in state.tips):
+        return
+    tip = TipLine(
+        tip_id=tip_id,
+        username=str(payload.get("username") or payload.get("userId") or "?"),
+        amount=float(payload.get("amount", 0)),
+        currency=str(payload.get("currency", "")),
+        message=payload.get("message"),
+    )
+    state.tips.appendleft(tip)
+    state.tip_totals[tip.currency] = round(state.tip_totals.get(tip.currency, 0.0) + tip.amount, 2)
+    update.parts.add("tips")
+
+
+def _on_error(state: ConsoleState, payload: dict[str, Any], update: Update) -> None:
+    code, message = payload.get("code"), payload.get("message")
+    update.notice = plain_error(code, message, payload.get("retryAfter"))
+    update.severity = "error"
+
+
+def _on_connection(state: ConsoleState, payload: dict[str, Any], update: Update) -> None:
+    name = payload.get("state")
+    if name == "live":
+        resumed = payload.get("resumed") or state.link in (Link.RECONNECTING, Link.RESUMED)
+        state.link = Link.RESUMED if resumed else Link.LIVE
+        recovered = payload.get("recovered")
+        state.link_detail = None if recovered is not False else "missed events: state refreshed"
+    elif name == "reconnecting":
+        state.link = Link.RECONNECTING
+        state.link_detail = payload.get("reason")
+    elif name == "closed":
+        state.link = Link.CLOSED
+        state.link_detail = payload.get("reason")
+        update.notice = f"Disconnected: {state.link_detail}" if state.link_detail else None
+        update.severity = "error"
+    elif name == "connecting":
+        state.link = Link.CONNECTING
+    else:
+        return
+    update.parts.add("status")
+
+
+Reducer = Callable[[ConsoleState, dict[str, Any], Update], None]
+
+REDUCERS: dict[str, Reducer] = {
+    "session.state": _on_state,
+    "session.join": _on_presence,
+    "session.leave": _on_presence,
+    "session.update": _on_update,
+    "session.end": _on_end,
+    "poll.create": _on_poll_create,
+    "poll.update": _on_poll,
+    "poll.end": _on_poll_end,
+    "poll.results": _on_results,
+    "chat.aggregate": _on_aggregate,
+    "chat.message": _on_chat_message,
+    "chat.delete": _on_delete,
+    "chat.mute": _on_mute,
+    "tip.received": _on_tip,
+    "error": _on_error,
+    "connection.state": _on_connection,
+}
+
+
+def apply_frame(state: ConsoleState, frame: dict[str, Any]) -> Update:
+    """Apply one frame to ``state``; what changed comes back as an :class:`Update`."""
+    update = Update()
+    kind = frame.get("type")
+    payload = frame.get("payload")
+    if not isinstance(payload, dict):
+        payload = {}
+    if kind == "reaction.burst":
+        _on_burst(state, payload, update, int(frame.get("timestamp") or 0))
+    elif isinstance(kind, str) and kind in REDUCERS:
+        REDUCERS[kind](state, payload, update)
+    if kind != "connection.state" and state.link is Link.RECONNECTING:
+        state.link = Link.RESUMED
+        update.parts.add("status")
+    return update

@@ -1,0 +1,147 @@
+"""The aggregated chat: one row per message with its platform badge, filtered and searchable.
+
+Rows are keyed by message id, so the producer's cursor names the message to delete or the
+user to mute. Deleted messages stay visible, struck through, so the producer sees the effect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import DataTable, Input
+
+from vstudio_cli.console.filters import matches, visible_lines
+from vstudio_cli.console.model import ChatLine, ConsoleState
+from vstudio_cli.console.palette import badge, name_text, platform_label
+
+__all__ = ["ChatPanel", "message_text"]
+
+NAME_WIDTH = 12
+
+
+def message_text(line: ChatLine) -> Text:
+    if line.deleted:
+        return Text.assemble((line.text, "strike dim"), (" deleted", "italic red"))
+    return Text(line.text)
+
+
+class ChatPanel(Vertical):
+    """A DataTable of chat plus a search box that opens with ``/``."""
+
+    DEFAULT_CSS = """
+    ChatPanel { border: round $primary; height: 1fr; }
+    ChatPanel DataTable { height: 1fr; scrollbar-size-vertical: 1; }
+    ChatPanel Input { display: none; height: 1; border: none; padding: 0 1; }
+    ChatPanel.searching Input { display: block; }
+    """
+
+    def __init__(self, state: ConsoleState, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.state = state
+        self.platform: str | None = None
+        self.query_text = ""
+
+    def compose(self) -> ComposeResult:
+        table: DataTable[Text] = DataTable(cursor_type="row", show_header=False, cell_padding=0)
+        yield table
+        yield Input(placeholder="search chat (Enter keeps it, Esc clears)", id="search")
+
+    @property
+    def table(self) -> DataTable[Text]:
+        return self.query_one(DataTable)
+
+    def on_mount(self) -> None:
+        self.table.add_column("badge", width=4, key="badge")
+        self.table.add_column("name", width=NAME_WIDTH + 1, key="name")
+        self.table.add_column("text", width=self._text_width(), key="text")
+        self._retitle()
+
+    def _text_width(self) -> int:
+        inner = self.size.width - 2 if self.size.width else 40
+        return max(10, inner - 4 - NAME_WIDTH - 1 - 1)
+
+    def on_resize(self) -> None:
+        width = self._text_width()
+        column = self.table.columns.get("text")  # type: ignore[call-overload]
+        if column is not None and column.width != width:
+            self.rebuild()
+
+    def _retitle(self) -> None:
+        self.border_title = f"Chat · {platform_label(self.platform)}"
+        self.border_subtitle = f"search: {self.query_text}" if self.query_text else None
+
+    def _add_row(self, line: ChatLine) -> None:
+        muted = line.user_id is not None and line.user_id in self.state.muted
+        name = name_text(line, muted)
+        name.truncate(NAME_WIDTH, overflow="ellipsis")
+        self.table.add_row(badge(line.platform), name, message_text(line), key=line.id, height=None)
+
+    def append(self, lines: Iterable[ChatLine]) -> None:
+        """Add new messages at the bottom, following them if the cursor was on the last row."""
+        table = self.table
+        following = table.row_count == 0 or table.cursor_row >= table.row_count - 1
+        added = False
+        for line in lines:
+            if matches(line, self.platform, self.query_text):
+                self._add_row(line)
+                added = True
+        overflow = table.row_count - len(self.state.chat)
+        if overflow > 0:
+            for row_key in list(table.rows)[:overflow]:
+                table.remove_row(row_key)
+        if added and following:
+            table.move_cursor(row=table.row_count - 1)
+
+    def rebuild(self) -> None:
+        """Redraw every visible row (after a filter, search, deletion, mute or resize)."""
+        table = self.table
+        selected = self.selected()
+        table.clear()
+        column = table.columns.get("text")  # type: ignore[call-overload]
+        if column is not None:
+            column.width = self._text_width()
+        for line in visible_lines(self.state.chat, self.platform, self.query_text):
+            self._add_row(line)
+        if selected is not None and selected.id in table.rows:
+            table.move_cursor(row=table.get_row_index(selected.id))
+        elif table.row_count:
+            table.move_cursor(row=table.row_count - 1)
+        self._retitle()
+
+    def selected(self) -> ChatLine | None:
+        """The message under the cursor."""
+        table = self.table
+        if not table.row_count:
+            return None
+        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+        return self.state.find_message(str(row_key.value))
+
+    def set_platform(self, platform: str | None) -> None:
+        self.platform = platform
+        self.rebuild()
+
+    def open_search(self) -> None:
+        self.add_class("searching")
+        self.query_one(Input).focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.query_text = event.value
+        self.rebuild()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if not event.value:
+            self.remove_class("searching")
+        self.table.focus()
+
+    def close_search(self) -> None:
+        """Clear the search and give the keys back to the chat."""
+        search = self.query_one(Input)
+        search.value = ""
+        self.query_text = ""
+        self.remove_class("searching")
+        self.rebuild()
+        self.table.focus()
