@@ -1,9 +1,119 @@
-"""The fans' web page: ``/`` (live sessions) and ``/s/{sessionId}``, served as static files."""
+"""The fans' web page: ``/`` (live sessions), ``/s/{sessionId}`` and their static files.
+
+The page is plain HTML, CSS and JavaScript modules from ``server/web`` with no build step. Two
+small public JSON routes give the page what it needs before anyone signs in (a session's
+title, stream and whether guests may join; the list of live sessions): only public fields,
+never tokens or ledgers. The HTML carries a Content-Security-Policy that allows scripts, styles
+and connections from this server only and frames from the stream players alone, so a message
+that slips past escaping still cannot load or run anything.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from aiohttp import web
 
-__all__ = ["routes"]
+from broker.models import Session, SessionStatus
+from server.core import CORE
+
+__all__ = ["CONTENT_SECURITY_POLICY", "WEB_DIR", "public_session", "routes"]
+
+WEB_DIR = Path(__file__).with_name("web")
+
+STREAM_FRAMES = (
+    "https://player.twitch.tv",
+    "https://www.youtube-nocookie.com",
+    "https://www.youtube.com",
+    "https://www.tiktok.com",
+)
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' https: data:",  # emote images come from the platforms' CDNs
+        "connect-src 'self'",
+        f"frame-src {' '.join(STREAM_FRAMES)}",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'self'",
+    ]
+)
+
+PAGE_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+    "Cache-Control": "no-cache",
+}
+
+PUBLIC_FIELDS = (
+    "id",
+    "artistId",
+    "title",
+    "streamUrl",
+    "streamPlatform",
+    "status",
+    "scheduledStart",
+    "startedAt",
+    "endedAt",
+    "chatEnabled",
+    "reactionsEnabled",
+    "allowGuests",
+    "producerIds",
+)
 
 routes = web.RouteTableDef()
+
+
+def public_session(session: Session) -> dict[str, Any]:
+    """What anyone may know about a session before signing in."""
+    wire = session.wire()
+    return {name: wire[name] for name in PUBLIC_FIELDS if name in wire}
+
+
+def _page(name: str) -> web.FileResponse:
+    return web.FileResponse(WEB_DIR / name, headers=PAGE_HEADERS)
+
+
+@routes.get("/")
+async def home(request: web.Request) -> web.StreamResponse:
+    """The front page: live sessions, each linking to its page."""
+    return _page("index.html")
+
+
+@routes.get("/s/{sessionId}")
+async def session_page(request: web.Request) -> web.StreamResponse:
+    """One session's page; an unknown id is reported by the page itself, in words."""
+    return _page("session.html")
+
+
+@routes.get("/web/sessions")
+async def list_public(request: web.Request) -> web.Response:
+    """Sessions for the front page, newest first; ``?status=live`` by default."""
+    raw = request.query.get("status", SessionStatus.LIVE.value)
+    try:
+        status = SessionStatus(raw)
+    except ValueError:
+        allowed = ", ".join(s.value for s in SessionStatus)
+        return web.json_response(
+            {"code": 4006, "message": f"status must be one of {allowed}"}, status=400
+        )
+    sessions = await request.app[CORE].store.list(status=status, limit=50)
+    return web.json_response({"sessions": [public_session(s) for s in sessions]})
+
+
+@routes.get("/web/sessions/{sessionId}")
+async def show_public(request: web.Request) -> web.Response:
+    """One session's public fields, for the page before sign-in."""
+    session = await request.app[CORE].store.find(request.match_info["sessionId"])
+    if session is None:
+        return web.json_response({"code": 4001, "message": "session not found"}, status=404)
+    return web.json_response(public_session(session))
+
+
+routes.static("/static", WEB_DIR, append_version=False)

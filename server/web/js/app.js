@@ -1,0 +1,555 @@
+// The session page: sign-in, the live connection, and what each event does to the page.
+
+import { ApiError, SessionConnection, api } from "./client.js";
+import { describeError, newRequestId, roleCandidates } from "./protocol.js";
+import {
+  ChatView,
+  PollView,
+  addReactionTotals,
+  animateBurst,
+  el,
+  noticeItem,
+  renderConnection,
+  renderStream,
+} from "./ui.js";
+
+const DEFAULT_REACTIONS = ["🔥", "❤️", "👏", "😂", "😮", "🎉", "💯", "🙌"];
+const DEFAULT_CURRENCIES = ["USD", "EUR", "GBP", "JPY"];
+const AUTH_KEY = "vstudio.auth";
+const STAFF = new Set(["artist", "producer"]);
+
+const $ = (id) => document.getElementById(id);
+const sessionId = decodeURIComponent(location.pathname.split("/")[2] ?? "");
+const query = new URLSearchParams(location.search);
+const reduceMotion = matchMedia("(prefers-reduced-motion: reduce)").matches;
+
+const page = {
+  session: null,
+  auth: null,
+  role: null,
+  roles: [],
+  conn: null,
+  ended: false,
+  muted: new Set(),
+  reactions: DEFAULT_REACTIONS,
+  reactionTotals: new Map(),
+  tipTotals: {},
+};
+
+const chat = new ChatView($("chat-list"), {
+  onDelete: (message) =>
+    act("chat.delete", { messageId: message.id }, "The message was not deleted"),
+  onMute: (message) => {
+    const muted = !page.muted.has(message.userId);
+    act("chat.mute", { userId: message.userId, muted }, "The mute did not apply");
+  },
+});
+const poll = new PollView($("poll"), { onVote: vote });
+
+// --- messages to the person ------------------------------------------------------------------
+
+function alertText(text) {
+  const line = el("p", { className: "alert", text });
+  $("alerts").append(line);
+  setTimeout(() => line.remove(), 8000);
+  while ($("alerts").children.length > 3) $("alerts").firstElementChild.remove();
+}
+
+function showError(error, prefix = "") {
+  const words = describeError(error);
+  alertText(prefix ? `${prefix}: ${words}` : words);
+}
+
+async function act(type, payload, failure, options) {
+  if (!page.conn) return null;
+  try {
+    return await page.conn.request(type, payload, options);
+  } catch (error) {
+    showError(error, failure);
+    throw error;
+  }
+}
+
+// --- sign-in ---------------------------------------------------------------------------------
+
+function loadAuth() {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(AUTH_KEY) ?? "null");
+    if (!saved?.token) return null;
+    if (saved.guest && saved.sessionId !== sessionId) return null;
+    return saved;
+  } catch {
+    return null;
+  }
+}
+
+function saveAuth(auth) {
+  if (auth) sessionStorage.setItem(AUTH_KEY, JSON.stringify(auth));
+  else sessionStorage.removeItem(AUTH_KEY);
+}
+
+function showSignIn(message = "") {
+  $("signin").hidden = false;
+  $("panel").hidden = true;
+  $("guest-area").hidden = !page.session?.allowGuests;
+  $("signin-error").textContent = message;
+  $("sign-out").hidden = true;
+  $("who").textContent = "";
+}
+
+$("login-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  try {
+    const answer = await api("/v1/auth/login", {
+      method: "POST",
+      body: { username: form.get("username"), password: form.get("password") },
+    });
+    join({ token: answer.token, user: answer.user, guest: false, sessionId });
+  } catch (error) {
+    $("signin-error").textContent =
+      error.status === 401 ? "Wrong username or password." : describeError(error);
+  }
+});
+
+$("guest-button").addEventListener("click", async () => {
+  try {
+    const answer = await api("/v1/auth/guest", { method: "POST", body: { sessionId } });
+    join({ token: answer.token, user: answer.user, guest: true, sessionId });
+  } catch (error) {
+    $("signin-error").textContent = describeError(error);
+  }
+});
+
+$("sign-out").addEventListener("click", () => {
+  page.conn?.stop();
+  page.conn = null;
+  saveAuth(null);
+  page.auth = null;
+  renderConnection($("conn"), { state: "idle" });
+  showSignIn();
+});
+
+$("retry").addEventListener("click", () => {
+  $("retry").hidden = true;
+  page.conn?.retry();
+});
+
+function join(auth) {
+  page.auth = auth;
+  saveAuth(auth);
+  $("signin").hidden = true;
+  $("panel").hidden = false;
+  $("sign-out").hidden = false;
+  const name = auth.user?.username ?? auth.user?.id ?? "you";
+  $("who").textContent = auth.guest ? `${name} (guest)` : name;
+  page.roles = roleCandidates(auth.user, page.session);
+  connect(page.roles.shift());
+}
+
+function connect(role) {
+  page.role = role;
+  setStaff(STAFF.has(role));
+  const conn = new SessionConnection({
+    sessionId,
+    token: page.auth.token,
+    role,
+    options: { transport: query.get("transport") ?? "auto" },
+  });
+  page.conn = conn;
+  conn.addEventListener("frame", (event) => onFrame(event.detail));
+  conn.addEventListener("state", (event) => onState(conn, event.detail));
+  conn.addEventListener("unauthorized", () => {
+    saveAuth(null);
+    page.conn = null;
+    showSignIn("Your sign-in expired; please sign in again.");
+  });
+  conn.start();
+}
+
+function onState(conn, detail) {
+  if (conn !== page.conn) return;
+  if (detail.state === "failed" && detail.error?.status === 403 && page.roles.length) {
+    connect(page.roles.shift()); // that role is not ours here; try the next one
+    return;
+  }
+  renderConnection($("conn"), detail);
+  document.body.dataset.connection = detail.state;
+  $("retry").hidden = detail.state !== "failed";
+  if (detail.state === "ended") markEnded();
+  if (detail.state === "failed" && detail.message) alertText(detail.message);
+}
+
+function setStaff(staff) {
+  $("controls").hidden = !staff;
+  $("controls-title").textContent = page.role === "artist" ? "Artist controls" : "Producer controls";
+  chat.setStaff(staff);
+  document.body.classList.toggle("staff", staff);
+}
+
+// --- events ----------------------------------------------------------------------------------
+
+function onFrame(frame) {
+  const p = frame.payload ?? {};
+  switch (frame.type) {
+    case "session.state":
+      applyState(p);
+      break;
+    case "session.update":
+      applySession({ ...page.session, ...p });
+      break;
+    case "session.join":
+    case "session.leave":
+      if (p.viewerCount != null) setViewers(p.viewerCount);
+      break;
+    case "session.end":
+      markEnded();
+      break;
+    case "poll.create":
+      showPoll(p.poll ?? p);
+      break;
+    case "poll.update":
+      if (poll.poll && (p.id ?? p.pollId) === poll.poll.id) showPoll({ ...poll.poll, ...p });
+      break;
+    case "poll.end":
+      if (poll.poll && (p.id ?? p.pollId) === poll.poll.id) {
+        showPoll({ ...poll.poll, ...(p.poll ?? p), id: poll.poll.id, status: "ended" });
+      }
+      break;
+    case "poll.results":
+      poll.results(p);
+      break;
+    case "chat.aggregate":
+      for (const message of p.messages ?? []) chat.add(message);
+      break;
+    case "chat.message":
+      chat.add(p);
+      break;
+    case "chat.delete":
+      chat.remove(p);
+      break;
+    case "chat.mute":
+      if (p.muted) page.muted.add(p.userId);
+      else page.muted.delete(p.userId);
+      if (p.userId === myId()) alertText(p.muted ? "You have been muted." : "You can chat again.");
+      break;
+    case "reaction.burst":
+      animateBurst($("bursts"), p.counts, reduceMotion);
+      addReactionTotals(page.reactionTotals, p.counts);
+      paintReactionTotals();
+      break;
+    case "tip.received":
+      addTip(p);
+      break;
+    case "platform.event":
+      chat.list.append(noticeItem(p.kind, platformEventText(p)));
+      break;
+    case "error":
+      showError(p);
+      break;
+    default:
+      break;
+  }
+}
+
+function myId() {
+  return page.auth?.user?.id ?? page.auth?.user?.userId;
+}
+
+function applyState(p) {
+  const session = p.session && typeof p.session === "object" ? p.session : null;
+  applySession({ ...page.session, ...(session ?? pickSession(p)) });
+  if (p.viewerCount != null) setViewers(p.viewerCount);
+  page.muted = new Set(p.mutedUsers ?? []);
+  if (Array.isArray(p.allowedReactions)) page.reactions = p.allowedReactions;
+  renderReactionButtons();
+  renderCurrencies(p.tipCurrencies ?? p.currencies ?? DEFAULT_CURRENCIES);
+  const totals = p.tipTotals ?? p.tips?.totals;
+  if (totals) setTipTotals(totals);
+  const polls = p.polls ?? [];
+  showPoll(p.activePoll ?? (polls.length ? polls[polls.length - 1] : null));
+  for (const message of p.chat ?? p.recentChat ?? []) chat.add(message);
+  if (page.session?.status === "ended") markEnded();
+}
+
+function pickSession(p) {
+  const fields = [
+    "id", "artistId", "title", "streamUrl", "streamPlatform", "status", "chatEnabled",
+    "reactionsEnabled", "allowGuests", "producerIds", "startedAt", "endedAt",
+  ];
+  return Object.fromEntries(fields.filter((f) => f in p).map((f) => [f, p[f]]));
+}
+
+function applySession(session) {
+  const streamChanged = session.streamUrl !== page.session?.streamUrl || !page.rendered;
+  page.session = session;
+  $("title").textContent = session.title || "V Studio";
+  document.title = session.title ? `${session.title} · V Studio` : "V Studio";
+  if (streamChanged) {
+    renderStream($("stream"), session);
+    page.rendered = true;
+  }
+  const chatOn = session.chatEnabled !== false;
+  const reactionsOn = session.reactionsEnabled !== false;
+  $("chat-off").hidden = chatOn;
+  $("chat-form").hidden = !chatOn;
+  $("reactions-off").hidden = reactionsOn;
+  $("reaction-buttons").hidden = !reactionsOn;
+  setPressed($("toggle-chat"), chatOn, "Chat on", "Chat off");
+  setPressed($("toggle-reactions"), reactionsOn, "Reactions on", "Reactions off");
+  if (session.status === "ended") markEnded();
+}
+
+function setPressed(button, on, onText, offText) {
+  button.setAttribute("aria-pressed", on ? "true" : "false");
+  button.textContent = on ? onText : offText;
+}
+
+function setViewers(count) {
+  $("viewer-count").textContent = String(count);
+}
+
+function markEnded() {
+  if (page.ended) return;
+  page.ended = true;
+  $("ended").hidden = false;
+  document.body.classList.add("ended");
+  for (const node of document.querySelectorAll("#panel button, #panel input, #panel select")) {
+    node.disabled = true;
+  }
+  renderConnection($("conn"), { state: "ended" });
+  document.body.dataset.connection = "ended";
+  page.conn?.end({});
+}
+
+// --- polls -----------------------------------------------------------------------------------
+
+function votesKey(pollId) {
+  return `vstudio.votes.${myId()}.${pollId}`;
+}
+
+function rememberedVotes(pollId) {
+  try {
+    return new Set(JSON.parse(sessionStorage.getItem(votesKey(pollId)) ?? "[]"));
+  } catch {
+    return new Set();
+  }
+}
+
+function showPoll(data) {
+  poll.show(data, data ? rememberedVotes(data.id) : new Set());
+  $("end-poll").disabled = !data || data.status === "ended" || page.ended;
+}
+
+async function vote(index) {
+  const current = poll.poll;
+  if (!current) return;
+  try {
+    await act("poll.vote", { pollId: current.id, option: index }, "Your vote was not counted");
+  } catch (error) {
+    if (!(error instanceof ApiError) || !/already/i.test(error.message)) return;
+  }
+  const voted = rememberedVotes(current.id);
+  voted.add(index);
+  sessionStorage.setItem(votesKey(current.id), JSON.stringify([...voted]));
+  if (poll.poll?.id === current.id) poll.markVoted(index);
+}
+
+$("poll-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const options = String(form.get("options"))
+    .split("\n")
+    .map((line) => line.trim())
+    .filter(Boolean);
+  const payload = {
+    question: String(form.get("question")).trim(),
+    options,
+    allowMultiple: form.get("allowMultiple") === "on",
+  };
+  const duration = Number(form.get("duration"));
+  if (duration) payload.duration = duration;
+  try {
+    await act("poll.create", payload, "The poll was not started");
+    event.target.reset();
+  } catch {
+    /* shown */
+  }
+});
+
+$("end-poll").addEventListener("click", () => {
+  if (poll.poll) act("poll.end", { pollId: poll.poll.id }, "The poll did not end").catch(() => {});
+});
+
+// --- producer controls -----------------------------------------------------------------------
+
+$("toggle-chat").addEventListener("click", () => {
+  const on = page.session?.chatEnabled !== false;
+  act("session.update", { chatEnabled: !on }, "Chat was not changed").catch(() => {});
+});
+
+$("toggle-reactions").addEventListener("click", () => {
+  const on = page.session?.reactionsEnabled !== false;
+  act("session.update", { reactionsEnabled: !on }, "Reactions were not changed").catch(() => {});
+});
+
+let endArmed = null;
+$("end-session").addEventListener("click", () => {
+  const button = $("end-session");
+  if (!endArmed) {
+    button.textContent = "Really end the session?";
+    endArmed = setTimeout(() => {
+      endArmed = null;
+      button.textContent = "End session";
+    }, 5000);
+    return;
+  }
+  clearTimeout(endArmed);
+  endArmed = null;
+  button.textContent = "Ending…";
+  act("session.end", {}, "The session did not end").catch(() => {
+    button.textContent = "End session";
+  });
+});
+
+// --- chat, reactions, tips -------------------------------------------------------------------
+
+$("chat-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const input = $("chat-input");
+  const text = input.value.trim();
+  if (!text) return;
+  try {
+    await act("chat.message", { text }, "Your message was not sent");
+    input.value = "";
+  } catch {
+    /* shown */
+  }
+});
+
+function renderReactionButtons() {
+  const box = $("reaction-buttons");
+  if (box.dataset.set === page.reactions.join(" ")) return;
+  box.dataset.set = page.reactions.join(" ");
+  box.replaceChildren(
+    ...page.reactions.map((emoji) =>
+      el(
+        "button",
+        {
+          type: "button",
+          className: "reaction",
+          dataset: { emoji },
+          "aria-label": `React with ${emoji}`,
+          onclick: () => act("reaction.send", { emoji }, "Reaction not sent").catch(() => {}),
+        },
+        el("span", { className: "emoji", text: emoji, "aria-hidden": "true" }),
+        el("span", { className: "total", text: "" }),
+      ),
+    ),
+  );
+  paintReactionTotals();
+}
+
+function paintReactionTotals() {
+  for (const button of $("reaction-buttons").querySelectorAll(".reaction")) {
+    const total = page.reactionTotals.get(button.dataset.emoji);
+    button.querySelector(".total").textContent = total ? String(total) : "";
+  }
+}
+
+function renderCurrencies(currencies) {
+  const select = $("tip-form").elements.currency;
+  if (select.options.length === currencies.length) return;
+  select.replaceChildren(...currencies.map((c) => el("option", { value: c, text: c })));
+}
+
+function setTipTotals(totals) {
+  page.tipTotals = { ...totals };
+  const parts = Object.entries(page.tipTotals)
+    .filter(([, amount]) => Number(amount) > 0)
+    .map(([currency, amount]) => `${formatMoney(amount, currency)}`);
+  $("tip-totals").textContent = parts.length ? `Tips: ${parts.join(" · ")}` : "";
+}
+
+function formatMoney(amount, currency) {
+  try {
+    return new Intl.NumberFormat(undefined, { style: "currency", currency }).format(amount);
+  } catch {
+    return `${amount} ${currency}`;
+  }
+}
+
+function addTip(tip) {
+  const who = tip.username || "Someone";
+  const line = `${who} tipped ${formatMoney(tip.amount, tip.currency)}`;
+  const text = tip.message ? `${line}: ${tip.message}` : line;
+  $("tip-list").prepend(el("li", { text }));
+  while ($("tip-list").children.length > 20) $("tip-list").lastElementChild.remove();
+  chat.list.append(noticeItem("tip", text));
+  const totals = { ...page.tipTotals };
+  totals[tip.currency] = Number(totals[tip.currency] ?? 0) + Number(tip.amount);
+  setTipTotals(totals);
+}
+
+$("tip-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const formNode = event.target;
+  const form = new FormData(formNode);
+  // One request id per tip: a resubmission after a lost answer is recorded once.
+  formNode.dataset.requestId ||= newRequestId();
+  const payload = { amount: Number(form.get("amount")), currency: String(form.get("currency")) };
+  const message = String(form.get("message") ?? "").trim();
+  if (message) payload.message = message;
+  try {
+    await act("tip.send", payload, "Your tip was not sent", {
+      requestId: formNode.dataset.requestId,
+    });
+    delete formNode.dataset.requestId;
+    formNode.reset();
+    alertText("Thank you! Your tip was sent.");
+  } catch (error) {
+    if (error.code) delete formNode.dataset.requestId; // refused: the next try is a new tip
+  }
+});
+
+function platformEventText(p) {
+  const who = p.displayName || p.username;
+  const what = {
+    like: "sent likes",
+    gift: "sent a gift",
+    follow: "followed",
+    share: "shared the stream",
+    subscribe: "subscribed",
+    raid: "raided",
+    member: "became a member",
+    superchat: "sent a Super Chat",
+  }[p.kind] ?? p.kind;
+  const count = p.count ? ` ×${p.count}` : "";
+  const detail = p.detail ? ` (${p.detail})` : "";
+  return `${who} ${what}${count}${detail}`;
+}
+
+// --- start -----------------------------------------------------------------------------------
+
+async function start() {
+  if (!sessionId) {
+    $("title").textContent = "No session given";
+    return;
+  }
+  try {
+    page.session = await api(`/web/sessions/${encodeURIComponent(sessionId)}`);
+  } catch (error) {
+    $("title").textContent = error.status === 404 ? "Session not found" : "Session unavailable";
+    alertText(describeError(error));
+    return;
+  }
+  applySession(page.session);
+  renderReactionButtons();
+  renderCurrencies(DEFAULT_CURRENCIES);
+  if (page.ended) return;
+  const auth = loadAuth();
+  if (auth) join(auth);
+  else showSignIn();
+}
+
+start();
