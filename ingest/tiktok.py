@@ -1,0 +1,180 @@
+"""TikTok LIVE chat through TikTokLive (the optional ``tiktok`` extra; modified-AGPL licence).
+
+TikTokLive does the connection: it finds the room id on ``{app_url}/@user/live`` (skipped when
+a room id is given), checks ``{webcast_url}/room/check_alive/``, asks the sign server
+(``GET {sign_url}/webcast/fetch``) for the first ``ProtoMessageFetchResult``, whose
+``push_server`` and ``route_params`` name the WebSocket to open, then reads gzip'd
+``WebcastPushFrame``s from it, acknowledging them and sending heartbeats. This module listens
+to its events and maps them with :mod:`ingest.tiktok_map`.
+
+Where the endpoints are set: the sign server is per client (``web_kwargs={"signer_kwargs":
+{"sign_api_base": ...}}``); the TikTok page and webcast API are the process-wide
+``TikTokLive.client.web.web_settings.WebDefaults.tiktok_app_url`` / ``tiktok_webcast_url``;
+the push server is whatever the sign server answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from broker.models import Platform
+from ingest.base import AdapterFatal, AdapterStatus, Emit, IngestItem
+from ingest.tiktok_map import (
+    delete_items,
+    gift_event,
+    like_event,
+    live_ended,
+    map_comment,
+    social_event,
+    subscribe_event,
+)
+
+try:
+    from TikTokLive import TikTokLiveClient
+    from TikTokLive.client.errors import (
+        AgeRestrictedError,
+        PremiumEndpointError,
+        SignatureRateLimitError,
+        UserNotFoundError,
+        UserOfflineError,
+    )
+    from TikTokLive.client.web.web_settings import WebDefaults
+    from TikTokLive.events import (
+        CommentEvent,
+        ConnectEvent,
+        ControlEvent,
+        GiftEvent,
+        ImDeleteEvent,
+        LikeEvent,
+        SocialEvent,
+        SubNotifyEvent,
+    )
+except ImportError:  # pragma: no cover - depends on the install
+    TikTokLiveClient = None  # type: ignore[assignment,misc]
+
+__all__ = ["TikTokAdapter"]
+
+log = logging.getLogger(__name__)
+
+KNOWN_USERS_LIMIT = 50_000
+
+
+class TikTokAdapter:
+    """One TikTok user's LIVE room: comments, likes, gifts, follows, shares, subscriptions."""
+
+    platform = Platform.TIKTOK
+
+    def __init__(
+        self,
+        *,
+        user: str,
+        sign_url: str | None = None,
+        sign_api_key: str | None = None,
+        app_url: str | None = None,
+        webcast_url: str | None = None,
+        room_id: int | None = None,
+    ) -> None:
+        if TikTokLiveClient is None:
+            raise RuntimeError(
+                "the TikTok adapter needs TikTokLive: pip install 'vstudio-realtime[tiktok]'"
+            )
+        handle = user.strip().removeprefix("@")
+        if not handle:
+            raise ValueError("give the TikTok user as @name")
+        self.user = handle
+        self.target = f"@{handle}"
+        self.status = AdapterStatus()
+        self.sign_url = sign_url
+        self.sign_api_key = sign_api_key
+        self.app_url = app_url
+        self.webcast_url = webcast_url
+        self.room_id = room_id
+        self.known_users: dict[int, str] = {}
+        self._ended = False
+
+    async def run(self, emit: Emit) -> None:
+        """Connect through TikTokLive and read until the LIVE ends (AdapterFatal) or drops."""
+        if self.app_url:
+            WebDefaults.tiktok_app_url = self.app_url.rstrip("/")
+        if self.webcast_url:
+            WebDefaults.tiktok_webcast_url = self.webcast_url.rstrip("/")
+        signer: dict[str, Any] = {}
+        if self.sign_url:
+            signer["sign_api_base"] = self.sign_url.rstrip("/")
+        if self.sign_api_key:
+            signer["sign_api_key"] = self.sign_api_key
+        client = TikTokLiveClient(unique_id=self.user, web_kwargs={"signer_kwargs": signer})
+        self._listen(client, emit)
+        self.status.state = "connecting"
+        try:
+            task = await client.start(room_id=self.room_id, fetch_live_check=True)
+            await task
+        except UserOfflineError as exc:
+            raise AdapterFatal(f"TikTok user {self.target} is not LIVE now") from exc
+        except UserNotFoundError as exc:
+            raise AdapterFatal(
+                f"TikTok user {self.target} does not exist or has never gone LIVE"
+            ) from exc
+        except AgeRestrictedError as exc:
+            raise AdapterFatal(
+                f"the LIVE of {self.target} is age-restricted; it needs a logged-in session"
+            ) from exc
+        except PremiumEndpointError as exc:
+            raise AdapterFatal(
+                f"the sign server refused this request ({exc}); check the sign API key"
+            ) from exc
+        except SignatureRateLimitError as exc:
+            self.status.state = "rate limited"
+            self.status.detail = f"sign server: retry after {exc.retry_after} s"
+            raise
+        finally:
+            await asyncio.shield(self._close(client))
+        if self._ended:
+            raise AdapterFatal(f"the TikTok LIVE of {self.target} has ended")
+        self.status.state = "disconnected"
+
+    async def _close(self, client: Any) -> None:
+        try:
+            await client.disconnect()
+        finally:
+            await client.web.close()
+
+    def _listen(self, client: Any, emit: Emit) -> None:
+        """Register one handler per webcast message type; each maps and emits."""
+
+        def forward(item: IngestItem | None) -> None:
+            if item is not None:
+                emit(item)
+
+        def on_connect(event: Any) -> None:
+            self.status.state = "connected"
+            self.status.detail = f"room {event.room_id}"
+            log.info("tiktok %s connected to room %s", self.target, event.room_id)
+
+        def on_comment(event: Any) -> None:
+            message = map_comment(event)
+            if event.user is not None and event.user.id:
+                if len(self.known_users) >= KNOWN_USERS_LIMIT:
+                    self.known_users.clear()
+                self.known_users[int(event.user.id)] = message.username
+            emit(message)
+
+        def on_delete(event: Any) -> None:
+            for item in delete_items(event, self.known_users):
+                emit(item)
+
+        def on_control(event: Any) -> None:
+            if live_ended(event):
+                self._ended = True
+                self.status.state = "ended"
+
+        client.add_listener(ConnectEvent, on_connect)
+        client.add_listener(CommentEvent, on_comment)
+        client.add_listener(LikeEvent, lambda event: forward(like_event(event)))
+        client.add_listener(GiftEvent, lambda event: forward(gift_event(event)))
+        client.add_listener(SocialEvent, lambda event: forward(social_event(event)))
+        client.add_listener(SubNotifyEvent, lambda event: forward(subscribe_event(event)))
+        client.add_listener(ImDeleteEvent, on_delete)
+        client.add_listener(ControlEvent, on_control)

@@ -1,0 +1,219 @@
+"""TikTok LIVE webcast messages (TikTokLive's protobuf classes) to our models, without sockets.
+
+The functions read the RAW protobuf fields of the ``Webcast*Message`` classes that TikTokLive
+parses (its event classes are subclasses of them), not TikTokLive's convenience helpers:
+``ExtendedUser.is_moderator`` looks for ``badge.badge_scene`` and ``badge.log_extra`` which the
+v3 schema no longer has (they are ``scene_type`` and ``privilege_log_extra``), so it is always
+false. Moderator and subscriber come from ``user_identity`` (``is_moderator_of_anchor``,
+``is_subscriber_of_anchor``), the user's ``user_attr`` admin flags, and the badge list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from broker.models import ChatDelete, NormalizedChatMessage, Platform, PlatformEvent, now_ms
+
+__all__ = [
+    "badges_of",
+    "delete_items",
+    "gift_event",
+    "like_event",
+    "live_ended",
+    "map_comment",
+    "social_event",
+    "subscribe_event",
+    "timestamp_of",
+]
+
+PLATFORM = Platform.TIKTOK
+MAX_TEXT = 2000
+
+# BadgeSceneType values of the v3 schema (TikTokLiveProto webcast.model.data.BadgeSceneType).
+SCENE_ADMIN = 1
+SCENE_SUBSCRIBER = 4
+SCENE_RANK_LIST = 6
+SCENE_NEW_SUBSCRIBER = 7
+SCENE_USER_GRADE = 8
+SCENE_FANS = 10
+SCENE_ANCHOR = 12
+BADGE_NAMES = {
+    SCENE_ADMIN: "moderator",
+    SCENE_SUBSCRIBER: "subscriber",
+    SCENE_NEW_SUBSCRIBER: "subscriber",
+    SCENE_RANK_LIST: "top-gifter",
+    SCENE_USER_GRADE: "gifter",
+    SCENE_FANS: "fan-club",
+    SCENE_ANCHOR: "host",
+}
+LEVELLED = {SCENE_USER_GRADE, SCENE_FANS, SCENE_SUBSCRIBER}
+CONTROL_STREAM_ENDED = 3
+CONTROL_STREAM_SUSPENDED = 4
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def timestamp_of(common: Any) -> int:
+    """``common.create_time`` in milliseconds (TikTok sends ms; seconds are converted)."""
+    created = int(getattr(common, "create_time", 0) or 0)
+    if created <= 0:
+        return now_ms()
+    return created * 1000 if created < 10**11 else created
+
+
+def _id(common: Any, fallback: str) -> str:
+    msg_id = int(getattr(common, "msg_id", 0) or 0)
+    return f"tiktok:{msg_id}" if msg_id else f"tiktok:{fallback}"
+
+
+def _names(user: Any) -> tuple[str, str | None, str | None]:
+    """(username = the @handle, display name = the nickname, user id)."""
+    if user is None:
+        return "unknown", None, None
+    handle = user.display_id or user.nickname or str(user.id or "unknown")
+    nickname = user.nickname or None
+    return (
+        _clip(handle, 100),
+        _clip(nickname, 100) if nickname else None,
+        (str(user.id) if user.id else None),
+    )
+
+
+def badges_of(user: Any) -> list[str]:
+    """The user's badge list as names (``gifter/25``, ``fan-club/12``, ``moderator``...)."""
+    names: list[str] = []
+    for badge in getattr(user, "badge_list", None) or []:
+        scene = int(badge.scene_type)
+        name = BADGE_NAMES.get(scene)
+        if name is None:
+            continue
+        extra = badge.privilege_log_extra
+        level = int(extra.level) if extra is not None and str(extra.level).isdigit() else 0
+        if scene in LEVELLED and level:
+            name = f"{name}/{level}"
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def _flags(user: Any, identity: Any) -> tuple[list[str], bool, bool]:
+    badges = badges_of(user)
+    kinds = {badge.partition("/")[0] for badge in badges}
+    attr = getattr(user, "user_attr", None)
+    moderator = bool(
+        (identity is not None and identity.is_moderator_of_anchor)
+        or (attr is not None and (attr.is_admin or attr.is_super_admin))
+        or "moderator" in kinds
+    )
+    subscribe = getattr(user, "subscribe_info", None)
+    subscriber = bool(
+        (identity is not None and identity.is_subscriber_of_anchor)
+        or (subscribe is not None and subscribe.is_subscribed_to_anchor)
+        or "subscriber" in kinds
+    )
+    if moderator and "moderator" not in kinds:
+        badges.insert(0, "moderator")
+    if subscriber and "subscriber" not in kinds:
+        badges.append("subscriber")
+    return badges, subscriber, moderator
+
+
+def map_comment(message: Any) -> NormalizedChatMessage:
+    """``WebcastChatMessage`` -> a chat message ``tiktok:<msg_id>``."""
+    username, display, user_id = _names(message.user)
+    badges, subscriber, moderator = _flags(message.user, message.user_identity)
+    return NormalizedChatMessage(
+        id=_id(message.common, f"{user_id}:{timestamp_of(message.common)}"),
+        platform=PLATFORM,
+        username=username,
+        display_name=display,
+        text=_clip(message.content or "", MAX_TEXT),
+        badges=badges or None,
+        is_subscriber=subscriber,
+        is_moderator=moderator,
+        timestamp=timestamp_of(message.common),
+        user_id=user_id,
+    )
+
+
+def _event(
+    message: Any, kind: str, count: int | None = None, detail: str | None = None
+) -> PlatformEvent:
+    username, display, _ = _names(message.user)
+    return PlatformEvent(
+        id=_id(message.common, f"{kind}:{username}:{timestamp_of(message.common)}"),
+        platform=PLATFORM,
+        kind=kind,  # type: ignore[arg-type]
+        username=username,
+        display_name=display,
+        count=count,
+        detail=_clip(detail, 300) if detail else None,
+        timestamp=timestamp_of(message.common),
+    )
+
+
+def like_event(message: Any) -> PlatformEvent:
+    """``WebcastLikeMessage``: ``count`` likes by one user (TikTok batches taps)."""
+    detail = f"{message.total} likes in total" if message.total else None
+    return _event(message, "like", max(int(message.count), 0), detail)
+
+
+def gift_event(message: Any) -> PlatformEvent | None:
+    """``WebcastGiftMessage``; ``None`` while a streak is still running.
+
+    A streakable gift (``gift.type == 1``) sends a message per tap with a growing
+    ``repeat_count``; only the last one (``repeat_end == 1``) counts, so a streak is one event.
+    """
+    gift = message.gift
+    streakable = gift is not None and int(gift.type) == 1
+    if streakable and not message.repeat_end:
+        return None
+    name = (gift.name if gift is not None else "") or f"gift {message.gift_id}"
+    diamonds = int(gift.diamond_count) if gift is not None else 0
+    count = max(int(message.repeat_count), 1)
+    detail = f"{name} ({diamonds} diamonds each)" if diamonds else name
+    return _event(message, "gift", count, detail)
+
+
+def social_event(message: Any) -> PlatformEvent | None:
+    """``WebcastSocialMessage``: a follow or a share, told apart by the display text key
+    (``pm_main_follow_message...``, ``pm_mt_guidance_share...``) and, failing that, ``action``
+    (1 follow, 3 share)."""
+    display = message.common.display_text if message.common is not None else None
+    key = (display.key if display is not None else "") or ""
+    if "follow" in key or (not key and int(message.action) == 1):
+        return _event(message, "follow", int(message.follow_count) or None)
+    if "share" in key or (not key and int(message.action) == 3):
+        return _event(message, "share", int(message.share_count) or None)
+    return None
+
+
+def subscribe_event(message: Any) -> PlatformEvent:
+    """``WebcastSubNotifyMessage``: a subscription, with its month count."""
+    months = int(message.sub_month or 0)
+    return _event(message, "subscribe", months or None, f"{months} months" if months else None)
+
+
+def delete_items(message: Any, known_users: Mapping[int, str]) -> list[ChatDelete]:
+    """``WebcastImDeleteMessage``: deleted message ids, and users whose messages all go.
+
+    TikTok names users by numeric id only; ``known_users`` maps the ids seen in this connection
+    to handles, and an id never seen had no message here to delete.
+    """
+    items = [
+        ChatDelete(message_id=f"tiktok:{msg_id}", reason="deleted on TikTok")
+        for msg_id in message.delete_msg_ids
+    ]
+    for user_id in message.delete_user_ids:
+        handle = known_users.get(int(user_id))
+        if handle:
+            items.append(ChatDelete(username=handle, platform=PLATFORM, reason="removed on TikTok"))
+    return items
+
+
+def live_ended(message: Any) -> bool:
+    """``WebcastControlMessage`` saying the LIVE ended or was suspended."""
+    return int(message.action) in (CONTROL_STREAM_ENDED, CONTROL_STREAM_SUSPENDED)
