@@ -10,7 +10,16 @@ from typing import Annotated
 import typer
 
 from config.logging import configure_logging
-from vstudio_cli import config_cmd, doctor, ingest_cmd, session_cmd
+from vstudio_cli import (
+    config_cmd,
+    console_cmd,
+    doctor,
+    ingest_cmd,
+    serve_cmd,
+    session_cmd,
+    token_cmd,
+    user_cmd,
+)
 
 app = typer.Typer(
     name="vstudio",
@@ -24,11 +33,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(config_cmd.app, name="config")
+app.command("serve")(serve_cmd.serve)
+app.add_typer(user_cmd.app, name="user")
+app.add_typer(token_cmd.app, name="token")
 app.command("doctor")(doctor.doctor)
 app.add_typer(ingest_cmd.app, name="ingest")
 app.command("login")(session_cmd.login)
 app.add_typer(session_cmd.session_app, name="session")
 app.add_typer(session_cmd.poll_app, name="poll")
+app.command("console")(console_cmd.console)
 
 
 def package_version() -> str:

@@ -1,0 +1,150 @@
+"""The aiohttp application of one server process: routes, startup and the drain on shutdown.
+
+Startup connects to Redis, builds the process's :class:`~server.core.Core` and starts the
+fan-out hub and the interaction modules' background work. Shutdown closes every client with
+1012 (reconnect) before anything else stops, so no acknowledged action is cut off halfway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+import server.interactions
+import server.pages
+import server.session_actions
+from broker.bus import Bus
+from broker.connection import connect
+from config import BrokerSettings, ServerSettings
+from server import auth_api, sessions_api, sse, ws
+from server.accounts import AccountStore
+from server.auth import TokenVerifier
+from server.context import ServerContext
+from server.core import CORE, Core
+from server.fanout import Hub
+from server.http_errors import error_middleware, json_response
+from server.metrics import Metrics
+from server.openapi import openapi_document
+from server.presence import REFRESH_EVERY, Presence
+from server.ratelimit import RedisWindow
+from server.rest_actions import add_routes
+from server.sessions import SessionStore
+from server.tickets import TicketStore
+
+__all__ = ["build_app"]
+
+log = logging.getLogger("vstudio.server")
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    """The process is up."""
+    core = request.app[CORE]
+    return json_response({"ok": True, "process": core.ctx.process_id, "pid": os.getpid()})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """Redis answers (and the process is not draining)."""
+    core = request.app[CORE]
+    if core.draining:
+        return json_response({"ok": False, "reason": "draining"}, status=503)
+    try:
+        async with asyncio.timeout(2.0):
+            await core.ctx.bus.redis.ping()
+    except Exception as exc:
+        return json_response({"ok": False, "reason": f"redis: {exc}"}, status=503)
+    return json_response({"ok": True})
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text of this process's registry."""
+    body = request.app[CORE].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
+
+
+@routes.get("/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return json_response(openapi_document())
+
+
+async def _presence_refresher(core: Core) -> None:
+    while True:
+        await asyncio.sleep(REFRESH_EVERY)
+        try:
+            await core.presence.refresh()
+        except Exception:
+            log.exception("presence refresh failed")
+
+
+def build_app(
+    settings: ServerSettings, broker: BrokerSettings, redis_url: str, jwt_secret: str
+) -> web.Application:
+    """The application; connects to Redis when it starts."""
+    app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
+    app["max_body"] = settings.max_message_bytes
+    app.add_routes(routes)
+    app.add_routes(auth_api.routes)
+    app.add_routes(sessions_api.routes)
+    add_routes(app)
+    app.add_routes(ws.routes)
+    app.add_routes(sse.routes)
+    app.add_routes(server.interactions.routes)
+    app.add_routes(server.pages.routes)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        client = await connect(
+            redis_url, attempts=broker.connect_attempts, timeout=broker.connect_timeout
+        )
+        bus = Bus(client, history_size=broker.history_size, dedupe_ttl=broker.dedupe_ttl)
+        process_id = f"{os.getpid()}-{secrets.token_hex(3)}"
+        store = SessionStore(bus)
+        ctx = ServerContext(
+            settings=settings, broker=broker, bus=bus, sessions=store, process_id=process_id
+        )
+        metrics_ = Metrics(process_id)
+        core = Core(
+            ctx=ctx,
+            store=store,
+            accounts=AccountStore(client),
+            tickets=TicketStore(client, settings.ticket_ttl),
+            verifier=TokenVerifier(settings, jwt_secret),
+            presence=Presence(client, process_id, settings.max_viewers),
+            hub=None,  # type: ignore[arg-type]
+            metrics=metrics_,
+            windows=RedisWindow(client),
+        )
+        core.hub = Hub(bus, settings, metrics_, core.session_state)
+        app[CORE] = core
+        await core.hub.start()
+        await server.interactions.start(ctx)
+        refresher = asyncio.get_running_loop().create_task(_presence_refresher(core))
+        try:
+            yield
+        finally:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+            with contextlib.suppress(Exception):
+                await server.interactions.stop(ctx)
+            await core.hub.stop()
+            with contextlib.suppress(Exception):
+                await core.presence.clear()
+            await client.aclose()
+
+    async def drain(app: web.Application) -> None:
+        core = app.get(CORE)
+        if core is not None:
+            await core.drain()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(drain)
+    return app

@@ -1,0 +1,581 @@
+"""Fan-out: one subscription per process, each event encoded once and written to every client.
+
+The :class:`Hub` follows a session on the process's :class:`~broker.feed.SessionFeed` while it
+has local clients. For each event it builds the frame bytes once (the JSON with the stream id
+spliced in, then the WebSocket framing) and writes them straight to every WebSocket
+connection's transport; a client whose unsent bytes pass ``send_buffer_limit`` is dropped (it
+resumes by id) instead of slowing the loop down. ``chat.message`` events are coalesced per
+session into ``chat.aggregate`` frames every ``chat_coalesce_ms``; everything else passes
+straight through, and buffered chat is flushed first so order is kept.
+
+A client joins in two steps: while its first frames (``session.state``, the replay of what it
+missed) are prepared it is *catching up* and live events are kept for it; then it becomes live
+and anything it has already seen is filtered out by stream id, so nothing is lost or repeated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from broker.bus import Bus, BusEvent, parse_stream_id
+from broker.feed import Resumed, SessionFeed
+from broker.models import ErrorCode, MessageType, now_ms
+from config import ServerSettings
+from server.frames import PING_FRAME, ws_text_frame
+from server.metrics import Metrics
+from server.sse_encoding import sse_event
+
+__all__ = ["Hub", "Outgoing", "SseClient", "Subscriber", "WsClient", "coalesce"]
+
+log = logging.getLogger("vstudio.server.fanout")
+
+StreamId = tuple[int, int]
+ZERO: StreamId = (0, 0)
+MAX_AGGREGATE = 500
+"""Most chat messages in one ``chat.aggregate`` frame."""
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """One frame for every client of a session, encoded lazily once per transport."""
+
+    type: str
+    json: bytes
+    first_id: StreamId
+    last_id: StreamId
+    timestamp: int
+    payload: Callable[[], Any]
+    event_id: str | None = None
+    events: list[BusEvent] = field(default_factory=list)
+    _ws: bytes | None = None
+    _sse: bytes | None = None
+
+    @property
+    def ws(self) -> bytes:
+        if self._ws is None:
+            self._ws = ws_text_frame(self.json)
+        return self._ws
+
+    @property
+    def sse(self) -> bytes:
+        if self._sse is None:
+            data = orjson.dumps(self.payload())
+            self._sse = sse_event(data, event=self.type, event_id=self.event_id)
+        return self._sse
+
+    @classmethod
+    def of_event(cls, event: BusEvent) -> Outgoing:
+        sid = parse_stream_id(event.id)
+        return cls(
+            type=event.type,
+            json=event.frame(),
+            first_id=sid,
+            last_id=sid,
+            timestamp=int(event.data.get("timestamp") or now_ms()),
+            payload=lambda: event.payload,
+            event_id=event.id,
+            events=[event],
+        )
+
+    @classmethod
+    def of_chat(cls, events: list[BusEvent]) -> Outgoing:
+        """A ``chat.aggregate`` of chat messages; its id is the last message's id."""
+        messages = [event.payload for event in events]
+        body = {"messages": messages}
+        last = events[-1]
+        json = orjson.dumps(
+            {
+                "type": MessageType.CHAT_AGGREGATE,
+                "payload": body,
+                "timestamp": now_ms(),
+                "id": last.id,
+            }
+        )
+        return cls(
+            type=MessageType.CHAT_AGGREGATE,
+            json=json,
+            first_id=parse_stream_id(events[0].id),
+            last_id=parse_stream_id(last.id),
+            timestamp=min(int(event.data.get("timestamp") or now_ms()) for event in events),
+            payload=lambda: body,
+            event_id=last.id,
+            events=list(events),
+        )
+
+    def after(self, seen: StreamId) -> Outgoing | None:
+        """This frame without the events of ids up to ``seen``; ``None`` if nothing is left."""
+        if seen < self.first_id:
+            return self
+        if seen >= self.last_id:
+            return None
+        rest = [event for event in self.events if parse_stream_id(event.id) > seen]
+        return coalesce(rest)[0] if rest else None
+
+
+def is_chat(event: BusEvent) -> bool:
+    """Whether the event is a chat message that goes out inside ``chat.aggregate``."""
+    return event.kind == "chat" and event.type == MessageType.CHAT_MESSAGE
+
+
+def coalesce(events: Iterable[BusEvent]) -> list[Outgoing]:
+    """Frames for events in order: runs of chat messages become ``chat.aggregate`` frames."""
+    frames: list[Outgoing] = []
+    run: list[BusEvent] = []
+    for event in events:
+        if is_chat(event):
+            run.append(event)
+            if len(run) >= MAX_AGGREGATE:
+                frames.append(Outgoing.of_chat(run))
+                run = []
+            continue
+        if run:
+            frames.append(Outgoing.of_chat(run))
+            run = []
+        frames.append(Outgoing.of_event(event))
+    if run:
+        frames.append(Outgoing.of_chat(run))
+    return frames
+
+
+class Subscriber:
+    """One client connection of a session on this process, whatever its transport."""
+
+    transport_name = "?"
+
+    def __init__(self, session_id: str, user_id: str, username: str, role: str) -> None:
+        self.session_id = session_id
+        self.user_id = user_id
+        self.username = username
+        self.role = role
+        self.seen: StreamId = ZERO
+        self.pending: list[BusEvent] = []
+        self.closed = False
+        self.close_code: int | None = None
+        self.close_reason = ""
+
+    def send(self, out: Outgoing) -> bool:
+        """Queue ``out``; ``False`` when the client is too far behind and must be dropped."""
+        raise NotImplementedError
+
+    def send_json(self, data: bytes, type_: str, payload: Any) -> bool:
+        """Queue a frame of this client alone (``session.state``, replies, errors)."""
+        raise NotImplementedError
+
+    def close(self, code: int, reason: str) -> None:
+        """End the connection with ``code``; idempotent."""
+        raise NotImplementedError
+
+    def drop(self) -> None:
+        """Cut a client that fell behind; it will reconnect and resume by id."""
+        raise NotImplementedError
+
+
+class WsClient(Subscriber):
+    """A WebSocket connection written to through its transport directly."""
+
+    transport_name = "ws"
+
+    def __init__(
+        self,
+        session_id: str,
+        user_id: str,
+        username: str,
+        role: str,
+        *,
+        transport: asyncio.Transport,
+        closer: Callable[[int, str], Awaitable[Any]],
+        buffer_limit: int,
+    ) -> None:
+        super().__init__(session_id, user_id, username, role)
+        self.transport = transport
+        self._closer = closer
+        self.buffer_limit = buffer_limit
+        self.last_heard = time.monotonic()
+        self.missed = 0
+        self._close_task: asyncio.Task[Any] | None = None
+
+    def write(self, data: bytes) -> bool:
+        transport = self.transport
+        if self.closed or transport.is_closing():
+            return True
+        transport.write(data)
+        return transport.get_write_buffer_size() <= self.buffer_limit
+
+    def send(self, out: Outgoing) -> bool:
+        return self.write(out.ws)
+
+    def send_json(self, data: bytes, type_: str, payload: Any) -> bool:
+        return self.write(ws_text_frame(data))
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.close_code, self.close_reason = code, reason
+        self._close_task = asyncio.get_running_loop().create_task(self._closer(code, reason))
+
+    def drop(self) -> None:
+        self.closed = True
+        self.close_code, self.close_reason = 1008, "too slow"
+        self.transport.abort()
+
+
+class SseClient(Subscriber):
+    """An SSE stream: frames go to a bounded queue that the response handler drains."""
+
+    transport_name = "sse"
+
+    def __init__(
+        self, session_id: str, user_id: str, username: str, role: str, *, buffer_limit: int
+    ) -> None:
+        super().__init__(session_id, user_id, username, role)
+        self.queue: deque[bytes] = deque()
+        self.queued = 0
+        self.buffer_limit = buffer_limit
+        self.ready = asyncio.Event()
+
+    def push(self, data: bytes) -> bool:
+        if self.closed:
+            return True
+        self.queue.append(data)
+        self.queued += len(data)
+        self.ready.set()
+        return self.queued <= self.buffer_limit
+
+    def take(self) -> bytes:
+        """Everything queued, as one chunk for the response."""
+        chunk = b"".join(self.queue)
+        self.queue.clear()
+        self.queued = 0
+        self.ready.clear()
+        return chunk
+
+    def send(self, out: Outgoing) -> bool:
+        return self.push(out.sse)
+
+    def send_json(self, data: bytes, type_: str, payload: Any) -> bool:
+        event_id = None
+        with contextlib.suppress(Exception):
+            event_id = orjson.loads(data).get("id")
+        return self.push(sse_event(orjson.dumps(payload), event=type_, event_id=event_id))
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.close_code, self.close_reason = code, reason
+        self.closed = True
+        self.ready.set()
+
+    def drop(self) -> None:
+        self.close(1008, "too slow")
+
+
+@dataclass
+class Room:
+    """This process's clients of one session."""
+
+    session_id: str
+    ws: set[WsClient] = field(default_factory=set)
+    sse: set[SseClient] = field(default_factory=set)
+    catching_up: set[Subscriber] = field(default_factory=set)
+    fresh: set[Subscriber] = field(default_factory=set)
+    chat: list[BusEvent] = field(default_factory=list)
+    flush: asyncio.TimerHandle | None = None
+    followed: asyncio.Future[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ws) + len(self.sse) + len(self.catching_up)
+
+    def everyone(self) -> list[Subscriber]:
+        return [*self.ws, *self.sse, *self.catching_up]
+
+
+StateBuilder = Callable[[str], Awaitable[dict[str, Any]]]
+
+
+class Hub:
+    """Every local client of every session, fed by one :class:`SessionFeed`."""
+
+    def __init__(
+        self, bus: Bus, settings: ServerSettings, metrics: Metrics, state: StateBuilder
+    ) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.metrics = metrics
+        self.state = state
+        self.feed = SessionFeed(bus)
+        self.rooms: dict[str, Room] = {}
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._consume(), name="hub-feed"),
+            loop.create_task(self._heartbeat(), name="hub-heartbeat"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.feed.close()
+
+    def subscribers(self) -> list[Subscriber]:
+        return [sub for room in self.rooms.values() for sub in room.everyone()]
+
+    # --- joining and leaving ----------------------------------------------------------------
+
+    async def attach(
+        self, sub: Subscriber, *, since: str | None, first: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Make ``sub`` a client: follow its session, send ``session.state`` and what it missed.
+
+        ``first`` runs after the client is registered and before anything is sent (the caller
+        counts presence there, so the state's viewer count includes this client).
+        """
+        room = self.rooms.get(sub.session_id)
+        if room is None:
+            room = self.rooms[sub.session_id] = Room(sub.session_id)
+        room.catching_up.add(sub)
+        try:
+            if room.followed is None:
+                room.followed = asyncio.ensure_future(self.feed.follow(sub.session_id))
+            await asyncio.shield(room.followed)
+            await first()
+            replay = await self.bus.replay(sub.session_id, since) if since else None
+            state = await self.state(sub.session_id)
+        except BaseException:
+            room.catching_up.discard(sub)
+            self._forget_if_empty(room)
+            raise
+        if sub.closed:
+            room.catching_up.discard(sub)
+            return
+        recovered = replay is not None and replay.complete
+        if since is not None:
+            state["recovered"] = recovered
+        frames: list[Outgoing] = []
+        seen = ZERO
+        if recovered and replay is not None:
+            frames = coalesce(replay.events)
+            seen = (
+                parse_stream_id(replay.events[-1].id)
+                if replay.events
+                else parse_stream_id(since or "0-0")
+            )
+        state_json = orjson.dumps(
+            {"type": MessageType.SESSION_STATE, "payload": state, "timestamp": now_ms()}
+        )
+        keep = sub.send_json(state_json, MessageType.SESSION_STATE, state)
+        late = [event for event in sub.pending if parse_stream_id(event.id) > seen]
+        frames += coalesce(late)
+        for out in frames:
+            keep = sub.send(out) and keep
+        sent = len(frames) + 1
+        self.metrics.messages_sent.inc(sent)
+        if frames:
+            seen = max(seen, frames[-1].last_id)
+        sub.pending = []
+        sub.seen = seen
+        room.catching_up.discard(sub)
+        if sub.closed:
+            self._forget_if_empty(room)
+            return
+        if isinstance(sub, WsClient):
+            room.ws.add(sub)
+        elif isinstance(sub, SseClient):
+            room.sse.add(sub)
+        if seen > ZERO:
+            room.fresh.add(sub)
+        self.metrics.connections_by_session.labels(sub.session_id).set(len(room))
+        if not keep:
+            self._drop(room, [sub])
+        if any(event.type == MessageType.SESSION_END for out in frames for event in out.events):
+            sub.close(ErrorCode.SESSION_ENDED, "session ended")
+
+    def detach(self, sub: Subscriber) -> None:
+        """Forget ``sub``; stop following the session when it was the last local client."""
+        room = self.rooms.get(sub.session_id)
+        if room is None:
+            return
+        room.ws.discard(sub)  # type: ignore[arg-type]
+        room.sse.discard(sub)  # type: ignore[arg-type]
+        room.catching_up.discard(sub)
+        room.fresh.discard(sub)
+        self.metrics.connections_by_session.labels(sub.session_id).set(len(room))
+        self._forget_if_empty(room)
+
+    def _forget_if_empty(self, room: Room) -> None:
+        if len(room) or self.rooms.get(room.session_id) is not room:
+            return
+        del self.rooms[room.session_id]
+        if room.flush is not None:
+            room.flush.cancel()
+        if room.followed is not None and room.followed.done() and not room.followed.exception():
+            self.feed.unfollow(room.session_id)
+        elif room.followed is not None:
+            room.followed.add_done_callback(
+                lambda done: None if done.exception() else self._unfollow_if_gone(room.session_id)
+            )
+        self.metrics.connections_by_session.remove(room.session_id)
+
+    def _unfollow_if_gone(self, session_id: str) -> None:
+        if session_id not in self.rooms:
+            self.feed.unfollow(session_id)
+
+    # --- delivering ---------------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        while True:
+            try:
+                async for item in self.feed:
+                    if isinstance(item, Resumed):
+                        await self._resync(item)
+                    else:
+                        self.on_event(item)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("fan-out loop failed; restarting it")
+                await asyncio.sleep(0.5)
+
+    def on_event(self, event: BusEvent) -> None:
+        """Deliver one bus event to the session's local clients."""
+        room = self.rooms.get(event.session_id)
+        if room is None:
+            return
+        for sub in room.catching_up:
+            sub.pending.append(event)
+        if is_chat(event):
+            room.chat.append(event)
+            if len(room.chat) >= MAX_AGGREGATE:
+                self._flush_chat(room)
+            elif room.flush is None:
+                room.flush = asyncio.get_running_loop().call_later(
+                    self.settings.chat_coalesce_ms / 1000, self._flush_chat, room
+                )
+            return
+        self._flush_chat(room)
+        self.deliver(room, Outgoing.of_event(event))
+        if event.type == MessageType.SESSION_END:
+            for sub in room.everyone():
+                sub.close(ErrorCode.SESSION_ENDED, "session ended")
+
+    def _flush_chat(self, room: Room) -> None:
+        if room.flush is not None:
+            room.flush.cancel()
+            room.flush = None
+        if room.chat:
+            events, room.chat = room.chat, []
+            self.deliver(room, Outgoing.of_chat(events))
+
+    def deliver(self, room: Room, out: Outgoing) -> None:
+        """Write ``out`` to every live client of ``room``; drop those that fell behind."""
+        special: dict[Subscriber, Outgoing | None] = {}
+        if room.fresh:
+            for sub in list(room.fresh):
+                if sub.seen >= out.first_id:
+                    special[sub] = out.after(sub.seen)
+                if out.last_id > sub.seen:
+                    room.fresh.discard(sub)
+        slow: list[Subscriber] = []
+        data = out.ws if room.ws else b""
+        sent = 0
+        for sub in room.ws:
+            if special and sub in special:
+                own = special[sub]
+                if own is not None and not sub.send(own):
+                    slow.append(sub)
+                continue
+            transport = sub.transport
+            if transport.is_closing():
+                continue
+            transport.write(data)
+            sent += 1
+            if transport.get_write_buffer_size() > sub.buffer_limit:
+                slow.append(sub)
+        for sse in room.sse:
+            own = special.get(sse, out) if special else out
+            if own is not None and not sse.send(own):
+                slow.append(sse)
+            sent += 1
+        self.metrics.messages_sent.inc(sent)
+        self.metrics.latency_ms.observe(max(0, now_ms() - out.timestamp))
+        if slow:
+            self._drop(room, slow)
+
+    def _drop(self, room: Room, slow: list[Subscriber]) -> None:
+        for sub in slow:
+            log.warning(
+                "dropping a client that fell behind",
+                extra={
+                    "session": room.session_id,
+                    "user": sub.user_id,
+                    "transport": sub.transport_name,
+                },
+            )
+            self.metrics.errors.labels("slow_client").inc()
+            sub.drop()
+
+    async def _resync(self, resumed: Resumed) -> None:
+        """After a Redis reconnect whose replay had a gap, tell every client the present."""
+        room = self.rooms.get(resumed.session_id)
+        if room is None or resumed.complete:
+            return
+        self._flush_chat(room)
+        state = await self.state(resumed.session_id)
+        state["recovered"] = False
+        data = orjson.dumps(
+            {"type": MessageType.SESSION_STATE, "payload": state, "timestamp": now_ms()}
+        )
+        for sub in [*room.ws, *room.sse]:
+            sub.send_json(data, MessageType.SESSION_STATE, state)
+
+    # --- heartbeat ----------------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        """Ping every WebSocket client; drop those silent for ``heartbeat_max_missed`` pings."""
+        interval = self.settings.heartbeat_interval
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval)
+            sent_at = time.monotonic()
+            clients = [sub for room in self.rooms.values() for sub in room.ws]
+            for sub in clients:
+                if not sub.closed:
+                    sub.write(PING_FRAME)
+            loop.call_later(self.settings.heartbeat_timeout, self._check_pongs, clients, sent_at)
+
+    def _check_pongs(self, clients: list[WsClient], sent_at: float) -> None:
+        for sub in clients:
+            if sub.closed:
+                continue
+            if sub.last_heard >= sent_at:
+                sub.missed = 0
+                continue
+            sub.missed += 1
+            if sub.missed >= self.settings.heartbeat_max_missed:
+                log.info(
+                    "heartbeat timeout",
+                    extra={"session": sub.session_id, "user": sub.user_id, "missed": sub.missed},
+                )
+                self.metrics.errors.labels("heartbeat_timeout").inc()
+                sub.close(1001, "heartbeat timeout")
+
+    def close_all(self, code: int, reason: str) -> None:
+        """Close every client (drain on shutdown: 1012 tells them to reconnect)."""
+        for room in list(self.rooms.values()):
+            self._flush_chat(room)
+            for sub in room.everyone():
+                sub.close(code, reason)

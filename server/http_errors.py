@@ -1,0 +1,109 @@
+"""HTTP errors as JSON ``{code, message, retryAfter?}``, mapped from the wire's error codes.
+
+REST callers get the same codes as WebSocket clients, with the HTTP status a generic client
+understands (400, 401, 403, 404, 409, 413, 429).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from broker.models import ErrorCode, ProtocolError
+from server.auth import AuthError
+from server.sessions import ArtistBusy
+
+__all__ = ["error_middleware", "http_status", "json_error", "json_response", "read_model"]
+
+log = logging.getLogger("vstudio.server.http")
+
+STATUS: dict[int, int] = {
+    ErrorCode.INVALID_TICKET: 401,
+    ErrorCode.SESSION_NOT_FOUND: 404,
+    ErrorCode.SESSION_ENDED: 409,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.TOKEN_GATE_FAILED: 403,
+    ErrorCode.INVALID_MESSAGE: 400,
+    ErrorCode.MESSAGE_TOO_LARGE: 413,
+    ErrorCode.SESSION_FULL: 409,
+}
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def http_status(error: ProtocolError) -> int:
+    """The HTTP status of a protocol error (409 for an artist already live)."""
+    if isinstance(error, ArtistBusy):
+        return 409
+    return STATUS.get(int(error.code), 400)
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+def json_error(
+    status: int, code: int, message: str, retry_after: float | None = None
+) -> web.Response:
+    body: dict[str, Any] = {"code": code, "message": message}
+    headers = {}
+    if retry_after is not None:
+        body["retryAfter"] = round(retry_after, 3)
+        headers["Retry-After"] = str(max(1, round(retry_after + 0.5)))
+    response = json_response(body, status)
+    response.headers.update(headers)
+    return response
+
+
+async def read_model(
+    request: web.Request, model: type[ModelT], extra: dict[str, Any] | None = None
+) -> ModelT:
+    """The JSON body validated by ``model`` (``extra`` merged in), or ProtocolError 4006/4007."""
+    limit = request.app["max_body"]
+    raw = await request.read() if request.can_read_body else b""
+    if len(raw) > limit:
+        raise ProtocolError(
+            ErrorCode.MESSAGE_TOO_LARGE, f"body is {len(raw)} bytes; the limit is {limit}"
+        )
+    try:
+        data = orjson.loads(raw) if raw.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "body must be a JSON object")
+    data.update(extra or {})
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"{where}: {first['msg']}") from exc
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every refusal as JSON with a code and a message people can act on."""
+    try:
+        return await handler(request)
+    except ProtocolError as exc:
+        return json_error(http_status(exc), int(exc.code), exc.message, exc.retry_after)
+    except AuthError as exc:
+        log.info("auth failure: %s", exc, extra={"path": request.path, "peer": request.remote})
+        response = json_error(401, 401, str(exc))
+        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        return response
+    except web.HTTPRequestEntityTooLarge as exc:
+        return json_error(413, int(ErrorCode.MESSAGE_TOO_LARGE), exc.text or "body too large")
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        return json_error(exc.status, exc.status, exc.reason)

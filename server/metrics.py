@@ -1,0 +1,59 @@
+"""Prometheus metrics of one server process (each process counts its own connections).
+
+With ``--workers N`` every process has its own registry; a scrape reaches one of them (the
+kernel picks), so dashboards sum over instances labelled by ``process``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["Metrics"]
+
+LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 150, 250, 500, 1000, 2500, 5000)
+
+
+class Metrics:
+    """The seed's metric names, in a registry of this process."""
+
+    def __init__(self, process_id: str) -> None:
+        self.registry = CollectorRegistry()
+        labels = {"process": process_id}
+        self.connections_total = Counter(
+            "ws_connections_total",
+            "WebSocket and SSE connections accepted",
+            ["transport"],
+            registry=self.registry,
+        )
+        self.connections_by_session = Gauge(
+            "ws_connections_by_session",
+            "open connections of this process per session",
+            ["session"],
+            registry=self.registry,
+        )
+        self.messages_sent = Counter(
+            "ws_messages_sent_total", "frames written to clients", registry=self.registry
+        )
+        self.messages_received = Counter(
+            "ws_messages_received_total", "frames received from clients", registry=self.registry
+        )
+        self.errors = Counter(
+            "ws_errors_total",
+            "errors reported to clients or dropped clients",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.latency_ms = Histogram(
+            "ws_latency_ms",
+            "delay from an event's publish timestamp to its write to the clients, ms",
+            buckets=LATENCY_BUCKETS_MS,
+            registry=self.registry,
+        )
+        self.info = Gauge(
+            "vstudio_process", "this server process", ["process"], registry=self.registry
+        )
+        self.info.labels(**labels).set(1)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of this registry."""
+        return generate_latest(self.registry)

@@ -1,0 +1,183 @@
+"""The OpenAPI 3.1 document, built from the same pydantic models that validate the requests.
+
+Schemas come from ``model_json_schema``; the paths are assembled here, including one route per
+entry of :data:`server.actions.REST_ACTIONS`, so a new action appears in the document by itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from broker.models import CLIENT_PAYLOADS, ErrorPayload, Session, SessionUpdate
+from server.actions import REST_ACTIONS
+
+__all__ = ["openapi_document"]
+
+REF = "#/components/schemas/{model}"
+ERROR_STATUSES = {
+    "400": "invalid request (4006)",
+    "401": "missing or refused token",
+    "403": "role not allowed (4004, 4005)",
+    "404": "session not found (4001)",
+    "409": "conflict: session ended (4002), artist already live, session full (4008)",
+    "413": "body too large (4007)",
+    "429": "rate limited (4003, retryAfter)",
+}
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _errors() -> dict[str, Any]:
+    return {
+        status: {
+            "description": text,
+            "content": {"application/json": {"schema": _ref(ErrorPayload)}},
+        }
+        for status, text in ERROR_STATUSES.items()
+    }
+
+
+def _operation(
+    summary: str,
+    *,
+    body: type[BaseModel] | None = None,
+    response: dict[str, Any] | None = None,
+    auth: bool = True,
+    params: list[str] = (),  # type: ignore[assignment]
+    headers: list[str] = (),  # type: ignore[assignment]
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "responses": {
+            "200": {
+                "description": "done",
+                "content": {"application/json": {"schema": response or {"type": "object"}}},
+            },
+            **_errors(),
+        },
+    }
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in params
+    ] + [
+        {"name": name, "in": "header", "required": False, "schema": {"type": "string"}}
+        for name in headers
+    ]
+    if parameters:
+        operation["parameters"] = parameters
+    if body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(body)}},
+        }
+    if auth:
+        operation["security"] = [{"bearer": []}]
+    return operation
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    """The whole document (built once per process)."""
+    from server.auth_api import GuestRequest, LoginRequest, TicketRequest
+    from server.sessions_api import SessionCreate
+
+    models: list[type[BaseModel]] = [
+        LoginRequest,
+        GuestRequest,
+        TicketRequest,
+        SessionCreate,
+        Session,
+        SessionUpdate,
+        ErrorPayload,
+        *CLIENT_PAYLOADS.values(),
+    ]
+    unique = list(dict.fromkeys(models))
+    _, schema = models_json_schema(
+        [(model, "validation") for model in unique], by_alias=True, ref_template=REF
+    )
+    session_path = "/v1/vstudio/sessions/{sessionId}"
+    paths: dict[str, dict[str, Any]] = {
+        "/v1/auth/login": {
+            "post": _operation("Log in: token and user", body=LoginRequest, auth=False)
+        },
+        "/v1/auth/guest": {
+            "post": _operation(
+                "A guest viewer token for a session that allows guests",
+                body=GuestRequest,
+                auth=False,
+            )
+        },
+        "/v1/vstudio/ticket": {
+            "post": _operation("A single-use WebSocket ticket (30 s)", body=TicketRequest)
+        },
+        "/v1/vstudio/sessions": {
+            "post": _operation(
+                "Create a session (artist)", body=SessionCreate, response=_ref(Session)
+            ),
+            "get": _operation("List sessions (query: artistId, status, limit)", auth=False),
+        },
+        session_path: {
+            "get": _operation(
+                "A session", response=_ref(Session), auth=False, params=["sessionId"]
+            ),
+            "patch": _operation(
+                "Update a session (artist; producers toggle chat and reactions)",
+                body=SessionUpdate,
+                params=["sessionId"],
+            ),
+        },
+        session_path + "/start": {
+            "post": _operation("Start: scheduled -> live (artist)", params=["sessionId"])
+        },
+        session_path + "/end": {
+            "post": _operation("End for everyone (artist)", params=["sessionId"])
+        },
+        "/v1/vstudio/sse/{sessionId}": {
+            "get": {
+                **_operation(
+                    "Server-Sent Events of a session (Bearer, ?token= or ?ticket=; "
+                    "Last-Event-ID resumes)",
+                    params=["sessionId"],
+                    headers=["Last-Event-ID"],
+                ),
+                "responses": {"200": {"description": "text/event-stream"}, **_errors()},
+            }
+        },
+        "/v1/vstudio/ws": {
+            "get": {
+                "summary": "WebSocket upgrade (?ticket=, ?since= resumes); failures are close "
+                "codes 4000-4008",
+                "responses": {"101": {"description": "switching protocols"}},
+            }
+        },
+    }
+    for entry in REST_ACTIONS:
+        path = session_path + entry.path
+        names = ["sessionId", *re.findall(r"{(\w+)}", entry.path)]
+        headers = ["Idempotency-Key"]
+        paths.setdefault(path, {})[entry.method.lower()] = _operation(
+            f"{entry.summary} (performs {entry.kind})",
+            body=CLIENT_PAYLOADS[entry.kind],
+            params=names,
+            headers=headers,
+        )
+    for plain in ("/healthz", "/readyz", "/metrics"):
+        paths[plain] = {"get": _operation(plain[1:], auth=False)}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "V Studio realtime", "version": "1"},
+        "paths": paths,
+        "components": {
+            "schemas": schema.get("$defs", {}),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+    }

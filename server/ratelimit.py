@@ -1,0 +1,107 @@
+"""Sliding-window rate limits: a pure per-connection limiter, and the same rule kept in Redis.
+
+A WebSocket connection's limits live with the connection (:class:`SlidingWindow`), a pure
+class driven by the caller's clock and tested without sockets. REST calls have no connection,
+so their windows live in Redis per user and session (:class:`RedisWindow`), shared by every
+process. Both answer the same question: may this happen now, and if not, in how many seconds.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import deque
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from broker.models import MessageType
+from config import ServerSettings
+
+__all__ = ["Limit", "RedisWindow", "SlidingWindow", "limits_for"]
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """At most ``count`` events per ``window`` seconds in the bucket ``name``."""
+
+    name: str
+    count: int
+    window: float
+
+
+def limits_for(settings: ServerSettings, kind: MessageType) -> tuple[Limit, ...]:
+    """The limits one client message counts against: its own (chat, reaction) and 'any'."""
+    rules = [Limit("any", settings.message_rate_limit, settings.message_rate_window)]
+    if kind == MessageType.CHAT_MESSAGE:
+        rules.append(Limit("chat", settings.chat_rate_limit, settings.chat_rate_window))
+    elif kind == MessageType.REACTION_SEND:
+        rules.append(Limit("reaction", settings.reaction_rate_limit, settings.reaction_rate_window))
+    return tuple(rules)
+
+
+class SlidingWindow:
+    """Remembers the times of accepted events per bucket; refuses the one over a limit.
+
+    An event is checked against every limit first and recorded only if all accept it, so a
+    refused message does not use up the budget.
+    """
+
+    def __init__(self) -> None:
+        self._times: dict[str, deque[float]] = {}
+
+    def retry_after(self, limits: tuple[Limit, ...], now: float) -> float | None:
+        """Seconds until an event would be accepted, or ``None`` after recording it now."""
+        wait = 0.0
+        for limit in limits:
+            times = self._times.setdefault(limit.name, deque())
+            while times and times[0] <= now - limit.window:
+                times.popleft()
+            if len(times) >= limit.count:
+                wait = max(wait, times[0] + limit.window - now)
+        if wait > 0:
+            return wait
+        for limit in limits:
+            self._times[limit.name].append(now)
+        return None
+
+
+WINDOW_SCRIPT = """
+-- KEYS[i] one sorted set per limit; ARGV[1] now (ms), ARGV[2] member,
+-- ARGV[2 + 2i - 1] count of limit i, ARGV[2 + 2i] window of limit i (ms)
+local now = tonumber(ARGV[1])
+local wait = 0
+for i = 1, #KEYS do
+  local count = tonumber(ARGV[1 + 2 * i])
+  local window = tonumber(ARGV[2 + 2 * i])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
+  if redis.call('ZCARD', KEYS[i]) >= count then
+    local oldest = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
+    local left = tonumber(oldest[2]) + window - now
+    if left > wait then wait = left end
+  end
+end
+if wait > 0 then return tostring(wait) end
+for i = 1, #KEYS do
+  redis.call('ZADD', KEYS[i], now, ARGV[2])
+  redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[2 + 2 * i]))
+end
+return false
+"""
+
+
+class RedisWindow:
+    """The sliding window in Redis, shared by every process: one sorted set per bucket."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.redis = client
+        self._script = client.register_script(WINDOW_SCRIPT)
+
+    async def retry_after(self, prefix: str, limits: tuple[Limit, ...], now: float) -> float | None:
+        """Like :meth:`SlidingWindow.retry_after`, for the buckets named ``<prefix>:<limit>``."""
+        args: list[str | int] = [int(now * 1000), f"{int(now * 1000)}-{secrets.token_hex(4)}"]
+        for limit in limits:
+            args += [limit.count, int(limit.window * 1000)]
+        result = await self._script(keys=[f"{prefix}:{limit.name}" for limit in limits], args=args)
+        if result is None:
+            return None
+        return float(result) / 1000

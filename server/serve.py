@@ -1,0 +1,208 @@
+"""Running the server: one process, or N processes sharing a port with ``SO_REUSEPORT``.
+
+All state is in Redis, so workers share nothing but the listening port; the kernel spreads
+connections over them. The parent starts the embedded Valkey (when no Redis URL is given) and
+resolves the JWT secret once, and hands both to every worker. SIGTERM or SIGINT drains: the
+workers close their clients with 1012 and exit; the parent waits for them and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from broker.runtime import redis_url as resolve_redis_url
+from config import BrokerSettings, ServerSettings
+from config.logging import configure_logging
+from server.auth import resolve_jwt_secret
+
+__all__ = ["PortTaken", "bind_socket", "find_free_port", "run", "serve"]
+
+log = logging.getLogger("vstudio.server")
+
+
+class PortTaken(RuntimeError):
+    """The port is in use by another program; the message says what to do."""
+
+
+def find_free_port(host: str = "127.0.0.1", preferred: int | None = None) -> int:
+    """``preferred`` if nobody uses it, else a free port the kernel picks (for ``vstudio up``)."""
+    if preferred:
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                probe.bind((host, preferred))
+                return preferred
+        except OSError:
+            pass
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def _check_free(host: str, port: int) -> None:
+    """Bind without ``SO_REUSEPORT``: fails if anything (even another of us) holds the port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortTaken(
+                    f"port {port} on {host} is already in use. Stop what runs there or choose "
+                    "another port with --port (or VSTUDIO_PORT); --port 0 picks a free one."
+                ) from exc
+            raise PortTaken(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+
+
+def bind_socket(host: str, port: int, *, listen: bool = True) -> socket.socket:
+    """A socket on ``host:port`` that other workers can bind too (``SO_REUSEPORT``)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if hasattr(socket, "SO_REUSEPORT"):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    if listen:
+        sock.listen(4096)
+    sock.setblocking(False)
+    return sock
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """What one worker process needs (picklable for ``spawn``)."""
+
+    settings: ServerSettings
+    broker: BrokerSettings
+    redis_url: str
+    jwt_secret: str
+    port: int
+    log_json: bool
+    log_level: str
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+async def _serve_until_stopped(
+    plan: WorkerPlan, sock: socket.socket, on_ready: Callable[[], None]
+) -> None:
+    from server.app import build_app
+
+    app = build_app(plan.settings, plan.broker, plan.redis_url, plan.jwt_secret)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=15.0)
+    await runner.setup()
+    site = web.SockSite(runner, sock)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    on_ready()
+    await stop.wait()
+    log.info("draining: closing every client with 1012")
+    await runner.cleanup()
+
+
+def _worker_main(plan: WorkerPlan, ready: multiprocessing.synchronize.Event | None) -> None:
+    """Entry point of one worker process."""
+    configure_logging(json_lines=plan.log_json, level=plan.log_level)
+    sock = bind_socket(plan.settings.host, plan.port)
+    with asyncio.Runner(loop_factory=_new_loop) as runner:
+        runner.run(_serve_until_stopped(plan, sock, ready.set if ready else lambda: None))
+
+
+def run(
+    settings: ServerSettings,
+    broker: BrokerSettings,
+    *,
+    log_json: bool = False,
+    log_level: str = "INFO",
+    announce: Callable[[str], None] = print,
+) -> int:
+    """Serve until SIGTERM/SIGINT; the exit code. Raises :class:`PortTaken` before starting."""
+    host, port = settings.host, settings.port
+    if port:
+        _check_free(host, port)
+    # holds the port (and picks one for --port 0); only a single process listens on it
+    reserve = bind_socket(host, port, listen=settings.workers == 1)
+    port = int(reserve.getsockname()[1])
+    jwt_secret = resolve_jwt_secret(settings, broker)
+    with resolve_redis_url(broker) as url:
+        plan = WorkerPlan(settings, broker, url, jwt_secret, port, log_json, log_level)
+        base = settings.public_url or f"http://{host}:{port}"
+        if settings.workers == 1:
+            ready = lambda: announce(f"vstudio serve: listening on {base} (1 process)")  # noqa: E731
+            with asyncio.Runner(loop_factory=_new_loop) as runner:
+                runner.run(_serve_until_stopped(plan, reserve, ready))
+            return 0
+        return _run_workers(plan, reserve, base, announce)
+
+
+def _run_workers(
+    plan: WorkerPlan, reserve: socket.socket, base: str, announce: Callable[[str], None]
+) -> int:
+    context = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def forward(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for worker in workers:
+            if worker.is_alive() and worker.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, signal.SIGTERM)
+
+    previous = {
+        signum: signal.signal(signum, forward) for signum in (signal.SIGTERM, signal.SIGINT)
+    }
+    workers: list[multiprocessing.process.BaseProcess] = []
+    readies = []
+    try:
+        for _ in range(plan.settings.workers):
+            ready = context.Event()
+            worker = context.Process(target=_worker_main, args=(plan, ready), daemon=False)
+            worker.start()
+            workers.append(worker)
+            readies.append(ready)
+        reserve.close()  # the workers hold the port now
+        for ready, worker in zip(readies, workers, strict=True):
+            while not ready.wait(0.2):
+                if not worker.is_alive():
+                    forward(signal.SIGTERM, None)
+                    break
+        if all(worker.is_alive() for worker in workers):
+            announce(f"vstudio serve: listening on {base} ({len(workers)} processes)")
+        for worker in workers:
+            worker.join()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    failed = [worker.exitcode for worker in workers if worker.exitcode not in (0, None)]
+    if failed and not stopping:
+        return 1
+    return 0
+
+
+def serve(settings: ServerSettings, broker: BrokerSettings, **kwargs: object) -> int:
+    """:func:`run` with :class:`PortTaken` turned into a message and exit code 2."""
+    try:
+        return run(settings, broker, **kwargs)  # type: ignore[arg-type]
+    except PortTaken as exc:
+        print(f"vstudio serve: {exc}", file=sys.stderr)
+        return 2

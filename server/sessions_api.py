@@ -1,0 +1,126 @@
+"""Sessions over REST: create, read, list, start, end, update.
+
+Ending and updating perform ``session.end`` / ``session.update`` through
+:func:`server.actions.perform`, so the WebSocket and REST paths share one rule set.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from aiohttp import web
+from pydantic import Field
+
+from broker.models import (
+    Empty,
+    ErrorCode,
+    MessageType,
+    ProtocolError,
+    Role,
+    Session,
+    SessionStatus,
+    SessionUpdate,
+    WireModel,
+)
+from server.actions import Actor, perform
+from server.core import CORE, highest_role
+from server.http_errors import json_response, read_model
+from server.sessions import new_session_id
+
+__all__ = ["SessionCreate", "routes"]
+
+routes = web.RouteTableDef()
+
+
+class SessionCreate(WireModel):
+    """``POST /v1/vstudio/sessions``: the artist is the caller."""
+
+    title: str = Field(min_length=1, max_length=200)
+    stream_url: str | None = Field(default=None, max_length=500)
+    stream_platform: Literal["twitch", "youtube", "tiktok", "other"] | None = None
+    scheduled_start: int | None = Field(default=None, ge=0)
+    chat_enabled: bool = True
+    reactions_enabled: bool = True
+    allow_guests: bool = False
+    producer_ids: list[str] = Field(default_factory=list, max_length=50)
+    required_tokens: list[str] = Field(default_factory=list, max_length=50)
+
+
+@routes.post("/v1/vstudio/sessions")
+async def create_session(request: web.Request) -> web.Response:
+    core = request.app[CORE]
+    who = await core.identify(request)
+    if who.role != Role.ARTIST or who.guest:
+        raise ProtocolError(ErrorCode.FORBIDDEN, "only artists create sessions")
+    body = await read_model(request, SessionCreate)
+    session = Session(id=new_session_id(), artist_id=who.user_id, **body.model_dump())
+    created = await core.store.create(session)
+    return json_response(created.wire(), status=201)
+
+
+@routes.get("/v1/vstudio/sessions")
+async def list_sessions(request: web.Request) -> web.Response:
+    core = request.app[CORE]
+    status_text = request.query.get("status")
+    try:
+        status = SessionStatus(status_text) if status_text else None
+    except ValueError as exc:
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE, "status must be scheduled, live or ended"
+        ) from exc
+    try:
+        limit = min(int(request.query.get("limit", "100")), 500)
+    except ValueError as exc:
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "limit must be a number") from exc
+    found = await core.store.list(
+        artist_id=request.query.get("artistId") or None, status=status, limit=limit
+    )
+    return json_response({"sessions": [session.wire() for session in found]})
+
+
+@routes.get("/v1/vstudio/sessions/{sessionId}")
+async def get_session(request: web.Request) -> web.Response:
+    core = request.app[CORE]
+    session = await core.store.get(request.match_info["sessionId"])
+    body = session.wire()
+    body["viewerCount"] = await core.presence.count(session.id)
+    return json_response(body)
+
+
+@routes.post("/v1/vstudio/sessions/{sessionId}/start")
+async def start_session(request: web.Request) -> web.Response:
+    core = request.app[CORE]
+    who = await core.identify(request)
+    session = await core.store.get(request.match_info["sessionId"])
+    if who.user_id != session.artist_id or who.guest:
+        raise ProtocolError(ErrorCode.FORBIDDEN, "only the session's artist starts it")
+    started = await core.store.start(session.id)
+    return json_response(started.wire())
+
+
+async def _perform(request: web.Request, kind: MessageType, payload: WireModel) -> web.Response:
+    core = request.app[CORE]
+    who = await core.identify(request)
+    session = await core.store.get(request.match_info["sessionId"])
+    actor = Actor(
+        user_id=who.user_id,
+        username=who.username,
+        role=highest_role(session, who),
+        session_id=session.id,
+        transport="rest",
+        request_id=request.headers.get("Idempotency-Key"),
+    )
+    result = await perform(core.ctx, actor, kind, payload)
+    return json_response(result if result is not None else {"ok": True})
+
+
+@routes.post("/v1/vstudio/sessions/{sessionId}/end")
+async def end_session(request: web.Request) -> web.Response:
+    return await _perform(request, MessageType.SESSION_END, await read_model(request, Empty))
+
+
+@routes.patch("/v1/vstudio/sessions/{sessionId}")
+async def update_session(request: web.Request) -> web.Response:
+    return await _perform(
+        request, MessageType.SESSION_UPDATE, await read_model(request, SessionUpdate)
+    )

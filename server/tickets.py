@@ -1,0 +1,90 @@
+"""Single-use WebSocket tickets: a short-lived key in Redis that fixes user, session and role.
+
+A browser cannot set headers on a WebSocket upgrade, so it trades its JWT for a ticket over
+HTTPS first. Redeeming is one ``GETDEL``, so a ticket works once across every server process.
+:func:`grant_role` is the rule for which role a user may hold in a session; tickets, SSE and
+REST actions all use it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+import orjson
+import redis.asyncio as aioredis
+
+from broker import keys
+from broker.models import ErrorCode, ProtocolError, Role, Session, SessionStatus
+from server.auth import Identity
+
+__all__ = ["Ticket", "TicketStore", "grant_role"]
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """What a redeemed ticket lets its connection be."""
+
+    user_id: str
+    username: str
+    session_id: str
+    role: Role
+
+
+def grant_role(session: Session, who: Identity, requested: Role | str | None) -> Role:
+    """The role ``who`` may have in ``session``, or ``ProtocolError`` 4004/4005/4002.
+
+    ``artist`` is the session's owner, ``producer`` one of its ``producerIds``, ``viewer`` any
+    authenticated user (guests only where the session allows them). ``token_holder`` needs the
+    token gate, which is not built yet, so it is refused with 4005.
+    """
+    role = Role(requested) if requested else Role.VIEWER
+    if session.status == SessionStatus.ENDED:
+        raise ProtocolError(ErrorCode.SESSION_ENDED, f"session {session.id} has ended")
+    if who.guest:
+        if who.session_id not in (None, session.id):
+            raise ProtocolError(ErrorCode.FORBIDDEN, "this guest token is for another session")
+        if not session.allow_guests:
+            raise ProtocolError(ErrorCode.FORBIDDEN, f"session {session.id} does not allow guests")
+        if role != Role.VIEWER:
+            raise ProtocolError(ErrorCode.FORBIDDEN, "guests can only be viewers")
+        return role
+    if role == Role.ARTIST and who.user_id != session.artist_id:
+        raise ProtocolError(
+            ErrorCode.FORBIDDEN, f"only the session's artist ({session.artist_id}) can be artist"
+        )
+    if role == Role.PRODUCER and who.user_id not in session.producer_ids:
+        raise ProtocolError(ErrorCode.FORBIDDEN, "you are not a producer of this session")
+    if role == Role.TOKEN_HOLDER:
+        raise ProtocolError(
+            ErrorCode.TOKEN_GATE_FAILED,
+            "the token gate is not built yet, so token_holder cannot be granted; connect as viewer",
+        )
+    return role
+
+
+class TicketStore:
+    """Issue and redeem tickets."""
+
+    def __init__(self, client: aioredis.Redis, ttl: int) -> None:
+        self.redis = client
+        self.ttl = ttl
+
+    async def issue(self, who: Identity, session_id: str, role: Role) -> str:
+        """A fresh ticket valid for ``ttl`` seconds."""
+        ticket_id = secrets.token_urlsafe(24)
+        body = {"u": who.user_id, "n": who.username, "s": session_id, "r": str(role)}
+        await self.redis.set(keys.ticket(ticket_id), orjson.dumps(body), ex=self.ttl)
+        return ticket_id
+
+    async def redeem(self, ticket_id: str | None) -> Ticket:
+        """The ticket's grant, consuming it; ``ProtocolError`` 4000 if unknown, used or expired."""
+        if not ticket_id or len(ticket_id) > 128:
+            raise ProtocolError(ErrorCode.INVALID_TICKET, "missing or malformed ticket")
+        raw = await self.redis.getdel(keys.ticket(ticket_id))
+        if raw is None:
+            raise ProtocolError(
+                ErrorCode.INVALID_TICKET, "ticket is unknown, expired or already used"
+            )
+        body = orjson.loads(raw)
+        return Ticket(body["u"], body["n"], body["s"], Role(body["r"]))

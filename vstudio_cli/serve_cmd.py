@@ -1,0 +1,48 @@
+"""``vstudio serve``: the realtime server (HTTP, WebSocket and SSE on one port)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from broker import BusUnavailable, EmbeddedServerError
+from config import BrokerSettings, ServerSettings, load_settings
+from config.logging import JsonLineFormatter
+from server.serve import serve as run_server
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [8080]; 0 picks a free one.")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Processes sharing the port (SO_REUSEPORT) [1].")
+    ] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option("--redis-url", help="Redis/Valkey URL; unset starts the embedded Valkey."),
+    ] = None,
+) -> None:
+    """Run the realtime server until Ctrl-C or SIGTERM (clients are told to reconnect)."""
+    try:
+        settings = load_settings(ServerSettings, host=host, port=port, workers=workers)
+        broker = load_settings(BrokerSettings, redis_url=redis_url)
+    except (ValidationError, ValueError) as exc:
+        typer.echo(f"vstudio serve: invalid settings: {exc}", err=True)
+        raise typer.Exit(2) from None
+    root = logging.getLogger()
+    log_json = any(isinstance(h.formatter, JsonLineFormatter) for h in root.handlers)
+    try:
+        code = run_server(
+            settings,
+            broker,
+            log_json=log_json,
+            log_level=logging.getLevelName(root.level),
+            announce=lambda line: typer.echo(line),
+        )
+    except (BusUnavailable, EmbeddedServerError) as exc:
+        typer.echo(f"vstudio serve: {exc}", err=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
