@@ -141,16 +141,23 @@ class LiveServer:
         return mint_token(self.secret, user_id=user_id, role=role, **kwargs)  # type: ignore[arg-type]
 
     async def call(
-        self, method: str, path: str, *, token: str | None = None, **kwargs: object
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        source: str | None = None,
+        **kwargs: object,
     ) -> tuple[int, object]:
-        """One HTTP request: ``(status, JSON body or text)``."""
+        """One HTTP request: ``(status, JSON body or text)``; ``source`` = client address."""
         import aiohttp
 
         headers = dict(kwargs.pop("headers", None) or {})  # type: ignore[call-overload]
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        connector = aiohttp.TCPConnector(local_addr=(source, 0)) if source else None
         async with (
-            aiohttp.ClientSession() as http,
+            aiohttp.ClientSession(connector=connector) as http,
             http.request(method, self.base_url + path, headers=headers, **kwargs) as response,  # type: ignore[arg-type]
         ):
             text = await response.text()
