@@ -23,7 +23,6 @@ from vstudio_cli.console.errors import plain_error
 from vstudio_cli.console.filters import next_platform
 from vstudio_cli.console.link import SessionLink
 from vstudio_cli.console.model import ConsoleState, Link
-from vstudio_cli.console.palette import platform_label
 from vstudio_cli.console.reducer import Update, apply_frame
 from vstudio_cli.console.widgets.chat import ChatPanel
 from vstudio_cli.console.widgets.confirm import Confirm
@@ -82,6 +81,8 @@ class ConsoleApp(App[None]):
         self.clock = clock
         self.close_client = close_client
         self.frames_seen = 0
+        self.notices: list[str] = []
+        """Every notification shown, oldest first (what the producer was told)."""
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
@@ -124,6 +125,10 @@ class ConsoleApp(App[None]):
             await self.link.close()
             if self.close_client:
                 await self.link.client.close()
+
+    def notify(self, message: str, **options: Any) -> None:  # type: ignore[override]
+        self.notices.append(message)
+        super().notify(message, **options)
 
     def _tick(self) -> None:
         self.redraw({"reactions", "poll"})
@@ -168,12 +173,11 @@ class ConsoleApp(App[None]):
         try:
             session = await link.open()
         except ApiError as exc:
-            self.apply(_pseudo("closed", reason=exc.message))
+            self.state.link, self.state.link_detail = Link.CLOSED, exc.message
+            self.redraw({"status"})
+            words = plain_error(exc.code, exc.message, status=exc.status) if exc.status else None
             self.notify(
-                plain_error(exc.code, exc.message, status=exc.status),
-                title="Cannot connect",
-                severity="error",
-                timeout=30,
+                words or exc.message, title="Cannot open the session", severity="error", timeout=30
             )
             return
         self.state.role = link.role
@@ -206,7 +210,6 @@ class ConsoleApp(App[None]):
 
     def action_filter(self) -> None:
         self.chat.set_platform(next_platform(self.chat.platform))
-        self.notify(f"Showing {platform_label(self.chat.platform)}", timeout=2)
 
     def action_search(self) -> None:
         self.chat.open_search()

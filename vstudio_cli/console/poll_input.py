@@ -38,10 +38,13 @@ def poll_payload(
             duration = int(duration_text.strip().removesuffix("s"))
         except ValueError as exc:
             raise PollFormError("Duration must be whole seconds (or empty: open-ended)") from exc
+    options = _options(options_text)
+    if not 2 <= len(options) <= 10:
+        raise PollFormError(f"Options: give 2 to 10, one per line (there are {len(options)})")
     try:
         poll = PollCreate(
             question=question.strip(),
-            options=_options(options_text),
+            options=options,
             duration=duration,
             allow_multiple=allow_multiple,
         )

@@ -126,17 +126,21 @@ def _on_state(state: ConsoleState, payload: dict[str, Any], update: Update) -> N
     if isinstance(poll, dict):
         state.poll = poll_view(poll)
         update.parts.add("poll")
-    totals = payload.get("tipTotals") or payload.get("tips", {}).get("totals")
+    totals = payload.get("tipTotals")
     if isinstance(totals, dict):
         state.tip_totals = {str(k): float(v) for k, v in totals.items()}
         update.parts.add("tips")
-    muted = payload.get("muted") or payload.get("mutedUserIds")
+    muted = payload.get("mutedUsers")
     if isinstance(muted, list):
         state.muted = {str(user) for user in muted}
         update.parts.add("chat")
-    recent = payload.get("recentChat") or payload.get("chat")
+    recent = payload.get("recentChat")
     if isinstance(recent, list):
         _add_chat(state, recent, update)
+    if "recovered" in payload:
+        state.link = Link.RESUMED
+        recovered = bool(payload["recovered"])
+        state.link_detail = None if recovered else "missed events; state refreshed"
 
 
 def _on_presence(state: ConsoleState, payload: dict[str, Any], update: Update) -> None:

@@ -32,7 +32,7 @@ class PollForm(ModalScreen[dict[str, Any] | None]):
     PollForm #duration-row Label { margin-top: 0; width: auto; }
     PollForm #duration { width: 12; }
     PollForm Checkbox { margin-left: 2; }
-    PollForm #problem { color: $error; margin-top: 0; height: auto; }
+    PollForm #problem { color: $error; margin-top: 0; height: auto; width: 100%; }
     PollForm #buttons { height: 1; align: right middle; margin-top: 1; }
     PollForm Button { margin-left: 2; }
     """
