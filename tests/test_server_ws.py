@@ -109,3 +109,207 @@ async def test_invalid_frame_gets_4006_with_request_id(live_server: LiveServer) 
         await ws.send_json({"type": "ping", "requestId": "p"})
         pong = await receive_type(ws, "pong")
         assert pong["requestId"] == "p"
+
+
+async def ws_with_ticket(
+    server: LiveServer, ticket: str, path: str = "", query: str = ""
+) -> tuple[aiohttp.ClientSession, aiohttp.ClientWebSocketResponse]:
+    http = aiohttp.ClientSession()
+    ws = await http.ws_connect(f"{server.ws_url}{path}?ticket={ticket}{query}")
+    return http, ws
+
+
+async def test_session_not_found_and_ended_close_4001_4002(
+    live_server: LiveServer, bus: Bus
+) -> None:
+    from broker import keys
+
+    session = await live_server.live_session()
+    gone = await live_server.ticket(live_server.token(user()), session["id"])
+    ended = await live_server.ticket(live_server.token(user()), session["id"])
+    await bus.redis.rename(keys.session(session["id"]), keys.session(session["id"]) + ":moved")
+    http, ws = await ws_with_ticket(live_server, gone)
+    async with http, ws:
+        assert await closed_with(ws) == ErrorCode.SESSION_NOT_FOUND
+    await bus.redis.rename(keys.session(session["id"]) + ":moved", keys.session(session["id"]))
+    artist = live_server.token(session["artistId"], "artist")
+    status, _ = await live_server.call(
+        "POST", f"/v1/vstudio/sessions/{session['id']}/end", token=artist
+    )
+    assert status == 200
+    http, ws = await ws_with_ticket(live_server, ended)
+    async with http, ws:
+        assert await closed_with(ws) == ErrorCode.SESSION_ENDED
+    status, body = await live_server.call(
+        "POST",
+        "/v1/vstudio/ticket",
+        token=live_server.token(user()),
+        json={"sessionId": session["id"]},
+    )
+    assert status == 409 and body["code"] == ErrorCode.SESSION_ENDED  # type: ignore[index]
+
+
+async def test_ticket_for_another_session_in_the_path_is_4000(live_server: LiveServer) -> None:
+    first = await live_server.live_session()
+    second = await live_server.live_session()
+    ticket = await live_server.ticket(live_server.token(user()), first["id"])
+    http, ws = await ws_with_ticket(live_server, ticket, path=f"/{second['id']}")
+    async with http, ws:
+        assert await closed_with(ws) == ErrorCode.INVALID_TICKET
+
+
+async def test_role_query_parameter_gains_nothing(live_server: LiveServer) -> None:
+    session = await live_server.live_session()
+    ticket = await live_server.ticket(live_server.token(user(), "artist"), session["id"])
+    http, ws = await ws_with_ticket(live_server, ticket, query="&role=artist")
+    async with http, ws:
+        await receive_type(ws, "session.state")
+        await ws.send_json({"type": "session.end", "requestId": "end", "payload": {}})
+        error = await receive_type(ws, "error")
+        assert error["requestId"] == "end"
+        assert error["payload"]["code"] == ErrorCode.FORBIDDEN
+        assert "you are viewer" in error["payload"]["message"]
+
+
+async def test_ticket_roles_are_checked_against_the_session(live_server: LiveServer) -> None:
+    session = await live_server.live_session(producerIds=["prod-1"])
+    cases = [
+        ("someone", "artist", 403, ErrorCode.FORBIDDEN),
+        ("someone", "producer", 403, ErrorCode.FORBIDDEN),
+        ("someone", "token_holder", 403, ErrorCode.TOKEN_GATE_FAILED),
+        ("prod-1", "producer", 200, None),
+        (session["artistId"], "artist", 200, None),
+    ]
+    for who, role, status_expected, code in cases:
+        status, body = await live_server.call(
+            "POST",
+            "/v1/vstudio/ticket",
+            token=live_server.token(who),
+            json={"sessionId": session["id"], "role": role},
+        )
+        assert status == status_expected, (who, role, body)
+        if code:
+            assert body["code"] == code  # type: ignore[index]
+        if code == ErrorCode.TOKEN_GATE_FAILED:
+            assert "not built yet" in body["message"]  # type: ignore[index]
+
+
+@pytest.mark.slow
+async def test_expired_ticket_is_4000(server_factory: object) -> None:
+    server: LiveServer = server_factory(VSTUDIO_TICKET_TTL="1")  # type: ignore[operator]
+    session = await server.live_session()
+    ticket = await server.ticket(server.token(user()), session["id"])
+    await asyncio.sleep(1.6)
+    http, ws = await ws_with_ticket(server, ticket)
+    async with http, ws:
+        assert await closed_with(ws) == ErrorCode.INVALID_TICKET
+
+
+async def test_frame_over_the_limit_is_4007_and_closes(live_server: LiveServer) -> None:
+    session = await live_server.live_session()
+    async with live_server.ws(session["id"], user()) as ws:
+        await receive_type(ws, "session.state")
+        big = {"type": "chat.message", "payload": {"text": "x" * 5000}}
+        await ws.send_str(orjson.dumps(big).decode())
+        error = await receive_type(ws, "error")
+        assert error["payload"]["code"] == ErrorCode.MESSAGE_TOO_LARGE
+        assert await closed_with(ws) == ErrorCode.MESSAGE_TOO_LARGE
+
+
+async def test_session_full_is_4008_counting_distinct_users(server_factory: object) -> None:
+    server: LiveServer = server_factory(VSTUDIO_MAX_VIEWERS="2")  # type: ignore[operator]
+    session = await server.live_session()
+    async with server.ws(session["id"], "a") as a, server.ws(session["id"], "b") as b:
+        await receive_type(a, "session.state")
+        await receive_type(b, "session.state")
+        async with server.ws(session["id"], "a") as a_again:  # same user: not a new viewer
+            state = await receive_type(a_again, "session.state")
+            assert state["payload"]["viewerCount"] == 2
+        async with server.ws(session["id"], "c") as c:
+            assert await closed_with(c) == ErrorCode.SESSION_FULL
+    await asyncio.sleep(0.2)
+    async with server.ws(session["id"], "c") as c:
+        assert (await receive_type(c, "session.state"))["payload"]["viewerCount"] == 1
+
+
+@pytest.mark.slow
+async def test_rate_limits_with_shrunk_windows(server_factory: object) -> None:
+    server: LiveServer = server_factory(  # type: ignore[operator]
+        VSTUDIO_CHAT_RATE_LIMIT="2",
+        VSTUDIO_CHAT_RATE_WINDOW="1.0",
+        VSTUDIO_MESSAGE_RATE_LIMIT="4",
+        VSTUDIO_MESSAGE_RATE_WINDOW="2.0",
+    )
+    session = await server.live_session()
+    async with server.ws(session["id"], user()) as ws:
+        await receive_type(ws, "session.state")
+        replies = []
+        for n in range(3):
+            await ws.send_json(
+                {"type": "chat.message", "requestId": f"c{n}", "payload": {"text": "hi"}}
+            )
+            replies.append(await _reply(ws, f"c{n}"))
+        assert [r["type"] for r in replies] == ["chat.message", "chat.message", "error"]
+        assert replies[2]["payload"]["code"] == ErrorCode.RATE_LIMITED
+        assert 0 < replies[2]["payload"]["retryAfter"] <= 1.0
+        await asyncio.sleep(replies[2]["payload"]["retryAfter"] + 0.05)
+        await ws.send_json({"type": "chat.message", "requestId": "c3", "payload": {"text": "hi"}})
+        assert (await _reply(ws, "c3"))["type"] == "chat.message"
+        await ws.send_json({"type": "session.join", "requestId": "j1", "payload": {}})
+        assert (await _reply(ws, "j1"))["type"] == "session.join"  # 4th of 'any'
+        await ws.send_json({"type": "session.join", "requestId": "j2", "payload": {}})
+        over = await _reply(ws, "j2")
+        assert over["type"] == "error" and over["payload"]["code"] == ErrorCode.RATE_LIMITED
+        await ws.send_json({"type": "ping", "requestId": "p"})  # pings are never limited
+        assert (await _reply(ws, "p"))["type"] == "pong"
+
+
+async def _reply(ws: aiohttp.ClientWebSocketResponse, request_id: str) -> dict:
+    async with asyncio.timeout(5):
+        while True:
+            frame = orjson.loads((await ws.receive()).data)
+            if frame.get("requestId") == request_id:
+                return frame
+
+
+@pytest.mark.slow
+async def test_heartbeat_drops_a_silent_client_and_keeps_a_live_one(
+    server_factory: object,
+) -> None:
+    server: LiveServer = server_factory(  # type: ignore[operator]
+        VSTUDIO_HEARTBEAT_INTERVAL="0.3",
+        VSTUDIO_HEARTBEAT_TIMEOUT="0.2",
+        VSTUDIO_HEARTBEAT_MAX_MISSED="2",
+    )
+    session = await server.live_session()
+    async with (
+        server.ws(session["id"], "silent", autoping=False) as silent,
+        server.ws(session["id"], "alive") as alive,
+    ):
+        await receive_type(silent, "session.state")
+        await receive_type(alive, "session.state")
+        frames: list[dict] = []
+
+        async def keep_reading() -> None:  # aiohttp answers pings while it reads
+            async for message in alive:
+                frames.append(orjson.loads(message.data))
+
+        reader = asyncio.create_task(keep_reading())
+        started = asyncio.get_running_loop().time()
+        pings = 0
+        async with asyncio.timeout(5):
+            while True:  # read (so the socket is drained) but never answer pings
+                message = await silent.receive()
+                if message.type == aiohttp.WSMsgType.PING:
+                    pings += 1
+                if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                    break
+        assert pings >= 2 and silent.close_code == 1001
+        assert asyncio.get_running_loop().time() - started < 2.0
+        await asyncio.sleep(1.0)  # several more heartbeats
+        await alive.send_json({"type": "ping", "requestId": "still"})
+        async with asyncio.timeout(5):
+            while not any(frame.get("requestId") == "still" for frame in frames):
+                await asyncio.sleep(0.02)
+        assert not alive.closed
+        reader.cancel()
