@@ -51,7 +51,7 @@ class YouTubeAdapter:
         request_timeout: float = 20.0,
     ) -> None:
         if bool(video_id) == bool(channel_id):
-            raise ValueError("give exactly one of a video id or a channel id")
+            raise ValueError("give exactly one of a video id (--video) or a channel id (--channel)")
         if not api_key and not oauth_token:
             raise ValueError(
                 "the YouTube Data API needs an API key (--api-key, VSTUDIO_YOUTUBE_API_KEY) or "

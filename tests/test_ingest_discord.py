@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
+import sys
 from collections.abc import Callable
 
 import pytest
 
+from broker import Bus
 from broker.models import ChatDelete, Emote, NormalizedChatMessage, Platform
+from config import IngestSettings
 from ingest.base import AdapterFatal, IngestItem
 from ingest.discord import DiscordAdapter
 from ingest.discord_map import (
@@ -17,6 +23,8 @@ from ingest.discord_map import (
     map_deletions,
     map_message,
 )
+from ingest.heartbeat import read_records
+from ingest.runtime import Worker
 from tests.fakes.discord import (
     CHANNEL_ID,
     MOD_ROLE_ID,
@@ -264,3 +272,81 @@ async def test_a_channel_the_bot_cannot_see_is_fatal() -> None:
         )
         with pytest.raises(AdapterFatal, match=r"cannot see channel 999.*Artist Fans"):
             await asyncio.wait_for(adapter.run(lambda item: None), 10)
+
+
+# --- through the worker runtime to the bus, and through the command ---------------------------
+
+
+async def wait_for_events(bus: Bus, session_id: str, count: int) -> list:
+    async with asyncio.timeout(10):
+        while len(events := (await bus.replay(session_id, "0-0")).events) < count:
+            await asyncio.sleep(0.02)
+    return events
+
+
+async def test_worker_publishes_messages_and_deletions_to_the_bus(
+    bus: Bus, session_id: str
+) -> None:
+    settings = IngestSettings(batch_interval_ms=5, heartbeat_ttl=5)
+    async with FakeDiscord().running() as fake:
+        adapter = adapter_for(fake)
+        worker = Worker(adapter, bus, session_id, settings)
+        task = asyncio.create_task(worker.run())
+        await until(lambda: adapter.status.state == "connected", task)
+        await fake.dispatch("MESSAGE_CREATE", fake.message(M1, "one", roles=[VIP_ROLE_ID]))
+        await fake.dispatch("MESSAGE_CREATE", fake.message(M2, "two"))
+        await fake.dispatch("MESSAGE_DELETE", {"id": M1, "channel_id": CHANNEL_ID})
+        events = await wait_for_events(bus, session_id, 3)
+        worker.stop()
+        await asyncio.wait_for(task, 10)
+    assert [(e.type, e.payload.get("id") or e.payload.get("messageId")) for e in events] == [
+        ("chat.message", f"discord:{M1}"),
+        ("chat.message", f"discord:{M2}"),
+        ("chat.delete", f"discord:{M1}"),
+    ]
+    assert events[0].payload["isSubscriber"] is True
+    assert events[0].payload["badges"] == ["subscriber", "VIP"]
+
+
+@pytest.mark.slow
+async def test_the_command_reads_the_channel_until_ctrl_c(
+    redis_url: str, bus: Bus, session_id: str
+) -> None:
+    async with FakeDiscord().running() as fake:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "vstudio_cli.main",
+            "ingest",
+            "discord",
+            "--session",
+            session_id,
+            "--channel-id",
+            CHANNEL_ID,
+            "--api-url",
+            fake.api_url,
+            "--gateway-url",
+            fake.gateway_url,
+            "--redis-url",
+            redis_url,
+            "--json",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "VSTUDIO_DISCORD_TOKEN": fake.token, "VSTUDIO_HEARTBEAT_TTL": "2"},
+        )
+        async with asyncio.timeout(30):
+            while not any(  # the worker's heartbeat says the bot is in the channel
+                record.get("state") == "connected"
+                for record in await read_records(bus.redis, session_id)
+            ):
+                await asyncio.sleep(0.05)
+            await fake.dispatch("MESSAGE_CREATE", fake.message(M3, "from the command"))
+            await wait_for_events(bus, session_id, 1)
+            process.send_signal(signal.SIGINT)
+            stdout, stderr = await process.communicate()
+    assert process.returncode == 0, stderr
+    assert b"Traceback" not in stderr
+    [stopped] = [json.loads(line) for line in stdout.splitlines() if b'"stopped"' in line]
+    assert stopped["published"] == 1 and stopped["platform"] == "discord"
+    [event] = (await bus.replay(session_id, "0-0")).events
+    assert event.payload["id"] == f"discord:{M3}" and event.payload["text"] == "from the command"

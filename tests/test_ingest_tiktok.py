@@ -4,6 +4,9 @@ by a local page, webcast API, sign server and push server sending TikTokLive's p
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -15,8 +18,11 @@ from TikTokLive.proto import (
 )
 from TikTokLive.proto.custom_proto import ExtendedUser
 
+from broker import Bus
 from broker.models import ChatDelete, NormalizedChatMessage, Platform, PlatformEvent
+from config import IngestSettings
 from ingest.base import AdapterFatal, IngestItem
+from ingest.runtime import Worker
 from ingest.tiktok import TikTokAdapter
 from ingest.tiktok_map import (
     badges_of,
@@ -250,3 +256,72 @@ async def test_an_unreachable_sign_server_means_reconnect() -> None:
             await asyncio.wait_for(adapter.run(lambda item: None), 10)
     assert not isinstance(stopped.value, AdapterFatal)
     assert "sign server" in str(stopped.value)
+
+
+# --- through the worker runtime to the bus, and through the command ---------------------------
+
+
+async def test_worker_publishes_chat_and_events_to_the_bus(bus: Bus, session_id: str) -> None:
+    settings = IngestSettings(batch_interval_ms=5, heartbeat_ttl=5)
+    fake = FakeTikTok()
+    async with fake.running():
+        adapter = adapter_for(fake)
+        worker = Worker(adapter, bus, session_id, settings)
+        task = asyncio.create_task(worker.run())
+        await until(lambda: adapter.status.state == "connected" and bool(fake.sockets), task)
+        await fake.push(
+            FakeTikTok.comment(201, "first!"),
+            FakeTikTok.gift(202, "Rose", repeat=3, end=True),
+            FakeTikTok.comment(203, "second"),
+        )
+        await until(lambda: worker.stats.received >= 3, task)
+        await fake.push(FakeTikTok.control(204, 3))
+        with pytest.raises(AdapterFatal, match="has ended"):
+            await asyncio.wait_for(task, 10)
+    events = (await bus.replay(session_id, "0-0")).events
+    assert [(e.kind, e.type, e.payload["id"]) for e in events] == [
+        ("chat", "chat.message", "tiktok:201"),
+        ("events", "platform.event", "tiktok:202"),
+        ("chat", "chat.message", "tiktok:203"),
+    ]
+    assert events[1].payload["kind"] == "gift" and events[1].payload["count"] == 3
+
+
+@pytest.mark.slow
+async def test_the_command_reads_until_the_live_ends(
+    redis_url: str, bus: Bus, session_id: str
+) -> None:
+    fake = FakeTikTok(initial=[FakeTikTok.comment(301, "hello from the command")])
+    async with fake.running():
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "vstudio_cli.main",
+            "ingest",
+            "tiktok",
+            "--session",
+            session_id,
+            "--user",
+            "@artist",
+            "--app-url",
+            fake.url,
+            "--webcast-url",
+            fake.webcast_url,
+            "--redis-url",
+            redis_url,
+            "--json",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "VSTUDIO_TIKTOK_SIGN_URL": fake.sign_url},
+        )
+        async with asyncio.timeout(30):
+            while not fake.sockets or not fake.frames("im_enter_room"):
+                await asyncio.sleep(0.05)
+            await fake.push(FakeTikTok.control(302, 3))
+            stdout, stderr = await process.communicate()
+    assert process.returncode == 1, stderr
+    assert b"the TikTok LIVE of @artist has ended" in stderr and b"Traceback" not in stderr
+    [stopped] = [json.loads(line) for line in stdout.splitlines() if b'"stopped"' in line]
+    assert stopped["published"] == 1
+    [event] = (await bus.replay(session_id, "0-0")).events
+    assert event.payload["text"] == "hello from the command"

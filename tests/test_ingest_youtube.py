@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import os
+import sys
 
 import pytest
 
+from broker import Bus
 from broker.models import ChatDelete, NormalizedChatMessage, Platform, PlatformEvent
+from config import IngestSettings
 from ingest.base import AdapterFatal, IngestItem
+from ingest.runtime import Worker
 from ingest.youtube import YouTubeAdapter
 from ingest.youtube_map import (
     YouTubeApiError,
@@ -337,3 +343,88 @@ async def test_unreachable_api_raises_for_reconnect() -> None:
     _, stopped = await collect(adapter)
     assert not isinstance(stopped, AdapterFatal)
     assert isinstance(stopped, OSError)
+
+
+# --- through the worker runtime to the bus, and through the command ---------------------------
+
+
+def fast_settings(**extra: object) -> IngestSettings:
+    return IngestSettings(
+        reconnect_initial=0.02, reconnect_max=0.1, batch_interval_ms=5, heartbeat_ttl=5, **extra
+    )
+
+
+def chat_pages() -> list:
+    return [
+        [chat_item("m1", text="first"), chat_item("m2", text="second", moderator=True)],
+        (403, error_body(403, "rateLimitExceeded", "Rate limit exceeded", "youtube.liveChat")),
+        [
+            chat_item(
+                "d1", "messageDeletedEvent", messageDeletedDetails={"deletedMessageId": "m1"}
+            ),
+            chat_item(
+                "s1",
+                "superChatEvent",
+                superChatDetails={"amountDisplayString": "€2.00", "userComment": "bravo"},
+            ),
+        ],
+    ]
+
+
+async def test_worker_publishes_chat_deletions_and_superchats_to_the_bus(
+    bus: Bus, session_id: str
+) -> None:
+    fake = FakeYouTube(pages=chat_pages(), offline_after_pages=True)
+    async with fake.running():
+        adapter = YouTubeAdapter(video_id="VIDEO1", api_url=fake.url, api_key="KEY")
+        worker = Worker(adapter, bus, session_id, fast_settings())
+        with pytest.raises(AdapterFatal, match="went offline"):
+            await asyncio.wait_for(worker.run(), 20)
+    events = (await bus.replay(session_id, "0-0")).events
+    seen = [(e.kind, e.type, e.payload.get("id") or e.payload.get("messageId")) for e in events]
+    assert seen == [
+        ("chat", "chat.message", "youtube:m1"),
+        ("chat", "chat.message", "youtube:m2"),
+        ("chat", "chat.delete", "youtube:m1"),
+        ("events", "platform.event", "youtube:s1:superchat"),
+        ("chat", "chat.message", "youtube:s1"),
+    ]
+    assert events[1].payload["isModerator"] is True and events[1].payload["badges"] == ["moderator"]
+    assert worker.stats.reconnects == 1  # the rate limit, retried from the same page token
+
+
+@pytest.mark.slow
+async def test_the_command_runs_the_worker_and_explains_the_end(
+    redis_url: str, bus: Bus, session_id: str
+) -> None:
+    fake = FakeYouTube(pages=chat_pages(), offline_after_pages=True)
+    async with fake.running():
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "vstudio_cli.main",
+            "ingest",
+            "youtube",
+            "--session",
+            session_id,
+            "--video",
+            "VIDEO1",
+            "--api-url",
+            fake.url,
+            "--redis-url",
+            redis_url,
+            "--json",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={
+                **os.environ,
+                "VSTUDIO_YOUTUBE_API_KEY": "KEY",
+                "VSTUDIO_RECONNECT_INITIAL": "0.05",
+            },
+        )
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 1, stderr
+    assert b"went offline" in stderr and b"Traceback" not in stderr
+    stopped = [json.loads(line) for line in stdout.splitlines() if b'"stopped"' in line]
+    assert stopped and stopped[0]["published"] == 5
+    assert len((await bus.replay(session_id, "0-0")).events) == 5
