@@ -18,6 +18,7 @@ from vstudio_cli import (
     serve_cmd,
     session_cmd,
     token_cmd,
+    up_cmd,
     user_cmd,
 )
 
@@ -32,6 +33,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
+app.command("up")(up_cmd.up)
 app.add_typer(config_cmd.app, name="config")
 app.command("serve")(serve_cmd.serve)
 app.add_typer(user_cmd.app, name="user")

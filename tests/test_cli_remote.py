@@ -1,0 +1,143 @@
+"""The scripted-setup commands against a real server: login, session, poll, apply.
+
+Each command runs as a real ``vstudio`` process; the credentials file lives in a temporary
+config folder, as it would in the user's home.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+class Cli:
+    def __init__(self, live_server: Any, redis_url: str, home: Path) -> None:
+        self.server = live_server
+        self.env = {
+            **os.environ,
+            "XDG_CONFIG_HOME": str(home / "config"),
+            "VSTUDIO_REDIS_URL": redis_url,
+            "VSTUDIO_DATA_DIR": str(home / "data"),
+        }
+        for name in ("VSTUDIO_SERVER", "VSTUDIO_TOKEN", "VSTUDIO_CONFIG"):
+            self.env.pop(name, None)
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "vstudio_cli.main", *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=60,
+        )
+        if check:
+            assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "--json").stdout)
+
+
+@pytest.fixture
+def cli(live_server: Any, redis_url: str, tmp_path: Path) -> Cli:
+    return Cli(live_server, redis_url, tmp_path)
+
+
+def new_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def login(cli: Cli, role: str) -> str:
+    name = new_name(role)
+    cli.run("user", "add", name, "--role", role, "--password", "s3cret-pw")
+    answer = cli.json("login", name, "--password", "s3cret-pw", "--server", cli.server.base_url)
+    assert answer["server"] == cli.server.base_url
+    assert Path(answer["credentials"]).stat().st_mode & 0o077 == 0  # only the user reads it
+    return name
+
+
+def test_without_login_the_exit_code_says_so(cli: Cli) -> None:
+    result = cli.run("session", "list", check=False)
+    assert result.returncode == 3
+    assert "vstudio login" in result.stderr
+
+
+def test_a_wrong_password_is_refused(cli: Cli) -> None:
+    name = new_name("artist")
+    cli.run("user", "add", name, "--role", "artist", "--password", "right-pw")
+    result = cli.run(
+        "login", name, "--password", "wrong-pw", "--server", cli.server.base_url, check=False
+    )
+    assert result.returncode == 3
+    assert "wrong password" in result.stderr
+
+
+def test_an_unreachable_server_is_exit_6(cli: Cli) -> None:
+    cli.env["VSTUDIO_TOKEN"] = "x.y.z"
+    result = cli.run("session", "list", "--server", "http://127.0.0.1:1", check=False)
+    assert result.returncode == 6
+    assert "Cannot reach the server" in result.stderr
+
+
+def test_session_lifecycle_and_polls_from_the_command_line(cli: Cli) -> None:
+    artist = login(cli, "artist")
+    session = cli.json("session", "create", "--title", "Show", "--allow-guests")
+    assert session["status"] == "scheduled" and session["artistId"] == artist
+    sid = session["id"]
+    assert cli.json("session", "start", sid)["status"] == "live"
+    assert cli.json("session", "show", sid)["allowGuests"] is True
+    assert [s["id"] for s in cli.json("session", "list", "--artist", artist)] == [sid]
+
+    second = cli.json("session", "create", "--title", "Other")
+    refused = cli.run("session", "start", second["id"], check=False)
+    assert refused.returncode == 5  # 409: one live session per artist
+    assert "already has a live session" in refused.stderr
+
+    poll = cli.json(
+        "poll", "create", sid, "--question", "Encore?", "--option", "Yes", "--option", "No"
+    )
+    poll_id = poll.get("poll", poll).get("id") or poll.get("pollId")
+    [listed] = cli.json("poll", "results", sid)
+    assert listed["question"] == "Encore?" and listed["results"] == [0, 0]
+    cli.json("poll", "end", sid, poll_id)
+    assert cli.json("poll", "results", sid)[0]["status"] == "ended"
+    human = cli.run("poll", "results", sid).stdout
+    assert "Encore?" in human and "Yes" in human
+
+    assert cli.json("session", "end", sid)["status"] == "ended"
+    missing = cli.run("session", "show", "doesnotexist", check=False)
+    assert missing.returncode == 4
+
+
+def test_session_apply_twice_changes_nothing_the_second_time(cli: Cli, tmp_path: Path) -> None:
+    login(cli, "artist")
+    spec = tmp_path / "show.toml"
+    spec.write_text(
+        '[session]\ntitle = "Applied show"\nallowGuests = true\nlive = true\n\n'
+        '[[ingest]]\nplatform = "twitch"\nchannel = "band"\n\n'
+        '[[polls]]\nquestion = "First?"\noptions = ["A", "B"]\n'
+    )
+    first = cli.json("session", "apply", str(spec))
+    assert first["changed"][0].startswith("created session")
+    assert "started (live)" in first["changed"] and "opened poll 'First?'" in first["changed"]
+    sid = first["session"]["id"]
+    assert first["ingest"] == [f"vstudio ingest twitch --session {sid} --channel band"]
+
+    second = cli.json("session", "apply", str(spec))
+    assert second["changed"] == []
+    assert second["session"]["id"] == sid
+    assert "unchanged" in cli.run("session", "apply", str(spec)).stdout
+
+    spec.write_text(spec.read_text().replace("allowGuests = true", "allowGuests = false"))
+    third = cli.json("session", "apply", str(spec))
+    assert third["changed"] == ["updated allowGuests"]
+    assert cli.json("session", "show", sid)["allowGuests"] is False

@@ -1,0 +1,114 @@
+"""``vstudio up`` as a person runs it: everything starts, the page and API answer, simulated
+chat reaches a WebSocket client, and Ctrl-C stops every process it started."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from vstudio_cli.client import VStudioClient
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if text in cmdline and entry.name != str(os.getpid()):
+                found.append(int(entry.name))
+    return found
+
+
+def start_up(data: Path, port: int) -> tuple[subprocess.Popen[str], dict]:
+    env = {**os.environ, "VSTUDIO_DATA_DIR": str(data), "XDG_DATA_HOME": str(data)}
+    for name in ("VSTUDIO_REDIS_URL", "VSTUDIO_CONFIG", "VSTUDIO_PORT"):
+        env.pop(name, None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vstudio_cli.main", "up", "--port", str(port), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        process.kill()
+        raise AssertionError(f"vstudio up printed nothing: {process.stderr.read()}")
+    return process, json.loads(line)
+
+
+def stop(process: subprocess.Popen[str]) -> int:
+    process.send_signal(signal.SIGINT)
+    return process.wait(timeout=60)
+
+
+async def test_up_runs_everything_and_ctrl_c_stops_it_all(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    port = free_port()
+    process, summary = start_up(data, port)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        assert summary["url"] == base
+        record = json.loads((data / "redis" / "embedded.json").read_text())
+        assert processes_mentioning(summary["session"])  # the simulate worker runs
+
+        async with aiohttp.ClientSession() as http:
+            for path in ("/healthz", "/readyz", "/openapi.json", f"/s/{summary['session']}"):
+                async with http.get(base + path) as response:
+                    assert response.status == 200, path
+
+        async with VStudioClient(base) as client:
+            await client.login("viewer", summary["logins"]["viewer"])
+            polls = await client.list_polls(summary["session"])
+            assert any(poll["status"] == "active" for poll in polls)
+            async with client.live(summary["session"]) as live:
+                state = await live.wait_for("session.state")
+                assert state["payload"]["session"]["status"] == "live"
+                chat = await live.wait_for("chat.aggregate", timeout=15)
+                platforms = {m["platform"] for m in chat["payload"]["messages"]}
+                assert platforms <= {"twitch", "youtube", "tiktok", "discord"}
+    finally:
+        code = stop(process)
+    assert code == 0, process.stderr.read() if process.stderr else ""
+    time.sleep(0.5)
+    assert processes_mentioning(summary["session"]) == []  # no ingest worker left
+    assert processes_mentioning(f"--port {port}") == []  # no server left
+    assert not Path(f"/proc/{record['pid']}").exists()  # embedded Valkey stopped
+
+
+def test_up_again_reuses_the_data_and_moves_off_a_taken_port(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    port = free_port()
+    process, first = start_up(data, port)
+    assert stop(process) == 0
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        process, second = start_up(data, port)
+        try:
+            assert second["url"] != first["url"]  # moved to a free port
+            assert second["session"] == first["session"]  # same demo session
+            assert second["logins"] == first["logins"]  # same accounts
+        finally:
+            assert stop(process) == 0
