@@ -3,12 +3,13 @@
 REST (``/api/v10``): ``GET /users/@me``, ``GET /oauth2/applications/@me`` and
 ``GET /gateway/bot``, answering 401 to a wrong ``Authorization: Bot <token>``.
 
-Gateway (``/gateway``, JSON encoding, optional ``compress=zlib-stream`` transport compression
-with a ``Z_SYNC_FLUSH`` ending each message): HELLO (op 10) with a heartbeat interval, IDENTIFY
-(op 2) checked for the token (close 4004) and the message-content intent (close 4014 when the
-bot is not allowed it), heartbeats (op 1) acknowledged (op 11), READY and GUILD_CREATE
-dispatches, RESUME (op 6) answered with RESUMED. Tests push MESSAGE_CREATE, MESSAGE_DELETE and
-MESSAGE_DELETE_BULK with :meth:`FakeDiscord.dispatch` and can drop connections.
+Gateway (``/gateway``, JSON encoding, the ``compress=zlib-stream`` or ``zstd-stream``
+transport compression discord.py asks for, flushed at the end of each message): HELLO (op 10)
+with a heartbeat interval, IDENTIFY (op 2) checked for the token (close 4004) and the
+message-content intent (close 4014 when the bot is not allowed it), heartbeats (op 1)
+acknowledged (op 11), READY and GUILD_CREATE dispatches, RESUME (op 6) answered with RESUMED.
+Tests push MESSAGE_CREATE, MESSAGE_DELETE and MESSAGE_DELETE_BULK with
+:meth:`FakeDiscord.dispatch` and can drop connections.
 """
 
 from __future__ import annotations
@@ -60,22 +61,46 @@ def snowflake_time(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
 
 
+def zstd_stream() -> Any:
+    """A zstd compressor flushed per message, from the module discord.py would decode with."""
+    try:
+        import zstandard
+
+        compressor = zstandard.ZstdCompressor().compressobj()
+        return lambda data: (
+            compressor.compress(data) + compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+        )
+    except ImportError:
+        from compression import zstd  # type: ignore[import-not-found]  # Python 3.14
+
+        compressor = zstd.ZstdCompressor()
+        return lambda data: compressor.compress(data, zstd.ZstdCompressor.FLUSH_BLOCK)
+
+
+def zlib_stream() -> Any:
+    """One zlib stream for the connection, each message ending in a ``Z_SYNC_FLUSH``."""
+    compressor = zlib.compressobj()
+    return lambda data: compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
 @dataclass
 class GatewayConnection:
-    """One client's gateway socket."""
+    """One client's gateway socket and the transport compression it asked for."""
 
     ws: web.WebSocketResponse
-    compress: bool
+    compression: str
     sequence: int = 0
-    deflate: Any = field(default_factory=lambda: zlib.compressobj())
     identify: dict[str, Any] | None = None
     heartbeats: int = 0
 
+    def __post_init__(self) -> None:
+        streams = {"zlib-stream": zlib_stream, "zstd-stream": zstd_stream}
+        self._compress = streams[self.compression]() if self.compression in streams else None
+
     async def send(self, payload: dict[str, Any]) -> None:
         data = json.dumps(payload)
-        if self.compress:
-            frame = self.deflate.compress(data.encode()) + self.deflate.flush(zlib.Z_SYNC_FLUSH)
-            await self.ws.send_bytes(frame)
+        if self._compress is not None:
+            await self.ws.send_bytes(self._compress(data.encode()))
         else:
             await self.ws.send_str(data)
 
@@ -267,8 +292,7 @@ class FakeDiscord:
         if request.query.get("encoding", "json") != "json":
             await ws.close(code=4002, message=b"only json encoding here")
             return ws
-        compress = request.query.get("compress") == "zlib-stream"
-        connection = GatewayConnection(ws, compress)
+        connection = GatewayConnection(ws, request.query.get("compress", ""))
         self.connections.append(connection)
         await connection.send(
             {
