@@ -74,7 +74,13 @@ class LiveServer:
     SECRET = "test-secret-for-the-live-server-fixture"
 
     def __init__(
-        self, redis_url: str, tmp: Path, *, workers: int = 1, env: dict[str, str] | None = None
+        self,
+        redis_url: str,
+        tmp: Path,
+        *,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+        port: int = 0,
     ) -> None:
         import subprocess
         import sys
@@ -93,7 +99,7 @@ class LiveServer:
             **(env or {}),
         }
         full_env.pop("VSTUDIO_CONFIG", None)
-        command = [sys.executable, "-m", "vstudio_cli.main", "serve", "--port", "0"]
+        command = [sys.executable, "-m", "vstudio_cli.main", "serve", "--port", str(port)]
         command += ["--workers", str(workers)]
         with self._out_path.open("wb") as out, self._err_path.open("wb") as err:
             self.process = subprocess.Popen(command, stdout=out, stderr=err, env=full_env)
@@ -238,8 +244,9 @@ def server_factory(redis_url: str, tmp_path: Path) -> Iterator[object]:
     """Start servers of your own: ``server_factory(workers=2, VSTUDIO_MAX_VIEWERS="3")``."""
     started: list[LiveServer] = []
 
-    def start(*, workers: int = 1, **env: str) -> LiveServer:
-        server = LiveServer(redis_url, tmp_path / f"server{len(started)}", workers=workers, env=env)
+    def start(*, workers: int = 1, port: int = 0, **env: str) -> LiveServer:
+        folder = tmp_path / f"server{len(started)}"
+        server = LiveServer(redis_url, folder, workers=workers, env=env, port=port)
         started.append(server)
         return server
 
