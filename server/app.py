@@ -135,6 +135,7 @@ def build_app(
                 await refresher
             with contextlib.suppress(Exception):
                 await server.interactions.stop(ctx)
+            await core.settle()
             await core.hub.stop()
             with contextlib.suppress(Exception):
                 await core.presence.clear()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +67,7 @@ class Core:
     draining: bool = False
     _presence_due: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     _presence_timer: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
+    _publishing: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
     def settings(self) -> Any:
@@ -169,7 +171,20 @@ class Core:
         self._presence_timer.pop(session_id, None)
         due = self._presence_due.pop(session_id, None)
         if due is not None:
-            asyncio.get_running_loop().create_task(self._publish_presence(session_id, *due))
+            self._spawn(self._publish_presence(session_id, *due))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
+
+    async def settle(self) -> None:
+        """Wait for presence events still being published (before Redis is closed)."""
+        for timer in self._presence_timer.values():
+            timer.cancel()
+        self._presence_timer.clear()
+        if self._publishing:
+            await asyncio.wait(list(self._publishing), timeout=5)
 
     async def _publish_presence(
         self, session_id: str, kind: MessageType, payload: dict[str, Any]
@@ -186,8 +201,7 @@ class Core:
         deadline = time.monotonic() + timeout
         while self.hub.subscribers() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        for timer in self._presence_timer.values():
-            timer.cancel()
+        await self.settle()
 
 
 CORE = web.AppKey("core", Core)

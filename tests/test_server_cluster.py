@@ -1,0 +1,270 @@
+"""Several server processes on one Redis, slow clients, draining and resume."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import signal
+import socket
+import uuid
+
+import aiohttp
+import orjson
+import pytest
+from conftest import LiveServer
+from test_server_ws import closed_with, receive_type
+
+from broker import Bus, connect
+from broker.bus import OutgoingEvent
+from broker.models import ErrorCode
+
+pytestmark = pytest.mark.slow
+
+
+def user() -> str:
+    return f"u-{uuid.uuid4().hex[:8]}"
+
+
+async def test_two_servers_share_a_session(server_factory: object, bus: Bus) -> None:
+    one: LiveServer = server_factory()  # type: ignore[operator]
+    two: LiveServer = server_factory()  # type: ignore[operator]
+    session = await one.live_session()
+    sid = session["id"]
+    async with (
+        one.ws(sid, "a") as a,
+        two.ws(sid, "b") as b,
+        two.ws(sid, session["artistId"], "artist") as artist,
+    ):
+        for ws in (a, b, artist):
+            await receive_type(ws, "session.state")
+        _, body = await one.call("GET", f"/v1/vstudio/sessions/{sid}")
+        assert body["viewerCount"] == 3  # type: ignore[index]
+        event_id = await bus.publish(sid, "events", "tip.received", {"amount": 1})
+        for ws in (a, b, artist):
+            assert (await receive_type(ws, "tip.received"))["id"] == event_id
+        await artist.send_json({"type": "session.end", "requestId": "bye", "payload": {}})
+        for ws in (a, b):
+            end = await receive_type(ws, "session.end")
+            assert end["payload"]["endedBy"] == session["artistId"]
+            assert await closed_with(ws) == ErrorCode.SESSION_ENDED
+    status, body = await two.call(
+        "POST", "/v1/vstudio/ticket", token=two.token("late"), json={"sessionId": sid}
+    )
+    assert status == 409 and body["code"] == ErrorCode.SESSION_ENDED  # type: ignore[index]
+
+
+async def test_workers_share_one_port(server_factory: object) -> None:
+    server: LiveServer = server_factory(workers=2)  # type: ignore[operator]
+    processes = set()
+    for _ in range(40):
+        _, body = await server.call("GET", "/healthz")
+        processes.add(body["pid"])  # type: ignore[index]
+        if len(processes) == 2:
+            break
+    assert len(processes) == 2
+    session = await server.live_session()
+    clients = [server.ws(session["id"], f"v{n}") for n in range(6)]
+    sockets = [await client.__aenter__() for client in clients]
+    try:
+        for ws in sockets:
+            await receive_type(ws, "session.state")
+        _, body = await server.call("GET", f"/v1/vstudio/sessions/{session['id']}")
+        assert body["viewerCount"] == 6  # type: ignore[index]
+    finally:
+        for client in clients:
+            await client.__aexit__(None, None, None)
+    code, _, err = server.stop()
+    assert code == 0 and "Traceback" not in err, err
+
+
+async def raw_ws(server: LiveServer, ticket: str) -> socket.socket:
+    """A WebSocket that completes the handshake and then never reads again."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            f"GET /v1/vstudio/ws?ticket={ticket} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += await asyncio.to_thread(sock.recv, 1)
+    assert b" 101 " in head.split(b"\r\n")[0], head
+    return sock
+
+
+async def test_a_client_that_never_reads_is_dropped_without_delaying_others(
+    server_factory: object, bus: Bus
+) -> None:
+    server: LiveServer = server_factory(VSTUDIO_SEND_BUFFER_LIMIT="1048576")  # type: ignore[operator]
+    session = await server.live_session()
+    sid = session["id"]
+    stuck = await raw_ws(server, await server.ticket(server.token("stuck"), sid))
+    try:
+        async with server.ws(sid, "fast") as fast:
+            await receive_type(fast, "session.state")
+            blob = "x" * 50_000
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            got: list[int] = []
+
+            async def read_all() -> None:
+                while len(got) < 200:
+                    frame = await receive_type(fast, "tip.received", timeout=10)
+                    got.append(frame["payload"]["n"])
+
+            reader = asyncio.create_task(read_all())
+            for n in range(200):  # 10 MB, past the kernel's buffers (4 MB) and the limit
+                await bus.publish(sid, "events", "tip.received", {"n": n, "blob": blob})
+            await asyncio.wait_for(reader, 10)
+            assert got == list(range(200))
+            assert loop.time() - started < 5
+        _, metrics = await server.call("GET", "/metrics")
+        assert 'ws_errors_total{reason="slow_client"} 1.0' in metrics  # type: ignore[operator]
+        stuck.setblocking(False)
+        await asyncio.sleep(0.2)
+        with pytest.raises(OSError):
+            for _ in range(1000):  # the server has cut it: reading ends in a reset or EOF
+                if not await asyncio.to_thread(_read_some, stuck):
+                    raise ConnectionResetError("eof")
+    finally:
+        stuck.close()
+
+
+def _read_some(sock: socket.socket) -> bytes:
+    sock.setblocking(True)
+    sock.settimeout(2)
+    return sock.recv(1 << 20)
+
+
+async def test_sigterm_drains_with_1012_and_keeps_every_acknowledged_message(
+    server_factory: object, redis_url: str
+) -> None:
+    server: LiveServer = server_factory(
+        VSTUDIO_CHAT_RATE_LIMIT="1000", VSTUDIO_MESSAGE_RATE_LIMIT="1000"
+    )  # type: ignore[operator]
+    session = await server.live_session()
+    sid = session["id"]
+    acked: list[str] = []
+    async with server.ws(sid, "a") as a, server.ws(sid, "b") as b:
+        await receive_type(a, "session.state")
+        await receive_type(b, "session.state")
+
+        async def chatter() -> None:
+            n = 0
+            while True:
+                await a.send_json(
+                    {"type": "chat.message", "requestId": f"m{n}", "payload": {"text": f"m{n}"}}
+                )
+                n += 1
+                await asyncio.sleep(0.005)
+
+        async def read_acks() -> int | None:
+            async for message in a:
+                frame = orjson.loads(message.data)
+                if frame["type"] == "chat.message" and "requestId" in frame:
+                    acked.append(frame["payload"].get("message", {}).get("id", frame["requestId"]))
+            return a.close_code
+
+        sender = asyncio.create_task(chatter())
+        reader = asyncio.create_task(read_acks())
+        await asyncio.sleep(0.5)
+        server.process.send_signal(signal.SIGTERM)
+        assert await closed_with(b, timeout=10) == 1012
+        assert await asyncio.wait_for(reader, 10) == 1012
+        sender.cancel()
+    code, _, err = server.stop()
+    assert code == 0 and "Traceback" not in err, err
+    assert acked
+    client = await connect(redis_url)
+    try:
+        replay = await Bus(client).replay(sid, "0-0")
+    finally:
+        await client.aclose()
+    stored = orjson.dumps([event.payload for event in replay.events]).decode()
+    missing = [ack for ack in acked if ack not in stored]
+    assert not missing, missing[:5]
+
+
+async def test_resume_with_since_misses_nothing_and_repeats_nothing(
+    live_server: LiveServer, bus: Bus
+) -> None:
+    session = await live_server.live_session()
+    sid = session["id"]
+    first = await bus.publish(sid, "events", "tip.received", {"n": 0})
+    async with live_server.ws(sid, "r") as ws:
+        await receive_type(ws, "session.state")
+        last_seen = (await receive_type(ws, "tip.received"))["id"] if False else None
+    last_seen = first
+    missed = [await bus.publish(sid, "events", "tip.received", {"n": n}) for n in range(1, 4)]
+    chat = [OutgoingEvent("chat.message", {"id": f"twitch:r{n}", "text": "x"}) for n in range(3)]
+    chat_ids = await bus.publish_many(sid, "chat", chat)
+    async with live_server.ws(sid, "r", since=last_seen) as ws:
+        state = await receive_type(ws, "session.state")
+        assert state["payload"]["recovered"] is True
+        tips = [await receive_type(ws, "tip.received") for _ in range(3)]
+        assert [tip["id"] for tip in tips] == missed
+        aggregate = await receive_type(ws, "chat.aggregate")
+        assert aggregate["id"] == chat_ids[-1] and len(aggregate["payload"]["messages"]) == 3
+        live = await bus.publish(sid, "events", "tip.received", {"n": 9})
+        frame = await receive_type(ws, "tip.received")
+        assert frame["id"] == live  # nothing repeated in between
+
+
+async def test_resume_outside_the_window_says_not_recovered(
+    live_server: LiveServer, redis_url: str
+) -> None:
+    session = await live_server.live_session()
+    sid = session["id"]
+    client = await connect(redis_url)
+    try:
+        small = Bus(client, history_size=10)
+        old = await small.publish(sid, "events", "tip.received", {"n": -1})
+        events = [OutgoingEvent("tip.received", {"n": n}) for n in range(600)]
+        for start in range(0, 600, 100):
+            await small.publish_many(sid, "events", events[start : start + 100])
+    finally:
+        await client.aclose()
+    async with live_server.ws(sid, "late", since=old) as ws:
+        state = await receive_type(ws, "session.state")
+        assert state["payload"]["recovered"] is False
+        assert state["payload"]["session"]["id"] == sid
+        with pytest.raises(TimeoutError):
+            await receive_type(ws, "tip.received", timeout=0.5)  # no partial replay
+
+
+async def test_presence_events_and_viewer_count(live_server: LiveServer) -> None:
+    session = await live_server.live_session()
+    sid = session["id"]
+    async with live_server.ws(sid, "p1") as first:
+        await receive_type(first, "session.state")
+        async with live_server.ws(sid, "p2") as second:
+            state = await receive_type(second, "session.state")
+            assert state["payload"]["viewerCount"] == 2
+            join = await receive_type(first, "session.join")
+            while join["payload"]["userId"] != "p2":
+                join = await receive_type(first, "session.join")
+            assert join["payload"]["viewerCount"] == 2
+            await second.send_json({"type": "session.leave", "payload": {}})
+            assert await closed_with(second) == 1000
+        leave = await receive_type(first, "session.leave")
+        assert leave["payload"] == {
+            "userId": "p2",
+            "username": "p2",
+            "role": "viewer",
+            "viewerCount": 1,
+        }
+
+
+async def test_invalid_since_is_4006(live_server: LiveServer) -> None:
+    session = await live_server.live_session()
+    ticket = await live_server.ticket(live_server.token(user()), session["id"])
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(f"{live_server.ws_url}?ticket={ticket}&since=yesterday") as ws,
+    ):
+        assert await closed_with(ws) == ErrorCode.INVALID_MESSAGE
