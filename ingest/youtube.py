@@ -20,11 +20,13 @@ from broker.models import Platform
 from ingest.base import AdapterFatal, AdapterStatus, Emit
 from ingest.youtube_map import (
     YouTubeApiError,
+    channel_id_of,
     chat_ended,
     classify_error,
     live_chat_id_of,
     live_video_id_of,
     map_chat_item,
+    video_id_from,
 )
 
 __all__ = ["YouTubeAdapter"]
@@ -35,7 +37,8 @@ DEFAULT_API_URL = "https://www.googleapis.com/youtube/v3"
 
 
 class YouTubeAdapter:
-    """One YouTube broadcast's live chat: ``video_id`` or ``channel_id`` (its live video)."""
+    """One YouTube broadcast's live chat: a video (id or URL), or a channel (``UC...`` id or
+    ``@handle``) whose live broadcast is read."""
 
     platform = Platform.YOUTUBE
 
@@ -57,9 +60,9 @@ class YouTubeAdapter:
                 "the YouTube Data API needs an API key (--api-key, VSTUDIO_YOUTUBE_API_KEY) or "
                 "an OAuth token (--oauth-token, VSTUDIO_YOUTUBE_OAUTH_TOKEN)"
             )
-        self.video_id = video_id
-        self.channel_id = channel_id
-        self.target = f"video:{video_id}" if video_id else f"channel:{channel_id}"
+        self.video_id = video_id_from(video_id) if video_id else None
+        self.channel_id = channel_id.strip() if channel_id else None
+        self.target = f"video:{self.video_id}" if video_id else f"channel:{self.channel_id}"
         self.status = AdapterStatus()
         self.api_url = api_url.rstrip("/")
         self.api_key = api_key
@@ -110,19 +113,23 @@ class YouTubeAdapter:
         self.status.state = "resolving"
         video_id = self.video_id
         if video_id is None:
-            assert self.channel_id is not None
+            channel = self.channel_id
+            assert channel is not None
+            if channel.startswith("@"):
+                channels = await self._get(http, "channels", {"part": "id", "forHandle": channel})
+                channel = self._fatal_unless_ok(lambda: channel_id_of(channel, channels))
             found = await self._get(
                 http,
                 "search",
                 {
                     "part": "id",
-                    "channelId": self.channel_id,
+                    "channelId": channel,
                     "eventType": "live",
                     "type": "video",
                     "maxResults": "1",
                 },
             )
-            video_id = self._fatal_unless_ok(lambda: live_video_id_of(self.channel_id, found))
+            video_id = self._fatal_unless_ok(lambda: live_video_id_of(channel, found))
         videos = await self._get(http, "videos", {"part": "liveStreamingDetails", "id": video_id})
         chat_id = self._fatal_unless_ok(lambda: live_chat_id_of(video_id, videos))
         log.info("youtube video %s has live chat %s", video_id, chat_id)

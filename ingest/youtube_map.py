@@ -7,8 +7,10 @@ can help and what a person should do.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from broker.models import ChatDelete, NormalizedChatMessage, Platform, PlatformEvent, now_ms
 from ingest.base import IngestItem
@@ -16,12 +18,14 @@ from ingest.base import IngestItem
 __all__ = [
     "YouTubeApiError",
     "author_flags",
+    "channel_id_of",
     "chat_ended",
     "classify_error",
     "live_chat_id_of",
     "live_video_id_of",
     "map_chat_item",
     "parse_published_at",
+    "video_id_from",
 ]
 
 PLATFORM = Platform.YOUTUBE
@@ -108,6 +112,38 @@ def live_chat_id_of(video_id: str, response: Any) -> str:
     else:
         why = "it is not a live broadcast"
     raise YouTubeApiError(404, "noActiveLiveChat", f"video {video_id!r}: {why}", False, ended=True)
+
+
+VIDEO_ID = re.compile(r"^[A-Za-z0-9_-]{11}$")
+
+
+def video_id_from(text: str) -> str:
+    """A video id from an id or a URL people copy (``watch?v=``, ``youtu.be/``, ``/live/``).
+
+    Raises ``ValueError`` with the reason when no id can be found.
+    """
+    text = text.strip()
+    if VIDEO_ID.match(text):
+        return text
+    parts = urlsplit(text if "://" in text else f"https://{text}")
+    candidates = parse_qs(parts.query).get("v", [])
+    segments = [segment for segment in parts.path.split("/") if segment]
+    if parts.hostname and parts.hostname.endswith("youtu.be") and segments:
+        candidates.append(segments[0])
+    if len(segments) >= 2 and segments[0] in ("live", "embed", "shorts", "v"):
+        candidates.append(segments[1])
+    for candidate in candidates:
+        if VIDEO_ID.match(candidate):
+            return candidate
+    raise ValueError(f"{text!r} is not a YouTube video id or video URL")
+
+
+def channel_id_of(handle: str, response: Any) -> str:
+    """The channel id of an ``@handle`` from ``channels.list(forHandle=...)``."""
+    for item in (response.get("items") if isinstance(response, dict) else None) or []:
+        if item.get("id"):
+            return str(item["id"])
+    raise YouTubeApiError(404, "channelNotFound", f"no channel with handle {handle!r}", False)
 
 
 def live_video_id_of(channel_id: str, response: Any) -> str:

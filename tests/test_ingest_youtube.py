@@ -23,6 +23,7 @@ from ingest.youtube_map import (
     live_video_id_of,
     map_chat_item,
     parse_published_at,
+    video_id_from,
 )
 from tests.fakes.youtube import FakeYouTube, chat_item, error_body
 
@@ -176,6 +177,27 @@ def test_live_chat_id_and_live_video_resolution() -> None:
         live_video_id_of("c", {"items": []})
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "dQw4w9WgXcQ",
+        "https://www.youtube.com/watch?v=dQw4w9WgXcQ&t=42s",
+        "youtube.com/watch?feature=share&v=dQw4w9WgXcQ",
+        "https://youtu.be/dQw4w9WgXcQ?si=abc",
+        "https://www.youtube.com/live/dQw4w9WgXcQ?feature=shared",
+        "https://m.youtube.com/embed/dQw4w9WgXcQ",
+    ],
+)
+def test_video_ids_from_what_people_paste(text: str) -> None:
+    assert video_id_from(text) == "dQw4w9WgXcQ"
+
+
+@pytest.mark.parametrize("text", ["", "short", "https://www.youtube.com/@artist", "a b c d e f"])
+def test_not_a_video(text: str) -> None:
+    with pytest.raises(ValueError, match="not a YouTube video id"):
+        video_id_from(text)
+
+
 def test_adapter_needs_a_target_and_credentials() -> None:
     with pytest.raises(ValueError, match="exactly one"):
         YouTubeAdapter(api_key="k")
@@ -214,7 +236,8 @@ async def test_pages_deletions_and_offline_end() -> None:
         offline_after_pages=True,
     )
     async with fake.running():
-        adapter = YouTubeAdapter(video_id="VIDEO1", api_url=fake.url, api_key="KEY")
+        video_url = "https://www.youtube.com/watch?v=Live1234567"
+        adapter = YouTubeAdapter(video_id=video_url, api_url=fake.url, api_key="KEY")
         items, stopped = await collect(adapter)
     assert isinstance(stopped, AdapterFatal) and "went offline" in str(stopped)
     assert [getattr(i, "id", None) or i.message_id for i in items] == [
@@ -247,7 +270,7 @@ async def test_quota_exhausted_is_fatal_with_advice() -> None:
         ]
     )
     async with fake.running():
-        adapter = YouTubeAdapter(video_id="VIDEO1", api_url=fake.url, api_key="KEY")
+        adapter = YouTubeAdapter(video_id="Live1234567", api_url=fake.url, api_key="KEY")
         items, stopped = await collect(adapter)
     assert [i.id for i in items] == ["youtube:m1"]
     assert isinstance(stopped, AdapterFatal)
@@ -264,7 +287,7 @@ async def test_rate_limit_raises_for_a_retry_that_resumes_from_the_page_token() 
         offline_after_pages=True,
     )
     async with fake.running():
-        adapter = YouTubeAdapter(video_id="VIDEO1", api_url=fake.url, api_key="KEY")
+        adapter = YouTubeAdapter(video_id="Live1234567", api_url=fake.url, api_key="KEY")
         first, stopped = await collect(adapter)
         assert isinstance(stopped, YouTubeApiError) and stopped.retryable
         assert adapter.status.state == "backing off"
@@ -288,10 +311,10 @@ async def test_live_chat_ended_is_a_clear_final_message() -> None:
         ]
     )
     async with fake.running():
-        adapter = YouTubeAdapter(video_id="VIDEO1", api_url=fake.url, api_key="KEY")
+        adapter = YouTubeAdapter(video_id="Live1234567", api_url=fake.url, api_key="KEY")
         _, stopped = await collect(adapter)
     assert isinstance(stopped, AdapterFatal)
-    assert str(stopped) == "YouTube live chat of video:VIDEO1: the live chat has ended"
+    assert str(stopped) == "YouTube live chat of video:Live1234567: the live chat has ended"
 
 
 async def test_channel_resolves_to_its_live_video_with_an_oauth_token() -> None:
@@ -309,11 +332,23 @@ async def test_channel_resolves_to_its_live_video_with_an_oauth_token() -> None:
     assert search.headers["Authorization"] == "Bearer TOKEN"
 
 
+async def test_a_handle_resolves_to_its_channel_then_its_live_video() -> None:
+    fake = FakeYouTube(pages=[[chat_item("m1")]], offline_after_pages=True)
+    async with fake.running():
+        adapter = YouTubeAdapter(channel_id="@Artist", api_url=fake.url, api_key="KEY")
+        items, _ = await collect(adapter)
+    assert [i.id for i in items] == ["youtube:m1"]
+    [channels] = fake.calls("channels")
+    assert channels.params["forHandle"] == "@Artist"
+    assert fake.calls("search")[0].params["channelId"] == "UCartist"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "live", "says"),
     [
-        ({"video_id": "NOPE"}, True, "no video with id 'NOPE'"),
-        ({"video_id": "VIDEO1"}, False, "its broadcast has ended"),
+        ({"channel_id": "@nobody"}, True, "no channel with handle '@nobody'"),
+        ({"video_id": "Nope1234567"}, True, "no video with id 'Nope1234567'"),
+        ({"video_id": "Live1234567"}, False, "its broadcast has ended"),
         ({"channel_id": "UCartist"}, False, "is not live now"),
         ({"channel_id": "UCother"}, True, "is not live now"),
     ],
@@ -329,7 +364,7 @@ async def test_nothing_live_is_fatal(kwargs: dict, live: bool, says: str) -> Non
 async def test_bad_api_key_is_fatal() -> None:
     fake = FakeYouTube()
     async with fake.running():
-        adapter = YouTubeAdapter(video_id="VIDEO1", api_url=fake.url, api_key="WRONG")
+        adapter = YouTubeAdapter(video_id="Live1234567", api_url=fake.url, api_key="WRONG")
         _, stopped = await collect(adapter)
     assert isinstance(stopped, AdapterFatal)
     assert "keyInvalid" in str(stopped) and "check the API key" in str(stopped)
@@ -339,7 +374,7 @@ async def test_unreachable_api_raises_for_reconnect() -> None:
     fake = FakeYouTube()
     async with fake.running():
         url = fake.url
-    adapter = YouTubeAdapter(video_id="VIDEO1", api_url=url, api_key="KEY")
+    adapter = YouTubeAdapter(video_id="Live1234567", api_url=url, api_key="KEY")
     _, stopped = await collect(adapter)
     assert not isinstance(stopped, AdapterFatal)
     assert isinstance(stopped, OSError)
@@ -376,7 +411,7 @@ async def test_worker_publishes_chat_deletions_and_superchats_to_the_bus(
 ) -> None:
     fake = FakeYouTube(pages=chat_pages(), offline_after_pages=True)
     async with fake.running():
-        adapter = YouTubeAdapter(video_id="VIDEO1", api_url=fake.url, api_key="KEY")
+        adapter = YouTubeAdapter(video_id="Live1234567", api_url=fake.url, api_key="KEY")
         worker = Worker(adapter, bus, session_id, fast_settings())
         with pytest.raises(AdapterFatal, match="went offline"):
             await asyncio.wait_for(worker.run(), 20)
@@ -408,7 +443,7 @@ async def test_the_command_runs_the_worker_and_explains_the_end(
             "--session",
             session_id,
             "--video",
-            "VIDEO1",
+            "Live1234567",
             "--api-url",
             fake.url,
             "--redis-url",

@@ -39,11 +39,11 @@ def _refuse(exc: Exception) -> NoReturn:
 def youtube(
     session: SessionOption,
     video: Annotated[
-        str | None, typer.Option("--video", help="Id of the live video (watch?v=ID).")
+        str | None, typer.Option("--video", help="The live video: its id or URL.")
     ] = None,
     channel: Annotated[
         str | None,
-        typer.Option("--channel", help="Channel id (UC...): read its live broadcast instead."),
+        typer.Option("--channel", help="Channel id (UC...) or @handle: its live broadcast."),
     ] = None,
     api_key: Annotated[
         str | None,

@@ -1,4 +1,4 @@
-"""A local YouTube Data API v3: ``videos``, ``search`` and ``liveChat/messages`` over HTTP.
+"""A local YouTube Data API v3: ``videos``, ``channels``, ``search``, ``liveChat/messages``.
 
 It answers like Google does (JSON bodies, ``nextPageToken``, ``pollingIntervalMillis``, the
 ``{"error": {"code", "message", "errors": [{"reason"}]}}`` error shape) and checks what a real
@@ -87,8 +87,9 @@ class FakeYouTube:
     """The API for one live video. ``pages`` are served in order; an ``(status, body)`` entry is
     an error answer served once at that point instead of a page."""
 
-    video_id: str = "VIDEO1"
+    video_id: str = "Live1234567"
     channel_id: str = "UCartist"
+    handle: str = "@artist"
     chat_id: str = "CHAT1"
     api_key: str | None = "KEY"
     oauth_token: str | None = None
@@ -105,6 +106,7 @@ class FakeYouTube:
         app = web.Application()
         app.router.add_get("/youtube/v3/videos", self._videos)
         app.router.add_get("/youtube/v3/search", self._search)
+        app.router.add_get("/youtube/v3/channels", self._channels)
         app.router.add_get("/youtube/v3/liveChat/messages", self._messages)
         runner = web.AppRunner(app)
         await runner.setup()
@@ -157,6 +159,13 @@ class FakeYouTube:
                 {"kind": "youtube#video", "id": self.video_id, "liveStreamingDetails": details}
             )
         return web.json_response({"kind": "youtube#videoListResponse", "items": items})
+
+    async def _channels(self, request: web.Request) -> web.Response:
+        if (denied := self._record(request)) is not None:
+            return denied
+        found = request.query.get("forHandle", "").casefold() == self.handle.casefold()
+        items = [{"kind": "youtube#channel", "id": self.channel_id}] if found else []
+        return web.json_response({"kind": "youtube#channelListResponse", "items": items})
 
     async def _search(self, request: web.Request) -> web.Response:
         if (denied := self._record(request)) is not None:
