@@ -71,12 +71,12 @@ def parse_tags(raw: str) -> dict[str, str]:
     """``a=1;b=x\\sy;c`` -> ``{"a": "1", "b": "x y", "c": ""}``; a later duplicate key wins."""
     tags: dict[str, str] = {}
     for item in raw.split(";"):
-        if not item:
-            continue
         key, _, value = item.partition("=")
         if not key:
-            raise IrcParseError(f"tag without a name in {raw[:80]!r}")
-        tags[key] = unescape_tag_value(value)
+            if item:
+                raise IrcParseError(f"tag without a name in {raw[:80]!r}")
+            continue
+        tags[key] = unescape_tag_value(value) if "\\" in value else value
     return tags
 
 

@@ -15,10 +15,13 @@ platform. ``USERNOTICE`` subscriptions, gifts and raids become platform events.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import re
+import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from pydantic import ValidationError
@@ -92,7 +95,14 @@ def parse_emotes(raw: str, text: str) -> list[Emote]:
     Positions count Unicode code points, as Python strings do. A malformed or out-of-range
     entry is skipped rather than trusted.
     """
-    emotes: list[Emote] = []
+    return [Emote.model_validate(fields) for fields in _emote_fields(raw, text)]
+
+
+def _emote_fields(raw: str, text: str) -> list[dict[str, Any]]:
+    """The emotes as plain fields; the message model validates them with the message."""
+    if not raw:
+        return []
+    emotes: list[dict[str, Any]] = []
     for entry in raw.split("/"):
         emote_id, _, ranges = entry.partition(":")
         if not emote_id or not ranges:
@@ -111,7 +121,7 @@ def parse_emotes(raw: str, text: str) -> list[Emote]:
         name = text[first_start : first_end + 1]
         if name.strip():
             emotes.append(
-                Emote(name=name[:100], url=twitch_emote_url(emote_id), positions=positions)
+                {"name": name[:100], "url": EMOTE_CDN.format(id=emote_id), "positions": positions}
             )
     return emotes
 
@@ -145,7 +155,7 @@ def _chat_message(message: IrcMessage) -> NormalizedChatMessage:
         is_subscriber=_flag(tags, "subscriber") or "founder" in badges or "subscriber" in badges,
         is_moderator=_flag(tags, "mod") or "moderator" in badges or "broadcaster" in badges,
         timestamp=_timestamp(tags),
-        emotes=parse_emotes(tags.get("emotes", ""), text) or None,
+        emotes=_emote_fields(tags.get("emotes", ""), text) or None,
         user_id=tags.get("user-id") or None,
     )
 
@@ -311,6 +321,8 @@ class TwitchChat:
         self.idle_timeout = idle_timeout
         self.status = AdapterStatus()
         self.protocol: TwitchProtocol | None = None
+        self._last_frame = 0.0
+        self._idle = False
 
     async def run(self, emit: Emit) -> None:
         """Connect, log in, join, and emit chat until the connection ends."""
@@ -325,29 +337,48 @@ class TwitchChat:
         ):
             for line in protocol.hello():
                 await ws.send_str(line + "\r\n")
-            while True:
-                try:
-                    frame = await ws.receive(timeout=self.idle_timeout)
-                except TimeoutError as exc:
-                    raise ConnectionError(
-                        f"nothing from Twitch for {self.idle_timeout:.0f} s"
-                    ) from exc
-                if frame.type is aiohttp.WSMsgType.TEXT:
-                    for line in split_lines(frame.data):
-                        items, replies = protocol.receive(line)
-                        for item in items:
-                            emit(item)
-                        for reply in replies:
-                            await ws.send_str(reply + "\r\n")
-                    self._update_status(protocol)
-                elif frame.type in (
-                    aiohttp.WSMsgType.CLOSE,
-                    aiohttp.WSMsgType.CLOSING,
-                    aiohttp.WSMsgType.CLOSED,
-                ):
-                    raise ConnectionError(f"Twitch closed the connection (code {ws.close_code})")
-                elif frame.type is aiohttp.WSMsgType.ERROR:
+            watchdog = asyncio.create_task(self._watch_idle(ws))
+            try:
+                await self._pump(ws, protocol, emit)
+            finally:
+                watchdog.cancel()
+            if self._idle:
+                raise ConnectionError(f"nothing from Twitch for {self.idle_timeout:.0f} s")
+            raise ConnectionError(f"Twitch closed the connection (code {ws.close_code})")
+
+    async def _pump(
+        self, ws: aiohttp.ClientWebSocketResponse, protocol: TwitchProtocol, emit: Emit
+    ) -> None:
+        """Frames in, items out, PONGs back, until the socket closes."""
+        text = aiohttp.WSMsgType.TEXT
+        seen = ""
+        async for frame in ws:  # no per-frame timeout: the watchdog notices silence
+            self._last_frame = time.monotonic()
+            if frame.type is not text:
+                if frame.type is aiohttp.WSMsgType.ERROR:
                     raise ConnectionError(f"WebSocket error: {ws.exception()}")
+                continue
+            for line in split_lines(frame.data):
+                items, replies = protocol.receive(line)
+                for item in items:
+                    emit(item)
+                for reply in replies:
+                    await ws.send_str(reply + "\r\n")
+            if protocol.state != seen:
+                seen = protocol.state
+                self._update_status(protocol)
+
+    async def _watch_idle(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Close the socket when nothing arrived for ``idle_timeout`` (Twitch PINGs ~5 min)."""
+        self._idle = False
+        self._last_frame = time.monotonic()
+        while not ws.closed:
+            quiet = time.monotonic() - self._last_frame
+            if quiet >= self.idle_timeout:
+                self._idle = True
+                await ws.close()
+                return
+            await asyncio.sleep(self.idle_timeout - quiet)
 
     def _update_status(self, protocol: TwitchProtocol) -> None:
         if protocol.state in ("logged in", "joined"):

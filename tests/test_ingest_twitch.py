@@ -237,3 +237,17 @@ async def test_suspended_channel_is_fatal(bus: Bus, session_id: str) -> None:
 def test_token_without_nick_is_refused() -> None:
     with pytest.raises(ValueError, match="--nick"):
         TwitchChat("dallas", IngestSettings(twitch_token=SecretStr("x")))
+
+
+async def test_a_silent_connection_is_replaced(bus: Bus, session_id: str) -> None:
+    scripts = [[privmsg("quiet-1", "then silence")], [privmsg("quiet-2", "new connection")]]
+    async with TwitchIrcServer(scripts) as server:
+        settings = fast_settings(server.url)
+        adapter = TwitchChat("dallas", settings, idle_timeout=0.3)
+        worker = Worker(adapter, bus, session_id, settings)
+        running = asyncio.create_task(worker.run())
+        events = await wait_for_events(bus, session_id, 2)
+        worker.stop()
+        await running
+    assert [event.payload["id"] for event in events] == ["twitch:quiet-1", "twitch:quiet-2"]
+    assert worker.stats.reconnects >= 1 and server.connections >= 2
