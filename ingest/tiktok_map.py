@@ -47,7 +47,6 @@ BADGE_NAMES = {
     SCENE_FANS: "fan-club",
     SCENE_ANCHOR: "host",
 }
-LEVELLED = {SCENE_USER_GRADE, SCENE_FANS, SCENE_SUBSCRIBER}
 CONTROL_STREAM_ENDED = 3
 CONTROL_STREAM_SUSPENDED = 4
 
@@ -83,25 +82,22 @@ def _names(user: Any) -> tuple[str, str | None, str | None]:
 
 
 def badges_of(user: Any) -> list[str]:
-    """The user's badge list as names (``gifter/25``, ``fan-club/12``, ``moderator``...)."""
+    """The user's badge list as names (``gifter``, ``fan-club``, ``moderator``...), in order.
+
+    Names only, without the level, as Twitch badges are given (``subscriber``, not
+    ``subscriber/12``), so clients can key icons on the name.
+    """
     names: list[str] = []
     for badge in getattr(user, "badge_list", None) or []:
-        scene = int(badge.scene_type)
-        name = BADGE_NAMES.get(scene)
-        if name is None:
-            continue
-        extra = badge.privilege_log_extra
-        level = int(extra.level) if extra is not None and str(extra.level).isdigit() else 0
-        if scene in LEVELLED and level:
-            name = f"{name}/{level}"
-        if name not in names:
+        name = BADGE_NAMES.get(int(badge.scene_type))
+        if name is not None and name not in names:
             names.append(name)
     return names
 
 
 def _flags(user: Any, identity: Any) -> tuple[list[str], bool, bool]:
     badges = badges_of(user)
-    kinds = {badge.partition("/")[0] for badge in badges}
+    kinds = set(badges)
     attr = getattr(user, "user_attr", None)
     moderator = bool(
         (identity is not None and identity.is_moderator_of_anchor)
