@@ -116,6 +116,21 @@ def test_chat_keeps_only_the_latest_lines(state: ConsoleState) -> None:
     assert state.chat[0].id == "twitch:20"
 
 
+def test_emotes_show_by_name() -> None:
+    from vstudio_cli.console.widgets.chat import message_text
+
+    state = ConsoleState(session_id="s1")
+    text = "hi <:catvibe:812043157043126272> Kappa"
+    emotes = [
+        {"name": "catvibe", "url": "https://cdn.example/e/1.png", "positions": [[3, 31]]},
+        {"name": "Kappa", "url": "https://cdn.example/e/2.png", "positions": [[33, 37]]},
+    ]
+    apply_frame(state, frame("chat.aggregate", {"messages": [chat(1, text=text, emotes=emotes)]}))
+    assert message_text(state.chat[0]).plain == "hi :catvibe: :Kappa:"
+    state.chat[0].deleted = True
+    assert message_text(state.chat[0]).plain == "hi :catvibe: :Kappa: deleted"
+
+
 def test_delete_by_id_and_by_user(state: ConsoleState) -> None:
     messages = [chat(1, username="bob"), chat(2, username="bob"), chat(3, username="eve")]
     apply_frame(state, frame("chat.aggregate", {"messages": messages}))

@@ -8,6 +8,7 @@ Without a link (``link=None``) the app shows a given state, which is how snapsho
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Awaitable
 from typing import Any
@@ -16,6 +17,7 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.widgets import DataTable, Footer
 
 from vstudio_cli.client import ApiError
@@ -81,6 +83,7 @@ class ConsoleApp(App[None]):
         self.clock = clock
         self.close_client = close_client
         self.frames_seen = 0
+        self._shown_controls: tuple[str, bool] | None = None
         self.notices: list[str] = []
         """Every notification shown, oldest first (what the producer was told)."""
 
@@ -106,6 +109,12 @@ class ConsoleApp(App[None]):
         if self.link is not None:
             self.follow()
 
+    def _controls(self) -> tuple[str, bool]:
+        """What :meth:`check_action` depends on. The footer is refreshed only when it changes:
+        refreshing bindings while a form is open disturbs the form's Enter handling."""
+        poll = self.state.poll
+        return self.state.status, poll is not None and poll.active
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Offer only the controls that make sense now; this also keeps the footer in 80 columns."""
         status, poll = self.state.status, self.state.poll
@@ -121,6 +130,7 @@ class ConsoleApp(App[None]):
         return True
 
     async def on_unmount(self) -> None:
+        self.workers.cancel_group(self, "link")
         if self.link is not None:
             await self.link.close()
             if self.close_client:
@@ -131,12 +141,18 @@ class ConsoleApp(App[None]):
         super().notify(message, **options)
 
     def _tick(self) -> None:
-        self.redraw({"reactions", "poll"})
+        """Once a second: the reaction rates fall and the poll's time left runs down."""
+        now = self.clock()
+        with contextlib.suppress(NoMatches):
+            self.query_one(PollPanel).show(self.state.poll, now)
+            self.query_one(ReactionPanel).show(self.state.reactions, now)
 
     def redraw(self, parts: set[str]) -> None:
         """Redraw the named parts from the state."""
         now = self.clock()
-        if parts & {"status", "poll"}:
+        controls = self._controls()
+        if controls != self._shown_controls:
+            self._shown_controls = controls
             self.refresh_bindings()
         if "status" in parts:
             self.query_one(StatusBar).show(self.state)
@@ -150,9 +166,12 @@ class ConsoleApp(App[None]):
             self.query_one(TipsPanel).show(self.state.tips, self.state.tip_totals)
 
     def show_update(self, update: Update) -> None:
-        if update.chat_added and "chat" not in update.parts:
-            self.chat.append(update.chat_added)
-        self.redraw(update.parts)
+        try:
+            if update.chat_added and "chat" not in update.parts:
+                self.chat.append(update.chat_added)
+            self.redraw(update.parts)
+        except NoMatches:  # a frame that arrives while the app shuts down has nowhere to go
+            return
         if update.notice:
             self.notify(update.notice, severity=update.severity)  # type: ignore[arg-type]
 

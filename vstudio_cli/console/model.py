@@ -56,6 +56,8 @@ class ChatLine:
     is_subscriber: bool = False
     is_moderator: bool = False
     deleted: bool = False
+    emotes: list[tuple[int, int, str]] = field(default_factory=list)
+    """``(start, end inclusive, name)`` of each emote in ``text``."""
 
     @property
     def name(self) -> str:

@@ -54,6 +54,11 @@ def chat_line(message: dict[str, Any]) -> ChatLine:
         badges=list(message.get("badges") or []),
         is_subscriber=bool(message.get("isSubscriber")),
         is_moderator=bool(message.get("isModerator")),
+        emotes=[
+            (int(start), int(end), str(emote.get("name", "")))
+            for emote in message.get("emotes") or []
+            for start, end in emote.get("positions") or []
+        ],
     )
 
 

@@ -23,9 +23,20 @@ NAME_WIDTH = 12
 
 
 def message_text(line: ChatLine) -> Text:
+    """The text with each emote shown as its name (``:catvibe:``), not its markup."""
+    text = Text()
+    cursor = 0
+    for start, end, name in sorted(line.emotes):
+        if start < cursor or end >= len(line.text) or not name:
+            continue
+        text.append(line.text[cursor:start])
+        text.append(f":{name}:", style="bold magenta")
+        cursor = end + 1
+    text.append(line.text[cursor:])
     if line.deleted:
-        return Text.assemble((line.text, "strike dim"), (" deleted", "italic red"))
-    return Text(line.text)
+        text.stylize("strike dim")
+        text.append(" deleted", style="italic red")
+    return text
 
 
 class ChatPanel(Vertical):
