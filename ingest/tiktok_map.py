@@ -97,22 +97,21 @@ def badges_of(user: Any) -> list[str]:
 
 def _flags(user: Any, identity: Any) -> tuple[list[str], bool, bool]:
     badges = badges_of(user)
-    kinds = set(badges)
     attr = getattr(user, "user_attr", None)
     moderator = bool(
         (identity is not None and identity.is_moderator_of_anchor)
         or (attr is not None and (attr.is_admin or attr.is_super_admin))
-        or "moderator" in kinds
+        or "moderator" in badges
     )
     subscribe = getattr(user, "subscribe_info", None)
     subscriber = bool(
         (identity is not None and identity.is_subscriber_of_anchor)
         or (subscribe is not None and subscribe.is_subscribed_to_anchor)
-        or "subscriber" in kinds
+        or "subscriber" in badges
     )
-    if moderator and "moderator" not in kinds:
+    if moderator and "moderator" not in badges:
         badges.insert(0, "moderator")
-    if subscriber and "subscriber" not in kinds:
+    if subscriber and "subscriber" not in badges:
         badges.append("subscriber")
     return badges, subscriber, moderator
 
