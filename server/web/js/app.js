@@ -183,6 +183,7 @@ function onState(conn, detail) {
 function setStaff(staff) {
   $("controls").hidden = !staff;
   $("controls-title").textContent = page.role === "artist" ? "Artist controls" : "Producer controls";
+  $("end-session").hidden = page.role !== "artist"; // session.end is the artist's alone
   chat.setStaff(staff);
   document.body.classList.toggle("staff", staff);
 }

@@ -94,6 +94,7 @@ export class SessionConnection extends EventTarget {
     this.heartbeat = options.heartbeat ?? 30000;
     this.heartbeatTimeout = options.heartbeatTimeout ?? 10000;
     this.maxMissed = options.maxMissed ?? 2;
+    this.openTimeout = options.openTimeout ?? 10000;
     this.backoff = options.backoff ?? BACKOFF;
     this.transport = options.transport === "sse" ? "sse" : "ws";
     this.allowFallback = options.transport !== "ws";
@@ -209,12 +210,26 @@ export class SessionConnection extends EventTarget {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const query = new URLSearchParams({ ticket });
     if (this.lastId) query.set("since", this.lastId);
-    const ws = new WebSocket(`${scheme}//${location.host}/v1/vstudio/ws?${query}`);
+    let ws;
+    try {
+      ws = new WebSocket(`${scheme}//${location.host}/v1/vstudio/ws?${query}`);
+    } catch {
+      this.fallBack(); // the browser or its policy will not open WebSockets at all
+      return;
+    }
     this.ws = ws;
     this.resuming = Boolean(this.lastId);
     let opened = false;
+    // A proxy may hold the upgrade forever; give up on it like on a refusal.
+    const openTimer = setTimeout(() => {
+      if (!opened && this.ws === ws) {
+        ws.close();
+        ws.onclose?.({ code: 1006, reason: "no answer to the upgrade" });
+      }
+    }, this.openTimeout);
     ws.onopen = () => {
       opened = true;
+      clearTimeout(openTimer);
       this.lastFrameAt = Date.now();
       this.startHeartbeat(ws);
     };
@@ -228,6 +243,7 @@ export class SessionConnection extends EventTarget {
       this.onFrame(frame, ws);
     };
     ws.onclose = (event) => {
+      clearTimeout(openTimer);
       if (this.ws !== ws) return;
       this.ws = null;
       this.stopHeartbeat();
@@ -235,13 +251,21 @@ export class SessionConnection extends EventTarget {
       if (this.stopped) return;
       if (!opened && this.allowFallback) {
         // The ticket came over HTTP a moment ago, so HTTP works and WebSockets do not.
-        this.transport = "sse";
-        this.setState("connecting", { fallback: true });
-        this.connect();
+        this.fallBack();
         return;
       }
       this.onClose(event.code, event.reason);
     };
+  }
+
+  fallBack() {
+    if (!this.allowFallback) {
+      this.scheduleRetry();
+      return;
+    }
+    this.transport = "sse";
+    this.setState("connecting", { fallback: true });
+    this.connect();
   }
 
   onTicketError(error) {
