@@ -42,9 +42,9 @@ BADGE_NAMES = {
     SCENE_ADMIN: "moderator",
     SCENE_SUBSCRIBER: "subscriber",
     SCENE_NEW_SUBSCRIBER: "subscriber",
-    SCENE_RANK_LIST: "top-gifter",
+    SCENE_RANK_LIST: "top_gifter",
     SCENE_USER_GRADE: "gifter",
-    SCENE_FANS: "fan-club",
+    SCENE_FANS: "fan_club",
     SCENE_ANCHOR: "host",
 }
 CONTROL_STREAM_ENDED = 3
@@ -82,7 +82,7 @@ def _names(user: Any) -> tuple[str, str | None, str | None]:
 
 
 def badges_of(user: Any) -> list[str]:
-    """The user's badge list as names (``gifter``, ``fan-club``, ``moderator``...), in order.
+    """The user's badge list as names (``gifter``, ``fan_club``, ``moderator``...), in order.
 
     Names only, without the level, as Twitch badges are given (``subscriber``, not
     ``subscriber/12``), so clients can key icons on the name.

@@ -64,7 +64,7 @@ def test_comment_fields() -> None:
 
 def test_badges_come_from_the_raw_badge_list() -> None:
     user = tiktok_user(badges=[badge(GRADE, "25"), badge(FANS, "12"), badge(RANK), badge(99)])
-    assert badges_of(user) == ["gifter", "fan-club", "top-gifter"]
+    assert badges_of(user) == ["gifter", "fan_club", "top_gifter"]
 
 
 def test_moderator_from_identity_admin_attr_or_admin_badge() -> None:
