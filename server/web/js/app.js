@@ -154,7 +154,16 @@ function connect(role) {
     sessionId,
     token: page.auth.token,
     role,
-    options: { transport: query.get("transport") ?? "auto" },
+    options: {
+      transport: query.get("transport") ?? "auto",
+      // ?heartbeat=ms shortens the ping interval (and the wait for an answer) on slow links.
+      ...(Number(query.get("heartbeat")) >= 1000
+        ? {
+            heartbeat: Number(query.get("heartbeat")),
+            heartbeatTimeout: Number(query.get("heartbeat")) / 2,
+          }
+        : {}),
+    },
   });
   page.conn = conn;
   conn.addEventListener("frame", (event) => onFrame(event.detail));

@@ -21,21 +21,31 @@ export class ApiError extends Error {
 }
 
 /** One REST call; the decoded JSON, or an ApiError with the server's code and message. */
-export async function api(path, { method = "GET", token = null, body, headers = {} } = {}) {
+export async function api(
+  path,
+  { method = "GET", token = null, body, headers = {}, timeout = 10000 } = {},
+) {
   const sent = { Accept: "application/json", ...headers };
   if (body !== undefined) sent["Content-Type"] = "application/json";
   if (token) sent.Authorization = `Bearer ${token}`;
+  // A server that accepts connections but never answers (hung, paused) must not hang us.
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), timeout);
   let response;
+  let text;
   try {
     response = await fetch(path, {
       method,
       headers: sent,
       body: body === undefined ? undefined : JSON.stringify(body),
+      signal: abort.signal,
     });
-  } catch (error) {
+    text = await response.text();
+  } catch {
     throw new ApiError(0, null, "The server cannot be reached.");
+  } finally {
+    clearTimeout(timer);
   }
-  const text = await response.text();
   let data = null;
   try {
     data = text ? JSON.parse(text) : null;
