@@ -38,11 +38,12 @@ const page = {
 
 const chat = new ChatView($("chat-list"), {
   onDelete: (message) =>
-    act("chat.delete", { messageId: message.id }, "The message was not deleted"),
+    act("chat.delete", { messageId: message.id }, "The message was not deleted").catch(() => {}),
   onMute: (message) => {
     const muted = !page.muted.has(message.userId);
-    act("chat.mute", { userId: message.userId, muted }, "The mute did not apply");
+    act("chat.mute", { userId: message.userId, muted }, "The mute did not apply").catch(() => {});
   },
+  isMuted: (userId) => page.muted.has(userId),
 });
 const poll = new PollView($("poll"), { onVote: vote });
 
@@ -241,6 +242,7 @@ function onFrame(frame) {
     case "chat.mute":
       if (p.muted) page.muted.add(p.userId);
       else page.muted.delete(p.userId);
+      chat.setMuted(p.userId, Boolean(p.muted));
       if (p.userId === myId()) alertText(p.muted ? "You have been muted." : "You can chat again.");
       break;
     case "reaction.burst":

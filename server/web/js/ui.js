@@ -80,10 +80,11 @@ export function renderStream(root, session) {
 
 /** The chat list: adds messages once, applies deletions, keeps the newest few hundred. */
 export class ChatView {
-  constructor(list, { onDelete, onMute } = {}) {
+  constructor(list, { onDelete, onMute, isMuted } = {}) {
     this.list = list;
     this.onDelete = onDelete;
     this.onMute = onMute;
+    this.isMuted = isMuted ?? (() => false);
     this.messages = new Map();
     this.staff = false;
   }
@@ -105,6 +106,18 @@ export class ChatView {
       this.messages.delete(oldest);
     }
     if (stick) this.list.scrollTop = this.list.scrollHeight;
+  }
+
+  /** Label each of the user's mute buttons with what pressing it would do now. */
+  setMuted(userId, muted) {
+    for (const { message, item } of this.messages.values()) {
+      if (message.userId !== userId) continue;
+      const button = item.querySelector("button.mute");
+      if (!button) continue;
+      const name = message.displayName || message.username;
+      button.textContent = muted ? "Unmute" : "Mute";
+      button.setAttribute("aria-label", `${muted ? "Unmute" : "Mute"} ${name}`);
+    }
   }
 
   remove(deletion) {
@@ -166,12 +179,13 @@ export class ChatView {
       }),
     );
     if (message.userId && platform === "audifi") {
+      const verb = this.isMuted(message.userId) ? "Unmute" : "Mute";
       tools.append(
         el("button", {
           type: "button",
           className: "small mute",
-          text: "Mute",
-          "aria-label": `Mute ${name}`,
+          text: verb,
+          "aria-label": `${verb} ${name}`,
           onclick: () => this.onMute?.(message),
         }),
       );
@@ -201,12 +215,19 @@ export class PollView {
     this.poll = poll ? { ...poll, results: poll.results ?? [] } : null;
     this.voted = voted;
     this.render();
+    clearInterval(this.ticker);
+    if (this.poll?.endsAt && this.poll.status !== "ended") {
+      this.ticker = setInterval(() => this.paint(), 1000); // the "ends in" countdown
+    }
   }
 
   results(update) {
     if (!this.poll || update.pollId !== this.poll.id) return;
     this.poll.results = update.results ?? this.poll.results;
-    if (update.final) this.poll.status = "ended";
+    if (update.final) {
+      this.poll.status = "ended";
+      clearInterval(this.ticker);
+    }
     this.paint();
   }
 
