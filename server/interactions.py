@@ -10,16 +10,24 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from server import chat, moderation, polls, reactions, tips
 from server.context import ServerContext
 
-__all__ = ["routes", "start", "stop"]
+__all__ = ["HANDLER_MODULES", "routes", "start", "stop"]
+
+HANDLER_MODULES = (polls, chat, reactions, tips, moderation)
+"""Imported for their registrations."""
 
 routes = web.RouteTableDef()
 
 
 async def start(ctx: ServerContext) -> None:
-    """Begin this process's background work for interactions."""
+    """Begin this process's background work: poll auto-end and results, reaction windows."""
+    polls.runtime(ctx).start()
+    reactions.windows(ctx).start()
 
 
 async def stop(ctx: ServerContext) -> None:
-    """Stop it, flushing anything pending."""
+    """Stop it, flushing pending poll results and reaction windows."""
+    await reactions.windows(ctx).stop()
+    await polls.runtime(ctx).stop()

@@ -1,0 +1,91 @@
+"""A fan's own chat message (platform ``audifi``), checked and published like ingested chat.
+
+The rules, in the order a fan meets them: the session has not ended (4002), chat is on
+(``chatEnabled``, else 4004), the fan is not muted (4004), the text fits
+``chat_max_length`` (4006). The message is then published on the session's chat channel as a
+``chat.message`` whose payload is a :class:`NormalizedChatMessage`, with the message id as the
+dedupe id, exactly as ingestion workers publish theirs; the fan-out coalesces it with the rest
+into ``chat.aggregate`` frames.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from broker.models import (
+    ChatMessageIn,
+    ErrorCode,
+    MessageType,
+    NormalizedChatMessage,
+    Platform,
+    ProtocolError,
+    Role,
+    Session,
+    SessionStatus,
+    now_ms,
+)
+from server.actions import Actor, action
+from server.context import ServerContext
+from server.interaction_gate import redis_slot
+from server.moderation import is_muted
+
+__all__ = ["BADGES", "fan_message", "require_open"]
+
+BADGES: dict[Role, list[str]] = {Role.ARTIST: ["artist"], Role.PRODUCER: ["producer"]}
+"""Badges shown next to a fan message by the sender's role."""
+
+
+def require_open(session: Session) -> None:
+    """4002 for an ended session: nothing is sent into it any more."""
+    if session.status == SessionStatus.ENDED:
+        raise ProtocolError(ErrorCode.SESSION_ENDED, f"session {session.id} has ended")
+
+
+def fan_message(
+    actor: Actor, text: str, *, max_length: int, timestamp: int
+) -> NormalizedChatMessage:
+    """The normalized form of a fan's text, or 4006 when it is too long."""
+    if len(text) > max_length:
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE,
+            f"chat text is {len(text)} characters; the limit is {max_length}",
+        )
+    staff = actor.role in BADGES
+    return NormalizedChatMessage(
+        id=f"{Platform.AUDIFI.value}:{secrets.token_hex(10)}",
+        platform=Platform.AUDIFI,
+        username=actor.username,
+        display_name=actor.username,
+        text=text,
+        badges=BADGES.get(actor.role),
+        is_moderator=True if staff else None,
+        timestamp=timestamp,
+        user_id=actor.user_id,
+    )
+
+
+@action(MessageType.CHAT_MESSAGE)
+async def send_chat(ctx: ServerContext, actor: Actor, message: ChatMessageIn) -> dict[str, Any]:
+    async with redis_slot(ctx):
+        return await _send_chat(ctx, actor, message)
+
+
+async def _send_chat(ctx: ServerContext, actor: Actor, message: ChatMessageIn) -> dict[str, Any]:
+    session = await ctx.sessions.get(actor.session_id)
+    require_open(session)
+    if not session.chat_enabled:
+        raise ProtocolError(ErrorCode.FORBIDDEN, "chat is turned off in this session")
+    if await is_muted(ctx.bus, actor.session_id, actor.user_id):
+        raise ProtocolError(ErrorCode.FORBIDDEN, "you are muted in this session's chat")
+    normalized = fan_message(
+        actor, message.text, max_length=ctx.settings.chat_max_length, timestamp=now_ms()
+    )
+    event_id = await ctx.bus.publish(
+        actor.session_id,
+        "chat",
+        MessageType.CHAT_MESSAGE,
+        normalized.wire(),
+        dedupe_id=normalized.id,
+    )
+    return {"id": normalized.id, "eventId": event_id}

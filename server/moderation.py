@@ -1,0 +1,104 @@
+"""Moderation by the artist and producers: delete chat messages, mute and unmute fans.
+
+A deletion is published as ``chat.delete`` (every client removes the message) and the message
+is removed from the session's history with ``XDEL``, so a client that resumes or replays never
+sees it again. A deletion by ``username`` and ``platform`` removes every message of that user
+on that platform. Mutes are a per-session set in Redis that the chat handler consults; each
+change is announced with ``chat.mute``. Chat and reaction toggles are ``session.update``
+(server core); the chat and reaction handlers enforce them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from broker import keys
+from broker.bus import Bus
+from broker.models import ChatDelete, ChatMute, MessageType
+from server.actions import STAFF, Actor, action, state_part
+from server.context import ServerContext
+
+__all__ = ["delete_from_history", "is_muted", "muted_users"]
+
+SCAN_PAGE = 1000
+
+
+def _muted_key(session_id: str) -> str:
+    return f"{keys.session_prefix(session_id)}:muted"
+
+
+async def is_muted(bus: Bus, session_id: str, user_id: str) -> bool:
+    """Whether ``user_id``'s fan chat is refused in this session."""
+    return bool(await bus.redis.sismember(_muted_key(session_id), user_id))
+
+
+async def muted_users(bus: Bus, session_id: str) -> list[str]:
+    return sorted(member.decode() for member in await bus.redis.smembers(_muted_key(session_id)))
+
+
+def matches(request: ChatDelete, payload: dict[str, Any]) -> bool:
+    """Whether a stored ``chat.message`` payload is one the deletion names."""
+    if request.message_id is not None:
+        return payload.get("id") == request.message_id
+    return payload.get("username") == request.username and payload.get("platform") == (
+        request.platform.value if request.platform else None
+    )
+
+
+async def delete_from_history(bus: Bus, session_id: str, request: ChatDelete) -> int:
+    """Remove the named message(s) from the session's stream; how many were removed.
+
+    A single message is found through the dedupe index (message id -> stream id); a user's
+    messages are found by reading the stream, which is capped, so the scan is bounded.
+    """
+    stream = keys.stream(session_id)
+    if request.message_id is not None:
+        stream_id = await bus.stream_id_of(session_id, request.message_id)
+        if stream_id is not None:
+            return int(await bus.redis.xdel(stream, stream_id))
+    doomed: list[bytes] = []
+    cursor = "-"
+    while True:
+        page = await bus.redis.xrange(stream, min=cursor, max="+", count=SCAN_PAGE)
+        for entry_id, fields in page:
+            if fields.get(b"k") != b"chat":
+                continue
+            event = orjson.loads(fields[b"e"])
+            if event.get("type") == MessageType.CHAT_MESSAGE and matches(
+                request, event.get("payload", {})
+            ):
+                doomed.append(entry_id)
+        if len(page) < SCAN_PAGE:
+            break
+        cursor = "(" + page[-1][0].decode()
+    return int(await bus.redis.xdel(stream, *doomed)) if doomed else 0
+
+
+@action(MessageType.CHAT_DELETE, roles=STAFF)
+async def delete_message(ctx: ServerContext, actor: Actor, request: ChatDelete) -> dict[str, Any]:
+    await ctx.sessions.get(actor.session_id)
+    removed = await delete_from_history(ctx.bus, actor.session_id, request)
+    payload = {**request.wire(), "deletedBy": actor.username}
+    await ctx.bus.publish(actor.session_id, "chat", MessageType.CHAT_DELETE, payload)
+    return {**request.wire(), "removedFromHistory": removed}
+
+
+@action(MessageType.CHAT_MUTE, roles=STAFF)
+async def mute_user(ctx: ServerContext, actor: Actor, request: ChatMute) -> dict[str, Any]:
+    await ctx.sessions.get(actor.session_id)
+    key = _muted_key(actor.session_id)
+    if request.muted:
+        await ctx.bus.redis.sadd(key, request.user_id)
+    else:
+        await ctx.bus.redis.srem(key, request.user_id)
+    payload = {**request.wire(), "by": actor.username}
+    await ctx.bus.publish(actor.session_id, "events", MessageType.CHAT_MUTE, payload)
+    return request.wire()
+
+
+@state_part
+async def moderation_state(ctx: ServerContext, session_id: str) -> dict[str, Any]:
+    """``mutedUsers``: ids whose fan chat is refused, so a page can tell its user."""
+    return {"mutedUsers": await muted_users(ctx.bus, session_id)}

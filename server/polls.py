@@ -1,0 +1,564 @@
+"""Polls: create, update, end, vote, throttled results, and the auto-end at ``endsAt``.
+
+Every rule that must hold across server processes is one Lua script on the poll's keys:
+one active poll per session (create), question/options frozen after the first vote (update),
+one vote per user per poll, or per option with ``allowMultiple`` (vote), and the end done
+exactly once whoever triggers it (end). The process whose end script succeeds is the one that
+publishes ``poll.end`` and the final ``poll.results``.
+
+Results are broadcast at most ``poll_results_per_second`` times per poll across all processes:
+a shared ``SET NX PX`` slot decides who may broadcast now; every process that accepted a vote
+keeps a trailing flush pending until a broadcast has covered it, so the last votes reach
+clients within one interval.
+
+Error codes: 4006 for a request the poll's state refuses (unknown poll, ended poll, bad option,
+another poll active, question/options changed after votes); 4004 for a vote already counted
+(the voter may not vote again); 4002 when the session has ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from broker import keys
+from broker.bus import OutgoingEvent
+from broker.models import (
+    ErrorCode,
+    MessageType,
+    Poll,
+    PollCreate,
+    PollEnd,
+    PollResults,
+    PollStatus,
+    PollUpdate,
+    PollVote,
+    ProtocolError,
+    Role,
+    now_ms,
+)
+from server.actions import STAFF, Actor, action, state_part
+from server.context import ServerContext
+from server.interaction_gate import redis_slot
+
+__all__ = [
+    "DEADLINES",
+    "PollBook",
+    "PollRuntime",
+    "pause",
+    "poll_from_hash",
+    "poll_key",
+    "stop_loop",
+]
+
+log = logging.getLogger("vstudio.polls")
+
+DEADLINES = "vstudio:polls:deadlines"
+"""Sorted set ``sessionId/pollId`` scored by ``endsAt``: what the auto-end loops look at."""
+
+ENDED_IN_STATE = 50
+"""Ended polls listed in ``session.state`` (newest); ``GET .../polls`` lists every one."""
+
+AUTO_END_TICK = 0.1
+"""Seconds between looks at the deadlines; a poll ends at most this late."""
+
+NOW_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+CREATE_SCRIPT = (
+    NOW_LUA
+    + """
+-- KEYS[1] session hash, KEYS[2] active poll id, KEYS[3] poll hash, KEYS[4] session's poll list
+-- ARGV[1] poll id, ARGV[2] duration seconds or '', ARGV[3..] field, value pairs
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {'missing'} end
+if status == '"ended"' then return {'session_ended'} end
+local active = redis.call('GET', KEYS[2])
+if active then return {'busy', active} end
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[3], 'createdAt', string.format('%d', now), 'votes', 0, 'published', 0,
+  unpack(ARGV, 3))
+local ends = ''
+if ARGV[2] ~= '' then
+  ends = now + tonumber(ARGV[2]) * 1000
+  redis.call('HSET', KEYS[3], 'endsAt', string.format('%d', ends))
+end
+redis.call('RPUSH', KEYS[4], ARGV[1])
+return {'ok', string.format('%d', now), ends == '' and '' or string.format('%d', ends)}
+"""
+)
+
+UPDATE_SCRIPT = """
+-- KEYS[1] poll hash; ARGV[1] question or '', ARGV[2] options JSON or '', ARGV[3] option count,
+-- ARGV[4] duration seconds or ''
+local poll = redis.call('HMGET', KEYS[1], 'status', 'votes', 'createdAt')
+if not poll[1] then return {'missing'} end
+if poll[1] ~= 'active' then return {'ended'} end
+if (ARGV[1] ~= '' or ARGV[2] ~= '') and tonumber(poll[2]) > 0 then return {'voted', poll[2]} end
+if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'question', ARGV[1]) end
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'options', ARGV[2], 'optionCount', ARGV[3]) end
+local ends = ''
+if ARGV[4] ~= '' then
+  ends = tonumber(poll[3]) + tonumber(ARGV[4]) * 1000
+  redis.call('HSET', KEYS[1], 'duration', ARGV[4], 'endsAt', string.format('%d', ends))
+end
+return {'ok', ends == '' and '' or string.format('%d', ends)}
+"""
+
+VOTE_SCRIPT = (
+    NOW_LUA
+    + """
+-- KEYS[1] poll hash, KEYS[2] voters set, KEYS[3] session hash
+-- ARGV[1] user id, ARGV[2] option index
+local poll = redis.call('HMGET', KEYS[1], 'status', 'endsAt', 'optionCount', 'allowMultiple')
+if not poll[1] then return {'no_poll'} end
+if redis.call('HGET', KEYS[3], 'status') == '"ended"' then return {'session_ended'} end
+if poll[1] ~= 'active' then return {'ended'} end
+if poll[2] and tonumber(poll[2]) <= now then return {'ended'} end
+if tonumber(ARGV[2]) >= tonumber(poll[3]) then return {'bad_option', poll[3]} end
+local member = ARGV[1]
+if poll[4] == '1' then member = member .. '#' .. ARGV[2] end
+if redis.call('SADD', KEYS[2], member) == 0 then return {'duplicate'} end
+redis.call('HINCRBY', KEYS[1], 'c' .. ARGV[2], 1)
+return {'ok', redis.call('HINCRBY', KEYS[1], 'votes', 1)}
+"""
+)
+
+COUNTS_LUA = """
+local function counts(key)
+  local n = tonumber(redis.call('HGET', key, 'optionCount'))
+  local out = {}
+  for i = 0, n - 1 do out[#out + 1] = tonumber(redis.call('HGET', key, 'c' .. i) or '0') end
+  return out
+end
+"""
+
+END_SCRIPT = (
+    NOW_LUA
+    + """
+-- KEYS[1] poll hash, KEYS[2] active poll id; ARGV[1] poll id, ARGV[2] 'manual' | 'expired'
+local poll = redis.call('HMGET', KEYS[1], 'status', 'endsAt', 'votes')
+if not poll[1] then return {'missing'} end
+if poll[1] ~= 'active' then return {'ended'} end
+local ended = now
+if ARGV[2] == 'expired' then
+  if not poll[2] or tonumber(poll[2]) > now then return {'not_due'} end
+  ended = tonumber(poll[2])
+end
+redis.call('HSET', KEYS[1], 'status', 'ended', 'endedAt', string.format('%d', ended),
+  'published', poll[3])
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+return {'ok'}
+"""
+)
+
+CLAIM_SCRIPT = (
+    COUNTS_LUA
+    + """
+-- KEYS[1] poll hash, KEYS[2] broadcast slot; ARGV[1] slot length in ms
+-- 'clean': every accepted vote was broadcast (or the poll ended and the end broadcast it);
+-- 'wait', ms: another broadcast is too recent; 'go', votes, counts: broadcast these now.
+local poll = redis.call('HMGET', KEYS[1], 'status', 'votes', 'published')
+if poll[1] ~= 'active' or poll[2] == poll[3] then return {'clean'} end
+if not redis.call('SET', KEYS[2], '1', 'PX', ARGV[1], 'NX') then
+  return {'wait', redis.call('PTTL', KEYS[2])}
+end
+redis.call('HSET', KEYS[1], 'published', poll[2])
+return {'go', tonumber(poll[2]), counts(KEYS[1])}
+"""
+)
+
+
+def poll_key(session_id: str, poll_id: str) -> str:
+    return f"{keys.session_prefix(session_id)}:poll:{poll_id}"
+
+
+def _voters_key(session_id: str, poll_id: str) -> str:
+    return f"{poll_key(session_id, poll_id)}:voters"
+
+
+def _slot_key(session_id: str, poll_id: str) -> str:
+    return f"{poll_key(session_id, poll_id)}:broadcast"
+
+
+def _active_key(session_id: str) -> str:
+    return f"{keys.session_prefix(session_id)}:poll:active"
+
+
+def _list_key(session_id: str) -> str:
+    return f"{keys.session_prefix(session_id)}:polls"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _outcome(reply: list[Any]) -> list[str]:
+    """A script's reply as text, first element the outcome."""
+    return [_text(item) if isinstance(item, bytes | str) else item for item in reply]
+
+
+def poll_from_hash(raw: dict[bytes, bytes]) -> Poll:
+    """The poll as clients see it, from its Redis hash (counts aligned with the options)."""
+    fields = {_text(name): _text(value) for name, value in raw.items()}
+    options: list[str] = orjson.loads(fields["options"])
+    ends = fields.get("endsAt")
+    ended = fields.get("endedAt")
+    return Poll(
+        id=fields["id"],
+        session_id=fields["sessionId"],
+        question=fields["question"],
+        options=options,
+        allow_multiple=fields.get("allowMultiple") == "1",
+        duration=int(fields["duration"]) if fields.get("duration") else None,
+        status=PollStatus(fields["status"]),
+        created_at=int(fields["createdAt"]),
+        ends_at=int(ends) if ends else None,
+        ended_at=int(ended) if ended else None,
+        results=[int(fields.get(f"c{index}", 0)) for index in range(len(options))],
+    )
+
+
+def new_poll_id() -> str:
+    """Short and free of the characters keys and REST paths forbid."""
+    return secrets.token_hex(6)
+
+
+class PollBook:
+    """The polls of every session, in Redis: the scripts and the reads around them."""
+
+    def __init__(self, ctx: ServerContext) -> None:
+        redis = ctx.bus.redis
+        self.ctx = ctx
+        self.redis = redis
+        self._create = redis.register_script(CREATE_SCRIPT)
+        self._update = redis.register_script(UPDATE_SCRIPT)
+        self._vote = redis.register_script(VOTE_SCRIPT)
+        self._end = redis.register_script(END_SCRIPT)
+        self._claim = redis.register_script(CLAIM_SCRIPT)
+
+    async def get(self, session_id: str, poll_id: str) -> Poll | None:
+        raw = await self.redis.hgetall(poll_key(session_id, poll_id))
+        return poll_from_hash(raw) if raw else None
+
+    async def require(self, session_id: str, poll_id: str) -> Poll:
+        poll = await self.get(session_id, poll_id)
+        if poll is None:
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE, f"poll {poll_id} does not exist in this session"
+            )
+        return poll
+
+    async def active(self, session_id: str) -> Poll | None:
+        poll_id = await self.redis.get(_active_key(session_id))
+        return await self.get(session_id, _text(poll_id)) if poll_id else None
+
+    async def all(self, session_id: str) -> list[Poll]:
+        """Every poll of the session, oldest first, with its present counts."""
+        ids = await self.redis.lrange(_list_key(session_id), 0, -1)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for poll_id in ids:
+                pipe.hgetall(poll_key(session_id, _text(poll_id)))
+            hashes = await pipe.execute()
+        return [poll_from_hash(raw) for raw in hashes if raw]
+
+    async def create(self, session_id: str, spec: PollCreate) -> Poll:
+        poll_id = new_poll_id()
+        fields = {
+            "id": poll_id,
+            "sessionId": session_id,
+            "question": spec.question,
+            "options": orjson.dumps(spec.options),
+            "optionCount": len(spec.options),
+            "allowMultiple": "1" if spec.allow_multiple else "0",
+            "status": PollStatus.ACTIVE.value,
+        }
+        if spec.duration is not None:
+            fields["duration"] = spec.duration
+        flat = [item for pair in fields.items() for item in pair]
+        reply = _outcome(
+            await self._create(
+                keys=[
+                    keys.session(session_id),
+                    _active_key(session_id),
+                    poll_key(session_id, poll_id),
+                    _list_key(session_id),
+                ],
+                args=[poll_id, "" if spec.duration is None else spec.duration, *flat],
+            )
+        )
+        if reply[0] == "busy":
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE,
+                f"poll {reply[1]} is still active in this session; end it before creating another",
+            )
+        _refuse_session(session_id, reply[0])
+        if reply[2]:
+            await self.redis.zadd(DEADLINES, {f"{session_id}/{poll_id}": int(reply[2])})
+        return await self.require(session_id, poll_id)
+
+    async def update(self, session_id: str, change: PollUpdate) -> Poll:
+        reply = _outcome(
+            await self._update(
+                keys=[poll_key(session_id, change.poll_id)],
+                args=[
+                    change.question or "",
+                    orjson.dumps(change.options) if change.options else "",
+                    len(change.options) if change.options else 0,
+                    "" if change.duration is None else change.duration,
+                ],
+            )
+        )
+        self._refuse_poll(change.poll_id, reply[0])
+        if reply[0] == "voted":
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE,
+                f"poll {change.poll_id} has {reply[1]} votes already: its question and options "
+                "can only change before the first vote (its duration can change any time)",
+            )
+        if reply[1]:
+            await self.redis.zadd(DEADLINES, {f"{session_id}/{change.poll_id}": int(reply[1])})
+        return await self.require(session_id, change.poll_id)
+
+    async def vote(self, session_id: str, user_id: str, vote: PollVote) -> int:
+        """Count the vote once; the poll's number of accepted votes after it."""
+        reply = _outcome(
+            await self._vote(
+                keys=[
+                    poll_key(session_id, vote.poll_id),
+                    _voters_key(session_id, vote.poll_id),
+                    keys.session(session_id),
+                ],
+                args=[user_id, vote.option],
+            )
+        )
+        outcome = reply[0]
+        if outcome == "ok":
+            return int(reply[1])
+        _refuse_session(session_id, outcome)
+        self._refuse_poll(vote.poll_id, outcome)
+        if outcome == "bad_option":
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE,
+                f"option {vote.option} does not exist in poll {vote.poll_id}: "
+                f"it has options 0 to {int(reply[1]) - 1}",
+            )
+        raise ProtocolError(
+            ErrorCode.FORBIDDEN,
+            f"your vote for option {vote.option} in poll {vote.poll_id} was already counted"
+            if outcome == "duplicate"
+            else f"vote refused ({outcome})",
+        )
+
+    async def end(self, session_id: str, poll_id: str, *, expired: bool = False) -> Poll | None:
+        """End the poll; the ended poll if this call ended it, ``None`` if it was not (yet) due.
+
+        Raises 4006 when a manual end finds the poll missing or ended already.
+        """
+        reply = _outcome(
+            await self._end(
+                keys=[poll_key(session_id, poll_id), _active_key(session_id)],
+                args=[poll_id, "expired" if expired else "manual"],
+            )
+        )
+        if reply[0] != "ok":
+            if expired:
+                return None
+            self._refuse_poll(poll_id, reply[0])
+        await self.redis.zrem(DEADLINES, f"{session_id}/{poll_id}")
+        poll = await self.require(session_id, poll_id)
+        results = PollResults(
+            poll_id=poll.id, results=poll.results, total_votes=sum(poll.results), final=True
+        )
+        await self.ctx.bus.publish_many(
+            session_id,
+            "polls",
+            [
+                _event(MessageType.POLL_END, poll.wire()),
+                _event(MessageType.POLL_RESULTS, results.wire()),
+            ],
+        )
+        return poll
+
+    async def claim_broadcast(self, session_id: str, poll_id: str) -> list[Any]:
+        """Ask for the shared broadcast slot (see :data:`CLAIM_SCRIPT`)."""
+        interval_ms = max(1, int(1000 / self.ctx.settings.poll_results_per_second))
+        return _outcome(
+            await self._claim(
+                keys=[poll_key(session_id, poll_id), _slot_key(session_id, poll_id)],
+                args=[interval_ms],
+            )
+        )
+
+    @staticmethod
+    def _refuse_poll(poll_id: str, outcome: str) -> None:
+        if outcome in ("missing", "no_poll"):
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE, f"poll {poll_id} does not exist in this session"
+            )
+        if outcome == "ended":
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"poll {poll_id} has ended")
+
+
+def _refuse_session(session_id: str, outcome: str) -> None:
+    if outcome == "missing":
+        raise ProtocolError(ErrorCode.SESSION_NOT_FOUND, f"session {session_id} not found")
+    if outcome == "session_ended":
+        raise ProtocolError(ErrorCode.SESSION_ENDED, f"session {session_id} has ended")
+
+
+def _event(type_: MessageType, payload: dict[str, Any]) -> OutgoingEvent:
+    return OutgoingEvent(type_.value, payload)
+
+
+@dataclass
+class PollRuntime:
+    """One process's background work: trailing result flushes and the auto-end loop."""
+
+    book: PollBook
+    dirty: dict[tuple[str, str], bool] = field(default_factory=dict)
+    flushes: dict[tuple[str, str], asyncio.Task[None]] = field(default_factory=dict)
+    ticker: asyncio.Task[None] | None = None
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def voted(self, session_id: str, poll_id: str) -> None:
+        """A vote was accepted here: make sure a broadcast will cover it."""
+        key = (session_id, poll_id)
+        self.dirty[key] = True
+        if key not in self.flushes:
+            self.flushes[key] = asyncio.create_task(self._flush(key))
+
+    async def _flush(self, key: tuple[str, str]) -> None:
+        session_id, poll_id = key
+        try:
+            while True:
+                self.dirty[key] = False
+                reply = await self.book.claim_broadcast(session_id, poll_id)
+                if reply[0] == "go":
+                    results = PollResults(
+                        poll_id=poll_id, results=list(reply[2]), total_votes=int(reply[1])
+                    )
+                    await self.book.ctx.bus.publish(
+                        session_id, "polls", MessageType.POLL_RESULTS, results.wire()
+                    )
+                elif reply[0] == "wait":
+                    await asyncio.sleep(max(int(reply[1]), 1) / 1000)
+                elif not self.dirty[key]:
+                    return
+        except Exception:
+            log.exception("poll results flush failed for %s/%s", session_id, poll_id)
+        finally:
+            self.flushes.pop(key, None)
+            self.dirty.pop(key, None)
+
+    def start(self) -> None:
+        self.stopping.clear()
+        self.ticker = asyncio.create_task(self._auto_end())
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        if self.ticker is not None:
+            await stop_loop(self.ticker)
+        pending = list(self.flushes.values())
+        if pending:
+            await asyncio.wait(pending, timeout=2.0)
+        for task in pending:
+            task.cancel()
+
+    async def _auto_end(self) -> None:
+        """Every process looks at the deadlines; the end script lets exactly one end a poll."""
+        redis = self.book.redis
+        while not self.stopping.is_set():
+            try:
+                due = await redis.zrangebyscore(DEADLINES, "-inf", now_ms(), start=0, num=100)
+                for member in due:
+                    session_id, _, poll_id = _text(member).partition("/")
+                    ended = await self.book.end(session_id, poll_id, expired=True)
+                    if ended is None:
+                        await self._forget_if_over(session_id, poll_id, member)
+            except Exception:
+                log.exception("poll auto-end pass failed")
+            await pause(self.stopping, AUTO_END_TICK)
+
+    async def _forget_if_over(self, session_id: str, poll_id: str, member: bytes) -> None:
+        """Drop a deadline whose poll is gone or ended by someone else."""
+        poll = await self.book.get(session_id, poll_id)
+        if poll is None or poll.status == PollStatus.ENDED:
+            await self.book.redis.zrem(DEADLINES, member)
+
+
+async def pause(stopping: asyncio.Event, seconds: float) -> None:
+    """Sleep, waking early when ``stopping`` is set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), seconds)
+
+
+async def stop_loop(task: asyncio.Task[None], timeout: float = 5.0) -> None:
+    """Wait for a loop told to stop; cancel it if it does not within ``timeout``.
+
+    Loops are stopped by a flag rather than by cancellation, because a cancellation that
+    lands inside a Redis call can be absorbed by the client and leave the loop running.
+    """
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+
+
+def runtime(ctx: ServerContext) -> PollRuntime:
+    """This process's poll runtime, made on first use."""
+    found = ctx.extras.get("polls")
+    if found is None:
+        found = ctx.extras["polls"] = PollRuntime(PollBook(ctx))
+    return found
+
+
+@action(MessageType.POLL_CREATE, roles=STAFF)
+async def create_poll(ctx: ServerContext, actor: Actor, spec: PollCreate) -> dict[str, Any]:
+    book = runtime(ctx).book
+    poll = await book.create(actor.session_id, spec)
+    await ctx.bus.publish(actor.session_id, "polls", MessageType.POLL_CREATE, poll.wire())
+    return poll.wire()
+
+
+@action(MessageType.POLL_UPDATE, roles=STAFF)
+async def update_poll(ctx: ServerContext, actor: Actor, change: PollUpdate) -> dict[str, Any]:
+    book = runtime(ctx).book
+    poll = await book.update(actor.session_id, change)
+    await ctx.bus.publish(actor.session_id, "polls", MessageType.POLL_UPDATE, poll.wire())
+    return poll.wire()
+
+
+@action(MessageType.POLL_END, roles=STAFF)
+async def end_poll(ctx: ServerContext, actor: Actor, request: PollEnd) -> dict[str, Any]:
+    poll = await runtime(ctx).book.end(actor.session_id, request.poll_id)
+    assert poll is not None  # a manual end either ends the poll or raises
+    return poll.wire()
+
+
+@action(MessageType.POLL_VOTE, roles=frozenset(Role))
+async def vote(ctx: ServerContext, actor: Actor, ballot: PollVote) -> dict[str, Any]:
+    polls = runtime(ctx)
+    async with redis_slot(ctx):
+        await polls.book.vote(actor.session_id, actor.user_id, ballot)
+    polls.voted(actor.session_id, ballot.poll_id)
+    return {"pollId": ballot.poll_id, "option": ballot.option, "counted": True}
+
+
+@state_part
+async def polls_state(ctx: ServerContext, session_id: str) -> dict[str, Any]:
+    """``activePoll`` (or null) and ``polls``: the session's latest polls with their counts."""
+    polls = await runtime(ctx).book.all(session_id)
+    active = next((poll for poll in polls if poll.status == PollStatus.ACTIVE), None)
+    return {
+        "activePoll": active.wire() if active else None,
+        "polls": [poll.wire() for poll in polls[-ENDED_IN_STATE:]],
+    }

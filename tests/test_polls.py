@@ -1,0 +1,250 @@
+"""Poll rules against a real Redis, through ``server.actions.perform`` as every transport does."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from interactions_support import Studio, attach, open_studio
+
+from broker import Bus, connect
+from broker.models import ErrorCode, MessageType, PollVote, ProtocolError, Role
+from server import polls
+from server.actions import STATE_PARTS
+
+CREATE = MessageType.POLL_CREATE
+VOTE = MessageType.POLL_VOTE
+
+
+async def new_poll(studio: Studio, **fields: object) -> dict:
+    spec = {"question": "Next song?", "options": ["Intro", "Outro"], **fields}
+    return await studio.do(studio.actor(Role.PRODUCER, "producer-1"), CREATE, spec)
+
+
+async def refused(coro: object) -> ProtocolError:
+    with pytest.raises(ProtocolError) as caught:
+        await coro  # type: ignore[misc]
+    return caught.value
+
+
+async def test_create_vote_and_results_aligned_with_options(bus: Bus) -> None:
+    async with open_studio(bus) as studio:
+        poll = await new_poll(studio, options=["a", "b", "c"])
+        assert poll["status"] == "active" and poll["results"] == [0, 0, 0]
+        for option in (2, 2, 0):
+            reply = await studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "option": option})
+            assert reply == {"pollId": poll["id"], "option": option, "counted": True}
+        stored = await polls.runtime(studio.ctx).book.get(studio.session_id, poll["id"])
+        assert stored is not None and stored.results == [1, 0, 2]
+        [created] = await studio.events("poll.create")
+        assert created.payload["question"] == "Next song?"
+
+
+async def test_viewer_cannot_create_and_one_active_poll_per_session(bus: Bus) -> None:
+    async with open_studio(bus) as studio:
+        error = await refused(
+            studio.do(studio.actor(), CREATE, {"question": "q", "options": ["a", "b"]})
+        )
+        assert error.code == ErrorCode.FORBIDDEN
+        first = await new_poll(studio)
+        error = await refused(new_poll(studio))
+        assert error.code == ErrorCode.INVALID_MESSAGE
+        assert first["id"] in error.message and "still active" in error.message
+        await studio.do(studio.actor(Role.ARTIST), MessageType.POLL_END, {"pollId": first["id"]})
+        assert (await new_poll(studio))["status"] == "active"
+
+
+async def test_one_vote_per_user_and_the_repeat_says_it_was_counted(bus: Bus) -> None:
+    async with open_studio(bus) as studio:
+        poll = await new_poll(studio)
+        fan = studio.actor()
+        await studio.do(fan, VOTE, {"pollId": poll["id"], "option": 0})
+        for option in (0, 1):
+            error = await refused(studio.do(fan, VOTE, {"pollId": poll["id"], "option": option}))
+            assert error.code == ErrorCode.FORBIDDEN and "already counted" in error.message
+        stored = await polls.runtime(studio.ctx).book.get(studio.session_id, poll["id"])
+        assert stored is not None and stored.results == [1, 0]
+
+
+async def test_allow_multiple_counts_each_option_once(bus: Bus) -> None:
+    async with open_studio(bus) as studio:
+        poll = await new_poll(studio, options=["a", "b", "c"], allowMultiple=True)
+        fan = studio.actor()
+        for option in (0, 2):
+            await studio.do(fan, VOTE, {"pollId": poll["id"], "option": option})
+        error = await refused(studio.do(fan, VOTE, {"pollId": poll["id"], "option": 2}))
+        assert "already counted" in error.message
+        stored = await polls.runtime(studio.ctx).book.get(studio.session_id, poll["id"])
+        assert stored is not None and stored.results == [1, 0, 1]
+
+
+async def test_bad_option_unknown_poll_and_ended_poll_are_clear_errors(bus: Bus) -> None:
+    async with open_studio(bus) as studio:
+        poll = await new_poll(studio)
+        error = await refused(studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "option": 5}))
+        assert error.code == ErrorCode.INVALID_MESSAGE and "options 0 to 1" in error.message
+        error = await refused(studio.do(studio.actor(), VOTE, {"pollId": "nope", "option": 0}))
+        assert "does not exist" in error.message
+        await studio.do(studio.actor(Role.ARTIST), MessageType.POLL_END, {"pollId": poll["id"]})
+        error = await refused(studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "option": 0}))
+        assert error.code == ErrorCode.INVALID_MESSAGE and "has ended" in error.message
+        error = await refused(
+            studio.do(studio.actor(Role.ARTIST), MessageType.POLL_END, {"pollId": poll["id"]})
+        )
+        assert "has ended" in error.message
+
+
+async def test_update_question_only_before_the_first_vote_duration_any_time(bus: Bus) -> None:
+    async with open_studio(bus) as studio:
+        poll = await new_poll(studio)
+        staff = studio.actor(Role.PRODUCER, "producer-1")
+        update = MessageType.POLL_UPDATE
+        changed = await studio.do(
+            staff, update, {"pollId": poll["id"], "question": "Encore?", "options": ["y", "n", "?"]}
+        )
+        assert changed["question"] == "Encore?" and changed["results"] == [0, 0, 0]
+        await studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "option": 2})
+        error = await refused(studio.do(staff, update, {"pollId": poll["id"], "question": "x"}))
+        assert error.code == ErrorCode.INVALID_MESSAGE and "before the first vote" in error.message
+        longer = await studio.do(staff, update, {"pollId": poll["id"], "duration": 600})
+        assert longer["endsAt"] == longer["createdAt"] + 600_000 and longer["results"] == [0, 0, 1]
+        assert [e.type for e in await studio.events("poll.update")] == ["poll.update"] * 2
+
+
+async def test_end_publishes_the_poll_and_final_results_once(bus: Bus) -> None:
+    async with open_studio(bus) as studio:
+        poll = await new_poll(studio)
+        await studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "option": 1})
+        ended = await studio.do(
+            studio.actor(Role.ARTIST), MessageType.POLL_END, {"pollId": poll["id"]}
+        )
+        assert ended["status"] == "ended" and ended["results"] == [0, 1] and ended["endedAt"]
+        [end] = await studio.events("poll.end")
+        finals = [e for e in await studio.events("poll.results") if e.payload.get("final")]
+        assert end.payload["results"] == [0, 1]
+        assert [f.payload for f in finals] == [
+            {"pollId": poll["id"], "results": [0, 1], "totalVotes": 1, "final": True}
+        ]
+
+
+async def test_results_are_kept_after_the_end_and_listed_in_session_state(bus: Bus) -> None:
+    async with open_studio(bus) as studio:
+        first = await new_poll(studio)
+        await studio.do(studio.actor(), VOTE, {"pollId": first["id"], "option": 0})
+        await studio.do(studio.actor(Role.ARTIST), MessageType.POLL_END, {"pollId": first["id"]})
+        second = await new_poll(studio, question="Again?")
+        state: dict = {}
+        for part in STATE_PARTS:
+            state.update(await part(studio.ctx, studio.session_id))
+        assert state["activePoll"]["id"] == second["id"]
+        listed = {poll["id"]: poll for poll in state["polls"]}
+        assert listed[first["id"]]["status"] == "ended"
+        assert listed[first["id"]]["results"] == [1, 0]
+
+
+async def test_results_are_throttled_with_a_trailing_flush(bus: Bus) -> None:
+    async with open_studio(bus, poll_results_per_second=4) as studio:
+        poll = await new_poll(studio)
+        started = asyncio.get_running_loop().time()
+        for _ in range(60):
+            await studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "option": 0})
+            await asyncio.sleep(0.01)
+        last_vote = asyncio.get_running_loop().time()
+        await asyncio.sleep(0.6)
+        results = [e for e in await studio.events("poll.results")]
+        elapsed = last_vote - started
+        # at most one broadcast per 250 ms window (plus the first), and the last one is exact
+        assert 2 <= len(results) <= elapsed / 0.25 + 2
+        assert results[-1].payload["results"] == [60, 0]
+        assert results[-1].payload["totalVotes"] == 60
+
+
+async def test_a_session_that_ended_refuses_polls_and_votes(bus: Bus) -> None:
+    async with open_studio(bus) as studio:
+        poll = await new_poll(studio)
+        await studio.store.end(studio.session_id, ended_by="test")
+        error = await refused(studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "option": 0}))
+        assert error.code == ErrorCode.SESSION_ENDED
+        error = await refused(new_poll(studio))
+        assert error.code == ErrorCode.SESSION_ENDED
+
+
+async def test_many_votes_from_two_processes_counted_exactly_once(bus: Bus, redis_url: str) -> None:
+    other = Bus(await connect(redis_url))
+    async with open_studio(bus) as studio:
+        second = await attach(other, studio.session, process_id="p2")
+        poll = await new_poll(studio, options=["a", "b", "c"])
+        voters = [studio.actor() for _ in range(300)]
+
+        async def cast(index: int, attempt: int) -> str:
+            where = studio if (index + attempt) % 2 else second
+            vote = {"pollId": poll["id"], "option": index % 3}
+            try:
+                await where.do(voters[index], VOTE, vote)
+                return "counted"
+            except ProtocolError as error:
+                return "repeat" if "already counted" in error.message else error.message
+
+        # every voter votes twice, on both processes, concurrently
+        outcomes = await asyncio.gather(
+            *(cast(index, attempt) for index in range(300) for attempt in (0, 1))
+        )
+        assert outcomes.count("counted") == 300 and outcomes.count("repeat") == 300
+        stored = await polls.runtime(studio.ctx).book.get(studio.session_id, poll["id"])
+        assert stored is not None and stored.results == [100, 100, 100]
+        await asyncio.sleep(0.5)
+        last = (await studio.events("poll.results"))[-1]
+        assert last.payload["results"] == [100, 100, 100]
+        await second.close()
+    await other.redis.aclose()
+
+
+async def test_auto_end_happens_exactly_once_with_two_processes_racing(
+    bus: Bus, redis_url: str
+) -> None:
+    other = Bus(await connect(redis_url))
+    async with open_studio(bus) as studio:
+        second = await attach(other, studio.session, process_id="p2")
+        poll = await new_poll(studio)
+        book = polls.runtime(studio.ctx).book
+        await studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "option": 1})
+        # make it due now, then let both processes' loops and direct calls race to end it
+        await bus.redis.hset(polls.poll_key(studio.session_id, poll["id"]), "endsAt", 1)
+        await bus.redis.zadd(polls.DEADLINES, {f"{studio.session_id}/{poll['id']}": 1})
+        direct = await asyncio.gather(
+            *(
+                polls.runtime(ctx).book.end(studio.session_id, poll["id"], expired=True)
+                for ctx in (studio.ctx, second.ctx) * 5
+            )
+        )
+        await asyncio.sleep(0.3)
+        ended_events = await studio.events("poll.end")
+        assert len(ended_events) == 1
+        assert sum(result is not None for result in direct) <= 1
+        final = [e for e in await studio.events("poll.results") if e.payload.get("final")]
+        assert len(final) == 1 and final[0].payload["results"] == [0, 1]
+        stored = await book.get(studio.session_id, poll["id"])
+        assert stored is not None and stored.status == "ended" and stored.ended_at == 1
+        await second.close()
+    await other.redis.aclose()
+
+
+async def test_a_poll_with_a_duration_ends_by_itself(bus: Bus) -> None:
+    async with open_studio(bus) as studio:
+        poll = await new_poll(studio, duration=5)
+        assert poll["endsAt"] == poll["createdAt"] + 5000
+        # durations start at 5 s; bring endsAt closer directly to keep the test short
+        key = polls.poll_key(studio.session_id, poll["id"])
+        await bus.redis.hset(key, "endsAt", poll["createdAt"] + 300)
+        await bus.redis.zadd(polls.DEADLINES, {f"{studio.session_id}/{poll['id']}": 0})
+        for _ in range(30):
+            if await studio.events("poll.end"):
+                break
+            await asyncio.sleep(0.1)
+        [end] = await studio.events("poll.end")
+        assert end.payload["status"] == "ended"
+        assert end.payload["endedAt"] == poll["createdAt"] + 300
+        with pytest.raises(ProtocolError):
+            await polls.runtime(studio.ctx).book.vote(
+                studio.session_id, "late", PollVote(poll_id=poll["id"], option=0)
+            )
