@@ -39,6 +39,7 @@ class PollForm(ModalScreen[dict[str, Any] | None]):
     BINDINGS = [
         Binding("escape", "cancel", "Cancel"),
         Binding("ctrl+s", "create", "Create"),
+        Binding("enter", "next_field", "Next field", show=False, priority=True),
     ]
 
     def compose(self) -> ComposeResult:
@@ -79,8 +80,15 @@ class PollForm(ModalScreen[dict[str, Any] | None]):
     def action_cancel(self) -> None:
         self.dismiss(None)
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Enter moves on from a one-line field; elsewhere (options, buttons) it does its job."""
+        if action == "next_field":
+            return isinstance(self.focused, Input)
+        return True
+
+    def action_next_field(self) -> None:
+        # A priority binding acts before the next key is delivered, so keys typed ahead land
+        # in the next field; Input.Submitted would arrive after them.
         self.focus_next()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
