@@ -185,6 +185,7 @@ function onState(conn, detail) {
   }
   renderConnection($("conn"), detail);
   document.body.dataset.connection = detail.state;
+  document.body.dataset.transport = conn.transport;
   $("retry").hidden = detail.state !== "failed";
   if (detail.state === "ended") markEnded();
   if (detail.state === "failed" && detail.message) alertText(detail.message);

@@ -121,6 +121,7 @@ export class SessionConnection extends EventTarget {
     this.lastFrameAt = 0;
     this.missed = 0;
     this.resuming = false;
+    this.wsWorked = false;
   }
 
   /** Begin connecting (over WebSocket, or SSE when asked or fallen back). */
@@ -239,6 +240,7 @@ export class SessionConnection extends EventTarget {
     }, this.openTimeout);
     ws.onopen = () => {
       opened = true;
+      this.wsWorked = true;
       clearTimeout(openTimer);
       this.lastFrameAt = Date.now();
       this.startHeartbeat(ws);
@@ -259,8 +261,9 @@ export class SessionConnection extends EventTarget {
       this.stopHeartbeat();
       this.failPending(new ApiError(0, null, "The connection dropped; try again."));
       if (this.stopped) return;
-      if (!opened && this.allowFallback) {
-        // The ticket came over HTTP a moment ago, so HTTP works and WebSockets do not.
+      if (!opened && !this.wsWorked) {
+        // The ticket came over HTTP a moment ago, so HTTP works and WebSockets do not. (Once
+        // a WebSocket has worked, a failed open is the server going away, not a proxy.)
         this.fallBack();
         return;
       }
