@@ -79,7 +79,7 @@ def _frames(with_poll: bool) -> list[dict[str, Any]]:
         "polls": [poll] if with_poll else [],
         "tipTotals": {"USD": 25.0},
     }
-    burst = ReactionBurst(counts={"🔥": 40, "❤": 12, "👏": 5}, window=250).wire()
+    burst = ReactionBurst(counts={"🔥": 40, "❤️": 12, "👏": 5}, window=250).wire()
     return [
         {"type": "connection.state", "payload": {"state": "live"}},
         {"type": "session.state", "payload": state, "timestamp": T0},

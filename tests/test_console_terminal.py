@@ -89,7 +89,7 @@ def test_poll_form_keeps_up_with_keys_typed_ahead() -> None:
     try:
         terminal.wait_for("No poll running")
         terminal.type("p", 1.0)
-        terminal.type("Encore?\rYes\rAgain!\t30", 1.5)  # one burst: Enter must move on first
+        terminal.type("Encore?\rYes\rAgain!\t30", 1.5)  # one burst: Enter and Tab move first
         terminal.raw = b""
         terminal.type("\x13", 1.0)  # ctrl+s: create
         terminal.wait_for("Not connected to a server")

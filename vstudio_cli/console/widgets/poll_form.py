@@ -40,6 +40,8 @@ class PollForm(ModalScreen[dict[str, Any] | None]):
         Binding("escape", "cancel", "Cancel"),
         Binding("ctrl+s", "create", "Create"),
         Binding("enter", "next_field", "Next field", show=False, priority=True),
+        Binding("tab", "focus_next", "Next", show=False, priority=True),
+        Binding("shift+tab", "focus_previous", "Previous", show=False, priority=True),
     ]
 
     def compose(self) -> ComposeResult:
@@ -88,8 +90,14 @@ class PollForm(ModalScreen[dict[str, Any] | None]):
 
     def action_next_field(self) -> None:
         # A priority binding acts before the next key is delivered, so keys typed ahead land
-        # in the next field; Input.Submitted would arrive after them.
+        # in the next field; Input.Submitted would arrive after them. Tab is bound the same way.
         self.focus_next()
+
+    def action_focus_next(self) -> None:
+        self.focus_next()
+
+    def action_focus_previous(self) -> None:
+        self.focus_previous()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "create":

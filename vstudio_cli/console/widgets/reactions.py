@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import Static
 
@@ -12,6 +13,13 @@ __all__ = ["ReactionPanel", "reaction_text"]
 SPAN_MS = 5000
 ROWS = 4
 BAR = 10
+
+
+def _slot(emoji: str) -> str:
+    """The emoji in three cells. The variation selector is dropped: terminals draw "❤️" two
+    cells wide while it is measured as one, which would push the row past the panel."""
+    shown = emoji.replace("\ufe0f", "")
+    return shown + " " * max(1, 3 - cell_len(shown))
 
 
 def reaction_text(meter: ReactionMeter, now_ms: int) -> Text:
@@ -25,7 +33,7 @@ def reaction_text(meter: ReactionMeter, now_ms: int) -> Text:
     for emoji in ranked[:ROWS]:
         rate = rates.get(emoji, 0.0)
         filled = round(rate / fastest * BAR) if fastest else 0
-        text.append(f"{emoji} ")
+        text.append(_slot(emoji))
         text.append("▮" * filled, style="bold magenta")
         text.append("·" * (BAR - filled), style="grey35")
         text.append(f" {rate:>4.1f}/s {meter.totals[emoji]:>5}\n")
