@@ -14,6 +14,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator
 
+import redis.asyncio as aioredis
 from aiohttp import web
 
 import server.interactions
@@ -41,6 +42,10 @@ __all__ = ["build_app"]
 
 log = logging.getLogger("vstudio.server")
 routes = web.RouteTableDef()
+
+REDIS_POOL = 64
+"""Redis connections per process; more callers wait (up to :data:`REDIS_WAIT` seconds)."""
+REDIS_WAIT = 10.0
 
 
 @routes.get("/healthz")
@@ -76,6 +81,24 @@ async def openapi(request: web.Request) -> web.Response:
     return json_response(openapi_document())
 
 
+async def _connect_pool(url: str, broker: BrokerSettings) -> aioredis.Redis:
+    """A client whose pool waits for a free connection instead of failing under load.
+
+    redis-py's default pool raises once 100 connections are busy, which a burst of thousands
+    of connects reaches; a blocking pool of :data:`REDIS_POOL` queues the callers instead.
+    """
+    probe = await connect(url, attempts=broker.connect_attempts, timeout=broker.connect_timeout)
+    await probe.aclose()
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=REDIS_POOL,
+        timeout=REDIS_WAIT,
+        socket_connect_timeout=broker.connect_timeout,
+        health_check_interval=15,
+    )
+    return aioredis.Redis(connection_pool=pool)
+
+
 async def _presence_refresher(core: Core) -> None:
     while True:
         await asyncio.sleep(REFRESH_EVERY)
@@ -101,9 +124,7 @@ def build_app(
     app.add_routes(server.pages.routes)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        client = await connect(
-            redis_url, attempts=broker.connect_attempts, timeout=broker.connect_timeout
-        )
+        client = await _connect_pool(redis_url, broker)
         bus = Bus(client, history_size=broker.history_size, dedupe_ttl=broker.dedupe_ttl)
         process_id = f"{os.getpid()}-{secrets.token_hex(3)}"
         store = SessionStore(bus)

@@ -126,7 +126,7 @@ class Core:
     async def leave(self, sub: Subscriber, *, counted: bool) -> None:
         """Forget ``sub`` everywhere; announce the leave if it was the user's last connection."""
         self.hub.detach(sub)
-        if not counted:
+        if not counted or self.draining:  # a drain clears this process's presence in bulk
             return
         try:
             last, count = await self.presence.leave(sub.session_id, sub.user_id)

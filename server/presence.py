@@ -11,8 +11,10 @@ only the first and last touch Redis.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 
@@ -39,28 +41,39 @@ end
 JOIN = (
     REAP
     + """
--- KEYS[1] entries, KEYS[2] users; ARGV[1] process, ARGV[2] user, ARGV[3] expiry, ARGV[4] now,
--- ARGV[5] maximum distinct users
-reap(KEYS[1], KEYS[2], ARGV[4])
-if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 0
-   and redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[5]) then
-  return -1
+-- KEYS[1] entries, KEYS[2] users; ARGV[1] process, ARGV[2] expiry, ARGV[3] now,
+-- ARGV[4] maximum distinct users, ARGV[5..] users joining: 1 each, or -1 when full; then HLEN
+reap(KEYS[1], KEYS[2], ARGV[3])
+local limit = tonumber(ARGV[4])
+local results = {}
+for i = 5, #ARGV do
+  local user = ARGV[i]
+  if redis.call('HEXISTS', KEYS[2], user) == 0 and redis.call('HLEN', KEYS[2]) >= limit then
+    results[#results + 1] = -1
+  else
+    if redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1] .. '|' .. user) == 1 then
+      redis.call('HINCRBY', KEYS[2], user, 1)
+    end
+    results[#results + 1] = 1
+  end
 end
-if redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1] .. '|' .. ARGV[2]) == 1 then
-  redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
-end
-return redis.call('HLEN', KEYS[2])
+results[#results + 1] = redis.call('HLEN', KEYS[2])
+return results
 """
 )
 
 LEAVE = (
     REAP
     + """
--- KEYS[1] entries, KEYS[2] users; ARGV[1] process, ARGV[2] user, ARGV[3] now
-if redis.call('ZREM', KEYS[1], ARGV[1] .. '|' .. ARGV[2]) == 1 then
-  if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) <= 0 then redis.call('HDEL', KEYS[2], ARGV[2]) end
+-- KEYS[1] entries, KEYS[2] users; ARGV[1] process, ARGV[2] now, ARGV[3..] users leaving
+for i = 3, #ARGV do
+  if redis.call('ZREM', KEYS[1], ARGV[1] .. '|' .. ARGV[i]) == 1 then
+    if redis.call('HINCRBY', KEYS[2], ARGV[i], -1) <= 0 then
+      redis.call('HDEL', KEYS[2], ARGV[i])
+    end
+  end
 end
-reap(KEYS[1], KEYS[2], ARGV[3])
+reap(KEYS[1], KEYS[2], ARGV[2])
 return redis.call('HLEN', KEYS[2])
 """
 )
@@ -87,6 +100,9 @@ return redis.call('HLEN', KEYS[2])
 """
 )
 
+BATCH = 500
+"""Most users one script call takes; a connect storm becomes a few calls, not thousands."""
+
 
 class SessionFull(Exception):
     """The session has its maximum of distinct viewers (4008)."""
@@ -98,10 +114,23 @@ def _keys(session_id: str) -> list[str]:
 
 
 class Presence:
-    """This process's part of every session's viewer list."""
+    """This process's part of every session's viewer list.
 
-    def __init__(self, client: aioredis.Redis, process_id: str, max_viewers: int) -> None:
+    Joins and leaves that arrive in the same loop iteration are sent to Redis together, one
+    script call per session (and per :data:`BATCH` users), so a burst of connects after a
+    restart costs a handful of round trips.
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        process_id: str,
+        max_viewers: int,
+        *,
+        entry_ttl: float = ENTRY_TTL,
+    ) -> None:
         self.redis = client
+        self.entry_ttl_ms = int(entry_ttl * 1000)
         self.process_id = process_id
         self.max_viewers = max_viewers
         self.local: dict[str, Counter[str]] = {}
@@ -109,6 +138,9 @@ class Presence:
         self._leave = client.register_script(LEAVE)
         self._refresh = client.register_script(REFRESH)
         self._count = client.register_script(COUNT)
+        self._joining: dict[str, list[tuple[str, asyncio.Future[int]]]] = {}
+        self._leaving: dict[str, list[tuple[str, asyncio.Future[int]]]] = {}
+        self._flush: asyncio.Task[None] | None = None
 
     @staticmethod
     def _now() -> int:
@@ -120,66 +152,106 @@ class Presence:
         Raises :class:`SessionFull` when the user is new and the session is at its maximum.
         """
         users = self.local.setdefault(session_id, Counter())
-        if users[user_id] > 0:
-            users[user_id] += 1
-            return False, await self.count(session_id)
-        now = self._now()
         users[user_id] += 1
+        if users[user_id] > 1:
+            return False, await self.count(session_id)
         try:
-            result = await self._join(
-                keys=_keys(session_id),
-                args=[
-                    self.process_id,
-                    user_id,
-                    now + int(ENTRY_TTL * 1000),
-                    now,
-                    self.max_viewers,
-                ],
-            )
+            count = await self._queue(self._joining, session_id, user_id)
         except BaseException:
             self._forget(session_id, user_id)
             raise
-        if int(result) < 0:
+        if count < 0:
             self._forget(session_id, user_id)
             raise SessionFull(f"session {session_id} has its maximum of {self.max_viewers} viewers")
-        return True, int(result)
+        return True, count
 
     async def leave(self, session_id: str, user_id: str) -> tuple[bool, int]:
         """Uncount a connection: (was it the user's last one here?, count)."""
         if self._forget(session_id, user_id) > 0:
             return False, await self.count(session_id)
-        result = await self._leave(
-            keys=_keys(session_id), args=[self.process_id, user_id, self._now()]
-        )
-        return True, int(result)
+        return True, await self._queue(self._leaving, session_id, user_id)
 
     async def count(self, session_id: str) -> int:
         """Distinct users connected to the session on any process."""
         return int(await self._count(keys=_keys(session_id), args=[self._now()]))
+
+    def _queue(
+        self, queue: dict[str, list[tuple[str, asyncio.Future[int]]]], session_id: str, user: str
+    ) -> asyncio.Future[int]:
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        queue.setdefault(session_id, []).append((user, done))
+        if self._flush is None or self._flush.done():
+            self._flush = asyncio.get_running_loop().create_task(self._send())
+        return done
+
+    async def _send(self) -> None:
+        await asyncio.sleep(0)  # let this loop iteration's joins and leaves gather
+        while self._joining or self._leaving:
+            joining, self._joining = self._joining, {}
+            leaving, self._leaving = self._leaving, {}
+            for session_id, waiting in joining.items():
+                await self._run(waiting, session_id, self._join_batch)
+            for session_id, waiting in leaving.items():
+                await self._run(waiting, session_id, self._leave_batch)
+
+    async def _run(
+        self,
+        waiting: list[tuple[str, asyncio.Future[int]]],
+        session_id: str,
+        call: Callable[[str, list[str]], Awaitable[list[int]]],
+    ) -> None:
+        for start in range(0, len(waiting), BATCH):
+            part = waiting[start : start + BATCH]
+            try:
+                results = await call(session_id, [user for user, _ in part])
+            except Exception as exc:
+                for _, done in part:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for (_, done), result in zip(part, results, strict=True):
+                if not done.done():
+                    done.set_result(result)
+
+    async def _join_batch(self, session_id: str, users: list[str]) -> list[int]:
+        now = self._now()
+        raw = await self._join(
+            keys=_keys(session_id),
+            args=[self.process_id, now + self.entry_ttl_ms, now, self.max_viewers, *users],
+        )
+        count = int(raw[-1])
+        return [count if int(flag) > 0 else -1 for flag in raw[:-1]]
+
+    async def _leave_batch(self, session_id: str, users: list[str]) -> list[int]:
+        count = int(
+            await self._leave(keys=_keys(session_id), args=[self.process_id, self._now(), *users])
+        )
+        return [count] * len(users)
 
     async def refresh(self) -> None:
         """Push this process's entries' expiry forward (call every :data:`REFRESH_EVERY`)."""
         now = self._now()
         for session_id, users in list(self.local.items()):
             present = [user for user, n in users.items() if n > 0]
-            for start in range(0, len(present), 1000):
+            for start in range(0, len(present), BATCH):
                 await self._refresh(
                     keys=_keys(session_id),
                     args=[
                         self.process_id,
-                        now + int(ENTRY_TTL * 1000),
+                        now + self.entry_ttl_ms,
                         now,
-                        *present[start : start + 1000],
+                        *present[start : start + BATCH],
                     ],
                 )
 
     async def clear(self) -> None:
-        """Remove every entry of this process (clean shutdown)."""
+        """Remove every entry of this process (clean shutdown), a batch per call."""
         for session_id, users in list(self.local.items()):
-            for user_id in list(users):
-                await self._leave(
-                    keys=_keys(session_id), args=[self.process_id, user_id, self._now()]
-                )
+            await self._run(
+                [(user, asyncio.get_running_loop().create_future()) for user in users],
+                session_id,
+                self._leave_batch,
+            )
         self.local.clear()
 
     def _forget(self, session_id: str, user_id: str) -> int:

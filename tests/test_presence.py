@@ -1,0 +1,56 @@
+"""Viewer counts across processes in Redis: distinct users, the maximum, a dead process."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from broker import Bus
+from server.presence import Presence, SessionFull
+
+
+async def test_distinct_users_across_processes(bus: Bus, session_id: str) -> None:
+    one, two = Presence(bus.redis, "p1", 100), Presence(bus.redis, "p2", 100)
+    assert await one.join(session_id, "ann") == (True, 1)
+    assert await one.join(session_id, "ann") == (False, 1)  # second tab, same user
+    assert await two.join(session_id, "ann") == (True, 1)  # same user on another process
+    assert await two.join(session_id, "bob") == (True, 2)
+    assert await one.leave(session_id, "ann") == (False, 2)
+    assert await one.leave(session_id, "ann") == (True, 2)  # still on process two
+    assert await two.leave(session_id, "ann") == (True, 1)
+    assert await one.count(session_id) == 1
+
+
+async def test_a_burst_of_joins_is_batched_and_the_maximum_holds(bus: Bus, session_id: str) -> None:
+    one, two = Presence(bus.redis, "p1", 150), Presence(bus.redis, "p2", 150)
+    outcomes = await asyncio.gather(
+        *(one.join(session_id, f"u{n}") for n in range(100)),
+        *(two.join(session_id, f"w{n}") for n in range(100)),
+        return_exceptions=True,
+    )
+    full = [o for o in outcomes if isinstance(o, SessionFull)]
+    assert len(full) == 50 and await one.count(session_id) == 150
+    with pytest.raises(SessionFull):
+        await one.join(session_id, "late")
+    assert await one.join(session_id, "u0") == (False, 150)  # a known user still joins
+
+
+async def test_entries_of_a_dead_process_expire(bus: Bus, session_id: str) -> None:
+    dying = Presence(bus.redis, "dies", 100, entry_ttl=0.3)
+    alive = Presence(bus.redis, "lives", 100, entry_ttl=0.3)
+    await dying.join(session_id, "ghost")
+    await alive.join(session_id, "real")
+    assert await alive.count(session_id) == 2
+    for _ in range(4):
+        await asyncio.sleep(0.15)
+        await alive.refresh()  # only the live process keeps refreshing
+    assert await alive.count(session_id) == 1
+
+
+async def test_clear_removes_this_process_only(bus: Bus, session_id: str) -> None:
+    one, two = Presence(bus.redis, "p1", 10_000), Presence(bus.redis, "p2", 10_000)
+    await asyncio.gather(*(one.join(session_id, f"x{n}") for n in range(600)))
+    await two.join(session_id, "stay")
+    await one.clear()
+    assert await two.count(session_id) == 1
