@@ -6,13 +6,18 @@ a paste) are read together, and the headless pilot delivers them one by one inst
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
 import select
+import signal
 import subprocess
 import sys
 import time
+import uuid
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,7 +34,9 @@ ANSI = re.compile(rb"\x1b\[[0-9;?<>=]*[ -/]*[@-~]|\x1b[PX^_].*?\x1b\\\\|\x1b\][^
 class Terminal:
     """A child process on an 80x24 pseudo-terminal; what it drew, without escape codes."""
 
-    def __init__(self, code: str) -> None:
+    def __init__(
+        self, code: str, *, args: list[str] | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.master, slave = pty.openpty()
         os.set_blocking(self.master, False)
         import fcntl
@@ -37,9 +44,15 @@ class Terminal:
         import termios
 
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-        env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "80", "LINES": "24"}
+        env = {
+            **os.environ,
+            "TERM": "xterm-256color",
+            "COLUMNS": "80",
+            "LINES": "24",
+            **(env or {}),
+        }
         self.process = subprocess.Popen(
-            [sys.executable, "-c", code],
+            [sys.executable, "-c", code, *(args or [])],
             stdin=slave,
             stdout=slave,
             stderr=slave,
@@ -96,3 +109,64 @@ def test_poll_form_keeps_up_with_keys_typed_ahead() -> None:
         assert "Options:" not in terminal.text
     finally:
         terminal.close()
+
+
+def _console_command(*args: str, env: dict[str, str]) -> Terminal:
+    code = "from vstudio_cli.main import app; app(prog_name='vstudio')"
+    return Terminal(code, args=["console", *args], env=env)
+
+
+async def test_the_command_uses_the_stored_login_and_quits_with_q(
+    live_server: Any, tmp_path: Path
+) -> None:
+    producer = f"producer-{uuid.uuid4().hex[:8]}"
+    session = await live_server.live_session(producerIds=[producer], title="Command test")
+    stored = tmp_path / "vstudio" / "credentials.json"
+    stored.parent.mkdir()
+    token = live_server.token(producer, "producer")
+    stored.write_text(json.dumps({"server": live_server.base_url, "token": token}))
+    env = {"XDG_CONFIG_HOME": str(tmp_path), "VSTUDIO_SERVER": "", "VSTUDIO_TOKEN": ""}
+    terminal = _console_command("--session", session["id"], env=env)
+    try:
+        terminal.wait_for("as producer")
+        assert "Command test" in terminal.text
+        terminal.type("q", 0.5)
+        assert terminal.process.wait(15) == 0
+        assert "Traceback" not in terminal.text
+    finally:
+        terminal.close()
+
+
+def test_sigterm_and_ctrl_c_stop_cleanly() -> None:
+    for stop in ("sigterm", "ctrl+c"):
+        terminal = Terminal(APP)
+        try:
+            terminal.wait_for("No poll running")
+            if stop == "sigterm":
+                terminal.process.send_signal(signal.SIGTERM)
+            else:
+                terminal.type("\x03", 0.2)
+            assert terminal.process.wait(15) == 0, stop
+            terminal.read(0.3)
+            assert "Traceback" not in terminal.text
+            assert b"\x1b[?1049l" in terminal.raw, "the terminal's own screen was not restored"
+        finally:
+            terminal.close()
+
+
+def test_without_a_login_the_command_says_what_to_do(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "XDG_CONFIG_HOME": str(tmp_path),
+        "VSTUDIO_SERVER": "",
+        "VSTUDIO_TOKEN": "",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "vstudio_cli.main", "console", "--session", "abc"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 3
+    assert "vstudio login" in done.stderr and "Traceback" not in done.stderr

@@ -8,7 +8,9 @@ Without a link (``link=None``) the app shows a given state, which is how snapsho
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import signal
 import time
 from collections.abc import Awaitable
 from typing import Any
@@ -35,6 +37,9 @@ from vstudio_cli.console.widgets.status import StatusBar
 from vstudio_cli.console.widgets.tips import TipsPanel
 
 __all__ = ["ConsoleApp"]
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def _now_ms() -> int:
@@ -64,6 +69,7 @@ class ConsoleApp(App[None]):
         Binding("s", "start", "Start"),
         Binding("x", "end_session", "End"),
         Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
 
     def __init__(
@@ -106,6 +112,10 @@ class ConsoleApp(App[None]):
         self.redraw({"status", "chat", "poll", "reactions", "tips"})
         self.chat.table.focus()
         self.set_interval(1.0, self._tick)
+        loop = asyncio.get_running_loop()
+        for stop in STOP_SIGNALS:  # stop cleanly: the terminal is given back as it was
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(stop, self.exit)
         if self.link is not None:
             self.follow()
 
@@ -130,6 +140,10 @@ class ConsoleApp(App[None]):
         return True
 
     async def on_unmount(self) -> None:
+        loop = asyncio.get_running_loop()
+        for stop in STOP_SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(stop)
         self.workers.cancel_group(self, "link")
         if self.link is not None:
             await self.link.close()
