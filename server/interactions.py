@@ -10,15 +10,58 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from broker.models import ErrorCode, ProtocolError, Role
 from server import chat, moderation, polls, reactions, tips
 from server.context import ServerContext
+from server.core import CORE
+from server.http_errors import json_response
 
 __all__ = ["HANDLER_MODULES", "routes", "start", "stop"]
 
 HANDLER_MODULES = (polls, chat, reactions, tips, moderation)
 """Imported for their registrations."""
 
+BASE = "/v1/vstudio/sessions/{sessionId}"
+
 routes = web.RouteTableDef()
+
+
+@routes.get(BASE + "/polls")
+async def list_polls(request: web.Request) -> web.Response:
+    """Every poll of the session with its counts (ended ones keep their final results)."""
+    core = request.app[CORE]
+    await core.identify(request)
+    session = await core.store.get(request.match_info["sessionId"])
+    every = await polls.runtime(core.ctx).book.all(session.id)
+    active = next((poll for poll in every if poll.status == "active"), None)
+    return json_response(
+        {"polls": [poll.wire() for poll in every], "activePoll": active.wire() if active else None}
+    )
+
+
+@routes.get(BASE + "/polls/{pollId}")
+async def get_poll(request: web.Request) -> web.Response:
+    core = request.app[CORE]
+    await core.identify(request)
+    session = await core.store.get(request.match_info["sessionId"])
+    poll = await polls.runtime(core.ctx).book.require(session.id, request.match_info["pollId"])
+    return json_response(poll.wire())
+
+
+@routes.get(BASE + "/tips")
+async def list_tips(request: web.Request) -> web.Response:
+    """The tip ledger and totals, for the artist and producers (what settlement reconciles)."""
+    core = request.app[CORE]
+    who = await core.identify(request)
+    session = await core.store.get(request.match_info["sessionId"])
+    if who.user_id != session.artist_id and who.user_id not in session.producer_ids:
+        raise ProtocolError(
+            ErrorCode.FORBIDDEN, f"the tip ledger is for the {Role.ARTIST} and producers only"
+        )
+    ledger = tips.ledger(core.ctx)
+    return json_response(
+        {"totals": await ledger.totals(session.id), "tips": await ledger.entries(session.id)}
+    )
 
 
 async def start(ctx: ServerContext) -> None:
