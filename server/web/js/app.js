@@ -232,7 +232,7 @@ function onFrame(frame) {
       poll.results(p);
       break;
     case "chat.aggregate":
-      for (const message of p.messages ?? []) chat.add(message);
+      chat.addMany(p.messages ?? []);
       break;
     case "chat.message":
       chat.add(p);
@@ -281,7 +281,7 @@ function applyState(p) {
   if (totals) setTipTotals(totals);
   const polls = p.polls ?? [];
   showPoll(p.activePoll ?? (polls.length ? polls[polls.length - 1] : null));
-  for (const message of p.chat ?? p.recentChat ?? []) chat.add(message);
+  chat.addMany(p.chat ?? p.recentChat ?? []);
   if (page.session?.status === "ended") markEnded();
 }
 

@@ -95,11 +95,24 @@ export class ChatView {
   }
 
   add(message) {
-    if (!message?.id || this.messages.has(message.id)) return;
-    const item = this.render(message);
-    this.messages.set(message.id, { message, item });
+    this.addMany([message]);
+  }
+
+  /**
+   * Add a batch (one chat.aggregate) with one layout read and one write, however many
+   * messages it holds: a busy chat must not make the page measure itself per message.
+   */
+  addMany(messages) {
+    const fresh = messages.filter((m) => m?.id && !this.messages.has(m.id)).slice(-CHAT_LIMIT);
+    if (!fresh.length) return;
     const stick = this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight < 40;
-    this.list.append(item);
+    const batch = document.createDocumentFragment();
+    for (const message of fresh) {
+      const item = this.render(message);
+      this.messages.set(message.id, { message, item });
+      batch.append(item);
+    }
+    this.list.append(batch);
     while (this.messages.size > CHAT_LIMIT) {
       const [oldest, { item: old }] = this.messages.entries().next().value;
       old.remove();
