@@ -265,3 +265,26 @@ async def test_connection_drop_shows_reconnecting_then_resumed(crew: Crew) -> No
             assert app.state.link_detail is None
     finally:
         proxy.close()
+
+
+async def test_start_a_scheduled_session(live_server: Any) -> None:
+    artist = _id("artist")
+    token = live_server.token(artist, "artist")
+    status, session = await live_server.call(
+        "POST", "/v1/vstudio/sessions", token=token, json={"title": "Later tonight"}
+    )
+    assert status == 201, session
+    crew = Crew(live_server, session, artist, _id("producer"))
+    app = crew.console(artist, "artist")
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.state.link is Link.LIVE)
+            assert app.state.status == "scheduled"
+            assert app.check_action("start", ()) is True
+            await pilot.press("s")
+            await until(pilot, lambda: app.state.status == "live")
+            assert app.check_action("start", ()) is False
+            current = await crew.client(artist, "artist").get_session(crew.id)
+            assert current["status"] == "live" and current["startedAt"]
+    finally:
+        await crew.close()
