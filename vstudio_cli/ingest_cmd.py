@@ -334,28 +334,70 @@ def twitch(
         str | None,
         typer.Option(
             "--token",
-            help="OAuth token (chat:read) for an authenticated login; also "
-            "VSTUDIO_TWITCH_TOKEN. Without it the worker reads anonymously.",
+            help="User access token (VSTUDIO_TWITCH_TOKEN): chat:read for IRC, "
+            "user:read:chat for --eventsub. Without it IRC reads anonymously.",
         ),
     ] = None,
     nick: Annotated[
-        str | None, typer.Option("--nick", help="The account the --token belongs to.")
+        str | None, typer.Option("--nick", help="IRC: the account the --token belongs to.")
     ] = None,
     irc_url: Annotated[
         str | None,
         typer.Option("--irc-url", help="IRC-over-WebSocket URL (VSTUDIO_TWITCH_IRC_URL)."),
     ] = None,
+    eventsub: Annotated[
+        bool, typer.Option("--eventsub", help="EventSub WebSocket through twitchio, not IRC.")
+    ] = False,
+    client_id: Annotated[
+        str | None, typer.Option("--client-id", help="EventSub: app id (VSTUDIO_TWITCH_CLIENT_ID).")
+    ] = None,
+    client_secret: Annotated[
+        str | None,
+        typer.Option(
+            "--client-secret", help="EventSub: app secret (VSTUDIO_TWITCH_CLIENT_SECRET)."
+        ),
+    ] = None,
+    refresh_token: Annotated[
+        str | None,
+        typer.Option("--refresh-token", help="EventSub: refresh token of --token."),
+    ] = None,
+    api_url: Annotated[
+        str | None, typer.Option("--api-url", help="EventSub: Helix base URL.")
+    ] = None,
+    auth_url: Annotated[
+        str | None, typer.Option("--auth-url", help="EventSub: OAuth base URL (id.twitch.tv).")
+    ] = None,
+    eventsub_url: Annotated[
+        str | None, typer.Option("--eventsub-url", help="EventSub: WebSocket URL.")
+    ] = None,
     duration: DurationOption = None,
     redis_url_flag: RedisUrlOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Read a Twitch channel's chat over IRC-over-WebSocket (anonymous unless --token)."""
-    from ingest.twitch import TwitchChat
-
+    """Read a Twitch channel's chat over IRC-over-WebSocket (anonymous unless --token), or
+    with --eventsub through twitchio's EventSub WebSocket (app credentials and a user token)."""
     settings = ingest_settings(twitch_token=token, twitch_nick=nick, twitch_irc_url=irc_url)
+    adapter: Adapter
     try:
-        adapter = TwitchChat(channel, settings)
-    except ValueError as exc:
+        if eventsub:
+            from ingest.twitch_eventsub import EventSubSettings, TwitchEventSub
+
+            es_settings = load_settings(
+                EventSubSettings,
+                twitch_client_id=client_id,
+                twitch_client_secret=client_secret,
+                twitch_refresh_token=refresh_token,
+                twitch_api_url=api_url,
+                twitch_auth_url=auth_url,
+                twitch_eventsub_url=eventsub_url,
+            )
+            secret = settings.twitch_token.get_secret_value() if settings.twitch_token else ""
+            adapter = TwitchEventSub(channel, secret, es_settings)
+        else:
+            from ingest.twitch import TwitchChat
+
+            adapter = TwitchChat(channel, settings)
+    except (ValidationError, ValueError) as exc:
         typer.secho(str(exc), err=True, fg="red")
         raise typer.Exit(2) from exc
     run_worker(
