@@ -92,6 +92,11 @@ class ReplayFile:
         self.emitted = 0
         self._next_line = 1
 
+    @property
+    def rejected(self) -> int:
+        """Lines skipped because they were not valid messages."""
+        return len(self.errors)
+
     async def run(self, emit: Emit) -> None:
         """Emit every good line once; a reconnect resumes after the last line emitted."""
         schedule = Schedule(self.speed, self.rate)

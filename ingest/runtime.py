@@ -11,7 +11,8 @@ counts as a success, resetting the count, when the adapter reported ``status.sta
 the CLI) cancels the adapter, publishes everything already emitted, and deletes the heartbeat.
 
 An adapter may have a ``source`` attribute naming it where ``platform`` cannot (``simulate``
-and ``replay`` emit every platform); it names the worker in heartbeats and logs.
+and ``replay`` emit every platform); it names the worker in heartbeats and logs. A ``rejected``
+attribute (input it had to skip: malformed lines, invalid messages) is shown with the counts.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import os
 import socket
 import time
 from collections import deque
+from itertools import islice
 from typing import Any
 
 from tenacity import (
@@ -257,9 +259,7 @@ class Worker:
             await self._publish_batch()
 
     async def _publish_batch(self) -> None:
-        batch = [
-            self._buffer[index] for index in range(min(len(self._buffer), self.settings.batch_size))
-        ]
+        batch = list(islice(self._buffer, self.settings.batch_size))
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.settings.reconnect_attempts),
             wait=wait_exponential_jitter(
@@ -316,6 +316,7 @@ class Worker:
     def _refresh_state(self) -> None:
         self.stats.state = self.adapter.status.state if self._phase == "running" else self._phase
         self.stats.detail = self.adapter.status.detail
+        self.stats.rejected = getattr(self.adapter, "rejected", 0)
 
     async def _tick_loop(self) -> None:
         beat_every = max(1.0, self.settings.heartbeat_ttl / 3)

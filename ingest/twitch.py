@@ -323,9 +323,18 @@ class TwitchChat:
         self.protocol: TwitchProtocol | None = None
         self._last_frame = 0.0
         self._idle = False
+        self._rejected_before = 0
+
+    @property
+    def rejected(self) -> int:
+        """Lines skipped on every connection so far (unparsable, or not a valid message)."""
+        current = self.protocol.malformed if self.protocol else 0
+        return self._rejected_before + current
 
     async def run(self, emit: Emit) -> None:
         """Connect, log in, join, and emit chat until the connection ends."""
+        if self.protocol is not None:
+            self._rejected_before += self.protocol.malformed
         protocol = TwitchProtocol(self.channel, self.nick, self.token)
         self.protocol = protocol
         self.status.state = "connecting"

@@ -77,7 +77,7 @@ async def test_replay_skips_bad_lines_and_publishes_the_rest(
     await worker.run()
     events = (await bus.replay(session_id, "0-0")).events
     assert [event.payload["id"] for event in events] == ids
-    assert len(adapter.errors) == 2
+    assert len(adapter.errors) == 2 and worker.stats.rejected == 2
     assert adapter.errors[0].startswith("line 6: not valid JSON")
     assert adapter.errors[1].startswith("line 23: ")
     assert worker.stats.state == "stopped"

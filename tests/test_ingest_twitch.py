@@ -122,6 +122,7 @@ async def test_chat_deletions_ping_reconnect_and_drop_reach_the_bus(
     assert server.received.count("JOIN #dallas") == 3
     assert adapter.protocol is not None
     assert worker.stats.published == 7 and worker.pending == 0
+    assert worker.stats.rejected == 1  # the garbage line, skipped and counted
     assert worker.stats.state == "stopped"
     assert await bus.redis.exists(f"vstudio:ingest:worker:{worker.worker_id}") == 0
 
