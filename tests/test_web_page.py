@@ -231,15 +231,15 @@ async def staffed_session(server: Any, accounts: Any, **fields: Any) -> dict[str
     """A live session whose artist and producer have accounts; their logins in the record."""
     artist = await accounts(Role.ARTIST)
     producer = await accounts(Role.PRODUCER)
-    session = await server.live_session(
-        artist[0],
-        title="Night Live",
-        streamUrl="https://www.twitch.tv/some_artist",
-        streamPlatform="twitch",
-        allowGuests=True,
-        producerIds=[producer[0]],
+    fields = {
+        "title": "Night Live",
+        "streamUrl": "https://www.twitch.tv/some_artist",
+        "streamPlatform": "twitch",
+        "allowGuests": True,
+        "producerIds": [producer[0]],
         **fields,
-    )
+    }
+    session = await server.live_session(artist[0], **fields)
     return {**session, "artist": artist, "producer": producer}
 
 
@@ -606,3 +606,28 @@ async def test_the_heartbeat_notices_a_silent_server_and_the_page_comes_back(
         os.kill(pid, signal.SIGCONT)
     assert await fan.wait_state("resumed", timeout=40_000) == "resumed"
     await fan.wait_chat("said while it was silent")
+
+
+async def test_unknown_sessions_and_sessions_without_guests(
+    web_server: Any, accounts: Any, fans: Any
+) -> None:
+    fan = await (await fans()).open(f"{web_server.base_url}/s/no-such-session")
+    await fan.page.wait_for_function(
+        "() => document.getElementById('title').textContent === 'Session not found'",
+        timeout=WAIT,
+    )
+    assert await fan.page.locator("#panel").is_hidden()
+
+    session = await staffed_session(web_server, accounts, allowGuests=False)
+    fan = await (await fans()).open(f"{web_server.base_url}/s/{session['id']}")
+    await fan.page.wait_for_selector("#login-form", timeout=WAIT)
+    assert await fan.page.locator("#guest-button").is_hidden()
+    await fan.page.fill("#login-form input[name=username]", "nobody")
+    await fan.page.fill("#login-form input[name=password]", "wrong-password")
+    await fan.page.click("#login-form button[type=submit]")
+    error = fan.page.locator("#signin-error", has_text="Wrong username or password.")
+    await error.wait_for(timeout=WAIT)
+    viewer = await accounts(Role.VIEWER)
+    await fan.sign_in(*viewer)
+    assert await fan.page.text_content("#who") == viewer[0]
+    assert await fan.page.locator("#controls").is_hidden()
