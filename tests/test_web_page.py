@@ -632,3 +632,37 @@ async def test_unknown_sessions_and_sessions_without_guests(
     await fan.sign_in(*viewer)
     assert await fan.page.text_content("#who") == viewer[0]
     assert await fan.page.locator("#controls").is_hidden()
+
+
+async def test_a_several_choice_poll_that_ends_by_itself(
+    web_server: Any, accounts: Any, fans: Any
+) -> None:
+    session = await staffed_session(web_server, accounts)
+    status, poll = await web_server.call(
+        "POST",
+        f"/v1/vstudio/sessions/{session['id']}/polls",
+        token=web_server.token(session["artist"][0], "artist"),
+        json={
+            "question": "Which encores?",
+            "options": ["A", "B", "C"],
+            "allowMultiple": True,
+            "duration": 5,
+        },
+    )
+    assert status in (200, 201), poll
+    fan = await (await fans()).open(f"{web_server.base_url}/s/{session['id']}")
+    await fan.join_as_guest()
+    await fan.page.wait_for_selector("text=Which encores?")
+    assert "ends in" in await fan.page.text_content(".poll-status")
+    for index in (0, 2):
+        await fan.page.click(f".option[data-index='{index}']")
+        await fan.page.wait_for_selector(
+            f".option[data-index='{index}'][aria-pressed=true]", timeout=WAIT
+        )
+    assert await fan.page.is_enabled(".option[data-index='1']")  # one vote per option
+    assert "you voted for A, C" in await fan.page.text_content(".poll-status")
+
+    await fan.page.wait_for_selector("#poll[data-status=ended]", timeout=WAIT)
+    assert "final results" in await fan.page.text_content(".poll-status")
+    assert await fan.page.is_disabled(".option[data-index='1']")
+    assert [await fan.option_count(i) for i in range(3)] == [1, 0, 1]
