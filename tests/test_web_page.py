@@ -666,3 +666,26 @@ async def test_a_several_choice_poll_that_ends_by_itself(
     assert "final results" in await fan.page.text_content(".poll-status")
     assert await fan.page.is_disabled(".option[data-index='1']")
     assert [await fan.option_count(i) for i in range(3)] == [1, 0, 1]
+
+
+async def test_a_scheduled_session_says_so_until_it_starts(
+    web_server: Any, accounts: Any, fans: Any
+) -> None:
+    artist, _ = await accounts(Role.ARTIST)
+    token = web_server.token(artist, "artist")
+    status, session = await web_server.call(
+        "POST",
+        "/v1/vstudio/sessions",
+        token=token,
+        json={"title": "Later tonight", "allowGuests": True},
+    )
+    assert status == 201, session
+    fan = await (await fans()).open(f"{web_server.base_url}/s/{session['id']}")
+    await fan.page.wait_for_selector("#scheduled", state="visible", timeout=WAIT)
+    assert await fan.page.get_attribute("#stream", "data-kind") == "none"  # a placeholder
+    await fan.join_as_guest()
+    status, _ = await web_server.call(
+        "POST", f"/v1/vstudio/sessions/{session['id']}/start", token=token
+    )
+    assert status == 200
+    await fan.page.wait_for_selector("#scheduled", state="hidden", timeout=WAIT)

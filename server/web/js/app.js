@@ -311,6 +311,27 @@ function applySession(session) {
   setPressed($("toggle-chat"), chatOn, "Chat on", "Chat off");
   setPressed($("toggle-reactions"), reactionsOn, "Reactions on", "Reactions off");
   if (session.status === "ended") markEnded();
+  showScheduled(session.status === "scheduled");
+}
+
+// The server announces no start event, so a page on a scheduled session looks again now and
+// then until it is live.
+let startWatch = null;
+function showScheduled(scheduled) {
+  $("scheduled").hidden = !scheduled;
+  if (!scheduled) {
+    clearInterval(startWatch);
+    startWatch = null;
+  } else if (!startWatch) {
+    startWatch = setInterval(async () => {
+      try {
+        const fresh = await api(`/web/sessions/${encodeURIComponent(sessionId)}`);
+        if (fresh.status !== "scheduled") applySession({ ...page.session, ...fresh });
+      } catch {
+        /* try again next time */
+      }
+    }, 5000);
+  }
 }
 
 function setPressed(button, on, onText, offText) {
