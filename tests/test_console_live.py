@@ -19,6 +19,7 @@ from vstudio_cli.client import ApiError, Backoff, LiveConnection, VStudioClient
 from vstudio_cli.console.app import ConsoleApp
 from vstudio_cli.console.link import SessionLink
 from vstudio_cli.console.model import Link
+from vstudio_cli.console.widgets.confirm import Confirm
 from vstudio_cli.console.widgets.poll import PollPanel
 
 SIZE = (80, 24)
@@ -207,13 +208,16 @@ async def test_end_the_session_only_after_confirming(crew: Crew) -> None:
         await until(pilot, lambda: app.state.link is Link.CLOSED)
 
 
-async def test_a_producer_cannot_end_the_session(crew: Crew) -> None:
+async def test_a_producer_is_not_offered_the_artist_controls(crew: Crew) -> None:
     app = crew.console(crew.producer, "producer")
     async with app.run_test(size=SIZE) as pilot:
         await connected(pilot, app)
+        assert app.check_action("end_session", ()) is False
         await pilot.press("x", "y")
-        await until(pilot, lambda: any("Not allowed" in note for note in app.notices))
-        assert app.state.status == "live"
+        await pilot.pause(0.3)
+        assert app.state.status == "live" and not isinstance(app.screen, Confirm)
+        session = await crew.client(crew.producer, "producer").get_session(crew.id)
+        assert session["status"] == "live"
 
 
 async def test_a_stranger_is_told_plainly(crew: Crew) -> None:
@@ -281,6 +285,13 @@ async def test_start_a_scheduled_session(live_server: Any) -> None:
             await until(pilot, lambda: app.state.link is Link.LIVE)
             assert app.state.status == "scheduled"
             assert app.check_action("start", ()) is True
+
+            other = await live_server.live_session(artist, title="Already on air")
+            await pilot.press("s")
+            await until(pilot, lambda: any("already has a live session" in n for n in app.notices))
+            assert app.state.status == "scheduled"
+            await crew.client(artist, "artist").end_session(other["id"])
+
             await pilot.press("s")
             await until(pilot, lambda: app.state.status == "live")
             assert app.check_action("start", ()) is False

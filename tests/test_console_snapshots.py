@@ -91,7 +91,7 @@ def _frames(with_poll: bool) -> list[dict[str, Any]]:
 
 
 def console(with_poll: bool = True) -> ConsoleApp:
-    state = ConsoleState(session_id="demo", role="producer")
+    state = ConsoleState(session_id="demo", role="artist")
     for frame in _frames(with_poll):
         apply_frame(state, frame)
     return ConsoleApp(None, state, clock=lambda: T0 + 1000)

@@ -89,7 +89,7 @@ class ConsoleApp(App[None]):
         self.clock = clock
         self.close_client = close_client
         self.frames_seen = 0
-        self._shown_controls: tuple[str, bool] | None = None
+        self._shown_controls: tuple[str, str | None, bool] | None = None
         self.notices: list[str] = []
         """Every notification shown, oldest first (what the producer was told)."""
 
@@ -119,20 +119,21 @@ class ConsoleApp(App[None]):
         if self.link is not None:
             self.follow()
 
-    def _controls(self) -> tuple[str, bool]:
+    def _controls(self) -> tuple[str, str | None, bool]:
         """What :meth:`check_action` depends on. The footer is refreshed only when it changes:
         refreshing bindings while a form is open disturbs the form's Enter handling."""
         poll = self.state.poll
-        return self.state.status, poll is not None and poll.active
+        return self.state.status, self.state.role, poll is not None and poll.active
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Offer only the controls that make sense now; this also keeps the footer in 80 columns."""
         status, poll = self.state.status, self.state.poll
         running = poll is not None and poll.active
+        artist = self.state.role == "artist"  # only the session's artist starts or ends it
         if action == "start":
-            return status == "scheduled"
+            return artist and status == "scheduled"
         if action == "end_session":
-            return status != "ended"
+            return artist and status != "ended"
         if action == "new_poll":
             return not running and status != "ended"
         if action == "end_poll":
