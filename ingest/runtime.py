@@ -169,21 +169,24 @@ class Worker:
                 self._reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await self._reader
+            failed = self._phase == "failed"
             self._phase = "stopping"
             self._refresh_state()
             self._draining = True
             self._room.set()
             self._has_items.set()
             self._full.set()
-            if not flusher.done():
-                await flusher
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
-            self._phase = "stopped"
-            self._refresh_state()
-            with contextlib.suppress(*TRANSIENT_ERRORS):
-                await delete_record(self.bus.redis, self.worker_id)
+            try:
+                if not flusher.done():
+                    await flusher
+            finally:
+                ticker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ticker
+                self._phase = "failed" if failed or flusher.exception() else "stopped"
+                self._refresh_state()
+                with contextlib.suppress(*TRANSIENT_ERRORS):
+                    await delete_record(self.bus.redis, self.worker_id)
 
     # --- reading the platform ----------------------------------------------------------------
 

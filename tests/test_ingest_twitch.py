@@ -174,7 +174,7 @@ async def test_gives_up_with_a_clear_error_after_the_attempts(bus: Bus, session_
     message = str(caught.value)
     assert "twitch #dallas" in message and "gave up after 3" in message
     assert "ClientConnectorError" in message or "Connect" in message
-    assert worker.stats.reconnects == 2 and worker.stats.state == "stopped"
+    assert worker.stats.reconnects == 2 and worker.stats.state == "failed"
 
 
 async def test_connection_closed_before_login_counts_as_a_failure(
@@ -206,6 +206,7 @@ async def test_refused_token_is_fatal_and_not_retried(bus: Bus, session_id: str)
         with pytest.raises(AdapterFatal, match="Login authentication failed"):
             await worker.run()
     assert server.connections == 1 and worker.stats.reconnects == 0
+    assert worker.stats.state == "failed"
     assert "PASS oauth:bad-token" in server.received and "NICK mybot" in server.received
 
 
