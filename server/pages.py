@@ -16,9 +16,11 @@ from typing import Any
 from aiohttp import web
 
 from broker.models import Session, SessionStatus
+from server.actions import state_part
+from server.context import ServerContext
 from server.core import CORE
 
-__all__ = ["CONTENT_SECURITY_POLICY", "WEB_DIR", "public_session", "routes"]
+__all__ = ["CONTENT_SECURITY_POLICY", "WEB_DIR", "page_limits", "public_session", "routes"]
 
 WEB_DIR = Path(__file__).with_name("web")
 
@@ -114,6 +116,17 @@ async def show_public(request: web.Request) -> web.Response:
     if session is None:
         return web.json_response({"code": 4001, "message": "session not found"}, status=404)
     return web.json_response(public_session(session))
+
+
+@state_part
+async def page_limits(ctx: ServerContext, session_id: str) -> dict[str, Any]:
+    """The choices the page offers come from the server's settings, not from the page."""
+    settings = ctx.settings
+    return {
+        "allowedReactions": list(settings.allowed_reactions),
+        "tipCurrencies": list(settings.tip_currencies),
+        "chatMaxLength": settings.chat_max_length,
+    }
 
 
 routes.static("/static", WEB_DIR, append_version=False)

@@ -198,7 +198,8 @@ def web_server(
     """A ``vstudio serve`` of these tests (the conftest's server class, its own limits).
 
     Many people join as guests from one address here, so the per-address guest limit is
-    raised; reactions are limited to 2 per 30 s so the rate-limit message can be provoked.
+    raised; reactions are limited to 2 per 30 s so the rate-limit message can be provoked; the
+    reactions and currencies on offer are not the defaults, so the page must take the server's.
     """
     server = type(live_server)(
         redis_url,
@@ -207,6 +208,8 @@ def web_server(
             "VSTUDIO_GUEST_RATE_LIMIT": "1000",
             "VSTUDIO_REACTION_RATE_LIMIT": "2",
             "VSTUDIO_REACTION_RATE_WINDOW": "30",
+            "VSTUDIO_ALLOWED_REACTIONS": '["🔥", "👏", "🎸"]',
+            "VSTUDIO_TIP_CURRENCIES": '["EUR", "USD", "CHF"]',
         },
     )
     yield server
@@ -401,6 +404,14 @@ async def test_reactions_animate_and_tips_arrive(web_server: Any, accounts: Any,
     watcher = await (await fans()).open(url)
     await watcher.join_as_guest()
 
+    offered = await sender.page.eval_on_selector_all(
+        ".reaction", "nodes => nodes.map(n => n.dataset.emoji)"
+    )
+    assert offered == ["🔥", "👏", "🎸"]
+    currencies = await sender.page.eval_on_selector_all(
+        "#tip-form select[name=currency] option", "nodes => nodes.map(n => n.value)"
+    )
+    assert currencies == ["EUR", "USD", "CHF"]
     await sender.page.click(".reaction[data-emoji='🔥']")
     await watcher.page.wait_for_selector("#bursts .burst[data-emoji='🔥']", timeout=WAIT)
     animation = await watcher.page.eval_on_selector(

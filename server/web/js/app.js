@@ -277,6 +277,7 @@ function applyState(p) {
   if (Array.isArray(p.allowedReactions)) page.reactions = p.allowedReactions;
   renderReactionButtons();
   renderCurrencies(p.tipCurrencies ?? p.currencies ?? DEFAULT_CURRENCIES);
+  if (p.chatMaxLength > 0) $("chat-input").maxLength = p.chatMaxLength;
   const totals = p.tipTotals ?? p.tips?.totals;
   if (totals) setTipTotals(totals);
   const polls = p.polls ?? [];
@@ -493,7 +494,7 @@ function paintReactionTotals() {
 
 function renderCurrencies(currencies) {
   const select = $("tip-form").elements.currency;
-  if (select.options.length === currencies.length) return;
+  if ([...select.options].map((o) => o.value).join() === currencies.join()) return;
   select.replaceChildren(...currencies.map((c) => el("option", { value: c, text: c })));
 }
 
