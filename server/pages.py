@@ -66,7 +66,6 @@ PUBLIC_FIELDS = (
     "chatEnabled",
     "reactionsEnabled",
     "allowGuests",
-    "producerIds",
 )
 
 routes = web.RouteTableDef()

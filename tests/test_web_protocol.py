@@ -203,11 +203,17 @@ async def test_errors_in_plain_words(js: Any) -> None:
 async def test_roles_and_result_shares(js: Any) -> None:
     roles = await js.evaluate(
         """[
-          P.roleCandidates({id: 'a1', role: 'artist'}, {artistId: 'a1', producerIds: []}),
-          P.roleCandidates({id: 'p1', role: 'producer'}, {artistId: 'a1', producerIds: ['p1']}),
+          P.roleCandidates({id: 'a1', role: 'artist'}, {artistId: 'a1'}),
+          P.roleCandidates({id: 'p1', role: 'producer'}, {artistId: 'a1'}),
           P.roleCandidates({id: 'g', role: 'viewer'}, {artistId: 'a1'}),
+          P.roleCandidates({id: 'g2', role: 'viewer', guest: true}, {artistId: 'a1'}),
         ]"""
     )
-    assert roles == [["artist", "viewer"], ["producer", "viewer"], ["viewer"]]
+    assert roles == [
+        ["artist", "producer", "viewer"],
+        ["producer", "viewer"],
+        ["viewer"],
+        ["viewer"],
+    ]
     assert await js.evaluate("P.resultShares([1, 3, 0])") == [25, 75, 0]
     assert await js.evaluate("P.resultShares([0, 0])") == [0, 0]

@@ -242,14 +242,17 @@ export function newRequestId() {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** Which role to ask a ticket for: the best the user may hold in this session. */
+/**
+ * Roles to ask a ticket for, best first: artist when the session is the user's, producer for
+ * staff accounts (the server refuses it unless the session names them), then viewer.
+ */
 export function roleCandidates(user, session) {
   const roles = [];
   const id = user?.id ?? user?.userId;
   const held = new Set(user?.roles ?? (user?.role ? [user.role] : []));
   if (session && id && session.artistId === id) roles.push("artist");
   if (session && id && (session.producerIds ?? []).includes(id)) roles.push("producer");
-  if (!roles.length && held.has("producer") && !user?.guest) roles.push("producer");
+  if (!user?.guest && (held.has("producer") || held.has("artist"))) roles.push("producer");
   roles.push("viewer");
   return [...new Set(roles)];
 }
