@@ -13,7 +13,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -81,6 +81,15 @@ def ingest_settings(**flags: Any) -> IngestSettings:
         raise typer.Exit(2) from exc
 
 
+def _run_loop(main: Coroutine[Any, Any, int]) -> int:
+    """Run the worker on uvloop where it is installed (as the benchmark does), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:  # Windows, or a platform without wheels
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
 def _broker_settings(redis_url_flag: str | None) -> BrokerSettings:
     try:
         return load_settings(BrokerSettings, redis_url=redis_url_flag)
@@ -124,7 +133,7 @@ def run_worker(
     code = 1
     try:
         with redis_url(broker) as url:
-            code = asyncio.run(
+            code = _run_loop(
                 _serve(adapter, session_id, settings, broker, url, json_output, duration, worker_id)
             )
     except (BusUnavailable, EmbeddedServerError) as exc:
