@@ -56,7 +56,13 @@ FATAL_NOTICES = {
     "tos_ban": "the channel has been closed for a terms-of-service violation",
     "msg_requires_verified_phone_number": "the channel requires a verified phone number",
 }
-LOGIN_FAILURES = ("login authentication failed", "improperly formatted auth", "invalid nick")
+LOGIN_FAILURES = (
+    "login authentication failed",
+    "login unsuccessful",
+    "error logging in",
+    "improperly formatted auth",
+    "invalid nick",
+)
 SUB_PLANS = {"Prime": "Prime", "1000": "Tier 1", "2000": "Tier 2", "3000": "Tier 3"}
 
 

@@ -277,6 +277,7 @@ def test_protocol_skips_garbage_and_counts_it() -> None:
     [
         ":tmi.twitch.tv NOTICE * :Login authentication failed",
         ":tmi.twitch.tv NOTICE * :Improperly formatted auth",
+        ":tmi.twitch.tv NOTICE * :Login unsuccessful",
         "@msg-id=msg_channel_suspended :tmi.twitch.tv NOTICE #gone :This channel does not exist "
         "or has been suspended.",
     ],
