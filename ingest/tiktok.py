@@ -9,8 +9,9 @@ to its events and maps them with :mod:`ingest.tiktok_map`.
 
 Where the endpoints are set: the sign server is per client (``web_kwargs={"signer_kwargs":
 {"sign_api_base": ...}}``); the TikTok page and webcast API are the process-wide
-``TikTokLive.client.web.web_settings.WebDefaults.tiktok_app_url`` / ``tiktok_webcast_url``;
-the push server is whatever the sign server answers.
+``TikTokLive.client.web.web_settings.WebDefaults.tiktok_app_url`` / ``tiktok_webcast_url``,
+set before each connection (to the library's defaults when not given); the push server is
+whatever the sign server answers.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ try:
         SocialEvent,
         SubNotifyEvent,
     )
+
+    LIBRARY_APP_URL = WebDefaults.tiktok_app_url
+    LIBRARY_WEBCAST_URL = WebDefaults.tiktok_webcast_url
 except ImportError:  # pragma: no cover - depends on the install
     TikTokLiveClient = None  # type: ignore[assignment,misc]
 
@@ -96,10 +100,8 @@ class TikTokAdapter:
 
     async def run(self, emit: Emit) -> None:
         """Connect through TikTokLive and read until the LIVE ends (AdapterFatal) or drops."""
-        if self.app_url:
-            WebDefaults.tiktok_app_url = self.app_url.rstrip("/")
-        if self.webcast_url:
-            WebDefaults.tiktok_webcast_url = self.webcast_url.rstrip("/")
+        WebDefaults.tiktok_app_url = (self.app_url or LIBRARY_APP_URL).rstrip("/")
+        WebDefaults.tiktok_webcast_url = (self.webcast_url or LIBRARY_WEBCAST_URL).rstrip("/")
         signer: dict[str, Any] = {}
         if self.sign_url:
             signer["sign_api_base"] = self.sign_url.rstrip("/")
