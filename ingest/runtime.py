@@ -27,6 +27,7 @@ from collections import deque
 from itertools import islice
 from typing import Any
 
+from redis.exceptions import RedisError
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -58,6 +59,10 @@ log = logging.getLogger("vstudio.ingest")
 
 TICK_SECONDS = 0.5
 """How often counters are sampled for messages/s."""
+
+PUBLISH_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, RedisError)
+"""Errors after which publishing is tried again: a connection lost, or Redis refusing for a
+while (out of memory, a replica during failover)."""
 
 BACKLOG_BATCHES = 20
 """An adapter calling :func:`wait_for_room` waits while more than this many batches wait."""
@@ -185,7 +190,7 @@ class Worker:
                     await ticker
                 self._phase = "failed" if failed or flusher.exception() else "stopped"
                 self._refresh_state()
-                with contextlib.suppress(*TRANSIENT_ERRORS):
+                with contextlib.suppress(*PUBLISH_ERRORS):
                     await delete_record(self.bus.redis, self.worker_id)
 
     # --- reading the platform ----------------------------------------------------------------
@@ -268,14 +273,14 @@ class Worker:
             wait=wait_exponential_jitter(
                 multiplier=self.settings.reconnect_initial / 4, max=self.settings.reconnect_max
             ),
-            retry=retry_if_exception_type(TRANSIENT_ERRORS),
+            retry=retry_if_exception_type(PUBLISH_ERRORS),
             reraise=True,
         )
         try:
             async for attempt in retrying:
                 with attempt:
                     await self._publish(batch)
-        except TRANSIENT_ERRORS as exc:
+        except PUBLISH_ERRORS as exc:
             raise WorkerGaveUp(
                 f"{self._label()}: could not publish to Redis after "
                 f"{self.settings.reconnect_attempts} attempts ({_describe(exc)}); "
@@ -333,7 +338,7 @@ class Worker:
                         self.bus.redis, self.worker_id, self.record(), self.settings.heartbeat_ttl
                     )
                     next_beat = time.monotonic() + beat_every
-                except TRANSIENT_ERRORS as exc:
+                except PUBLISH_ERRORS as exc:
                     log.warning("heartbeat not written (%s)", _describe(exc))
             await asyncio.sleep(TICK_SECONDS)
 

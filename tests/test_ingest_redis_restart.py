@@ -49,9 +49,10 @@ class PacedSource:
     platform = Platform.DISCORD
     target = "paced"
 
-    def __init__(self, count: int, rate: float) -> None:
+    def __init__(self, count: int, rate: float, size: int = 0) -> None:
         self.count = count
         self.rate = rate
+        self.padding = "x" * size
         self.status = AdapterStatus()
 
     async def run(self, emit: Emit) -> None:
@@ -62,7 +63,7 @@ class PacedSource:
                     id=f"discord:{n}",
                     platform=Platform.DISCORD,
                     username="fan",
-                    text=f"n={n}",
+                    text=f"n={n}{self.padding}",
                     timestamp=1_700_000_000_000 + n,
                 )
             )
@@ -132,3 +133,28 @@ async def test_redis_gone_for_good_stops_the_worker_with_a_clear_error(tmp_path:
     assert worker.stats.state == "failed" and worker.pending > 0
     tasks = [t for t in asyncio.all_tasks() if t.get_name().startswith(worker.worker_id)]
     assert tasks == []  # reader, flusher and ticker all ended
+
+
+async def test_redis_refusing_writes_is_retried_then_reported(tmp_path: Path) -> None:
+    port = free_port()
+    server = ValkeyServer(
+        port=port,
+        data_dir=tmp_path,
+        config={"maxmemory": "2mb", "maxmemory-policy": "noeviction"},
+    )
+    server.start()
+    client = await connect(f"redis://127.0.0.1:{port}")
+    settings = IngestSettings(
+        batch_size=50, batch_interval_ms=10, reconnect_attempts=3, reconnect_initial=0.1
+    )
+    worker = Worker(
+        PacedSource(count=100_000, rate=20_000, size=1500), Bus(client), "oom1", settings
+    )
+    try:
+        with pytest.raises(WorkerGaveUp) as caught:
+            await asyncio.wait_for(worker.run(), 60)
+    finally:
+        await client.aclose()
+        server.stop()
+    assert "could not publish to Redis after 3 attempts" in str(caught.value)
+    assert "maxmemory" in str(caught.value) and worker.stats.state == "failed"

@@ -167,6 +167,10 @@ async def _serve(
         except (AdapterFatal, WorkerGaveUp) as exc:
             log.error("%s", exc)
             code = 1
+        except Exception as exc:  # a bug: say what, keep the traceback for --log-level DEBUG
+            log.error("the worker stopped on an unexpected error: %r", exc)
+            log.debug("traceback", exc_info=exc)
+            code = 1
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
