@@ -101,6 +101,7 @@ class DiscordAdapter:
         moderator_roles: Iterable[str] = (),
         subscriber_roles: Iterable[str] = (),
         ready_timeout: float = 2.0,
+        catch_up_limit: int = 200,
     ) -> None:
         if discord is None:
             raise RuntimeError("the Discord adapter needs discord.py: pip install discord.py")
@@ -119,6 +120,9 @@ class DiscordAdapter:
         self.subscriber_roles = tuple(subscriber_roles)
         self.ready_timeout = ready_timeout
         """Seconds discord.py waits for more GUILD_CREATEs after READY before ``on_ready``."""
+        self.catch_up_limit = catch_up_limit
+        self.last_message_id: int | None = None
+        """Newest message seen; after a new session the history after it is read back."""
 
     async def run(self, emit: Emit) -> None:
         """Connect, read until the connection ends; AdapterFatal when retrying cannot help."""
@@ -168,9 +172,23 @@ class _ChannelClient(discord.Client if discord is not None else object):  # type
             )
             await self.close()
             return
+        if self.adapter.last_message_id is not None:
+            await self._catch_up(channel)
         self.adapter.status.state = "connected"
         self.adapter.status.detail = f"#{getattr(channel, 'name', channel)} as {self.user}"
         log.info("discord bot %s reading #%s", self.user, getattr(channel, "name", channel))
+
+    async def _catch_up(self, channel: Any) -> None:
+        """Read back what was said while no session was open (a RESUME replays by itself, a
+        new session does not). Overlap is harmless: the bus drops ids it has seen."""
+        after = discord.Object(id=self.adapter.last_message_id)
+        try:
+            async for message in channel.history(
+                limit=self.adapter.catch_up_limit, after=after, oldest_first=True
+            ):
+                self._forward(message)
+        except discord.HTTPException as exc:
+            log.warning("discord: could not read back missed messages (%s)", exc)
 
     async def on_resumed(self) -> None:
         self.adapter.status.state = "connected"
@@ -179,8 +197,12 @@ class _ChannelClient(discord.Client if discord is not None else object):  # type
         self.adapter.status.state = "reconnecting"
 
     async def on_message(self, message: Any) -> None:
-        if message.channel.id != self.adapter.channel_id or message.guild is None:
-            return
+        if message.channel.id == self.adapter.channel_id and message.guild is not None:
+            self._forward(message)
+
+    def _forward(self, message: Any) -> None:
+        last = self.adapter.last_message_id
+        self.adapter.last_message_id = message.id if last is None else max(last, message.id)
         if self.user is not None and message.author.id == self.user.id:
             return
         self.emit(

@@ -350,3 +350,32 @@ async def test_the_command_reads_the_channel_until_ctrl_c(
     assert stopped["published"] == 1 and stopped["platform"] == "discord"
     [event] = (await bus.replay(session_id, "0-0")).events
     assert event.payload["id"] == f"discord:{M3}" and event.payload["text"] == "from the command"
+
+
+@pytest.mark.slow  # discord.py waits 5 s before identifying again, as Discord asks
+async def test_a_new_session_reads_back_what_was_said_meanwhile() -> None:
+    items: list[IngestItem] = []
+    async with FakeDiscord().running() as fake:
+        adapter = adapter_for(fake)
+        task = asyncio.create_task(adapter.run(items.append))
+        try:
+            await until(lambda: adapter.status.state == "connected", task)
+            await fake.dispatch("MESSAGE_CREATE", fake.message(M1, "seen live"))
+            await until(lambda: len(items) == 1, task)
+            await fake.invalidate_session()  # not resumable: discord.py identifies anew
+            fake.history += [fake.message(M2, "said meanwhile"), fake.message(M3, "and this")]
+            await until(lambda: len(fake.connections) == 2 and fake.ready.is_set(), task)
+            await until(lambda: len(items) == 3, task)
+            await fake.dispatch("MESSAGE_CREATE", fake.message(M4, "live again"))
+            await until(lambda: len(items) == 4, task)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert [(i.id, i.text) for i in items] == [
+        (f"discord:{M1}", "seen live"),
+        (f"discord:{M2}", "said meanwhile"),
+        (f"discord:{M3}", "and this"),
+        (f"discord:{M4}", "live again"),
+    ]
+    assert fake.resumes == 0 and adapter.last_message_id == int(M4)
+    assert f"GET /api/v10/channels/{CHANNEL_ID}/messages" in fake.rest_calls

@@ -1,7 +1,8 @@
 """A local Discord: the REST calls a bot makes at login and a gateway that speaks v10.
 
-REST (``/api/v10``): ``GET /users/@me``, ``GET /oauth2/applications/@me`` and
-``GET /gateway/bot``, answering 401 to a wrong ``Authorization: Bot <token>``.
+REST (``/api/v10``): ``GET /users/@me``, ``GET /oauth2/applications/@me``,
+``GET /gateway/bot`` and a channel's history ``GET /channels/{id}/messages?after=``, answering
+401 to a wrong ``Authorization: Bot <token>``.
 
 Gateway (``/gateway``, JSON encoding, the ``compress=zlib-stream`` or ``zstd-stream``
 transport compression discord.py asks for, flushed at the end of each message): HELLO (op 10)
@@ -9,7 +10,8 @@ with a heartbeat interval, IDENTIFY (op 2) checked for the token (close 4004) an
 message-content intent (close 4014 when the bot is not allowed it), heartbeats (op 1)
 acknowledged (op 11), READY and GUILD_CREATE dispatches, RESUME (op 6) answered with RESUMED.
 Tests push MESSAGE_CREATE, MESSAGE_DELETE and MESSAGE_DELETE_BULK with
-:meth:`FakeDiscord.dispatch` and can drop connections.
+:meth:`FakeDiscord.dispatch`, drop connections (the client resumes) or invalidate the session
+(the client identifies anew), and add to ``history`` what was said meanwhile.
 """
 
 from __future__ import annotations
@@ -122,6 +124,7 @@ class FakeDiscord:
     connections: list[GatewayConnection] = field(default_factory=list)
     rest_calls: list[str] = field(default_factory=list)
     resumes: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     @asynccontextmanager
@@ -130,6 +133,7 @@ class FakeDiscord:
         app.router.add_get("/api/v10/users/@me", self._me)
         app.router.add_get("/api/v10/oauth2/applications/@me", self._application)
         app.router.add_get("/api/v10/gateway/bot", self._gateway_bot)
+        app.router.add_get("/api/v10/channels/{channel_id}/messages", self._history)
         app.router.add_get("/gateway", self._gateway)
         runner = web.AppRunner(app)
         await runner.setup()
@@ -208,6 +212,21 @@ class FakeDiscord:
                 },
             }
         )
+
+    async def _history(self, request: web.Request) -> web.Response:
+        """``GET /channels/{id}/messages?after=&limit=``: the oldest ``limit`` messages after
+        the id, newest first, as Discord answers."""
+        if not self._authorized(request):
+            return self._unauthorized()
+        channel_id = request.match_info["channel_id"]
+        after = int(request.query.get("after", "0"))
+        limit = min(int(request.query.get("limit", "50")), 100)
+        found = sorted(
+            (m for m in self.history if m["channel_id"] == channel_id and int(m["id"]) > after),
+            key=lambda m: int(m["id"]),
+        )[:limit]
+        page = [{key: value for key, value in m.items() if key != "member"} for m in found]
+        return discord_json(page[::-1])
 
     # --- gateway --------------------------------------------------------------------------
 
@@ -356,7 +375,14 @@ class FakeDiscord:
         raise AssertionError("no client is connected to the fake gateway")
 
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
+        if event == "MESSAGE_CREATE":
+            self.history.append(data)
         await self.live.dispatch(event, data)
+
+    async def invalidate_session(self) -> None:
+        """INVALID_SESSION (op 9, not resumable): the client must IDENTIFY anew."""
+        self.ready.clear()
+        await self.live.send({"op": 9, "d": False, "s": None, "t": None})
 
     async def drop(self, code: int = 4000) -> None:
         """Close the live connection the way Discord does when it wants a resume."""
