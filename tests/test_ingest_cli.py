@@ -237,3 +237,37 @@ async def test_twitch_command_against_a_local_twitch_server(
     assert all(p["emotes"][0]["name"] == "Kappa" for p in payloads)
     [stopped] = [line for line in json_lines(stdout.decode()) if line["event"] == "stopped"]
     assert stopped["platform"] == "twitch" and stopped["target"] == "#dallas"
+
+
+def test_a_killed_worker_disappears_when_its_heartbeat_expires(
+    redis_url: str, session_id: str
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    process = subprocess.Popen(
+        command(
+            "ingest",
+            "simulate",
+            "--session",
+            session_id,
+            "--rate",
+            "20",
+            "--redis-url",
+            redis_url,
+            "--json",
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "VSTUDIO_HEARTBEAT_TTL": "2"},
+    )
+    pattern = "vstudio:ingest:worker:simulate-*"
+    try:
+        wait_until(lambda: any(True for _ in client.scan_iter(match=pattern)), process)
+        [key] = [k for k in client.scan_iter(match=pattern) if str(process.pid).encode() in k]
+        assert 0 < client.ttl(key) <= 2
+    finally:
+        process.kill()  # SIGKILL: no clean stop, the record is left to expire
+        process.wait()
+    deadline = time.monotonic() + 5
+    while client.exists(key) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not client.exists(key)
