@@ -174,7 +174,7 @@ async def fans(browser: Any) -> AsyncIterator[Any]:
             fan.foreign_hosts.add(host)  # recorded; answered locally (no internet here)
             if host in EMBED_HOSTS:
                 await route.fulfill(content_type="text/html", body=PLAYER_STAND_IN)
-            elif route.request.resource_type == "image":
+            elif route.request.resource_type == "image" and not host.startswith("unreachable"):
                 await route.fulfill(content_type="image/png", body=EMOTE_PNG)
             else:
                 await route.abort()
@@ -394,6 +394,11 @@ async def test_a_script_in_chat_renders_as_text(
     assert await fan.page.locator("#chat-list script, #chat-list b, #chat-list i").count() == 0
     assert await fan.page.locator("#chat-list img:not(.emote)").count() == 0
     assert "<i>M</i>" in await fan.page.inner_text("#chat-list")
+
+    lost = Emote(name="LUL", url="https://unreachable.example/lul.png", positions=[(3, 5)])
+    await publish_ingested(bus, session["id"], twitch_message("ha LUL", emotes=[lost]))
+    await fan.wait_chat("ha LUL")  # an emote image that cannot load reads as its name
+    assert await fan.page.locator("#chat-list .emote-name", has_text="LUL").count() == 1
 
 
 async def test_reactions_animate_and_tips_arrive(web_server: Any, accounts: Any, fans: Any) -> None:

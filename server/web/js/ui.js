@@ -148,16 +148,19 @@ export class ChatView {
     const text = el("span", { className: "text" });
     for (const part of chatSegments(message.text, message.emotes)) {
       if (part.emote) {
-        text.append(
-          el("img", {
-            className: "emote",
-            src: part.emote.url,
-            alt: part.emote.name,
-            title: part.emote.name,
-            loading: "lazy",
-            referrerpolicy: "no-referrer",
-          }),
+        const image = el("img", {
+          className: "emote",
+          src: part.emote.url,
+          alt: part.emote.name,
+          title: part.emote.name,
+          loading: "lazy",
+          referrerpolicy: "no-referrer",
+        });
+        // An emote the platform's CDN does not deliver reads as its name, not a broken image.
+        image.addEventListener("error", () =>
+          image.replaceWith(el("span", { className: "emote-name", text: part.emote.name })),
         );
+        text.append(image);
       } else {
         text.append(part.text);
       }
