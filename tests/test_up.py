@@ -103,6 +103,7 @@ def test_up_again_reuses_the_data_and_moves_off_a_taken_port(tmp_path: Path) -> 
     process, first = start_up(data, port)
     assert stop(process) == 0
     with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
         holder.bind(("127.0.0.1", port))
         holder.listen()
         process, second = start_up(data, port)

@@ -132,7 +132,7 @@ def _lifecycle(action: str, help_text: str) -> None:
             if action == "start":
                 return await client.start_session(session_id)
             if action == "end":
-                return await client.end_session(session_id)
+                await client.end_session(session_id)
             return await client.get_session(session_id)
 
         session = run_remote(server, token, work)
@@ -210,7 +210,8 @@ def apply(
             result["changed"].append(f"created session {session['id']}")
         assert session is not None
         if plan.update:
-            session = await client.update_session(session["id"], **plan.update)
+            await client.update_session(session["id"], **plan.update)
+            session = await client.get_session(session["id"])
             result["changed"].append(f"updated {', '.join(sorted(plan.update))}")
         if plan.start:
             session = await client.start_session(session["id"])

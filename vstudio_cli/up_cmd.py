@@ -33,6 +33,8 @@ from vstudio_cli.client import ApiError, VStudioClient
 from vstudio_cli.processes import ChildProcesses, vstudio_command
 
 console = Console()
+notices = Console(stderr=True)
+"""Progress and errors go to stderr, so --json output stays one clean line."""
 
 DEMO_TITLE = "V Studio demo"
 DEMO_POLL = {
@@ -187,12 +189,12 @@ def up(
     except Stop:
         pass
     except (BusUnavailable, EmbeddedServerError, ApiError, RuntimeError, TimeoutError) as exc:
-        console.print(f"[red]Error:[/] {exc}")
+        notices.print(f"[red]Error:[/] {exc}")
         exit_code = 1
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    console.print(f"Stopped. Data and logs are kept in {broker.data_dir}")
+    notices.print(f"Stopped. Data and logs are kept in {broker.data_dir}")
     raise typer.Exit(exit_code)
 
 
@@ -209,7 +211,7 @@ def _run(
     """Start the server and the demo, then wait until a signal or a child's death."""
     chosen, moved = choose_port(host, port)
     if moved:
-        console.print(f"[yellow]Port {port} is taken; using {chosen}.[/]")
+        notices.print(f"[yellow]Port {port} is taken; using {chosen}.[/]")
     base_url = f"http://{host}:{chosen}"
     server = processes.start(
         "server",
@@ -241,7 +243,7 @@ def _run(
                 )
             time.sleep(0.5)
     except Stop:
-        console.print("Stopping…")
+        notices.print("Stopping…")
         raise
 
 
