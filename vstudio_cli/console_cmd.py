@@ -11,8 +11,6 @@ from typing import Annotated
 import typer
 
 from vstudio_cli.client import VStudioClient
-from vstudio_cli.console.app import ConsoleApp
-from vstudio_cli.console.link import SessionLink
 from vstudio_cli.remote import ExitCode, ServerOption, TokenOption, err_console, resolve
 
 __all__ = ["console"]
@@ -30,6 +28,9 @@ def console(
             "[red]Not logged in.[/] Run 'vstudio login', or pass --token / set VSTUDIO_TOKEN."
         )
         raise typer.Exit(ExitCode.UNAUTHENTICATED)
+    from vstudio_cli.console.app import ConsoleApp  # Textual loads only for this command
+    from vstudio_cli.console.link import SessionLink
+
     app = ConsoleApp(SessionLink(VStudioClient(url, jwt), session), close_client=True)
     try:
         app.run()
