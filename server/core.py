@@ -103,8 +103,8 @@ class Core:
                 log.exception("a session.state part failed", extra={"session": session_id})
         return state
 
-    async def join(self, sub: Subscriber) -> None:
-        """Count ``sub`` as a viewer (4008 when full) and announce it."""
+    async def join(self, sub: Subscriber) -> int:
+        """Count ``sub`` as a viewer (4008 when full), announce it; the viewer count."""
         try:
             first, count = await self.presence.join(sub.session_id, sub.user_id)
         except SessionFull as exc:
@@ -122,6 +122,7 @@ class Core:
         )
         if first:
             self.announce(sub, MessageType.SESSION_JOIN, count)
+        return count
 
     async def leave(self, sub: Subscriber, *, counted: bool) -> None:
         """Forget ``sub`` everywhere; announce the leave if it was the user's last connection."""

@@ -42,6 +42,8 @@ StreamId = tuple[int, int]
 ZERO: StreamId = (0, 0)
 MAX_AGGREGATE = 500
 """Most chat messages in one ``chat.aggregate`` frame."""
+STATE_CACHE_SECONDS = 0.25
+"""How long one ``session.state`` serves new clients of a session (events drop it sooner)."""
 
 
 @dataclass(slots=True)
@@ -290,7 +292,10 @@ class Room:
     fresh: set[Subscriber] = field(default_factory=set)
     chat: list[BusEvent] = field(default_factory=list)
     flush: asyncio.TimerHandle | None = None
+    chat_due: float = 0.0
     followed: asyncio.Future[str] | None = None
+    state: dict[str, Any] | None = None
+    state_at: float = 0.0
 
     def __len__(self) -> int:
         return len(self.ws) + len(self.sse) + len(self.catching_up)
@@ -337,12 +342,12 @@ class Hub:
     # --- joining and leaving ----------------------------------------------------------------
 
     async def attach(
-        self, sub: Subscriber, *, since: str | None, first: Callable[[], Awaitable[None]]
+        self, sub: Subscriber, *, since: str | None, first: Callable[[], Awaitable[int]]
     ) -> None:
         """Make ``sub`` a client: follow its session, send ``session.state`` and what it missed.
 
-        ``first`` runs after the client is registered and before anything is sent (the caller
-        counts presence there, so the state's viewer count includes this client).
+        ``first`` runs after the client is registered and before anything is sent: the caller
+        counts presence there and returns the viewer count, which the state then carries.
         """
         room = self.rooms.get(sub.session_id)
         if room is None:
@@ -352,9 +357,9 @@ class Hub:
             if room.followed is None:
                 room.followed = asyncio.ensure_future(self.feed.follow(sub.session_id))
             await asyncio.shield(room.followed)
-            await first()
+            viewers = await first()
             replay = await self.bus.replay(sub.session_id, since) if since else None
-            state = await self.state(sub.session_id)
+            state = await self._state_of(room)
         except BaseException:
             room.catching_up.discard(sub)
             self._forget_if_empty(room)
@@ -362,6 +367,7 @@ class Hub:
         if sub.closed:
             room.catching_up.discard(sub)
             return
+        state["viewerCount"] = viewers
         recovered = replay is not None and replay.complete
         if since is not None:
             state["recovered"] = recovered
@@ -450,11 +456,35 @@ class Hub:
                 log.exception("fan-out loop failed; restarting it")
                 await asyncio.sleep(0.5)
 
+    def cached_state(self, session_id: str) -> dict[str, Any] | None:
+        """The session's recent ``session.state`` if this process has one (see _state_of)."""
+        room = self.rooms.get(session_id)
+        if room is None or room.state is None:
+            return None
+        if time.monotonic() - room.state_at > STATE_CACHE_SECONDS:
+            return None
+        return room.state
+
+    async def _state_of(self, room: Room) -> dict[str, Any]:
+        """``session.state``, built at most once per :data:`STATE_CACHE_SECONDS` per session.
+
+        A connect storm would otherwise rebuild the same state thousands of times. Reusing it
+        loses nothing: any event that reaches this process drops the cached copy, and an event
+        that has not reached it yet reaches the new client through its catch-up queue.
+        """
+        cached = self.cached_state(room.session_id)
+        if cached is not None:
+            return dict(cached)
+        state = await self.state(room.session_id)
+        room.state, room.state_at = state, time.monotonic()
+        return dict(state)
+
     def on_event(self, event: BusEvent) -> None:
         """Deliver one bus event to the session's local clients."""
         room = self.rooms.get(event.session_id)
         if room is None:
             return
+        room.state = None
         for sub in room.catching_up:
             sub.pending.append(event)
         if is_chat(event):
@@ -462,9 +492,8 @@ class Hub:
             if len(room.chat) >= MAX_AGGREGATE:
                 self._flush_chat(room)
             elif room.flush is None:
-                room.flush = asyncio.get_running_loop().call_later(
-                    self.settings.chat_coalesce_ms / 1000, self._flush_chat, room
-                )
+                wait = max(0.0, room.chat_due - time.monotonic())
+                room.flush = asyncio.get_running_loop().call_later(wait, self._flush_chat, room)
             return
         self._flush_chat(room)
         self.deliver(room, Outgoing.of_event(event))
@@ -473,12 +502,23 @@ class Hub:
                 sub.close(ErrorCode.SESSION_ENDED, "session ended")
 
     def _flush_chat(self, room: Room) -> None:
+        """Send the buffered chat as one ``chat.aggregate``.
+
+        Frames start at most once per ``chat_coalesce_ms``: the first message after a quiet
+        window goes out on the next loop turn, later ones wait for the window's end. A frame
+        also waits as long after the previous one as writing that one took, so with thousands
+        of clients fan-out never takes more than half of the loop: frames get rarer and carry
+        more messages instead of falling behind.
+        """
         if room.flush is not None:
             room.flush.cancel()
             room.flush = None
         if room.chat:
+            started = time.monotonic()
             events, room.chat = room.chat, []
             self.deliver(room, Outgoing.of_chat(events))
+            took = time.monotonic() - started
+            room.chat_due = started + max(self.settings.chat_coalesce_ms / 1000, 2 * took)
 
     def deliver(self, room: Room, out: Outgoing) -> None:
         """Write ``out`` to every live client of ``room``; drop those that fell behind."""

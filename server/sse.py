@@ -55,10 +55,11 @@ async def sse(request: web.Request) -> web.StreamResponse:
     )
     counted = False
 
-    async def count_in() -> None:
+    async def count_in() -> int:
         nonlocal counted
-        await core.join(client)
+        viewers = await core.join(client)
         counted = True
+        return viewers
 
     try:
         await core.hub.attach(client, since=since, first=count_in)

@@ -83,9 +83,14 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         path_session = request.match_info.get("sessionId")
         if path_session and path_session != ticket.session_id:
             raise ProtocolError(ErrorCode.INVALID_TICKET, "the ticket is for another session")
-        session = await core.store.get(ticket.session_id)
-        if session.status == SessionStatus.ENDED:
-            raise ProtocolError(ErrorCode.SESSION_ENDED, f"session {session.id} has ended")
+        cached = core.hub.cached_state(ticket.session_id)
+        status = (
+            cached["session"]["status"]
+            if cached
+            else (await core.store.get(ticket.session_id)).status
+        )
+        if status == SessionStatus.ENDED:
+            raise ProtocolError(ErrorCode.SESSION_ENDED, f"session {ticket.session_id} has ended")
         since = request.query.get("since")
         if since is not None and not STREAM_ID.match(since):
             raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"since={since!r} is not an event id")
@@ -109,10 +114,11 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     )
     counted = False
 
-    async def count_in() -> None:
+    async def count_in() -> int:
         nonlocal counted
-        await core.join(client)
+        viewers = await core.join(client)
         counted = True
+        return viewers
 
     try:
         try:
