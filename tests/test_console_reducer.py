@@ -135,7 +135,7 @@ def test_delete_by_id_and_by_user(state: ConsoleState) -> None:
     messages = [chat(1, username="bob"), chat(2, username="bob"), chat(3, username="eve")]
     apply_frame(state, frame("chat.aggregate", {"messages": messages}))
     update = apply_frame(state, frame("chat.delete", {"messageId": "twitch:3"}))
-    assert "chat" in update.parts
+    assert [line.id for line in update.chat_changed] == ["twitch:3"]
     assert [line.deleted for line in state.chat] == [False, False, True]
     apply_frame(state, frame("chat.delete", {"username": "bob", "platform": "twitch"}))
     assert all(line.deleted for line in state.chat)
@@ -147,8 +147,11 @@ def test_delete_of_an_unknown_message_changes_nothing(state: ConsoleState) -> No
 
 
 def test_mute_and_unmute(state: ConsoleState) -> None:
+    messages = [chat(1, user_id="u7"), chat(2, user_id="u8"), chat(3, user_id="u7")]
+    apply_frame(state, frame("chat.aggregate", {"messages": messages}))
     update = apply_frame(state, frame("chat.mute", {"userId": "u7", "muted": True}))
     assert state.muted == {"u7"} and "muted" in (update.notice or "")
+    assert [line.id for line in update.chat_changed] == ["twitch:1", "twitch:3"]
     apply_frame(state, frame("chat.mute", {"userId": "u7", "muted": False}))
     assert state.muted == set()
 

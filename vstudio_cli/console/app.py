@@ -182,7 +182,8 @@ class ConsoleApp(App[None]):
 
     def show_update(self, update: Update) -> None:
         try:
-            if update.chat_added and "chat" not in update.parts:
+            if "chat" not in update.parts:
+                self.chat.restyle(update.chat_changed)
                 self.chat.append(update.chat_added)
             self.redraw(update.parts)
         except NoMatches:  # a frame that arrives while the app shuts down has nowhere to go

@@ -28,17 +28,19 @@ __all__ = ["Update", "apply_frame", "chat_line", "poll_view"]
 class Update:
     """What one frame changed: screen parts, chat lines to append, a notice for the producer.
 
-    ``parts`` names what must be redrawn ("chat" there means existing lines changed: a deletion
-    or a mute); new chat lines come in ``chat_added`` so the screen can simply append them.
+    ``parts`` names what must be redrawn ("chat" there means the whole chat: after a resync);
+    new chat lines come in ``chat_added`` and lines that changed (deleted, author muted) in
+    ``chat_changed``, so the screen touches only those rows.
     """
 
     parts: set[str] = field(default_factory=set)
     chat_added: list[ChatLine] = field(default_factory=list)
+    chat_changed: list[ChatLine] = field(default_factory=list)
     notice: str | None = None
     severity: str = "information"
 
     def __bool__(self) -> bool:
-        return bool(self.parts or self.chat_added or self.notice)
+        return bool(self.parts or self.chat_added or self.chat_changed or self.notice)
 
 
 def chat_line(message: dict[str, Any]) -> ChatLine:
@@ -238,7 +240,7 @@ def _on_delete(state: ConsoleState, payload: dict[str, Any], update: Update) -> 
             not message_id and line.username == username and line.platform == platform
         ):
             line.deleted = True
-            update.parts.add("chat")
+            update.chat_changed.append(line)
 
 
 def _on_mute(state: ConsoleState, payload: dict[str, Any], update: Update) -> None:
@@ -251,7 +253,7 @@ def _on_mute(state: ConsoleState, payload: dict[str, Any], update: Update) -> No
     else:
         state.muted.discard(str(user_id))
         update.notice = f"{user_id} may chat again"
-    update.parts.add("chat")
+    update.chat_changed.extend(line for line in state.chat if line.user_id == user_id)
 
 
 def _on_burst(state: ConsoleState, payload: dict[str, Any], update: Update, at: int) -> None:

@@ -12,6 +12,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Input
+from textual.widgets.data_table import RowKey
 
 from vstudio_cli.console.filters import matches, visible_lines
 from vstudio_cli.console.model import ChatLine, ConsoleState
@@ -20,6 +21,10 @@ from vstudio_cli.console.palette import badge, name_text, platform_label
 __all__ = ["ChatPanel", "message_text"]
 
 NAME_WIDTH = 12
+VIEW_ROWS = 200
+"""Rows kept in the table; the state keeps more, which a filter or search brings back."""
+SLACK = 100
+"""Rows allowed past VIEW_ROWS before trimming: DataTable removes rows one by one slowly."""
 
 
 def message_text(line: ChatLine) -> Text:
@@ -84,11 +89,34 @@ class ChatPanel(Vertical):
         self.border_title = f"Chat · {platform_label(self.platform)}"
         self.border_subtitle = f"search: {self.query_text}" if self.query_text else None
 
-    def _add_row(self, line: ChatLine) -> None:
-        muted = line.user_id is not None and line.user_id in self.state.muted
-        name = name_text(line, muted)
+    def _name_cell(self, line: ChatLine) -> Text:
+        name = name_text(line, muted=line.user_id is not None and line.user_id in self.state.muted)
         name.truncate(NAME_WIDTH, overflow="ellipsis")
-        self.table.add_row(badge(line.platform), name, message_text(line), key=line.id, height=None)
+        return name
+
+    def _add_row(self, line: ChatLine) -> None:
+        text = message_text(line)
+        cells = (badge(line.platform), self._name_cell(line), text)
+        self.table.add_row(*cells, key=line.id, height=self._height(text))
+
+    def _height(self, text: Text) -> int:
+        """Lines the message wraps to. Measured here once: DataTable's automatic row height
+        re-measures rows and could not keep up with 100 messages a second."""
+        return max(1, len(text.wrap(self.app.console, self._text_width())))
+
+    def restyle(self, lines: Iterable[ChatLine]) -> None:
+        """Redraw the rows of lines that changed (deleted, author muted or unmuted)."""
+        table = self.table
+        for line in lines:
+            row = table.rows.get(RowKey(line.id))
+            if row is None:
+                continue
+            text = message_text(line)
+            if self._height(text) != row.height:  # rare: " deleted" took one more line
+                self.rebuild()
+                return
+            table.update_cell(line.id, "name", self._name_cell(line))
+            table.update_cell(line.id, "text", text)
 
     def append(self, lines: Iterable[ChatLine]) -> None:
         """Add new messages at the bottom, following them if the cursor was on the last row."""
@@ -99,11 +127,9 @@ class ChatPanel(Vertical):
             if matches(line, self.platform, self.query_text):
                 self._add_row(line)
                 added = True
-        overflow = table.row_count - len(self.state.chat)
-        if overflow > 0:
-            for row_key in list(table.rows)[:overflow]:
-                table.remove_row(row_key)
-        if added and following:
+        if table.row_count > VIEW_ROWS + SLACK:
+            self.rebuild()
+        elif added and following:
             table.move_cursor(row=table.row_count - 1)
 
     def rebuild(self) -> None:
@@ -114,7 +140,7 @@ class ChatPanel(Vertical):
         column = table.columns.get("text")  # type: ignore[call-overload]
         if column is not None:
             column.width = self._text_width()
-        for line in visible_lines(self.state.chat, self.platform, self.query_text):
+        for line in visible_lines(self.state.chat, self.platform, self.query_text)[-VIEW_ROWS:]:
             self._add_row(line)
         if selected is not None and selected.id in table.rows:
             table.move_cursor(row=table.get_row_index(selected.id))
