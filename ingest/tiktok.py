@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from broker.models import Platform
@@ -172,11 +173,28 @@ class TikTokAdapter:
                 self._ended = True
                 self.status.state = "ended"
 
-        client.add_listener(ConnectEvent, on_connect)
-        client.add_listener(CommentEvent, on_comment)
-        client.add_listener(LikeEvent, lambda event: forward(like_event(event)))
-        client.add_listener(GiftEvent, lambda event: forward(gift_event(event)))
-        client.add_listener(SocialEvent, lambda event: forward(social_event(event)))
-        client.add_listener(SubNotifyEvent, lambda event: forward(subscribe_event(event)))
-        client.add_listener(ImDeleteEvent, on_delete)
-        client.add_listener(ControlEvent, on_control)
+        handlers: list[tuple[Any, Callable[[Any], None]]] = [
+            (ConnectEvent, on_connect),
+            (CommentEvent, on_comment),
+            (LikeEvent, lambda event: forward(like_event(event))),
+            (GiftEvent, lambda event: forward(gift_event(event))),
+            (SocialEvent, lambda event: forward(social_event(event))),
+            (SubNotifyEvent, lambda event: forward(subscribe_event(event))),
+            (ImDeleteEvent, on_delete),
+            (ControlEvent, on_control),
+        ]
+        for event_type, handler in handlers:
+            client.add_listener(event_type, _skipping_malformed(event_type.__name__, handler))
+
+
+def _skipping_malformed(name: str, handler: Callable[[Any], None]) -> Callable[[Any], None]:
+    """A handler that logs and skips an event it cannot map instead of ending the connection
+    (an exception in a TikTokLive listener would surface inside its read loop)."""
+
+    def guarded(event: Any) -> None:
+        try:
+            handler(event)
+        except (ValueError, TypeError, AttributeError) as exc:
+            log.warning("tiktok: skipped a %s that could not be mapped: %s", name, exc)
+
+    return guarded

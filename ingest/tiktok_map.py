@@ -180,15 +180,15 @@ def social_event(message: Any) -> PlatformEvent | None:
     display = message.common.display_text if message.common is not None else None
     key = (display.key if display is not None else "") or ""
     if "follow" in key or (not key and int(message.action) == 1):
-        return _event(message, "follow", int(message.follow_count) or None)
+        return _event(message, "follow", max(int(message.follow_count), 0) or None)
     if "share" in key or (not key and int(message.action) == 3):
-        return _event(message, "share", int(message.share_count) or None)
+        return _event(message, "share", max(int(message.share_count), 0) or None)
     return None
 
 
 def subscribe_event(message: Any) -> PlatformEvent:
     """``WebcastSubNotifyMessage``: a subscription, with its month count."""
-    months = int(message.sub_month or 0)
+    months = max(int(message.sub_month or 0), 0)
     return _event(message, "subscribe", months or None, f"{months} months" if months else None)
 
 

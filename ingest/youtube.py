@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -95,7 +96,12 @@ class YouTubeAdapter:
                 )
                 self.polls += 1
                 for item in page.get("items") or []:
-                    for value in map_chat_item(item):
+                    try:
+                        values = map_chat_item(item)
+                    except (ValueError, TypeError, AttributeError) as exc:
+                        log.warning("youtube: skipped an item the API sent malformed: %s", exc)
+                        continue
+                    for value in values:
                         emit(value)
                 self.page_token = page.get("nextPageToken") or self.page_token
                 if chat_ended(page):
@@ -135,7 +141,7 @@ class YouTubeAdapter:
         log.info("youtube video %s has live chat %s", video_id, chat_id)
         return chat_id
 
-    def _fatal_unless_ok(self, read: Any) -> str:
+    def _fatal_unless_ok(self, read: Callable[[], str]) -> str:
         try:
             return read()
         except YouTubeApiError as exc:

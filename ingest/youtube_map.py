@@ -250,14 +250,18 @@ def map_chat_item(item: dict[str, Any]) -> list[IngestItem]:
       chat (badge ``superchat``) so it shows in the chat too.
     - ``newSponsorEvent``, ``memberMilestoneChatEvent``, ``membershipGiftingEvent`` -> ``member``
       or ``gift`` events (a milestone's comment also as chat).
-    Anything else (tombstones, polls, chat ended) maps to nothing.
+    Anything else (tombstones, polls, chat ended, malformed items) maps to nothing.
     """
+    if not isinstance(item, dict):
+        return []
     item_id = item.get("id")
     snippet = item.get("snippet") or {}
     author = item.get("authorDetails") or {}
-    kind = snippet.get("type")
-    if not item_id or not isinstance(snippet, dict):
+    if not item_id or not isinstance(item_id, str) or not isinstance(snippet, dict):
         return []
+    if not isinstance(author, dict):
+        author = {}
+    kind = snippet.get("type")
     if kind == "textMessageEvent":
         details = snippet.get("textMessageDetails") or {}
         text = details.get("messageText") or snippet.get("displayMessage") or ""

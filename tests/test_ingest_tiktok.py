@@ -23,7 +23,7 @@ from broker.models import ChatDelete, NormalizedChatMessage, Platform, PlatformE
 from config import IngestSettings
 from ingest.base import AdapterFatal, IngestItem
 from ingest.runtime import Worker
-from ingest.tiktok import TikTokAdapter
+from ingest.tiktok import TikTokAdapter, _skipping_malformed
 from ingest.tiktok_map import (
     badges_of,
     delete_items,
@@ -116,6 +116,23 @@ def test_follows_and_shares() -> None:
     by_action = social_event(WebcastSocialMessage(common=CommonMessageData(msg_id=3), action=1))
     assert by_action is not None and by_action.kind == "follow"
     assert social_event(FakeTikTok.social(4, "pm_mt_something_else")[1]) is None
+
+
+def test_negative_counts_are_not_trusted() -> None:
+    follow = social_event(FakeTikTok.social(1, "pm_main_follow", follow_count=-3)[1])
+    assert follow is not None and follow.count is None
+    like = like_event(FakeTikTok.like(2, count=-1, total=0)[1])
+    assert like.count == 0
+
+
+def test_an_event_that_cannot_be_mapped_is_logged_and_skipped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(event: object) -> None:
+        raise ValueError("no such field")
+
+    _skipping_malformed("WebcastGiftMessage", broken)(object())  # does not raise
+    assert "skipped a WebcastGiftMessage that could not be mapped: no such field" in caplog.text
 
 
 def test_subscription_and_control() -> None:

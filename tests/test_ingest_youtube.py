@@ -124,6 +124,44 @@ def test_memberships_and_unknown_types() -> None:
     assert map_chat_item({"snippet": {"type": "textMessageEvent"}}) == []
 
 
+@pytest.mark.parametrize(
+    "item",
+    [
+        "garbage",
+        {"id": "x", "snippet": "not an object"},
+        {"id": 5, "snippet": {"type": "textMessageEvent"}},
+        {"id": "y", "snippet": {"type": "textMessageEvent"}, "authorDetails": ["?"]},
+    ],
+)
+def test_malformed_items_map_to_nothing_or_safe_defaults(item: object) -> None:
+    mapped = map_chat_item(item)  # type: ignore[arg-type]
+    assert all(m.username == "unknown" for m in mapped)
+
+
+async def test_a_malformed_item_is_skipped_and_the_rest_read() -> None:
+    fake = FakeYouTube(
+        pages=[
+            [
+                {
+                    "id": "bad",
+                    "snippet": {
+                        "type": "textMessageEvent",
+                        "publishedAt": 5,
+                        "textMessageDetails": {"messageText": 42},
+                    },
+                },
+                chat_item("m1"),
+            ]
+        ],
+        offline_after_pages=True,
+    )
+    async with fake.running():
+        adapter = YouTubeAdapter(video_id="Live1234567", api_url=fake.url, api_key="KEY")
+        items, stopped = await collect(adapter)
+    assert [i.id for i in items] == ["youtube:m1"]
+    assert isinstance(stopped, AdapterFatal) and "went offline" in str(stopped)
+
+
 def test_long_text_is_clipped_not_refused() -> None:
     [message] = map_chat_item(chat_item("long", text="x" * 5000))
     assert len(message.text) == 2000
