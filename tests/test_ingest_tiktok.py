@@ -342,3 +342,30 @@ async def test_the_command_reads_until_the_live_ends(
     assert stopped["published"] == 1
     [event] = (await bus.replay(session_id, "0-0")).events
     assert event.payload["text"] == "hello from the command"
+
+
+async def test_a_reconnect_replays_history_that_the_bus_publishes_once(
+    bus: Bus, session_id: str
+) -> None:
+    settings = IngestSettings(
+        batch_interval_ms=5, heartbeat_ttl=5, reconnect_initial=0.02, reconnect_max=0.1
+    )
+    fake = FakeTikTok(initial=[FakeTikTok.comment(100, "recent history")])
+    async with fake.running():
+        adapter = adapter_for(fake)
+        worker = Worker(adapter, bus, session_id, settings)
+        task = asyncio.create_task(worker.run())
+        await until(lambda: len(fake.frames("im_enter_room")) == 1, task)
+        await fake.push(FakeTikTok.comment(101, "live"))
+        await until(lambda: worker.stats.received == 2, task)
+        await fake.drop()  # TikTokLive's socket ends; the runtime connects again
+        await until(lambda: len(fake.frames("im_enter_room")) == 2, task)
+        await fake.push(FakeTikTok.comment(102, "after the reconnect"))
+        await until(lambda: worker.stats.received == 4, task)  # 100 came again with history
+        await fake.push(FakeTikTok.control(103, 3))
+        with pytest.raises(AdapterFatal):
+            await asyncio.wait_for(task, 10)
+    events = (await bus.replay(session_id, "0-0")).events
+    assert [e.payload["id"] for e in events] == ["tiktok:100", "tiktok:101", "tiktok:102"]
+    assert worker.stats.duplicates == 1 and worker.stats.reconnects == 1
+    assert len(fake.sign_requests) == 2  # a fresh signed URL for the new connection
