@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -177,7 +178,16 @@ return {'go', tonumber(poll[2]), counts(KEYS[1])}
 )
 
 
+POLL_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""What a poll id may look like; anything else could name another key (``<id>:voters``)."""
+
+
 def poll_key(session_id: str, poll_id: str) -> str:
+    """The poll's hash; 4006 for an id that is not a poll id."""
+    if not POLL_ID.fullmatch(poll_id):
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE, f"poll {poll_id!r} does not exist in this session"
+        )
     return f"{keys.session_prefix(session_id)}:poll:{poll_id}"
 
 

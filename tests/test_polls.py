@@ -248,3 +248,16 @@ async def test_a_poll_with_a_duration_ends_by_itself(bus: Bus) -> None:
             await polls.runtime(studio.ctx).book.vote(
                 studio.session_id, "late", PollVote(poll_id=poll["id"], option=0)
             )
+
+
+async def test_a_poll_id_that_names_another_key_is_a_clear_error(bus: Bus) -> None:
+    async with open_studio(bus) as studio:
+        poll = await new_poll(studio)
+        await studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "option": 0})
+        for bad in (f"{poll['id']}:voters", f"{poll['id']}:broadcast", "a b", "{x}"):
+            error = await refused(studio.do(studio.actor(), VOTE, {"pollId": bad, "option": 0}))
+            assert error.code == ErrorCode.INVALID_MESSAGE and "does not exist" in error.message
+            error = await refused(
+                studio.do(studio.actor(Role.ARTIST), MessageType.POLL_END, {"pollId": bad})
+            )
+            assert error.code == ErrorCode.INVALID_MESSAGE
