@@ -327,17 +327,20 @@ class Worker:
         self.stats.rejected = getattr(self.adapter, "rejected", 0)
 
     async def _tick_loop(self) -> None:
+        """Sample the counters; rewrite the heartbeat every ttl/3 s, and at once on a new state."""
         beat_every = max(1.0, self.settings.heartbeat_ttl / 3)
         next_beat = 0.0
+        written_state = ""
         while True:
             self.stats.sample()
             self._refresh_state()
-            if time.monotonic() >= next_beat:
+            if time.monotonic() >= next_beat or self.stats.state != written_state:
                 try:
                     await write_record(
                         self.bus.redis, self.worker_id, self.record(), self.settings.heartbeat_ttl
                     )
                     next_beat = time.monotonic() + beat_every
+                    written_state = self.stats.state
                 except PUBLISH_ERRORS as exc:
                     log.warning("heartbeat not written (%s)", _describe(exc))
             await asyncio.sleep(TICK_SECONDS)

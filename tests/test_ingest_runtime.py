@@ -196,3 +196,20 @@ async def test_wait_for_room_holds_a_fast_source_back(bus: Bus, session_id: str)
     await asyncio.wait_for(waiter, 5)
     await running
     assert worker.pending == 0 and worker.stats.published == 1000
+
+
+async def test_a_new_state_reaches_the_heartbeat_at_once(bus: Bus, session_id: str) -> None:
+    worker = Worker(SimulatedChat(50, seed=1), bus, session_id, settings(heartbeat_ttl=60))
+    running = asyncio.create_task(worker.run())
+    try:
+        states = []
+        for _ in range(40):  # 2 s, far less than the 20 s between regular beats
+            records = await read_records(bus.redis, session_id)
+            states = [record["state"] for record in records]
+            if states == ["connected"]:
+                break
+            await asyncio.sleep(0.05)
+        assert states == ["connected"]
+    finally:
+        worker.stop()
+        await running
