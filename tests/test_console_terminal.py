@@ -12,6 +12,7 @@ import pty
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -170,3 +171,21 @@ def test_without_a_login_the_command_says_what_to_do(tmp_path: Path) -> None:
     )
     assert done.returncode == 3
     assert "vstudio login" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_unreachable_server_is_reported_and_q_still_quits() -> None:
+    with socket.socket() as probe:  # a free port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {"XDG_CONFIG_HOME": "/nonexistent"}
+    terminal = _console_command(
+        "--session", "abc", "--server", f"http://127.0.0.1:{port}", "--token", "t", env=env
+    )
+    try:
+        terminal.wait_for("server unreachable")
+        terminal.wait_for("cannot reach")  # the notification, wrapped in its box
+        terminal.type("q", 0.5)
+        assert terminal.process.wait(15) == 0
+        assert "Traceback" not in terminal.text
+    finally:
+        terminal.close()

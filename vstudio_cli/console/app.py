@@ -12,15 +12,16 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
-from textual.widgets import DataTable, Footer
+from textual.widgets import Footer
 
 from vstudio_cli.client import ApiError
 from vstudio_cli.console.errors import plain_error
@@ -77,7 +78,7 @@ class ConsoleApp(App[None]):
         link: SessionLink | None,
         state: ConsoleState | None = None,
         *,
-        clock: Any = _now_ms,
+        clock: Callable[[], int] = _now_ms,
         close_client: bool = False,
     ) -> None:
         super().__init__()
@@ -88,7 +89,6 @@ class ConsoleApp(App[None]):
             self.state.link = Link.OFFLINE
         self.clock = clock
         self.close_client = close_client
-        self.frames_seen = 0
         self._shown_controls: tuple[str, str | None, bool] | None = None
         self.notices: list[str] = []
         """Every notification shown, oldest first (what the producer was told)."""
@@ -120,8 +120,7 @@ class ConsoleApp(App[None]):
             self.follow()
 
     def _controls(self) -> tuple[str, str | None, bool]:
-        """What :meth:`check_action` depends on. The footer is refreshed only when it changes:
-        refreshing bindings while a form is open disturbs the form's Enter handling."""
+        """What :meth:`check_action` depends on; the footer is refreshed when this changes."""
         poll = self.state.poll
         return self.state.status, self.state.role, poll is not None and poll.active
 
@@ -194,7 +193,6 @@ class ConsoleApp(App[None]):
     def apply(self, frame: dict[str, Any]) -> Update:
         """Feed one frame to the state and the screen."""
         update = apply_frame(self.state, frame)
-        self.frames_seen += 1
         self.show_update(update)
         return update
 
@@ -215,6 +213,12 @@ class ConsoleApp(App[None]):
                 words or exc.message, title="Cannot open the session", severity="error", timeout=30
             )
             return
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            reason = f"cannot reach {link.client.base_url}: {exc or type(exc).__name__}"
+            self.state.link, self.state.link_detail = Link.CLOSED, "server unreachable"
+            self.redraw({"status"})
+            self.notify(reason, title="Cannot open the session", severity="error", timeout=30)
+            return
         self.state.role = link.role
         apply_frame(self.state, {"type": "session.update", "payload": session})
         self.apply(_pseudo("live"))
@@ -234,6 +238,8 @@ class ConsoleApp(App[None]):
             )
         except TimeoutError:
             self.notify("The server did not answer in time", title=what, severity="error")
+        except (aiohttp.ClientError, OSError) as exc:
+            self.notify(f"Cannot reach the server: {exc}", title=f"{what} failed", severity="error")
         return None
 
     def _linked(self) -> SessionLink | None:
@@ -355,9 +361,6 @@ class ConsoleApp(App[None]):
         session = await self._ask("End session", link.end_session())
         if session is not None:
             self.apply({"type": "session.update", "payload": session})
-
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        event.stop()
 
 
 def _pseudo(state: str, **fields: Any) -> dict[str, Any]:

@@ -27,7 +27,7 @@ def _switch(name: str, on: bool) -> Text:
 def status_text(state: ConsoleState) -> Text:
     """One line: ``LIVE  title  👥 12  chat on  reactions on  ● live (producer)``."""
     text = Text(no_wrap=True, overflow="ellipsis")
-    status = state.status.upper()
+    status = state.status.upper() if state.status != "unknown" else "—"
     text.append(f" {status} ", style=SESSION_STYLE.get(state.status, "bold on grey30"))
     text.append(" ")
     text.append(f"👥 {state.viewer_count}", style="bold")
