@@ -131,6 +131,31 @@ def test_emotes_show_by_name() -> None:
     assert message_text(state.chat[0]).plain == "hi :catvibe: :Kappa: deleted"
 
 
+def test_platform_events_join_the_chat_once() -> None:
+    from broker.models import PlatformEvent
+    from vstudio_cli.console.widgets.chat import message_text
+
+    state = ConsoleState(session_id="s1")
+    gift = PlatformEvent(
+        id="tiktok:g1",
+        platform="tiktok",
+        kind="gift",
+        username="rosa",
+        detail="Rose",
+        count=5,
+        timestamp=T0,
+    ).wire()
+    like = PlatformEvent(
+        id="tiktok:l1", platform="tiktok", kind="like", username="rosa", count=30, timestamp=T0
+    ).wire()
+    update = apply_frame(state, frame("platform.event", gift))
+    apply_frame(state, frame("platform.event", gift))
+    apply_frame(state, frame("platform.event", like))
+    assert [line.id for line in update.chat_added] == ["tiktok:g1"]
+    assert len(state.chat) == 1 and state.chat[0].event == "gift"
+    assert message_text(state.chat[0]).plain == "✦ sent Rose ×5"
+
+
 def test_delete_by_id_and_by_user(state: ConsoleState) -> None:
     messages = [chat(1, username="bob"), chat(2, username="bob"), chat(3, username="eve")]
     apply_frame(state, frame("chat.aggregate", {"messages": messages}))

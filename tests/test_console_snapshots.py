@@ -11,7 +11,13 @@ from typing import Any
 
 from textual.pilot import Pilot
 
-from broker.models import NormalizedChatMessage, Poll, ReactionBurst, TipReceived
+from broker.models import (
+    NormalizedChatMessage,
+    PlatformEvent,
+    Poll,
+    ReactionBurst,
+    TipReceived,
+)
 from vstudio_cli.console.app import ConsoleApp
 from vstudio_cli.console.model import ConsoleState
 from vstudio_cli.console.reducer import apply_frame
@@ -79,6 +85,15 @@ def _frames(with_poll: bool) -> list[dict[str, Any]]:
         "polls": [poll] if with_poll else [],
         "tipTotals": {"USD": 25.0},
     }
+    gift = PlatformEvent(
+        id="tiktok:g1",
+        platform="tiktok",
+        kind="gift",
+        username="rosa",
+        detail="Rose",
+        count=5,
+        timestamp=T0,
+    ).wire()
     burst = ReactionBurst(counts={"🔥": 40, "❤️": 12, "👏": 5}, window=250).wire()
     return [
         {"type": "connection.state", "payload": {"state": "live"}},
@@ -87,6 +102,7 @@ def _frames(with_poll: bool) -> list[dict[str, Any]]:
         {"type": "reaction.burst", "payload": burst, "timestamp": T0},
         *({"type": "tip.received", "payload": tip.wire(), "timestamp": T0} for tip in tips),
         {"type": "chat.delete", "payload": {"messageId": "twitch:6"}, "timestamp": T0},
+        {"type": "platform.event", "payload": gift, "timestamp": T0},
     ]
 
 

@@ -267,6 +267,9 @@ class ConsoleApp(App[None]):
         if line.deleted:
             self.notify("That message is already deleted", severity="warning")
             return
+        if line.event is not None:
+            self.notify("That is a platform event, not a message", severity="warning")
+            return
         if await self._ask("Delete", link.delete_message(line.id)) is not None:
             self.notify(f"Deleted {line.name}'s message", timeout=3)
 
@@ -276,7 +279,7 @@ class ConsoleApp(App[None]):
         link = self._linked()
         if line is None or link is None:
             return
-        if not line.user_id:
+        if not line.user_id or line.event is not None:
             self.notify(
                 f"{line.name} on {line.platform} has no user id to mute; delete instead",
                 severity="warning",

@@ -58,6 +58,8 @@ class ChatLine:
     deleted: bool = False
     emotes: list[tuple[int, int, str]] = field(default_factory=list)
     """``(start, end inclusive, name)`` of each emote in ``text``."""
+    event: str | None = None
+    """Set for a platform event shown in the chat (gift, raid...): its kind."""
 
     @property
     def name(self) -> str:

@@ -232,6 +232,37 @@ def _on_chat_message(state: ConsoleState, payload: dict[str, Any], update: Updat
     _add_chat(state, [message], update)
 
 
+EVENT_WORDS = {
+    "gift": "sent {detail} ×{count}",
+    "superchat": "Super Chat {detail}",
+    "subscribe": "subscribed {detail}",
+    "member": "became a member {detail}",
+    "raid": "raided with {count} viewers",
+    "follow": "followed",
+}
+"""Platform events worth a line in the chat; likes and shares would drown it."""
+
+
+def _on_platform_event(state: ConsoleState, payload: dict[str, Any], update: Update) -> None:
+    kind = str(payload.get("kind", ""))
+    if kind not in EVENT_WORDS or "id" not in payload or state.find_message(str(payload["id"])):
+        return
+    words = EVENT_WORDS[kind].format(
+        detail=payload.get("detail") or "", count=payload.get("count") or 1
+    )
+    line = ChatLine(
+        id=str(payload["id"]),
+        platform=str(payload.get("platform", "")),
+        username=str(payload.get("username", "?")),
+        display_name=payload.get("displayName"),
+        text=" ".join(words.split()),
+        timestamp=int(payload.get("timestamp") or 0),
+        event=kind,
+    )
+    state.chat.append(line)
+    update.chat_added.append(line)
+
+
 def _on_delete(state: ConsoleState, payload: dict[str, Any], update: Update) -> None:
     message_id = payload.get("messageId")
     username, platform = payload.get("username"), payload.get("platform")
@@ -328,6 +359,7 @@ REDUCERS: dict[str, Reducer] = {
     "chat.delete": _on_delete,
     "chat.mute": _on_mute,
     "tip.received": _on_tip,
+    "platform.event": _on_platform_event,
     "error": _on_error,
     "connection.state": _on_connection,
 }

@@ -29,6 +29,8 @@ SLACK = 100
 
 def message_text(line: ChatLine) -> Text:
     """The text with each emote shown as its name (``:catvibe:``), not its markup."""
+    if line.event is not None:
+        return Text(f"✦ {line.text}", style="italic #ffd75f")
     text = Text()
     cursor = 0
     for start, end, name in sorted(line.emotes):
