@@ -123,6 +123,10 @@ class Outgoing:
         return coalesce(rest)[0] if rest else None
 
 
+def _succeeded(done: asyncio.Future[Any]) -> bool:
+    return done.done() and not done.cancelled() and done.exception() is None
+
+
 def is_chat(event: BusEvent) -> bool:
     """Whether the event is a chat message that goes out inside ``chat.aggregate``."""
     return event.kind == "chat" and event.type == MessageType.CHAT_MESSAGE
@@ -354,7 +358,9 @@ class Hub:
             room = self.rooms[sub.session_id] = Room(sub.session_id)
         room.catching_up.add(sub)
         try:
-            if room.followed is None:
+            failed = room.followed is not None and room.followed.done()
+            failed = failed and not _succeeded(room.followed)  # type: ignore[arg-type]
+            if room.followed is None or failed:  # first client, or the last attempt failed
                 room.followed = asyncio.ensure_future(self.feed.follow(sub.session_id))
             await asyncio.shield(room.followed)
             viewers = await first()
@@ -428,11 +434,13 @@ class Hub:
         del self.rooms[room.session_id]
         if room.flush is not None:
             room.flush.cancel()
-        if room.followed is not None and room.followed.done() and not room.followed.exception():
-            self.feed.unfollow(room.session_id)
-        elif room.followed is not None:
-            room.followed.add_done_callback(
-                lambda done: None if done.exception() else self._unfollow_if_gone(room.session_id)
+        followed = room.followed
+        if followed is not None and followed.done():
+            if _succeeded(followed):
+                self.feed.unfollow(room.session_id)
+        elif followed is not None:
+            followed.add_done_callback(
+                lambda done: self._unfollow_if_gone(room.session_id) if _succeeded(done) else None
             )
         self.metrics.connections_by_session.remove(room.session_id)
 
@@ -505,10 +513,10 @@ class Hub:
         """Send the buffered chat as one ``chat.aggregate``.
 
         Frames start at most once per ``chat_coalesce_ms``: the first message after a quiet
-        window goes out on the next loop turn, later ones wait for the window's end. A frame
-        also waits as long after the previous one as writing that one took, so with thousands
-        of clients fan-out never takes more than half of the loop: frames get rarer and carry
-        more messages instead of falling behind.
+        window goes out on the next loop turn, later ones wait for the window's end. The flush
+        is always a timer, never inline, so when writing a frame to thousands of clients took
+        longer than the window, everything the feed received meanwhile is read first and goes
+        out in the next frame: frames carry more messages instead of falling behind.
         """
         if room.flush is not None:
             room.flush.cancel()
@@ -517,8 +525,7 @@ class Hub:
             started = time.monotonic()
             events, room.chat = room.chat, []
             self.deliver(room, Outgoing.of_chat(events))
-            took = time.monotonic() - started
-            room.chat_due = started + max(self.settings.chat_coalesce_ms / 1000, 2 * took)
+            room.chat_due = started + self.settings.chat_coalesce_ms / 1000
 
     def deliver(self, room: Room, out: Outgoing) -> None:
         """Write ``out`` to every live client of ``room``; drop those that fell behind."""

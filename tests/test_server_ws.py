@@ -313,3 +313,19 @@ async def test_heartbeat_drops_a_silent_client_and_keeps_a_live_one(
                 await asyncio.sleep(0.02)
         assert not alive.closed
         reader.cancel()
+
+
+async def test_the_first_client_refused_as_full_leaves_the_server_healthy(
+    server_factory: object,
+) -> None:
+    one: LiveServer = server_factory(VSTUDIO_MAX_VIEWERS="1")  # type: ignore[operator]
+    two: LiveServer = server_factory(VSTUDIO_MAX_VIEWERS="1")  # type: ignore[operator]
+    session = await one.live_session()
+    async with one.ws(session["id"], "holder") as holder:
+        await receive_type(holder, "session.state")
+        async with two.ws(session["id"], "x") as refused:  # two has no client of it yet
+            assert await closed_with(refused) == ErrorCode.SESSION_FULL
+    await asyncio.sleep(0.3)
+    async with two.ws(session["id"], "z") as z:
+        assert (await receive_type(z, "session.state"))["payload"]["viewerCount"] == 1
+    assert "Traceback" not in two.log, two.log
