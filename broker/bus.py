@@ -37,7 +37,9 @@ CHANNEL_OF: dict[str, Any] = {
     "polls": keys.polls_channel,
 }
 
-PUBLISH_SCRIPT = """
+PUBLISH_SCRIPT = """#!lua
+-- The shebang makes Redis refuse the whole script up front when it is out of memory, instead
+-- of failing at a later write after some events were appended but none published.
 -- KEYS[1] stream; KEYS[1 + i] dedupe key of event i, or the stream key when it has none
 -- ARGV[1] channel, ARGV[2] kind, ARGV[3] maxlen, ARGV[4] dedupe ttl, ARGV[4 + i] event i
 local ids = {}

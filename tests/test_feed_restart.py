@@ -93,3 +93,39 @@ async def _wait_for(condition, timeout: float = 5.0) -> None:
             await asyncio.sleep(0.02)
 
     await asyncio.wait_for(poll(), timeout)
+
+
+async def test_a_publish_refused_for_memory_appends_nothing(tmp_path: Path) -> None:
+    """Out of memory, the script is refused whole: no event in the history that was not
+    published (and that a retry would then skip as a duplicate)."""
+    from redis.exceptions import ResponseError
+
+    from broker import OutgoingEvent, keys
+
+    server = ValkeyServer(
+        port=free_port(),
+        data_dir=tmp_path,
+        config={"maxmemory": "2mb", "maxmemory-policy": "noeviction"},
+    )
+    server.start()
+    client = await connect(f"redis://127.0.0.1:{server.port}")
+    bus = Bus(client, history_size=100_000)
+    acknowledged = 0
+    try:
+        for batch in range(1000):
+            events = [
+                OutgoingEvent("chat.message", {"text": "x" * 2000}, dedupe_id=f"m{batch}-{n}")
+                for n in range(50)
+            ]
+            try:
+                ids = await bus.publish_many("oom", "chat", events)
+            except ResponseError as exc:
+                assert "OOM" in str(exc) or "maxmemory" in str(exc)
+                break
+            acknowledged += sum(1 for event_id in ids if event_id)
+        else:
+            pytest.fail("the server never ran out of memory")
+        assert await client.xlen(keys.stream("oom")) == acknowledged
+    finally:
+        await client.aclose()
+        server.stop()
