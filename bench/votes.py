@@ -196,8 +196,8 @@ async def _voters(
     started = time.perf_counter()
     await asyncio.gather(*(one(number, path) for number, path in enumerate(paths)))
     pipe.send(("connected", len(voters), time.perf_counter() - started))
-    spread = await loop.run_in_executor(None, pipe.recv)
-    await asyncio.sleep(1.0)  # let the session.join and session.state frames settle
+    spread, settle = await loop.run_in_executor(None, pipe.recv)
+    await asyncio.sleep(settle)  # let the connects' session.join and session.state settle
     cpu_started = time.process_time()
     for voter in voters:
         loop.call_later(random.uniform(0, spread), voter.send_vote)
@@ -390,7 +390,7 @@ async def run(args: argparse.Namespace, redis: str) -> dict[str, Any]:
             results["connect_seconds"] = round(connect_seconds, 2)
             pids = [process.pid for process, _ in servers]
             cpu_before = cpu_seconds(pids)
-            ours.send(args.spread)
+            ours.send((args.spread, args.settle))
             reply = await loop.run_in_executor(None, ours.recv)
             _, acked, refused, latencies, first_sent, last_ack, voters_cpu = reply
             server_cpu = cpu_seconds(pids) - cpu_before
@@ -447,6 +447,7 @@ def main() -> None:
     parser.add_argument("--servers", type=int, default=2, help="vstudio serve processes")
     parser.add_argument("--parallel", type=int, default=50, help="connects in flight")
     parser.add_argument("--spread", type=float, default=1.0, help="seconds the votes span")
+    parser.add_argument("--settle", type=float, default=10.0, help="quiet seconds before voting")
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"))
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
