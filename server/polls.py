@@ -316,6 +316,10 @@ class PollBook:
         return await self.require(session_id, poll_id)
 
     async def update(self, session_id: str, change: PollUpdate) -> Poll:
+        if change.options and len({o.strip().casefold() for o in change.options}) != len(
+            change.options
+        ):
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, "poll.update: options must be distinct")
         reply = _outcome(
             await self._update(
                 keys=[poll_key(session_id, change.poll_id)],

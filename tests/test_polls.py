@@ -261,3 +261,17 @@ async def test_a_poll_id_that_names_another_key_is_a_clear_error(bus: Bus) -> No
                 studio.do(studio.actor(Role.ARTIST), MessageType.POLL_END, {"pollId": bad})
             )
             assert error.code == ErrorCode.INVALID_MESSAGE
+
+
+async def test_updated_options_must_be_distinct_like_created_ones(bus: Bus) -> None:
+    async with open_studio(bus) as studio:
+        poll = await new_poll(studio)
+        staff = studio.actor(Role.PRODUCER, "producer-1")
+        error = await refused(
+            studio.do(
+                staff, MessageType.POLL_UPDATE, {"pollId": poll["id"], "options": ["Yes", "yes "]}
+            )
+        )
+        assert error.code == ErrorCode.INVALID_MESSAGE and "distinct" in error.message
+        stored = await polls.runtime(studio.ctx).book.get(studio.session_id, poll["id"])
+        assert stored is not None and stored.options == ["Intro", "Outro"]
