@@ -1,9 +1,9 @@
 """A bound on the Redis calls the interaction handlers make at once in one process.
 
-redis-py's asyncio pool refuses a call outright (``MaxConnectionsError``) once its connections
-(100 by default) are all busy, instead of waiting. A vote storm puts thousands of handlers in
-flight at once, so they queue here for a connection rather than fail; the bound leaves room in
-the pool for the fan-out and the rest of the server.
+A vote storm puts thousands of handlers in flight at once. redis-py's default asyncio pool
+refuses a call outright once its 100 connections are busy, and a blocking pool gives up after
+its timeout; so interaction handlers queue here instead, and the bound leaves connections in
+the pool for the fan-out, presence and the rest of the server.
 """
 
 from __future__ import annotations

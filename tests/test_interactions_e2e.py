@@ -144,6 +144,12 @@ async def test_poll_lifecycle_over_websocket_and_rest(live_server: Any) -> None:
         assert state["polls"][0]["results"] == [1, 0, 1] and state["activePoll"] is None
     status, body = await rest_vote(live_server, sid, user(), poll["id"], 0)
     assert status == 400 and body["code"] == 4006
+    status, _ = await live_server.call("GET", f"/v1/vstudio/sessions/{sid}/polls")
+    assert status == 401
+    status, body = await live_server.call(
+        "GET", "/v1/vstudio/sessions/nosuchsession/polls", token=live_server.token(user())
+    )
+    assert status == 404 and body["code"] == 4001
 
 
 @pytest.mark.slow
