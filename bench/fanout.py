@@ -49,6 +49,7 @@ from server.auth import Identity, mint_token  # noqa: E402
 from server.tickets import TicketStore  # noqa: E402
 
 MARKER = b"twitch:bench-"
+SERVE = [sys.executable, "-m", "vstudio_cli.main", "serve"]
 SECRET = "bench-secret-bench-secret-bench-secret"
 WS_KEY = base64.b64encode(b"0123456789abcdef").decode()
 WS_ACCEPT = base64.b64encode(
@@ -260,13 +261,22 @@ def rss_bytes(pid: int) -> int:
     return total
 
 
-async def metric(base: str, name: str) -> float:
-    async with aiohttp.ClientSession() as http, http.get(base + "/metrics") as response:
-        text = await response.text()
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
+async def metric(base: str, name: str, processes: int = 1) -> float:
+    """``name`` summed over the server's processes (each scrape reaches one of them)."""
+    seen: dict[str, float] = {}
+    for _ in range(20 * processes):
+        async with aiohttp.ClientSession() as http, http.get(base + "/metrics") as response:
+            text = await response.text()
+        process, value = "", 0.0
+        for line in text.splitlines():
+            if line.startswith("vstudio_process{"):
+                process = line.split('"')[1]
+            elif line.startswith(name + " "):
+                value = float(line.split()[1])
+        seen[process] = value
+        if len(seen) >= processes:
+            break
+    return sum(seen.values())
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -285,8 +295,7 @@ def start_server(redis: str, workers: int, data_dir: str) -> tuple[subprocess.Po
     out = Path(data_dir) / "server.out"
     with out.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "vstudio_cli.main", "serve", "--port", "0"]
-            + ["--workers", str(workers)],
+            [*SERVE, "--port", "0", "--workers", str(workers)],
             stdout=sink,
             stderr=subprocess.STDOUT,
             env=env,
@@ -375,7 +384,7 @@ async def run(args: argparse.Namespace, redis: str) -> dict[str, Any]:
         readers = [
             asyncio.create_task(sample.run(ws)) for sample, ws in zip(samples, sockets, strict=True)
         ]
-        connected, cheap_seconds = await asyncio.get_running_loop().run_in_executor(None, ours.recv)
+        connected, _ = await asyncio.get_running_loop().run_in_executor(None, ours.recv)
         results["connect_seconds"] = round(time.perf_counter() - started, 2)
         results["connected"] = connected + len(sockets)
         await asyncio.sleep(2.0)  # settle, then measure idle memory
@@ -385,7 +394,7 @@ async def run(args: argparse.Namespace, redis: str) -> dict[str, Any]:
         )
         results["server_rss_mb"] = round(rss_after / 2**20, 1)
 
-        sent_before = await metric(base, "ws_messages_sent_total")
+        sent_before = await metric(base, "ws_messages_sent_total", args.workers)
         cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
         published = 0
         interval = 1 / args.rate
@@ -411,14 +420,12 @@ async def run(args: argparse.Namespace, redis: str) -> dict[str, Any]:
         while time.perf_counter() < deadline:
             await asyncio.sleep(0.5)
             ours.send(("report",))
-            total, lowest, still_open = await asyncio.get_running_loop().run_in_executor(
-                None, ours.recv
-            )
+            total, _, still_open = await asyncio.get_running_loop().run_in_executor(None, ours.recv)
             delivered = total + sum(sample.count for sample in samples)
             if delivered >= expected:
                 break
         cpu_used = (cpu_seconds(server_pid) - cpu_before) if server_pid else 0.0
-        sent = await metric(base, "ws_messages_sent_total") - sent_before
+        sent = await metric(base, "ws_messages_sent_total", args.workers) - sent_before
         latencies = sorted(lat for sample in samples for lat in sample.latencies)
         frame_sizes = [size for sample in samples for size in sample.frame_bytes]
         results.update(
