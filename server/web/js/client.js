@@ -388,26 +388,35 @@ export class SessionConnection extends EventTarget {
 
   // --- heartbeat ---------------------------------------------------------------------------
 
+  /**
+   * Ping every `heartbeat` ms; a ping with no frame at all back within `heartbeatTimeout` is
+   * missed, and `maxMissed` in a row drop the connection (it then reconnects and resumes).
+   * Each ping is judged on its own answer, so a background tab whose timers the browser
+   * slows down is not mistaken for a dead connection.
+   */
   startHeartbeat(ws) {
     this.stopHeartbeat();
     this.missed = 0;
     this.beat = setInterval(() => {
       if (ws.readyState !== WebSocket.OPEN) return;
-      if (Date.now() - this.lastFrameAt > this.heartbeat + this.heartbeatTimeout) {
+      const sentAt = Date.now();
+      ws.send(JSON.stringify(envelope("ping", {})));
+      clearTimeout(this.pongTimer);
+      this.pongTimer = setTimeout(() => {
+        if (this.lastFrameAt >= sentAt || this.ws !== ws) return;
         this.missed += 1;
         if (this.missed >= this.maxMissed) {
           ws.close(4000, "heartbeat missed");
-          // onclose fires later; treat the connection as gone now.
+          // onclose fires only when the close handshake ends; the connection is gone now.
           ws.onclose?.({ code: 1006, reason: "heartbeat missed" });
-          return;
         }
-      }
-      ws.send(JSON.stringify(envelope("ping", {})));
+      }, this.heartbeatTimeout);
     }, this.heartbeat);
   }
 
   stopHeartbeat() {
     clearInterval(this.beat);
+    clearTimeout(this.pongTimer);
     this.beat = null;
   }
 

@@ -359,6 +359,8 @@ export function renderConnection(node, detail) {
     words = `Reconnecting in ${Math.max(1, Math.round(detail.delay / 1000))} s…`;
   } else if (state === "connecting" && detail.fallback) {
     words = "WebSocket blocked; trying the fallback…";
+  } else if (state === "live" && detail.recovered === false) {
+    words = "Live · reconnected; some earlier chat may be missing";
   } else if (state === "failed" && detail.message) {
     words = `Disconnected: ${detail.message}`;
   }
