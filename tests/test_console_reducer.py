@@ -166,6 +166,14 @@ def test_delete_by_id_and_by_user(state: ConsoleState) -> None:
     assert all(line.deleted for line in state.chat)
 
 
+def test_a_platform_wide_clear_deletes_that_platforms_chat_only(state: ConsoleState) -> None:
+    messages = [chat(1, username="bob"), chat(2, username="eve")]
+    apply_frame(state, frame("chat.aggregate", {"messages": messages}))
+    apply_frame(state, frame("chat.aggregate", {"messages": [chat(3, platform="youtube")]}))
+    apply_frame(state, frame("chat.delete", {"username": "*", "platform": "twitch"}))
+    assert [line.deleted for line in state.chat] == [True, True, False]
+
+
 def test_delete_of_an_unknown_message_changes_nothing(state: ConsoleState) -> None:
     apply_frame(state, frame("chat.aggregate", {"messages": [chat(1)]}))
     assert not apply_frame(state, frame("chat.delete", {"messageId": "twitch:404"}))

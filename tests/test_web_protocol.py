@@ -153,10 +153,13 @@ async def test_deletions_by_id_or_by_user_on_a_platform(js: Any) -> None:
             P.deletionMatches({messageId: 'twitch:2'}, m),
             P.deletionMatches({username: 'troll', platform: 'twitch'}, m),
             P.deletionMatches({username: 'troll', platform: 'youtube'}, m),
+            P.deletionMatches({username: '*', platform: 'twitch'}, m),
+            P.deletionMatches({username: '*', platform: 'youtube'}, m),
           ];
         })()"""
     )
-    assert result == [True, False, True, False]
+    # username "*" is a whole-chat clear of that platform (a Twitch /clear)
+    assert result == [True, False, True, False, True, False]
 
 
 async def test_rest_equivalents_of_client_messages(js: Any) -> None:

@@ -267,8 +267,9 @@ def _on_delete(state: ConsoleState, payload: dict[str, Any], update: Update) -> 
     message_id = payload.get("messageId")
     username, platform = payload.get("username"), payload.get("platform")
     for line in state.chat:
+        same_user = username in ("*", line.username)  # "*": the platform's whole chat
         if (message_id and line.id == message_id) or (
-            not message_id and line.username == username and line.platform == platform
+            not message_id and same_user and line.platform == platform
         ):
             line.deleted = True
             update.chat_changed.append(line)

@@ -187,7 +187,8 @@ export function deletionMatches(deletion, message) {
   return (
     Boolean(deletion.username) &&
     deletion.platform === message.platform &&
-    String(deletion.username).toLowerCase() === String(message.username).toLowerCase()
+    (deletion.username === "*" || // a whole-chat clear of that platform (Twitch /clear)
+      String(deletion.username).toLowerCase() === String(message.username).toLowerCase())
   );
 }
 
