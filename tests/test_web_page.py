@@ -705,3 +705,27 @@ async def test_a_scheduled_session_says_so_until_it_starts(
     )
     assert status == 200
     await fan.page.wait_for_selector("#scheduled", state="hidden", timeout=WAIT)
+
+
+@pytest.mark.slow
+async def test_a_resume_beyond_the_history_says_chat_may_be_missing(
+    server_factory: Any, accounts: Any, fans: Any, bus: Bus
+) -> None:
+    limits = {"VSTUDIO_GUEST_RATE_LIMIT": "1000"}
+    server = server_factory(**limits)
+    session = await staffed_session(server, accounts)
+    fan = await (await fans()).open(f"{server.base_url}/s/{session['id']}")
+    await fan.join_as_guest()
+    await publish_ingested(bus, session["id"], twitch_message("seen live"))
+    await fan.wait_chat("seen live")
+
+    await asyncio.to_thread(server.stop)
+    await fan.wait_state("reconnecting", "failed")
+    for start in range(0, 2500, 250):  # far more than the history keeps (1,000 here)
+        flood = [to_outgoing(twitch_message(f"flood {n}"))[1] for n in range(start, start + 250)]
+        await bus.publish_many(session["id"], "chat", flood)
+
+    await asyncio.to_thread(lambda: server_factory(port=server.port, **limits))
+    await fan.wait_state("live", timeout=40_000)
+    assert "some earlier chat may be missing" in await fan.page.text_content("#conn")
+    assert "seen live" in await fan.chat_texts()  # what it had stays on the page
