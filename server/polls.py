@@ -69,6 +69,9 @@ ENDED_IN_STATE = 50
 AUTO_END_TICK = 0.1
 """Seconds between looks at the deadlines; a poll ends at most this late."""
 
+SLOT_WAIT_MAX_MS = 1000
+"""Longest an end waits for a results broadcast claimed before it (see :meth:`PollBook.end`)."""
+
 NOW_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -145,7 +148,8 @@ end
 END_SCRIPT = (
     NOW_LUA
     + """
--- KEYS[1] poll hash, KEYS[2] active poll id; ARGV[1] poll id, ARGV[2] 'manual' | 'expired'
+-- KEYS[1] poll hash, KEYS[2] active poll id, KEYS[3] broadcast slot
+-- ARGV[1] poll id, ARGV[2] 'manual' | 'expired'; returns 'ok' and the slot's remaining ms
 local poll = redis.call('HMGET', KEYS[1], 'status', 'endsAt', 'votes')
 if not poll[1] then return {'missing'} end
 if poll[1] ~= 'active' then return {'ended'} end
@@ -157,7 +161,7 @@ end
 redis.call('HSET', KEYS[1], 'status', 'ended', 'endedAt', string.format('%d', ended),
   'published', poll[3])
 if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
-return {'ok'}
+return {'ok', redis.call('PTTL', KEYS[3])}
 """
 )
 
@@ -379,7 +383,11 @@ class PollBook:
         """
         reply = _outcome(
             await self._end(
-                keys=[poll_key(session_id, poll_id), _active_key(session_id)],
+                keys=[
+                    poll_key(session_id, poll_id),
+                    _active_key(session_id),
+                    _slot_key(session_id, poll_id),
+                ],
                 args=[poll_id, "expired" if expired else "manual"],
             )
         )
@@ -387,6 +395,11 @@ class PollBook:
             if expired:
                 return None
             self._refuse_poll(poll_id, reply[0])
+        if int(reply[1]) > 0:
+            # a process may hold the broadcast slot with counts it has not published yet;
+            # no new slot is granted once the poll has ended, so after this one expires the
+            # final results cannot be followed by older ones
+            await asyncio.sleep(min(int(reply[1]), SLOT_WAIT_MAX_MS) / 1000)
         await self.redis.zrem(DEADLINES, f"{session_id}/{poll_id}")
         poll = await self.require(session_id, poll_id)
         results = PollResults(

@@ -275,3 +275,22 @@ async def test_updated_options_must_be_distinct_like_created_ones(bus: Bus) -> N
         assert error.code == ErrorCode.INVALID_MESSAGE and "distinct" in error.message
         stored = await polls.runtime(studio.ctx).book.get(studio.session_id, poll["id"])
         assert stored is not None and stored.options == ["Intro", "Outro"]
+
+
+async def test_final_results_come_after_a_broadcast_claimed_before_the_end(bus: Bus) -> None:
+    async with open_studio(bus, start=False) as studio:
+        poll = await new_poll(studio)
+        await studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "option": 0})
+        book = polls.runtime(studio.ctx).book
+        claim = await book.claim_broadcast(studio.session_id, poll["id"])
+        assert claim[0] == "go"
+
+        async def slow_broadcast() -> None:
+            """A process that claimed the slot, then was slow to publish."""
+            await asyncio.sleep(0.1)
+            payload = {"pollId": poll["id"], "results": claim[2], "totalVotes": claim[1]}
+            await bus.publish(studio.session_id, "polls", "poll.results", payload)
+
+        await asyncio.gather(slow_broadcast(), book.end(studio.session_id, poll["id"]))
+        results = await studio.events("poll.results")
+        assert [r.payload.get("final", False) for r in results] == [False, True]
