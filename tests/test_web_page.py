@@ -729,3 +729,21 @@ async def test_a_resume_beyond_the_history_says_chat_may_be_missing(
     await fan.wait_state("live", timeout=40_000)
     assert "some earlier chat may be missing" in await fan.page.text_content("#conn")
     assert "seen live" in await fan.chat_texts()  # what it had stays on the page
+
+
+@pytest.mark.slow
+async def test_a_full_session_tells_the_person_and_keeps_trying(
+    server_factory: Any, accounts: Any, fans: Any
+) -> None:
+    server = server_factory(VSTUDIO_GUEST_RATE_LIMIT="1000", VSTUDIO_MAX_VIEWERS="1")
+    session = await staffed_session(server, accounts)
+    url = f"{server.base_url}/s/{session['id']}"
+    first = await (await fans()).open(url)
+    await first.join_as_guest()
+    second = await (await fans()).open(url)
+    await second.page.click("#guest-button")
+    await second.wait_state("reconnecting")
+    assert "This session is full right now." in await second.page.text_content("#conn")
+
+    await first.page.click("#sign-out")  # a place frees up; the retry gets in
+    await second.wait_state("live", timeout=40_000)

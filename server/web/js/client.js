@@ -6,6 +6,7 @@ import {
   BACKOFF,
   FATAL_CLOSE_CODES,
   backoffDelay,
+  describeError,
   newRequestId,
   restAction,
 } from "./protocol.js";
@@ -302,11 +303,13 @@ export class SessionConnection extends EventTarget {
     } else if (FATAL_CLOSE_CODES[code]) {
       this.fail(FATAL_CLOSE_CODES[code], { code, message: reason });
     } else if (this.state !== "ended") {
-      this.scheduleRetry(code === 1012 && this.attempt === 0 ? 100 : null);
+      // A refusal that may pass (session full, too fast) is retried, and the person told why.
+      const why = code >= 4000 ? describeError({ code, message: reason }) : null;
+      this.scheduleRetry(code === 1012 && this.attempt === 0 ? 100 : null, why);
     }
   }
 
-  scheduleRetry(delay = null) {
+  scheduleRetry(delay = null, reason = null) {
     if (this.stopped) return;
     if (this.attempt >= this.backoff.retries) {
       this.fail(`Gave up after ${this.attempt} attempts to reconnect.`, null);
@@ -315,7 +318,7 @@ export class SessionConnection extends EventTarget {
     const wait = delay ?? backoffDelay(this.attempt, Math.random, this.backoff);
     this.attempt += 1;
     this.reconnects += 1;
-    this.setState("reconnecting", { attempt: this.attempt, delay: wait });
+    this.setState("reconnecting", { attempt: this.attempt, delay: wait, reason });
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this.connect(), wait);
   }

@@ -356,7 +356,10 @@ export function renderConnection(node, detail) {
   node.dataset.state = state;
   let words = STATE_WORDS[state] ?? state;
   if (state === "reconnecting" && detail.delay != null) {
-    words = `Reconnecting in ${Math.max(1, Math.round(detail.delay / 1000))} s…`;
+    const seconds = Math.max(1, Math.round(detail.delay / 1000));
+    words = detail.reason
+      ? `${detail.reason} Retrying in ${seconds} s…`
+      : `Reconnecting in ${seconds} s…`;
   } else if (state === "connecting" && detail.fallback) {
     words = "WebSocket blocked; trying the fallback…";
   } else if (state === "live" && detail.recovered === false) {
