@@ -538,6 +538,7 @@ class Hub:
                     room.fresh.discard(sub)
         slow: list[Subscriber] = []
         data = out.ws if room.ws else b""
+        limit = self.settings.send_buffer_limit
         sent = 0
         for sub in room.ws:
             if special and sub in special:
@@ -545,12 +546,12 @@ class Hub:
                 if own is not None and not sub.send(own):
                     slow.append(sub)
                 continue
-            transport = sub.transport
+            transport = sub.transport  # the hot loop: one write per client, nothing else
             if transport.is_closing():
                 continue
             transport.write(data)
             sent += 1
-            if transport.get_write_buffer_size() > sub.buffer_limit:
+            if transport.get_write_buffer_size() > limit:
                 slow.append(sub)
         for sse in room.sse:
             own = special.get(sse, out) if special else out

@@ -239,7 +239,11 @@ async def test_rs256_tokens_checked_against_a_local_jwks(server_factory: object)
         ]
     }
     app = web.Application()
-    app.router.add_get("/jwks.json", lambda request: web.json_response(jwks))
+
+    async def serve_jwks(request: web.Request) -> web.Response:
+        return web.json_response(jwks)
+
+    app.router.add_get("/jwks.json", serve_jwks)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
