@@ -5,6 +5,8 @@ the money) is that service's job, not this server's. One script records a tip: i
 (user, requestId) pair, and only if it is new appends the tip to the ledger stream, remembers
 the pair and adds the amount to the session's totals, so a retried request (a lost reply, a
 REST retry with the same ``Idempotency-Key``) returns the original tip and announces nothing.
+A recorded tip holds a short claim on its announcement; if its process dies before publishing
+``tip.received``, the client's retry after the claim lapsed announces it, once.
 
 A tip without a ``requestId`` is refused (4006): without it a retry could not be told from a
 second tip. Amounts are kept in the currency's minor units (cents; yen have none), so totals
@@ -14,6 +16,7 @@ add up exactly; an amount finer than the currency allows is refused.
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -34,21 +37,43 @@ from server.chat import require_open
 from server.context import ServerContext
 from server.interaction_gate import redis_slot
 
-__all__ = ["MINOR_UNITS", "TipLedger", "to_minor"]
+__all__ = ["MINOR_UNITS", "Recorded", "TipLedger", "to_minor"]
 
 MINOR_UNITS: dict[str, int] = {"JPY": 0, "KRW": 0, "BHD": 3, "KWD": 3}
 """Decimal places of currencies that do not have two (ISO 4217)."""
 
 RECORD_SCRIPT = """
--- KEYS[1] (user, requestId) -> tip hash, KEYS[2] ledger stream, KEYS[3] totals hash
--- ARGV[1] user NUL requestId, ARGV[2] tip JSON, ARGV[3] currency, ARGV[4] minor units
+-- KEYS[1] (user, requestId) -> tip hash, KEYS[2] ledger stream, KEYS[3] totals hash,
+-- KEYS[4] announced (user, requestId) hash, KEYS[5] this tip's announce claim
+-- ARGV[1] user NUL requestId, ARGV[2] tip JSON, ARGV[3] currency, ARGV[4] minor units,
+-- ARGV[5] claim ms. Returns {fresh, tip JSON, announce}: announce = 1 tells the caller to
+-- publish tip.received, then mark it announced.
 local original = redis.call('HGET', KEYS[1], ARGV[1])
-if original then return {0, original} end
+if original then
+  if redis.call('HEXISTS', KEYS[4], ARGV[1]) == 1 then return {0, original, 0} end
+  -- recorded but never announced: its process died, unless it still holds the claim
+  if redis.call('SET', KEYS[5], '1', 'NX', 'PX', ARGV[5]) then return {0, original, 1} end
+  return {0, original, 0}
+end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XADD', KEYS[2], '*', 'tip', ARGV[2])
 redis.call('HINCRBY', KEYS[3], ARGV[3], ARGV[4])
-return {1, ARGV[2]}
+redis.call('SET', KEYS[5], '1', 'PX', ARGV[5])
+return {1, ARGV[2], 1}
 """
+
+ANNOUNCE_CLAIM_MS = 10_000
+"""How long the process that recorded a tip has to announce it before a retry may."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """A tip as the ledger holds it: ``fresh`` if this request recorded it, ``announce`` if
+    this caller must publish ``tip.received`` (then call :meth:`TipLedger.announced`)."""
+
+    tip: TipReceived
+    fresh: bool
+    announce: bool
 
 
 def to_minor(amount: float, currency: str) -> int:
@@ -93,21 +118,26 @@ def _ledger_key(session_id: str) -> str:
     return f"{keys.session_prefix(session_id)}:tips"
 
 
+def _announced_key(session_id: str) -> str:
+    return f"{keys.session_prefix(session_id)}:tips:announced"
+
+
 def _totals_key(session_id: str) -> str:
     return f"{keys.session_prefix(session_id)}:tips:totals"
 
 
 class TipLedger:
-    """The session's tips in Redis: record once, read the ledger and the totals."""
+    """The session's tips in Redis: record once, announce once, read the ledger and totals."""
 
     def __init__(self, ctx: ServerContext) -> None:
         self.redis = ctx.bus.redis
+        self.announce_claim_ms = ANNOUNCE_CLAIM_MS
         self._record = self.redis.register_script(RECORD_SCRIPT)
 
     async def record(
         self, session_id: str, actor: Actor, tip: TipSend, request_id: str, minor: int
-    ) -> tuple[TipReceived, bool]:
-        """The tip as recorded and whether it is new (``False``: a repeat of ``request_id``)."""
+    ) -> Recorded:
+        """Record the tip unless (user, ``request_id``) is recorded; the tip the ledger has."""
         received = TipReceived(
             tip_id=f"tip_{secrets.token_hex(8)}",
             user_id=actor.user_id,
@@ -117,14 +147,25 @@ class TipLedger:
             message=tip.message,
         )
         stored = {**received.wire(), "requestId": request_id, "timestamp": now_ms()}
-        fresh, body = await self._record(
-            keys=[_requests_key(session_id), _ledger_key(session_id), _totals_key(session_id)],
-            args=[f"{actor.user_id}\0{request_id}", orjson.dumps(stored), tip.currency, minor],
+        request = f"{actor.user_id}\0{request_id}"
+        fresh, body, announce = await self._record(
+            keys=[
+                _requests_key(session_id),
+                _ledger_key(session_id),
+                _totals_key(session_id),
+                _announced_key(session_id),
+                f"{_announced_key(session_id)}:claim:{request}",
+            ],
+            args=[request, orjson.dumps(stored), tip.currency, minor, self.announce_claim_ms],
         )
         original = orjson.loads(body)
         original.pop("requestId", None)
         original.pop("timestamp", None)
-        return TipReceived.model_validate(original), bool(fresh)
+        return Recorded(TipReceived.model_validate(original), bool(fresh), bool(announce))
+
+    async def announced(self, session_id: str, user_id: str, request_id: str) -> None:
+        """Remember that the tip's ``tip.received`` went out."""
+        await self.redis.hset(_announced_key(session_id), f"{user_id}\0{request_id}", 1)
 
     async def totals(self, session_id: str) -> dict[str, float]:
         raw = await self.redis.hgetall(_totals_key(session_id))
@@ -157,14 +198,16 @@ async def send_tip(ctx: ServerContext, actor: Actor, tip: TipSend) -> dict[str, 
     minor = check_tip(
         tip, currencies=ctx.settings.tip_currencies, max_amount=ctx.settings.tip_max_amount
     )
+    tips = ledger(ctx)
     async with redis_slot(ctx):
         require_open(await ctx.sessions.get(actor.session_id))
-        received, fresh = await ledger(ctx).record(
-            actor.session_id, actor, tip, actor.request_id, minor
-        )
-    if fresh:
-        await ctx.bus.publish(actor.session_id, "events", MessageType.TIP_RECEIVED, received.wire())
-    return {"tip": received.wire(), "duplicate": not fresh}
+        recorded = await tips.record(actor.session_id, actor, tip, actor.request_id, minor)
+        if recorded.announce:
+            await ctx.bus.publish(
+                actor.session_id, "events", MessageType.TIP_RECEIVED, recorded.tip.wire()
+            )
+            await tips.announced(actor.session_id, actor.user_id, actor.request_id)
+    return {"tip": recorded.tip.wire(), "duplicate": not recorded.fresh}
 
 
 @state_part

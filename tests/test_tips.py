@@ -8,7 +8,7 @@ import pytest
 from interactions_support import open_studio
 
 from broker import Bus
-from broker.models import ErrorCode, MessageType, ProtocolError, Role
+from broker.models import ErrorCode, MessageType, ProtocolError, Role, TipSend
 from server import tips
 from server.actions import STATE_PARTS
 from server.tips import to_minor
@@ -77,3 +77,30 @@ async def test_tips_are_validated_with_reasons(bus: Bus) -> None:
         assert caught.value.code == ErrorCode.FORBIDDEN
         assert not await studio.events("tip.received")
         assert await tips.ledger(studio.ctx).entries(studio.session_id) == []
+
+
+async def test_a_tip_recorded_by_a_process_that_died_before_announcing_is_announced_on_retry(
+    bus: Bus,
+) -> None:
+    async with open_studio(bus) as studio:
+        fan = studio.actor(request_id="req-9")
+        ledger = tips.ledger(studio.ctx)
+        ledger.announce_claim_ms = 100
+        # what a process does before it publishes: the tip is in the ledger, then it dies
+        recorded = await ledger.record(
+            studio.session_id, fan, TipSend(amount=3, currency="GBP"), "req-9", 300
+        )
+        assert recorded.fresh and recorded.announce
+        # a retry at once does not announce it twice while the first process may still do so
+        early = await studio.do(fan, TIP, {"amount": 3, "currency": "GBP"})
+        assert early["duplicate"] and not await studio.events("tip.received")
+        await asyncio.sleep(0.2)
+        # once that process's claim has lapsed, the client's retry announces it, once
+        retries = [await studio.do(fan, TIP, {"amount": 3, "currency": "GBP"}) for _ in range(3)]
+        assert all(r["duplicate"] and r["tip"] == retries[0]["tip"] for r in retries)
+        [announced] = await studio.events("tip.received")
+        assert announced.payload == recorded.tip.wire()
+        state: dict = {}
+        for part in STATE_PARTS:
+            state.update(await part(studio.ctx, studio.session_id))
+        assert state["tipTotals"] == {"GBP": 3.0}
