@@ -747,3 +747,39 @@ async def test_a_full_session_tells_the_person_and_keeps_trying(
 
     await first.page.click("#sign-out")  # a place frees up; the retry gets in
     await second.wait_state("live", timeout=40_000)
+
+
+async def test_every_control_has_a_name_and_the_keyboard_reaches_it(
+    web_server: Any, accounts: Any, fans: Any
+) -> None:
+    session = await staffed_session(web_server, accounts)
+    await create_poll(web_server, session, ["One", "Two"])
+    fan = await (await fans()).open(f"{web_server.base_url}/s/{session['id']}")
+    await fan.sign_in(*session["producer"])  # staff see every control there is
+    await fan.page.wait_for_selector(".option")
+    unnamed = await fan.page.evaluate(
+        """() => [...document.querySelectorAll('a, button, input, select, textarea')]
+            .filter((node) => node.offsetParent !== null)
+            .filter((node) => {
+                const label = [...(node.labels ?? [])].map((l) => l.textContent).join('');
+                const name = node.getAttribute('aria-label') || label || node.textContent;
+                return !name.trim();
+            })
+            .map((node) => node.outerHTML.slice(0, 80))"""
+    )
+    assert unnamed == []
+
+    await fan.page.reload()  # still signed in (this tab keeps its sign-in), focus at the top
+    await fan.wait_state("live")
+    await fan.page.wait_for_selector(".option")
+    await fan.page.keyboard.press("Tab")  # the first stop skips to the interactions
+    assert await fan.page.evaluate("document.activeElement.className") == "skip"
+    await fan.page.keyboard.press("Enter")
+    for _ in range(40):  # and from there the keyboard reaches the first poll option
+        await fan.page.keyboard.press("Tab")
+        if await fan.page.evaluate("document.activeElement.dataset.index") == "0":
+            break
+    else:
+        raise AssertionError("the first poll option is not reachable with Tab")
+    await fan.page.keyboard.press("Space")
+    await fan.page.wait_for_selector(".option[data-index='0'][aria-pressed=true]", timeout=WAIT)
