@@ -10,6 +10,7 @@ that slips past escaping still cannot load or run anything.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,13 @@ async def session_page(request: web.Request) -> web.StreamResponse:
     return _page("session.html")
 
 
+LISTING_TTL = 2.0
+"""Seconds one process reuses the front page's listing: anyone may ask for it, and building it
+reads every session record, so a burst of visitors costs one scan, not one each."""
+
+_listings: dict[SessionStatus, tuple[float, list[dict[str, Any]]]] = {}
+
+
 @routes.get("/web/sessions")
 async def list_public(request: web.Request) -> web.Response:
     """Sessions for the front page, newest first; ``?status=live`` by default."""
@@ -104,8 +112,12 @@ async def list_public(request: web.Request) -> web.Response:
         return web.json_response(
             {"code": 4006, "message": f"status must be one of {allowed}"}, status=400
         )
-    sessions = await request.app[CORE].store.list(status=status, limit=50)
-    return web.json_response({"sessions": [public_session(s) for s in sessions]})
+    cached = _listings.get(status)
+    if cached is None or time.monotonic() - cached[0] > LISTING_TTL:
+        sessions = await request.app[CORE].store.list(status=status, limit=50)
+        cached = (time.monotonic(), [public_session(s) for s in sessions])
+        _listings[status] = cached
+    return web.json_response({"sessions": cached[1]})
 
 
 @routes.get("/web/sessions/{sessionId}")

@@ -1,4 +1,4 @@
-// The front page: the live sessions, each a link to its page.
+// The front page: the live sessions, each a link to its page, refreshed every 10 s.
 
 import { api } from "./client.js";
 import { describeError } from "./protocol.js";
@@ -38,3 +38,4 @@ async function start() {
 }
 
 start();
+setInterval(start, 10000); // sessions go live and end; the list follows
