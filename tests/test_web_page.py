@@ -65,6 +65,19 @@ def _png(size: int, rgb: tuple[int, int, int]) -> bytes:
 
 
 EMOTE_PNG = _png(28, (145, 70, 255))
+
+REFUSE_WEBSOCKETS = """
+    const Native = window.WebSocket;
+    window.WebSocket = function (url, protocols) {
+        const target = new URL(url, location.href);
+        target.pathname = "/websockets-blocked-by-a-proxy";
+        return new Native(target.toString(), protocols);
+    };
+    Object.assign(window.WebSocket, {CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3});
+    window.WebSocket.prototype = Native.prototype;
+"""
+"""As behind a proxy that blocks WebSockets: every upgrade goes to a path the server refuses
+(HTTP 404 to the handshake), so the browser really fails to connect."""
 WAIT = 15_000
 """Milliseconds a page gets to show something."""
 
@@ -453,19 +466,7 @@ async def test_falls_back_to_sse_when_websockets_are_refused_and_votes_over_rest
 ) -> None:
     session = await staffed_session(web_server, accounts)
     poll = await create_poll(web_server, session, ["Yes", "No"])
-    # As behind a proxy that blocks WebSockets: every upgrade goes to a path the server refuses
-    # (HTTP 404 to the handshake), so the browser really fails to connect.
-    refuse_websockets = """
-        const Native = window.WebSocket;
-        window.WebSocket = function (url, protocols) {
-            const target = new URL(url, location.href);
-            target.pathname = "/websockets-blocked-by-a-proxy";
-            return new Native(target.toString(), protocols);
-        };
-        Object.assign(window.WebSocket, {CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3});
-        window.WebSocket.prototype = Native.prototype;
-    """
-    fan = await (await fans(init_script=refuse_websockets)).open(
+    fan = await (await fans(init_script=REFUSE_WEBSOCKETS)).open(
         f"{web_server.base_url}/s/{session['id']}"
     )
     await fan.page.click("#guest-button")
@@ -783,3 +784,28 @@ async def test_every_control_has_a_name_and_the_keyboard_reaches_it(
         raise AssertionError("the first poll option is not reachable with Tab")
     await fan.page.keyboard.press("Space")
     await fan.page.wait_for_selector(".option[data-index='0'][aria-pressed=true]", timeout=WAIT)
+
+
+@pytest.mark.slow
+async def test_the_sse_fallback_resumes_after_a_server_restart(
+    server_factory: Any, accounts: Any, fans: Any, bus: Bus
+) -> None:
+    limits = {"VSTUDIO_GUEST_RATE_LIMIT": "1000"}
+    server = server_factory(**limits)
+    session = await staffed_session(server, accounts)
+    fan = await (await fans(init_script=REFUSE_WEBSOCKETS)).open(
+        f"{server.base_url}/s/{session['id']}"
+    )
+    await fan.page.click("#guest-button")
+    await fan.wait_state("sse")
+    await publish_ingested(bus, session["id"], twitch_message("before, over SSE"))
+    await fan.wait_chat("before, over SSE")
+
+    await asyncio.to_thread(server.stop)
+    await fan.wait_state("reconnecting")
+    await publish_ingested(bus, session["id"], twitch_message("missed, over SSE"))
+    await asyncio.to_thread(lambda: server_factory(port=server.port, **limits))
+    assert await fan.wait_state("resumed", timeout=40_000) == "resumed"
+    await fan.wait_chat("missed, over SSE")
+    assert await fan.page.get_attribute("body", "data-transport") == "sse"
+    assert (await fan.chat_texts()).count("before, over SSE") == 1
