@@ -32,7 +32,9 @@ async def list_polls(request: web.Request) -> web.Response:
     core = request.app[CORE]
     await core.identify(request)
     session = await core.store.get(request.match_info["sessionId"])
-    every = await polls.runtime(core.ctx).book.all(session.id)
+    book = polls.runtime(core.ctx).book
+    await book.settle(session)
+    every = await book.all(session.id)
     active = next((poll for poll in every if poll.status == "active"), None)
     return json_response(
         {"polls": [poll.wire() for poll in every], "activePoll": active.wire() if active else None}
@@ -44,7 +46,9 @@ async def get_poll(request: web.Request) -> web.Response:
     core = request.app[CORE]
     await core.identify(request)
     session = await core.store.get(request.match_info["sessionId"])
-    poll = await polls.runtime(core.ctx).book.require(session.id, request.match_info["pollId"])
+    book = polls.runtime(core.ctx).book
+    await book.settle(session)
+    poll = await book.require(session.id, request.match_info["pollId"])
     return json_response(poll.wire())
 
 

@@ -42,6 +42,8 @@ from broker.models import (
     PollVote,
     ProtocolError,
     Role,
+    Session,
+    SessionStatus,
     now_ms,
 )
 from server.actions import STAFF, Actor, action, state_part
@@ -274,6 +276,15 @@ class PollBook:
     async def active(self, session_id: str) -> Poll | None:
         poll_id = await self.redis.get(_active_key(session_id))
         return await self.get(session_id, _text(poll_id)) if poll_id else None
+
+    async def settle(self, session: Session) -> None:
+        """End the active poll of a session that has ended: a poll does not outlive it."""
+        if session.status != SessionStatus.ENDED:
+            return
+        poll_id = await self.redis.get(_active_key(session.id))
+        if poll_id:
+            with contextlib.suppress(ProtocolError):  # ended meanwhile by another reader
+                await self.end(session.id, _text(poll_id))
 
     async def all(self, session_id: str) -> list[Poll]:
         """Every poll of the session, oldest first, with its present counts."""

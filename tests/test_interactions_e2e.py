@@ -403,3 +403,22 @@ async def test_moderation_by_a_producer_and_refused_for_a_viewer(live_server: An
             m for f in frames if f["type"] == "chat.aggregate" for m in f["payload"]["messages"]
         ]
         assert message_id not in {m["id"] for m in chat}
+
+
+async def test_a_poll_does_not_outlive_its_session(live_server: Any) -> None:
+    artist = user("artist")
+    sid = (await live_server.live_session(artist))["id"]
+    token = live_server.token(artist, "artist")
+    base = f"/v1/vstudio/sessions/{sid}"
+    status, poll = await live_server.call(
+        "POST", base + "/polls", token=token, json={"question": "Last one?", "options": ["a", "b"]}
+    )
+    assert status == 200, poll
+    status, body = await rest_vote(live_server, sid, user(), poll["id"], 1)
+    assert status == 200, body
+    status, body = await live_server.call("POST", base + "/end", token=token)
+    assert status == 200, body
+    status, body = await live_server.call("GET", base + "/polls", token=token)
+    assert status == 200 and body["activePoll"] is None
+    [ended] = body["polls"]
+    assert ended["status"] == "ended" and ended["results"] == [0, 1]
