@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from broker import keys
 from broker.models import now_ms
@@ -65,6 +66,15 @@ if #lines > 0 then
   redis.call('PUBLISH', ARGV[1], table.concat(lines, '\\n'))
 end
 return ids
+"""
+
+
+DELETE_SCRIPT = """#!lua
+-- KEYS[1] stream, KEYS[2] deleted counter; ARGV event ids. Counts what XDEL really removed, so
+-- a replay can tell deletions from trimming.
+local removed = redis.call('XDEL', KEYS[1], unpack(ARGV))
+if removed > 0 then redis.call('INCRBY', KEYS[2], removed) end
+return removed
 """
 
 
@@ -152,6 +162,7 @@ class Bus:
         self.history_size = history_size
         self.dedupe_ttl = dedupe_ttl
         self._publish = client.register_script(PUBLISH_SCRIPT)
+        self._delete = client.register_script(DELETE_SCRIPT)
 
     async def publish(
         self,
@@ -197,6 +208,13 @@ class Bus:
         value = await self.redis.get(keys.dedupe(session_id, dedupe_id))
         return value.decode() if value and value != b"1" else None
 
+    async def delete_events(self, session_id: str, event_ids: Sequence[str]) -> int:
+        """Remove events from the history (moderation); how many were there to remove."""
+        if not event_ids:
+            return 0
+        keys_ = [keys.stream(session_id), keys.stream_deleted(session_id)]
+        return int(await self._delete(keys=keys_, args=list(event_ids)))
+
     async def last_id(self, session_id: str) -> str:
         """The id of the session's newest event, or ``"0-0"`` when it has none."""
         newest = await self.redis.xrevrange(keys.stream(session_id), count=1)
@@ -218,16 +236,22 @@ class Bus:
         return Replay(events, await self._history_covers(session_id, after_id))
 
     async def _history_covers(self, session_id: str, after_id: str) -> bool:
-        """Whether the stream still holds everything after ``after_id``."""
+        """Whether the stream still holds everything after ``after_id``.
+
+        True when ``after_id`` is not older than the oldest entry, or when nothing was ever
+        trimmed (entries added = entries present + entries deleted on purpose).
+        """
         stream = keys.stream(session_id)
         oldest = await self.redis.xrange(stream, count=1)
-        if not oldest:
-            return parse_stream_id(after_id) == (0, 0)
-        if parse_stream_id(after_id) >= parse_stream_id(oldest[0][0]):
+        if oldest and parse_stream_id(after_id) >= parse_stream_id(oldest[0][0]):
             return True
-        info = await self.redis.xinfo_stream(stream)
+        try:
+            info = await self.redis.xinfo_stream(stream)
+        except ResponseError:  # no stream: nothing was ever published, or it was lost
+            return parse_stream_id(after_id) == (0, 0)
         added = info.get("entries-added", info.get(b"entries-added"))
-        return added is not None and int(added) == int(info["length"])
+        deleted = int(await self.redis.get(keys.stream_deleted(session_id)) or 0)
+        return added is not None and int(added) == int(info["length"]) + deleted
 
     @staticmethod
     def _from_entries(

@@ -22,6 +22,7 @@ __all__ = [
     "session_prefix",
     "sessions_index",
     "stream",
+    "stream_deleted",
     "ticket",
     "user",
 ]
@@ -67,6 +68,11 @@ def session_id_of_channel(channel: str) -> str:
 def stream(session_id: str) -> str:
     """Capped stream holding the session's event log; its ids are the event ids."""
     return f"{session_prefix(session_id)}:log"
+
+
+def stream_deleted(session_id: str) -> str:
+    """How many events were deleted from the stream on purpose (moderation), not trimmed."""
+    return f"{session_prefix(session_id)}:log-deleted"
 
 
 def session(session_id: str) -> str:

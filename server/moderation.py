@@ -57,7 +57,7 @@ async def delete_from_history(bus: Bus, session_id: str, request: ChatDelete) ->
     if request.message_id is not None:
         stream_id = await bus.stream_id_of(session_id, request.message_id)
         if stream_id is not None:
-            return int(await bus.redis.xdel(stream, stream_id))
+            return await bus.delete_events(session_id, [stream_id])
     doomed: list[bytes] = []
     cursor = "-"
     while True:
@@ -73,7 +73,7 @@ async def delete_from_history(bus: Bus, session_id: str, request: ChatDelete) ->
         if len(page) < SCAN_PAGE:
             break
         cursor = "(" + page[-1][0].decode()
-    return int(await bus.redis.xdel(stream, *doomed)) if doomed else 0
+    return await bus.delete_events(session_id, [entry.decode() for entry in doomed])
 
 
 @action(MessageType.CHAT_DELETE, roles=STAFF)

@@ -124,3 +124,13 @@ async def test_feed_follow_after_an_id_replays_then_goes_live(bus: Bus, session_
 def test_stream_ids_order_numerically() -> None:
     assert parse_stream_id("10-2") > parse_stream_id("9-30")
     assert parse_stream_id("5-10") > parse_stream_id("5-9")
+
+
+async def test_deleting_events_does_not_make_a_replay_incomplete(bus: Bus, session_id: str) -> None:
+    ids = [await bus.publish(session_id, "chat", "chat.message", {"n": n}) for n in range(4)]
+    assert await bus.delete_events(session_id, [ids[0], ids[2]]) == 2
+    replay = await bus.replay(session_id, "0-0")
+    assert [event.payload["n"] for event in replay.events] == [1, 3]
+    assert replay.complete  # removed on purpose, not trimmed away
+    assert await bus.delete_events(session_id, [ids[0]]) == 0  # already gone: nothing counted
+    assert (await bus.replay(session_id, "0-0")).complete
