@@ -51,7 +51,6 @@ async def login(request: web.Request) -> web.Response:
     try:
         account = await core.accounts.check(body.username, body.password)
     except AccountError as exc:
-        core.metrics.errors.labels("auth").inc()
         raise AuthError(str(exc)) from exc
     token = core.verifier.mint(account.user_id, account.role, username=account.username)
     return json_response(

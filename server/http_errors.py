@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from broker.models import ErrorCode, ProtocolError
 from server.auth import AuthError
+from server.core import CORE
 from server.sessions import ArtistBusy
 
 __all__ = ["error_middleware", "http_status", "json_error", "json_response", "read_model"]
@@ -97,7 +98,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ProtocolError as exc:
         return json_error(http_status(exc), int(exc.code), exc.message, exc.retry_after)
     except AuthError as exc:
-        log.info("auth failure: %s", exc, extra={"path": request.path, "peer": request.remote})
+        log.info(
+            "auth failure", extra={"reason": str(exc), "path": request.path, "peer": request.remote}
+        )
+        core = request.app.get(CORE)
+        if core is not None:
+            core.metrics.errors.labels("auth").inc()
         response = json_error(401, 401, str(exc))
         response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
         return response

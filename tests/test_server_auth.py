@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import stat
 import subprocess
@@ -172,6 +173,11 @@ async def test_http_401_reasons(live_server: LiveServer) -> None:
         assert status == 401 and reason in body["message"], (reason, body)  # type: ignore[index]
     status, body = await live_server.call("POST", "/v1/vstudio/sessions", json={"title": "t"})
     assert status == 401 and "Authorization" in body["message"]  # type: ignore[index]
+    _, metrics = await live_server.call("GET", "/metrics")
+    counted = [line for line in metrics.splitlines() if 'reason="auth"' in line]  # type: ignore[union-attr]
+    assert counted and float(counted[0].split()[-1]) >= 5
+    logged = [json.loads(line) for line in live_server.log.splitlines() if '"auth failure"' in line]
+    assert any(entry.get("reason") == "token expired" for entry in logged)
 
 
 def fresh_address() -> str:
