@@ -1,11 +1,12 @@
 """The fans' web page: ``/`` (live sessions), ``/s/{sessionId}`` and their static files.
 
-The page is plain HTML, CSS and JavaScript modules from ``server/web`` with no build step. Two
-small public JSON routes give the page what it needs before anyone signs in (a session's
-title, stream and whether guests may join; the list of live sessions): only public fields,
-never tokens or ledgers. The HTML carries a Content-Security-Policy that allows scripts, styles
-and connections from this server only and frames from the stream players alone, so a message
-that slips past escaping still cannot load or run anything.
+The page is plain HTML (``server/web``), CSS and JavaScript modules (``server/web/static``,
+the only folder served as files) with no build step. Two small public JSON routes give the
+page what it needs before anyone signs in (a session's title, stream and whether guests may
+join; the list of live sessions): only public fields, never tokens or ledgers. The HTML
+carries a Content-Security-Policy that allows scripts, styles and connections from this
+server only and frames from the stream players alone, so a message that slips past escaping
+still cannot load or run anything.
 """
 
 from __future__ import annotations
@@ -140,4 +141,4 @@ async def page_limits(ctx: ServerContext, session_id: str) -> dict[str, Any]:
     }
 
 
-routes.static("/static", WEB_DIR, append_version=False)
+routes.static("/static", WEB_DIR / "static", append_version=False)

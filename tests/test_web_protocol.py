@@ -1,6 +1,6 @@
 """The page's pure protocol rules (server/web/js/protocol.js), run in headless Chromium.
 
-The module is served over real HTTP from ``server/web`` and imported by a blank page, so the
+The module is served over real HTTP from ``server/web/static`` and imported by a blank page, so the
 same code the page runs is what is tested: the reconnection schedule, stream embeds, emote
 splitting by code point, deletions, REST equivalents and error wording.
 """
@@ -18,7 +18,7 @@ from aiohttp import web
 
 pytestmark = pytest.mark.browser
 
-WEB_DIR = Path(__file__).resolve().parents[1] / "server" / "web"
+STATIC_DIR = Path(__file__).resolve().parents[1] / "server" / "web" / "static"
 
 CHROMIUM = os.environ.get("VSTUDIO_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -54,7 +54,7 @@ async def js() -> AsyncIterator[Any]:
     playwright_api = pytest.importorskip("playwright.async_api")
     app = web.Application()
     app.router.add_get("/", blank_page)
-    app.router.add_static("/static", WEB_DIR)
+    app.router.add_static("/static", STATIC_DIR)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

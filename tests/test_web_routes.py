@@ -24,6 +24,8 @@ async def test_pages_carry_a_strict_content_security_policy(live_server: Any) ->
         async with http.get(live_server.base_url + "/static/js/client.js") as response:
             assert response.status == 200
             assert "javascript" in response.content_type
+        async with http.get(live_server.base_url + "/static/session.html") as response:
+            assert response.status == 404  # HTML only through its routes, with the policy
 
 
 async def test_public_session_json_holds_public_fields_only(live_server: Any) -> None:
