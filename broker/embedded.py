@@ -88,8 +88,9 @@ class EmbeddedRedis:
             record = json.loads(self.record_path.read_text())
         except (FileNotFoundError, ValueError):
             return None
-        if _process_alive(int(record.get("pid", 0))):
-            return {"pid": int(record["pid"]), "port": int(record.get("port", 0))}
+        pid, port = int(record.get("pid", 0)), int(record.get("port", 0))
+        if _process_alive(pid) and not port_is_free(self.host, port):
+            return {"pid": pid, "port": port}
         return None
 
     def start(self, timeout: float = 10.0) -> str:

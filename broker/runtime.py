@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterator
 
 from broker.bus import Bus
@@ -12,14 +13,27 @@ from config import BrokerSettings
 
 __all__ = ["open_bus", "redis_url"]
 
+log = logging.getLogger("vstudio.broker")
+
 
 @contextlib.contextmanager
 def redis_url(settings: BrokerSettings) -> Iterator[str]:
-    """The configured Redis URL, or the URL of an embedded server kept up for the block."""
+    """The configured Redis URL; else the embedded server already running on the data folder
+    (``vstudio up`` started it, say); else a new embedded server kept up for the block."""
     if settings.redis_url:
         yield settings.redis_url
         return
-    with EmbeddedRedis(settings.data_dir, port=settings.embedded_port) as embedded:
+    embedded = EmbeddedRedis(settings.data_dir, port=settings.embedded_port)
+    running = embedded.stale()
+    if running:
+        log.info(
+            "using the embedded Valkey server already running on port %s (pid %s)",
+            running["port"],
+            running["pid"],
+        )
+        yield f"redis://{embedded.host}:{running['port']}"
+        return
+    with embedded:
         yield embedded.url
 
 

@@ -73,3 +73,14 @@ def test_a_record_of_a_dead_server_is_ignored(data_dir: Path) -> None:
     (data_dir / "redis" / "embedded.json").write_text('{"pid": 999999, "port": 1}')
     with EmbeddedRedis(data_dir) as embedded:
         assert embedded.url.startswith("redis://127.0.0.1:")
+
+
+def test_commands_share_the_embedded_server_already_running(data_dir: Path) -> None:
+    from broker.runtime import redis_url
+    from config import BrokerSettings
+
+    settings = BrokerSettings(data_dir=data_dir, redis_url=None)
+    with EmbeddedRedis(data_dir) as first:
+        with redis_url(settings) as url:
+            assert url == first.url  # attached, not a second server on one AOF
+        assert first.stale() is not None  # and leaving the block did not stop it

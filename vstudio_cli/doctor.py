@@ -93,9 +93,9 @@ def check_redis(broker: BrokerSettings) -> list[Check]:
         checks.append(
             Check(
                 "data folder",
-                "warn",
-                f"{broker.data_dir} is in use by an embedded server (pid {stale['pid']}, "
-                f"port {stale['port']}); a new start there will refuse until it stops",
+                "ok",
+                f"{broker.data_dir}: its embedded server is running (pid {stale['pid']}, "
+                f"port {stale['port']}); commands run now use it",
             )
         )
     else:

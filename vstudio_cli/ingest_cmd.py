@@ -13,7 +13,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,7 +27,7 @@ from rich.text import Text
 
 from broker import keys
 from broker.connection import BusUnavailable, connect
-from broker.embedded import EmbeddedRedis, EmbeddedServerError
+from broker.embedded import EmbeddedServerError
 from broker.models import now_ms
 from broker.runtime import open_bus, redis_url
 from config import BrokerSettings, IngestSettings, load_settings
@@ -229,21 +229,6 @@ async def _show_status(worker: Worker, json_output: bool) -> None:
 # --- status -------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _status_redis_url(broker: BrokerSettings) -> Iterator[str]:
-    """The configured Redis; else the embedded server another command is running; else one."""
-    if broker.redis_url:
-        yield broker.redis_url
-        return
-    embedded = EmbeddedRedis(broker.data_dir, port=broker.embedded_port)
-    running = embedded.stale()
-    if running:
-        yield f"redis://{embedded.host}:{running['port']}"
-        return
-    with redis_url(broker) as url:
-        yield url
-
-
 async def _read_status(broker: BrokerSettings, url: str, session: str | None) -> list[dict]:
     client = await connect(url, attempts=broker.connect_attempts, timeout=broker.connect_timeout)
     try:
@@ -298,7 +283,7 @@ def status(
     """List every running worker on every machine, from their heartbeat records in Redis."""
     broker = _broker_settings(redis_url_flag)
     try:
-        with _status_redis_url(broker) as url:
+        with redis_url(broker) as url:
             records = asyncio.run(_read_status(broker, url, session))
     except (BusUnavailable, EmbeddedServerError) as exc:
         typer.secho(str(exc), err=True, fg="red")
