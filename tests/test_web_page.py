@@ -512,6 +512,9 @@ async def test_the_artist_ends_the_session_and_every_page_says_so(
         assert await fan.page.is_visible("#ended")
         assert await fan.page.is_disabled("#chat-input")
 
+    OUTPUT.mkdir(exist_ok=True)
+    await viewers[0].page.screenshot(path=OUTPUT / "web-session-ended.png", animations="disabled")
+
     late = await (await fans()).open(url)  # a page opened afterwards says so too
     await late.page.wait_for_selector("#ended", state="visible", timeout=WAIT)
 

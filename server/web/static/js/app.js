@@ -348,7 +348,8 @@ function markEnded() {
   if (page.ended) return;
   page.ended = true;
   $("ended").hidden = false;
-  document.body.classList.add("ended");
+  document.body.classList.add("session-ended");
+  setViewers(0);
   for (const node of document.querySelectorAll("#panel button, #panel input, #panel select")) {
     node.disabled = true;
   }
