@@ -108,3 +108,10 @@ def test_up_again_reuses_the_data_and_moves_off_a_taken_port(tmp_path: Path) -> 
             assert second["logins"] == first["logins"]  # same accounts
         finally:
             assert stop(process) == 0
+
+
+def test_port_zero_means_any_free_port() -> None:
+    from vstudio_cli.up_cmd import choose_port
+
+    port, moved = choose_port("127.0.0.1", 0)
+    assert port > 0 and not moved

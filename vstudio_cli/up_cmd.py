@@ -54,12 +54,12 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 
 
 def choose_port(host: str, wanted: int) -> tuple[int, bool]:
-    """``wanted`` if free, else a free port; and whether it had to move."""
-    if port_is_free(host, wanted):
+    """``wanted`` if free (0: any free port), else a free port; and whether it had to move."""
+    if wanted and port_is_free(host, wanted):
         return wanted, False
     with socket.socket() as probe:
         probe.bind((host, 0))
-        return int(probe.getsockname()[1]), True
+        return int(probe.getsockname()[1]), wanted != 0
 
 
 def demo_logins(data_dir: Path) -> dict[str, str]:
