@@ -234,6 +234,19 @@ class WsClient(Subscriber):
         self.close_code, self.close_reason = 1008, "too slow"
         self.transport.abort()
 
+    async def wait_closed(self) -> bool:
+        """Wait for a close this side started (session end, drain); whether there was one.
+
+        The connection handler must not end (and let aiohttp drop the socket) while the close
+        frame with its code is still being sent, or the client sees 1006 instead of 4002.
+        """
+        task = self._close_task
+        if task is None:
+            return False
+        with contextlib.suppress(Exception):
+            await task
+        return True
+
 
 class SseClient(Subscriber):
     """An SSE stream: frames go to a bounded queue that the response handler drains."""

@@ -136,7 +136,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         await _serve(ws, core, client, actor)
     finally:
         await core.leave(client, counted=counted)
-        if not ws.closed:
+        if not await client.wait_closed() and not ws.closed:
             await ws.close()
     return ws
 
