@@ -242,6 +242,9 @@ class Bus:
         trimmed (entries added = entries present + entries deleted on purpose).
         """
         stream = keys.stream(session_id)
+        newest = await self.redis.xrevrange(stream, count=1)
+        if newest and parse_stream_id(after_id) > parse_stream_id(newest[0][0]):
+            return False  # an id this history never issued (another Redis, a lost AOF)
         oldest = await self.redis.xrange(stream, count=1)
         if oldest and parse_stream_id(after_id) >= parse_stream_id(oldest[0][0]):
             return True

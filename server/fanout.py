@@ -313,6 +313,8 @@ class Room:
     followed: asyncio.Future[str] | None = None
     state: dict[str, Any] | None = None
     state_at: float = 0.0
+    events_seen: int = 0
+    """Counts events delivered here, so a state built while one arrived is not cached."""
 
     def __len__(self) -> int:
         return len(self.ws) + len(self.sse) + len(self.catching_up)
@@ -496,8 +498,10 @@ class Hub:
         cached = self.cached_state(room.session_id)
         if cached is not None:
             return dict(cached)
+        seen_before = room.events_seen
         state = await self.state(room.session_id)
-        room.state, room.state_at = state, time.monotonic()
+        if room.events_seen == seen_before:  # else it may predate an event: use it once only
+            room.state, room.state_at = state, time.monotonic()
         return dict(state)
 
     def on_event(self, event: BusEvent) -> None:
@@ -506,6 +510,7 @@ class Hub:
         if room is None:
             return
         room.state = None
+        room.events_seen += 1
         for sub in room.catching_up:
             sub.pending.append(event)
         if is_chat(event):
@@ -560,7 +565,7 @@ class Hub:
                     slow.append(sub)
                 continue
             transport = sub.transport  # the hot loop: one write per client, nothing else
-            if transport.is_closing():
+            if sub.closed or transport.is_closing():  # nothing may follow a close frame
                 continue
             transport.write(data)
             sent += 1

@@ -47,7 +47,7 @@ async def sse(request: web.Request) -> web.StreamResponse:
     if session.status == SessionStatus.ENDED:
         raise ProtocolError(ErrorCode.SESSION_ENDED, f"session {session_id} has ended")
     since = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
-    if since is not None and not STREAM_ID.match(since):
+    if since is not None and not STREAM_ID.fullmatch(since):
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"Last-Event-ID {since!r} is not an id")
 
     client = SseClient(

@@ -36,7 +36,8 @@ __all__ = ["STREAM_ID", "routes"]
 log = logging.getLogger("vstudio.server.ws")
 routes = web.RouteTableDef()
 
-STREAM_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
+STREAM_ID = re.compile(r"\d{1,19}(-\d{1,19})?")
+"""A stream id as Redis takes it: 64-bit parts; checked with ``fullmatch`` (no newline)."""
 CLOSE_TIMEOUT = 3.0
 """Seconds to wait for a client's close frame before the connection is cut."""
 UNLIMITED = frozenset({MessageType.PING, MessageType.PONG, MessageType.SESSION_LEAVE})
@@ -92,7 +93,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         if status == SessionStatus.ENDED:
             raise ProtocolError(ErrorCode.SESSION_ENDED, f"session {ticket.session_id} has ended")
         since = request.query.get("since")
-        if since is not None and not STREAM_ID.match(since):
+        if since is not None and not STREAM_ID.fullmatch(since):
             raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"since={since!r} is not an event id")
     except ProtocolError as exc:
         return await _refuse(ws, core, exc)

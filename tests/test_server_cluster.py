@@ -260,11 +260,24 @@ async def test_presence_events_and_viewer_count(live_server: LiveServer) -> None
         }
 
 
-async def test_invalid_since_is_4006(live_server: LiveServer) -> None:
+@pytest.mark.parametrize("since", ["yesterday", "123%0A", "99999999999999999999-0"])
+async def test_invalid_since_is_4006(live_server: LiveServer, since: str) -> None:
     session = await live_server.live_session()
     ticket = await live_server.ticket(live_server.token(user()), session["id"])
     async with (
         aiohttp.ClientSession() as http,
-        http.ws_connect(f"{live_server.ws_url}?ticket={ticket}&since=yesterday") as ws,
+        http.ws_connect(f"{live_server.ws_url}?ticket={ticket}&since={since}") as ws,
     ):
         assert await closed_with(ws) == ErrorCode.INVALID_MESSAGE
+
+
+async def test_a_since_from_the_future_is_not_a_recovery(live_server: LiveServer, bus: Bus) -> None:
+    """An id newer than anything in the history (another Redis, a lost AOF) must not hide
+    the live events that follow: the client gets the present state instead."""
+    session = await live_server.live_session()
+    sid = session["id"]
+    async with live_server.ws(sid, "future", since="9999999999999-0") as ws:
+        state = await receive_type(ws, "session.state")
+        assert state["payload"]["recovered"] is False
+        await bus.publish(sid, "events", "tip.received", {"n": 1})
+        assert (await receive_type(ws, "tip.received"))["payload"] == {"n": 1}

@@ -134,6 +134,9 @@ def run_remote(
 
     try:
         return asyncio.run(main())
+    except KeyboardInterrupt:
+        err_console.print("Interrupted.")
+        raise typer.Exit(130) from None
     except ApiError as exc:
         retry = f" Retry after {exc.retry_after} s." if exc.retry_after else ""
         err_console.print(f"[red]Error:[/] {exc.message}{retry}")

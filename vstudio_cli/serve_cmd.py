@@ -45,4 +45,6 @@ def serve(
     except (BusUnavailable, EmbeddedServerError) as exc:
         typer.echo(f"vstudio serve: {exc}", err=True)
         raise typer.Exit(1) from None
+    except KeyboardInterrupt:  # Ctrl-C before the server's own handlers were in place
+        raise typer.Exit(130) from None
     raise typer.Exit(code)

@@ -74,6 +74,7 @@ def demo_logins(data_dir: Path) -> dict[str, str]:
     logins = {name: secrets.token_urlsafe(9) for name in DEMO_USERS}
     data_dir.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)  # touch leaves an existing file's mode as it was
     path.write_text(json.dumps(logins))
     return logins
 
