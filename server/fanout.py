@@ -254,9 +254,17 @@ class SseClient(Subscriber):
     transport_name = "sse"
 
     def __init__(
-        self, session_id: str, user_id: str, username: str, role: str, *, buffer_limit: int
+        self,
+        session_id: str,
+        user_id: str,
+        username: str,
+        role: str,
+        *,
+        buffer_limit: int,
+        transport: asyncio.BaseTransport | None = None,
     ) -> None:
         super().__init__(session_id, user_id, username, role)
+        self.transport = transport
         self.queue: deque[bytes] = deque()
         self.queued = 0
         self.buffer_limit = buffer_limit
@@ -295,7 +303,10 @@ class SseClient(Subscriber):
         self.ready.set()
 
     def drop(self) -> None:
+        """Cut a client that stopped reading: its handler may be stuck writing to it."""
         self.close(1008, "too slow")
+        if self.transport is not None:
+            self.transport.abort()
 
 
 @dataclass

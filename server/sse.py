@@ -51,7 +51,12 @@ async def sse(request: web.Request) -> web.StreamResponse:
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"Last-Event-ID {since!r} is not an id")
 
     client = SseClient(
-        session_id, user_id, username, str(role), buffer_limit=core.settings.send_buffer_limit
+        session_id,
+        user_id,
+        username,
+        str(role),
+        buffer_limit=core.settings.send_buffer_limit,
+        transport=request.transport,
     )
     counted = False
 

@@ -135,6 +135,49 @@ async def test_a_client_that_never_reads_is_dropped_without_delaying_others(
         stuck.close()
 
 
+async def test_an_sse_client_that_never_reads_is_cut_and_uncounted(
+    server_factory: object, bus: Bus
+) -> None:
+    server: LiveServer = server_factory(VSTUDIO_SEND_BUFFER_LIMIT="1048576")  # type: ignore[operator]
+    session = await server.live_session()
+    sid = session["id"]
+    stuck = socket.create_connection(("127.0.0.1", server.port))
+    token = server.token("stuck-sse")
+    stuck.sendall(
+        f"GET /v1/vstudio/sse/{sid} HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {token}\r\n\r\n".encode()
+    )
+    try:
+        async with server.ws(sid, "fast") as fast:
+            await receive_type(fast, "session.state")
+            blob = "x" * 50_000
+            got: list[int] = []
+
+            async def read_all() -> None:
+                while len(got) < 200:
+                    got.append((await receive_type(fast, "tip.received"))["payload"]["n"])
+
+            reader = asyncio.create_task(read_all())
+            for n in range(200):  # 10 MB that the SSE client never reads
+                await bus.publish(sid, "events", "tip.received", {"n": n, "blob": blob})
+            await asyncio.wait_for(reader, 10)
+            assert got == list(range(200))
+            for _ in range(50):
+                _, body = await server.call("GET", f"/v1/vstudio/sessions/{sid}")
+                if body["viewerCount"] == 1:  # type: ignore[index]
+                    break
+                await asyncio.sleep(0.1)
+            assert body["viewerCount"] == 1  # type: ignore[index]
+        _, metrics = await server.call("GET", "/metrics")
+        assert 'ws_errors_total{reason="slow_client"} 1.0' in metrics  # type: ignore[operator]
+        with pytest.raises(OSError):
+            for _ in range(10_000):  # the server has cut it: reading ends in a reset or EOF
+                if not await asyncio.to_thread(_read_some, stuck):
+                    raise ConnectionResetError("eof")
+    finally:
+        stuck.close()
+
+
 def _read_some(sock: socket.socket) -> bytes:
     sock.setblocking(True)
     sock.settimeout(2)
