@@ -410,12 +410,17 @@ class TipSend(WireModel):
 
 
 class TipReceived(WireModel):
+    """A recorded tip. ``totals`` are the session's totals by currency once it was counted:
+    they only grow, so a client keeps the larger of its own and these, and a tip it already
+    saw in ``session.state`` is not added twice."""
+
     tip_id: str
     user_id: str
     username: str
     amount: float
     currency: str
     message: str | None = None
+    totals: dict[str, float] | None = None
 
 
 class ErrorPayload(WireModel):

@@ -203,8 +203,10 @@ async def send_tip(ctx: ServerContext, actor: Actor, tip: TipSend) -> dict[str, 
         require_open(await ctx.sessions.get(actor.session_id))
         recorded = await tips.record(actor.session_id, actor, tip, actor.request_id, minor)
         if recorded.announce:
+            totals = await tips.totals(actor.session_id)
+            announcement = {**recorded.tip.wire(), "totals": totals}
             await ctx.bus.publish(
-                actor.session_id, "events", MessageType.TIP_RECEIVED, recorded.tip.wire()
+                actor.session_id, "events", MessageType.TIP_RECEIVED, announcement
             )
             await tips.announced(actor.session_id, actor.user_id, actor.request_id)
     return {"tip": recorded.tip.wire(), "duplicate": not recorded.fresh}

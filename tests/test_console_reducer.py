@@ -229,6 +229,15 @@ def test_tips_are_listed_newest_first_and_totalled_once(state: ConsoleState) -> 
     assert state.tip_totals == {"USD": 7.5}
 
 
+def test_a_tip_already_in_the_state_is_not_totalled_again(state: ConsoleState) -> None:
+    """A client that joined between a tip's recording and its announcement has it in
+    ``tipTotals`` already; the announcement's own totals (never lower) keep it counted once."""
+    apply_frame(state, frame("session.state", {"tipTotals": {"USD": 5.0}}))
+    tip = TipReceived(tip_id="t1", user_id="u1", username="ann", amount=5, currency="USD")
+    apply_frame(state, frame("tip.received", {**tip.wire(), "totals": {"USD": 5.0}}))
+    assert state.tip_totals == {"USD": 5.0}
+
+
 def test_presence_and_session_update(state: ConsoleState) -> None:
     apply_frame(state, frame("session.join", {"userId": "u1", "viewerCount": 3}))
     apply_frame(state, frame("session.leave", {"userId": "u1", "viewerCount": 2}))

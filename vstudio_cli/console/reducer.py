@@ -311,7 +311,13 @@ def _on_tip(state: ConsoleState, payload: dict[str, Any], update: Update) -> Non
         message=payload.get("message"),
     )
     state.tips.appendleft(tip)
-    state.tip_totals[tip.currency] = round(state.tip_totals.get(tip.currency, 0.0) + tip.amount, 2)
+    totals = payload.get("totals")
+    if isinstance(totals, dict):  # the server's totals only grow: keep the larger
+        for currency, amount in totals.items():
+            state.tip_totals[currency] = max(state.tip_totals.get(currency, 0.0), float(amount))
+    else:
+        total = state.tip_totals.get(tip.currency, 0.0) + tip.amount
+        state.tip_totals[tip.currency] = round(total, 2)
     update.parts.add("tips")
 
 

@@ -523,7 +523,14 @@ function addTip(tip) {
   while ($("tip-list").children.length > 20) $("tip-list").lastElementChild.remove();
   chat.list.append(noticeItem("tip", text));
   const totals = { ...page.tipTotals };
-  totals[tip.currency] = Number(totals[tip.currency] ?? 0) + Number(tip.amount);
+  if (tip.totals) {
+    // the server's totals only grow: keeping the larger never counts a tip twice
+    for (const [currency, amount] of Object.entries(tip.totals)) {
+      totals[currency] = Math.max(Number(totals[currency] ?? 0), Number(amount));
+    }
+  } else {
+    totals[tip.currency] = Number(totals[tip.currency] ?? 0) + Number(tip.amount);
+  }
   setTipTotals(totals);
 }
 
