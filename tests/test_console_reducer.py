@@ -201,6 +201,15 @@ def test_poll_lifecycle(state: ConsoleState) -> None:
     assert state.poll.status == "ended" and state.poll.results == [6, 2]
 
 
+def test_results_older_than_the_final_ones_are_ignored(state: ConsoleState) -> None:
+    apply_frame(state, frame("poll.create", poll()))
+    final = PollResults(poll_id="p1", results=[6, 2], total_votes=8, final=True).wire()
+    apply_frame(state, frame("poll.results", final))
+    late = PollResults(poll_id="p1", results=[5, 2], total_votes=7).wire()
+    assert not apply_frame(state, frame("poll.results", late))
+    assert state.poll is not None and state.poll.results == [6, 2]
+
+
 def test_poll_update_changes_the_question_and_final_results_end_it(state: ConsoleState) -> None:
     apply_frame(state, frame("poll.create", poll()))
     apply_frame(state, frame("poll.update", {"pollId": "p1", "question": "Encore now?"}))

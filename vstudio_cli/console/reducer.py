@@ -215,6 +215,8 @@ def _on_results(state: ConsoleState, payload: dict[str, Any], update: Update) ->
     poll = state.poll
     if poll is None or poll.id != str(payload.get("pollId")):
         return
+    if poll.status == "ended" and not payload.get("final"):
+        return  # counts from before the end, arriving late: the final ones stand
     poll.results = _aligned([int(count) for count in payload.get("results", [])], len(poll.options))
     if payload.get("totalVotes") is not None:
         poll.total_votes = int(payload["totalVotes"])

@@ -239,6 +239,7 @@ export class PollView {
 
   results(update) {
     if (!this.poll || update.pollId !== this.poll.id) return;
+    if (this.poll.status === "ended" && !update.final) return; // late counts: the final ones stand
     this.poll.results = update.results ?? this.poll.results;
     if (update.final) {
       this.poll.status = "ended";
