@@ -190,6 +190,8 @@ class SessionStore:
     def _refuse(session_id: str, outcome: str, target: SessionStatus) -> None:
         if outcome == "missing":
             raise ProtocolError(ErrorCode.SESSION_NOT_FOUND, f"session {session_id} not found")
+        if outcome == '"ended"':  # another request ended it first
+            raise ProtocolError(ErrorCode.SESSION_ENDED, f"session {session_id} has ended")
         raise ProtocolError(
             ErrorCode.INVALID_MESSAGE,
             f"session {session_id} changed to {outcome} meanwhile; cannot become {target}",

@@ -73,3 +73,16 @@ async def test_update_toggles_and_announces(bus: Bus, artist: str) -> None:
     assert updated.chat_enabled is False and updated.reactions_enabled is True
     [event] = (await bus.replay(session.id, "0-0")).events
     assert event.type == "session.update" and event.payload == {"chatEnabled": False}
+
+
+async def test_losing_a_race_to_end_says_the_session_ended(bus: Bus, artist: str) -> None:
+    store = SessionStore(bus)
+    session = await store.create(new_session(artist))
+    await store.start(session.id)
+    await store.end(session.id, ended_by=artist)  # another request won
+    outcome = await store._transition(session.id, SessionStatus.LIVE, SessionStatus.ENDED)
+    with pytest.raises(ProtocolError) as caught:
+        store._refuse(session.id, outcome, SessionStatus.ENDED)
+    assert caught.value.code == ErrorCode.SESSION_ENDED
+    events = (await bus.replay(session.id, "0-0")).events
+    assert [event.type for event in events] == ["session.end"]  # announced once
