@@ -43,6 +43,8 @@ class Resumed:
     after_id: str
     replayed: int
     complete: bool
+    last_id: str | None = None
+    """The newest replayed event's id (the replayed events follow this item)."""
 
 
 FeedItem = BusEvent | Resumed
@@ -156,7 +158,8 @@ class SessionFeed:
         replay = await self.bus.replay(session_id, after_id)
         fresh = [event for event in replay.events if self._is_new(event)]
         if announce:
-            self._ready.append(Resumed(session_id, after_id, len(fresh), replay.complete))
+            last = fresh[-1].id if fresh else None
+            self._ready.append(Resumed(session_id, after_id, len(fresh), replay.complete, last))
         self._ready.extend(fresh)
 
     async def _reconnect(self) -> None:

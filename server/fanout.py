@@ -326,6 +326,8 @@ class Room:
     state_at: float = 0.0
     events_seen: int = 0
     """Counts events delivered here, so a state built while one arrived is not cached."""
+    covered: StreamId = ZERO
+    """Events up to this id are part of a state sent after an incomplete resume."""
 
     def __len__(self) -> int:
         return len(self.ws) + len(self.sse) + len(self.catching_up)
@@ -520,6 +522,8 @@ class Hub:
         room = self.rooms.get(event.session_id)
         if room is None:
             return
+        if room.covered > ZERO and parse_stream_id(event.id) <= room.covered:
+            return  # replayed after an incomplete resume: the state just sent includes it
         room.state = None
         room.events_seen += 1
         for sub in room.catching_up:
@@ -612,6 +616,8 @@ class Hub:
             return
         self._flush_chat(room)
         state = await self.state(resumed.session_id)
+        if resumed.last_id is not None:  # the replayed events that follow are in this state
+            room.covered = parse_stream_id(resumed.last_id)
         state["recovered"] = False
         data = orjson.dumps(
             {"type": MessageType.SESSION_STATE, "payload": state, "timestamp": now_ms()}

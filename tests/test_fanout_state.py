@@ -32,3 +32,28 @@ async def test_a_state_built_while_an_event_arrived_is_not_reused(bus: Bus) -> N
     third = await hub._state_of(room)
     assert third == {"build": 2}  # a state built in quiet is reused
     await hub.feed.close()
+
+
+async def test_after_an_incomplete_resume_the_state_is_not_followed_by_older_events(
+    bus: Bus,
+) -> None:
+    """The feed replays what it could and says the replay was incomplete; clients then get the
+    present state, and the replayed events (already part of that state) must not follow it."""
+    from broker import Resumed
+    from server.fanout import SseClient
+
+    async def build(session_id: str) -> dict[str, Any]:
+        return {"session": {"id": session_id}}
+
+    hub = Hub(bus, ServerSettings(), Metrics("test"), build)
+    room = Room("s2")
+    hub.rooms["s2"] = room
+    client = SseClient("s2", "u1", "u1", "viewer", buffer_limit=1 << 20)
+    room.sse.add(client)
+    await hub._resync(Resumed("s2", "1-0", replayed=1, complete=False, last_id="5-0"))
+    hub.on_event(BusEvent("s2", "events", "5-0", encode_event("tip.received", {"n": "old"})))
+    hub.on_event(BusEvent("s2", "events", "6-0", encode_event("tip.received", {"n": "new"})))
+    sent = client.take().decode()
+    assert "event: session.state" in sent
+    assert '"new"' in sent and '"old"' not in sent
+    await hub.feed.close()
