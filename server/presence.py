@@ -141,6 +141,8 @@ class Presence:
         self._joining: dict[str, list[tuple[str, asyncio.Future[int]]]] = {}
         self._leaving: dict[str, list[tuple[str, asyncio.Future[int]]]] = {}
         self._flush: asyncio.Task[None] | None = None
+        self._first_join: dict[tuple[str, str], asyncio.Future[int]] = {}
+        """A user's join still on its way to Redis; their next connections wait for it."""
 
     @staticmethod
     def _now() -> int:
@@ -153,17 +155,26 @@ class Presence:
         """
         users = self.local.setdefault(session_id, Counter())
         users[user_id] += 1
-        if users[user_id] > 1:
+        first = users[user_id] == 1
+        pending = self._first_join.get((session_id, user_id))
+        if not first and pending is None:
             return False, await self.count(session_id)
+        if first:
+            pending = self._queue(self._joining, session_id, user_id)
+            self._first_join[(session_id, user_id)] = pending
+        assert pending is not None
         try:
-            count = await self._queue(self._joining, session_id, user_id)
+            count = await asyncio.shield(pending)  # one waiter's cancel must not cancel others
         except BaseException:
             self._forget(session_id, user_id)
             raise
-        if count < 0:
+        finally:
+            if first:
+                self._first_join.pop((session_id, user_id), None)
+        if count < 0:  # refused: this connection, and any that waited on the same join
             self._forget(session_id, user_id)
             raise SessionFull(f"session {session_id} has its maximum of {self.max_viewers} viewers")
-        return True, count
+        return first, count
 
     async def leave(self, session_id: str, user_id: str) -> tuple[bool, int]:
         """Uncount a connection: (was it the user's last one here?, count)."""

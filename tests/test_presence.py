@@ -54,3 +54,20 @@ async def test_clear_removes_this_process_only(bus: Bus, session_id: str) -> Non
     await two.join(session_id, "stay")
     await one.clear()
     assert await two.count(session_id) == 1
+
+
+async def test_a_second_connection_shares_the_fate_of_a_refused_first(
+    bus: Bus, session_id: str
+) -> None:
+    """Two connections of one user racing into a full session are both refused; the user is
+    not counted later by a refresh."""
+    presence = Presence(bus.redis, "p1", 1)
+    await presence.join(session_id, "someone")
+    outcomes = await asyncio.gather(
+        presence.join(session_id, "late"),
+        presence.join(session_id, "late"),
+        return_exceptions=True,
+    )
+    assert all(isinstance(outcome, SessionFull) for outcome in outcomes), outcomes
+    await presence.refresh()
+    assert await presence.count(session_id) == 1
