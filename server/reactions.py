@@ -6,7 +6,7 @@ a window has closed (plus a short grace for counts still in flight), tries to cl
 is one script: ``SET NX`` on the window's done-marker, read and delete the hash. Exactly one
 process wins and publishes the burst; a window without reactions publishes nothing. A count
 that arrives after its window was closed goes into the next window (the count script checks
-the marker), so no reaction is lost, only late.
+the marker and moves on to the first window still open), so no reaction is lost, only late.
 """
 
 from __future__ import annotations
@@ -40,17 +40,20 @@ KEEP_MS = 60_000
 """How long a window's hash and done-marker outlive it, in case no process closes it."""
 
 COUNT_SCRIPT = """
--- KEYS[1] window hash, KEYS[2] its done-marker, KEYS[3] the next window's hash
--- ARGV[1] emoji, ARGV[2] ms to keep; returns 0 if counted in this window, 1 if in the next
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
-  redis.call('PEXPIRE', KEYS[3], ARGV[2])
-  return 1
+-- KEYS: pairs (window hash, its done-marker) for the reaction's window and the ones after it
+-- ARGV[1] emoji, ARGV[2] ms to keep. Counts into the first window not closed yet and returns
+-- its offset, or -1 when all were closed (the caller reads the clock again and retries).
+for i = 1, #KEYS, 2 do
+  if redis.call('EXISTS', KEYS[i + 1]) == 0 then
+    redis.call('HINCRBY', KEYS[i], ARGV[1], 1)
+    redis.call('PEXPIRE', KEYS[i], ARGV[2])
+    return (i - 1) / 2
+  end
 end
-redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 0
+return -1
 """
+LOOKAHEAD = 8
+"""Windows a count may move forward when its round trip was slow."""
 
 CLOSE_SCRIPT = """
 -- KEYS[1] window hash, KEYS[2] its done-marker; ARGV[1] ms to keep the marker
@@ -105,16 +108,18 @@ class ReactionWindows:
         return max(20, self.window_ms // 5)
 
     async def count(self, session_id: str, emoji: str) -> None:
-        window = now_ms() // self.window_ms
-        late = await self._count(
-            keys=[
-                _window_key(session_id, window),
-                _done_key(session_id, window),
-                _window_key(session_id, window + 1),
-            ],
-            args=[emoji, KEEP_MS],
-        )
-        self.pending.add((session_id, window + int(late)))
+        """Count one reaction into its window, or the first later one still open."""
+        while True:
+            window = now_ms() // self.window_ms
+            candidates = [
+                key
+                for later in range(window, window + LOOKAHEAD)
+                for key in (_window_key(session_id, later), _done_key(session_id, later))
+            ]
+            offset = int(await self._count(keys=candidates, args=[emoji, KEEP_MS]))
+            if offset >= 0:
+                self.pending.add((session_id, window + offset))
+                return
 
     async def close(self, session_id: str, window: int) -> dict[str, int] | None:
         """Close one window; its counts if this process won it and it had any."""

@@ -80,6 +80,7 @@ async def test_a_count_after_its_window_closed_goes_to_the_next_window(bus: Bus)
                 reactions._window_key(session, window),
                 reactions._done_key(session, window),
                 reactions._window_key(session, window + 1),
+                reactions._done_key(session, window + 1),
             ],
             args=["🎉", 1000],
         )
@@ -95,3 +96,18 @@ async def test_reactions_off_and_unknown_emoji_are_refused(bus: Bus) -> None:
         with pytest.raises(ProtocolError) as caught:
             await studio.do(studio.actor(), REACT, {"emoji": "🔥"})
         assert caught.value.code == ErrorCode.FORBIDDEN and "turned off" in caught.value.message
+
+
+async def test_a_count_delayed_past_two_windows_still_lands_in_an_open_one(bus: Bus) -> None:
+    """A reaction whose round trip waited long enough that its window and the next one both
+    closed is counted into the first window still open, and published from there."""
+    async with open_studio(bus, reaction_window_ms=1000, start=False) as studio:
+        sid = studio.session_id
+        counter = reactions.windows(studio.ctx)
+        now = reactions.now_ms() // 1000
+        for window in range(now - 1, now + 2):  # these windows were closed meanwhile
+            await bus.redis.set(reactions._done_key(sid, window), "1", px=60_000)
+        await counter.count(sid, "🔥")
+        [(_, window)] = counter.pending
+        assert window >= now + 2
+        assert await counter.close(sid, window) == {"🔥": 1}
