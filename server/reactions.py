@@ -109,7 +109,7 @@ class ReactionWindows:
 
     async def count(self, session_id: str, emoji: str) -> None:
         """Count one reaction into its window, or the first later one still open."""
-        while True:
+        for _ in range(3):
             window = now_ms() // self.window_ms
             candidates = [
                 key
@@ -120,6 +120,10 @@ class ReactionWindows:
             if offset >= 0:
                 self.pending.add((session_id, window + offset))
                 return
+        log.warning(  # another process closed windows seconds ahead: its clock runs fast
+            "reaction dropped: every window ahead was closed already",
+            extra={"session": session_id},
+        )
 
     async def close(self, session_id: str, window: int) -> dict[str, int] | None:
         """Close one window; its counts if this process won it and it had any."""
