@@ -134,7 +134,14 @@ class SessionStore:
         if moved != "ok":
             await self._release(keys=[live_key], args=[session_id])
             self._refuse(session_id, moved, SessionStatus.LIVE)
-        return await self.get(session_id)
+        live = await self.get(session_id)
+        await self.bus.publish(
+            session_id,
+            "events",
+            MessageType.SESSION_UPDATE,
+            {"status": live.status.value, "startedAt": live.started_at},
+        )
+        return live
 
     async def end(self, session_id: str, *, ended_by: str) -> Session:
         """``scheduled|live -> ended``, release the artist's live slot, tell every client."""

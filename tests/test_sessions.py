@@ -47,7 +47,9 @@ async def test_lifecycle_scheduled_live_ended_and_nothing_else(bus: Bus, artist:
     with pytest.raises(ProtocolError) as caught:
         await store.start(session.id)
     assert caught.value.code == ErrorCode.SESSION_ENDED
-    [event] = (await bus.replay(session.id, "0-0")).events
+    started, event = (await bus.replay(session.id, "0-0")).events
+    assert started.type == "session.update"  # clients on a scheduled session learn it is live
+    assert started.payload == {"status": "live", "startedAt": live.started_at}
     assert event.type == "session.end" and event.payload["endedBy"] == artist
 
 
@@ -85,4 +87,4 @@ async def test_losing_a_race_to_end_says_the_session_ended(bus: Bus, artist: str
         store._refuse(session.id, outcome, SessionStatus.ENDED)
     assert caught.value.code == ErrorCode.SESSION_ENDED
     events = (await bus.replay(session.id, "0-0")).events
-    assert [event.type for event in events] == ["session.end"]  # announced once
+    assert [event.type for event in events] == ["session.update", "session.end"]  # end once
