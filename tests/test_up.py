@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import aiohttp
@@ -34,12 +35,15 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
-def start_up(data: Path, port: int) -> tuple[subprocess.Popen[str], dict]:
+def start_up(
+    data: Path, port: int, *args: str, **extra_env: str
+) -> tuple[subprocess.Popen[str], dict]:
     env = {**os.environ, "VSTUDIO_DATA_DIR": str(data), "XDG_DATA_HOME": str(data)}
     for name in ("VSTUDIO_REDIS_URL", "VSTUDIO_CONFIG", "VSTUDIO_PORT"):
         env.pop(name, None)
+    env.update(extra_env)
     process = subprocess.Popen(
-        [sys.executable, "-m", "vstudio_cli.main", "up", "--port", str(port), "--json"],
+        [sys.executable, "-m", "vstudio_cli.main", "up", "--port", str(port), "--json", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -115,3 +119,26 @@ def test_port_zero_means_any_free_port() -> None:
 
     port, moved = choose_port("127.0.0.1", 0)
     assert port > 0 and not moved
+
+
+def test_a_platform_worker_that_gives_up_does_not_stop_everything(tmp_path: Path) -> None:
+    """Real chat cannot be reached (here: nothing listens at the IRC URL); the worker gives up,
+    `up` says so and keeps the server and the session running."""
+    port = free_port()
+    process, summary = start_up(
+        tmp_path / "data",
+        port,
+        "--platform",
+        "twitch:somechannel",
+        VSTUDIO_TWITCH_IRC_URL=f"ws://127.0.0.1:{free_port()}",
+        VSTUDIO_RECONNECT_ATTEMPTS="1",
+    )
+    try:
+        time.sleep(6)  # the worker fails its one attempt and exits
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        with urllib.request.urlopen(f"{summary['url']}/healthz", timeout=5) as response:
+            assert response.status == 200
+    finally:
+        assert stop(process) == 0
+    assert process.stderr is not None
+    assert "ingest-twitch-somechannel stopped" in process.stderr.read()

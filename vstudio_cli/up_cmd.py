@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 
 from broker import BusUnavailable, EmbeddedServerError, connect
@@ -236,12 +237,18 @@ def _run(
         typer.echo(json.dumps(summary))
     else:
         console.print(panel(base_url, session, logins, broker.data_dir))
+    reported: set[str] = set()
     try:
         while True:
             for child in processes.exited():
-                raise RuntimeError(
+                report = (
                     f"{child.name} stopped (exit {child.process.returncode}):\n{child.log_tail()}"
                 )
+                if child is server:  # nothing works without it
+                    raise RuntimeError(report)
+                if child.name not in reported:  # a chat source gave up; the rest carries on
+                    reported.add(child.name)
+                    notices.print(f"[yellow]{escape(report)}[/]", highlight=False)
             time.sleep(0.5)
     except Stop:
         notices.print("Stopping…")
