@@ -80,8 +80,10 @@ def test_signal_stops_cleanly_with_nothing_unflushed(
 
 
 def test_status_lists_running_workers_from_their_heartbeats(
-    redis_url: str, session_id: str
+    redis_url: str, session_id: str, tmp_path: Path
 ) -> None:
+    log_path = tmp_path / "worker.log"  # a file, never a pipe nobody drains
+    log_file = log_path.open("w")
     process = subprocess.Popen(
         command(
             "ingest",
@@ -95,7 +97,7 @@ def test_status_lists_running_workers_from_their_heartbeats(
             "--json",
         ),
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log_file,
         text=True,
     )
 
@@ -130,9 +132,14 @@ def test_status_lists_running_workers_from_their_heartbeats(
         )
         assert table.returncode == 0 and worker["workerId"] in table.stdout
         process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            log = log_path.read_text()
+            raise AssertionError(f"no stop 30 s after SIGINT; its log:\n{log}") from None
     finally:
         process.kill()
+        log_file.close()
     assert process.returncode == 0
     assert json.loads(status().stdout)["workers"] == []
     empty = subprocess.run(
