@@ -242,19 +242,21 @@ class Bus:
         trimmed (entries added = entries present + entries deleted on purpose).
         """
         stream = keys.stream(session_id)
-        newest = await self.redis.xrevrange(stream, count=1)
-        if newest and parse_stream_id(after_id) > parse_stream_id(newest[0][0]):
+        after = parse_stream_id(after_id)
+        async with self.redis.pipeline(transaction=False) as pipe:  # one round trip, not four
+            pipe.xrevrange(stream, count=1)
+            pipe.xrange(stream, count=1)
+            pipe.xinfo_stream(stream)
+            pipe.get(keys.stream_deleted(session_id))
+            newest, oldest, info, deleted = await pipe.execute(raise_on_error=False)
+        if newest and after > parse_stream_id(newest[0][0]):
             return False  # an id this history never issued (another Redis, a lost AOF)
-        oldest = await self.redis.xrange(stream, count=1)
-        if oldest and parse_stream_id(after_id) >= parse_stream_id(oldest[0][0]):
+        if oldest and after >= parse_stream_id(oldest[0][0]):
             return True
-        try:
-            info = await self.redis.xinfo_stream(stream)
-        except ResponseError:  # no stream: nothing was ever published, or it was lost
-            return parse_stream_id(after_id) == (0, 0)
+        if isinstance(info, ResponseError):  # no stream: nothing was published, or it was lost
+            return after == (0, 0)
         added = info.get("entries-added", info.get(b"entries-added"))
-        deleted = int(await self.redis.get(keys.stream_deleted(session_id)) or 0)
-        return added is not None and int(added) == int(info["length"]) + deleted
+        return added is not None and int(added) == int(info["length"]) + int(deleted or 0)
 
     @staticmethod
     def _from_entries(

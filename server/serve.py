@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from broker.embedded import any_free_port, port_is_free
 from broker.runtime import redis_url as resolve_redis_url
 from config import BrokerSettings, ServerSettings
 from config.logging import configure_logging
@@ -38,16 +39,9 @@ class PortTaken(RuntimeError):
 
 def find_free_port(host: str = "127.0.0.1", preferred: int | None = None) -> int:
     """``preferred`` if nobody uses it, else a free port the kernel picks (for ``vstudio up``)."""
-    if preferred:
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-                probe.bind((host, preferred))
-                return preferred
-        except OSError:
-            pass
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
+    if preferred and port_is_free(host, preferred):
+        return preferred
+    return any_free_port(host)
 
 
 def _check_free(host: str, port: int) -> None:

@@ -12,7 +12,6 @@ import asyncio
 import json
 import secrets
 import signal
-import socket
 import time
 import urllib.request
 from pathlib import Path
@@ -25,11 +24,11 @@ from rich.markup import escape
 from rich.panel import Panel
 
 from broker import BusUnavailable, EmbeddedServerError, connect
-from broker.embedded import port_is_free
 from broker.models import Role
 from broker.runtime import redis_url
 from config import BrokerSettings, ServerSettings, load_settings
 from server.accounts import AccountStore
+from server.serve import find_free_port
 from vstudio_cli.client import ApiError, VStudioClient
 from vstudio_cli.processes import ChildProcesses, vstudio_command
 
@@ -56,11 +55,8 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 
 def choose_port(host: str, wanted: int) -> tuple[int, bool]:
     """``wanted`` if free (0: any free port), else a free port; and whether it had to move."""
-    if wanted and port_is_free(host, wanted):
-        return wanted, False
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1]), wanted != 0
+    chosen = find_free_port(host, wanted or None)
+    return chosen, bool(wanted) and chosen != wanted
 
 
 def demo_logins(data_dir: Path) -> dict[str, str]:
