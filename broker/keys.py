@@ -9,13 +9,20 @@ from __future__ import annotations
 __all__ = [
     "GLOBAL_ANNOUNCEMENTS",
     "SESSION_CHANNEL_PATTERN",
+    "active_poll",
     "artist_live",
     "chat_channel",
     "dedupe",
     "events_channel",
     "ingest_worker",
     "ingest_workers",
+    "muted",
+    "poll",
+    "polls",
     "polls_channel",
+    "presence",
+    "reaction_window",
+    "rest_rate",
     "session",
     "session_channels",
     "session_id_of_channel",
@@ -24,6 +31,10 @@ __all__ = [
     "stream",
     "stream_deleted",
     "ticket",
+    "tip_announced",
+    "tip_ledger",
+    "tip_requests",
+    "tip_totals",
     "user",
 ]
 
@@ -83,6 +94,62 @@ def session(session_id: str) -> str:
 def dedupe(session_id: str, message_id: str) -> str:
     """Marker that a chat message id has been published to the session already."""
     return f"{session_prefix(session_id)}:seen:{message_id}"
+
+
+def muted(session_id: str) -> str:
+    """Set of user ids whose fan chat is muted in the session."""
+    return f"{session_prefix(session_id)}:muted"
+
+
+def poll(session_id: str, poll_id: str) -> str:
+    """Hash with one poll; ``:voters`` and ``:broadcast`` keys hang off it."""
+    return f"{session_prefix(session_id)}:poll:{poll_id}"
+
+
+def active_poll(session_id: str) -> str:
+    """The id of the session's one active poll."""
+    return f"{session_prefix(session_id)}:poll:active"
+
+
+def polls(session_id: str) -> str:
+    """Every poll id of the session, in order."""
+    return f"{session_prefix(session_id)}:polls"
+
+
+def presence(session_id: str) -> tuple[str, str]:
+    """Per-connection presence entries with expiry, and the distinct viewers they make."""
+    prefix = session_prefix(session_id)
+    return f"{prefix}:presence", f"{prefix}:viewers"
+
+
+def reaction_window(session_id: str, window: int) -> str:
+    """Hash of one reaction window's counts; ``:done`` marks it closed."""
+    return f"{session_prefix(session_id)}:reactions:{window}"
+
+
+def rest_rate(session_id: str, user_id: str) -> str:
+    """Sliding-window rate limit of one user's REST actions in the session."""
+    return f"{session_prefix(session_id)}:rate:{user_id}"
+
+
+def tip_ledger(session_id: str) -> str:
+    """Stream of every recorded tip: what settlement reconciles against."""
+    return f"{session_prefix(session_id)}:tips"
+
+
+def tip_requests(session_id: str) -> str:
+    """Hash of (user, requestId) -> tip, for idempotency."""
+    return f"{session_prefix(session_id)}:tips:requests"
+
+
+def tip_announced(session_id: str) -> str:
+    """Hash of (user, requestId) pairs whose tip.received went out."""
+    return f"{session_prefix(session_id)}:tips:announced"
+
+
+def tip_totals(session_id: str) -> str:
+    """Hash of currency -> total in minor units."""
+    return f"{session_prefix(session_id)}:tips:totals"
 
 
 def sessions_index() -> str:

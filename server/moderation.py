@@ -25,17 +25,13 @@ __all__ = ["delete_from_history", "is_muted", "muted_users"]
 SCAN_PAGE = 1000
 
 
-def _muted_key(session_id: str) -> str:
-    return f"{keys.session_prefix(session_id)}:muted"
-
-
 async def is_muted(bus: Bus, session_id: str, user_id: str) -> bool:
     """Whether ``user_id``'s fan chat is refused in this session."""
-    return bool(await bus.redis.sismember(_muted_key(session_id), user_id))
+    return bool(await bus.redis.sismember(keys.muted(session_id), user_id))
 
 
 async def muted_users(bus: Bus, session_id: str) -> list[str]:
-    return sorted(member.decode() for member in await bus.redis.smembers(_muted_key(session_id)))
+    return sorted(member.decode() for member in await bus.redis.smembers(keys.muted(session_id)))
 
 
 def matches(request: ChatDelete, payload: dict[str, Any]) -> bool:
@@ -88,7 +84,7 @@ async def delete_message(ctx: ServerContext, actor: Actor, request: ChatDelete) 
 @action(MessageType.CHAT_MUTE, roles=STAFF)
 async def mute_user(ctx: ServerContext, actor: Actor, request: ChatMute) -> dict[str, Any]:
     await ctx.sessions.get(actor.session_id)
-    key = _muted_key(actor.session_id)
+    key = keys.muted(actor.session_id)
     if request.muted:
         await ctx.bus.redis.sadd(key, request.user_id)
     else:

@@ -194,7 +194,7 @@ def poll_key(session_id: str, poll_id: str) -> str:
         raise ProtocolError(
             ErrorCode.INVALID_MESSAGE, f"poll {poll_id!r} does not exist in this session"
         )
-    return f"{keys.session_prefix(session_id)}:poll:{poll_id}"
+    return keys.poll(session_id, poll_id)
 
 
 def _voters_key(session_id: str, poll_id: str) -> str:
@@ -203,14 +203,6 @@ def _voters_key(session_id: str, poll_id: str) -> str:
 
 def _slot_key(session_id: str, poll_id: str) -> str:
     return f"{poll_key(session_id, poll_id)}:broadcast"
-
-
-def _active_key(session_id: str) -> str:
-    return f"{keys.session_prefix(session_id)}:poll:active"
-
-
-def _list_key(session_id: str) -> str:
-    return f"{keys.session_prefix(session_id)}:polls"
 
 
 def _text(value: bytes | str) -> str:
@@ -274,21 +266,21 @@ class PollBook:
         return poll
 
     async def active(self, session_id: str) -> Poll | None:
-        poll_id = await self.redis.get(_active_key(session_id))
+        poll_id = await self.redis.get(keys.active_poll(session_id))
         return await self.get(session_id, _text(poll_id)) if poll_id else None
 
     async def settle(self, session: Session) -> None:
         """End the active poll of a session that has ended: a poll does not outlive it."""
         if session.status != SessionStatus.ENDED:
             return
-        poll_id = await self.redis.get(_active_key(session.id))
+        poll_id = await self.redis.get(keys.active_poll(session.id))
         if poll_id:
             with contextlib.suppress(ProtocolError):  # ended meanwhile by another reader
                 await self.end(session.id, _text(poll_id))
 
     async def all(self, session_id: str) -> list[Poll]:
         """Every poll of the session, oldest first, with its present counts."""
-        ids = await self.redis.lrange(_list_key(session_id), 0, -1)
+        ids = await self.redis.lrange(keys.polls(session_id), 0, -1)
         async with self.redis.pipeline(transaction=False) as pipe:
             for poll_id in ids:
                 pipe.hgetall(poll_key(session_id, _text(poll_id)))
@@ -313,9 +305,9 @@ class PollBook:
             await self._create(
                 keys=[
                     keys.session(session_id),
-                    _active_key(session_id),
+                    keys.active_poll(session_id),
                     poll_key(session_id, poll_id),
-                    _list_key(session_id),
+                    keys.polls(session_id),
                 ],
                 args=[poll_id, "" if spec.duration is None else spec.duration, *flat],
             )
@@ -396,7 +388,7 @@ class PollBook:
             await self._end(
                 keys=[
                     poll_key(session_id, poll_id),
-                    _active_key(session_id),
+                    keys.active_poll(session_id),
                     _slot_key(session_id, poll_id),
                 ],
                 args=[poll_id, "expired" if expired else "manual"],

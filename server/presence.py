@@ -108,11 +108,6 @@ class SessionFull(Exception):
     """The session has its maximum of distinct viewers (4008)."""
 
 
-def _keys(session_id: str) -> list[str]:
-    prefix = keys.session_prefix(session_id)
-    return [f"{prefix}:presence", f"{prefix}:viewers"]
-
-
 class Presence:
     """This process's part of every session's viewer list.
 
@@ -184,7 +179,7 @@ class Presence:
 
     async def count(self, session_id: str) -> int:
         """Distinct users connected to the session on any process."""
-        return int(await self._count(keys=_keys(session_id), args=[self._now()]))
+        return int(await self._count(keys=keys.presence(session_id), args=[self._now()]))
 
     def _queue(
         self, queue: dict[str, list[tuple[str, asyncio.Future[int]]]], session_id: str, user: str
@@ -227,7 +222,7 @@ class Presence:
     async def _join_batch(self, session_id: str, users: list[str]) -> list[int]:
         now = self._now()
         raw = await self._join(
-            keys=_keys(session_id),
+            keys=keys.presence(session_id),
             args=[self.process_id, now + self.entry_ttl_ms, now, self.max_viewers, *users],
         )
         count = int(raw[-1])
@@ -235,7 +230,9 @@ class Presence:
 
     async def _leave_batch(self, session_id: str, users: list[str]) -> list[int]:
         count = int(
-            await self._leave(keys=_keys(session_id), args=[self.process_id, self._now(), *users])
+            await self._leave(
+                keys=keys.presence(session_id), args=[self.process_id, self._now(), *users]
+            )
         )
         return [count] * len(users)
 
@@ -246,7 +243,7 @@ class Presence:
             present = [user for user, n in users.items() if n > 0]
             for start in range(0, len(present), BATCH):
                 await self._refresh(
-                    keys=_keys(session_id),
+                    keys=keys.presence(session_id),
                     args=[
                         self.process_id,
                         now + self.entry_ttl_ms,

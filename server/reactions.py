@@ -77,7 +77,7 @@ def allowed_emoji(emoji: str, allowed: list[str]) -> str:
 
 
 def _window_key(session_id: str, window: int) -> str:
-    return f"{keys.session_prefix(session_id)}:reactions:{window}"
+    return keys.reaction_window(session_id, window)
 
 
 def _done_key(session_id: str, window: int) -> str:

@@ -38,7 +38,7 @@ def _handler(entry: RestAction) -> Callable[[web.Request], Awaitable[web.Respons
         session = await core.store.get(session_id)
         role = highest_role(session, who)
         wait = await core.windows.retry_after(
-            f"{keys.session_prefix(session.id)}:rate:{who.user_id}",
+            keys.rest_rate(session.id, who.user_id),
             limits_for(core.settings, entry.kind),
             time.time(),
         )

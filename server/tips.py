@@ -110,22 +110,6 @@ def check_tip(tip: TipSend, *, currencies: list[str], max_amount: float) -> int:
     return to_minor(tip.amount, tip.currency)
 
 
-def _requests_key(session_id: str) -> str:
-    return f"{keys.session_prefix(session_id)}:tips:requests"
-
-
-def _ledger_key(session_id: str) -> str:
-    return f"{keys.session_prefix(session_id)}:tips"
-
-
-def _announced_key(session_id: str) -> str:
-    return f"{keys.session_prefix(session_id)}:tips:announced"
-
-
-def _totals_key(session_id: str) -> str:
-    return f"{keys.session_prefix(session_id)}:tips:totals"
-
-
 class TipLedger:
     """The session's tips in Redis: record once, announce once, read the ledger and totals."""
 
@@ -150,11 +134,11 @@ class TipLedger:
         request = f"{actor.user_id}\0{request_id}"
         fresh, body, announce = await self._record(
             keys=[
-                _requests_key(session_id),
-                _ledger_key(session_id),
-                _totals_key(session_id),
-                _announced_key(session_id),
-                f"{_announced_key(session_id)}:claim:{request}",
+                keys.tip_requests(session_id),
+                keys.tip_ledger(session_id),
+                keys.tip_totals(session_id),
+                keys.tip_announced(session_id),
+                f"{keys.tip_announced(session_id)}:claim:{request}",
             ],
             args=[request, orjson.dumps(stored), tip.currency, minor, self.announce_claim_ms],
         )
@@ -165,10 +149,10 @@ class TipLedger:
 
     async def announced(self, session_id: str, user_id: str, request_id: str) -> None:
         """Remember that the tip's ``tip.received`` went out."""
-        await self.redis.hset(_announced_key(session_id), f"{user_id}\0{request_id}", 1)
+        await self.redis.hset(keys.tip_announced(session_id), f"{user_id}\0{request_id}", 1)
 
     async def totals(self, session_id: str) -> dict[str, float]:
-        raw = await self.redis.hgetall(_totals_key(session_id))
+        raw = await self.redis.hgetall(keys.tip_totals(session_id))
         return {
             currency.decode(): from_minor(int(units), currency.decode())
             for currency, units in sorted(raw.items())
@@ -176,7 +160,7 @@ class TipLedger:
 
     async def entries(self, session_id: str) -> list[dict[str, Any]]:
         """Every recorded tip, oldest first: what settlement reconciles against."""
-        rows = await self.redis.xrange(_ledger_key(session_id))
+        rows = await self.redis.xrange(keys.tip_ledger(session_id))
         return [orjson.loads(fields[b"tip"]) for _, fields in rows]
 
 
