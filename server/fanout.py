@@ -8,6 +8,16 @@ resumes by id) instead of slowing the loop down. ``chat.message`` events are coa
 session into ``chat.aggregate`` frames every ``chat_coalesce_ms``; everything else passes
 straight through, and buffered chat is flushed first so order is kept.
 
+Writing to thousands of sockets takes tens of milliseconds, and doing it in one go per frame
+would hold the event loop that long: the next event would not even be read until the last
+client had the previous one, so it waited up to two broadcasts. So frames go to the session's
+:class:`~server.framelog.FrameLog` and one *walker* task goes round the WebSocket clients in
+chunks of ``fanout_chunk`` (about 2 ms of writes), yielding to the loop between chunks; each
+client gets everything it has not had yet in one write. A frame read mid-round reaches the
+rest of that round's clients at once and the others in the next round. Small rooms are written
+to at once, and a frame of a client's own (a reply, an error, a close) first writes what it is
+owed, so its frames stay in order.
+
 A client joins in two steps: while its first frames (``session.state``, the replay of what it
 missed) are prepared it is *catching up* and live events are kept for it; then it becomes live
 and anything it has already seen is filtered out by stream id, so nothing is lost or repeated.
@@ -30,6 +40,7 @@ from broker.bus import Bus, BusEvent, parse_stream_id
 from broker.feed import Resumed, SessionFeed
 from broker.models import ErrorCode, MessageType, now_ms
 from config import ServerSettings
+from server.framelog import FrameLog, unseen_part
 from server.frames import PING_FRAME, ws_text_frame
 from server.metrics import Metrics
 from server.sse_encoding import sse_event
@@ -163,6 +174,8 @@ class Subscriber:
         self.username = username
         self.role = role
         self.seen: StreamId = ZERO
+        self.fresh = False
+        """Joined with a replay up to ``seen``: live frames must leave those events out."""
         self.pending: list[BusEvent] = []
         self.closed = False
         self.close_code: int | None = None
@@ -198,16 +211,19 @@ class WsClient(Subscriber):
         role: str,
         *,
         transport: asyncio.Transport,
-        closer: Callable[[int, str], Awaitable[Any]],
         buffer_limit: int,
+        on_close: Callable[[], None] = lambda: None,
     ) -> None:
         super().__init__(session_id, user_id, username, role)
         self.transport = transport
-        self._closer = closer
         self.buffer_limit = buffer_limit
+        self._on_close = on_close
         self.last_heard = time.monotonic()
         self.missed = 0
-        self._close_task: asyncio.Task[Any] | None = None
+        self.log: FrameLog | None = None
+        """The session's frames, once this client is live; it needs those from ``next_seq``."""
+        self.next_seq = 0
+        self.metrics: Metrics | None = None
 
     def write(self, data: bytes) -> bool:
         transport = self.transport
@@ -216,36 +232,44 @@ class WsClient(Subscriber):
         transport.write(data)
         return transport.get_write_buffer_size() <= self.buffer_limit
 
+    def catch_up(self) -> None:
+        """Write the session's frames this client has not had yet, in one write."""
+        log, seq = self.log, self.next_seq
+        if log is None or seq >= log.end:
+            return
+        self.next_seq = log.end
+        data = log.since_for(seq, self) if self.fresh else log.since(seq)
+        if data:
+            self.write(data)
+            if self.metrics is not None:
+                self.metrics.messages_sent.inc(log.end - seq)
+                self.metrics.fanout_writes.inc()
+
     def send(self, out: Outgoing) -> bool:
         return self.write(out.ws)
 
     def send_json(self, data: bytes, type_: str, payload: Any) -> bool:
+        self.catch_up()
         return self.write(ws_text_frame(data))
 
     def close(self, code: int, reason: str) -> None:
+        """Stop sending and ask the connection's handler to close with ``code``.
+
+        The handler's own task sends the close frame and waits for the client's (RFC 6455
+        7.1.1): closing from here while it waits in ``receive()`` would make aiohttp cut the
+        connection at once, and a client that answers late would see 1006 instead of the code.
+        """
         if self.closed:
             return
+        self.catch_up()  # a session.end frame goes out before the close frame
         self.closed = True
         self.close_code, self.close_reason = code, reason
-        self._close_task = asyncio.get_running_loop().create_task(self._closer(code, reason))
+        self._on_close()
 
     def drop(self) -> None:
         self.closed = True
         self.close_code, self.close_reason = 1008, "too slow"
         self.transport.abort()
-
-    async def wait_closed(self) -> bool:
-        """Wait for a close this side started (session end, drain); whether there was one.
-
-        The connection handler must not end (and let aiohttp drop the socket) while the close
-        frame with its code is still being sent, or the client sees 1006 instead of 4002.
-        """
-        task = self._close_task
-        if task is None:
-            return False
-        with contextlib.suppress(Exception):
-            await task
-        return True
 
 
 class SseClient(Subscriber):
@@ -317,7 +341,8 @@ class Room:
     ws: set[WsClient] = field(default_factory=set)
     sse: set[SseClient] = field(default_factory=set)
     catching_up: set[Subscriber] = field(default_factory=set)
-    fresh: set[Subscriber] = field(default_factory=set)
+    log: FrameLog = field(default_factory=FrameLog)
+    walker: asyncio.Task[None] | None = None
     chat: list[BusEvent] = field(default_factory=list)
     flush: asyncio.TimerHandle | None = None
     chat_due: float = 0.0
@@ -361,6 +386,9 @@ class Hub:
         ]
 
     async def stop(self) -> None:
+        for room in self.rooms.values():
+            if room.walker is not None:
+                room.walker.cancel()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -428,16 +456,17 @@ class Hub:
             seen = max(seen, frames[-1].last_id)
         sub.pending = []
         sub.seen = seen
+        sub.fresh = seen > ZERO
         room.catching_up.discard(sub)
         if sub.closed:
             self._forget_if_empty(room)
             return
         if isinstance(sub, WsClient):
+            sub.log, sub.next_seq = room.log, room.log.end
+            sub.metrics = self.metrics
             room.ws.add(sub)
         elif isinstance(sub, SseClient):
             room.sse.add(sub)
-        if seen > ZERO:
-            room.fresh.add(sub)
         self.metrics.connections_by_session.labels(sub.session_id).set(len(room))
         if not keep:
             self._drop(room, [sub])
@@ -452,7 +481,6 @@ class Hub:
         room.ws.discard(sub)  # type: ignore[arg-type]
         room.sse.discard(sub)  # type: ignore[arg-type]
         room.catching_up.discard(sub)
-        room.fresh.discard(sub)
         self.metrics.connections_by_session.labels(sub.session_id).set(len(room))
         self._forget_if_empty(room)
 
@@ -462,6 +490,8 @@ class Hub:
         del self.rooms[room.session_id]
         if room.flush is not None:
             room.flush.cancel()
+        if room.walker is not None:
+            room.walker.cancel()
         followed = room.followed
         if followed is not None and followed.done():
             if _succeeded(followed):
@@ -561,40 +591,85 @@ class Hub:
             room.chat_due = started + self.settings.chat_coalesce_ms / 1000
 
     def deliver(self, room: Room, out: Outgoing) -> None:
-        """Write ``out`` to every live client of ``room``; drop those that fell behind."""
-        special: dict[Subscriber, Outgoing | None] = {}
-        if room.fresh:
-            for sub in list(room.fresh):
-                if sub.seen >= out.first_id:
-                    special[sub] = out.after(sub.seen)
-                if out.last_id > sub.seen:
-                    room.fresh.discard(sub)
-        slow: list[Subscriber] = []
-        data = out.ws if room.ws else b""
+        """Send ``out`` to every live client of ``room``; drop those that fell behind."""
+        if room.sse:
+            slow: list[Subscriber] = []
+            for sse in room.sse:
+                own = unseen_part(out, sse)
+                if own is not None and not sse.send(own):
+                    slow.append(sse)
+            self.metrics.messages_sent.inc(len(room.sse))
+            if slow:
+                self._drop(room, slow)
+        if not room.ws:
+            self._delivered([out])
+            return
+        room.log.append(out)
+        if room.walker is not None:
+            return  # the walker's round picks it up
+        if len(room.ws) <= self.settings.fanout_chunk:
+            target = room.log.end
+            self._write_chunk(room, list(room.ws))
+            self._delivered(room.log.trim(target))
+        else:
+            room.walker = asyncio.get_running_loop().create_task(self._walk(room))
+
+    async def _walk(self, room: Room) -> None:
+        """Go round the room's WebSocket clients until every one has every frame."""
+        log = room.log
+        chunk = self.settings.fanout_chunk
+        try:
+            while True:
+                target = log.end
+                clients = list(room.ws)
+                for start in range(0, len(clients), chunk):
+                    if start:
+                        await asyncio.sleep(0)  # let the feed, handlers and timers run
+                    self._write_chunk(room, clients[start : start + chunk])
+                self._delivered(log.trim(target))  # everyone was at or past target
+                if log.end == target:
+                    return
+        finally:
+            room.walker = None
+
+    def _write_chunk(self, room: Room, clients: list[WsClient]) -> None:
+        """The hot loop: each client that is behind gets what it lacks in one write."""
+        log = room.log
+        end = log.end
+        since = log.since
         limit = self.settings.send_buffer_limit
-        sent = 0
-        for sub in room.ws:
-            if special and sub in special:
-                own = special[sub]
-                if own is not None and not sub.send(own):
-                    slow.append(sub)
+        slow: list[Subscriber] = []
+        sent = writes = 0
+        for sub in clients:
+            seq = sub.next_seq
+            if seq >= end:
                 continue
-            transport = sub.transport  # the hot loop: one write per client, nothing else
+            sub.next_seq = end
+            transport = sub.transport
             if sub.closed or transport.is_closing():  # nothing may follow a close frame
                 continue
+            if sub.fresh:
+                data = log.since_for(seq, sub)
+                if not data:
+                    continue
+            else:
+                data = since(seq)
             transport.write(data)
-            sent += 1
+            writes += 1
+            sent += end - seq
             if transport.get_write_buffer_size() > limit:
                 slow.append(sub)
-        for sse in room.sse:
-            own = special.get(sse, out) if special else out
-            if own is not None and not sse.send(own):
-                slow.append(sse)
-            sent += 1
-        self.metrics.messages_sent.inc(sent)
-        self.metrics.latency_ms.observe(max(0, now_ms() - out.timestamp))
+        if writes:
+            self.metrics.messages_sent.inc(sent)
+            self.metrics.fanout_writes.inc(writes)
         if slow:
             self._drop(room, slow)
+
+    def _delivered(self, frames: list[Outgoing]) -> None:
+        """Frames that reached every client: their publish-to-send delay."""
+        now = now_ms()
+        for out in frames:
+            self.metrics.latency_ms.observe(max(0, now - out.timestamp))
 
     def _drop(self, room: Room, slow: list[Subscriber]) -> None:
         for sub in slow:

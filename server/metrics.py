@@ -34,6 +34,11 @@ class Metrics:
         self.messages_sent = Counter(
             "ws_messages_sent_total", "frames written to clients", registry=self.registry
         )
+        self.fanout_writes = Counter(
+            "ws_fanout_writes_total",
+            "socket writes of fan-out frames (a client that is behind gets several in one)",
+            registry=self.registry,
+        )
         self.messages_received = Counter(
             "ws_messages_received_total", "frames received from clients", registry=self.registry
         )

@@ -9,6 +9,7 @@ directly; replies take the same path, so frames never interleave.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import secrets
@@ -16,7 +17,7 @@ import time
 from dataclasses import replace
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 from broker.models import (
     ErrorCode,
@@ -40,6 +41,8 @@ STREAM_ID = re.compile(r"\d{1,19}(-\d{1,19})?")
 """A stream id as Redis takes it: 64-bit parts; checked with ``fullmatch`` (no newline)."""
 CLOSE_TIMEOUT = 3.0
 """Seconds to wait for a client's close frame before the connection is cut."""
+CLOSE_REQUESTED = "vstudio: close requested"
+"""The cancel message that wakes a handler waiting in ``receive()`` to close its connection."""
 UNLIMITED = frozenset({MessageType.PING, MessageType.PONG, MessageType.SESSION_LEAVE})
 
 
@@ -100,9 +103,14 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
     transport = request.transport
     assert transport is not None
+    handler = asyncio.current_task()
+    assert handler is not None
+    receiving = False
 
-    async def closer(code: int, reason: str) -> None:
-        await ws.close(code=code, message=reason.encode()[:120])
+    def wake_to_close() -> None:
+        """The hub closed the client: stop waiting for its frames and close from this task."""
+        if receiving:
+            handler.cancel(CLOSE_REQUESTED)
 
     client = WsClient(
         ticket.session_id,
@@ -110,8 +118,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         ticket.username,
         str(ticket.role),
         transport=transport,  # type: ignore[arg-type]
-        closer=closer,
         buffer_limit=settings.send_buffer_limit,
+        on_close=wake_to_close,
     )
     counted = False
 
@@ -134,32 +142,49 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             transport="ws",
             connection_id=secrets.token_hex(6),
         )
-        await _serve(ws, core, client, actor)
+        limiter = SlidingWindow()
+        while not client.closed:
+            receiving = True
+            try:
+                message = await ws.receive()
+            except asyncio.CancelledError as exc:
+                if exc.args != (CLOSE_REQUESTED,):
+                    raise
+                handler.uncancel()
+                break
+            finally:
+                receiving = False
+            if not await _serve_one(ws, core, client, actor, limiter, message):
+                break
     finally:
         await core.leave(client, counted=counted)
-        if not await client.wait_closed() and not ws.closed:
-            await ws.close()
+        if not ws.closed:  # sends the close frame, waits CLOSE_TIMEOUT for the client's
+            reason = client.close_reason.encode()[:120]
+            await ws.close(code=client.close_code or 1000, message=reason)
     return ws
 
 
-async def _serve(ws: web.WebSocketResponse, core: Core, client: WsClient, actor: Actor) -> None:
-    """Read frames until the connection ends."""
-    limiter = SlidingWindow()
-    while True:
-        message = await ws.receive()
-        client.last_heard = time.monotonic()
-        if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-            core.metrics.messages_received.inc()
-            if not await _handle(ws, core, client, actor, limiter, message.data):
-                return
-        elif message.type == WSMsgType.PING:
-            await ws.pong(message.data)
-        elif message.type == WSMsgType.PONG:
-            continue
-        else:  # CLOSE, CLOSING, CLOSED, ERROR
-            if message.type == WSMsgType.ERROR:
-                log.info("connection error: %s", message.data, extra={"session": actor.session_id})
-            return
+async def _serve_one(
+    ws: web.WebSocketResponse,
+    core: Core,
+    client: WsClient,
+    actor: Actor,
+    limiter: SlidingWindow,
+    message: WSMessage,
+) -> bool:
+    """Act on one thing the connection received; ``False`` when the connection ends."""
+    client.last_heard = time.monotonic()
+    if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+        core.metrics.messages_received.inc()
+        return await _handle(ws, core, client, actor, limiter, message.data)
+    if message.type == WSMsgType.PING:
+        await ws.pong(message.data)
+        return True
+    if message.type == WSMsgType.PONG:
+        return True
+    if message.type == WSMsgType.ERROR:  # else CLOSE, CLOSING, CLOSED
+        log.info("connection error: %s", message.data, extra={"session": actor.session_id})
+    return False
 
 
 async def _handle(
