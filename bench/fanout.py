@@ -221,6 +221,7 @@ def raw_server_main(pipe: Connection) -> None:
             frames, size, interval = args
             cpu = 0.0
             writes = 0
+            next_at = time.perf_counter()
             for n in range(frames):
                 body = orjson.dumps({"type": "chat.aggregate", "n": n, "pad": ""})
                 padded = body[:-2] + b"x" * max(0, size - len(body)) + b'"}'
@@ -231,7 +232,8 @@ def raw_server_main(pipe: Connection) -> None:
                         transport.write(frame)
                         writes += 1
                 cpu += time.process_time() - started
-                await asyncio.sleep(interval)
+                next_at += interval  # broadcasts start on a fixed beat, as the server's rounds
+                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
             pipe.send((cpu, writes))
 
     with asyncio.Runner(loop_factory=new_loop) as runner:
