@@ -156,6 +156,9 @@ class ServerSettings(PartSettings):
     chat_coalesce_ms: int = Field(default=50, ge=1)
     reaction_window_ms: int = Field(default=250, ge=10)
     poll_results_per_second: float = Field(default=4.0, gt=0)
+    gc_freeze: bool = Field(
+        default=True, description="keep connections out of full GCs (see server/gcpolicy.py)"
+    )
     fanout_chunk: int = Field(
         default=256, ge=1, description="WebSocket clients written to between event-loop yields"
     )

@@ -29,6 +29,7 @@ from server.auth import TokenVerifier
 from server.context import ServerContext
 from server.core import CORE, Core
 from server.fanout import Hub
+from server.gcpolicy import keep_collections_short
 from server.http_errors import error_middleware, json_response
 from server.metrics import Metrics
 from server.openapi import openapi_document
@@ -147,13 +148,17 @@ def build_app(
         app[CORE] = core
         await core.hub.start()
         await server.interactions.start(ctx)
-        refresher = asyncio.get_running_loop().create_task(_presence_refresher(core))
+        loop = asyncio.get_running_loop()
+        background = [loop.create_task(_presence_refresher(core))]
+        if settings.gc_freeze:
+            background.append(loop.create_task(keep_collections_short(core.hub)))
         try:
             yield
         finally:
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             with contextlib.suppress(Exception):
                 await server.interactions.stop(ctx)
             await core.settle()

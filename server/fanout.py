@@ -167,6 +167,18 @@ class Subscriber:
     """One client connection of a session on this process, whatever its transport."""
 
     transport_name = "?"
+    __slots__ = (
+        "close_code",
+        "close_reason",
+        "closed",
+        "fresh",
+        "pending",
+        "role",
+        "seen",
+        "session_id",
+        "user_id",
+        "username",
+    )
 
     def __init__(self, session_id: str, user_id: str, username: str, role: str) -> None:
         self.session_id = session_id
@@ -202,6 +214,16 @@ class WsClient(Subscriber):
     """A WebSocket connection written to through its transport directly."""
 
     transport_name = "ws"
+    __slots__ = (
+        "_on_close",
+        "buffer_limit",
+        "last_heard",
+        "log",
+        "metrics",
+        "missed",
+        "next_seq",
+        "transport",
+    )
 
     def __init__(
         self,
@@ -276,6 +298,7 @@ class SseClient(Subscriber):
     """An SSE stream: frames go to a bounded queue that the response handler drains."""
 
     transport_name = "sse"
+    __slots__ = ("buffer_limit", "queue", "queued", "ready", "transport")
 
     def __init__(
         self,
@@ -376,6 +399,9 @@ class Hub:
         self.state = state
         self.feed = SessionFeed(bus)
         self.rooms: dict[str, Room] = {}
+        self.opened = 0
+        """Clients that became live here, ever (with ``closed``, for server.gcpolicy)."""
+        self.closed = 0
         self._tasks: list[asyncio.Task[Any]] = []
 
     async def start(self) -> None:
@@ -395,6 +421,11 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.feed.close()
+
+    @property
+    def live(self) -> int:
+        """Clients of this process now."""
+        return sum(len(room) for room in self.rooms.values())
 
     def subscribers(self) -> list[Subscriber]:
         return [sub for room in self.rooms.values() for sub in room.everyone()]
@@ -467,6 +498,7 @@ class Hub:
             room.ws.add(sub)
         elif isinstance(sub, SseClient):
             room.sse.add(sub)
+        self.opened += 1
         self.metrics.connections_by_session.labels(sub.session_id).set(len(room))
         if not keep:
             self._drop(room, [sub])
@@ -478,6 +510,8 @@ class Hub:
         room = self.rooms.get(sub.session_id)
         if room is None:
             return
+        if sub in room.ws or sub in room.sse:
+            self.closed += 1
         room.ws.discard(sub)  # type: ignore[arg-type]
         room.sse.discard(sub)  # type: ignore[arg-type]
         room.catching_up.discard(sub)
@@ -640,6 +674,7 @@ class Hub:
         limit = self.settings.send_buffer_limit
         slow: list[Subscriber] = []
         sent = writes = 0
+        last_seq, last_data = end, b""
         for sub in clients:
             seq = sub.next_seq
             if seq >= end:
@@ -652,8 +687,11 @@ class Hub:
                 data = log.since_for(seq, sub)
                 if not data:
                     continue
+            elif seq == last_seq:
+                data = last_data
             else:
-                data = since(seq)
+                data = last_data = since(seq)
+                last_seq = seq
             transport.write(data)
             writes += 1
             sent += end - seq

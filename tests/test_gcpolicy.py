@@ -1,0 +1,72 @@
+"""The garbage collection policy, with the interpreter's real collector.
+
+Frozen objects are invisible to collections; the policy must freeze survivors when connections
+arrive, never freeze fresh garbage with them, and reclaim what frozen objects left behind once
+enough connections have closed.
+"""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from server.gcpolicy import THAW_MIN_CLOSED, FreezePolicy
+
+
+class Node:
+    """An object that can be in a reference cycle and be watched through a weak reference."""
+
+    def __init__(self) -> None:
+        self.other: Node | None = None
+
+
+def cycle() -> weakref.ref[Node]:
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    return weakref.ref(a)
+
+
+@pytest.fixture(autouse=True)
+def unfrozen() -> Iterator[None]:
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+
+
+def test_survivors_are_frozen_when_connections_arrive_and_not_otherwise() -> None:
+    policy = FreezePolicy()
+    kept = Node()
+    assert policy.tick(live=0, opened=0, closed=0) is None
+    assert gc.get_freeze_count() == 0
+    assert policy.tick(live=3, opened=3, closed=0) == "freeze"
+    frozen = gc.get_freeze_count()
+    assert frozen > 0
+    assert policy.tick(live=3, opened=3, closed=0) is None  # nothing new: nothing to do
+    assert kept.other is None
+
+
+def test_fresh_garbage_is_collected_before_a_freeze() -> None:
+    policy = FreezePolicy()
+    garbage = cycle()  # unreachable already: a freeze now would keep it forever
+    policy.tick(live=1, opened=1, closed=0)
+    assert garbage() is None
+
+
+def test_cycles_left_by_frozen_objects_are_reclaimed_once_enough_connections_close() -> None:
+    policy = FreezePolicy()
+    holder = [Node()]
+    holder[0].other = holder[0]  # a connection's objects, alive and in a cycle
+    watched = weakref.ref(holder[0])
+    policy.tick(live=1000, opened=1000, closed=0)
+    holder.clear()  # the connection closes: its cycle is garbage, but frozen
+    gc.collect()
+    assert watched() is not None
+    closed = max(THAW_MIN_CLOSED, 1000 // 2)
+    assert policy.tick(live=1000 - closed + 1, opened=1000, closed=closed - 1) is None
+    assert watched() is not None
+    assert policy.tick(live=1000 - closed, opened=1000, closed=closed) == "thaw"
+    assert watched() is None
+    assert gc.get_freeze_count() > 0  # the survivors are frozen again
