@@ -153,7 +153,9 @@ class ServerSettings(PartSettings):
     heartbeat_max_missed: int = Field(default=2, ge=1)
 
     max_viewers: int = Field(default=10_000, ge=1, description="per session, all processes")
-    chat_coalesce_ms: int = Field(default=50, ge=1)
+    chat_coalesce_ms: int = Field(
+        default=25, ge=1, description="one chat.aggregate per window at most (latency budget)"
+    )
     reaction_window_ms: int = Field(default=250, ge=10)
     poll_results_per_second: float = Field(default=4.0, gt=0)
     gc_freeze: bool = Field(
