@@ -41,6 +41,17 @@ async def read_until_done(ws: aiohttp.ClientWebSocketResponse) -> list[str]:
                 seen.append(f"tip:{frame['payload']['n']}")
 
 
+async def viewer(
+    server: LiveServer, http: aiohttp.ClientSession, sid: str, since: str | None = None
+) -> aiohttp.ClientWebSocketResponse:
+    """A new viewer's WebSocket, its ``session.state`` read."""
+    ticket = await server.ticket(server.token(user(), "viewer"), sid)
+    query = f"?ticket={ticket}" + (f"&since={since}" if since else "")
+    ws = await http.ws_connect(server.ws_url + query)
+    assert (await ws.receive_json(timeout=5))["type"] == "session.state"
+    return ws
+
+
 async def publish_burst(
     bus: Bus, sid: str, rounds: int, start: int = 0
 ) -> tuple[list[str], list[str]]:
@@ -65,20 +76,12 @@ async def test_every_client_gets_every_event_once_in_order_with_a_resume_mid_bur
     session = await server.live_session()
     sid = session["id"]
     async with aiohttp.ClientSession() as http:
-        sockets = []
-        for _ in range(CLIENTS):
-            ticket = await server.ticket(server.token(user(), "viewer"), sid)
-            ws = await http.ws_connect(f"{server.ws_url}?ticket={ticket}")
-            assert (await ws.receive_json(timeout=5))["type"] == "session.state"
-            sockets.append(ws)
+        sockets = [await viewer(server, http, sid) for _ in range(CLIENTS)]
         readers = [asyncio.create_task(read_until_done(ws)) for ws in sockets]
         first_labels, first_ids = await publish_burst(bus, sid, 20)
         # a client resuming from the middle of what was just sent, while more is sent
         resume_at = len(first_labels) // 2
-        ticket = await server.ticket(server.token(user(), "viewer"), sid)
-        late = await http.ws_connect(
-            f"{server.ws_url}?ticket={ticket}&since={first_ids[resume_at - 1]}"
-        )
+        late = await viewer(server, http, sid, since=first_ids[resume_at - 1])
         late_reader = asyncio.create_task(read_until_done(late))
         more_labels, _ = await publish_burst(bus, sid, 20, start=20)
         await bus.publish(sid, "events", "tip.received", {"done": True})
@@ -98,12 +101,7 @@ async def test_session_end_reaches_every_client_before_its_close_frame(
     session = await server.live_session(artist)
     sid = session["id"]
     async with aiohttp.ClientSession() as http:
-        sockets = []
-        for _ in range(CLIENTS):
-            ticket = await server.ticket(server.token(user(), "viewer"), sid)
-            ws = await http.ws_connect(f"{server.ws_url}?ticket={ticket}")
-            assert (await ws.receive_json(timeout=5))["type"] == "session.state"
-            sockets.append(ws)
+        sockets = [await viewer(server, http, sid) for _ in range(CLIENTS)]
         await publish_burst(bus, sid, 5)  # the walker is busy when the end arrives
         status, body = await server.call(
             "POST", f"/v1/vstudio/sessions/{sid}/end", token=server.token(artist, "artist")
