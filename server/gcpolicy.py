@@ -9,7 +9,9 @@ young collection so fresh garbage is not frozen with them); the young generation
 short-lived garbage as before. Cycles that frozen objects leave behind when their connections
 close are reclaimed by one full collection over everything (``gc.unfreeze()`` then
 ``gc.collect()``) once half as many connections as the peak have closed, typically as a
-session empties, when a pause hurts least.
+session empties, when a pause hurts least, and at the latest :data:`THAW_EVERY_SECONDS` after
+the last one if anything was frozen since (garbage that other long-lived objects leave waits no
+longer than that).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import asyncio
 import gc
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 __all__ = ["ConnectionCounts", "FreezePolicy", "keep_collections_short"]
@@ -29,6 +31,8 @@ TICK_SECONDS = 1.0
 """How often the policy looks at the connection counts."""
 THAW_MIN_CLOSED = 500
 """Closed connections below this never trigger a full collection on their own."""
+THAW_EVERY_SECONDS = 600.0
+"""The longest frozen garbage waits for a full collection, if anything was frozen meanwhile."""
 
 
 class ConnectionCounts(Protocol):
@@ -46,13 +50,18 @@ class FreezePolicy:
     """Decides when to freeze survivors and when to collect everything, from connection counts."""
 
     opened_seen: int = 0
+    opened_at_thaw: int = 0
     closed_at_thaw: int = 0
     peak: int = 0
+    thawed_at: float = field(default_factory=time.monotonic)
 
-    def tick(self, live: int, opened: int, closed: int) -> str | None:
+    def tick(self, live: int, opened: int, closed: int, now: float | None = None) -> str | None:
         """Act on the totals of connections opened and closed so far; what it did, if anything."""
+        now = time.monotonic() if now is None else now
         self.peak = max(self.peak, live)
-        if closed - self.closed_at_thaw >= max(THAW_MIN_CLOSED, self.peak // 2):
+        emptied = closed - self.closed_at_thaw >= max(THAW_MIN_CLOSED, self.peak // 2)
+        overdue = now - self.thawed_at >= THAW_EVERY_SECONDS and opened > self.opened_at_thaw
+        if emptied or overdue:
             started = time.perf_counter()
             gc.unfreeze()
             found = gc.collect()
@@ -66,6 +75,7 @@ class FreezePolicy:
                 },
             )
             self.closed_at_thaw, self.opened_seen, self.peak = closed, opened, live
+            self.opened_at_thaw, self.thawed_at = opened, now
             return "thaw"
         if opened > self.opened_seen:
             gc.collect(1)  # young garbage is not frozen with the survivors

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from server.gcpolicy import THAW_MIN_CLOSED, FreezePolicy
+from server.gcpolicy import THAW_EVERY_SECONDS, THAW_MIN_CLOSED, FreezePolicy
 
 
 class Node:
@@ -70,3 +70,18 @@ def test_cycles_left_by_frozen_objects_are_reclaimed_once_enough_connections_clo
     assert policy.tick(live=1000 - closed, opened=1000, closed=closed) == "thaw"
     assert watched() is None
     assert gc.get_freeze_count() > 0  # the survivors are frozen again
+
+
+def test_frozen_garbage_waits_at_most_the_thaw_interval_when_connections_keep_coming() -> None:
+    policy = FreezePolicy(thawed_at=0.0)
+    holder = [Node()]
+    holder[0].other = holder[0]
+    watched = weakref.ref(holder[0])
+    policy.tick(live=10, opened=10, closed=0, now=1.0)
+    holder.clear()  # garbage now, frozen; no connection closes
+    assert policy.tick(live=11, opened=11, closed=0, now=THAW_EVERY_SECONDS - 1) == "freeze"
+    assert watched() is not None
+    assert policy.tick(live=12, opened=12, closed=0, now=THAW_EVERY_SECONDS) == "thaw"
+    assert watched() is None
+    # and nothing is collected on the clock alone when nothing new was frozen
+    assert policy.tick(live=12, opened=12, closed=0, now=3 * THAW_EVERY_SECONDS) is None
