@@ -15,6 +15,8 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from itertools import groupby
+from operator import itemgetter
 
 import redis.asyncio as aioredis
 
@@ -112,8 +114,9 @@ class Presence:
     """This process's part of every session's viewer list.
 
     Joins and leaves that arrive in the same loop iteration are sent to Redis together, one
-    script call per session (and per :data:`BATCH` users), so a burst of connects after a
-    restart costs a handful of round trips.
+    script call per session and run of joins or leaves (and per :data:`BATCH` users), so a
+    burst of connects after a restart costs a handful of round trips. They reach Redis in the
+    order they happened: a reconnect's leave and join in one iteration must not swap.
     """
 
     def __init__(
@@ -133,8 +136,8 @@ class Presence:
         self._leave = client.register_script(LEAVE)
         self._refresh = client.register_script(REFRESH)
         self._count = client.register_script(COUNT)
-        self._joining: dict[str, list[tuple[str, asyncio.Future[int]]]] = {}
-        self._leaving: dict[str, list[tuple[str, asyncio.Future[int]]]] = {}
+        self._queued: dict[str, list[tuple[bool, str, asyncio.Future[int]]]] = {}
+        """Per session, in order: (joining?, user, its result) not yet sent to Redis."""
         self._flush: asyncio.Task[None] | None = None
         self._first_join: dict[tuple[str, str], asyncio.Future[int]] = {}
         """A user's join still on its way to Redis; their next connections wait for it."""
@@ -155,7 +158,7 @@ class Presence:
         if not first and pending is None:
             return False, await self.count(session_id)
         if first:
-            pending = self._queue(self._joining, session_id, user_id)
+            pending = self._queue(True, session_id, user_id)
             self._first_join[(session_id, user_id)] = pending
         assert pending is not None
         try:
@@ -175,30 +178,28 @@ class Presence:
         """Uncount a connection: (was it the user's last one here?, count)."""
         if self._forget(session_id, user_id) > 0:
             return False, await self.count(session_id)
-        return True, await self._queue(self._leaving, session_id, user_id)
+        return True, await self._queue(False, session_id, user_id)
 
     async def count(self, session_id: str) -> int:
         """Distinct users connected to the session on any process."""
         return int(await self._count(keys=keys.presence(session_id), args=[self._now()]))
 
-    def _queue(
-        self, queue: dict[str, list[tuple[str, asyncio.Future[int]]]], session_id: str, user: str
-    ) -> asyncio.Future[int]:
+    def _queue(self, joining: bool, session_id: str, user: str) -> asyncio.Future[int]:
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        queue.setdefault(session_id, []).append((user, done))
+        self._queued.setdefault(session_id, []).append((joining, user, done))
         if self._flush is None or self._flush.done():
             self._flush = asyncio.get_running_loop().create_task(self._send())
         return done
 
     async def _send(self) -> None:
         await asyncio.sleep(0)  # let this loop iteration's joins and leaves gather
-        while self._joining or self._leaving:
-            joining, self._joining = self._joining, {}
-            leaving, self._leaving = self._leaving, {}
-            for session_id, waiting in joining.items():
-                await self._run(waiting, session_id, self._join_batch)
-            for session_id, waiting in leaving.items():
-                await self._run(waiting, session_id, self._leave_batch)
+        while self._queued:
+            queued, self._queued = self._queued, {}
+            for session_id, operations in queued.items():
+                for joining, run in groupby(operations, key=itemgetter(0)):
+                    waiting = [(user, done) for _, user, done in run]
+                    call = self._join_batch if joining else self._leave_batch
+                    await self._run(waiting, session_id, call)
 
     async def _run(
         self,

@@ -71,3 +71,16 @@ async def test_a_second_connection_shares_the_fate_of_a_refused_first(
     assert all(isinstance(outcome, SessionFull) for outcome in outcomes), outcomes
     await presence.refresh()
     assert await presence.count(session_id) == 1
+
+
+async def test_a_leave_and_rejoin_in_one_loop_turn_keeps_the_user_counted(
+    bus: Bus, session_id: str
+) -> None:
+    """A reconnect whose close and new connection land in the same loop iteration: Redis must
+    see the leave before the join, or the join is a no-op and the leave removes the user."""
+    one = Presence(bus.redis, "p1", 100)
+    assert await one.join(session_id, "ann") == (True, 1)
+    left, joined = await asyncio.gather(one.leave(session_id, "ann"), one.join(session_id, "ann"))
+    assert left[0] is True and joined[0] is True
+    assert await one.count(session_id) == 1
+    assert await one.leave(session_id, "ann") == (True, 0)
