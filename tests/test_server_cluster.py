@@ -97,10 +97,13 @@ async def raw_ws(server: LiveServer, ticket: str) -> socket.socket:
     return sock
 
 
+@pytest.mark.parametrize("chunk", ["256", "1"], ids=["written-at-once", "walker"])
 async def test_a_client_that_never_reads_is_dropped_without_delaying_others(
-    server_factory: object, bus: Bus
+    server_factory: object, bus: Bus, chunk: str
 ) -> None:
-    server: LiveServer = server_factory(VSTUDIO_SEND_BUFFER_LIMIT="1048576")  # type: ignore[operator]
+    server: LiveServer = server_factory(  # type: ignore[operator]
+        VSTUDIO_SEND_BUFFER_LIMIT="1048576", VSTUDIO_FANOUT_CHUNK=chunk
+    )
     session = await server.live_session()
     sid = session["id"]
     stuck = await raw_ws(server, await server.ticket(server.token("stuck"), sid))
