@@ -67,8 +67,9 @@ class FreezePolicy:
             found = gc.collect()
             gc.freeze()
             log.info(
-                "full garbage collection after connections closed",
+                "full garbage collection",
                 extra={
+                    "reason": "connections closed" if emptied else "interval",
                     "closed": closed - self.closed_at_thaw,
                     "unreachable": found,
                     "ms": round(1000 * (time.perf_counter() - started), 1),
