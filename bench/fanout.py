@@ -24,11 +24,8 @@ import contextlib
 import hashlib
 import multiprocessing
 import os
-import resource
 import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from multiprocessing.connection import Connection
@@ -37,40 +34,28 @@ from typing import Any
 
 import aiohttp
 import orjson
+from benchkit import (
+    cpu_seconds,
+    new_loop,
+    raise_file_limit,
+    rss_bytes,
+    start_server,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from broker import Bus, connect  # noqa: E402
-from broker.bus import OutgoingEvent  # noqa: E402
-from broker.models import Role  # noqa: E402
-from broker.runtime import redis_url as embedded_or_given  # noqa: E402
-from config import BrokerSettings  # noqa: E402
-from server.auth import Identity, mint_token  # noqa: E402
-from server.tickets import TicketStore  # noqa: E402
+from broker import Bus, connect
+from broker.bus import OutgoingEvent
+from broker.models import Role
+from broker.runtime import redis_url as embedded_or_given
+from config import BrokerSettings
+from server.auth import Identity, mint_token
+from server.tickets import TicketStore
 
 MARKER = b"twitch:bench-"
-SERVE = [sys.executable, "-m", "vstudio_cli.main", "serve"]
 SECRET = "bench-secret-bench-secret-bench-secret"
 WS_KEY = base64.b64encode(b"0123456789abcdef").decode()
 WS_ACCEPT = base64.b64encode(
     hashlib.sha1((WS_KEY + "258EAFA5-E914-47DA-95CA-C5AB0DC11B85").encode()).digest()
 )
-
-
-def raise_file_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 # --- cheap clients (child process) ------------------------------------------------------------
@@ -243,31 +228,6 @@ def raw_server_main(pipe: Connection) -> None:
 # --- measuring the server process --------------------------------------------------------------
 
 
-def process_tree(pid: int) -> list[int]:
-    found = [pid]
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        for child in task.read_text().split():
-            found += process_tree(int(child))
-    return found
-
-
-def cpu_seconds(pid: int) -> float:
-    total = 0
-    for each in process_tree(pid):
-        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime + stime
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def rss_bytes(pid: int) -> int:
-    total = 0
-    for each in process_tree(pid):
-        for line in Path(f"/proc/{each}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) * 1024
-    return total
-
-
 async def metric(base: str, name: str, processes: int = 1) -> float:
     """``name`` summed over the server's processes (each scrape reaches one of them)."""
     seen: dict[str, float] = {}
@@ -287,36 +247,6 @@ async def metric(base: str, name: str, processes: int = 1) -> float:
 
 
 # --- the run -----------------------------------------------------------------------------------
-
-
-def start_server(redis: str, workers: int, data_dir: str) -> tuple[subprocess.Popen[bytes], str]:
-    env = {
-        **os.environ,
-        "VSTUDIO_REDIS_URL": redis,
-        "VSTUDIO_JWT_SECRET": SECRET,
-        "VSTUDIO_DATA_DIR": data_dir,
-        "VSTUDIO_MAX_VIEWERS": "1000000",
-        "VSTUDIO_HEARTBEAT_INTERVAL": "600",
-        "VSTUDIO_LOG_LEVEL": "WARNING",
-    }
-    out = Path(data_dir) / "server.out"
-    with out.open("wb") as sink:
-        process = subprocess.Popen(
-            [*SERVE, "--port", "0", "--workers", str(workers)],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=ROOT,
-        )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        for line in out.read_text(errors="replace").splitlines():
-            if "listening on " in line:
-                return process, line.split("listening on ", 1)[1].split()[0]
-        if process.poll() is not None:
-            raise SystemExit(f"server exited: {out.read_text()}")
-        time.sleep(0.1)
-    raise SystemExit("server did not start")
 
 
 class Sample:
@@ -343,13 +273,13 @@ class Sample:
 
 
 async def run(args: argparse.Namespace, redis: str) -> dict[str, Any]:
-    tmp = tempfile.mkdtemp(prefix="vstudio-bench-")
+    tmp = Path(tempfile.mkdtemp(prefix="vstudio-bench-"))
     process = None
     if args.url:
         base = args.url.rstrip("/")
         server_pid = args.server_pid
     else:
-        process, base = start_server(redis, args.workers, tmp)
+        process, base = start_server(redis, tmp, SECRET, workers=args.workers)
         server_pid = process.pid
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()

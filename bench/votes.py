@@ -28,10 +28,8 @@ import contextlib
 import multiprocessing
 import os
 import random
-import resource
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -41,35 +39,18 @@ from typing import Any
 
 import aiohttp
 import orjson
+from benchkit import cpu_seconds, new_loop, raise_file_limit, start_server
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from broker import connect  # noqa: E402
-from broker.models import Role  # noqa: E402
-from broker.runtime import redis_url as embedded_or_given  # noqa: E402
-from config import BrokerSettings  # noqa: E402
-from server.auth import Identity, mint_token  # noqa: E402
-from server.tickets import TicketStore  # noqa: E402
+from broker import connect
+from broker.models import Role
+from broker.runtime import redis_url as embedded_or_given
+from config import BrokerSettings
+from server.auth import Identity, mint_token
+from server.tickets import TicketStore
 
 SECRET = "bench-secret-votes-bench-secret-votes"
 WS_KEY = base64.b64encode(b"0123456789abcdef").decode()
 OPTIONS = ["first", "second", "third", "fourth"]
-
-
-def raise_file_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 def client_frame(body: bytes) -> bytes:
@@ -253,38 +234,6 @@ def voters_main(
 # --- the servers and the observer --------------------------------------------------------------
 
 
-def start_server(redis: str, data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    env = {
-        **os.environ,
-        "VSTUDIO_REDIS_URL": redis,
-        "VSTUDIO_JWT_SECRET": SECRET,
-        "VSTUDIO_DATA_DIR": str(data_dir),
-        "VSTUDIO_MAX_VIEWERS": "1000000",
-        "VSTUDIO_HEARTBEAT_INTERVAL": "600",
-        "VSTUDIO_LOG_LEVEL": "WARNING",
-        "VSTUDIO_LOG_JSON": "1",
-    }
-    data_dir.mkdir(parents=True, exist_ok=True)
-    out = data_dir / "server.out"
-    with out.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "vstudio_cli.main", "serve", "--port", "0"],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=ROOT,
-        )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        for line in out.read_text(errors="replace").splitlines():
-            if "listening on " in line:
-                return process, line.split("listening on ", 1)[1].split()[0]
-        if process.poll() is not None:
-            raise SystemExit(f"server exited: {out.read_text()}")
-        time.sleep(0.1)
-    raise SystemExit("server did not start")
-
-
 class Observer:
     """One parsing client: every ``poll.results`` frame with its receipt time."""
 
@@ -316,32 +265,16 @@ class Observer:
                 await asyncio.wait_for(self.changed.wait(), left)
 
 
-def process_tree(pid: int) -> list[int]:
-    found = [pid]
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        for child in task.read_text().split():
-            found += process_tree(int(child))
-    return found
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of these processes and their children, in seconds."""
-    total = 0
-    for pid in pids:
-        for each in process_tree(pid):
-            with contextlib.suppress(OSError):
-                fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def percentile(values: list[float], share: float) -> float | None:
     return round(values[int(share * (len(values) - 1))], 1) if values else None
 
 
 async def run(args: argparse.Namespace, redis: str) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="vstudio-votes-"))
-    servers = [start_server(redis, tmp / f"server{n}") for n in range(args.servers)]
+    servers = [
+        start_server(redis, tmp / f"server{n}", SECRET, VSTUDIO_LOG_JSON="1")
+        for n in range(args.servers)
+    ]
     bases = [base for _, base in servers]
     client = await connect(redis)
     context = multiprocessing.get_context("spawn")
@@ -389,11 +322,11 @@ async def run(args: argparse.Namespace, redis: str) -> dict[str, Any]:
             results["connected"] = connected
             results["connect_seconds"] = round(connect_seconds, 2)
             pids = [process.pid for process, _ in servers]
-            cpu_before = cpu_seconds(pids)
+            cpu_before = cpu_seconds(*pids)
             ours.send((args.spread, args.settle))
             reply = await loop.run_in_executor(None, ours.recv)
             _, acked, refused, latencies, first_sent, last_ack, voters_cpu = reply
-            server_cpu = cpu_seconds(pids) - cpu_before
+            server_cpu = cpu_seconds(*pids) - cpu_before
             acked = {int(option): count for option, count in acked.items()}
             expected = [acked.get(option, 0) for option in range(len(OPTIONS))]
             total = sum(expected)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ if str(ROOT) not in sys.path:
 
 from broker import Bus, connect  # noqa: E402
 from broker.bus import OutgoingEvent  # noqa: E402
+from broker.embedded import any_free_port  # noqa: E402
 from broker.models import MessageType, NormalizedChatMessage, Platform  # noqa: E402
 from broker.runtime import redis_url as embedded_or_given  # noqa: E402
 from config import BrokerSettings  # noqa: E402
@@ -67,12 +67,6 @@ WATCH_CHAT = """() => {
     }
   }).observe(document.getElementById("chat-list"), { childList: true });
 }"""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def start_server(redis_url: str, port: int, data: Path) -> subprocess.Popen[bytes]:
@@ -153,7 +147,7 @@ async def run(args: argparse.Namespace) -> None:
             BrokerSettings(redis_url=args.redis_url, data_dir=Path(tmp) / "redis")
         ) as redis_url,
     ):
-        port = free_port()
+        port = any_free_port("127.0.0.1")
         server = start_server(redis_url, port, Path(tmp) / "data")
         client = await connect(redis_url)
         try:

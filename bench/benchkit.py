@@ -1,0 +1,117 @@
+"""What the benchmarks share: the project on the import path, file limits, uvloop, a server
+process started the way people start it, and CPU/RSS read from ``/proc`` for a process tree.
+
+Import it first: ``from benchkit import ...`` puts the repository root on ``sys.path``, so a
+benchmark runs as ``python bench/NAME.py`` from any folder without installing anything more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+__all__ = [
+    "ROOT",
+    "cpu_seconds",
+    "new_loop",
+    "process_tree",
+    "raise_file_limit",
+    "rss_bytes",
+    "start_server",
+]
+
+
+def raise_file_limit() -> None:
+    """Thousands of sockets need the hard limit of open files, not the soft one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where installed, as the server runs."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def start_server(
+    redis: str, data_dir: Path, secret: str, *, workers: int = 1, **env: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``vstudio serve --port 0`` for a benchmark: the process and its base URL.
+
+    Heartbeats are effectively off and logs are warnings only, so the figures are the fan-out's.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    environment = {
+        **os.environ,
+        "VSTUDIO_REDIS_URL": redis,
+        "VSTUDIO_JWT_SECRET": secret,
+        "VSTUDIO_DATA_DIR": str(data_dir),
+        "VSTUDIO_MAX_VIEWERS": "1000000",
+        "VSTUDIO_HEARTBEAT_INTERVAL": "600",
+        "VSTUDIO_LOG_LEVEL": "WARNING",
+        **env,
+    }
+    out = data_dir / "server.out"
+    command = [sys.executable, "-m", "vstudio_cli.main", "serve", "--port", "0"]
+    with out.open("wb") as sink:
+        process = subprocess.Popen(
+            [*command, "--workers", str(workers)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            cwd=ROOT,
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for line in out.read_text(errors="replace").splitlines():
+            if "listening on " in line:
+                return process, line.split("listening on ", 1)[1].split()[0]
+        if process.poll() is not None:
+            raise SystemExit(f"server exited: {out.read_text()}")
+        time.sleep(0.1)
+    raise SystemExit("server did not start")
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (server workers are children of the parent)."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in task.read_text().split():
+            found += process_tree(int(child))
+    return found
+
+
+def cpu_seconds(*pids: int) -> float:
+    """User + system CPU of these processes and their descendants, in seconds."""
+    total = 0
+    for pid in pids:
+        for each in process_tree(pid):
+            try:
+                fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # it just exited
+                continue
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` and its descendants."""
+    total = 0
+    for each in process_tree(pid):
+        for line in Path(f"/proc/{each}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+    return total
