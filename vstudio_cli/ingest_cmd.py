@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import orjson
 import typer
@@ -96,6 +96,12 @@ def _broker_settings(redis_url_flag: str | None) -> BrokerSettings:
     except (ValidationError, ValueError) as exc:
         typer.secho(f"invalid broker settings: {exc}", err=True, fg="red")
         raise typer.Exit(2) from exc
+
+
+def refuse(exc: Exception) -> NoReturn:
+    """A bad flag or a missing credential: say it in red, exit 2."""
+    typer.secho(str(exc), err=True, fg="red")
+    raise typer.Exit(2) from exc
 
 
 def _check_session(session_id: str) -> None:
@@ -396,8 +402,7 @@ def twitch(
 
             adapter = TwitchChat(channel, settings)
     except (ValidationError, ValueError) as exc:
-        typer.secho(str(exc), err=True, fg="red")
-        raise typer.Exit(2) from exc
+        refuse(exc)
     run_worker(
         adapter,
         session,
@@ -433,8 +438,7 @@ def replay(
     try:
         adapter = ReplayFile(file, speed=speed, rate=rate)
     except ValueError as exc:
-        typer.secho(str(exc), err=True, fg="red")
-        raise typer.Exit(2) from exc
+        refuse(exc)
     run_worker(
         adapter,
         session,

@@ -8,7 +8,7 @@ to do.
 
 from __future__ import annotations
 
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from pydantic import SecretStr
@@ -20,6 +20,7 @@ from vstudio_cli.ingest_cmd import (
     SessionOption,
     app,
     ingest_settings,
+    refuse,
     run_worker,
 )
 
@@ -28,11 +29,6 @@ __all__ = ["discord", "tiktok", "youtube"]
 
 def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
-
-
-def _refuse(exc: Exception) -> NoReturn:
-    typer.secho(str(exc), err=True, fg="red")
-    raise typer.Exit(2) from exc
 
 
 @app.command("youtube")
@@ -80,7 +76,7 @@ def youtube(
             oauth_token=_secret(settings.youtube_oauth_token),
         )
     except ValueError as exc:
-        _refuse(exc)
+        refuse(exc)
     run_worker(
         adapter,
         session,
@@ -133,7 +129,7 @@ def discord(
             subscriber_roles=subscriber_role or (),
         )
     except (ValueError, RuntimeError) as exc:
-        _refuse(exc)
+        refuse(exc)
     run_worker(
         adapter,
         session,
@@ -184,7 +180,7 @@ def tiktok(
             room_id=room_id,
         )
     except (ValueError, RuntimeError) as exc:
-        _refuse(exc)
+        refuse(exc)
     run_worker(
         adapter,
         session,
