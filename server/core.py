@@ -103,6 +103,7 @@ class Core:
             first, count = await self.presence.join(sub.session_id, sub.user_id)
         except SessionFull as exc:
             raise ProtocolError(ErrorCode.SESSION_FULL, str(exc)) from exc
+        sub.counted = True
         self.metrics.connections_total.labels(sub.transport_name).inc()
         log.info(
             "connect",
@@ -118,10 +119,10 @@ class Core:
             self.announce(sub, MessageType.SESSION_JOIN, count)
         return count
 
-    async def leave(self, sub: Subscriber, *, counted: bool) -> None:
+    async def leave(self, sub: Subscriber) -> None:
         """Forget ``sub`` everywhere; announce the leave if it was the user's last connection."""
         self.hub.detach(sub)
-        if not counted or self.draining:  # a drain clears this process's presence in bulk
+        if not sub.counted or self.draining:  # a drain clears this process's presence in bulk
             return
         try:
             last, count = await self.presence.leave(sub.session_id, sub.user_id)

@@ -171,6 +171,7 @@ class Subscriber:
         "close_code",
         "close_reason",
         "closed",
+        "counted",
         "fresh",
         "pending",
         "role",
@@ -190,6 +191,8 @@ class Subscriber:
         """Joined with a replay up to ``seen``: live frames must leave those events out."""
         self.pending: list[BusEvent] = []
         self.closed = False
+        self.counted = False
+        """Counted in the session's presence (by ``Core.join``), so leaving must uncount it."""
         self.close_code: int | None = None
         self.close_reason = ""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from functools import partial
 
 from aiohttp import web
 
@@ -58,18 +59,10 @@ async def sse(request: web.Request) -> web.StreamResponse:
         buffer_limit=core.settings.send_buffer_limit,
         transport=request.transport,
     )
-    counted = False
-
-    async def count_in() -> int:
-        nonlocal counted
-        viewers = await core.join(client)
-        counted = True
-        return viewers
-
     try:
-        await core.hub.attach(client, since=since, first=count_in)
+        await core.hub.attach(client, since=since, first=partial(core.join, client))
     except BaseException:
-        await core.leave(client, counted=counted)
+        await core.leave(client)
         raise
     response = web.StreamResponse(
         headers={
@@ -96,7 +89,7 @@ async def sse(request: web.Request) -> web.StreamResponse:
     except ConnectionResetError:
         pass
     finally:
-        await core.leave(client, counted=counted)
+        await core.leave(client)
     with contextlib.suppress(ConnectionResetError, RuntimeError):
         await response.write_eof()
     return response

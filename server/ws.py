@@ -15,6 +15,7 @@ import re
 import secrets
 import time
 from dataclasses import replace
+from functools import partial
 
 import orjson
 from aiohttp import WSMessage, WSMsgType, web
@@ -121,17 +122,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         buffer_limit=settings.send_buffer_limit,
         on_close=wake_to_close,
     )
-    counted = False
-
-    async def count_in() -> int:
-        nonlocal counted
-        viewers = await core.join(client)
-        counted = True
-        return viewers
-
     try:
         try:
-            await core.hub.attach(client, since=since, first=count_in)
+            await core.hub.attach(client, since=since, first=partial(core.join, client))
         except ProtocolError as exc:
             return await _refuse(ws, core, exc)
         actor = Actor(
@@ -157,7 +150,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             if not await _serve_one(ws, core, client, actor, limiter, message):
                 break
     finally:
-        await core.leave(client, counted=counted)
+        await core.leave(client)
         if not ws.closed:  # sends the close frame, waits CLOSE_TIMEOUT for the client's
             reason = client.close_reason.encode()[:120]
             await ws.close(code=client.close_code or 1000, message=reason)
