@@ -47,8 +47,8 @@ from broker.bus import OutgoingEvent
 from broker.models import Role
 from broker.runtime import redis_url as embedded_or_given
 from config import BrokerSettings
-from server.auth import Identity, mint_token
-from server.tickets import TicketStore
+from server.identity.auth import Identity, mint_token
+from server.identity.tickets import TicketStore
 
 MARKER = b"twitch:bench-"
 SECRET = "bench-secret-bench-secret-bench-secret"
@@ -191,7 +191,7 @@ def raw_server_main(pipe: Connection) -> None:
     raise_file_limit()
 
     async def serve() -> None:
-        from server.frames import ws_text_frame
+        from server.transport.framing import ws_text_frame
 
         loop = asyncio.get_running_loop()
         transports: list[asyncio.Transport] = []

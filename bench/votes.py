@@ -45,8 +45,8 @@ from broker import connect
 from broker.models import Role
 from broker.runtime import redis_url as embedded_or_given
 from config import BrokerSettings
-from server.auth import Identity, mint_token
-from server.tickets import TicketStore
+from server.identity.auth import Identity, mint_token
+from server.identity.tickets import TicketStore
 
 SECRET = "bench-secret-votes-bench-secret-votes"
 WS_KEY = base64.b64encode(b"0123456789abcdef").decode()

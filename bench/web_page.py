@@ -35,7 +35,7 @@ from broker.embedded import any_free_port  # noqa: E402
 from broker.models import MessageType, NormalizedChatMessage, Platform  # noqa: E402
 from broker.runtime import redis_url as embedded_or_given  # noqa: E402
 from config import BrokerSettings  # noqa: E402
-from server.auth import mint_token  # noqa: E402
+from server.identity.auth import mint_token  # noqa: E402
 
 SECRET = "bench-secret-bench-secret-bench-secret"
 CHROMIUM = os.environ.get("VSTUDIO_CHROMIUM") or "/usr/bin/chromium"

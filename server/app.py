@@ -17,27 +17,29 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 from aiohttp import web
 
-import server.interactions
-import server.pages
-import server.session_actions
+import server.http.pages
+import server.http.reads
+import server.interactions.session_actions
 from broker.bus import Bus
 from broker.connection import connect
 from config import BrokerSettings, ServerSettings
-from server import auth_api, sessions_api, sse, ws
-from server.accounts import AccountStore
-from server.auth import TokenVerifier
 from server.context import ServerContext
 from server.core import CORE, Core
-from server.fanout import Hub
+from server.fanout.hub import Hub
 from server.gcpolicy import keep_collections_short
-from server.http_errors import error_middleware, json_response
+from server.http import sessions as sessions_api
+from server.http.actions import add_routes
+from server.http.errors import error_middleware, json_response
+from server.http.openapi import openapi_document
+from server.identity import api as auth_api
+from server.identity.accounts import AccountStore
+from server.identity.auth import TokenVerifier
+from server.identity.tickets import TicketStore
+from server.interactions.sessions import SessionStore
 from server.metrics import Metrics
-from server.openapi import openapi_document
 from server.presence import REFRESH_EVERY, Presence
 from server.ratelimit import RedisWindow
-from server.rest_actions import add_routes
-from server.sessions import SessionStore
-from server.tickets import TicketStore
+from server.transport import sse, ws
 
 __all__ = ["build_app"]
 
@@ -121,8 +123,8 @@ def build_app(
     add_routes(app)
     app.add_routes(ws.routes)
     app.add_routes(sse.routes)
-    app.add_routes(server.interactions.routes)
-    app.add_routes(server.pages.routes)
+    app.add_routes(server.http.reads.routes)
+    app.add_routes(server.http.pages.routes)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         client = await _connect_pool(redis_url, broker)
@@ -147,7 +149,7 @@ def build_app(
         core.hub = Hub(bus, settings, metrics_, core.session_state)
         app[CORE] = core
         await core.hub.start()
-        await server.interactions.start(ctx)
+        await server.http.reads.start(ctx)
         loop = asyncio.get_running_loop()
         background = [loop.create_task(_presence_refresher(core))]
         if settings.gc_freeze:
@@ -160,7 +162,7 @@ def build_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             with contextlib.suppress(Exception):
-                await server.interactions.stop(ctx)
+                await server.http.reads.stop(ctx)
             await core.settle()
             await core.hub.stop()
             with contextlib.suppress(Exception):

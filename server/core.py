@@ -18,16 +18,16 @@ from aiohttp import web
 
 from broker.models import ErrorCode, MessageType, ProtocolError, Role, Session, SessionStatus
 from config import ServerSettings
-from server.accounts import AccountStore
-from server.actions import STATE_PARTS
-from server.auth import Identity, TokenVerifier, bearer_token
 from server.context import ServerContext
-from server.fanout import Hub, Subscriber
+from server.fanout.hub import Hub, Subscriber
+from server.identity.accounts import AccountStore
+from server.identity.auth import Identity, TokenVerifier, bearer_token
+from server.identity.tickets import TicketStore
+from server.interactions.registry import STATE_PARTS
+from server.interactions.sessions import SessionStore
 from server.metrics import Metrics
 from server.presence import Presence, SessionFull
 from server.ratelimit import RedisWindow
-from server.sessions import SessionStore
-from server.tickets import TicketStore
 
 __all__ = ["CORE", "Core", "highest_role"]
 

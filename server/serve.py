@@ -26,7 +26,7 @@ from broker.embedded import any_free_port, port_is_free
 from broker.runtime import redis_url as resolve_redis_url
 from config import BrokerSettings, ServerSettings
 from config.logging import configure_logging
-from server.auth import resolve_jwt_secret
+from server.identity.auth import resolve_jwt_secret
 
 __all__ = ["PortTaken", "bind_socket", "find_free_port", "run", "serve"]
 

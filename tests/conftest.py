@@ -142,7 +142,7 @@ class LiveServer:
 
     def token(self, user_id: str, role: str = "viewer", **kwargs: object) -> str:
         """A JWT for ``user_id`` signed with this server's secret."""
-        from server.auth import mint_token
+        from server.identity.auth import mint_token
 
         return mint_token(self.secret, user_id=user_id, role=role, **kwargs)  # type: ignore[arg-type]
 

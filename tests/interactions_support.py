@@ -18,10 +18,10 @@ from broker import Bus
 from broker.bus import BusEvent
 from broker.models import CLIENT_PAYLOADS, MessageType, Role, Session
 from config import BrokerSettings, ServerSettings
-from server import interactions
-from server.actions import Actor, perform
 from server.context import ServerContext
-from server.sessions import SessionStore
+from server.http import reads as interactions
+from server.interactions.registry import Actor, perform
+from server.interactions.sessions import SessionStore
 
 
 @dataclass

@@ -14,8 +14,8 @@ from broker.models import (
     Role,
     SessionUpdate,
 )
-from server.actions import Actor
-from server.chat import fan_message
+from server.interactions.chat import fan_message
+from server.interactions.registry import Actor
 
 CHAT = MessageType.CHAT_MESSAGE
 

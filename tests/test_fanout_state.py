@@ -7,7 +7,7 @@ from typing import Any
 from broker import Bus
 from broker.bus import BusEvent, encode_event
 from config import ServerSettings
-from server.fanout import Hub, Room
+from server.fanout.hub import Hub, Room
 from server.metrics import Metrics
 
 
@@ -40,7 +40,7 @@ async def test_after_an_incomplete_resume_the_state_is_not_followed_by_older_eve
     """The feed replays what it could and says the replay was incomplete; clients then get the
     present state, and the replayed events (already part of that state) must not follow it."""
     from broker import Resumed
-    from server.fanout import SseClient
+    from server.fanout.hub import SseClient
 
     async def build(session_id: str) -> dict[str, Any]:
         return {"session": {"id": session_id}}

@@ -7,7 +7,7 @@ from interactions_support import open_studio
 
 from broker import Bus, OutgoingEvent
 from broker.models import ErrorCode, MessageType, ProtocolError, Role
-from server.actions import STATE_PARTS
+from server.interactions.registry import STATE_PARTS
 
 DELETE = MessageType.CHAT_DELETE
 

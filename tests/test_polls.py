@@ -9,8 +9,8 @@ from interactions_support import Studio, attach, open_studio
 
 from broker import Bus, connect
 from broker.models import ErrorCode, MessageType, PollVote, ProtocolError, Role
-from server import polls
-from server.actions import STATE_PARTS
+from server.http.reads import polls
+from server.interactions.registry import STATE_PARTS
 
 CREATE = MessageType.POLL_CREATE
 VOTE = MessageType.POLL_VOTE

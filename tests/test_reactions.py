@@ -10,8 +10,8 @@ from interactions_support import attach, open_studio
 
 from broker import Bus, connect
 from broker.models import ErrorCode, MessageType, ProtocolError, SessionUpdate
-from server import reactions
-from server.reactions import allowed_emoji
+from server.http.reads import reactions
+from server.interactions.reactions import allowed_emoji
 
 REACT = MessageType.REACTION_SEND
 

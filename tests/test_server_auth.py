@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from broker.models import ErrorCode, Role, Session
 from config import BrokerSettings, ServerSettings
-from server.auth import AuthError, Identity, TokenVerifier, mint_token, resolve_jwt_secret
-from server.tickets import grant_role
+from server.identity.auth import AuthError, Identity, TokenVerifier, mint_token, resolve_jwt_secret
+from server.identity.tickets import grant_role
 
 SECRET = "unit-secret-long-enough-for-hmac-sha256!"
 

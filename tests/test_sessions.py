@@ -9,7 +9,7 @@ import pytest
 
 from broker import Bus
 from broker.models import ErrorCode, ProtocolError, Session, SessionStatus, SessionUpdate
-from server.sessions import ArtistBusy, SessionStore
+from server.interactions.sessions import ArtistBusy, SessionStore
 
 
 def new_session(artist: str, **fields: object) -> Session:

@@ -9,9 +9,9 @@ from interactions_support import open_studio
 
 from broker import Bus
 from broker.models import ErrorCode, MessageType, ProtocolError, Role, TipSend
-from server import tips
-from server.actions import STATE_PARTS
-from server.tips import to_minor
+from server.http.reads import tips
+from server.interactions.registry import STATE_PARTS
+from server.interactions.tips import to_minor
 
 TIP = MessageType.TIP_SEND
 

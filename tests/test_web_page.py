@@ -24,7 +24,7 @@ import pytest
 from broker import Bus, connect
 from broker.models import ChatDelete, Emote, NormalizedChatMessage, Platform, Role, now_ms
 from ingest.batching import to_outgoing
-from server.accounts import AccountStore
+from server.identity.accounts import AccountStore
 
 pytestmark = pytest.mark.browser
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from server.pages import PUBLIC_FIELDS
+from server.http.pages import PUBLIC_FIELDS
 
 
 async def test_pages_carry_a_strict_content_security_policy(live_server: Any) -> None:

@@ -8,7 +8,7 @@ import typer
 
 from broker.models import Role
 from config import BrokerSettings, ServerSettings, load_settings
-from server.auth import mint_token, resolve_jwt_secret
+from server.identity.auth import mint_token, resolve_jwt_secret
 
 app = typer.Typer(help="Tokens for scripts and tests.", no_args_is_help=True)
 

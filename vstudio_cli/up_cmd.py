@@ -27,7 +27,7 @@ from broker import BusUnavailable, EmbeddedServerError, connect
 from broker.models import Role
 from broker.runtime import redis_url
 from config import BrokerSettings, ServerSettings, load_settings
-from server.accounts import AccountStore
+from server.identity.accounts import AccountStore
 from server.serve import find_free_port
 from vstudio_cli.client import ApiError, VStudioClient
 from vstudio_cli.processes import ChildProcesses, vstudio_command

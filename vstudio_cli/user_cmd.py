@@ -12,7 +12,7 @@ from broker import BusUnavailable, EmbeddedServerError
 from broker.models import Role
 from broker.runtime import open_bus, redis_url
 from config import BrokerSettings, load_settings
-from server.accounts import AccountError, AccountStore
+from server.identity.accounts import AccountError, AccountStore
 
 app = typer.Typer(help="Accounts that log in with a password.", no_args_is_help=True)
 

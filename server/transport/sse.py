@@ -18,9 +18,9 @@ from aiohttp import web
 
 from broker.models import ErrorCode, ProtocolError, SessionStatus
 from server.core import CORE, highest_role
-from server.fanout import SseClient
-from server.sse_encoding import KEEPALIVE
-from server.ws import STREAM_ID
+from server.fanout.hub import SseClient
+from server.transport.sse_encoding import KEEPALIVE
+from server.transport.ws import STREAM_ID
 
 __all__ = ["routes"]
 

@@ -18,13 +18,13 @@ from typing import Any
 from aiohttp import web
 
 from broker.models import Session, SessionStatus
-from server.actions import state_part
 from server.context import ServerContext
 from server.core import CORE
+from server.interactions.registry import state_part
 
 __all__ = ["CONTENT_SECURITY_POLICY", "WEB_DIR", "page_limits", "public_session", "routes"]
 
-WEB_DIR = Path(__file__).with_name("web")
+WEB_DIR = Path(__file__).parent.parent / "web"
 
 STREAM_FRAMES = (
     "https://player.twitch.tv",

@@ -32,10 +32,10 @@ from broker.models import (
     TipSend,
     now_ms,
 )
-from server.actions import Actor, action, state_part
-from server.chat import require_open
 from server.context import ServerContext
-from server.interaction_gate import redis_slot
+from server.interactions.chat import require_open
+from server.interactions.gate import redis_slot
+from server.interactions.registry import Actor, action, state_part
 
 __all__ = ["MINOR_UNITS", "Recorded", "TipLedger", "to_minor"]
 

@@ -1,7 +1,8 @@
 """The OpenAPI 3.1 document, built from the same pydantic models that validate the requests.
 
 Schemas come from ``model_json_schema``; the paths are assembled here, including one route per
-entry of :data:`server.actions.REST_ACTIONS`, so a new action appears in the document by itself.
+entry of :data:`server.interactions.registry.REST_ACTIONS`, so a new action appears in the
+document by itself.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from broker.models import CLIENT_PAYLOADS, ErrorPayload, Session, SessionUpdate
-from server.actions import REST_ACTIONS
+from server.interactions.registry import REST_ACTIONS
 
 __all__ = ["openapi_document"]
 
@@ -85,8 +86,8 @@ def _operation(
 @functools.cache
 def openapi_document() -> dict[str, Any]:
     """The whole document (built once per process)."""
-    from server.auth_api import GuestRequest, LoginRequest, TicketRequest
-    from server.sessions_api import SessionCreate
+    from server.http.sessions import SessionCreate
+    from server.identity.api import GuestRequest, LoginRequest, TicketRequest
 
     models: list[type[BaseModel]] = [
         LoginRequest,

@@ -25,11 +25,11 @@ from broker.models import (
     ReactionSend,
     now_ms,
 )
-from server.actions import Actor, action
-from server.chat import require_open
 from server.context import ServerContext
-from server.interaction_gate import redis_slot
-from server.polls import pause, stop_loop
+from server.interactions.chat import require_open
+from server.interactions.gate import redis_slot
+from server.interactions.polls import pause, stop_loop
+from server.interactions.registry import Actor, action
 
 __all__ = ["ReactionWindows", "allowed_emoji"]
 

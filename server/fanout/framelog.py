@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from server.fanout import Outgoing, Subscriber
+    from server.fanout.hub import Outgoing, Subscriber
 
 __all__ = ["FrameLog", "unseen_part"]
 

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from broker import keys
 from broker.models import ErrorCode, ProtocolError, Role, Session, SessionStatus
-from server.auth import Identity
+from server.identity.auth import Identity
 
 __all__ = ["Ticket", "TicketStore", "grant_role"]
 

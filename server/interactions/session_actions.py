@@ -1,6 +1,6 @@
 """Client messages about the session itself: ``session.end``, ``session.update``, ``session.join``.
 
-Registered in :mod:`server.actions`, so WebSocket frames and the REST routes
+Registered in :mod:`server.interactions.registry`, so WebSocket frames and the REST routes
 (``POST .../end``, ``PATCH .../{id}``) go through the same role checks and the same code.
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any, cast
 
 from broker.models import ErrorCode, MessageType, ProtocolError, Role, SessionUpdate
-from server.actions import STAFF, Actor, action
 from server.context import ServerContext
-from server.sessions import SessionStore
+from server.interactions.registry import STAFF, Actor, action
+from server.interactions.sessions import SessionStore
 
 __all__ = ["PRODUCER_TOGGLES", "end_session", "join_session", "update_session"]
 

@@ -1,7 +1,7 @@
 """Sessions over REST: create, read, list, start, end, update.
 
 Ending and updating perform ``session.end`` / ``session.update`` through
-:func:`server.actions.perform`, so the WebSocket and REST paths share one rule set.
+:func:`server.interactions.registry.perform`, so the WebSocket and REST paths share one rule set.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from broker.models import (
     SessionUpdate,
     WireModel,
 )
-from server.actions import Actor, perform
 from server.core import CORE, highest_role
-from server.http_errors import json_response, read_model
-from server.sessions import new_session_id
+from server.http.errors import json_response, read_model
+from server.interactions.registry import Actor, perform
+from server.interactions.sessions import new_session_id
 
 __all__ = ["SessionCreate", "routes"]
 

@@ -17,8 +17,8 @@ import orjson
 from broker import keys
 from broker.bus import Bus
 from broker.models import ChatDelete, ChatMute, MessageType
-from server.actions import STAFF, Actor, action, state_part
 from server.context import ServerContext
+from server.interactions.registry import STAFF, Actor, action, state_part
 
 __all__ = ["delete_from_history", "is_muted", "muted_users"]
 

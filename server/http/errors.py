@@ -15,9 +15,9 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from broker.models import ErrorCode, ProtocolError
-from server.auth import AuthError
 from server.core import CORE
-from server.sessions import ArtistBusy
+from server.identity.auth import AuthError
+from server.interactions.sessions import ArtistBusy
 
 __all__ = ["error_middleware", "http_status", "json_error", "json_response", "read_model"]
 

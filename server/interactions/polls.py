@@ -46,9 +46,9 @@ from broker.models import (
     SessionStatus,
     now_ms,
 )
-from server.actions import STAFF, Actor, action, state_part
 from server.context import ServerContext
-from server.interaction_gate import redis_slot
+from server.interactions.gate import redis_slot
+from server.interactions.registry import STAFF, Actor, action, state_part
 
 __all__ = [
     "DEADLINES",

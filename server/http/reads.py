@@ -1,9 +1,9 @@
 """Polls, fan chat, reactions, tips and moderation: the interaction handlers of the server.
 
-Importing this module registers their handlers (``server.actions.action``) and their parts of
-``session.state`` (``server.actions.state_part``). The app adds ``routes`` (read endpoints such
-as ``GET .../polls``) and calls ``start``/``stop`` for per-process background work (poll
-auto-end, result throttling, reaction windows).
+Importing this module registers their handlers (``server.interactions.registry.action``) and
+their parts of ``session.state`` (``server.interactions.registry.state_part``). The app adds
+``routes`` (read endpoints such as ``GET .../polls``) and calls ``start``/``stop`` for
+per-process background work (poll auto-end, result throttling, reaction windows).
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from broker.models import ErrorCode, ProtocolError, Role
-from server import chat, moderation, polls, reactions, tips
 from server.context import ServerContext
 from server.core import CORE
-from server.http_errors import json_response
+from server.http.errors import json_response
+from server.interactions import chat, moderation, polls, reactions, tips
 
 __all__ = ["HANDLER_MODULES", "routes", "start", "stop"]
 

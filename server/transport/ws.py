@@ -2,9 +2,9 @@
 
 The upgrade always succeeds; a bad ticket or session is then a close code a browser can read
 (4000, 4001, 4002, 4008). Every client frame is validated, rate limited and performed through
-:func:`server.actions.perform`; a frame with ``requestId`` gets exactly one reply. Server
-events reach the client through the fan-out hub, which writes to this connection's transport
-directly; replies take the same path, so frames never interleave.
+:func:`server.interactions.registry.perform`; a frame with ``requestId`` gets exactly one
+reply. Server events reach the client through the fan-out hub, which writes to this
+connection's transport directly; replies take the same path, so frames never interleave.
 """
 
 from __future__ import annotations
@@ -27,15 +27,15 @@ from broker.models import (
     SessionStatus,
     parse_client_frame,
 )
-from server.actions import Actor, perform
 from server.core import CORE, Core
-from server.fanout import WsClient
-from server.frames import envelope, error_envelope, reply_envelope
+from server.fanout.hub import WsClient
+from server.interactions.registry import Actor, perform
 from server.ratelimit import SlidingWindow, limits_for
+from server.transport.framing import envelope, error_envelope, reply_envelope
 
 __all__ = ["STREAM_ID", "routes"]
 
-log = logging.getLogger("vstudio.server.ws")
+log = logging.getLogger("vstudio.server.transport.ws")
 routes = web.RouteTableDef()
 
 STREAM_ID = re.compile(r"\d{1,19}(-\d{1,19})?")

@@ -25,10 +25,10 @@ from broker.models import (
     SessionStatus,
     now_ms,
 )
-from server.actions import Actor, action
 from server.context import ServerContext
-from server.interaction_gate import redis_slot
-from server.moderation import is_muted
+from server.interactions.gate import redis_slot
+from server.interactions.moderation import is_muted
+from server.interactions.registry import Actor, action
 
 __all__ = ["BADGES", "fan_message", "require_open"]
 

@@ -11,12 +11,12 @@ from pydantic.alias_generators import to_camel
 
 from broker import keys
 from broker.models import ErrorCode, ProtocolError, Role
-from server.accounts import AccountError
-from server.auth import AuthError
 from server.core import CORE
-from server.http_errors import json_response, read_model
+from server.http.errors import json_response, read_model
+from server.identity.accounts import AccountError
+from server.identity.auth import AuthError
+from server.identity.tickets import grant_role
 from server.ratelimit import Limit
-from server.tickets import grant_role
 
 __all__ = ["GuestRequest", "LoginRequest", "TicketRequest", "routes"]
 

@@ -1,6 +1,6 @@
 """Every client message as a REST route, for SSE clients and scripts.
 
-Each entry of :data:`server.actions.REST_ACTIONS` becomes a route under
+Each entry of :data:`server.interactions.registry.REST_ACTIONS` becomes a route under
 ``/v1/vstudio/sessions/{sessionId}``: the Bearer JWT gives the user, the role is the strongest
 one they hold in the session, the body is validated by the message's own model (path
 parameters merged in), rate limits are the WebSocket's, kept in Redis per user and session,
@@ -16,9 +16,9 @@ from aiohttp import web
 
 from broker import keys
 from broker.models import CLIENT_PAYLOADS, ErrorCode, ProtocolError
-from server.actions import REST_ACTIONS, Actor, RestAction, perform
 from server.core import CORE, highest_role
-from server.http_errors import json_response, read_model
+from server.http.errors import json_response, read_model
+from server.interactions.registry import REST_ACTIONS, Actor, RestAction, perform
 from server.ratelimit import limits_for
 
 __all__ = ["BASE", "add_routes"]

@@ -11,7 +11,7 @@ straight through, and buffered chat is flushed first so order is kept.
 Writing to thousands of sockets takes tens of milliseconds, and doing it in one go per frame
 would hold the event loop that long: the next event would not even be read until the last
 client had the previous one, so it waited up to two broadcasts. So frames go to the session's
-:class:`~server.framelog.FrameLog` and one *walker* task goes round the WebSocket clients in
+:class:`~server.fanout.framelog.FrameLog` and one *walker* task goes round the WebSocket clients in
 chunks of ``fanout_chunk`` (about 2 ms of writes), yielding to the loop between chunks; each
 client gets everything it has not had yet in one write. A frame read mid-round reaches the
 rest of that round's clients at once and the others in the next round. Small rooms are written
@@ -40,14 +40,14 @@ from broker.bus import Bus, BusEvent, parse_stream_id
 from broker.feed import Resumed, SessionFeed
 from broker.models import ErrorCode, MessageType, now_ms
 from config import ServerSettings
-from server.framelog import FrameLog, unseen_part
-from server.frames import PING_FRAME, ws_text_frame
+from server.fanout.framelog import FrameLog, unseen_part
 from server.metrics import Metrics
-from server.sse_encoding import sse_event
+from server.transport.framing import PING_FRAME, ws_text_frame
+from server.transport.sse_encoding import sse_event
 
 __all__ = ["Hub", "Outgoing", "SseClient", "Subscriber", "WsClient", "coalesce"]
 
-log = logging.getLogger("vstudio.server.fanout")
+log = logging.getLogger("vstudio.server.fanout.hub")
 
 StreamId = tuple[int, int]
 ZERO: StreamId = (0, 0)
