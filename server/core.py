@@ -19,7 +19,8 @@ from aiohttp import web
 from broker.models import ErrorCode, MessageType, ProtocolError, Role, Session, SessionStatus
 from config import ServerSettings
 from server.context import ServerContext
-from server.fanout.hub import Hub, Subscriber
+from server.fanout.hub import Hub
+from server.fanout.subscriber import Subscriber
 from server.identity.accounts import AccountStore
 from server.identity.auth import Identity, TokenVerifier, bearer_token
 from server.identity.tickets import TicketStore
@@ -100,7 +101,7 @@ class Core:
     async def join(self, sub: Subscriber) -> int:
         """Count ``sub`` as a viewer (4008 when full), announce it; the viewer count."""
         try:
-            first, count = await self.presence.join(sub.session_id, sub.user_id)
+            first, count = await self.presence.join(sub.who.session_id, sub.who.user_id)
         except SessionFull as exc:
             raise ProtocolError(ErrorCode.SESSION_FULL, str(exc)) from exc
         sub.counted = True
@@ -108,9 +109,9 @@ class Core:
         log.info(
             "connect",
             extra={
-                "session": sub.session_id,
-                "user": sub.user_id,
-                "role": sub.role,
+                "session": sub.who.session_id,
+                "user": sub.who.user_id,
+                "role": sub.who.role,
                 "transport": sub.transport_name,
                 "viewers": count,
             },
@@ -125,15 +126,15 @@ class Core:
         if not sub.counted or self.draining:  # a drain clears this process's presence in bulk
             return
         try:
-            last, count = await self.presence.leave(sub.session_id, sub.user_id)
+            last, count = await self.presence.leave(sub.who.session_id, sub.who.user_id)
         except Exception:
-            log.exception("presence leave failed", extra={"session": sub.session_id})
+            log.exception("presence leave failed", extra={"session": sub.who.session_id})
             return
         log.info(
             "disconnect",
             extra={
-                "session": sub.session_id,
-                "user": sub.user_id,
+                "session": sub.who.session_id,
+                "user": sub.who.user_id,
                 "transport": sub.transport_name,
                 "code": sub.close_code,
                 "reason": sub.close_reason,
@@ -146,12 +147,12 @@ class Core:
     def announce(self, sub: Subscriber, kind: MessageType, count: int) -> None:
         """Publish ``session.join``/``session.leave``; throttled in large sessions."""
         payload = {
-            "userId": sub.user_id,
-            "username": sub.username,
-            "role": sub.role,
+            "userId": sub.who.user_id,
+            "username": sub.who.username,
+            "role": sub.who.role,
             "viewerCount": count,
         }
-        session_id = sub.session_id
+        session_id = sub.who.session_id
         if count <= PRESENCE_EVENTS_UP_TO:
             asyncio.get_running_loop().create_task(
                 self._publish_presence(session_id, kind, payload)

@@ -40,7 +40,9 @@ async def test_after_an_incomplete_resume_the_state_is_not_followed_by_older_eve
     """The feed replays what it could and says the replay was incomplete; clients then get the
     present state, and the replayed events (already part of that state) must not follow it."""
     from broker import Resumed
-    from server.fanout.hub import SseClient
+    from broker.models import Role
+    from server.identity.participant import Participant
+    from server.transport.sse import SseClient
 
     async def build(session_id: str) -> dict[str, Any]:
         return {"session": {"id": session_id}}
@@ -48,8 +50,8 @@ async def test_after_an_incomplete_resume_the_state_is_not_followed_by_older_eve
     hub = Hub(bus, ServerSettings(), Metrics("test"), build)
     room = Room("s2")
     hub.rooms["s2"] = room
-    client = SseClient("s2", "u1", "u1", "viewer", buffer_limit=1 << 20)
-    room.sse.add(client)
+    client = SseClient(Participant("s2", "u1", "u1", Role.VIEWER), buffer_limit=1 << 20)
+    room.pushed.add(client)
     await hub._resync(Resumed("s2", "1-0", replayed=1, complete=False, last_id="5-0"))
     hub.on_event(BusEvent("s2", "events", "5-0", encode_event("tip.received", {"n": "old"})))
     hub.on_event(BusEvent("s2", "events", "6-0", encode_event("tip.received", {"n": "new"})))

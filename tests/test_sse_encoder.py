@@ -7,9 +7,8 @@ import struct
 import pytest
 
 from broker.bus import BusEvent, encode_event
-from server.fanout.hub import coalesce
-from server.transport.framing import ws_text_frame
-from server.transport.sse_encoding import KEEPALIVE, sse_comment, sse_event
+from server.fanout.frame import coalesce
+from server.transport.wire import KEEPALIVE, sse_comment, sse_event, ws_text_frame
 
 
 def test_event_with_type_id_and_data() -> None:

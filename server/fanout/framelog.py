@@ -8,26 +8,21 @@ one or two groups), so catching up costs one ``transport.write`` per client, not
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from server.fanout.hub import Outgoing, Subscriber
+from server.fanout.frame import Outgoing, StreamId
 
 __all__ = ["FrameLog", "unseen_part"]
 
 
-def unseen_part(out: Outgoing, sub: Subscriber) -> Outgoing | None:
-    """``out`` as a client that joined with a replay (``sub.fresh``) must get it.
+def unseen_part(out: Outgoing, seen: StreamId) -> tuple[Outgoing | None, bool]:
+    """``out`` for a client that joined with a replay up to ``seen``, and whether it still must
+    be filtered.
 
-    Frames, or the chat inside them, that it already had through its catch-up (ids up to
-    ``sub.seen``) are left out; the first frame newer than that ends the filtering.
+    Frames, or the chat inside them, that the client already had through its catch-up (ids up
+    to ``seen``) are left out (``None`` when nothing is left); the first frame newer than that
+    ends the filtering, so the second value is then ``False``.
     """
-    if not sub.fresh:
-        return out
-    own = out.after(sub.seen) if sub.seen >= out.first_id else out
-    if out.last_id > sub.seen:
-        sub.fresh = False
-    return own
+    own = out.after(seen) if seen >= out.first_id else out
+    return own, out.last_id <= seen
 
 
 class FrameLog:
@@ -58,10 +53,19 @@ class FrameLog:
             self._joined[seq] = data
         return data
 
-    def since_for(self, seq: int, sub: Subscriber) -> bytes:
-        """Like :meth:`since` for one client, without what it already had (see unseen_part)."""
-        parts = [unseen_part(out, sub) for out in self.frames[seq - self.base :]]
-        return b"".join(own.ws for own in parts if own is not None)
+    def since_for(self, seq: int, seen: StreamId) -> tuple[bytes, bool]:
+        """Like :meth:`since` for a client that had a replay up to ``seen``: the bytes without
+        what it already had, and whether it still must be filtered (see :func:`unseen_part`)."""
+        parts: list[bytes] = []
+        filtering = True
+        for out in self.frames[seq - self.base :]:
+            if filtering:
+                own, filtering = unseen_part(out, seen)
+                if own is not None:
+                    parts.append(own.ws)
+            else:
+                parts.append(out.ws)
+        return b"".join(parts), filtering
 
     def trim(self, upto: int) -> list[Outgoing]:
         """Forget the frames before ``upto`` (every client has them); the forgotten frames."""

@@ -29,8 +29,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,323 +39,22 @@ from broker.bus import Bus, BusEvent, parse_stream_id
 from broker.feed import Resumed, SessionFeed
 from broker.models import ErrorCode, MessageType, now_ms
 from config import ServerSettings
+from server.fanout.frame import MAX_AGGREGATE, ZERO, Outgoing, StreamId, coalesce, is_chat
 from server.fanout.framelog import FrameLog, unseen_part
+from server.fanout.subscriber import FrameLogReader, Subscriber
 from server.metrics import Metrics
-from server.transport.framing import PING_FRAME, ws_text_frame
-from server.transport.sse_encoding import sse_event
+from server.transport.wire import PING_FRAME
 
-__all__ = ["Hub", "Outgoing", "SseClient", "Subscriber", "WsClient", "coalesce"]
+__all__ = ["Hub", "Room", "StateBuilder"]
 
 log = logging.getLogger("vstudio.server.fanout.hub")
 
-StreamId = tuple[int, int]
-ZERO: StreamId = (0, 0)
-MAX_AGGREGATE = 500
-"""Most chat messages in one ``chat.aggregate`` frame."""
 STATE_CACHE_SECONDS = 0.25
 """How long one ``session.state`` serves new clients of a session (events drop it sooner)."""
 
 
-@dataclass(slots=True)
-class Outgoing:
-    """One frame for every client of a session, encoded lazily once per transport."""
-
-    type: str
-    json: bytes
-    first_id: StreamId
-    last_id: StreamId
-    timestamp: int
-    payload: Callable[[], Any]
-    event_id: str | None = None
-    events: list[BusEvent] = field(default_factory=list)
-    _ws: bytes | None = None
-    _sse: bytes | None = None
-
-    @property
-    def ws(self) -> bytes:
-        if self._ws is None:
-            self._ws = ws_text_frame(self.json)
-        return self._ws
-
-    @property
-    def sse(self) -> bytes:
-        if self._sse is None:
-            data = orjson.dumps(self.payload())
-            self._sse = sse_event(data, event=self.type, event_id=self.event_id)
-        return self._sse
-
-    @classmethod
-    def of_event(cls, event: BusEvent) -> Outgoing:
-        sid = parse_stream_id(event.id)
-        return cls(
-            type=event.type,
-            json=event.frame(),
-            first_id=sid,
-            last_id=sid,
-            timestamp=int(event.data.get("timestamp") or now_ms()),
-            payload=lambda: event.payload,
-            event_id=event.id,
-            events=[event],
-        )
-
-    @classmethod
-    def of_chat(cls, events: list[BusEvent]) -> Outgoing:
-        """A ``chat.aggregate`` of chat messages; its id is the last message's id."""
-        messages = [event.payload for event in events]
-        body = {"messages": messages}
-        last = events[-1]
-        json = orjson.dumps(
-            {
-                "type": MessageType.CHAT_AGGREGATE,
-                "payload": body,
-                "timestamp": now_ms(),
-                "id": last.id,
-            }
-        )
-        return cls(
-            type=MessageType.CHAT_AGGREGATE,
-            json=json,
-            first_id=parse_stream_id(events[0].id),
-            last_id=parse_stream_id(last.id),
-            timestamp=min(int(event.data.get("timestamp") or now_ms()) for event in events),
-            payload=lambda: body,
-            event_id=last.id,
-            events=list(events),
-        )
-
-    def after(self, seen: StreamId) -> Outgoing | None:
-        """This frame without the events of ids up to ``seen``; ``None`` if nothing is left."""
-        if seen < self.first_id:
-            return self
-        if seen >= self.last_id:
-            return None
-        rest = [event for event in self.events if parse_stream_id(event.id) > seen]
-        return coalesce(rest)[0] if rest else None
-
-
 def _succeeded(done: asyncio.Future[Any]) -> bool:
     return done.done() and not done.cancelled() and done.exception() is None
-
-
-def is_chat(event: BusEvent) -> bool:
-    """Whether the event is a chat message that goes out inside ``chat.aggregate``."""
-    return event.kind == "chat" and event.type == MessageType.CHAT_MESSAGE
-
-
-def coalesce(events: Iterable[BusEvent]) -> list[Outgoing]:
-    """Frames for events in order: runs of chat messages become ``chat.aggregate`` frames."""
-    frames: list[Outgoing] = []
-    run: list[BusEvent] = []
-    for event in events:
-        if is_chat(event):
-            run.append(event)
-            if len(run) >= MAX_AGGREGATE:
-                frames.append(Outgoing.of_chat(run))
-                run = []
-            continue
-        if run:
-            frames.append(Outgoing.of_chat(run))
-            run = []
-        frames.append(Outgoing.of_event(event))
-    if run:
-        frames.append(Outgoing.of_chat(run))
-    return frames
-
-
-class Subscriber:
-    """One client connection of a session on this process, whatever its transport."""
-
-    transport_name = "?"
-    __slots__ = (
-        "close_code",
-        "close_reason",
-        "closed",
-        "counted",
-        "fresh",
-        "pending",
-        "role",
-        "seen",
-        "session_id",
-        "user_id",
-        "username",
-    )
-
-    def __init__(self, session_id: str, user_id: str, username: str, role: str) -> None:
-        self.session_id = session_id
-        self.user_id = user_id
-        self.username = username
-        self.role = role
-        self.seen: StreamId = ZERO
-        self.fresh = False
-        """Joined with a replay up to ``seen``: live frames must leave those events out."""
-        self.pending: list[BusEvent] = []
-        self.closed = False
-        self.counted = False
-        """Counted in the session's presence (by ``Core.join``), so leaving must uncount it."""
-        self.close_code: int | None = None
-        self.close_reason = ""
-
-    def send(self, out: Outgoing) -> bool:
-        """Queue ``out``; ``False`` when the client is too far behind and must be dropped."""
-        raise NotImplementedError
-
-    def send_json(self, data: bytes, type_: str, payload: Any) -> bool:
-        """Queue a frame of this client alone (``session.state``, replies, errors)."""
-        raise NotImplementedError
-
-    def close(self, code: int, reason: str) -> None:
-        """End the connection with ``code``; idempotent."""
-        raise NotImplementedError
-
-    def drop(self) -> None:
-        """Cut a client that fell behind; it will reconnect and resume by id."""
-        raise NotImplementedError
-
-
-class WsClient(Subscriber):
-    """A WebSocket connection written to through its transport directly."""
-
-    transport_name = "ws"
-    __slots__ = (
-        "_on_close",
-        "buffer_limit",
-        "last_heard",
-        "log",
-        "metrics",
-        "missed",
-        "next_seq",
-        "transport",
-    )
-
-    def __init__(
-        self,
-        session_id: str,
-        user_id: str,
-        username: str,
-        role: str,
-        *,
-        transport: asyncio.Transport,
-        buffer_limit: int,
-        on_close: Callable[[], None] = lambda: None,
-    ) -> None:
-        super().__init__(session_id, user_id, username, role)
-        self.transport = transport
-        self.buffer_limit = buffer_limit
-        self._on_close = on_close
-        self.last_heard = time.monotonic()
-        self.missed = 0
-        self.log: FrameLog | None = None
-        """The session's frames, once this client is live; it needs those from ``next_seq``."""
-        self.next_seq = 0
-        self.metrics: Metrics | None = None
-
-    def write(self, data: bytes) -> bool:
-        transport = self.transport
-        if self.closed or transport.is_closing():
-            return True
-        transport.write(data)
-        return transport.get_write_buffer_size() <= self.buffer_limit
-
-    def catch_up(self) -> None:
-        """Write the session's frames this client has not had yet, in one write."""
-        log, seq = self.log, self.next_seq
-        if log is None or seq >= log.end:
-            return
-        self.next_seq = log.end
-        data = log.since_for(seq, self) if self.fresh else log.since(seq)
-        if data:
-            self.write(data)
-            if self.metrics is not None:
-                self.metrics.messages_sent.inc(log.end - seq)
-                self.metrics.fanout_writes.inc()
-
-    def send(self, out: Outgoing) -> bool:
-        return self.write(out.ws)
-
-    def send_json(self, data: bytes, type_: str, payload: Any) -> bool:
-        self.catch_up()
-        return self.write(ws_text_frame(data))
-
-    def close(self, code: int, reason: str) -> None:
-        """Stop sending and ask the connection's handler to close with ``code``.
-
-        The handler's own task sends the close frame and waits for the client's (RFC 6455
-        7.1.1): closing from here while it waits in ``receive()`` would make aiohttp cut the
-        connection at once, and a client that answers late would see 1006 instead of the code.
-        """
-        if self.closed:
-            return
-        self.catch_up()  # a session.end frame goes out before the close frame
-        self.closed = True
-        self.close_code, self.close_reason = code, reason
-        self._on_close()
-
-    def drop(self) -> None:
-        self.closed = True
-        self.close_code, self.close_reason = 1008, "too slow"
-        self.transport.abort()
-
-
-class SseClient(Subscriber):
-    """An SSE stream: frames go to a bounded queue that the response handler drains."""
-
-    transport_name = "sse"
-    __slots__ = ("buffer_limit", "queue", "queued", "ready", "transport")
-
-    def __init__(
-        self,
-        session_id: str,
-        user_id: str,
-        username: str,
-        role: str,
-        *,
-        buffer_limit: int,
-        transport: asyncio.BaseTransport | None = None,
-    ) -> None:
-        super().__init__(session_id, user_id, username, role)
-        self.transport = transport
-        self.queue: deque[bytes] = deque()
-        self.queued = 0
-        self.buffer_limit = buffer_limit
-        self.ready = asyncio.Event()
-
-    def push(self, data: bytes) -> bool:
-        if self.closed:
-            return True
-        self.queue.append(data)
-        self.queued += len(data)
-        self.ready.set()
-        return self.queued <= self.buffer_limit
-
-    def take(self) -> bytes:
-        """Everything queued, as one chunk for the response."""
-        chunk = b"".join(self.queue)
-        self.queue.clear()
-        self.queued = 0
-        self.ready.clear()
-        return chunk
-
-    def send(self, out: Outgoing) -> bool:
-        return self.push(out.sse)
-
-    def send_json(self, data: bytes, type_: str, payload: Any) -> bool:
-        event_id = None
-        with contextlib.suppress(Exception):
-            event_id = orjson.loads(data).get("id")
-        return self.push(sse_event(orjson.dumps(payload), event=type_, event_id=event_id))
-
-    def close(self, code: int, reason: str) -> None:
-        if self.closed:
-            return
-        self.close_code, self.close_reason = code, reason
-        self.closed = True
-        self.ready.set()
-
-    def drop(self) -> None:
-        """Cut a client that stopped reading: its handler may be stuck writing to it."""
-        self.close(1008, "too slow")
-        if self.transport is not None:
-            self.transport.abort()
 
 
 @dataclass
@@ -364,8 +62,10 @@ class Room:
     """This process's clients of one session."""
 
     session_id: str
-    ws: set[WsClient] = field(default_factory=set)
-    sse: set[SseClient] = field(default_factory=set)
+    readers: set[FrameLogReader] = field(default_factory=set)
+    """Clients the walker writes to from ``log`` (WebSocket)."""
+    pushed: set[Subscriber] = field(default_factory=set)
+    """Clients each frame is pushed to as it comes (SSE)."""
     catching_up: set[Subscriber] = field(default_factory=set)
     log: FrameLog = field(default_factory=FrameLog)
     walker: asyncio.Task[None] | None = None
@@ -381,10 +81,10 @@ class Room:
     """Events up to this id are part of a state sent after an incomplete resume."""
 
     def __len__(self) -> int:
-        return len(self.ws) + len(self.sse) + len(self.catching_up)
+        return len(self.readers) + len(self.pushed) + len(self.catching_up)
 
     def everyone(self) -> list[Subscriber]:
-        return [*self.ws, *self.sse, *self.catching_up]
+        return [*self.readers, *self.pushed, *self.catching_up]
 
 
 StateBuilder = Callable[[str], Awaitable[dict[str, Any]]]
@@ -443,18 +143,19 @@ class Hub:
         ``first`` runs after the client is registered and before anything is sent: the caller
         counts presence there and returns the viewer count, which the state then carries.
         """
-        room = self.rooms.get(sub.session_id)
+        session_id = sub.who.session_id
+        room = self.rooms.get(session_id)
         if room is None:
-            room = self.rooms[sub.session_id] = Room(sub.session_id)
+            room = self.rooms[session_id] = Room(session_id)
         room.catching_up.add(sub)
         try:
-            failed = room.followed is not None and room.followed.done()
-            failed = failed and not _succeeded(room.followed)  # type: ignore[arg-type]
-            if room.followed is None or failed:  # first client, or the last attempt failed
-                room.followed = asyncio.ensure_future(self.feed.follow(sub.session_id))
-            await asyncio.shield(room.followed)
+            followed = room.followed
+            if followed is None or (followed.done() and not _succeeded(followed)):
+                # the first client, or the last attempt to follow failed
+                followed = room.followed = asyncio.ensure_future(self.feed.follow(session_id))
+            await asyncio.shield(followed)
             viewers = await first()
-            replay = await self.bus.replay(sub.session_id, since) if since else None
+            replay = await self.bus.replay(session_id, since) if since else None
             state = await self._state_of(room)
         except BaseException:
             room.catching_up.discard(sub)
@@ -479,7 +180,7 @@ class Hub:
         state_json = orjson.dumps(
             {"type": MessageType.SESSION_STATE, "payload": state, "timestamp": now_ms()}
         )
-        keep = sub.send_json(state_json, MessageType.SESSION_STATE, state)
+        keep = sub.send_own(state_json, MessageType.SESSION_STATE, state)
         late = [event for event in sub.pending if parse_stream_id(event.id) > seen]
         frames += coalesce(late)
         for out in frames:
@@ -495,14 +196,14 @@ class Hub:
         if sub.closed:
             self._forget_if_empty(room)
             return
-        if isinstance(sub, WsClient):
+        if isinstance(sub, FrameLogReader):
             sub.log, sub.next_seq = room.log, room.log.end
             sub.metrics = self.metrics
-            room.ws.add(sub)
-        elif isinstance(sub, SseClient):
-            room.sse.add(sub)
+            room.readers.add(sub)
+        else:
+            room.pushed.add(sub)
         self.opened += 1
-        self.metrics.connections_by_session.labels(sub.session_id).set(len(room))
+        self.metrics.connections_by_session.labels(session_id).set(len(room))
         if not keep:
             self._drop(room, [sub])
         if any(event.type == MessageType.SESSION_END for out in frames for event in out.events):
@@ -510,15 +211,17 @@ class Hub:
 
     def detach(self, sub: Subscriber) -> None:
         """Forget ``sub``; stop following the session when it was the last local client."""
-        room = self.rooms.get(sub.session_id)
+        session_id = sub.who.session_id
+        room = self.rooms.get(session_id)
         if room is None:
             return
-        if sub in room.ws or sub in room.sse:
+        if sub in room.readers or sub in room.pushed:
             self.closed += 1
-        room.ws.discard(sub)  # type: ignore[arg-type]
-        room.sse.discard(sub)  # type: ignore[arg-type]
+        if isinstance(sub, FrameLogReader):
+            room.readers.discard(sub)
+        room.pushed.discard(sub)
         room.catching_up.discard(sub)
-        self.metrics.connections_by_session.labels(sub.session_id).set(len(room))
+        self.metrics.connections_by_session.labels(session_id).set(len(room))
         self._forget_if_empty(room)
 
     def _forget_if_empty(self, room: Room) -> None:
@@ -629,24 +332,26 @@ class Hub:
 
     def deliver(self, room: Room, out: Outgoing) -> None:
         """Send ``out`` to every live client of ``room``; drop those that fell behind."""
-        if room.sse:
+        if room.pushed:
             slow: list[Subscriber] = []
-            for sse in room.sse:
-                own = unseen_part(out, sse)
-                if own is not None and not sse.send(own):
-                    slow.append(sse)
-            self.metrics.messages_sent.inc(len(room.sse))
+            for sub in room.pushed:
+                own: Outgoing | None = out
+                if sub.fresh:
+                    own, sub.fresh = unseen_part(out, sub.seen)
+                if own is not None and not sub.send(own):
+                    slow.append(sub)
+            self.metrics.messages_sent.inc(len(room.pushed))
             if slow:
                 self._drop(room, slow)
-        if not room.ws:
+        if not room.readers:
             self._delivered([out])
             return
         room.log.append(out)
         if room.walker is not None:
             return  # the walker's round picks it up
-        if len(room.ws) <= self.settings.fanout_chunk:
+        if len(room.readers) <= self.settings.fanout_chunk:
             target = room.log.end
-            self._write_chunk(room, list(room.ws))
+            self._write_chunk(room, list(room.readers))
             self._delivered(room.log.trim(target))
         else:
             room.walker = asyncio.get_running_loop().create_task(self._walk(room))
@@ -658,7 +363,7 @@ class Hub:
         try:
             while True:
                 target = log.end
-                clients = list(room.ws)
+                clients = list(room.readers)
                 for start in range(0, len(clients), chunk):
                     if start:
                         await asyncio.sleep(0)  # let the feed, handlers and timers run
@@ -669,7 +374,7 @@ class Hub:
         finally:
             room.walker = None
 
-    def _write_chunk(self, room: Room, clients: list[WsClient]) -> None:
+    def _write_chunk(self, room: Room, clients: list[FrameLogReader]) -> None:
         """The hot loop: each client that is behind gets what it lacks in one write."""
         log = room.log
         end = log.end
@@ -687,7 +392,7 @@ class Hub:
             if sub.closed or transport.is_closing():  # nothing may follow a close frame
                 continue
             if sub.fresh:
-                data = log.since_for(seq, sub)
+                data, sub.fresh = log.since_for(seq, sub.seen)
                 if not data:
                     continue
             elif seq == last_seq:
@@ -718,7 +423,7 @@ class Hub:
                 "dropping a client that fell behind",
                 extra={
                     "session": room.session_id,
-                    "user": sub.user_id,
+                    "user": sub.who.user_id,
                     "transport": sub.transport_name,
                 },
             )
@@ -738,8 +443,8 @@ class Hub:
         data = orjson.dumps(
             {"type": MessageType.SESSION_STATE, "payload": state, "timestamp": now_ms()}
         )
-        for sub in [*room.ws, *room.sse]:
-            sub.send_json(data, MessageType.SESSION_STATE, state)
+        for sub in [*room.readers, *room.pushed]:
+            sub.send_own(data, MessageType.SESSION_STATE, state)
 
     # --- heartbeat ----------------------------------------------------------------------------
 
@@ -750,13 +455,13 @@ class Hub:
         while True:
             await asyncio.sleep(interval)
             sent_at = time.monotonic()
-            clients = [sub for room in self.rooms.values() for sub in room.ws]
+            clients = [sub for room in self.rooms.values() for sub in room.readers]
             for sub in clients:
-                if not sub.closed:
-                    sub.write(PING_FRAME)
+                if not sub.closed and not sub.transport.is_closing():
+                    sub.transport.write(PING_FRAME)
             loop.call_later(self.settings.heartbeat_timeout, self._check_pongs, clients, sent_at)
 
-    def _check_pongs(self, clients: list[WsClient], sent_at: float) -> None:
+    def _check_pongs(self, clients: list[FrameLogReader], sent_at: float) -> None:
         for sub in clients:
             if sub.closed:
                 continue
@@ -767,7 +472,11 @@ class Hub:
             if sub.missed >= self.settings.heartbeat_max_missed:
                 log.info(
                     "heartbeat timeout",
-                    extra={"session": sub.session_id, "user": sub.user_id, "missed": sub.missed},
+                    extra={
+                        "session": sub.who.session_id,
+                        "user": sub.who.user_id,
+                        "missed": sub.missed,
+                    },
                 )
                 self.metrics.errors.labels("heartbeat_timeout").inc()
                 sub.close(1001, "heartbeat timeout")

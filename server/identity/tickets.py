@@ -9,7 +9,6 @@ REST actions all use it.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
 
 import orjson
 import redis.asyncio as aioredis
@@ -17,18 +16,9 @@ import redis.asyncio as aioredis
 from broker import keys
 from broker.models import ErrorCode, ProtocolError, Role, Session, SessionStatus
 from server.identity.auth import Identity
+from server.identity.participant import Participant
 
-__all__ = ["Ticket", "TicketStore", "grant_role"]
-
-
-@dataclass(frozen=True, slots=True)
-class Ticket:
-    """What a redeemed ticket lets its connection be."""
-
-    user_id: str
-    username: str
-    session_id: str
-    role: Role
+__all__ = ["TicketStore", "grant_role"]
 
 
 def grant_role(session: Session, who: Identity, requested: Role | str | None) -> Role:
@@ -77,8 +67,8 @@ class TicketStore:
         await self.redis.set(keys.ticket(ticket_id), orjson.dumps(body), ex=self.ttl)
         return ticket_id
 
-    async def redeem(self, ticket_id: str | None) -> Ticket:
-        """The ticket's grant, consuming it; ``ProtocolError`` 4000 if unknown, used or expired."""
+    async def redeem(self, ticket_id: str | None) -> Participant:
+        """Who the ticket lets its connection be, consuming it; 4000 if unknown, used or expired."""
         if not ticket_id or len(ticket_id) > 128:
             raise ProtocolError(ErrorCode.INVALID_TICKET, "missing or malformed ticket")
         raw = await self.redis.getdel(keys.ticket(ticket_id))
@@ -87,4 +77,6 @@ class TicketStore:
                 ErrorCode.INVALID_TICKET, "ticket is unknown, expired or already used"
             )
         body = orjson.loads(raw)
-        return Ticket(body["u"], body["n"], body["s"], Role(body["r"]))
+        return Participant(
+            session_id=body["s"], user_id=body["u"], username=body["n"], role=Role(body["r"])
+        )

@@ -12,21 +12,84 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from functools import partial
+from typing import Any
 
+import orjson
 from aiohttp import web
 
 from broker.models import ErrorCode, ProtocolError, SessionStatus
 from server.core import CORE, highest_role
-from server.fanout.hub import SseClient
-from server.transport.sse_encoding import KEEPALIVE
-from server.transport.ws import STREAM_ID
+from server.fanout.frame import Outgoing
+from server.fanout.subscriber import SubscriberState
+from server.identity.participant import Participant
+from server.transport.wire import KEEPALIVE, STREAM_ID, sse_event
 
-__all__ = ["routes"]
+__all__ = ["SseClient", "routes"]
 
 routes = web.RouteTableDef()
 RETRY_MS = 2000
 """How long EventSource waits before reconnecting."""
+
+
+class SseClient(SubscriberState):
+    """An SSE stream: frames go to a bounded queue that the response handler drains."""
+
+    transport_name = "sse"
+    __slots__ = ("buffer_limit", "queue", "queued", "ready", "transport")
+
+    def __init__(
+        self,
+        who: Participant,
+        *,
+        buffer_limit: int,
+        transport: asyncio.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(who)
+        self.transport = transport
+        self.queue: deque[bytes] = deque()
+        self.queued = 0
+        self.buffer_limit = buffer_limit
+        self.ready = asyncio.Event()
+
+    def push(self, data: bytes) -> bool:
+        if self.closed:
+            return True
+        self.queue.append(data)
+        self.queued += len(data)
+        self.ready.set()
+        return self.queued <= self.buffer_limit
+
+    def take(self) -> bytes:
+        """Everything queued, as one chunk for the response."""
+        chunk = b"".join(self.queue)
+        self.queue.clear()
+        self.queued = 0
+        self.ready.clear()
+        return chunk
+
+    def send(self, out: Outgoing) -> bool:
+        return self.push(out.sse)
+
+    def send_own(self, data: bytes, type_: str, payload: Any) -> bool:
+        event_id = None
+        with contextlib.suppress(Exception):
+            event_id = orjson.loads(data).get("id")
+        return self.push(sse_event(orjson.dumps(payload), event=type_, event_id=event_id))
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.close_code, self.close_reason = code, reason
+        self.closed = True
+        self.ready.set()
+
+    def drop(self) -> None:
+        """Cut a client that stopped reading: its handler may be stuck writing to it."""
+        self.close(1008, "too slow")
+        if self.transport is not None:
+            self.transport.abort()
 
 
 @routes.get("/v1/vstudio/sse/{sessionId}")
@@ -39,12 +102,13 @@ async def sse(request: web.Request) -> web.StreamResponse:
         ticket = await core.tickets.redeem(request.query["ticket"])
         if ticket.session_id != session_id:
             raise ProtocolError(ErrorCode.INVALID_TICKET, "the ticket is for another session")
-        user_id, username, role = ticket.user_id, ticket.username, ticket.role
+        participant = ticket
         session = await core.store.get(session_id)
     else:
         who = await core.identify(request, token=request.query.get("token"))
         session = await core.store.get(session_id)
-        user_id, username, role = who.user_id, who.username, highest_role(session, who)
+        role = highest_role(session, who)
+        participant = Participant(session_id, who.user_id, who.username, role)
     if session.status == SessionStatus.ENDED:
         raise ProtocolError(ErrorCode.SESSION_ENDED, f"session {session_id} has ended")
     since = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
@@ -52,10 +116,7 @@ async def sse(request: web.Request) -> web.StreamResponse:
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"Last-Event-ID {since!r} is not an id")
 
     client = SseClient(
-        session_id,
-        user_id,
-        username,
-        str(role),
+        participant,
         buffer_limit=core.settings.send_buffer_limit,
         transport=request.transport,
     )

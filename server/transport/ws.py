@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
+from typing import Any, cast
 
 import orjson
 from aiohttp import WSMessage, WSMsgType, web
@@ -28,23 +29,114 @@ from broker.models import (
     parse_client_frame,
 )
 from server.core import CORE, Core
-from server.fanout.hub import WsClient
+from server.fanout.frame import Outgoing
+from server.fanout.framelog import FrameLog
+from server.fanout.subscriber import SubscriberState
+from server.identity.participant import Participant
 from server.interactions.registry import Actor, perform
+from server.metrics import Metrics
 from server.ratelimit import SlidingWindow, limits_for
-from server.transport.framing import envelope, error_envelope, reply_envelope
+from server.transport.wire import (
+    STREAM_ID,
+    envelope,
+    error_envelope,
+    reply_envelope,
+    ws_text_frame,
+)
 
-__all__ = ["STREAM_ID", "routes"]
+__all__ = ["WsClient", "routes"]
 
 log = logging.getLogger("vstudio.server.transport.ws")
 routes = web.RouteTableDef()
 
-STREAM_ID = re.compile(r"\d{1,19}(-\d{1,19})?")
-"""A stream id as Redis takes it: 64-bit parts; checked with ``fullmatch`` (no newline)."""
 CLOSE_TIMEOUT = 3.0
 """Seconds to wait for a client's close frame before the connection is cut."""
 CLOSE_REQUESTED = "vstudio: close requested"
 """The cancel message that wakes a handler waiting in ``receive()`` to close its connection."""
 UNLIMITED = frozenset({MessageType.PING, MessageType.PONG, MessageType.SESSION_LEAVE})
+
+
+class WsClient(SubscriberState):
+    """A WebSocket connection the fan-out writes to through its transport directly."""
+
+    transport_name = "ws"
+    __slots__ = (
+        "_on_close",
+        "buffer_limit",
+        "last_heard",
+        "log",
+        "metrics",
+        "missed",
+        "next_seq",
+        "transport",
+    )
+
+    def __init__(
+        self,
+        who: Participant,
+        *,
+        transport: asyncio.Transport,
+        buffer_limit: int,
+        on_close: Callable[[], None] = lambda: None,
+    ) -> None:
+        super().__init__(who)
+        self.transport = transport
+        self.buffer_limit = buffer_limit
+        self._on_close = on_close
+        self.last_heard = time.monotonic()
+        self.missed = 0
+        self.log: FrameLog | None = None
+        self.next_seq = 0
+        self.metrics: Metrics | None = None
+
+    def write(self, data: bytes) -> bool:
+        transport = self.transport
+        if self.closed or transport.is_closing():
+            return True
+        transport.write(data)
+        return transport.get_write_buffer_size() <= self.buffer_limit
+
+    def catch_up(self) -> None:
+        """Write the session's frames this client has not had yet, in one write."""
+        log, seq = self.log, self.next_seq
+        if log is None or seq >= log.end:
+            return
+        self.next_seq = log.end
+        if self.fresh:
+            data, self.fresh = log.since_for(seq, self.seen)
+        else:
+            data = log.since(seq)
+        if data:
+            self.write(data)
+            if self.metrics is not None:
+                self.metrics.messages_sent.inc(log.end - seq)
+                self.metrics.fanout_writes.inc()
+
+    def send(self, out: Outgoing) -> bool:
+        return self.write(out.ws)
+
+    def send_own(self, data: bytes, type_: str, payload: Any) -> bool:
+        self.catch_up()
+        return self.write(ws_text_frame(data))
+
+    def close(self, code: int, reason: str) -> None:
+        """Stop sending and ask the connection's handler to close with ``code``.
+
+        The handler's own task sends the close frame and waits for the client's (RFC 6455
+        7.1.1): closing from here while it waits in ``receive()`` would make aiohttp cut the
+        connection at once, and a client that answers late would see 1006 instead of the code.
+        """
+        if self.closed:
+            return
+        self.catch_up()  # a session.end frame goes out before the close frame
+        self.closed = True
+        self.close_code, self.close_reason = code, reason
+        self._on_close()
+
+    def drop(self) -> None:
+        self.closed = True
+        self.close_code, self.close_reason = 1008, "too slow"
+        self.transport.abort()
 
 
 def _request_id_of(raw: bytes | str, max_bytes: int) -> str | None:
@@ -102,8 +194,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     except ProtocolError as exc:
         return await _refuse(ws, core, exc)
 
-    transport = request.transport
-    assert transport is not None
+    # aiohttp types it as a BaseTransport; a served connection's is a full stream transport
+    transport = cast(asyncio.Transport, request.transport)
     handler = asyncio.current_task()
     assert handler is not None
     receiving = False
@@ -114,11 +206,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             handler.cancel(CLOSE_REQUESTED)
 
     client = WsClient(
-        ticket.session_id,
-        ticket.user_id,
-        ticket.username,
-        str(ticket.role),
-        transport=transport,  # type: ignore[arg-type]
+        ticket,
+        transport=transport,
         buffer_limit=settings.send_buffer_limit,
         on_close=wake_to_close,
     )
@@ -194,7 +283,7 @@ async def _handle(
         frame = parse_client_frame(raw, settings.max_message_bytes)
     except ProtocolError as exc:
         core.metrics.errors.labels(f"error_{int(exc.code)}").inc()
-        client.send_json(
+        client.send_own(
             error_envelope(exc, _request_id_of(raw, settings.max_message_bytes)),
             "error",
             exc.payload(),
@@ -205,13 +294,13 @@ async def _handle(
         return True
     request_id = frame.request_id
     if frame.type == MessageType.PING:
-        client.send_json(envelope(MessageType.PONG, {}, request_id=request_id), "pong", {})
+        client.send_own(envelope(MessageType.PONG, {}, request_id=request_id), "pong", {})
         return True
     if frame.type == MessageType.PONG:
         return True
     if frame.type == MessageType.SESSION_LEAVE:
         if request_id:
-            client.send_json(reply_envelope(frame.type, request_id, None), frame.type, {})
+            client.send_own(reply_envelope(frame.type, request_id, None), frame.type, {})
         client.close(1000, "left")
         return False
     try:
@@ -226,14 +315,14 @@ async def _handle(
         )
     except ProtocolError as exc:
         core.metrics.errors.labels(f"error_{int(exc.code)}").inc()
-        client.send_json(error_envelope(exc, request_id), "error", exc.payload())
+        client.send_own(error_envelope(exc, request_id), "error", exc.payload())
         return True
     except Exception:
         log.exception("handler failed", extra={"session": actor.session_id, "type": frame.type})
         core.metrics.errors.labels("internal").inc()
         body = {"code": 1011, "message": f"{frame.type} failed inside the server; try again"}
-        client.send_json(envelope(MessageType.ERROR, body, request_id=request_id), "error", body)
+        client.send_own(envelope(MessageType.ERROR, body, request_id=request_id), "error", body)
         return True
     if request_id:
-        client.send_json(reply_envelope(frame.type, request_id, result), frame.type, result)
+        client.send_own(reply_envelope(frame.type, request_id, result), frame.type, result)
     return True
