@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -32,6 +32,8 @@ __all__ = [
 ]
 
 StreamKind = Literal["events", "chat", "polls"]
+StreamEntries = list[tuple[bytes, dict[bytes, bytes]]]
+"""XRANGE's answer as the bus's client gives it: it never decodes responses, so all bytes."""
 CHANNEL_OF: dict[str, Any] = {
     "events": keys.events_channel,
     "chat": keys.chat_channel,
@@ -121,11 +123,13 @@ class BusEvent:
 
     @property
     def type(self) -> str:
-        return self.data["type"]
+        type_: str = self.data["type"]
+        return type_
 
     @property
     def payload(self) -> dict[str, Any]:
-        return self.data["payload"]
+        payload: dict[str, Any] = self.data["payload"]
+        return payload
 
     def frame(self) -> bytes:
         """The wire frame with the event ``id`` added, built without re-encoding the body."""
@@ -205,7 +209,7 @@ class Bus:
 
     async def stream_id_of(self, session_id: str, dedupe_id: str) -> str | None:
         """The stream id a deduplicated message was published under, if it still is known."""
-        value = await self.redis.get(keys.dedupe(session_id, dedupe_id))
+        value = cast(bytes | None, await self.redis.get(keys.dedupe(session_id, dedupe_id)))
         return value.decode() if value and value != b"1" else None
 
     async def delete_events(self, session_id: str, event_ids: Sequence[str]) -> int:
@@ -217,7 +221,7 @@ class Bus:
 
     async def last_id(self, session_id: str) -> str:
         """The id of the session's newest event, or ``"0-0"`` when it has none."""
-        newest = await self.redis.xrevrange(keys.stream(session_id), count=1)
+        newest = cast(StreamEntries, await self.redis.xrevrange(keys.stream(session_id), count=1))
         return newest[0][0].decode() if newest else "0-0"
 
     async def replay(self, session_id: str, after_id: str, limit: int = 100_000) -> Replay:
@@ -231,7 +235,7 @@ class Bus:
             )
             if not page:
                 break
-            events.extend(self._from_entries(session_id, page))
+            events.extend(self._from_entries(session_id, cast(StreamEntries, page)))
             cursor = events[-1].id
         return Replay(events, await self._history_covers(session_id, after_id))
 

@@ -188,7 +188,7 @@ class SessionFeed:
                     for session_id, after_id in list(self._last_ids.items()):
                         await self._replay(session_id, after_id, announce=True)
                 except BaseException:
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py: unannotated
                     raise
                 self._pubsub = pubsub
         if not first:
@@ -199,7 +199,7 @@ class SessionFeed:
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
             try:
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py: unannotated
             except Exception:  # the connection is already gone; nothing to release
                 log.debug("closing a broken pub/sub connection failed", exc_info=True)
 
