@@ -13,7 +13,7 @@ from config import BrokerSettings
 
 __all__ = ["open_bus", "redis_url"]
 
-log = logging.getLogger("vstudio.broker")
+log = logging.getLogger("vstudio.broker.runtime")
 
 
 @contextlib.contextmanager
