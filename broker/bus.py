@@ -157,14 +157,24 @@ def decode_published(channel: str, data: bytes) -> list[BusEvent]:
 
 
 class Bus:
-    """Publishing and reading one Redis's session streams and channels."""
+    """Publishing and reading one Redis's session streams and channels.
+
+    ``resubscribe_max_backoff`` caps the wait between reconnect attempts of a
+    :class:`~broker.feed.SessionFeed` following this bus's channels.
+    """
 
     def __init__(
-        self, client: aioredis.Redis, *, history_size: int = 10_000, dedupe_ttl: int = 3600
+        self,
+        client: aioredis.Redis,
+        *,
+        history_size: int = 10_000,
+        dedupe_ttl: int = 3600,
+        resubscribe_max_backoff: float = 5.0,
     ) -> None:
         self.redis = client
         self.history_size = history_size
         self.dedupe_ttl = dedupe_ttl
+        self.resubscribe_max_backoff = resubscribe_max_backoff
         self._publish = client.register_script(PUBLISH_SCRIPT)
         self._delete = client.register_script(DELETE_SCRIPT)
 

@@ -58,11 +58,17 @@ class _Follow:
 
 
 class SessionFeed:
-    """Follows sessions' channels and yields their events, gap-free across reconnects."""
+    """Follows sessions' channels and yields their events, gap-free across reconnects.
 
-    def __init__(self, bus: Bus, *, max_backoff: float = 5.0, initial_backoff: float = 0.1) -> None:
+    Reconnect attempts wait from ``initial_backoff`` up to ``max_backoff`` seconds; without
+    ``max_backoff`` the bus's ``resubscribe_max_backoff`` (the broker setting) caps the wait.
+    """
+
+    def __init__(
+        self, bus: Bus, *, max_backoff: float | None = None, initial_backoff: float = 0.1
+    ) -> None:
         self.bus = bus
-        self.max_backoff = max_backoff
+        self.max_backoff = bus.resubscribe_max_backoff if max_backoff is None else max_backoff
         self.initial_backoff = initial_backoff
         self.reconnects = 0
         self._last_ids: dict[str, str] = {}
