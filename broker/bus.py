@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -32,6 +32,8 @@ __all__ = [
 ]
 
 StreamKind = Literal["events", "chat", "polls"]
+StreamEntries = list[tuple[bytes, dict[bytes, bytes]]]
+"""XRANGE's answer as the bus's client gives it: it never decodes responses, so all bytes."""
 CHANNEL_OF: dict[str, Any] = {
     "events": keys.events_channel,
     "chat": keys.chat_channel,
@@ -121,11 +123,13 @@ class BusEvent:
 
     @property
     def type(self) -> str:
-        return self.data["type"]
+        type_: str = self.data["type"]
+        return type_
 
     @property
     def payload(self) -> dict[str, Any]:
-        return self.data["payload"]
+        payload: dict[str, Any] = self.data["payload"]
+        return payload
 
     def frame(self) -> bytes:
         """The wire frame with the event ``id`` added, built without re-encoding the body."""
@@ -153,14 +157,24 @@ def decode_published(channel: str, data: bytes) -> list[BusEvent]:
 
 
 class Bus:
-    """Publishing and reading one Redis's session streams and channels."""
+    """Publishing and reading one Redis's session streams and channels.
+
+    ``resubscribe_max_backoff`` caps the wait between reconnect attempts of a
+    :class:`~broker.feed.SessionFeed` following this bus's channels.
+    """
 
     def __init__(
-        self, client: aioredis.Redis, *, history_size: int = 10_000, dedupe_ttl: int = 3600
+        self,
+        client: aioredis.Redis,
+        *,
+        history_size: int = 10_000,
+        dedupe_ttl: int = 3600,
+        resubscribe_max_backoff: float = 5.0,
     ) -> None:
         self.redis = client
         self.history_size = history_size
         self.dedupe_ttl = dedupe_ttl
+        self.resubscribe_max_backoff = resubscribe_max_backoff
         self._publish = client.register_script(PUBLISH_SCRIPT)
         self._delete = client.register_script(DELETE_SCRIPT)
 
@@ -205,7 +219,7 @@ class Bus:
 
     async def stream_id_of(self, session_id: str, dedupe_id: str) -> str | None:
         """The stream id a deduplicated message was published under, if it still is known."""
-        value = await self.redis.get(keys.dedupe(session_id, dedupe_id))
+        value = cast(bytes | None, await self.redis.get(keys.dedupe(session_id, dedupe_id)))
         return value.decode() if value and value != b"1" else None
 
     async def delete_events(self, session_id: str, event_ids: Sequence[str]) -> int:
@@ -217,7 +231,7 @@ class Bus:
 
     async def last_id(self, session_id: str) -> str:
         """The id of the session's newest event, or ``"0-0"`` when it has none."""
-        newest = await self.redis.xrevrange(keys.stream(session_id), count=1)
+        newest = cast(StreamEntries, await self.redis.xrevrange(keys.stream(session_id), count=1))
         return newest[0][0].decode() if newest else "0-0"
 
     async def replay(self, session_id: str, after_id: str, limit: int = 100_000) -> Replay:
@@ -231,7 +245,7 @@ class Bus:
             )
             if not page:
                 break
-            events.extend(self._from_entries(session_id, page))
+            events.extend(self._from_entries(session_id, cast(StreamEntries, page)))
             cursor = events[-1].id
         return Replay(events, await self._history_covers(session_id, after_id))
 

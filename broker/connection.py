@@ -18,7 +18,7 @@ from tenacity import (
 
 __all__ = ["TRANSIENT_ERRORS", "BusUnavailable", "connect", "redact_url"]
 
-log = logging.getLogger("vstudio.broker")
+log = logging.getLogger("vstudio.broker.connection")
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     RedisConnectionError,

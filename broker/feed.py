@@ -58,11 +58,17 @@ class _Follow:
 
 
 class SessionFeed:
-    """Follows sessions' channels and yields their events, gap-free across reconnects."""
+    """Follows sessions' channels and yields their events, gap-free across reconnects.
 
-    def __init__(self, bus: Bus, *, max_backoff: float = 5.0, initial_backoff: float = 0.1) -> None:
+    Reconnect attempts wait from ``initial_backoff`` up to ``max_backoff`` seconds; without
+    ``max_backoff`` the bus's ``resubscribe_max_backoff`` (the broker setting) caps the wait.
+    """
+
+    def __init__(
+        self, bus: Bus, *, max_backoff: float | None = None, initial_backoff: float = 0.1
+    ) -> None:
         self.bus = bus
-        self.max_backoff = max_backoff
+        self.max_backoff = bus.resubscribe_max_backoff if max_backoff is None else max_backoff
         self.initial_backoff = initial_backoff
         self.reconnects = 0
         self._last_ids: dict[str, str] = {}
@@ -188,7 +194,7 @@ class SessionFeed:
                     for session_id, after_id in list(self._last_ids.items()):
                         await self._replay(session_id, after_id, announce=True)
                 except BaseException:
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py: unannotated
                     raise
                 self._pubsub = pubsub
         if not first:
@@ -199,7 +205,7 @@ class SessionFeed:
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
             try:
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py: unannotated
             except Exception:  # the connection is already gone; nothing to release
                 log.debug("closing a broken pub/sub connection failed", exc_info=True)
 

@@ -13,7 +13,7 @@ from config import BrokerSettings
 
 __all__ = ["open_bus", "redis_url"]
 
-log = logging.getLogger("vstudio.broker")
+log = logging.getLogger("vstudio.broker.runtime")
 
 
 @contextlib.contextmanager
@@ -44,6 +44,11 @@ async def open_bus(settings: BrokerSettings, url: str) -> AsyncIterator[Bus]:
         url, attempts=settings.connect_attempts, timeout=settings.connect_timeout
     )
     try:
-        yield Bus(client, history_size=settings.history_size, dedupe_ttl=settings.dedupe_ttl)
+        yield Bus(
+            client,
+            history_size=settings.history_size,
+            dedupe_ttl=settings.dedupe_ttl,
+            resubscribe_max_backoff=settings.resubscribe_max_backoff,
+        )
     finally:
         await client.aclose()

