@@ -1,8 +1,10 @@
 """The aiohttp application of one server process: routes, startup and the drain on shutdown.
 
-Startup connects to Redis, builds the process's :class:`~server.core.Core` and starts the
-fan-out hub and the interaction modules' background work. Shutdown closes every client with
-1012 (reconnect) before anything else stops, so no acknowledged action is cut off halfway.
+This is where the server is put together, in plain sight: the route tables of every package,
+and at startup the one :class:`~server.context.ServerContext` (Redis, stores, the interaction
+services and their table of client messages, the fan-out hub), built complete. Shutdown closes
+every client with 1012 (reconnect) before anything else stops, so no acknowledged action is
+cut off halfway.
 """
 
 from __future__ import annotations
@@ -17,71 +19,35 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 from aiohttp import web
 
-import server.http.pages
-import server.http.reads
-import server.interactions.session_actions
 from broker.bus import Bus
 from broker.connection import connect
 from config import BrokerSettings, ServerSettings
-from server.context import ServerContext
-from server.core import CORE, Core
+from server.context import CONTEXT, ServerContext
 from server.fanout.hub import Hub
 from server.gcpolicy import keep_collections_short
-from server.http import sessions as sessions_api
-from server.http.actions import add_routes
-from server.http.errors import error_middleware, json_response
-from server.http.openapi import openapi_document
-from server.identity import api as auth_api
+from server.http import actions, health, pages, reads, sessions
+from server.http.errors import MAX_BODY, error_middleware
+from server.identity import api as identity_api
 from server.identity.accounts import AccountStore
 from server.identity.auth import TokenVerifier
 from server.identity.tickets import TicketStore
+from server.interactions.catalog import ACTIONS, STATE_PARTS, build_services
+from server.interactions.registry import ActionTable
 from server.interactions.sessions import SessionStore
+from server.interactions.state import SessionState
 from server.metrics import Metrics
 from server.presence import REFRESH_EVERY, Presence
 from server.ratelimit import RedisWindow
 from server.transport import sse, ws
+from server.transport.attendance import Attendance
 
 __all__ = ["build_app"]
 
-log = logging.getLogger("vstudio.server")
-routes = web.RouteTableDef()
+log = logging.getLogger("vstudio.server.app")
 
 REDIS_POOL = 64
 """Redis connections per process; more callers wait (up to :data:`REDIS_WAIT` seconds)."""
 REDIS_WAIT = 10.0
-
-
-@routes.get("/healthz")
-async def healthz(request: web.Request) -> web.Response:
-    """The process is up."""
-    core = request.app[CORE]
-    return json_response({"ok": True, "process": core.ctx.process_id, "pid": os.getpid()})
-
-
-@routes.get("/readyz")
-async def readyz(request: web.Request) -> web.Response:
-    """Redis answers (and the process is not draining)."""
-    core = request.app[CORE]
-    if core.draining:
-        return json_response({"ok": False, "reason": "draining"}, status=503)
-    try:
-        async with asyncio.timeout(2.0):
-            await core.ctx.bus.redis.ping()
-    except Exception as exc:
-        return json_response({"ok": False, "reason": f"redis: {exc}"}, status=503)
-    return json_response({"ok": True})
-
-
-@routes.get("/metrics")
-async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text of this process's registry."""
-    body = request.app[CORE].metrics.render()
-    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
-
-
-@routes.get("/openapi.json")
-async def openapi(request: web.Request) -> web.Response:
-    return json_response(openapi_document())
 
 
 async def _connect_pool(url: str, broker: BrokerSettings) -> aioredis.Redis:
@@ -102,13 +68,51 @@ async def _connect_pool(url: str, broker: BrokerSettings) -> aioredis.Redis:
     return aioredis.Redis(connection_pool=pool)
 
 
-async def _presence_refresher(core: Core) -> None:
+async def _presence_refresher(presence: Presence) -> None:
     while True:
         await asyncio.sleep(REFRESH_EVERY)
         try:
-            await core.presence.refresh()
+            await presence.refresh()
         except Exception:
             log.exception("presence refresh failed")
+
+
+def build_context(
+    client: aioredis.Redis,
+    settings: ServerSettings,
+    broker: BrokerSettings,
+    jwt_secret: str,
+) -> ServerContext:
+    """Every part of one process, each given what it uses."""
+    bus = Bus(
+        client,
+        history_size=broker.history_size,
+        dedupe_ttl=broker.dedupe_ttl,
+        resubscribe_max_backoff=broker.resubscribe_max_backoff,
+    )
+    process_id = f"{os.getpid()}-{secrets.token_hex(3)}"
+    metrics = Metrics(process_id)
+    store = SessionStore(bus)
+    presence = Presence(client, process_id, settings.max_viewers)
+    services = build_services(settings, bus, store)
+    hub = Hub(bus, settings, metrics, SessionState(services, STATE_PARTS, presence.count))
+    return ServerContext(
+        settings=settings,
+        broker=broker,
+        process_id=process_id,
+        bus=bus,
+        sessions=store,
+        accounts=AccountStore(client),
+        tickets=TicketStore(client, settings.ticket_ttl),
+        verifier=TokenVerifier(settings, jwt_secret),
+        presence=presence,
+        windows=RedisWindow(client),
+        metrics=metrics,
+        services=services,
+        actions=ActionTable(ACTIONS),
+        hub=hub,
+        attendance=Attendance(bus, presence, hub, metrics),
+    )
 
 
 def build_app(
@@ -116,44 +120,26 @@ def build_app(
 ) -> web.Application:
     """The application; connects to Redis when it starts."""
     app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
-    app["max_body"] = settings.max_message_bytes
-    app.add_routes(routes)
-    app.add_routes(auth_api.routes)
-    app.add_routes(sessions_api.routes)
-    add_routes(app)
+    app[MAX_BODY] = settings.max_message_bytes
+    app.add_routes(health.routes)
+    app.add_routes(identity_api.routes)
+    app.add_routes(sessions.routes)
+    app.add_routes(actions.routes())
+    app.add_routes(reads.routes)
     app.add_routes(ws.routes)
     app.add_routes(sse.routes)
-    app.add_routes(server.http.reads.routes)
-    app.add_routes(server.http.pages.routes)
+    app.add_routes(pages.routes)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         client = await _connect_pool(redis_url, broker)
-        bus = Bus(client, history_size=broker.history_size, dedupe_ttl=broker.dedupe_ttl)
-        process_id = f"{os.getpid()}-{secrets.token_hex(3)}"
-        store = SessionStore(bus)
-        ctx = ServerContext(
-            settings=settings, broker=broker, bus=bus, sessions=store, process_id=process_id
-        )
-        metrics_ = Metrics(process_id)
-        core = Core(
-            ctx=ctx,
-            store=store,
-            accounts=AccountStore(client),
-            tickets=TicketStore(client, settings.ticket_ttl),
-            verifier=TokenVerifier(settings, jwt_secret),
-            presence=Presence(client, process_id, settings.max_viewers),
-            hub=None,  # type: ignore[arg-type]
-            metrics=metrics_,
-            windows=RedisWindow(client),
-        )
-        core.hub = Hub(bus, settings, metrics_, core.session_state)
-        app[CORE] = core
-        await core.hub.start()
-        await server.http.reads.start(ctx)
+        ctx = build_context(client, settings, broker, jwt_secret)
+        app[CONTEXT] = ctx
+        await ctx.hub.start()
+        ctx.services.start()
         loop = asyncio.get_running_loop()
-        background = [loop.create_task(_presence_refresher(core))]
+        background = [loop.create_task(_presence_refresher(ctx.presence))]
         if settings.gc_freeze:
-            background.append(loop.create_task(keep_collections_short(core.hub)))
+            background.append(loop.create_task(keep_collections_short(ctx.hub)))
         try:
             yield
         finally:
@@ -162,17 +148,17 @@ def build_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             with contextlib.suppress(Exception):
-                await server.http.reads.stop(ctx)
-            await core.settle()
-            await core.hub.stop()
+                await ctx.services.stop()
+            await ctx.attendance.settle()
+            await ctx.hub.stop()
             with contextlib.suppress(Exception):
-                await core.presence.clear()
+                await ctx.presence.clear()
             await client.aclose()
 
     async def drain(app: web.Application) -> None:
-        core = app.get(CORE)
-        if core is not None:
-            await core.drain()
+        ctx = app.get(CONTEXT)
+        if ctx is not None:
+            await ctx.attendance.drain()
 
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(drain)

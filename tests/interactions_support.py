@@ -17,10 +17,11 @@ from typing import Any
 from broker import Bus
 from broker.bus import BusEvent
 from broker.models import CLIENT_PAYLOADS, MessageType, Role, Session
-from config import BrokerSettings, ServerSettings
-from server.context import ServerContext
-from server.http import reads as interactions
-from server.interactions.registry import Actor, perform
+from config import ServerSettings
+from server.identity.participant import Participant
+from server.interactions.catalog import ACTIONS, build_services
+from server.interactions.registry import ActionTable, Actor
+from server.interactions.services import Services
 from server.interactions.sessions import SessionStore
 
 
@@ -28,7 +29,8 @@ from server.interactions.sessions import SessionStore
 class Studio:
     """One live session and the context to act in it."""
 
-    ctx: ServerContext
+    services: Services
+    actions: ActionTable
     store: SessionStore
     session: Session
 
@@ -43,25 +45,21 @@ class Studio:
         if role == Role.ARTIST:
             user = self.session.artist_id
         return Actor(
-            user_id=user,
-            username=f"name-{user}",
-            role=role,
-            session_id=self.session_id,
-            request_id=request_id,
+            Participant(self.session_id, user, f"name-{user}", role), request_id=request_id
         )
 
     async def do(self, actor: Actor, kind: MessageType, payload: dict[str, Any]) -> Any:
         """Validate ``payload`` like a transport does, then perform it."""
         model = CLIENT_PAYLOADS[kind].model_validate(payload)
-        return await perform(self.ctx, actor, kind, model)
+        return await self.actions.perform(self.services, actor, kind, model)
 
     async def close(self) -> None:
         """Stop this context's background work, as a server process does on shutdown."""
-        await interactions.stop(self.ctx)
+        await self.services.stop()
 
     async def events(self, *types: str) -> list[BusEvent]:
         """The session's history, optionally only these types."""
-        replay = await self.ctx.bus.replay(self.session_id, "0-0")
+        replay = await self.services.bus.replay(self.session_id, "0-0")
         return [event for event in replay.events if not types or event.type in types]
 
 
@@ -85,7 +83,7 @@ async def open_studio(
         yield studio
     finally:
         if start:
-            await interactions.stop(studio.ctx)
+            await studio.services.stop()
 
 
 async def attach(
@@ -93,13 +91,7 @@ async def attach(
 ) -> Studio:
     """Another process's context on the same session (for racing two processes)."""
     store = SessionStore(bus)
-    ctx = ServerContext(
-        settings=ServerSettings(**settings),
-        broker=BrokerSettings(),
-        bus=bus,
-        sessions=store,
-        process_id=process_id,
-    )
+    services = build_services(ServerSettings(**settings), bus, store)
     if start:
-        await interactions.start(ctx)
-    return Studio(ctx, store, session)
+        services.start()
+    return Studio(services, ActionTable(ACTIONS), store, session)

@@ -14,6 +14,7 @@ from broker.models import (
     Role,
     SessionUpdate,
 )
+from server.identity.participant import Participant
 from server.interactions.chat import fan_message
 from server.interactions.registry import Actor
 
@@ -21,12 +22,12 @@ CHAT = MessageType.CHAT_MESSAGE
 
 
 def test_fan_message_is_normalized_with_badges_for_staff() -> None:
-    producer = Actor("p1", "Pro", Role.PRODUCER, "s1")
+    producer = Actor(Participant("s1", "p1", "Pro", Role.PRODUCER))
     message = fan_message(producer, "hello", max_length=10, timestamp=5)
     assert message.platform == "audifi" and message.id.startswith("audifi:")
     assert message.badges == ["producer"] and message.is_moderator is True
     assert (message.username, message.display_name, message.user_id) == ("Pro", "Pro", "p1")
-    fan = Actor("v1", "Fan", Role.VIEWER, "s1")
+    fan = Actor(Participant("s1", "v1", "Fan", Role.VIEWER))
     assert fan_message(fan, "hi", max_length=10, timestamp=5).badges is None
     with pytest.raises(ProtocolError) as caught:
         fan_message(fan, "x" * 11, max_length=10, timestamp=5)

@@ -7,7 +7,7 @@ from interactions_support import open_studio
 
 from broker import Bus, OutgoingEvent
 from broker.models import ErrorCode, MessageType, ProtocolError, Role
-from server.interactions.registry import STATE_PARTS
+from server.interactions.catalog import STATE_PARTS
 
 DELETE = MessageType.CHAT_DELETE
 
@@ -76,7 +76,7 @@ async def test_mute_and_unmute_are_announced_and_in_session_state(bus: Bus) -> N
         await studio.do(staff, MessageType.CHAT_MUTE, {"userId": "fan-9", "muted": True})
         state: dict = {}
         for part in STATE_PARTS:
-            state.update(await part(studio.ctx, studio.session_id))
+            state.update(await part(studio.services, studio.session_id))
         assert state["mutedUsers"] == ["fan-9"]
         await studio.do(staff, MessageType.CHAT_MUTE, {"userId": "fan-9", "muted": False})
         events = await studio.events("chat.mute")

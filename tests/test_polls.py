@@ -1,4 +1,4 @@
-"""Poll rules against a real Redis, through ``server.actions.perform`` as every transport does."""
+"""Poll rules against a real Redis, through ``ActionTable.perform`` as every transport does."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from interactions_support import Studio, attach, open_studio
 
 from broker import Bus, connect
 from broker.models import ErrorCode, MessageType, PollVote, ProtocolError, Role
-from server.http.reads import polls
-from server.interactions.registry import STATE_PARTS
+from server.interactions import polls
+from server.interactions.catalog import STATE_PARTS
 
 CREATE = MessageType.POLL_CREATE
 VOTE = MessageType.POLL_VOTE
@@ -34,7 +34,7 @@ async def test_create_vote_and_results_aligned_with_options(bus: Bus) -> None:
         for option in (2, 2, 0):
             reply = await studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "option": option})
             assert reply == {"pollId": poll["id"], "option": option, "counted": True}
-        stored = await polls.runtime(studio.ctx).book.get(studio.session_id, poll["id"])
+        stored = await studio.services.polls.book.get(studio.session_id, poll["id"])
         assert stored is not None and stored.results == [1, 0, 2]
         [created] = await studio.events("poll.create")
         assert created.payload["question"] == "Next song?"
@@ -62,7 +62,7 @@ async def test_one_vote_per_user_and_the_repeat_says_it_was_counted(bus: Bus) ->
         for option in (0, 1):
             error = await refused(studio.do(fan, VOTE, {"pollId": poll["id"], "option": option}))
             assert error.code == ErrorCode.FORBIDDEN and "already counted" in error.message
-        stored = await polls.runtime(studio.ctx).book.get(studio.session_id, poll["id"])
+        stored = await studio.services.polls.book.get(studio.session_id, poll["id"])
         assert stored is not None and stored.results == [1, 0]
 
 
@@ -74,7 +74,7 @@ async def test_allow_multiple_counts_each_option_once(bus: Bus) -> None:
             await studio.do(fan, VOTE, {"pollId": poll["id"], "option": option})
         error = await refused(studio.do(fan, VOTE, {"pollId": poll["id"], "option": 2}))
         assert "already counted" in error.message
-        stored = await polls.runtime(studio.ctx).book.get(studio.session_id, poll["id"])
+        stored = await studio.services.polls.book.get(studio.session_id, poll["id"])
         assert stored is not None and stored.results == [1, 0, 1]
 
 
@@ -135,7 +135,7 @@ async def test_results_are_kept_after_the_end_and_listed_in_session_state(bus: B
         second = await new_poll(studio, question="Again?")
         state: dict = {}
         for part in STATE_PARTS:
-            state.update(await part(studio.ctx, studio.session_id))
+            state.update(await part(studio.services, studio.session_id))
         assert state["activePoll"]["id"] == second["id"]
         listed = {poll["id"]: poll for poll in state["polls"]}
         assert listed[first["id"]]["status"] == "ended"
@@ -190,7 +190,7 @@ async def test_many_votes_from_two_processes_counted_exactly_once(bus: Bus, redi
             *(cast(index, attempt) for index in range(300) for attempt in (0, 1))
         )
         assert outcomes.count("counted") == 300 and outcomes.count("repeat") == 300
-        stored = await polls.runtime(studio.ctx).book.get(studio.session_id, poll["id"])
+        stored = await studio.services.polls.book.get(studio.session_id, poll["id"])
         assert stored is not None and stored.results == [100, 100, 100]
         await asyncio.sleep(0.5)
         last = (await studio.events("poll.results"))[-1]
@@ -206,15 +206,15 @@ async def test_auto_end_happens_exactly_once_with_two_processes_racing(
     async with open_studio(bus) as studio:
         second = await attach(other, studio.session, process_id="p2")
         poll = await new_poll(studio)
-        book = polls.runtime(studio.ctx).book
+        book = studio.services.polls.book
         await studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "option": 1})
         # make it due now, then let both processes' loops and direct calls race to end it
         await bus.redis.hset(polls.poll_key(studio.session_id, poll["id"]), "endsAt", 1)
         await bus.redis.zadd(polls.DEADLINES, {f"{studio.session_id}/{poll['id']}": 1})
         direct = await asyncio.gather(
             *(
-                polls.runtime(ctx).book.end(studio.session_id, poll["id"], expired=True)
-                for ctx in (studio.ctx, second.ctx) * 5
+                services.polls.book.end(studio.session_id, poll["id"], expired=True)
+                for services in (studio.services, second.services) * 5
             )
         )
         await asyncio.sleep(0.3)
@@ -245,7 +245,7 @@ async def test_a_poll_with_a_duration_ends_by_itself(bus: Bus) -> None:
         assert end.payload["status"] == "ended"
         assert end.payload["endedAt"] == poll["createdAt"] + 300
         with pytest.raises(ProtocolError):
-            await polls.runtime(studio.ctx).book.vote(
+            await studio.services.polls.book.vote(
                 studio.session_id, "late", PollVote(poll_id=poll["id"], option=0)
             )
 
@@ -273,7 +273,7 @@ async def test_updated_options_must_be_distinct_like_created_ones(bus: Bus) -> N
             )
         )
         assert error.code == ErrorCode.INVALID_MESSAGE and "distinct" in error.message
-        stored = await polls.runtime(studio.ctx).book.get(studio.session_id, poll["id"])
+        stored = await studio.services.polls.book.get(studio.session_id, poll["id"])
         assert stored is not None and stored.options == ["Intro", "Outro"]
 
 
@@ -281,7 +281,7 @@ async def test_final_results_come_after_a_broadcast_claimed_before_the_end(bus: 
     async with open_studio(bus, start=False) as studio:
         poll = await new_poll(studio)
         await studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "option": 0})
-        book = polls.runtime(studio.ctx).book
+        book = studio.services.polls.book
         claim = await book.claim_broadcast(studio.session_id, poll["id"])
         assert claim[0] == "go"
 

@@ -10,7 +10,7 @@ from interactions_support import attach, open_studio
 
 from broker import Bus, connect
 from broker.models import ErrorCode, MessageType, ProtocolError, SessionUpdate
-from server.http.reads import reactions
+from server.interactions import reactions
 from server.interactions.reactions import allowed_emoji
 
 REACT = MessageType.REACTION_SEND
@@ -69,7 +69,7 @@ async def test_reactions_from_two_processes_are_summed_once(bus: Bus, redis_url:
 
 async def test_a_count_after_its_window_closed_goes_to_the_next_window(bus: Bus) -> None:
     async with open_studio(bus, start=False, reaction_window_ms=1000) as studio:
-        windows = reactions.windows(studio.ctx)
+        windows = studio.services.reactions
         await windows.count(studio.session_id, "🔥")
         [(session, window)] = windows.pending
         assert await windows.close(session, window) == {"🔥": 1}
@@ -103,7 +103,7 @@ async def test_a_count_delayed_past_two_windows_still_lands_in_an_open_one(bus: 
     closed is counted into the first window still open, and published from there."""
     async with open_studio(bus, reaction_window_ms=1000, start=False) as studio:
         sid = studio.session_id
-        counter = reactions.windows(studio.ctx)
+        counter = studio.services.reactions
         now = reactions.now_ms() // 1000
         for window in range(now - 1, now + 2):  # these windows were closed meanwhile
             await bus.redis.set(reactions._done_key(sid, window), "1", px=60_000)

@@ -122,7 +122,7 @@ async def test_bad_requests_are_json_with_a_code(live_server: LiveServer) -> Non
 
 
 async def test_openapi_lists_every_route_with_model_schemas(live_server: LiveServer) -> None:
-    from server.interactions.registry import REST_ACTIONS
+    from server.http.actions import REST_ACTIONS
 
     status, doc = await live_server.call("GET", "/openapi.json")
     assert status == 200 and doc["openapi"].startswith("3.")  # type: ignore[index]

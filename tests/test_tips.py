@@ -9,8 +9,7 @@ from interactions_support import open_studio
 
 from broker import Bus
 from broker.models import ErrorCode, MessageType, ProtocolError, Role, TipSend
-from server.http.reads import tips
-from server.interactions.registry import STATE_PARTS
+from server.interactions.catalog import STATE_PARTS
 from server.interactions.tips import to_minor
 
 TIP = MessageType.TIP_SEND
@@ -47,11 +46,11 @@ async def test_a_tip_is_recorded_once_per_request_id(bus: Bus) -> None:
         )
         await studio.do(studio.actor(request_id="req-1"), TIP, {"amount": 300, "currency": "JPY"})
         assert len(await studio.events("tip.received")) == 3
-        entries = await tips.ledger(studio.ctx).entries(studio.session_id)
+        entries = await studio.services.tips.entries(studio.session_id)
         assert [e["requestId"] for e in entries] == ["req-1", "req-2", "req-1"]
         state: dict = {}
         for part in STATE_PARTS:
-            state.update(await part(studio.ctx, studio.session_id))
+            state.update(await part(studio.services, studio.session_id))
         assert state["tipTotals"] == {"JPY": 300.0, "USD": 7.25}
 
 
@@ -76,7 +75,7 @@ async def test_tips_are_validated_with_reasons(bus: Bus) -> None:
             )
         assert caught.value.code == ErrorCode.FORBIDDEN
         assert not await studio.events("tip.received")
-        assert await tips.ledger(studio.ctx).entries(studio.session_id) == []
+        assert await studio.services.tips.entries(studio.session_id) == []
 
 
 async def test_a_tip_recorded_by_a_process_that_died_before_announcing_is_announced_on_retry(
@@ -84,7 +83,7 @@ async def test_a_tip_recorded_by_a_process_that_died_before_announcing_is_announ
 ) -> None:
     async with open_studio(bus) as studio:
         fan = studio.actor(request_id="req-9")
-        ledger = tips.ledger(studio.ctx)
+        ledger = studio.services.tips
         ledger.announce_claim_ms = 100
         # what a process does before it publishes: the tip is in the ledger, then it dies
         recorded = await ledger.record(
@@ -102,5 +101,5 @@ async def test_a_tip_recorded_by_a_process_that_died_before_announcing_is_announ
         assert announced.payload == {**recorded.tip.wire(), "totals": {"GBP": 3.0}}
         state: dict = {}
         for part in STATE_PARTS:
-            state.update(await part(studio.ctx, studio.session_id))
+            state.update(await part(studio.services, studio.session_id))
         assert state["tipTotals"] == {"GBP": 3.0}

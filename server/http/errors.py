@@ -15,13 +15,23 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from broker.models import ErrorCode, ProtocolError
-from server.core import CORE
+from server.context import CONTEXT
 from server.identity.auth import AuthError
 from server.interactions.sessions import ArtistBusy
 
-__all__ = ["error_middleware", "http_status", "json_error", "json_response", "read_model"]
+__all__ = [
+    "MAX_BODY",
+    "error_middleware",
+    "http_status",
+    "json_error",
+    "json_response",
+    "read_model",
+]
 
-log = logging.getLogger("vstudio.server.http")
+log = logging.getLogger("vstudio.server.http.errors")
+
+MAX_BODY = web.AppKey("max_body", int)
+"""The largest JSON body a REST route reads (the WebSocket's message limit)."""
 
 STATUS: dict[int, int] = {
     ErrorCode.INVALID_TICKET: 401,
@@ -66,7 +76,7 @@ async def read_model(
     request: web.Request, model: type[ModelT], extra: dict[str, Any] | None = None
 ) -> ModelT:
     """The JSON body validated by ``model`` (``extra`` merged in), or ProtocolError 4006/4007."""
-    limit = request.app["max_body"]
+    limit = request.app[MAX_BODY]
     raw = await request.read() if request.can_read_body else b""
     if len(raw) > limit:
         raise ProtocolError(
@@ -101,9 +111,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         log.info(
             "auth failure", extra={"reason": str(exc), "path": request.path, "peer": request.remote}
         )
-        core = request.app.get(CORE)
-        if core is not None:
-            core.metrics.errors.labels("auth").inc()
+        ctx = request.app.get(CONTEXT)
+        if ctx is not None:
+            ctx.metrics.errors.labels("auth").inc()
         response = json_error(401, 401, str(exc))
         response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
         return response

@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 document, built from the same pydantic models that validate the requests.
 
 Schemas come from ``model_json_schema``; the paths are assembled here, including one route per
-entry of :data:`server.interactions.registry.REST_ACTIONS`, so a new action appears in the
+entry of :data:`server.http.actions.REST_ACTIONS`, so a new action appears in the
 document by itself.
 """
 
@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from broker.models import CLIENT_PAYLOADS, ErrorPayload, Session, SessionUpdate
-from server.interactions.registry import REST_ACTIONS
+from server.http.actions import REST_ACTIONS
 
 __all__ = ["openapi_document"]
 

@@ -18,11 +18,9 @@ from typing import Any
 from aiohttp import web
 
 from broker.models import Session, SessionStatus
-from server.context import ServerContext
-from server.core import CORE
-from server.interactions.registry import state_part
+from server.context import CONTEXT
 
-__all__ = ["CONTENT_SECURITY_POLICY", "WEB_DIR", "page_limits", "public_session", "routes"]
+__all__ = ["CONTENT_SECURITY_POLICY", "WEB_DIR", "public_session", "routes"]
 
 WEB_DIR = Path(__file__).parent.parent / "web"
 
@@ -115,7 +113,7 @@ async def list_public(request: web.Request) -> web.Response:
         )
     cached = _listings.get(status)
     if cached is None or time.monotonic() - cached[0] > LISTING_TTL:
-        sessions = await request.app[CORE].store.list(status=status, limit=50)
+        sessions = await request.app[CONTEXT].sessions.list(status=status, limit=50)
         cached = (time.monotonic(), [public_session(s) for s in sessions])
         _listings[status] = cached
     return web.json_response({"sessions": cached[1]})
@@ -124,21 +122,10 @@ async def list_public(request: web.Request) -> web.Response:
 @routes.get("/web/sessions/{sessionId}")
 async def show_public(request: web.Request) -> web.Response:
     """One session's public fields, for the page before sign-in."""
-    session = await request.app[CORE].store.find(request.match_info["sessionId"])
+    session = await request.app[CONTEXT].sessions.find(request.match_info["sessionId"])
     if session is None:
         return web.json_response({"code": 4001, "message": "session not found"}, status=404)
     return web.json_response(public_session(session))
-
-
-@state_part
-async def page_limits(ctx: ServerContext, session_id: str) -> dict[str, Any]:
-    """The choices the page offers come from the server's settings, not from the page."""
-    settings = ctx.settings
-    return {
-        "allowedReactions": list(settings.allowed_reactions),
-        "tipCurrencies": list(settings.tip_currencies),
-        "chatMaxLength": settings.chat_max_length,
-    }
 
 
 routes.static("/static", WEB_DIR / "static", append_version=False)

@@ -22,9 +22,11 @@ from broker.models import (
     SessionUpdate,
     WireModel,
 )
-from server.core import CORE, highest_role
+from server.context import CONTEXT
 from server.http.errors import json_response, read_model
-from server.interactions.registry import Actor, perform
+from server.identity.participant import Participant
+from server.identity.tickets import highest_role
+from server.interactions.registry import Actor
 from server.interactions.sessions import new_session_id
 
 __all__ = ["SessionCreate", "routes"]
@@ -48,19 +50,19 @@ class SessionCreate(WireModel):
 
 @routes.post("/v1/vstudio/sessions")
 async def create_session(request: web.Request) -> web.Response:
-    core = request.app[CORE]
-    who = await core.identify(request)
+    ctx = request.app[CONTEXT]
+    who = await ctx.identify(request)
     if who.role != Role.ARTIST or who.guest:
         raise ProtocolError(ErrorCode.FORBIDDEN, "only artists create sessions")
     body = await read_model(request, SessionCreate)
     session = Session(id=new_session_id(), artist_id=who.user_id, **body.model_dump())
-    created = await core.store.create(session)
+    created = await ctx.sessions.create(session)
     return json_response(created.wire(), status=201)
 
 
 @routes.get("/v1/vstudio/sessions")
 async def list_sessions(request: web.Request) -> web.Response:
-    core = request.app[CORE]
+    ctx = request.app[CONTEXT]
     status_text = request.query.get("status")
     try:
         status = SessionStatus(status_text) if status_text else None
@@ -72,7 +74,7 @@ async def list_sessions(request: web.Request) -> web.Response:
         limit = min(int(request.query.get("limit", "100")), 500)
     except ValueError as exc:
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, "limit must be a number") from exc
-    found = await core.store.list(
+    found = await ctx.sessions.list(
         artist_id=request.query.get("artistId") or None, status=status, limit=limit
     )
     return json_response({"sessions": [session.wire() for session in found]})
@@ -80,37 +82,34 @@ async def list_sessions(request: web.Request) -> web.Response:
 
 @routes.get("/v1/vstudio/sessions/{sessionId}")
 async def get_session(request: web.Request) -> web.Response:
-    core = request.app[CORE]
-    session = await core.store.get(request.match_info["sessionId"])
+    ctx = request.app[CONTEXT]
+    session = await ctx.sessions.get(request.match_info["sessionId"])
     body = session.wire()
-    body["viewerCount"] = await core.presence.count(session.id)
+    body["viewerCount"] = await ctx.presence.count(session.id)
     return json_response(body)
 
 
 @routes.post("/v1/vstudio/sessions/{sessionId}/start")
 async def start_session(request: web.Request) -> web.Response:
-    core = request.app[CORE]
-    who = await core.identify(request)
-    session = await core.store.get(request.match_info["sessionId"])
+    ctx = request.app[CONTEXT]
+    who = await ctx.identify(request)
+    session = await ctx.sessions.get(request.match_info["sessionId"])
     if who.user_id != session.artist_id or who.guest:
         raise ProtocolError(ErrorCode.FORBIDDEN, "only the session's artist starts it")
-    started = await core.store.start(session.id)
+    started = await ctx.sessions.start(session.id)
     return json_response(started.wire())
 
 
 async def _perform(request: web.Request, kind: MessageType, payload: WireModel) -> web.Response:
-    core = request.app[CORE]
-    who = await core.identify(request)
-    session = await core.store.get(request.match_info["sessionId"])
+    ctx = request.app[CONTEXT]
+    who = await ctx.identify(request)
+    session = await ctx.sessions.get(request.match_info["sessionId"])
     actor = Actor(
-        user_id=who.user_id,
-        username=who.username,
-        role=highest_role(session, who),
-        session_id=session.id,
+        Participant(session.id, who.user_id, who.username, highest_role(session, who)),
         transport="rest",
         request_id=request.headers.get("Idempotency-Key"),
     )
-    result = await perform(core.ctx, actor, kind, payload)
+    result = await ctx.actions.perform(ctx.services, actor, kind, payload)
     return json_response(result if result is not None else {"ok": True})
 
 

@@ -11,7 +11,7 @@ from pydantic.alias_generators import to_camel
 
 from broker import keys
 from broker.models import ErrorCode, ProtocolError, Role
-from server.core import CORE
+from server.context import CONTEXT
 from server.http.errors import json_response, read_model
 from server.identity.accounts import AccountError
 from server.identity.auth import AuthError
@@ -46,51 +46,51 @@ class TicketRequest(ApiModel):
 @routes.post("/v1/auth/login")
 async def login(request: web.Request) -> web.Response:
     """Trade a username and password for a token."""
-    core = request.app[CORE]
+    ctx = request.app[CONTEXT]
     body = await read_model(request, LoginRequest)
     try:
-        account = await core.accounts.check(body.username, body.password)
+        account = await ctx.accounts.check(body.username, body.password)
     except AccountError as exc:
         raise AuthError(str(exc)) from exc
-    token = core.verifier.mint(account.user_id, account.role, username=account.username)
+    token = ctx.verifier.mint(account.user_id, account.role, username=account.username)
     return json_response(
-        {"token": token, "user": account.wire(), "expiresIn": core.settings.token_ttl}
+        {"token": token, "user": account.wire(), "expiresIn": ctx.settings.token_ttl}
     )
 
 
 @routes.post("/v1/auth/guest")
 async def guest(request: web.Request) -> web.Response:
     """A viewer token for one session that allows guests; limited per client address."""
-    core = request.app[CORE]
+    ctx = request.app[CONTEXT]
     body = await read_model(request, GuestRequest)
     address = request.remote or "unknown"
-    wait = await core.windows.retry_after(
+    wait = await ctx.windows.retry_after(
         f"{keys.PREFIX}:guest:{address}",
-        (Limit("tokens", core.settings.guest_rate_limit, 60.0),),
+        (Limit("tokens", ctx.settings.guest_rate_limit, 60.0),),
         time.time(),
     )
     if wait is not None:
         raise ProtocolError(ErrorCode.RATE_LIMITED, "too many guest tokens from this address", wait)
-    session = await core.store.get(body.session_id)
+    session = await ctx.sessions.get(body.session_id)
     if not session.allow_guests:
         raise ProtocolError(ErrorCode.FORBIDDEN, f"session {session.id} does not allow guests")
     user_id = f"guest-{secrets.token_hex(6)}"
-    token = core.verifier.mint(
+    token = ctx.verifier.mint(
         user_id, Role.VIEWER, username=user_id, extra={"guest": True, "sid": session.id}
     )
     user = {"id": user_id, "username": user_id, "role": "viewer", "guest": True}
-    return json_response({"token": token, "user": user, "expiresIn": core.settings.token_ttl})
+    return json_response({"token": token, "user": user, "expiresIn": ctx.settings.token_ttl})
 
 
 @routes.post("/v1/vstudio/ticket")
 async def ticket(request: web.Request) -> web.Response:
     """A single-use ticket for the WebSocket, with the role the user holds in the session."""
-    core = request.app[CORE]
-    who = await core.identify(request)
+    ctx = request.app[CONTEXT]
+    who = await ctx.identify(request)
     body = await read_model(request, TicketRequest)
-    session = await core.store.get(body.session_id)
+    session = await ctx.sessions.get(body.session_id)
     role = grant_role(session, who, body.role)
-    ticket_id = await core.tickets.issue(who, session.id, role)
+    ticket_id = await ctx.tickets.issue(who, session.id, role)
     return json_response(
-        {"ticket": ticket_id, "expiresIn": core.settings.ticket_ttl, "role": str(role)}
+        {"ticket": ticket_id, "expiresIn": ctx.settings.ticket_ttl, "role": str(role)}
     )

@@ -2,8 +2,8 @@
 
 A browser cannot set headers on a WebSocket upgrade, so it trades its JWT for a ticket over
 HTTPS first. Redeeming is one ``GETDEL``, so a ticket works once across every server process.
-:func:`grant_role` is the rule for which role a user may hold in a session; tickets, SSE and
-REST actions all use it.
+:func:`grant_role` is the rule for which role a user may hold in a session (tickets use it);
+:func:`highest_role` is the strongest one a caller without a ticket holds (SSE, REST).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from broker.models import ErrorCode, ProtocolError, Role, Session, SessionStatus
 from server.identity.auth import Identity
 from server.identity.participant import Participant
 
-__all__ = ["TicketStore", "grant_role"]
+__all__ = ["TicketStore", "grant_role", "highest_role"]
 
 
 def grant_role(session: Session, who: Identity, requested: Role | str | None) -> Role:
@@ -51,6 +51,21 @@ def grant_role(session: Session, who: Identity, requested: Role | str | None) ->
             "the token gate is not built yet, so token_holder cannot be granted; connect as viewer",
         )
     return role
+
+
+def highest_role(session: Session, who: Identity) -> Role:
+    """The strongest role ``who`` holds in ``session`` (REST and SSE callers have no ticket)."""
+    if session.status == SessionStatus.ENDED:
+        raise ProtocolError(ErrorCode.SESSION_ENDED, f"session {session.id} has ended")
+    if who.guest:
+        if not session.allow_guests or who.session_id not in (None, session.id):
+            raise ProtocolError(ErrorCode.FORBIDDEN, "this guest token is not valid here")
+        return Role.VIEWER
+    if who.user_id == session.artist_id:
+        return Role.ARTIST
+    if who.user_id in session.producer_ids:
+        return Role.PRODUCER
+    return Role.VIEWER
 
 
 class TicketStore:

@@ -25,10 +25,9 @@ from broker.models import (
     SessionStatus,
     now_ms,
 )
-from server.context import ServerContext
-from server.interactions.gate import redis_slot
 from server.interactions.moderation import is_muted
-from server.interactions.registry import Actor, action
+from server.interactions.registry import Action, Actor
+from server.interactions.services import Services
 
 __all__ = ["BADGES", "fan_message", "require_open"]
 
@@ -65,23 +64,22 @@ def fan_message(
     )
 
 
-@action(MessageType.CHAT_MESSAGE)
-async def send_chat(ctx: ServerContext, actor: Actor, message: ChatMessageIn) -> dict[str, Any]:
-    async with redis_slot(ctx):
-        return await _send_chat(ctx, actor, message)
+async def send_chat(services: Services, actor: Actor, message: ChatMessageIn) -> dict[str, Any]:
+    async with services.redis_gate:
+        return await _send_chat(services, actor, message)
 
 
-async def _send_chat(ctx: ServerContext, actor: Actor, message: ChatMessageIn) -> dict[str, Any]:
-    session = await ctx.sessions.get(actor.session_id)
+async def _send_chat(services: Services, actor: Actor, message: ChatMessageIn) -> dict[str, Any]:
+    session = await services.sessions.get(actor.session_id)
     require_open(session)
     if not session.chat_enabled:
         raise ProtocolError(ErrorCode.FORBIDDEN, "chat is turned off in this session")
-    if await is_muted(ctx.bus, actor.session_id, actor.user_id):
+    if await is_muted(services.bus, actor.session_id, actor.user_id):
         raise ProtocolError(ErrorCode.FORBIDDEN, "you are muted in this session's chat")
     normalized = fan_message(
-        actor, message.text, max_length=ctx.settings.chat_max_length, timestamp=now_ms()
+        actor, message.text, max_length=services.settings.chat_max_length, timestamp=now_ms()
     )
-    event_id = await ctx.bus.publish(
+    event_id = await services.bus.publish(
         actor.session_id,
         "chat",
         MessageType.CHAT_MESSAGE,
@@ -89,3 +87,7 @@ async def _send_chat(ctx: ServerContext, actor: Actor, message: ChatMessageIn) -
         dedupe_id=normalized.id,
     )
     return {"id": normalized.id, "eventId": event_id}
+
+
+ACTIONS = (Action(MessageType.CHAT_MESSAGE, send_chat),)
+"""The client messages this module performs."""

@@ -17,8 +17,8 @@ import orjson
 from broker import keys
 from broker.bus import Bus
 from broker.models import ChatDelete, ChatMute, MessageType
-from server.context import ServerContext
-from server.interactions.registry import STAFF, Actor, action, state_part
+from server.interactions.registry import STAFF, Action, Actor
+from server.interactions.services import Services
 
 __all__ = ["delete_from_history", "is_muted", "muted_users"]
 
@@ -72,29 +72,33 @@ async def delete_from_history(bus: Bus, session_id: str, request: ChatDelete) ->
     return await bus.delete_events(session_id, [entry.decode() for entry in doomed])
 
 
-@action(MessageType.CHAT_DELETE, roles=STAFF)
-async def delete_message(ctx: ServerContext, actor: Actor, request: ChatDelete) -> dict[str, Any]:
-    await ctx.sessions.get(actor.session_id)
-    removed = await delete_from_history(ctx.bus, actor.session_id, request)
+async def delete_message(services: Services, actor: Actor, request: ChatDelete) -> dict[str, Any]:
+    await services.sessions.get(actor.session_id)
+    removed = await delete_from_history(services.bus, actor.session_id, request)
     payload = {**request.wire(), "deletedBy": actor.username}
-    await ctx.bus.publish(actor.session_id, "chat", MessageType.CHAT_DELETE, payload)
+    await services.bus.publish(actor.session_id, "chat", MessageType.CHAT_DELETE, payload)
     return {**request.wire(), "removedFromHistory": removed}
 
 
-@action(MessageType.CHAT_MUTE, roles=STAFF)
-async def mute_user(ctx: ServerContext, actor: Actor, request: ChatMute) -> dict[str, Any]:
-    await ctx.sessions.get(actor.session_id)
+async def mute_user(services: Services, actor: Actor, request: ChatMute) -> dict[str, Any]:
+    await services.sessions.get(actor.session_id)
     key = keys.muted(actor.session_id)
     if request.muted:
-        await ctx.bus.redis.sadd(key, request.user_id)
+        await services.bus.redis.sadd(key, request.user_id)
     else:
-        await ctx.bus.redis.srem(key, request.user_id)
+        await services.bus.redis.srem(key, request.user_id)
     payload = {**request.wire(), "by": actor.username}
-    await ctx.bus.publish(actor.session_id, "events", MessageType.CHAT_MUTE, payload)
+    await services.bus.publish(actor.session_id, "events", MessageType.CHAT_MUTE, payload)
     return request.wire()
 
 
-@state_part
-async def moderation_state(ctx: ServerContext, session_id: str) -> dict[str, Any]:
+async def moderation_state(services: Services, session_id: str) -> dict[str, Any]:
     """``mutedUsers``: ids whose fan chat is refused, so a page can tell its user."""
-    return {"mutedUsers": await muted_users(ctx.bus, session_id)}
+    return {"mutedUsers": await muted_users(services.bus, session_id)}
+
+
+ACTIONS = (
+    Action(MessageType.CHAT_DELETE, delete_message, STAFF),
+    Action(MessageType.CHAT_MUTE, mute_user, STAFF),
+)
+"""The client messages this module performs."""

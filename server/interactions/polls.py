@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from broker import keys
-from broker.bus import OutgoingEvent
+from broker.bus import Bus, OutgoingEvent
 from broker.models import (
     ErrorCode,
     MessageType,
@@ -46,9 +46,10 @@ from broker.models import (
     SessionStatus,
     now_ms,
 )
-from server.context import ServerContext
-from server.interactions.gate import redis_slot
-from server.interactions.registry import STAFF, Actor, action, state_part
+from config import ServerSettings
+from server.interactions.loops import pause, stop_loop
+from server.interactions.registry import STAFF, Action, Actor
+from server.interactions.services import Services
 
 __all__ = [
     "DEADLINES",
@@ -243,9 +244,10 @@ def new_poll_id() -> str:
 class PollBook:
     """The polls of every session, in Redis: the scripts and the reads around them."""
 
-    def __init__(self, ctx: ServerContext) -> None:
-        redis = ctx.bus.redis
-        self.ctx = ctx
+    def __init__(self, bus: Bus, settings: ServerSettings) -> None:
+        redis = bus.redis
+        self.bus = bus
+        self.settings = settings
         self.redis = redis
         self._create = redis.register_script(CREATE_SCRIPT)
         self._update = redis.register_script(UPDATE_SCRIPT)
@@ -408,7 +410,7 @@ class PollBook:
         results = PollResults(
             poll_id=poll.id, results=poll.results, total_votes=sum(poll.results), final=True
         )
-        await self.ctx.bus.publish_many(
+        await self.bus.publish_many(
             session_id,
             "polls",
             [
@@ -420,7 +422,7 @@ class PollBook:
 
     async def claim_broadcast(self, session_id: str, poll_id: str) -> list[Any]:
         """Ask for the shared broadcast slot (see :data:`CLAIM_SCRIPT`)."""
-        interval_ms = max(1, int(1000 / self.ctx.settings.poll_results_per_second))
+        interval_ms = max(1, int(1000 / self.settings.poll_results_per_second))
         return _outcome(
             await self._claim(
                 keys=[poll_key(session_id, poll_id), _slot_key(session_id, poll_id)],
@@ -476,7 +478,7 @@ class PollRuntime:
                     results = PollResults(
                         poll_id=poll_id, results=list(reply[2]), total_votes=int(reply[1])
                     )
-                    await self.book.ctx.bus.publish(
+                    await self.book.bus.publish(
                         session_id, "polls", MessageType.POLL_RESULTS, results.wire()
                     )
                 elif reply[0] == "wait":
@@ -525,70 +527,48 @@ class PollRuntime:
             await self.book.redis.zrem(DEADLINES, member)
 
 
-async def pause(stopping: asyncio.Event, seconds: float) -> None:
-    """Sleep, waking early when ``stopping`` is set."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stopping.wait(), seconds)
-
-
-async def stop_loop(task: asyncio.Task[None], timeout: float = 5.0) -> None:
-    """Wait for a loop told to stop; cancel it if it does not within ``timeout``.
-
-    Loops are stopped by a flag rather than by cancellation, because a cancellation that
-    lands inside a Redis call can be absorbed by the client and leave the loop running.
-    """
-    done, _ = await asyncio.wait({task}, timeout=timeout)
-    if not done:
-        task.cancel()
-        await asyncio.wait({task}, timeout=1.0)
-
-
-def runtime(ctx: ServerContext) -> PollRuntime:
-    """This process's poll runtime, made on first use."""
-    found = ctx.extras.get("polls")
-    if found is None:
-        found = ctx.extras["polls"] = PollRuntime(PollBook(ctx))
-    return found
-
-
-@action(MessageType.POLL_CREATE, roles=STAFF)
-async def create_poll(ctx: ServerContext, actor: Actor, spec: PollCreate) -> dict[str, Any]:
-    book = runtime(ctx).book
+async def create_poll(services: Services, actor: Actor, spec: PollCreate) -> dict[str, Any]:
+    book = services.polls.book
     poll = await book.create(actor.session_id, spec)
-    await ctx.bus.publish(actor.session_id, "polls", MessageType.POLL_CREATE, poll.wire())
+    await services.bus.publish(actor.session_id, "polls", MessageType.POLL_CREATE, poll.wire())
     return poll.wire()
 
 
-@action(MessageType.POLL_UPDATE, roles=STAFF)
-async def update_poll(ctx: ServerContext, actor: Actor, change: PollUpdate) -> dict[str, Any]:
-    book = runtime(ctx).book
+async def update_poll(services: Services, actor: Actor, change: PollUpdate) -> dict[str, Any]:
+    book = services.polls.book
     poll = await book.update(actor.session_id, change)
-    await ctx.bus.publish(actor.session_id, "polls", MessageType.POLL_UPDATE, poll.wire())
+    await services.bus.publish(actor.session_id, "polls", MessageType.POLL_UPDATE, poll.wire())
     return poll.wire()
 
 
-@action(MessageType.POLL_END, roles=STAFF)
-async def end_poll(ctx: ServerContext, actor: Actor, request: PollEnd) -> dict[str, Any]:
-    poll = await runtime(ctx).book.end(actor.session_id, request.poll_id)
+async def end_poll(services: Services, actor: Actor, request: PollEnd) -> dict[str, Any]:
+    poll = await services.polls.book.end(actor.session_id, request.poll_id)
     assert poll is not None  # a manual end either ends the poll or raises
     return poll.wire()
 
 
-@action(MessageType.POLL_VOTE, roles=frozenset(Role))
-async def vote(ctx: ServerContext, actor: Actor, ballot: PollVote) -> dict[str, Any]:
-    polls = runtime(ctx)
-    async with redis_slot(ctx):
+async def vote(services: Services, actor: Actor, ballot: PollVote) -> dict[str, Any]:
+    polls = services.polls
+    async with services.redis_gate:
         await polls.book.vote(actor.session_id, actor.user_id, ballot)
     polls.voted(actor.session_id, ballot.poll_id)
     return {"pollId": ballot.poll_id, "option": ballot.option, "counted": True}
 
 
-@state_part
-async def polls_state(ctx: ServerContext, session_id: str) -> dict[str, Any]:
+async def polls_state(services: Services, session_id: str) -> dict[str, Any]:
     """``activePoll`` (or null) and ``polls``: the session's latest polls with their counts."""
-    polls = await runtime(ctx).book.all(session_id)
+    polls = await services.polls.book.all(session_id)
     active = next((poll for poll in polls if poll.status == PollStatus.ACTIVE), None)
     return {
         "activePoll": active.wire() if active else None,
         "polls": [poll.wire() for poll in polls[-ENDED_IN_STATE:]],
     }
+
+
+ACTIONS = (
+    Action(MessageType.POLL_CREATE, create_poll, STAFF),
+    Action(MessageType.POLL_UPDATE, update_poll, STAFF),
+    Action(MessageType.POLL_END, end_poll, STAFF),
+    Action(MessageType.POLL_VOTE, vote, frozenset(Role)),
+)
+"""The client messages this module performs."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker import keys
+from broker.bus import Bus
 from broker.models import (
     ErrorCode,
     MessageType,
@@ -25,11 +26,11 @@ from broker.models import (
     ReactionSend,
     now_ms,
 )
-from server.context import ServerContext
+from config import ServerSettings
 from server.interactions.chat import require_open
-from server.interactions.gate import redis_slot
-from server.interactions.polls import pause, stop_loop
-from server.interactions.registry import Actor, action
+from server.interactions.loops import pause, stop_loop
+from server.interactions.registry import Action, Actor
+from server.interactions.services import Services
 
 __all__ = ["ReactionWindows", "allowed_emoji"]
 
@@ -88,19 +89,20 @@ def _done_key(session_id: str, window: int) -> str:
 class ReactionWindows:
     """One process's part: count reactions and close the windows it counted into."""
 
-    ctx: ServerContext
+    bus: Bus
+    settings: ServerSettings
     pending: set[tuple[str, int]] = field(default_factory=set)
     closer: asyncio.Task[None] | None = None
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
-        redis = self.ctx.bus.redis
+        redis = self.bus.redis
         self._count = redis.register_script(COUNT_SCRIPT)
         self._close = redis.register_script(CLOSE_SCRIPT)
 
     @property
     def window_ms(self) -> int:
-        return self.ctx.settings.reaction_window_ms
+        return self.settings.reaction_window_ms
 
     @property
     def grace_ms(self) -> int:
@@ -149,7 +151,7 @@ class ReactionWindows:
             counts = await self.close(session_id, window)
             if counts:
                 burst = ReactionBurst(counts=counts, window=self.window_ms)
-                await self.ctx.bus.publish(
+                await self.bus.publish(
                     session_id, "events", MessageType.REACTION_BURST, burst.wire()
                 )
 
@@ -173,21 +175,16 @@ class ReactionWindows:
             await pause(self.stopping, tick)
 
 
-def windows(ctx: ServerContext) -> ReactionWindows:
-    """This process's reaction windows, made on first use."""
-    found = ctx.extras.get("reactions")
-    if found is None:
-        found = ctx.extras["reactions"] = ReactionWindows(ctx)
-    return found
-
-
-@action(MessageType.REACTION_SEND)
-async def send_reaction(ctx: ServerContext, actor: Actor, reaction: ReactionSend) -> dict[str, Any]:
-    emoji = allowed_emoji(reaction.emoji, ctx.settings.allowed_reactions)
-    async with redis_slot(ctx):
-        session = await ctx.sessions.get(actor.session_id)
+async def send_reaction(services: Services, actor: Actor, reaction: ReactionSend) -> dict[str, Any]:
+    emoji = allowed_emoji(reaction.emoji, services.settings.allowed_reactions)
+    async with services.redis_gate:
+        session = await services.sessions.get(actor.session_id)
         require_open(session)
         if not session.reactions_enabled:
             raise ProtocolError(ErrorCode.FORBIDDEN, "reactions are turned off in this session")
-        await windows(ctx).count(actor.session_id, emoji)
+        await services.reactions.count(actor.session_id, emoji)
     return {"emoji": emoji}
+
+
+ACTIONS = (Action(MessageType.REACTION_SEND, send_reaction),)
+"""The client messages this module performs."""

@@ -1,4 +1,5 @@
-"""Sessions in Redis: create, read, list, start, end, update, with the lifecycle enforced.
+"""Sessions in Redis: create, read, list, start, end, update, with the lifecycle enforced;
+and the client messages about the session itself (``session.end``, ``.update``, ``.join``).
 
 A session is a hash whose fields are the wire fields, each holding its JSON value, so a field
 changes alone (``HSET chatEnabled true``) and a Lua script can compare ``status`` without a
@@ -21,13 +22,16 @@ from broker.models import (
     ErrorCode,
     MessageType,
     ProtocolError,
+    Role,
     Session,
     SessionStatus,
     SessionUpdate,
     now_ms,
 )
+from server.interactions.registry import STAFF, Action, Actor
+from server.interactions.services import Services
 
-__all__ = ["ArtistBusy", "SessionStore", "new_session_id"]
+__all__ = ["ACTIONS", "PRODUCER_TOGGLES", "ArtistBusy", "SessionStore", "new_session_id"]
 
 MOVE_SCRIPT = """
 -- KEYS[1] session hash; ARGV[1] expected status JSON, ARGV[2] new status JSON,
@@ -203,3 +207,43 @@ class SessionStore:
             ErrorCode.INVALID_MESSAGE,
             f"session {session_id} changed to {outcome} meanwhile; cannot become {target}",
         )
+
+
+# --- client messages about the session -------------------------------------------------------
+
+PRODUCER_TOGGLES = frozenset({"chat_enabled", "reactions_enabled"})
+"""What a producer may change; everything else of a session is the artist's."""
+
+
+async def end_session(services: Services, actor: Actor, payload: Any) -> dict[str, Any]:
+    """End the session for everyone; every process closes its clients with 4002."""
+    ended = await services.sessions.end(actor.session_id, ended_by=actor.user_id)
+    return {"session": ended.wire()}
+
+
+async def update_session(
+    services: Services, actor: Actor, payload: SessionUpdate
+) -> dict[str, Any]:
+    """Change the session; producers only toggle chat and reactions."""
+    if actor.role == Role.PRODUCER:
+        others = sorted(payload.model_fields_set - PRODUCER_TOGGLES)
+        if others:
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN,
+                f"producers may only toggle chatEnabled and reactionsEnabled, not {others}",
+            )
+    updated = await services.sessions.update(actor.session_id, payload)
+    return {"session": updated.wire()}
+
+
+async def join_session(services: Services, actor: Actor, payload: Any) -> dict[str, Any]:
+    """A client's explicit join: it is already counted since it connected; say so."""
+    return {"ok": True, "sessionId": actor.session_id}
+
+
+ACTIONS = (
+    Action(MessageType.SESSION_END, end_session, frozenset({Role.ARTIST})),
+    Action(MessageType.SESSION_UPDATE, update_session, STAFF),
+    Action(MessageType.SESSION_JOIN, join_session),
+)
+"""The client messages this module performs."""

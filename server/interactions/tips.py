@@ -21,6 +21,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
+import redis.asyncio as aioredis
 
 from broker import keys
 from broker.models import (
@@ -32,10 +33,9 @@ from broker.models import (
     TipSend,
     now_ms,
 )
-from server.context import ServerContext
 from server.interactions.chat import require_open
-from server.interactions.gate import redis_slot
-from server.interactions.registry import Actor, action, state_part
+from server.interactions.registry import Action, Actor
+from server.interactions.services import Services
 
 __all__ = ["MINOR_UNITS", "Recorded", "TipLedger", "to_minor"]
 
@@ -113,8 +113,8 @@ def check_tip(tip: TipSend, *, currencies: list[str], max_amount: float) -> int:
 class TipLedger:
     """The session's tips in Redis: record once, announce once, read the ledger and totals."""
 
-    def __init__(self, ctx: ServerContext) -> None:
-        self.redis = ctx.bus.redis
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
         self.announce_claim_ms = ANNOUNCE_CLAIM_MS
         self._record = self.redis.register_script(RECORD_SCRIPT)
 
@@ -164,15 +164,7 @@ class TipLedger:
         return [orjson.loads(fields[b"tip"]) for _, fields in rows]
 
 
-def ledger(ctx: ServerContext) -> TipLedger:
-    found = ctx.extras.get("tips")
-    if found is None:
-        found = ctx.extras["tips"] = TipLedger(ctx)
-    return found
-
-
-@action(MessageType.TIP_SEND, roles={Role.VIEWER, Role.TOKEN_HOLDER})
-async def send_tip(ctx: ServerContext, actor: Actor, tip: TipSend) -> dict[str, Any]:
+async def send_tip(services: Services, actor: Actor, tip: TipSend) -> dict[str, Any]:
     if not actor.request_id:
         raise ProtocolError(
             ErrorCode.INVALID_MESSAGE,
@@ -180,23 +172,28 @@ async def send_tip(ctx: ServerContext, actor: Actor, tip: TipSend) -> dict[str, 
             "retried tip is never counted twice",
         )
     minor = check_tip(
-        tip, currencies=ctx.settings.tip_currencies, max_amount=ctx.settings.tip_max_amount
+        tip,
+        currencies=services.settings.tip_currencies,
+        max_amount=services.settings.tip_max_amount,
     )
-    tips = ledger(ctx)
-    async with redis_slot(ctx):
-        require_open(await ctx.sessions.get(actor.session_id))
+    tips = services.tips
+    async with services.redis_gate:
+        require_open(await services.sessions.get(actor.session_id))
         recorded = await tips.record(actor.session_id, actor, tip, actor.request_id, minor)
         if recorded.announce:
             totals = await tips.totals(actor.session_id)
             announcement = {**recorded.tip.wire(), "totals": totals}
-            await ctx.bus.publish(
+            await services.bus.publish(
                 actor.session_id, "events", MessageType.TIP_RECEIVED, announcement
             )
             await tips.announced(actor.session_id, actor.user_id, actor.request_id)
     return {"tip": recorded.tip.wire(), "duplicate": not recorded.fresh}
 
 
-@state_part
-async def tips_state(ctx: ServerContext, session_id: str) -> dict[str, Any]:
+async def tips_state(services: Services, session_id: str) -> dict[str, Any]:
     """``tipTotals``: the session's tips summed per currency."""
-    return {"tipTotals": await ledger(ctx).totals(session_id)}
+    return {"tipTotals": await services.tips.totals(session_id)}
+
+
+ACTIONS = (Action(MessageType.TIP_SEND, send_tip, frozenset({Role.VIEWER, Role.TOKEN_HOLDER})),)
+"""The client messages this module performs."""

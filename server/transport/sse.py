@@ -20,10 +20,11 @@ import orjson
 from aiohttp import web
 
 from broker.models import ErrorCode, ProtocolError, SessionStatus
-from server.core import CORE, highest_role
+from server.context import CONTEXT
 from server.fanout.frame import Outgoing
 from server.fanout.subscriber import SubscriberState
 from server.identity.participant import Participant
+from server.identity.tickets import highest_role
 from server.transport.wire import KEEPALIVE, STREAM_ID, sse_event
 
 __all__ = ["SseClient", "routes"]
@@ -94,19 +95,19 @@ class SseClient(SubscriberState):
 
 @routes.get("/v1/vstudio/sse/{sessionId}")
 async def sse(request: web.Request) -> web.StreamResponse:
-    core = request.app[CORE]
+    ctx = request.app[CONTEXT]
     session_id = request.match_info["sessionId"]
-    if core.draining:
+    if ctx.attendance.draining:
         raise web.HTTPServiceUnavailable(reason="server restarting; reconnect")
     if "ticket" in request.query:
-        ticket = await core.tickets.redeem(request.query["ticket"])
+        ticket = await ctx.tickets.redeem(request.query["ticket"])
         if ticket.session_id != session_id:
             raise ProtocolError(ErrorCode.INVALID_TICKET, "the ticket is for another session")
         participant = ticket
-        session = await core.store.get(session_id)
+        session = await ctx.sessions.get(session_id)
     else:
-        who = await core.identify(request, token=request.query.get("token"))
-        session = await core.store.get(session_id)
+        who = await ctx.identify(request, token=request.query.get("token"))
+        session = await ctx.sessions.get(session_id)
         role = highest_role(session, who)
         participant = Participant(session_id, who.user_id, who.username, role)
     if session.status == SessionStatus.ENDED:
@@ -117,13 +118,13 @@ async def sse(request: web.Request) -> web.StreamResponse:
 
     client = SseClient(
         participant,
-        buffer_limit=core.settings.send_buffer_limit,
+        buffer_limit=ctx.settings.send_buffer_limit,
         transport=request.transport,
     )
     try:
-        await core.hub.attach(client, since=since, first=partial(core.join, client))
+        await ctx.hub.attach(client, since=since, first=partial(ctx.attendance.join, client))
     except BaseException:
-        await core.leave(client)
+        await ctx.attendance.leave(client)
         raise
     response = web.StreamResponse(
         headers={
@@ -135,7 +136,7 @@ async def sse(request: web.Request) -> web.StreamResponse:
     try:
         await response.prepare(request)
         await response.write(f"retry: {RETRY_MS}\n\n".encode())
-        keepalive = core.settings.sse_keepalive
+        keepalive = ctx.settings.sse_keepalive
         while True:
             if not client.queue and not client.closed:
                 with contextlib.suppress(TimeoutError):
@@ -150,7 +151,7 @@ async def sse(request: web.Request) -> web.StreamResponse:
     except ConnectionResetError:
         pass
     finally:
-        await core.leave(client)
+        await ctx.attendance.leave(client)
     with contextlib.suppress(ConnectionResetError, RuntimeError):
         await response.write_eof()
     return response

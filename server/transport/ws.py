@@ -28,12 +28,12 @@ from broker.models import (
     SessionStatus,
     parse_client_frame,
 )
-from server.core import CORE, Core
+from server.context import CONTEXT, ServerContext
 from server.fanout.frame import Outgoing
 from server.fanout.framelog import FrameLog
 from server.fanout.subscriber import SubscriberState
 from server.identity.participant import Participant
-from server.interactions.registry import Actor, perform
+from server.interactions.registry import Actor
 from server.metrics import Metrics
 from server.ratelimit import SlidingWindow, limits_for
 from server.transport.wire import (
@@ -152,9 +152,9 @@ def _request_id_of(raw: bytes | str, max_bytes: int) -> str | None:
 
 
 async def _refuse(
-    ws: web.WebSocketResponse, core: Core, error: ProtocolError
+    ws: web.WebSocketResponse, ctx: ServerContext, error: ProtocolError
 ) -> web.WebSocketResponse:
-    core.metrics.errors.labels(f"close_{int(error.code)}").inc()
+    ctx.metrics.errors.labels(f"close_{int(error.code)}").inc()
     log.info("connection refused", extra={"code": int(error.code), "reason": error.message})
     await ws.close(code=int(error.code), message=error.message.encode()[:120])
     return ws
@@ -163,8 +163,8 @@ async def _refuse(
 @routes.get("/v1/vstudio/ws")
 @routes.get("/v1/vstudio/ws/{sessionId}")
 async def websocket(request: web.Request) -> web.StreamResponse:
-    core = request.app[CORE]
-    settings = core.settings
+    ctx = request.app[CONTEXT]
+    settings = ctx.settings
     ws = web.WebSocketResponse(
         autoping=False,
         compress=False,
@@ -172,19 +172,19 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         max_msg_size=max(settings.max_message_bytes * 16, 65536),
     )
     await ws.prepare(request)
-    if core.draining:
+    if ctx.attendance.draining:
         await ws.close(code=1012, message=b"server restarting; reconnect")
         return ws
     try:
-        ticket = await core.tickets.redeem(request.query.get("ticket"))
+        ticket = await ctx.tickets.redeem(request.query.get("ticket"))
         path_session = request.match_info.get("sessionId")
         if path_session and path_session != ticket.session_id:
             raise ProtocolError(ErrorCode.INVALID_TICKET, "the ticket is for another session")
-        cached = core.hub.cached_state(ticket.session_id)
+        cached = ctx.hub.cached_state(ticket.session_id)
         status = (
             cached["session"]["status"]
             if cached
-            else (await core.store.get(ticket.session_id)).status
+            else (await ctx.sessions.get(ticket.session_id)).status
         )
         if status == SessionStatus.ENDED:
             raise ProtocolError(ErrorCode.SESSION_ENDED, f"session {ticket.session_id} has ended")
@@ -192,7 +192,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         if since is not None and not STREAM_ID.fullmatch(since):
             raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"since={since!r} is not an event id")
     except ProtocolError as exc:
-        return await _refuse(ws, core, exc)
+        return await _refuse(ws, ctx, exc)
 
     # aiohttp types it as a BaseTransport; a served connection's is a full stream transport
     transport = cast(asyncio.Transport, request.transport)
@@ -213,17 +213,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     )
     try:
         try:
-            await core.hub.attach(client, since=since, first=partial(core.join, client))
+            await ctx.hub.attach(client, since=since, first=partial(ctx.attendance.join, client))
         except ProtocolError as exc:
-            return await _refuse(ws, core, exc)
-        actor = Actor(
-            user_id=ticket.user_id,
-            username=ticket.username,
-            role=ticket.role,
-            session_id=ticket.session_id,
-            transport="ws",
-            connection_id=secrets.token_hex(6),
-        )
+            return await _refuse(ws, ctx, exc)
+        actor = Actor(ticket, transport="ws", connection_id=secrets.token_hex(6))
         limiter = SlidingWindow()
         while not client.closed:
             receiving = True
@@ -236,10 +229,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
                 break
             finally:
                 receiving = False
-            if not await _serve_one(ws, core, client, actor, limiter, message):
+            if not await _serve_one(ws, ctx, client, actor, limiter, message):
                 break
     finally:
-        await core.leave(client)
+        await ctx.attendance.leave(client)
         if not ws.closed:  # sends the close frame, waits CLOSE_TIMEOUT for the client's
             reason = client.close_reason.encode()[:120]
             await ws.close(code=client.close_code or 1000, message=reason)
@@ -248,7 +241,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
 async def _serve_one(
     ws: web.WebSocketResponse,
-    core: Core,
+    ctx: ServerContext,
     client: WsClient,
     actor: Actor,
     limiter: SlidingWindow,
@@ -257,8 +250,8 @@ async def _serve_one(
     """Act on one thing the connection received; ``False`` when the connection ends."""
     client.last_heard = time.monotonic()
     if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-        core.metrics.messages_received.inc()
-        return await _handle(ws, core, client, actor, limiter, message.data)
+        ctx.metrics.messages_received.inc()
+        return await _handle(ws, ctx, client, actor, limiter, message.data)
     if message.type == WSMsgType.PING:
         await ws.pong(message.data)
         return True
@@ -271,18 +264,18 @@ async def _serve_one(
 
 async def _handle(
     ws: web.WebSocketResponse,
-    core: Core,
+    ctx: ServerContext,
     client: WsClient,
     actor: Actor,
     limiter: SlidingWindow,
     raw: str | bytes,
 ) -> bool:
     """Answer one client frame; ``False`` when the connection must end."""
-    settings = core.settings
+    settings = ctx.settings
     try:
         frame = parse_client_frame(raw, settings.max_message_bytes)
     except ProtocolError as exc:
-        core.metrics.errors.labels(f"error_{int(exc.code)}").inc()
+        ctx.metrics.errors.labels(f"error_{int(exc.code)}").inc()
         client.send_own(
             error_envelope(exc, _request_id_of(raw, settings.max_message_bytes)),
             "error",
@@ -310,16 +303,16 @@ async def _handle(
                 raise ProtocolError(
                     ErrorCode.RATE_LIMITED, f"too many {frame.type} messages; slow down", wait
                 )
-        result = await perform(
-            core.ctx, replace(actor, request_id=request_id), frame.type, frame.payload
+        result = await ctx.actions.perform(
+            ctx.services, replace(actor, request_id=request_id), frame.type, frame.payload
         )
     except ProtocolError as exc:
-        core.metrics.errors.labels(f"error_{int(exc.code)}").inc()
+        ctx.metrics.errors.labels(f"error_{int(exc.code)}").inc()
         client.send_own(error_envelope(exc, request_id), "error", exc.payload())
         return True
     except Exception:
         log.exception("handler failed", extra={"session": actor.session_id, "type": frame.type})
-        core.metrics.errors.labels("internal").inc()
+        ctx.metrics.errors.labels("internal").inc()
         body = {"code": 1011, "message": f"{frame.type} failed inside the server; try again"}
         client.send_own(envelope(MessageType.ERROR, body, request_id=request_id), "error", body)
         return True
