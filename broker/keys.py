@@ -102,8 +102,24 @@ def muted(session_id: str) -> str:
 
 
 def poll(session_id: str, poll_id: str) -> str:
-    """Hash with one poll; ``:voters`` and ``:broadcast`` keys hang off it."""
+    """Hash with one poll; :func:`poll_voters` and :func:`poll_broadcast` hang off it."""
     return f"{session_prefix(session_id)}:poll:{poll_id}"
+
+
+def poll_voters(session_id: str, poll_id: str) -> str:
+    """Set of the users (or ``user:option`` pairs) that voted in the poll."""
+    return f"{poll(session_id, poll_id)}:voters"
+
+
+def poll_broadcast(session_id: str, poll_id: str) -> str:
+    """The claim on the poll's next results broadcast (one process sends each)."""
+    return f"{poll(session_id, poll_id)}:broadcast"
+
+
+POLL_DEADLINES = f"{PREFIX}:polls:deadlines"
+"""Sorted set ``sessionId/pollId`` scored by ``endsAt``: what the auto-end loops look at.
+
+One key for every session (not hash-tagged): the loops read it across sessions."""
 
 
 def active_poll(session_id: str) -> str:
@@ -123,8 +139,18 @@ def presence(session_id: str) -> tuple[str, str]:
 
 
 def reaction_window(session_id: str, window: int) -> str:
-    """Hash of one reaction window's counts; ``:done`` marks it closed."""
+    """Hash of one reaction window's counts; :func:`reaction_window_done` marks it closed."""
     return f"{session_prefix(session_id)}:reactions:{window}"
+
+
+def reaction_window_done(session_id: str, window: int) -> str:
+    """Set once the window's counts were published, so it is published once."""
+    return f"{reaction_window(session_id, window)}:done"
+
+
+def guest_rate(address: str) -> str:
+    """Sliding-window limit of the guest tokens one client address may get."""
+    return f"{PREFIX}:guest:{address}"
 
 
 def rest_rate(session_id: str, user_id: str) -> str:
@@ -145,6 +171,11 @@ def tip_requests(session_id: str) -> str:
 def tip_announced(session_id: str) -> str:
     """Hash of (user, requestId) pairs whose tip.received went out."""
     return f"{session_prefix(session_id)}:tips:announced"
+
+
+def tip_announce_claim(session_id: str, request_id: str) -> str:
+    """One process's claim on announcing a recorded tip (expires if that process dies)."""
+    return f"{tip_announced(session_id)}:claim:{request_id}"
 
 
 def tip_totals(session_id: str) -> str:

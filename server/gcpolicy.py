@@ -25,7 +25,7 @@ from typing import Protocol
 
 __all__ = ["ConnectionCounts", "FreezePolicy", "keep_collections_short"]
 
-log = logging.getLogger("vstudio.server.gc")
+log = logging.getLogger("vstudio.server.gcpolicy")
 
 TICK_SECONDS = 1.0
 """How often the policy looks at the connection counts."""

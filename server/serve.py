@@ -30,7 +30,7 @@ from server.identity.auth import resolve_jwt_secret
 
 __all__ = ["PortTaken", "bind_socket", "find_free_port", "run", "serve"]
 
-log = logging.getLogger("vstudio.server")
+log = logging.getLogger("vstudio.server.serve")
 
 
 class PortTaken(RuntimeError):

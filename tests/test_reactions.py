@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 from interactions_support import attach, open_studio
 
-from broker import Bus, connect
+from broker import Bus, connect, keys
 from broker.models import ErrorCode, MessageType, ProtocolError, SessionUpdate
 from server.interactions import reactions
 from server.interactions.reactions import allowed_emoji
@@ -77,10 +77,10 @@ async def test_a_count_after_its_window_closed_goes_to_the_next_window(bus: Bus)
         # a count computed for the closed window (in flight while it closed) lands in the next
         await windows._count(
             keys=[
-                reactions._window_key(session, window),
-                reactions._done_key(session, window),
-                reactions._window_key(session, window + 1),
-                reactions._done_key(session, window + 1),
+                keys.reaction_window(session, window),
+                keys.reaction_window_done(session, window),
+                keys.reaction_window(session, window + 1),
+                keys.reaction_window_done(session, window + 1),
             ],
             args=["🎉", 1000],
         )
@@ -106,7 +106,7 @@ async def test_a_count_delayed_past_two_windows_still_lands_in_an_open_one(bus: 
         counter = studio.services.reactions
         now = reactions.now_ms() // 1000
         for window in range(now - 1, now + 2):  # these windows were closed meanwhile
-            await bus.redis.set(reactions._done_key(sid, window), "1", px=60_000)
+            await bus.redis.set(keys.reaction_window_done(sid, window), "1", px=60_000)
         await counter.count(sid, "🔥")
         [(_, window)] = counter.pending
         assert window >= now + 2

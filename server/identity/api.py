@@ -65,7 +65,7 @@ async def guest(request: web.Request) -> web.Response:
     body = await read_model(request, GuestRequest)
     address = request.remote or "unknown"
     wait = await ctx.windows.retry_after(
-        f"{keys.PREFIX}:guest:{address}",
+        keys.guest_rate(address),
         (Limit("tokens", ctx.settings.guest_rate_limit, 60.0),),
         time.time(),
     )

@@ -61,10 +61,9 @@ __all__ = [
     "stop_loop",
 ]
 
-log = logging.getLogger("vstudio.polls")
+log = logging.getLogger("vstudio.server.interactions.polls")
 
-DEADLINES = "vstudio:polls:deadlines"
-"""Sorted set ``sessionId/pollId`` scored by ``endsAt``: what the auto-end loops look at."""
+DEADLINES = keys.POLL_DEADLINES
 
 ENDED_IN_STATE = 50
 """Ended polls listed in ``session.state`` (newest); ``GET .../polls`` lists every one."""
@@ -196,14 +195,6 @@ def poll_key(session_id: str, poll_id: str) -> str:
             ErrorCode.INVALID_MESSAGE, f"poll {poll_id!r} does not exist in this session"
         )
     return keys.poll(session_id, poll_id)
-
-
-def _voters_key(session_id: str, poll_id: str) -> str:
-    return f"{poll_key(session_id, poll_id)}:voters"
-
-
-def _slot_key(session_id: str, poll_id: str) -> str:
-    return f"{poll_key(session_id, poll_id)}:broadcast"
 
 
 def _text(value: bytes | str) -> str:
@@ -357,7 +348,7 @@ class PollBook:
             await self._vote(
                 keys=[
                     poll_key(session_id, vote.poll_id),
-                    _voters_key(session_id, vote.poll_id),
+                    keys.poll_voters(session_id, vote.poll_id),
                     keys.session(session_id),
                 ],
                 args=[user_id, vote.option],
@@ -391,7 +382,7 @@ class PollBook:
                 keys=[
                     poll_key(session_id, poll_id),
                     keys.active_poll(session_id),
-                    _slot_key(session_id, poll_id),
+                    keys.poll_broadcast(session_id, poll_id),
                 ],
                 args=[poll_id, "expired" if expired else "manual"],
             )
@@ -425,7 +416,7 @@ class PollBook:
         interval_ms = max(1, int(1000 / self.settings.poll_results_per_second))
         return _outcome(
             await self._claim(
-                keys=[poll_key(session_id, poll_id), _slot_key(session_id, poll_id)],
+                keys=[poll_key(session_id, poll_id), keys.poll_broadcast(session_id, poll_id)],
                 args=[interval_ms],
             )
         )

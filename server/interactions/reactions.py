@@ -34,7 +34,7 @@ from server.interactions.services import Services
 
 __all__ = ["ReactionWindows", "allowed_emoji"]
 
-log = logging.getLogger("vstudio.reactions")
+log = logging.getLogger("vstudio.server.interactions.reactions")
 
 VARIATION_SELECTOR = "\ufe0f"
 KEEP_MS = 60_000
@@ -77,14 +77,6 @@ def allowed_emoji(emoji: str, allowed: list[str]) -> str:
     )
 
 
-def _window_key(session_id: str, window: int) -> str:
-    return keys.reaction_window(session_id, window)
-
-
-def _done_key(session_id: str, window: int) -> str:
-    return f"{_window_key(session_id, window)}:done"
-
-
 @dataclass
 class ReactionWindows:
     """One process's part: count reactions and close the windows it counted into."""
@@ -116,7 +108,10 @@ class ReactionWindows:
             candidates = [
                 key
                 for later in range(window, window + LOOKAHEAD)
-                for key in (_window_key(session_id, later), _done_key(session_id, later))
+                for key in (
+                    keys.reaction_window(session_id, later),
+                    keys.reaction_window_done(session_id, later),
+                )
             ]
             offset = int(await self._count(keys=candidates, args=[emoji, KEEP_MS]))
             if offset >= 0:
@@ -130,7 +125,11 @@ class ReactionWindows:
     async def close(self, session_id: str, window: int) -> dict[str, int] | None:
         """Close one window; its counts if this process won it and it had any."""
         flat = await self._close(
-            keys=[_window_key(session_id, window), _done_key(session_id, window)], args=[KEEP_MS]
+            keys=[
+                keys.reaction_window(session_id, window),
+                keys.reaction_window_done(session_id, window),
+            ],
+            args=[KEEP_MS],
         )
         if not flat:
             return None

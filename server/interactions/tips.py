@@ -138,7 +138,7 @@ class TipLedger:
                 keys.tip_ledger(session_id),
                 keys.tip_totals(session_id),
                 keys.tip_announced(session_id),
-                f"{keys.tip_announced(session_id)}:claim:{request}",
+                keys.tip_announce_claim(session_id, request),
             ],
             args=[request, orjson.dumps(stored), tip.currency, minor, self.announce_claim_ms],
         )
