@@ -24,7 +24,9 @@ __all__ = [
     "Bus",
     "BusEvent",
     "OutgoingEvent",
+    "RawHash",
     "Replay",
+    "StreamEntries",
     "StreamKind",
     "decode_published",
     "encode_event",
@@ -34,6 +36,8 @@ __all__ = [
 StreamKind = Literal["events", "chat", "polls"]
 StreamEntries = list[tuple[bytes, dict[bytes, bytes]]]
 """XRANGE's answer as the bus's client gives it: it never decodes responses, so all bytes."""
+RawHash = dict[bytes, bytes]
+"""HGETALL's answer from a client that does not decode responses."""
 CHANNEL_OF: dict[str, Any] = {
     "events": keys.events_channel,
     "chat": keys.chat_channel,

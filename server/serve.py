@@ -170,9 +170,9 @@ def _run_workers(
     try:
         for _ in range(plan.settings.workers):
             ready = context.Event()
-            worker = context.Process(target=_worker_main, args=(plan, ready), daemon=False)
-            worker.start()
-            workers.append(worker)
+            process = context.Process(target=_worker_main, args=(plan, ready), daemon=False)
+            process.start()
+            workers.append(process)
             readies.append(ready)
         reserve.close()  # the workers hold the port now
         for ready, worker in zip(readies, workers, strict=True):

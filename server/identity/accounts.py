@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass
+from typing import cast
 
 import redis.asyncio as aioredis
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from broker import keys
+from broker.bus import RawHash
 from broker.models import Role
 
 __all__ = ["Account", "AccountError", "AccountStore", "valid_username"]
@@ -72,7 +74,7 @@ class AccountStore:
         """The account, or ``None``."""
         if not USERNAME.match(username):
             return None
-        raw = await self.redis.hgetall(keys.user(username))
+        raw = cast(RawHash, await self.redis.hgetall(keys.user(username)))
         if not raw or b"role" not in raw:
             return None
         return Account(raw[b"id"].decode(), raw[b"username"].decode(), Role(raw[b"role"].decode()))
@@ -82,7 +84,7 @@ class AccountStore:
         refused = AccountError("unknown user or wrong password")
         if not USERNAME.match(username):
             raise refused
-        digest = await self.redis.hget(keys.user(username), "hash")
+        digest = cast(bytes | None, await self.redis.hget(keys.user(username), "hash"))
         if digest is None:
             raise refused
         try:

@@ -10,12 +10,12 @@ change is announced with ``chat.mute``. Chat and reaction toggles are ``session.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from broker import keys
-from broker.bus import Bus
+from broker.bus import Bus, StreamEntries
 from broker.models import ChatDelete, ChatMute, MessageType
 from server.interactions.registry import STAFF, Action, Actor
 from server.interactions.services import Services
@@ -31,7 +31,8 @@ async def is_muted(bus: Bus, session_id: str, user_id: str) -> bool:
 
 
 async def muted_users(bus: Bus, session_id: str) -> list[str]:
-    return sorted(member.decode() for member in await bus.redis.smembers(keys.muted(session_id)))
+    members = cast(set[bytes], await bus.redis.smembers(keys.muted(session_id)))
+    return sorted(member.decode() for member in members)
 
 
 def matches(request: ChatDelete, payload: dict[str, Any]) -> bool:
@@ -57,7 +58,9 @@ async def delete_from_history(bus: Bus, session_id: str, request: ChatDelete) ->
     doomed: list[bytes] = []
     cursor = "-"
     while True:
-        page = await bus.redis.xrange(stream, min=cursor, max="+", count=SCAN_PAGE)
+        page = cast(
+            StreamEntries, await bus.redis.xrange(stream, min=cursor, max="+", count=SCAN_PAGE)
+        )
         for entry_id, fields in page:
             if fields.get(b"k") != b"chat":
                 continue

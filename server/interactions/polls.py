@@ -24,12 +24,12 @@ import logging
 import re
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from broker import keys
-from broker.bus import Bus, OutgoingEvent
+from broker.bus import Bus, OutgoingEvent, RawHash
 from broker.models import (
     ErrorCode,
     MessageType,
@@ -247,7 +247,7 @@ class PollBook:
         self._claim = redis.register_script(CLAIM_SCRIPT)
 
     async def get(self, session_id: str, poll_id: str) -> Poll | None:
-        raw = await self.redis.hgetall(poll_key(session_id, poll_id))
+        raw = cast(RawHash, await self.redis.hgetall(poll_key(session_id, poll_id)))
         return poll_from_hash(raw) if raw else None
 
     async def require(self, session_id: str, poll_id: str) -> Poll:
@@ -282,7 +282,7 @@ class PollBook:
 
     async def create(self, session_id: str, spec: PollCreate) -> Poll:
         poll_id = new_poll_id()
-        fields = {
+        fields: dict[str, str | int | bytes] = {
             "id": poll_id,
             "sessionId": session_id,
             "question": spec.question,
@@ -501,7 +501,10 @@ class PollRuntime:
         redis = self.book.redis
         while not self.stopping.is_set():
             try:
-                due = await redis.zrangebyscore(DEADLINES, "-inf", now_ms(), start=0, num=100)
+                due = cast(
+                    list[bytes],
+                    await redis.zrangebyscore(DEADLINES, "-inf", now_ms(), start=0, num=100),
+                )
                 for member in due:
                     session_id, _, poll_id = _text(member).partition("/")
                     ended = await self.book.end(session_id, poll_id, expired=True)

@@ -11,12 +11,13 @@ the artist's, not the session's, so each step stays within one Cluster slot.
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, cast
 
 import orjson
+from redis.typing import EncodableT
 
 from broker import keys
-from broker.bus import Bus
+from broker.bus import Bus, RawHash
 from broker.lifecycle import IllegalTransition, check_transition
 from broker.models import (
     ErrorCode,
@@ -59,7 +60,8 @@ def new_session_id() -> str:
     return secrets.token_hex(6)
 
 
-def _encode(fields: dict[str, Any]) -> dict[str, bytes]:
+def _encode(fields: dict[str, Any]) -> dict[EncodableT, EncodableT]:
+    """Each wire field as its own JSON value (typed as redis-py's ``hset`` takes a mapping)."""
     return {name: orjson.dumps(value) for name, value in fields.items()}
 
 
@@ -87,7 +89,7 @@ class SessionStore:
             key = keys.session(session_id)
         except ValueError:
             return None
-        raw = await self.redis.hgetall(key)
+        raw = cast(RawHash, await self.redis.hgetall(key))
         if not raw:
             return None
         return Session.model_validate(
@@ -105,7 +107,7 @@ class SessionStore:
         self, *, artist_id: str | None = None, status: SessionStatus | None = None, limit: int = 100
     ) -> list[Session]:
         """Newest first, filtered by artist and status."""
-        ids = await self.redis.zrevrange(keys.sessions_index(), 0, -1)
+        ids = cast(list[bytes], await self.redis.zrevrange(keys.sessions_index(), 0, -1))
         found: list[Session] = []
         for raw_id in ids:
             session = await self.find(raw_id.decode())
@@ -126,7 +128,7 @@ class SessionStore:
         self._check(session, SessionStatus.LIVE)
         live_key = keys.artist_live(session.artist_id)
         if not await self.redis.set(live_key, session_id, nx=True):
-            other = await self.redis.get(live_key)
+            other = cast(bytes | None, await self.redis.get(live_key))
             other_id = other.decode() if other else "?"
             if other_id != session_id:
                 raise ArtistBusy(

@@ -18,12 +18,13 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
 
 from broker import keys
+from broker.bus import RawHash, StreamEntries
 from broker.models import (
     ErrorCode,
     MessageType,
@@ -152,7 +153,7 @@ class TipLedger:
         await self.redis.hset(keys.tip_announced(session_id), f"{user_id}\0{request_id}", 1)
 
     async def totals(self, session_id: str) -> dict[str, float]:
-        raw = await self.redis.hgetall(keys.tip_totals(session_id))
+        raw = cast(RawHash, await self.redis.hgetall(keys.tip_totals(session_id)))
         return {
             currency.decode(): from_minor(int(units), currency.decode())
             for currency, units in sorted(raw.items())
@@ -160,7 +161,7 @@ class TipLedger:
 
     async def entries(self, session_id: str) -> list[dict[str, Any]]:
         """Every recorded tip, oldest first: what settlement reconciles against."""
-        rows = await self.redis.xrange(keys.tip_ledger(session_id))
+        rows = cast(StreamEntries, await self.redis.xrange(keys.tip_ledger(session_id)))
         return [orjson.loads(fields[b"tip"]) for _, fields in rows]
 
 

@@ -89,8 +89,10 @@ class SseClient(SubscriberState):
     def drop(self) -> None:
         """Cut a client that stopped reading: its handler may be stuck writing to it."""
         self.close(1008, "too slow")
-        if self.transport is not None:
+        if isinstance(self.transport, asyncio.WriteTransport):
             self.transport.abort()
+        elif self.transport is not None:
+            self.transport.close()
 
 
 @routes.get("/v1/vstudio/sse/{sessionId}")
