@@ -191,7 +191,7 @@ def raw_server_main(pipe: Connection) -> None:
     raise_file_limit()
 
     async def serve() -> None:
-        from server.transport.wire import ws_text_frame
+        from server.wire import ws_text_frame
 
         loop = asyncio.get_running_loop()
         transports: list[asyncio.Transport] = []

@@ -22,12 +22,12 @@ from aiohttp import web
 from broker.bus import Bus
 from broker.connection import connect
 from config import BrokerSettings, ServerSettings
+from server.attendance import Attendance
 from server.context import CONTEXT, ServerContext
 from server.fanout.hub import Hub
 from server.gcpolicy import keep_collections_short
-from server.http import actions, health, pages, reads, sessions
+from server.http import actions, auth, health, pages, reads, sessions
 from server.http.errors import MAX_BODY, error_middleware
-from server.identity import api as identity_api
 from server.identity.accounts import AccountStore
 from server.identity.auth import TokenVerifier
 from server.identity.tickets import TicketStore
@@ -39,7 +39,6 @@ from server.metrics import Metrics
 from server.presence import REFRESH_EVERY, Presence
 from server.ratelimit import RedisWindow
 from server.transport import sse, ws
-from server.transport.attendance import Attendance
 
 __all__ = ["build_app"]
 
@@ -122,7 +121,7 @@ def build_app(
     app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
     app[MAX_BODY] = settings.max_message_bytes
     app.add_routes(health.routes)
-    app.add_routes(identity_api.routes)
+    app.add_routes(auth.routes)
     app.add_routes(sessions.routes)
     app.add_routes(actions.routes())
     app.add_routes(reads.routes)

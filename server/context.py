@@ -13,6 +13,7 @@ from aiohttp import web
 
 from broker.bus import Bus
 from config import BrokerSettings, ServerSettings
+from server.attendance import Attendance
 from server.fanout.hub import Hub
 from server.identity.accounts import AccountStore
 from server.identity.auth import Identity, TokenVerifier, bearer_token
@@ -23,7 +24,6 @@ from server.interactions.sessions import SessionStore
 from server.metrics import Metrics
 from server.presence import Presence
 from server.ratelimit import RedisWindow
-from server.transport.attendance import Attendance
 
 __all__ = ["CONTEXT", "ServerContext"]
 

@@ -25,13 +25,33 @@ LAYERS: dict[str, frozenset[str]] = {
 }
 """Each project package, and the other project packages it may import."""
 
-FORBIDDEN_INSIDE: dict[str, tuple[str, ...]] = {
-    "server": (),
-}
+SERVER_LAYERS: list[tuple[str, ...]] = [
+    ("server.metrics", "server.presence", "server.ratelimit", "server.wire", "server.identity"),
+    ("server.interactions", "server.fanout"),
+    ("server.attendance", "server.gcpolicy"),
+    ("server.context",),
+    ("server.transport", "server.http"),
+    ("server.app",),
+    ("server.serve",),
+]
+"""The server's parts from the bottom up: each may import the layers below it only, not its
+own layer's other parts (the fan-out knows no interaction, a transport no REST route)."""
+
+
+def _server_rules() -> dict[str, tuple[str, ...]]:
+    rules = {}
+    for level, parts in enumerate(SERVER_LAYERS):
+        above = [part for layer in SERVER_LAYERS[level + 1 :] for part in layer]
+        for part in parts:
+            rules[part] = tuple(other for other in parts if other != part) + tuple(above)
+    return rules
+
+
+FORBIDDEN_INSIDE: dict[str, tuple[str, ...]] = _server_rules()
 """Sub-package rules: modules under a prefix, and the prefixes they may not import.
 
 A prefix names a module and everything under it, so ``"server.fanout": ("server.interactions",)``
-would keep the fan-out from importing any module of the interactions.
+keeps the fan-out from importing any module of the interactions.
 """
 
 ALLOWED_CYCLES: list[frozenset[str]] = [
@@ -228,6 +248,16 @@ def test_every_package_has_a_layer() -> None:
     assert packages <= set(LAYERS) | {"tests", "bench"}, (
         f"new packages {sorted(packages - set(LAYERS) - {'tests', 'bench'})}: give them a layer"
     )
+
+
+def test_every_server_module_has_a_layer() -> None:
+    parts = [part for layer in SERVER_LAYERS for part in layer]
+    homeless = [
+        name
+        for name in project_modules()
+        if name.startswith("server.") and not any(_under(name, part) for part in parts)
+    ]
+    assert not homeless, f"server modules outside SERVER_LAYERS: {homeless}; give them a layer"
 
 
 def test_packages_import_only_the_layers_below() -> None:

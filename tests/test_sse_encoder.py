@@ -8,7 +8,7 @@ import pytest
 
 from broker.bus import BusEvent, encode_event
 from server.fanout.frame import coalesce
-from server.transport.wire import KEEPALIVE, sse_comment, sse_event, ws_text_frame
+from server.wire import KEEPALIVE, sse_comment, sse_event, ws_text_frame
 
 
 def test_event_with_type_id_and_data() -> None:

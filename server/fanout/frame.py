@@ -16,7 +16,7 @@ import orjson
 
 from broker.bus import BusEvent, parse_stream_id
 from broker.models import MessageType, now_ms
-from server.transport.wire import sse_event, ws_text_frame
+from server.wire import sse_event, ws_text_frame
 
 __all__ = ["MAX_AGGREGATE", "ZERO", "Outgoing", "StreamId", "coalesce", "is_chat"]
 

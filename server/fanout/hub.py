@@ -43,7 +43,7 @@ from server.fanout.frame import MAX_AGGREGATE, ZERO, Outgoing, StreamId, coalesc
 from server.fanout.framelog import FrameLog, unseen_part
 from server.fanout.subscriber import FrameLogReader, Subscriber
 from server.metrics import Metrics
-from server.transport.wire import PING_FRAME
+from server.wire import PING_FRAME
 
 __all__ = ["Hub", "Room", "StateBuilder"]
 

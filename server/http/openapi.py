@@ -16,6 +16,8 @@ from pydantic.json_schema import models_json_schema
 
 from broker.models import CLIENT_PAYLOADS, ErrorPayload, Session, SessionUpdate
 from server.http.actions import REST_ACTIONS
+from server.http.auth import GuestRequest, LoginRequest, TicketRequest
+from server.http.sessions import SessionCreate
 
 __all__ = ["openapi_document"]
 
@@ -86,9 +88,6 @@ def _operation(
 @functools.cache
 def openapi_document() -> dict[str, Any]:
     """The whole document (built once per process)."""
-    from server.http.sessions import SessionCreate
-    from server.identity.api import GuestRequest, LoginRequest, TicketRequest
-
     models: list[type[BaseModel]] = [
         LoginRequest,
         GuestRequest,

@@ -25,7 +25,7 @@ from server.fanout.frame import Outgoing
 from server.fanout.subscriber import SubscriberState
 from server.identity.participant import Participant
 from server.identity.tickets import highest_role
-from server.transport.wire import KEEPALIVE, STREAM_ID, sse_event
+from server.wire import KEEPALIVE, STREAM_ID, sse_event
 
 __all__ = ["SseClient", "routes"]
 

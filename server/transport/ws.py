@@ -36,7 +36,7 @@ from server.identity.participant import Participant
 from server.interactions.registry import Actor
 from server.metrics import Metrics
 from server.ratelimit import SlidingWindow, limits_for
-from server.transport.wire import (
+from server.wire import (
     STREAM_ID,
     envelope,
     error_envelope,

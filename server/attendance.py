@@ -22,7 +22,7 @@ from server.presence import Presence, SessionFull
 
 __all__ = ["PRESENCE_EVENTS_UP_TO", "Attendance"]
 
-log = logging.getLogger("vstudio.server.transport.attendance")
+log = logging.getLogger("vstudio.server.attendance")
 
 PRESENCE_EVENTS_UP_TO = 200
 """Above this many viewers a process sends at most one presence event per session per second."""
