@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from broker.models import Platform
-from ingest.base import AdapterFatal, AdapterStatus, Emit
+from ingest.base import AdapterFatal, AdapterState, AdapterStatus, Emit
 from ingest.discord_map import DiscordAuthor, DiscordChat, map_deletions, map_message
 
 try:
@@ -128,7 +128,7 @@ class DiscordAdapter:
         """Connect, read until the connection ends; AdapterFatal when retrying cannot help."""
         point_discord_at(self.api_url, self.gateway_url)
         client = _ChannelClient(self, emit)
-        self.status.state = "connecting"
+        self.status.state = AdapterState.CONNECTING
         try:
             await client.start(self.token, reconnect=True)
         except discord.LoginFailure as exc:
@@ -144,7 +144,7 @@ class DiscordAdapter:
                 await asyncio.shield(client.close())
         if client.fatal is not None:
             raise client.fatal
-        self.status.state = "disconnected"
+        self.status.state = AdapterState.DISCONNECTED
 
 
 class _ChannelClient(discord.Client if discord is not None else object):  # type: ignore[misc]
@@ -174,7 +174,7 @@ class _ChannelClient(discord.Client if discord is not None else object):  # type
             return
         if self.adapter.last_message_id is not None:
             await self._catch_up(channel)
-        self.adapter.status.state = "connected"
+        self.adapter.status.state = AdapterState.CONNECTED
         self.adapter.status.detail = f"#{getattr(channel, 'name', channel)} as {self.user}"
         log.info("discord bot %s reading #%s", self.user, getattr(channel, "name", channel))
 
@@ -191,10 +191,10 @@ class _ChannelClient(discord.Client if discord is not None else object):  # type
             log.warning("discord: could not read back missed messages (%s)", exc)
 
     async def on_resumed(self) -> None:
-        self.adapter.status.state = "connected"
+        self.adapter.status.state = AdapterState.CONNECTED
 
     async def on_disconnect(self) -> None:
-        self.adapter.status.state = "reconnecting"
+        self.adapter.status.state = AdapterState.RECONNECTING
 
     async def on_message(self, message: Any) -> None:
         if message.channel.id == self.adapter.channel_id and message.guild is not None:

@@ -23,7 +23,7 @@ from broker.models import (
     PlatformEvent,
     now_ms,
 )
-from ingest.base import AdapterStatus, Emit, IngestItem
+from ingest.base import AdapterState, AdapterStatus, Emit, IngestItem
 from ingest.twitch import twitch_emote_url
 
 __all__ = ["PLATFORMS", "ChatGenerator", "SimulatedChat"]
@@ -213,7 +213,7 @@ class SimulatedChat:
 
     async def run(self, emit: Emit) -> None:
         """Emit forever at the rate; every ~20 s a burst of a few seconds at ``burst_factor``x."""
-        self.status.state = "connected"
+        self.status.state = AdapterState.CONNECTED
         self.status.detail = f"simulating {self.target}"
         credit = 0.0
         last = time.monotonic()

@@ -22,7 +22,7 @@ from pydantic import Field, SecretStr, ValidationError
 
 from broker.models import ChatDelete, NormalizedChatMessage, Platform, now_ms
 from config.settings import PartSettings
-from ingest.base import AdapterFatal, AdapterStatus, Emit
+from ingest.base import AdapterFatal, AdapterState, AdapterStatus, Emit
 from ingest.batching import CLEAR_ALL_USERS
 from ingest.twitch import EMOTE_CDN, normalize_channel
 
@@ -133,7 +133,7 @@ class TwitchEventSub:
         settings = self.settings
         assert settings.twitch_client_id and settings.twitch_client_secret
         refresh = settings.twitch_refresh_token
-        self.status.state = "connecting"
+        self.status.state = AdapterState.CONNECTING
         self.status.detail = settings.twitch_eventsub_url
         client = twitchio.Client(
             client_id=settings.twitch_client_id,
@@ -149,7 +149,7 @@ class TwitchEventSub:
             client.add_listener(listener, event=event)
         try:
             await self._subscribe(client, twitchio, eventsub, refresh)
-            self.status.state = "connected"
+            self.status.state = AdapterState.CONNECTED
             self.status.detail = f"EventSub on #{self.channel}"
             await asyncio.Event().wait()
         finally:

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 
 from broker.models import Platform
-from ingest.base import AdapterFatal, AdapterStatus, Emit
+from ingest.base import AdapterFatal, AdapterState, AdapterStatus, Emit
 from ingest.youtube_map import (
     YouTubeApiError,
     channel_id_of,
@@ -110,13 +110,13 @@ class YouTubeAdapter:
                         f"{page['offlineAt']}; the broadcast is over"
                     )
                 interval = max(int(page.get("pollingIntervalMillis") or 1000), 0) / 1000
-                self.status.state = "connected"
+                self.status.state = AdapterState.CONNECTED
                 self.status.detail = f"chat {self.live_chat_id}, polled every {interval:g} s"
                 await asyncio.sleep(interval)
 
     async def _resolve_chat(self, http: aiohttp.ClientSession) -> str:
         """The live chat id of the video, resolving a channel to its live video first."""
-        self.status.state = "resolving"
+        self.status.state = AdapterState.RESOLVING
         video_id = self.video_id
         if video_id is None:
             channel = self.channel_id
@@ -167,6 +167,6 @@ class YouTubeAdapter:
             raise AdapterFatal(f"YouTube live chat of {self.target}: {error.message}") from error
         if not error.retryable:
             raise AdapterFatal(f"YouTube {resource} failed ({error.reason}): {error.message}")
-        self.status.state = "backing off"
+        self.status.state = AdapterState.BACKING_OFF
         self.status.detail = str(error)
         raise error

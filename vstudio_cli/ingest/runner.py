@@ -32,7 +32,7 @@ from broker.models import now_ms
 from broker.runtime import open_bus, redis_url
 from config import BrokerSettings, IngestSettings, load_settings
 from config.logging import configure_logging
-from ingest.base import Adapter, AdapterFatal
+from ingest.base import Adapter, AdapterFatal, AdapterState
 from ingest.heartbeat import read_records
 from ingest.runtime import Worker, WorkerGaveUp
 from vstudio_cli.ingest.group import JsonOption, RedisUrlOption, ingest_settings
@@ -43,6 +43,13 @@ log = logging.getLogger("vstudio.ingest")
 
 STATUS_EVERY = 5.0
 """Seconds between JSON status lines."""
+
+STATE_COLOURS = {
+    AdapterState.CONNECTED: "green",
+    AdapterState.RECONNECTING: "yellow",
+    AdapterState.FAILED: "red",
+}
+"""The status line's colour of a state; any other is cyan."""
 
 
 def _run_loop(main: Coroutine[Any, Any, int]) -> int:
@@ -173,7 +180,7 @@ def status_line(record: dict[str, Any], now: int) -> Text:
     last = record.get("lastMessageAt")
     age = f"{max(0.0, (now - last) / 1000):.1f} s ago" if last else "none yet"
     state = str(record.get("state"))
-    colour = {"connected": "green", "reconnecting": "yellow", "failed": "red"}.get(state, "cyan")
+    colour = STATE_COLOURS.get(state, "cyan")
     line = Text()
     line.append(f"● {state}", style=f"bold {colour}")
     line.append(f"  {record['platform']} {record['target']} → session {record['session']}")
