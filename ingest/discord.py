@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - depends on the install
 
 __all__ = ["DEFAULT_API_URL", "DiscordAdapter", "chat_of", "point_discord_at"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("vstudio.ingest.discord")
 
 DEFAULT_API_URL = "https://discord.com/api/v10"
 DEFAULT_GATEWAY_URL = "wss://gateway.discord.gg/"

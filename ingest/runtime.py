@@ -56,7 +56,7 @@ __all__ = [
     "wait_for_room",
 ]
 
-log = logging.getLogger("vstudio.ingest")
+log = logging.getLogger("vstudio.ingest.runtime")
 
 TICK_SECONDS = 0.5
 """How often counters are sampled for messages/s."""

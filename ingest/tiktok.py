@@ -61,7 +61,7 @@ except ImportError:  # pragma: no cover - depends on the install
 
 __all__ = ["TikTokAdapter"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("vstudio.ingest.tiktok")
 
 KNOWN_USERS_LIMIT = 50_000
 

@@ -36,7 +36,7 @@ __all__ = [
     "emote_fields",
 ]
 
-log = logging.getLogger("vstudio.ingest.twitch.eventsub")
+log = logging.getLogger("vstudio.ingest.twitch_eventsub")
 
 REFUSED = (400, 401, 403)
 """HTTP statuses of a refused credential: retrying cannot help."""

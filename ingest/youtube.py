@@ -32,7 +32,7 @@ from ingest.youtube_map import (
 
 __all__ = ["YouTubeAdapter"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("vstudio.ingest.youtube")
 
 DEFAULT_API_URL = "https://www.googleapis.com/youtube/v3"
 

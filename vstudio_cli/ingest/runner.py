@@ -39,7 +39,7 @@ from vstudio_cli.ingest.group import JsonOption, RedisUrlOption, ingest_settings
 
 __all__ = ["run_worker", "status", "status_line", "status_table"]
 
-log = logging.getLogger("vstudio.ingest")
+log = logging.getLogger("vstudio.vstudio_cli.ingest.runner")
 
 STATUS_EVERY = 5.0
 """Seconds between JSON status lines."""
