@@ -27,7 +27,7 @@ try:
     from discord.gateway import DiscordWebSocket
     from discord.http import Route
 except ImportError:  # pragma: no cover - depends on the install
-    discord = None  # type: ignore[assignment]
+    discord = None  # type: ignore[assignment]  # None marks discord.py as not installed
 
 __all__ = ["DEFAULT_API_URL", "DiscordAdapter", "chat_of", "point_discord_at"]
 
@@ -147,7 +147,9 @@ class DiscordAdapter:
         self.status.state = AdapterState.DISCONNECTED
 
 
-class _ChannelClient(discord.Client if discord is not None else object):  # type: ignore[misc]
+class _ChannelClient(
+    discord.Client if discord is not None else object  # type: ignore[misc]  # dynamic base
+):
     """A discord.py client that forwards one channel's messages and deletions."""
 
     def __init__(self, adapter: DiscordAdapter, emit: Emit) -> None:
@@ -173,15 +175,16 @@ class _ChannelClient(discord.Client if discord is not None else object):  # type
             await self.close()
             return
         if self.adapter.last_message_id is not None:
-            await self._catch_up(channel)
+            await self._catch_up(channel, self.adapter.last_message_id)
         self.adapter.status.state = AdapterState.CONNECTED
         self.adapter.status.detail = f"#{getattr(channel, 'name', channel)} as {self.user}"
         log.info("discord bot %s reading #%s", self.user, getattr(channel, "name", channel))
 
-    async def _catch_up(self, channel: Any) -> None:
-        """Read back what was said while no session was open (a RESUME replays by itself, a
-        new session does not). Overlap is harmless: the bus drops ids it has seen."""
-        after = discord.Object(id=self.adapter.last_message_id)
+    async def _catch_up(self, channel: Any, after_id: int) -> None:
+        """Read back what was said after ``after_id`` while no session was open (a RESUME
+        replays by itself, a new session does not). Overlap is harmless: the bus drops ids it
+        has seen."""
+        after = discord.Object(id=after_id)
         try:
             async for message in channel.history(
                 limit=self.adapter.catch_up_limit, after=after, oldest_first=True

@@ -57,7 +57,7 @@ try:
     LIBRARY_APP_URL = WebDefaults.tiktok_app_url
     LIBRARY_WEBCAST_URL = WebDefaults.tiktok_webcast_url
 except ImportError:  # pragma: no cover - depends on the install
-    TikTokLiveClient = None  # type: ignore[assignment,misc]
+    TikTokLiveClient = None
 
 __all__ = ["TikTokAdapter"]
 

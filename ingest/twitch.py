@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from broker.models import ChatDelete, Emote, NormalizedChatMessage, Platform, PlatformEvent, now_ms
 from config import IngestSettings
-from ingest.base import AdapterFatal, AdapterState, AdapterStatus, Emit, IngestItem
+from ingest.base import AdapterFatal, AdapterState, AdapterStatus, Emit, EventKind, IngestItem
 from ingest.batching import CLEAR_ALL_USERS
 from ingest.irc import IrcMessage, IrcParseError, format_line, parse_line, split_lines
 
@@ -153,6 +153,7 @@ def _chat_message(message: IrcMessage) -> NormalizedChatMessage:
         text = text[len(ACTION_START) : -1]  # "/me waves" arrives as a CTCP ACTION
     badges = parse_badges(tags.get("badges", ""))
     login = (message.nick or tags.get("login") or "").lower()
+    emotes = _emote_fields(tags.get("emotes", ""), text) or None
     return NormalizedChatMessage(
         id=f"twitch:{msg_id}",
         platform=Platform.TWITCH,
@@ -163,14 +164,14 @@ def _chat_message(message: IrcMessage) -> NormalizedChatMessage:
         is_subscriber=_flag(tags, "subscriber") or "founder" in badges or "subscriber" in badges,
         is_moderator=_flag(tags, "mod") or "moderator" in badges or "broadcaster" in badges,
         timestamp=_timestamp(tags),
-        emotes=_emote_fields(tags.get("emotes", ""), text) or None,
+        emotes=emotes,  # type: ignore[arg-type]  # dicts, validated into Emote with the message
         user_id=tags.get("user-id") or None,
     )
 
 
 def _user_notice(message: IrcMessage) -> PlatformEvent | None:
     tags = message.tags
-    kind_of = {
+    kind_of: dict[str, EventKind] = {
         "sub": "subscribe",
         "resub": "subscribe",
         "subgift": "gift",

@@ -78,6 +78,7 @@ def chat_message(message: twitchio.ChatMessage) -> NormalizedChatMessage:
     badges = [badge.set_id for badge in message.badges]
     chatter = message.chatter
     stamp = message.timestamp
+    emotes = emote_fields(message.fragments) or None
     return NormalizedChatMessage(
         id=f"twitch:{message.id}",
         platform=Platform.TWITCH,
@@ -88,7 +89,7 @@ def chat_message(message: twitchio.ChatMessage) -> NormalizedChatMessage:
         is_subscriber="subscriber" in badges or "founder" in badges,
         is_moderator="moderator" in badges or "broadcaster" in badges,
         timestamp=int(stamp.timestamp() * 1000) if stamp else now_ms(),
-        emotes=emote_fields(message.fragments) or None,
+        emotes=emotes,  # type: ignore[arg-type]  # dicts, validated into Emote with the message
         user_id=str(chatter.id) if chatter.id else None,
     )
 

@@ -122,8 +122,9 @@ class YouTubeAdapter:
             channel = self.channel_id
             assert channel is not None
             if channel.startswith("@"):
-                channels = await self._get(http, "channels", {"part": "id", "forHandle": channel})
-                channel = self._fatal_unless_ok(lambda: channel_id_of(channel, channels))
+                handle = channel
+                channels = await self._get(http, "channels", {"part": "id", "forHandle": handle})
+                channel = self._fatal_unless_ok(lambda: channel_id_of(handle, channels))
             found = await self._get(
                 http,
                 "search",

@@ -44,7 +44,7 @@ log = logging.getLogger("vstudio.vstudio_cli.ingest.runner")
 STATUS_EVERY = 5.0
 """Seconds between JSON status lines."""
 
-STATE_COLOURS = {
+STATE_COLOURS: dict[str, str] = {
     AdapterState.CONNECTED: "green",
     AdapterState.RECONNECTING: "yellow",
     AdapterState.FAILED: "red",
@@ -208,7 +208,9 @@ async def _show_status(worker: Worker, json_output: bool) -> None:
 # --- status -------------------------------------------------------------------------------------
 
 
-async def _read_status(broker: BrokerSettings, url: str, session: str | None) -> list[dict]:
+async def _read_status(
+    broker: BrokerSettings, url: str, session: str | None
+) -> list[dict[str, Any]]:
     client = await connect(url, attempts=broker.connect_attempts, timeout=broker.connect_timeout)
     try:
         return await read_records(client, session)
