@@ -10,16 +10,29 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from enum import StrEnum
+from typing import Literal, Protocol
 
 from broker.models import ChatDelete, NormalizedChatMessage, Platform, PlatformEvent
 
-__all__ = ["Adapter", "AdapterFatal", "AdapterStatus", "Emit", "IngestItem"]
+__all__ = [
+    "Adapter",
+    "AdapterFatal",
+    "AdapterState",
+    "AdapterStatus",
+    "Emit",
+    "EventKind",
+    "IngestItem",
+]
 
 IngestItem = NormalizedChatMessage | ChatDelete | PlatformEvent
 """A chat message, a deletion (one message, or every message of a user), or a platform event."""
 
 Emit = Callable[[IngestItem], None]
+
+EventKind = Literal["like", "gift", "follow", "share", "subscribe", "raid", "member", "superchat"]
+"""The kinds of a PlatformEvent, as its ``kind`` field in broker.models spells them. Repeated
+here to type the adapters' mappings; mypy reports a kind here that the model lacks."""
 
 
 class AdapterFatal(RuntimeError):
@@ -29,11 +42,36 @@ class AdapterFatal(RuntimeError):
     """
 
 
+class AdapterState(StrEnum):
+    """Where a worker's connection stands, as the status line and the heartbeat show it.
+
+    Adapters set the connection states; the runtime sets ``connecting`` before each try,
+    ``reconnecting`` before the next, and the worker's own ``starting``, ``stopping``,
+    ``stopped`` and ``failed``. The values are the strings heartbeat records carry.
+    """
+
+    STARTING = "starting"
+    RESOLVING = "resolving"
+    """Looking up what to read (YouTube: the live chat of a video or channel)."""
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    BACKING_OFF = "backing off"
+    """The platform asked to slow down; the adapter waits before its next request."""
+    RATE_LIMITED = "rate limited"
+    DISCONNECTED = "disconnected"
+    ENDED = "ended"
+    """The live stream ended."""
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
 @dataclass
 class AdapterStatus:
     """What an adapter reports about its connection for the status line and heartbeat."""
 
-    state: str = "starting"
+    state: AdapterState = AdapterState.STARTING
     detail: str = ""
 
 

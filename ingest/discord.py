@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from broker.models import Platform
-from ingest.base import AdapterFatal, AdapterStatus, Emit
+from ingest.base import AdapterFatal, AdapterState, AdapterStatus, Emit
 from ingest.discord_map import DiscordAuthor, DiscordChat, map_deletions, map_message
 
 try:
@@ -27,11 +27,11 @@ try:
     from discord.gateway import DiscordWebSocket
     from discord.http import Route
 except ImportError:  # pragma: no cover - depends on the install
-    discord = None  # type: ignore[assignment]
+    discord = None  # type: ignore[assignment]  # None marks discord.py as not installed
 
 __all__ = ["DEFAULT_API_URL", "DiscordAdapter", "chat_of", "point_discord_at"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("vstudio.ingest.discord")
 
 DEFAULT_API_URL = "https://discord.com/api/v10"
 DEFAULT_GATEWAY_URL = "wss://gateway.discord.gg/"
@@ -128,7 +128,7 @@ class DiscordAdapter:
         """Connect, read until the connection ends; AdapterFatal when retrying cannot help."""
         point_discord_at(self.api_url, self.gateway_url)
         client = _ChannelClient(self, emit)
-        self.status.state = "connecting"
+        self.status.state = AdapterState.CONNECTING
         try:
             await client.start(self.token, reconnect=True)
         except discord.LoginFailure as exc:
@@ -144,10 +144,12 @@ class DiscordAdapter:
                 await asyncio.shield(client.close())
         if client.fatal is not None:
             raise client.fatal
-        self.status.state = "disconnected"
+        self.status.state = AdapterState.DISCONNECTED
 
 
-class _ChannelClient(discord.Client if discord is not None else object):  # type: ignore[misc]
+class _ChannelClient(
+    discord.Client if discord is not None else object  # type: ignore[misc]  # dynamic base
+):
     """A discord.py client that forwards one channel's messages and deletions."""
 
     def __init__(self, adapter: DiscordAdapter, emit: Emit) -> None:
@@ -173,15 +175,16 @@ class _ChannelClient(discord.Client if discord is not None else object):  # type
             await self.close()
             return
         if self.adapter.last_message_id is not None:
-            await self._catch_up(channel)
-        self.adapter.status.state = "connected"
+            await self._catch_up(channel, self.adapter.last_message_id)
+        self.adapter.status.state = AdapterState.CONNECTED
         self.adapter.status.detail = f"#{getattr(channel, 'name', channel)} as {self.user}"
         log.info("discord bot %s reading #%s", self.user, getattr(channel, "name", channel))
 
-    async def _catch_up(self, channel: Any) -> None:
-        """Read back what was said while no session was open (a RESUME replays by itself, a
-        new session does not). Overlap is harmless: the bus drops ids it has seen."""
-        after = discord.Object(id=self.adapter.last_message_id)
+    async def _catch_up(self, channel: Any, after_id: int) -> None:
+        """Read back what was said after ``after_id`` while no session was open (a RESUME
+        replays by itself, a new session does not). Overlap is harmless: the bus drops ids it
+        has seen."""
+        after = discord.Object(id=after_id)
         try:
             async for message in channel.history(
                 limit=self.adapter.catch_up_limit, after=after, oldest_first=True
@@ -191,10 +194,10 @@ class _ChannelClient(discord.Client if discord is not None else object):  # type
             log.warning("discord: could not read back missed messages (%s)", exc)
 
     async def on_resumed(self) -> None:
-        self.adapter.status.state = "connected"
+        self.adapter.status.state = AdapterState.CONNECTED
 
     async def on_disconnect(self) -> None:
-        self.adapter.status.state = "reconnecting"
+        self.adapter.status.state = AdapterState.RECONNECTING
 
     async def on_message(self, message: Any) -> None:
         if message.channel.id == self.adapter.channel_id and message.guild is not None:

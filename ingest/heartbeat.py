@@ -38,10 +38,12 @@ async def delete_record(client: aioredis.Redis, worker_id: str) -> None:
     await client.delete(keys.ingest_worker(worker_id))
 
 
-async def read_records(client: aioredis.Redis, session_id: str | None = None) -> list[dict]:
+async def read_records(
+    client: aioredis.Redis, session_id: str | None = None
+) -> list[dict[str, Any]]:
     """Every live worker record (optionally of one session), sorted by session then worker."""
     names = [name async for name in client.scan_iter(match=keys.ingest_workers(), count=500)]
-    records: list[dict] = []
+    records: list[dict[str, Any]] = []
     for start in range(0, len(names), 500):
         chunk = names[start : start + 500]
         for raw in await client.mget(chunk):

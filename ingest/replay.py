@@ -17,7 +17,7 @@ import orjson
 from pydantic import ValidationError
 
 from broker.models import NormalizedChatMessage, Platform
-from ingest.base import AdapterStatus, Emit
+from ingest.base import AdapterState, AdapterStatus, Emit
 from ingest.runtime import SourceExhausted, wait_for_room
 
 __all__ = ["ReplayFile", "ReplayLineError", "Schedule", "parse_replay_line"]
@@ -100,7 +100,7 @@ class ReplayFile:
     async def run(self, emit: Emit) -> None:
         """Emit every good line once; a reconnect resumes after the last line emitted."""
         schedule = Schedule(self.speed, self.rate)
-        self.status.state = "connected"
+        self.status.state = AdapterState.CONNECTED
         self.status.detail = f"replaying {self.path.name}"
         start = time.monotonic()
         since_yield = 0

@@ -6,9 +6,10 @@ An :class:`~ingest.base.Adapter` only reads its platform and calls ``emit``. The
 dedupe ids so a message is published once however many workers read it. When ``run`` raises
 anything but :class:`~ingest.base.AdapterFatal`, or returns, the worker reconnects with
 exponential backoff and jitter (tenacity), up to ``reconnect_attempts`` tries in a row. A try
-counts as a success, resetting the count, when the adapter reported ``status.state ==
-"connected"`` or emitted anything. Stopping (:meth:`Worker.stop`, wired to SIGINT/SIGTERM by
-the CLI) cancels the adapter, publishes everything already emitted, and deletes the heartbeat.
+counts as a success, resetting the count, when the adapter reported ``status.state`` as
+``AdapterState.CONNECTED`` or emitted anything. Stopping (:meth:`Worker.stop`, wired to
+SIGINT/SIGTERM by the CLI) cancels the adapter, publishes everything already emitted, and
+deletes the heartbeat.
 
 An adapter may have a ``source`` attribute naming it where ``platform`` cannot (``simulate``
 and ``replay`` emit every platform); it names the worker in heartbeats and logs. A ``rejected``
@@ -42,7 +43,7 @@ from broker.bus import Bus
 from broker.connection import TRANSIENT_ERRORS
 from broker.models import MessageType, NormalizedChatMessage, now_ms
 from config import IngestSettings
-from ingest.base import Adapter, AdapterFatal, IngestItem
+from ingest.base import Adapter, AdapterFatal, AdapterState, IngestItem
 from ingest.batching import grouped_by_kind
 from ingest.heartbeat import delete_record, new_worker_id, write_record
 from ingest.stats import WorkerStats
@@ -55,7 +56,7 @@ __all__ = [
     "wait_for_room",
 ]
 
-log = logging.getLogger("vstudio.ingest")
+log = logging.getLogger("vstudio.ingest.runtime")
 
 TICK_SECONDS = 0.5
 """How often counters are sampled for messages/s."""
@@ -109,7 +110,9 @@ class Worker:
         self._room = asyncio.Event()
         self._full = asyncio.Event()
         self._draining = False
-        self._phase = "starting"
+        # The worker's own state (starting, failed, stopping, stopped) shows instead of the
+        # adapter's; None while the adapter runs and its state is the one shown.
+        self._own_state: AdapterState | None = AdapterState.STARTING
         self._reader: asyncio.Task[None] | None = None
         self._stop_requested = False
 
@@ -152,7 +155,7 @@ class Worker:
         Raises :class:`~ingest.base.AdapterFatal` or :class:`WorkerGaveUp` with a message for
         people. Whatever happens, everything emitted is published before it returns.
         """
-        self._phase = "running"
+        self._own_state = None
         flusher = asyncio.create_task(self._flush_loop(), name=f"{self.worker_id}-flush")
         ticker = asyncio.create_task(self._tick_loop(), name=f"{self.worker_id}-tick")
         self._reader = asyncio.create_task(self._connect_loop(), name=f"{self.worker_id}-reader")
@@ -174,8 +177,8 @@ class Worker:
                 self._reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await self._reader
-            failed = self._phase == "failed"
-            self._phase = "stopping"
+            failed = self._own_state is AdapterState.FAILED
+            self._own_state = AdapterState.STOPPING
             self._refresh_state()
             self._draining = True
             self._room.set()
@@ -188,7 +191,8 @@ class Worker:
                 ticker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await ticker
-                self._phase = "failed" if failed or flusher.exception() else "stopped"
+                failed = failed or flusher.exception() is not None
+                self._own_state = AdapterState.FAILED if failed else AdapterState.STOPPED
                 self._refresh_state()
                 with contextlib.suppress(*PUBLISH_ERRORS):
                     await delete_record(self.bus.redis, self.worker_id)
@@ -215,28 +219,29 @@ class Worker:
             log.info("%s finished", self._label())
         except RetryError as exc:
             cause = exc.last_attempt.exception()
-            self._phase = "failed"
+            self._own_state = AdapterState.FAILED
             raise WorkerGaveUp(
                 f"{self._label()}: gave up after {settings.reconnect_attempts} failed connection "
                 f"attempts in a row; last error: {_describe(cause)}"
             ) from cause
         except AdapterFatal:
-            self._phase = "failed"
+            self._own_state = AdapterState.FAILED
             raise
 
     async def _run_adapter_once(self, retry_state: RetryCallState) -> None:
         received_before = self.stats.received
-        self.adapter.status.state = "connecting"
+        self.adapter.status.state = AdapterState.CONNECTING
         try:
             await self.adapter.run(self.emit)
         finally:
-            if self.adapter.status.state == "connected" or self.stats.received > received_before:
+            connected = self.adapter.status.state == AdapterState.CONNECTED
+            if connected or self.stats.received > received_before:
                 retry_state.attempt_number = 1  # a working connection resets the count
         raise ConnectionDropped("the platform closed the connection")
 
     def _before_reconnect(self, retry_state: RetryCallState) -> None:
         self.stats.reconnects += 1
-        self.adapter.status.state = "reconnecting"
+        self.adapter.status.state = AdapterState.RECONNECTING
         self._refresh_state()
         cause = retry_state.outcome.exception() if retry_state.outcome else None
         wait = retry_state.next_action.sleep if retry_state.next_action else 0.0
@@ -322,7 +327,8 @@ class Worker:
         }
 
     def _refresh_state(self) -> None:
-        self.stats.state = self.adapter.status.state if self._phase == "running" else self._phase
+        own = self._own_state
+        self.stats.state = self.adapter.status.state if own is None else own
         self.stats.detail = self.adapter.status.detail
         self.stats.rejected = getattr(self.adapter, "rejected", 0)
 
@@ -330,7 +336,7 @@ class Worker:
         """Sample the counters; rewrite the heartbeat every ttl/3 s, and at once on a new state."""
         beat_every = max(1.0, self.settings.heartbeat_ttl / 3)
         next_beat = 0.0
-        written_state = ""
+        written_state: AdapterState | None = None
         while True:
             self.stats.sample()
             self._refresh_state()

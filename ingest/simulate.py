@@ -23,10 +23,13 @@ from broker.models import (
     PlatformEvent,
     now_ms,
 )
-from ingest.base import AdapterStatus, Emit, IngestItem
+from ingest.base import AdapterState, AdapterStatus, Emit, EventKind, IngestItem
 from ingest.twitch import twitch_emote_url
 
 __all__ = ["PLATFORMS", "ChatGenerator", "SimulatedChat"]
+
+_Event = tuple[EventKind, int | None, str | None]
+"""A simulated platform event: kind, count, detail."""
 
 PLATFORMS = (Platform.TWITCH, Platform.YOUTUBE, Platform.TIKTOK, Platform.DISCORD)
 PLATFORM_WEIGHTS = (0.45, 0.25, 0.2, 0.1)
@@ -132,15 +135,22 @@ class ChatGenerator:
         rnd = self._random
         self._counter += 1
         platform = rnd.choice((Platform.TIKTOK, Platform.TWITCH, Platform.YOUTUBE))
-        kind, count, detail = {
-            Platform.TIKTOK: rnd.choice(
-                [("like", rnd.randint(1, 15), None), ("gift", rnd.randint(1, 5), "Rose")]
-            ),
-            Platform.TWITCH: rnd.choice(
-                [("subscribe", 1, "Tier 1"), ("follow", None, None), ("raid", 42, None)]
-            ),
+        # Every draw is made whichever platform was picked, so a seed repeats the same chat.
+        tiktok: list[_Event] = [
+            ("like", rnd.randint(1, 15), None),
+            ("gift", rnd.randint(1, 5), "Rose"),
+        ]
+        twitch: list[_Event] = [
+            ("subscribe", 1, "Tier 1"),
+            ("follow", None, None),
+            ("raid", 42, None),
+        ]
+        events: dict[Platform, _Event] = {
+            Platform.TIKTOK: rnd.choice(tiktok),
+            Platform.TWITCH: rnd.choice(twitch),
             Platform.YOUTUBE: ("member", None, "Fan club"),
-        }[platform]
+        }
+        kind, count, detail = events[platform]
         return PlatformEvent(
             id=f"{platform.value}:evt-{uuid.uuid4().hex}",
             platform=platform,
@@ -213,7 +223,7 @@ class SimulatedChat:
 
     async def run(self, emit: Emit) -> None:
         """Emit forever at the rate; every ~20 s a burst of a few seconds at ``burst_factor``x."""
-        self.status.state = "connected"
+        self.status.state = AdapterState.CONNECTED
         self.status.detail = f"simulating {self.target}"
         credit = 0.0
         last = time.monotonic()

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ingest.base import AdapterState
+
 __all__ = ["WorkerStats"]
 
 RATE_WINDOW = 5.0
@@ -29,7 +31,7 @@ class WorkerStats:
     events: int = 0
     rejected: int = 0
     reconnects: int = 0
-    state: str = "starting"
+    state: AdapterState = AdapterState.STARTING
     detail: str = ""
     last_message_ms: int | None = None
     _samples: deque[tuple[float, int]] = field(default_factory=deque, repr=False)
@@ -57,7 +59,7 @@ class WorkerStats:
     def snapshot(self) -> dict[str, Any]:
         """The counters as JSON-ready camelCase fields."""
         return {
-            "state": self.state,
+            "state": str(self.state),
             "detail": self.detail,
             "received": self.received,
             "published": self.published,

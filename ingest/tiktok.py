@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from broker.models import Platform
-from ingest.base import AdapterFatal, AdapterStatus, Emit, IngestItem
+from ingest.base import AdapterFatal, AdapterState, AdapterStatus, Emit, IngestItem
 from ingest.tiktok_map import (
     delete_items,
     gift_event,
@@ -57,11 +57,11 @@ try:
     LIBRARY_APP_URL = WebDefaults.tiktok_app_url
     LIBRARY_WEBCAST_URL = WebDefaults.tiktok_webcast_url
 except ImportError:  # pragma: no cover - depends on the install
-    TikTokLiveClient = None  # type: ignore[assignment,misc]
+    TikTokLiveClient = None
 
 __all__ = ["TikTokAdapter"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("vstudio.ingest.tiktok")
 
 KNOWN_USERS_LIMIT = 50_000
 
@@ -110,7 +110,7 @@ class TikTokAdapter:
             signer["sign_api_key"] = self.sign_api_key
         client = TikTokLiveClient(unique_id=self.user, web_kwargs={"signer_kwargs": signer})
         self._listen(client, emit)
-        self.status.state = "connecting"
+        self.status.state = AdapterState.CONNECTING
         try:
             task = await client.start(room_id=self.room_id, fetch_live_check=True)
             await task
@@ -129,14 +129,14 @@ class TikTokAdapter:
                 f"the sign server refused this request ({exc}); check the sign API key"
             ) from exc
         except SignatureRateLimitError as exc:
-            self.status.state = "rate limited"
+            self.status.state = AdapterState.RATE_LIMITED
             self.status.detail = f"sign server: retry after {exc.retry_after} s"
             raise
         finally:
             await asyncio.shield(self._close(client))
         if self._ended:
             raise AdapterFatal(f"the TikTok LIVE of {self.target} has ended")
-        self.status.state = "disconnected"
+        self.status.state = AdapterState.DISCONNECTED
 
     async def _close(self, client: Any) -> None:
         try:
@@ -152,7 +152,7 @@ class TikTokAdapter:
                 emit(item)
 
         def on_connect(event: Any) -> None:
-            self.status.state = "connected"
+            self.status.state = AdapterState.CONNECTED
             self.status.detail = f"room {event.room_id}"
             log.info("tiktok %s connected to room %s", self.target, event.room_id)
 
@@ -171,7 +171,7 @@ class TikTokAdapter:
         def on_control(event: Any) -> None:
             if live_ended(event):
                 self._ended = True
-                self.status.state = "ended"
+                self.status.state = AdapterState.ENDED
 
         handlers: list[tuple[Any, Callable[[Any], None]]] = [
             (ConnectEvent, on_connect),

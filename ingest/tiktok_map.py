@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from broker.models import ChatDelete, NormalizedChatMessage, Platform, PlatformEvent, now_ms
+from ingest.base import EventKind
 
 __all__ = [
     "badges_of",
@@ -135,13 +136,13 @@ def map_comment(message: Any) -> NormalizedChatMessage:
 
 
 def _event(
-    message: Any, kind: str, count: int | None = None, detail: str | None = None
+    message: Any, kind: EventKind, count: int | None = None, detail: str | None = None
 ) -> PlatformEvent:
     username, display, _ = _names(message.user)
     return PlatformEvent(
         id=_id(message.common, f"{kind}:{username}:{timestamp_of(message.common)}"),
         platform=PLATFORM,
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         username=username,
         display_name=display,
         count=count,

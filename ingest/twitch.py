@@ -21,6 +21,7 @@ import random
 import re
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import aiohttp
@@ -28,11 +29,12 @@ from pydantic import ValidationError
 
 from broker.models import ChatDelete, Emote, NormalizedChatMessage, Platform, PlatformEvent, now_ms
 from config import IngestSettings
-from ingest.base import AdapterFatal, AdapterStatus, Emit, IngestItem
+from ingest.base import AdapterFatal, AdapterState, AdapterStatus, Emit, EventKind, IngestItem
 from ingest.batching import CLEAR_ALL_USERS
 from ingest.irc import IrcMessage, IrcParseError, format_line, parse_line, split_lines
 
 __all__ = [
+    "IrcState",
     "TwitchChat",
     "TwitchProtocol",
     "TwitchReconnect",
@@ -151,6 +153,7 @@ def _chat_message(message: IrcMessage) -> NormalizedChatMessage:
         text = text[len(ACTION_START) : -1]  # "/me waves" arrives as a CTCP ACTION
     badges = parse_badges(tags.get("badges", ""))
     login = (message.nick or tags.get("login") or "").lower()
+    emotes = _emote_fields(tags.get("emotes", ""), text) or None
     return NormalizedChatMessage(
         id=f"twitch:{msg_id}",
         platform=Platform.TWITCH,
@@ -161,14 +164,14 @@ def _chat_message(message: IrcMessage) -> NormalizedChatMessage:
         is_subscriber=_flag(tags, "subscriber") or "founder" in badges or "subscriber" in badges,
         is_moderator=_flag(tags, "mod") or "moderator" in badges or "broadcaster" in badges,
         timestamp=_timestamp(tags),
-        emotes=_emote_fields(tags.get("emotes", ""), text) or None,
+        emotes=emotes,  # type: ignore[arg-type]  # dicts, validated into Emote with the message
         user_id=tags.get("user-id") or None,
     )
 
 
 def _user_notice(message: IrcMessage) -> PlatformEvent | None:
     tags = message.tags
-    kind_of = {
+    kind_of: dict[str, EventKind] = {
         "sub": "subscribe",
         "resub": "subscribe",
         "subgift": "gift",
@@ -222,6 +225,14 @@ def to_item(message: IrcMessage) -> IngestItem | None:
     return None
 
 
+class IrcState(StrEnum):
+    """Where one IRC connection stands: the adapter reports ``connected`` from ``logged in``."""
+
+    CONNECTING = "connecting"
+    LOGGED_IN = "logged in"
+    JOINED = "joined"
+
+
 @dataclass
 class TwitchProtocol:
     """The chat protocol of one connection, without I/O.
@@ -234,7 +245,7 @@ class TwitchProtocol:
     channel: str
     nick: str
     token: str | None = None
-    state: str = "connecting"
+    state: IrcState = IrcState.CONNECTING
     malformed: int = 0
     last_error: str = ""
     _joined: bool = field(default=False, repr=False)
@@ -265,11 +276,11 @@ class TwitchProtocol:
             self._notice(message)
             return [], []
         if command == "001":
-            self.state = "logged in"
+            self.state = IrcState.LOGGED_IN
         elif command in ("JOIN", "ROOMSTATE") and not self._joined:
             if command == "ROOMSTATE" or (message.nick or "").lower() == self.nick.lower():
                 self._joined = True
-                self.state = "joined"
+                self.state = IrcState.JOINED
         try:
             item = to_item(message)
         except (ValidationError, ValueError) as exc:
@@ -343,7 +354,7 @@ class TwitchChat:
             self._rejected_before += self.protocol.malformed
         protocol = TwitchProtocol(self.channel, self.nick, self.token)
         self.protocol = protocol
-        self.status.state = "connecting"
+        self.status.state = AdapterState.CONNECTING
         self.status.detail = self.url
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
         async with (
@@ -396,10 +407,10 @@ class TwitchChat:
             await asyncio.sleep(self.idle_timeout - quiet)
 
     def _update_status(self, protocol: TwitchProtocol) -> None:
-        if protocol.state in ("logged in", "joined"):
-            self.status.state = "connected"
+        if protocol.state in (IrcState.LOGGED_IN, IrcState.JOINED):
+            self.status.state = AdapterState.CONNECTED
             self.status.detail = (
                 f"joined #{self.channel} as {self.nick}"
-                if protocol.state == "joined"
+                if protocol.state == IrcState.JOINED
                 else f"logged in as {self.nick}, joining #{self.channel}"
             )

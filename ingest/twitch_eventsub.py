@@ -22,7 +22,7 @@ from pydantic import Field, SecretStr, ValidationError
 
 from broker.models import ChatDelete, NormalizedChatMessage, Platform, now_ms
 from config.settings import PartSettings
-from ingest.base import AdapterFatal, AdapterStatus, Emit
+from ingest.base import AdapterFatal, AdapterState, AdapterStatus, Emit
 from ingest.batching import CLEAR_ALL_USERS
 from ingest.twitch import EMOTE_CDN, normalize_channel
 
@@ -36,7 +36,7 @@ __all__ = [
     "emote_fields",
 ]
 
-log = logging.getLogger("vstudio.ingest.twitch.eventsub")
+log = logging.getLogger("vstudio.ingest.twitch_eventsub")
 
 REFUSED = (400, 401, 403)
 """HTTP statuses of a refused credential: retrying cannot help."""
@@ -78,6 +78,7 @@ def chat_message(message: twitchio.ChatMessage) -> NormalizedChatMessage:
     badges = [badge.set_id for badge in message.badges]
     chatter = message.chatter
     stamp = message.timestamp
+    emotes = emote_fields(message.fragments) or None
     return NormalizedChatMessage(
         id=f"twitch:{message.id}",
         platform=Platform.TWITCH,
@@ -88,7 +89,7 @@ def chat_message(message: twitchio.ChatMessage) -> NormalizedChatMessage:
         is_subscriber="subscriber" in badges or "founder" in badges,
         is_moderator="moderator" in badges or "broadcaster" in badges,
         timestamp=int(stamp.timestamp() * 1000) if stamp else now_ms(),
-        emotes=emote_fields(message.fragments) or None,
+        emotes=emotes,  # type: ignore[arg-type]  # dicts, validated into Emote with the message
         user_id=str(chatter.id) if chatter.id else None,
     )
 
@@ -133,7 +134,7 @@ class TwitchEventSub:
         settings = self.settings
         assert settings.twitch_client_id and settings.twitch_client_secret
         refresh = settings.twitch_refresh_token
-        self.status.state = "connecting"
+        self.status.state = AdapterState.CONNECTING
         self.status.detail = settings.twitch_eventsub_url
         client = twitchio.Client(
             client_id=settings.twitch_client_id,
@@ -149,7 +150,7 @@ class TwitchEventSub:
             client.add_listener(listener, event=event)
         try:
             await self._subscribe(client, twitchio, eventsub, refresh)
-            self.status.state = "connected"
+            self.status.state = AdapterState.CONNECTED
             self.status.detail = f"EventSub on #{self.channel}"
             await asyncio.Event().wait()
         finally:

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 
 from broker.models import Platform
-from ingest.base import AdapterFatal, AdapterStatus, Emit
+from ingest.base import AdapterFatal, AdapterState, AdapterStatus, Emit
 from ingest.youtube_map import (
     YouTubeApiError,
     channel_id_of,
@@ -32,7 +32,7 @@ from ingest.youtube_map import (
 
 __all__ = ["YouTubeAdapter"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("vstudio.ingest.youtube")
 
 DEFAULT_API_URL = "https://www.googleapis.com/youtube/v3"
 
@@ -110,20 +110,21 @@ class YouTubeAdapter:
                         f"{page['offlineAt']}; the broadcast is over"
                     )
                 interval = max(int(page.get("pollingIntervalMillis") or 1000), 0) / 1000
-                self.status.state = "connected"
+                self.status.state = AdapterState.CONNECTED
                 self.status.detail = f"chat {self.live_chat_id}, polled every {interval:g} s"
                 await asyncio.sleep(interval)
 
     async def _resolve_chat(self, http: aiohttp.ClientSession) -> str:
         """The live chat id of the video, resolving a channel to its live video first."""
-        self.status.state = "resolving"
+        self.status.state = AdapterState.RESOLVING
         video_id = self.video_id
         if video_id is None:
             channel = self.channel_id
             assert channel is not None
             if channel.startswith("@"):
-                channels = await self._get(http, "channels", {"part": "id", "forHandle": channel})
-                channel = self._fatal_unless_ok(lambda: channel_id_of(channel, channels))
+                handle = channel
+                channels = await self._get(http, "channels", {"part": "id", "forHandle": handle})
+                channel = self._fatal_unless_ok(lambda: channel_id_of(handle, channels))
             found = await self._get(
                 http,
                 "search",
@@ -167,6 +168,6 @@ class YouTubeAdapter:
             raise AdapterFatal(f"YouTube live chat of {self.target}: {error.message}") from error
         if not error.retryable:
             raise AdapterFatal(f"YouTube {resource} failed ({error.reason}): {error.message}")
-        self.status.state = "backing off"
+        self.status.state = AdapterState.BACKING_OFF
         self.status.detail = str(error)
         raise error

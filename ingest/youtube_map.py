@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from broker.models import ChatDelete, NormalizedChatMessage, Platform, PlatformEvent, now_ms
-from ingest.base import IngestItem
+from ingest.base import EventKind, IngestItem
 
 __all__ = [
     "YouTubeApiError",
@@ -223,7 +223,7 @@ def _event(
     item_id: str,
     snippet: dict[str, Any],
     author: dict[str, Any],
-    kind: str,
+    kind: EventKind,
     detail: str | None,
     count: int | None = None,
 ) -> PlatformEvent:
@@ -231,7 +231,7 @@ def _event(
     return PlatformEvent(
         id=f"youtube:{item_id}:{kind}",
         platform=PLATFORM,
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         username=username,
         display_name=display,
         count=count,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from vstudio_cli.ingest_cmd import status_line, status_table
+from vstudio_cli.ingest.runner import status_line, status_table
 
 RECORD = {
     "workerId": "twitch-host-1-abc",

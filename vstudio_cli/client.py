@@ -30,7 +30,7 @@ __all__ = [
     "VStudioClient",
 ]
 
-log = logging.getLogger("vstudio.client")
+log = logging.getLogger("vstudio.vstudio_cli.client")
 
 FATAL_CLOSE_CODES = {
     4001: "session not found",

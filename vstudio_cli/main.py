@@ -14,7 +14,7 @@ from vstudio_cli import (
     config_cmd,
     console_cmd,
     doctor,
-    ingest_cmd,
+    ingest,
     serve_cmd,
     session_cmd,
     token_cmd,
@@ -39,7 +39,7 @@ app.command("serve")(serve_cmd.serve)
 app.add_typer(user_cmd.app, name="user")
 app.add_typer(token_cmd.app, name="token")
 app.command("doctor")(doctor.doctor)
-app.add_typer(ingest_cmd.app, name="ingest")
+app.add_typer(ingest.app, name="ingest")
 app.command("login")(session_cmd.login)
 app.add_typer(session_cmd.session_app, name="session")
 app.add_typer(session_cmd.poll_app, name="poll")

@@ -150,7 +150,7 @@ class ConsoleApp(App[None]):
             if self.close_client:
                 await self.link.client.close()
 
-    def notify(self, message: str, **options: Any) -> None:  # type: ignore[override]
+    def notify(self, message: str, **options: Any) -> None:
         self.notices.append(message)
         super().notify(message, **options)
 
@@ -188,7 +188,7 @@ class ConsoleApp(App[None]):
         except NoMatches:  # a frame that arrives while the app shuts down has nowhere to go
             return
         if update.notice:
-            self.notify(update.notice, severity=update.severity)  # type: ignore[arg-type]
+            self.notify(update.notice, severity=update.severity)
 
     def apply(self, frame: dict[str, Any]) -> Update:
         """Feed one frame to the state and the screen."""

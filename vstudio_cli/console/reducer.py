@@ -174,8 +174,14 @@ def _on_end(state: ConsoleState, payload: dict[str, Any], update: Update) -> Non
     update.severity = "warning"
 
 
+def _unwrapped(payload: dict[str, Any], key: str) -> dict[str, Any]:
+    """``payload[key]`` when the object came wrapped in it, else ``payload`` itself."""
+    inner = payload.get(key)
+    return inner if isinstance(inner, dict) else payload
+
+
 def _on_poll(state: ConsoleState, payload: dict[str, Any], update: Update) -> None:
-    poll = payload.get("poll") if isinstance(payload.get("poll"), dict) else payload
+    poll = _unwrapped(payload, "poll")
     poll_id = str(poll.get("id") or poll.get("pollId") or "")
     current = state.poll
     if current is not None and current.id == poll_id:
@@ -198,7 +204,7 @@ def _on_poll(state: ConsoleState, payload: dict[str, Any], update: Update) -> No
 
 
 def _on_poll_create(state: ConsoleState, payload: dict[str, Any], update: Update) -> None:
-    poll = payload.get("poll") if isinstance(payload.get("poll"), dict) else payload
+    poll = _unwrapped(payload, "poll")
     state.poll = poll_view(poll)
     update.parts.add("poll")
 
@@ -230,7 +236,7 @@ def _on_aggregate(state: ConsoleState, payload: dict[str, Any], update: Update) 
 
 
 def _on_chat_message(state: ConsoleState, payload: dict[str, Any], update: Update) -> None:
-    message = payload.get("message") if isinstance(payload.get("message"), dict) else payload
+    message = _unwrapped(payload, "message")
     _add_chat(state, [message], update)
 
 

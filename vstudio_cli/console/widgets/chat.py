@@ -7,12 +7,13 @@ user to mute. Deleted messages stay visible, struck through, so the producer see
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Input
-from textual.widgets.data_table import RowKey
+from textual.widgets.data_table import ColumnKey, RowKey
 
 from vstudio_cli.console.filters import matches, visible_lines
 from vstudio_cli.console.model import ChatLine, ConsoleState
@@ -56,8 +57,8 @@ class ChatPanel(Vertical):
     ChatPanel.searching Input { display: block; }
     """
 
-    def __init__(self, state: ConsoleState, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, state: ConsoleState, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.state = state
         self.platform: str | None = None
         self.query_text = ""
@@ -83,7 +84,7 @@ class ChatPanel(Vertical):
 
     def on_resize(self) -> None:
         width = self._text_width()
-        column = self.table.columns.get("text")  # type: ignore[call-overload]
+        column = self.table.columns.get(ColumnKey("text"))
         if column is not None and column.width != width:
             self.rebuild()
 
@@ -139,7 +140,7 @@ class ChatPanel(Vertical):
         table = self.table
         selected = self.selected()
         table.clear()
-        column = table.columns.get("text")  # type: ignore[call-overload]
+        column = table.columns.get(ColumnKey("text"))
         if column is not None:
             column.width = self._text_width()
         for line in visible_lines(self.state.chat, self.platform, self.query_text)[-VIEW_ROWS:]:

@@ -1,9 +1,10 @@
-"""``vstudio ingest``: run one ingestion worker in the foreground, or list the running ones.
+"""Running one ingestion worker in the foreground, and listing the running ones.
 
-Every worker subcommand builds an adapter and hands it to :func:`run_worker`, which owns the
-rest: Redis (the configured URL or the embedded server), the :class:`~ingest.runtime.Worker`,
-the status line or JSON status lines, SIGINT/SIGTERM, and exit codes (0 after a clean stop,
-1 when the platform or Redis failed, 2 for bad settings).
+Every worker command builds its adapter through :func:`run_worker`, which owns the rest: a bad
+flag or missing credential refused with exit 2, Redis (the configured URL or the embedded
+server), the :class:`~ingest.runtime.Worker`, the status line or JSON status lines,
+SIGINT/SIGTERM, and exit codes (0 after a clean stop, 1 when the platform or Redis failed, 2 for
+bad settings).
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Coroutine
-from pathlib import Path
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, NoReturn
 
 import orjson
@@ -32,53 +32,24 @@ from broker.models import now_ms
 from broker.runtime import open_bus, redis_url
 from config import BrokerSettings, IngestSettings, load_settings
 from config.logging import configure_logging
-from ingest.base import Adapter, AdapterFatal
+from ingest.base import Adapter, AdapterFatal, AdapterState
 from ingest.heartbeat import read_records
 from ingest.runtime import Worker, WorkerGaveUp
+from vstudio_cli.ingest.group import JsonOption, RedisUrlOption, ingest_settings
 
-__all__ = [
-    "JsonOption",
-    "RedisUrlOption",
-    "SessionOption",
-    "app",
-    "ingest_settings",
-    "run_worker",
-]
+__all__ = ["run_worker", "status", "status_line", "status_table"]
 
-log = logging.getLogger("vstudio.ingest")
-
-app = typer.Typer(
-    help="Ingestion workers: platform chat normalized onto a session's bus.",
-    no_args_is_help=True,
-)
-
-SessionOption = Annotated[
-    str, typer.Option("--session", help="Session id the chat is published to.")
-]
-RedisUrlOption = Annotated[
-    str | None,
-    typer.Option(
-        "--redis-url", help="Redis URL (default: VSTUDIO_REDIS_URL, else the embedded server)."
-    ),
-]
-JsonOption = Annotated[
-    bool, typer.Option("--json", help="JSON log and status lines instead of the status line.")
-]
-DurationOption = Annotated[
-    float | None, typer.Option("--duration", min=0.1, help="Stop after this many seconds.")
-]
+log = logging.getLogger("vstudio.vstudio_cli.ingest.runner")
 
 STATUS_EVERY = 5.0
 """Seconds between JSON status lines."""
 
-
-def ingest_settings(**flags: Any) -> IngestSettings:
-    """IngestSettings with the flags that were given on top; exit 2 with the reason if invalid."""
-    try:
-        return load_settings(IngestSettings, **flags)
-    except (ValidationError, ValueError) as exc:
-        typer.secho(f"invalid ingest settings: {exc}", err=True, fg="red")
-        raise typer.Exit(2) from exc
+STATE_COLOURS: dict[str, str] = {
+    AdapterState.CONNECTED: "green",
+    AdapterState.RECONNECTING: "yellow",
+    AdapterState.FAILED: "red",
+}
+"""The status line's colour of a state; any other is cyan."""
 
 
 def _run_loop(main: Coroutine[Any, Any, int]) -> int:
@@ -98,12 +69,6 @@ def _broker_settings(redis_url_flag: str | None) -> BrokerSettings:
         raise typer.Exit(2) from exc
 
 
-def refuse(exc: Exception) -> NoReturn:
-    """A bad flag or a missing credential: say it in red, exit 2."""
-    typer.secho(str(exc), err=True, fg="red")
-    raise typer.Exit(2) from exc
-
-
 def _check_session(session_id: str) -> None:
     try:
         keys.session_prefix(session_id)
@@ -113,26 +78,34 @@ def _check_session(session_id: str) -> None:
 
 
 def run_worker(
-    adapter: Adapter,
+    build: Callable[[], Adapter],
     session_id: str,
     *,
+    refused: tuple[type[Exception], ...] = (ValueError,),
     settings: IngestSettings | None = None,
     redis_url_flag: str | None = None,
     json_output: bool = False,
     duration: float | None = None,
     worker_id: str | None = None,
-) -> None:
-    """Run ``adapter`` as a worker publishing to ``session_id`` until stopped; never returns
-    normally but through ``typer.Exit`` with the exit code.
+) -> NoReturn:
+    """Build the adapter with ``build()`` and run it as a worker publishing to ``session_id``
+    until stopped; never returns normally but through ``typer.Exit`` with the exit code.
 
-    Stable signature for every platform subcommand: ``settings`` defaults to the effective
-    IngestSettings; ``redis_url_flag`` is the ``--redis-url`` value (``None``: environment, TOML,
-    or the embedded server); ``json_output`` prints JSON status lines to stdout and JSON logs to
-    stderr; ``duration`` stops after that many seconds. Exit 0 after a clean stop (also on
-    SIGINT/SIGTERM), 1 when the platform or Redis failed, 2 for bad settings.
+    The one runner of every worker command: ``build`` raising one of ``refused`` (a bad flag, a
+    missing credential) is said in red with exit 2, before anything else is checked.
+    ``settings`` defaults to the effective IngestSettings; ``redis_url_flag`` is the
+    ``--redis-url`` value (``None``: environment, TOML, or the embedded server); ``json_output``
+    prints JSON status lines to stdout and JSON logs to stderr; ``duration`` stops after that
+    many seconds. Exit 0 after a clean stop (also on SIGINT/SIGTERM), 1 when the platform or
+    Redis failed, 2 for bad settings.
     """
-    _check_session(session_id)
+    try:
+        adapter = build()
+    except refused as exc:
+        typer.secho(str(exc), err=True, fg="red")
+        raise typer.Exit(2) from exc
     settings = settings or ingest_settings()
+    _check_session(session_id)
     broker = _broker_settings(redis_url_flag)
     if json_output:
         configure_logging(json_lines=True, level=logging.getLevelName(logging.root.level))
@@ -207,7 +180,7 @@ def status_line(record: dict[str, Any], now: int) -> Text:
     last = record.get("lastMessageAt")
     age = f"{max(0.0, (now - last) / 1000):.1f} s ago" if last else "none yet"
     state = str(record.get("state"))
-    colour = {"connected": "green", "reconnecting": "yellow", "failed": "red"}.get(state, "cyan")
+    colour = STATE_COLOURS.get(state, "cyan")
     line = Text()
     line.append(f"● {state}", style=f"bold {colour}")
     line.append(f"  {record['platform']} {record['target']} → session {record['session']}")
@@ -235,7 +208,9 @@ async def _show_status(worker: Worker, json_output: bool) -> None:
 # --- status -------------------------------------------------------------------------------------
 
 
-async def _read_status(broker: BrokerSettings, url: str, session: str | None) -> list[dict]:
+async def _read_status(
+    broker: BrokerSettings, url: str, session: str | None
+) -> list[dict[str, Any]]:
     client = await connect(url, attempts=broker.connect_attempts, timeout=broker.connect_timeout)
     try:
         return await read_records(client, session)
@@ -278,7 +253,6 @@ def status_table(records: list[dict[str, Any]], now: int) -> Table:
     return table
 
 
-@app.command("status")
 def status(
     redis_url_flag: RedisUrlOption = None,
     session: Annotated[
@@ -301,152 +275,3 @@ def status(
         typer.echo("no ingestion workers are running" + (f" for {session}" if session else ""))
         return
     Console().print(status_table(records, now_ms()))
-
-
-# --- workers ------------------------------------------------------------------------------------
-
-
-@app.command("simulate")
-def simulate(
-    session: SessionOption,
-    rate: Annotated[float, typer.Option("--rate", min=0.01, help="Messages per second.")] = 20.0,
-    duration: DurationOption = None,
-    seed: Annotated[int | None, typer.Option(help="Seed for repeatable chat.")] = None,
-    bursts: Annotated[bool, typer.Option(help="Bursts of 4x the rate now and then.")] = True,
-    redis_url_flag: RedisUrlOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Publish realistic synthetic chat from all four platforms at --rate messages/s."""
-    from ingest.simulate import SimulatedChat
-
-    adapter = SimulatedChat(rate, seed=seed, bursts=bursts)
-    run_worker(
-        adapter,
-        session,
-        settings=ingest_settings(),
-        redis_url_flag=redis_url_flag,
-        json_output=as_json,
-        duration=duration,
-    )
-
-
-@app.command("twitch")
-def twitch(
-    session: SessionOption,
-    channel: Annotated[str, typer.Option("--channel", help="Twitch channel name.")],
-    token: Annotated[
-        str | None,
-        typer.Option(
-            "--token",
-            help="User access token (VSTUDIO_TWITCH_TOKEN): chat:read for IRC, "
-            "user:read:chat for --eventsub. Without it IRC reads anonymously.",
-        ),
-    ] = None,
-    nick: Annotated[
-        str | None, typer.Option("--nick", help="IRC: the account the --token belongs to.")
-    ] = None,
-    irc_url: Annotated[
-        str | None,
-        typer.Option("--irc-url", help="IRC-over-WebSocket URL (VSTUDIO_TWITCH_IRC_URL)."),
-    ] = None,
-    eventsub: Annotated[
-        bool, typer.Option("--eventsub", help="EventSub WebSocket through twitchio, not IRC.")
-    ] = False,
-    client_id: Annotated[
-        str | None, typer.Option("--client-id", help="EventSub: app id (VSTUDIO_TWITCH_CLIENT_ID).")
-    ] = None,
-    client_secret: Annotated[
-        str | None,
-        typer.Option(
-            "--client-secret", help="EventSub: app secret (VSTUDIO_TWITCH_CLIENT_SECRET)."
-        ),
-    ] = None,
-    refresh_token: Annotated[
-        str | None,
-        typer.Option("--refresh-token", help="EventSub: refresh token of --token."),
-    ] = None,
-    api_url: Annotated[
-        str | None, typer.Option("--api-url", help="EventSub: Helix base URL.")
-    ] = None,
-    auth_url: Annotated[
-        str | None, typer.Option("--auth-url", help="EventSub: OAuth base URL (id.twitch.tv).")
-    ] = None,
-    eventsub_url: Annotated[
-        str | None, typer.Option("--eventsub-url", help="EventSub: WebSocket URL.")
-    ] = None,
-    duration: DurationOption = None,
-    redis_url_flag: RedisUrlOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Read a Twitch channel's chat over IRC-over-WebSocket (anonymous unless --token), or
-    with --eventsub through twitchio's EventSub WebSocket (app credentials and a user token)."""
-    settings = ingest_settings(twitch_token=token, twitch_nick=nick, twitch_irc_url=irc_url)
-    adapter: Adapter
-    try:
-        if eventsub:
-            from ingest.twitch_eventsub import EventSubSettings, TwitchEventSub
-
-            es_settings = load_settings(
-                EventSubSettings,
-                twitch_client_id=client_id,
-                twitch_client_secret=client_secret,
-                twitch_refresh_token=refresh_token,
-                twitch_api_url=api_url,
-                twitch_auth_url=auth_url,
-                twitch_eventsub_url=eventsub_url,
-            )
-            secret = settings.twitch_token.get_secret_value() if settings.twitch_token else ""
-            adapter = TwitchEventSub(channel, secret, es_settings)
-        else:
-            from ingest.twitch import TwitchChat
-
-            adapter = TwitchChat(channel, settings)
-    except (ValidationError, ValueError) as exc:
-        refuse(exc)
-    run_worker(
-        adapter,
-        session,
-        settings=settings,
-        redis_url_flag=redis_url_flag,
-        json_output=as_json,
-        duration=duration,
-    )
-
-
-@app.command("replay")
-def replay(
-    file: Annotated[
-        Path, typer.Argument(help="JSON lines, one NormalizedChatMessage each.", dir_okay=False)
-    ],
-    session: SessionOption,
-    speed: Annotated[
-        float, typer.Option("--speed", min=0, help="Recorded timing sped up X times; 0: no waits.")
-    ] = 1.0,
-    rate: Annotated[
-        float | None, typer.Option("--rate", min=0.01, help="A fixed rate instead, messages/s.")
-    ] = None,
-    duration: DurationOption = None,
-    redis_url_flag: RedisUrlOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Publish a recorded chat file at its recorded speed (or --speed X / --rate R).
-
-    Bad lines are reported with their line number and skipped; the rest plays on.
-    """
-    from ingest.replay import ReplayFile
-
-    try:
-        adapter = ReplayFile(file, speed=speed, rate=rate)
-    except ValueError as exc:
-        refuse(exc)
-    run_worker(
-        adapter,
-        session,
-        settings=ingest_settings(),
-        redis_url_flag=redis_url_flag,
-        json_output=as_json,
-        duration=duration,
-    )
-
-
-from vstudio_cli import ingest_platforms  # noqa: E402, F401

@@ -1,9 +1,9 @@
-"""``vstudio ingest youtube|discord|tiktok``: registered onto the ``ingest`` command group.
+"""``vstudio ingest twitch|youtube|discord|tiktok``: read one live platform's chat.
 
 Each command builds its adapter from flags on top of IngestSettings (flags > ``VSTUDIO_*``
-environment > TOML ``[ingest]`` > defaults) and hands it to :func:`run_worker`, which owns Redis,
-the status line, signals and exit codes. A bad flag or a missing credential exits 2 with what
-to do.
+environment > TOML ``[ingest]`` > defaults) and hands the building to
+:func:`~vstudio_cli.ingest.runner.run_worker`, which refuses a bad flag or a missing credential
+(exit 2, with what to do) and owns Redis, the status line, signals and exit codes.
 """
 
 from __future__ import annotations
@@ -13,25 +13,105 @@ from typing import Annotated
 import typer
 from pydantic import SecretStr
 
-from vstudio_cli.ingest_cmd import (
+from config import load_settings
+from ingest.base import Adapter
+from vstudio_cli.ingest.group import (
     DurationOption,
     JsonOption,
     RedisUrlOption,
     SessionOption,
-    app,
     ingest_settings,
-    refuse,
-    run_worker,
 )
+from vstudio_cli.ingest.runner import run_worker
 
-__all__ = ["discord", "tiktok", "youtube"]
+__all__ = ["discord", "tiktok", "twitch", "youtube"]
 
 
 def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
 
 
-@app.command("youtube")
+def twitch(
+    session: SessionOption,
+    channel: Annotated[str, typer.Option("--channel", help="Twitch channel name.")],
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            help="User access token (VSTUDIO_TWITCH_TOKEN): chat:read for IRC, "
+            "user:read:chat for --eventsub. Without it IRC reads anonymously.",
+        ),
+    ] = None,
+    nick: Annotated[
+        str | None, typer.Option("--nick", help="IRC: the account the --token belongs to.")
+    ] = None,
+    irc_url: Annotated[
+        str | None,
+        typer.Option("--irc-url", help="IRC-over-WebSocket URL (VSTUDIO_TWITCH_IRC_URL)."),
+    ] = None,
+    eventsub: Annotated[
+        bool, typer.Option("--eventsub", help="EventSub WebSocket through twitchio, not IRC.")
+    ] = False,
+    client_id: Annotated[
+        str | None, typer.Option("--client-id", help="EventSub: app id (VSTUDIO_TWITCH_CLIENT_ID).")
+    ] = None,
+    client_secret: Annotated[
+        str | None,
+        typer.Option(
+            "--client-secret", help="EventSub: app secret (VSTUDIO_TWITCH_CLIENT_SECRET)."
+        ),
+    ] = None,
+    refresh_token: Annotated[
+        str | None,
+        typer.Option("--refresh-token", help="EventSub: refresh token of --token."),
+    ] = None,
+    api_url: Annotated[
+        str | None, typer.Option("--api-url", help="EventSub: Helix base URL.")
+    ] = None,
+    auth_url: Annotated[
+        str | None, typer.Option("--auth-url", help="EventSub: OAuth base URL (id.twitch.tv).")
+    ] = None,
+    eventsub_url: Annotated[
+        str | None, typer.Option("--eventsub-url", help="EventSub: WebSocket URL.")
+    ] = None,
+    duration: DurationOption = None,
+    redis_url_flag: RedisUrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Read a Twitch channel's chat over IRC-over-WebSocket (anonymous unless --token), or
+    with --eventsub through twitchio's EventSub WebSocket (app credentials and a user token)."""
+    settings = ingest_settings(twitch_token=token, twitch_nick=nick, twitch_irc_url=irc_url)
+
+    def build() -> Adapter:
+        if eventsub:
+            from ingest.twitch_eventsub import EventSubSettings, TwitchEventSub
+
+            # A bad flag raises pydantic's ValidationError: a ValueError, so it is refused.
+            es_settings = load_settings(
+                EventSubSettings,
+                twitch_client_id=client_id,
+                twitch_client_secret=client_secret,
+                twitch_refresh_token=refresh_token,
+                twitch_api_url=api_url,
+                twitch_auth_url=auth_url,
+                twitch_eventsub_url=eventsub_url,
+            )
+            secret = settings.twitch_token.get_secret_value() if settings.twitch_token else ""
+            return TwitchEventSub(channel, secret, es_settings)
+        from ingest.twitch import TwitchChat
+
+        return TwitchChat(channel, settings)
+
+    run_worker(
+        build,
+        session,
+        settings=settings,
+        redis_url_flag=redis_url_flag,
+        json_output=as_json,
+        duration=duration,
+    )
+
+
 def youtube(
     session: SessionOption,
     video: Annotated[
@@ -60,25 +140,25 @@ def youtube(
     as_json: JsonOption = False,
 ) -> None:
     """Read a YouTube live chat through the Data API v3 (an API key or OAuth token needed)."""
-    from ingest.youtube import YouTubeAdapter
-
     settings = ingest_settings(
         youtube_api_url=api_url,
         youtube_api_key=api_key,
         youtube_oauth_token=oauth_token,
     )
-    try:
-        adapter = YouTubeAdapter(
+
+    def build() -> Adapter:
+        from ingest.youtube import YouTubeAdapter
+
+        return YouTubeAdapter(
             video_id=video,
             channel_id=channel,
             api_url=settings.youtube_api_url,
             api_key=_secret(settings.youtube_api_key),
             oauth_token=_secret(settings.youtube_oauth_token),
         )
-    except ValueError as exc:
-        refuse(exc)
+
     run_worker(
-        adapter,
+        build,
         session,
         settings=settings,
         redis_url_flag=redis_url_flag,
@@ -87,7 +167,6 @@ def youtube(
     )
 
 
-@app.command("discord")
 def discord(
     session: SessionOption,
     channel_id: Annotated[int, typer.Option("--channel-id", help="The text channel's id.")],
@@ -114,13 +193,14 @@ def discord(
     as_json: JsonOption = False,
 ) -> None:
     """Read a Discord channel with a bot that has the Message Content intent."""
-    from ingest.discord import DiscordAdapter
-
     settings = ingest_settings(
         discord_token=token, discord_api_url=api_url, discord_gateway_url=gateway_url
     )
-    try:
-        adapter = DiscordAdapter(
+
+    def build() -> Adapter:
+        from ingest.discord import DiscordAdapter
+
+        return DiscordAdapter(
             channel_id=channel_id,
             token=_secret(settings.discord_token) or "",
             api_url=settings.discord_api_url,
@@ -128,11 +208,11 @@ def discord(
             moderator_roles=moderator_role or (),
             subscriber_roles=subscriber_role or (),
         )
-    except (ValueError, RuntimeError) as exc:
-        refuse(exc)
+
     run_worker(
-        adapter,
+        build,
         session,
+        refused=(ValueError, RuntimeError),  # RuntimeError: discord.py is not installed
         settings=settings,
         redis_url_flag=redis_url_flag,
         json_output=as_json,
@@ -140,7 +220,6 @@ def discord(
     )
 
 
-@app.command("tiktok")
 def tiktok(
     session: SessionOption,
     user: Annotated[str, typer.Option("--user", help="The LIVE host, as @name.")],
@@ -168,10 +247,11 @@ def tiktok(
 ) -> None:
     """Read a TikTok LIVE through TikTokLive (needs the optional tiktok extra)."""
     settings = ingest_settings(tiktok_sign_url=sign_url)
-    try:
+
+    def build() -> Adapter:
         from ingest.tiktok import TikTokAdapter
 
-        adapter = TikTokAdapter(
+        return TikTokAdapter(
             user=user,
             sign_url=settings.tiktok_sign_url,
             sign_api_key=sign_api_key,
@@ -179,11 +259,11 @@ def tiktok(
             webcast_url=webcast_url,
             room_id=room_id,
         )
-    except (ValueError, RuntimeError) as exc:
-        refuse(exc)
+
     run_worker(
-        adapter,
+        build,
         session,
+        refused=(ValueError, RuntimeError),  # RuntimeError: TikTokLive is not installed
         settings=settings,
         redis_url_flag=redis_url_flag,
         json_output=as_json,
