@@ -54,13 +54,7 @@ A prefix names a module and everything under it, so ``"server.fanout": ("server.
 keeps the fan-out from importing any module of the interactions.
 """
 
-ALLOWED_CYCLES: list[frozenset[str]] = [
-    # ingest_cmd imports ingest_platforms on its last line so that the youtube, discord and
-    # tiktok commands register on its Typer app, and ingest_platforms imports that app and
-    # helpers from ingest_cmd. Known, and kept only until vstudio_cli wires these commands
-    # explicitly (its restructuring is under way); then this entry goes too.
-    frozenset({"vstudio_cli.ingest_cmd", "vstudio_cli.ingest_platforms"}),
-]
+ALLOWED_CYCLES: list[frozenset[str]] = []
 """Known import cycles, each as the set of modules it runs through; new ones fail the test."""
 
 
