@@ -30,7 +30,7 @@ import tempfile
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import orjson
@@ -75,8 +75,8 @@ class CheapClient(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        transport.write(self.request)  # type: ignore[attr-defined]
+        self.transport = cast(asyncio.Transport, transport)  # a TCP connection's
+        self.transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
         if not self.open:
@@ -170,7 +170,7 @@ class RawConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a TCP connection's
 
     def data_received(self, data: bytes) -> None:
         if self.head is None:
@@ -183,7 +183,7 @@ class RawConnection(asyncio.Protocol):
                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + WS_ACCEPT + b"\r\n\r\n"
             )
             self.registry.append(self.transport)
-            self.head = None  # type: ignore[assignment]
+            self.head = None  # type: ignore[assignment]  # upgraded: no more headers to parse
 
 
 def raw_server_main(pipe: Connection) -> None:

@@ -35,7 +35,7 @@ import time
 from collections import Counter
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import orjson
@@ -113,8 +113,8 @@ class Voter(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        transport.write(self.request)  # type: ignore[attr-defined]
+        self.transport = cast(asyncio.Transport, transport)  # a TCP connection's
+        self.transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
         if not self.open:

@@ -193,10 +193,17 @@ def _run_workers(
     return 0
 
 
-def serve(settings: ServerSettings, broker: BrokerSettings, **kwargs: object) -> int:
+def serve(
+    settings: ServerSettings,
+    broker: BrokerSettings,
+    *,
+    log_json: bool = False,
+    log_level: str = "INFO",
+    announce: Callable[[str], None] = print,
+) -> int:
     """:func:`run` with :class:`PortTaken` turned into a message and exit code 2."""
     try:
-        return run(settings, broker, **kwargs)  # type: ignore[arg-type]
+        return run(settings, broker, log_json=log_json, log_level=log_level, announce=announce)
     except PortTaken as exc:
         print(f"vstudio serve: {exc}", file=sys.stderr)
         return 2

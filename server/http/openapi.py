@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -53,8 +54,8 @@ def _operation(
     body: type[BaseModel] | None = None,
     response: dict[str, Any] | None = None,
     auth: bool = True,
-    params: list[str] = (),  # type: ignore[assignment]
-    headers: list[str] = (),  # type: ignore[assignment]
+    params: Sequence[str] = (),
+    headers: Sequence[str] = (),
 ) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "summary": summary,
