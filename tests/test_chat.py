@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from interactions_support import open_studio
 
 from broker import Bus
 from broker.models import (
@@ -16,6 +15,7 @@ from broker.models import (
 )
 from server.actions import Actor
 from server.chat import fan_message
+from tests.support.studio import open_studio
 
 CHAT = MessageType.CHAT_MESSAGE
 

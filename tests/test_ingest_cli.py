@@ -14,9 +14,9 @@ from pathlib import Path
 import orjson
 import pytest
 import redis
-from ingest_twitch_server import TwitchIrcServer, privmsg
 
 from ingest.simulate import ChatGenerator
+from tests.support.platforms.twitch_irc import TwitchIrcServer, privmsg
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,6 @@ import socket
 from collections.abc import Callable
 
 import pytest
-from ingest_twitch_server import CLOSE, DROP, Expect, TwitchIrcServer, privmsg
 from pydantic import SecretStr
 
 from broker import Bus, BusEvent
@@ -16,6 +15,7 @@ from config import IngestSettings
 from ingest.base import AdapterFatal
 from ingest.runtime import Worker, WorkerGaveUp
 from ingest.twitch import TwitchChat
+from tests.support.platforms.twitch_irc import CLOSE, DROP, Expect, TwitchIrcServer, privmsg
 
 
 def fast_settings(url: str, **extra: object) -> IngestSettings:

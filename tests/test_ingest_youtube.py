@@ -25,7 +25,7 @@ from ingest.youtube_map import (
     parse_published_at,
     video_id_from,
 )
-from tests.fakes.youtube import FakeYouTube, chat_item, error_body
+from tests.support.platforms.youtube import FakeYouTube, chat_item, error_body
 
 # --- pure mapping -----------------------------------------------------------------------------
 

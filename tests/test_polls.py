@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from interactions_support import Studio, attach, open_studio
 
 from broker import Bus, connect
 from broker.models import ErrorCode, MessageType, PollVote, ProtocolError, Role
 from server import polls
 from server.actions import STATE_PARTS
+from tests.support.studio import Studio, attach, open_studio
 
 CREATE = MessageType.POLL_CREATE
 VOTE = MessageType.POLL_VOTE

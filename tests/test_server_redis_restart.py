@@ -10,7 +10,8 @@ from conftest import LiveServer
 from test_server_ws import receive_type
 
 from broker import Bus, connect
-from tests.support import free_port, start_private_redis
+from tests.support.loopback import free_port
+from tests.support.redis import start_private_redis
 
 pytestmark = pytest.mark.slow
 
