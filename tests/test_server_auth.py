@@ -23,6 +23,7 @@ from broker.models import ErrorCode, Role, Session
 from config import BrokerSettings, ServerSettings
 from server.auth import AuthError, Identity, TokenVerifier, mint_token, resolve_jwt_secret
 from server.tickets import grant_role
+from tests.support.loopback import serve_app
 
 SECRET = "unit-secret-long-enough-for-hmac-sha256!"
 
@@ -250,14 +251,9 @@ async def test_rs256_tokens_checked_against_a_local_jwks(server_factory: object)
         return web.json_response(jwks)
 
     app.router.add_get("/jwks.json", serve_jwks)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with serve_app(app) as base:
         server: LiveServer = server_factory(  # type: ignore[operator]
-            VSTUDIO_JWT_ALGORITHM="RS256", VSTUDIO_JWKS_URL=f"http://127.0.0.1:{port}/jwks.json"
+            VSTUDIO_JWT_ALGORITHM="RS256", VSTUDIO_JWKS_URL=f"{base}/jwks.json"
         )
         claims = {"sub": "rsa-artist", "role": "artist", "aud": "vstudio", "iss": "vstudio"}
         claims["exp"] = int(time.time()) + 60  # type: ignore[assignment]
@@ -277,5 +273,3 @@ async def test_rs256_tokens_checked_against_a_local_jwks(server_factory: object)
             "POST", "/v1/vstudio/sessions", token=hs, json={"title": "rsa"}
         )
         assert status == 401 and "algorithm" in body["message"]  # type: ignore[index]
-    finally:
-        await runner.cleanup()

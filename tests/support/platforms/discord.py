@@ -27,6 +27,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.support.loopback import serve_app
+
 __all__ = ["FakeDiscord", "GatewayConnection", "snowflake"]
 
 MESSAGE_CONTENT_INTENT = 1 << 15
@@ -135,20 +137,15 @@ class FakeDiscord:
         app.router.add_get("/api/v10/gateway/bot", self._gateway_bot)
         app.router.add_get("/api/v10/channels/{channel_id}/messages", self._history)
         app.router.add_get("/gateway", self._gateway)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
-        self.api_url = f"{self.url}/api/v10"
-        self.gateway_url = f"ws://127.0.0.1:{port}/gateway"
-        try:
-            yield self
-        finally:
-            for connection in self.connections:
-                await connection.ws.close()
-            await runner.cleanup()
+        async with serve_app(app) as base:
+            self.url = base
+            self.api_url = f"{base}/api/v10"
+            self.gateway_url = f"{base.replace('http://', 'ws://', 1)}/gateway"
+            try:
+                yield self
+            finally:
+                for connection in self.connections:
+                    await connection.ws.close()
 
     # --- REST -----------------------------------------------------------------------------
 

@@ -50,6 +50,8 @@ from TikTokLive.proto import (
 )
 from TikTokLiveProto.v3.webcast.model.message.common import Text
 
+from tests.support.loopback import serve_app
+
 __all__ = ["ClientFrame", "FakeTikTok", "badge", "common", "tiktok_user"]
 
 ROOM_ID = 7_300_000_000_000_000_001
@@ -126,20 +128,15 @@ class FakeTikTok:
         app.router.add_get("/webcast/room/check_alive/", self._check_alive)
         app.router.add_get("/sign/webcast/fetch", self._sign_fetch)
         app.router.add_get("/webcast/im/push/v2/", self._push)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
-        self.sign_url = f"{self.url}/sign"
-        self.webcast_url = f"{self.url}/webcast"
-        try:
-            yield self
-        finally:
-            for ws, _ in self.sockets:
-                await ws.close()
-            await runner.cleanup()
+        async with serve_app(app) as base:
+            self.url = base
+            self.sign_url = f"{base}/sign"
+            self.webcast_url = f"{base}/webcast"
+            try:
+                yield self
+            finally:
+                for ws, _ in self.sockets:
+                    await ws.close()
 
     # --- HTTP -----------------------------------------------------------------------------
 
