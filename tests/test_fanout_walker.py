@@ -12,11 +12,11 @@ import uuid
 
 import aiohttp
 import orjson
-from conftest import LiveServer
 
 from broker import Bus
 from broker.bus import OutgoingEvent
 from broker.models import ErrorCode
+from tests.support.live_server import LiveServer
 
 CLIENTS = 7
 

@@ -16,13 +16,13 @@ from pathlib import Path
 import jwt
 import pytest
 from aiohttp import web
-from conftest import LiveServer
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from broker.models import ErrorCode, Role, Session
 from config import BrokerSettings, ServerSettings
 from server.auth import AuthError, Identity, TokenVerifier, mint_token, resolve_jwt_secret
 from server.tickets import grant_role
+from tests.support.live_server import LiveServer
 from tests.support.loopback import serve_app
 
 SECRET = "unit-secret-long-enough-for-hmac-sha256!"

@@ -12,12 +12,12 @@ import uuid
 import aiohttp
 import orjson
 import pytest
-from conftest import LiveServer
 from test_server_ws import closed_with, receive_type
 
 from broker import Bus, connect
 from broker.bus import OutgoingEvent
 from broker.models import ErrorCode
+from tests.support.live_server import LiveServer
 
 pytestmark = pytest.mark.slow
 

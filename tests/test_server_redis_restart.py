@@ -6,10 +6,10 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from conftest import LiveServer
 from test_server_ws import receive_type
 
 from broker import Bus, connect
+from tests.support.live_server import LiveServer
 from tests.support.loopback import free_port
 from tests.support.redis import start_private_redis
 

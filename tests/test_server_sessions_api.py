@@ -9,11 +9,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import LiveServer
 
 from broker import EmbeddedRedis
 from broker.models import ErrorCode
 from server.serve import find_free_port
+from tests.support.live_server import LiveServer
 
 
 def artist() -> str:

@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 import aiohttp
 import orjson
 import pytest
-from conftest import LiveServer
 
 from broker import Bus, connect
 from broker.bus import OutgoingEvent
 from broker.models import ErrorCode
+from tests.support.live_server import LiveServer
 
 
 class SseReader:

@@ -8,10 +8,10 @@ import uuid
 import aiohttp
 import orjson
 import pytest
-from conftest import LiveServer
 
 from broker import Bus
 from broker.models import ErrorCode
+from tests.support.live_server import LiveServer
 
 
 def user() -> str:

@@ -25,6 +25,7 @@ from broker import Bus, connect
 from broker.models import ChatDelete, Emote, NormalizedChatMessage, Platform, Role, now_ms
 from ingest.batching import to_outgoing
 from server.accounts import AccountStore
+from tests.support.live_server import LiveServer
 
 pytestmark = pytest.mark.browser
 
@@ -205,16 +206,14 @@ async def fans(browser: Any) -> AsyncIterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def web_server(
-    live_server: Any, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Any]:
-    """A ``vstudio serve`` of these tests (the conftest's server class, its own limits).
+def web_server(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A ``vstudio serve`` of these tests with its own limits.
 
     Many people join as guests from one address here, so the per-address guest limit is
     raised; reactions are limited to 2 per 30 s so the rate-limit message can be provoked; the
     reactions and currencies on offer are not the defaults, so the page must take the server's.
     """
-    server = type(live_server)(
+    server = LiveServer(
         redis_url,
         tmp_path_factory.mktemp("web-server"),
         env={
