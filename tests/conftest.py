@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from broker import Bus, EmbeddedRedis, connect
 from tests.support.live_server import LiveServer, live_servers
+from tests.support.types import ServerFactory
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +58,7 @@ def live_server(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 @pytest.fixture
-def server_factory(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+def server_factory(redis_url: str, tmp_path: Path) -> Iterator[ServerFactory]:
     """Start servers of your own: ``server_factory(workers=2, VSTUDIO_MAX_VIEWERS="3")``."""
     with live_servers(redis_url, tmp_path) as start:
         yield start

@@ -15,7 +15,14 @@ from config import IngestSettings
 from ingest.base import AdapterFatal
 from ingest.runtime import Worker, WorkerGaveUp
 from ingest.twitch import TwitchChat
-from tests.support.platforms.twitch_irc import CLOSE, DROP, Expect, TwitchIrcServer, privmsg
+from tests.support.platforms.twitch_irc import (
+    CLOSE,
+    DROP,
+    Expect,
+    Step,
+    TwitchIrcServer,
+    privmsg,
+)
 
 
 def fast_settings(url: str, **extra: object) -> IngestSettings:
@@ -61,7 +68,7 @@ UNICODE_LINE = privmsg("u-1", "日本語 😂 Kappa", emotes="25:6-10", user="yu
 async def test_chat_deletions_ping_reconnect_and_drop_reach_the_bus(
     bus: Bus, session_id: str
 ) -> None:
-    script_one = [
+    script_one: list[Step] = [
         EMOTE_LINE,
         "PING :tmi.twitch.tv",
         Expect("PONG"),

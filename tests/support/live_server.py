@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-import json
+import json as _json
 import os
 import signal
+import subprocess
+import sys
+import time
+import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from broker.models import Role
+from server.auth import mint_token
+from tests.support.types import ServerFactory
 
 __all__ = ["LiveServer", "live_servers"]
 
@@ -42,10 +53,6 @@ class LiveServer:
         env: dict[str, str] | None = None,
         port: int = 0,
     ) -> None:
-        import subprocess
-        import sys
-        import time
-
         self.secret = (env or {}).get("VSTUDIO_JWT_SECRET", self.SECRET)
         self._tmp = tmp
         tmp.mkdir(parents=True, exist_ok=True)
@@ -80,9 +87,6 @@ class LiveServer:
         self._wait_healthy(deadline)
 
     def _wait_healthy(self, deadline: float) -> None:
-        import time
-        import urllib.request
-
         while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(self.base_url + "/healthz", timeout=1) as response:
@@ -100,11 +104,10 @@ class LiveServer:
     def log(self) -> str:
         return self._err_path.read_text(errors="replace")
 
-    def token(self, user_id: str, role: str = "viewer", **kwargs: object) -> str:
-        """A JWT for ``user_id`` signed with this server's secret."""
-        from server.auth import mint_token
-
-        return mint_token(self.secret, user_id=user_id, role=role, **kwargs)  # type: ignore[arg-type]
+    def token(self, user_id: str, role: Role | str = "viewer") -> str:
+        """A JWT for ``user_id`` signed with this server's secret (for other claims, call
+        ``mint_token`` with ``secret``)."""
+        return mint_token(self.secret, user_id=user_id, role=role)
 
     async def call(
         self,
@@ -113,26 +116,33 @@ class LiveServer:
         *,
         token: str | None = None,
         source: str | None = None,
-        **kwargs: object,
-    ) -> tuple[int, object]:
-        """One HTTP request: ``(status, JSON body or text)``; ``source`` = client address."""
-        import aiohttp
+        json: object = None,
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        """One HTTP request: ``(status, body)``; ``source`` = client address.
 
-        headers = dict(kwargs.pop("headers", None) or {})  # type: ignore[call-overload]
+        The body is the decoded JSON (``Any``, as ``json.loads`` gives it: each test asserts
+        the shape it expects), or the text when it is not JSON (``/metrics``, aiohttp's own
+        404 and 405 pages).
+        """
+        sent = dict(headers or {})
         if token:
-            headers["Authorization"] = f"Bearer {token}"
+            sent["Authorization"] = f"Bearer {token}"
         connector = aiohttp.TCPConnector(local_addr=(source, 0)) if source else None
         async with (
             aiohttp.ClientSession(connector=connector) as http,
-            http.request(method, self.base_url + path, headers=headers, **kwargs) as response,  # type: ignore[arg-type]
+            http.request(
+                method, self.base_url + path, headers=sent, json=json, data=data
+            ) as response,
         ):
             text = await response.text()
             try:
-                return response.status, json.loads(text)
+                return response.status, _json.loads(text)
             except ValueError:
                 return response.status, text
 
-    async def live_session(self, artist_id: str | None = None, **fields: object) -> dict:
+    async def live_session(self, artist_id: str | None = None, **fields: object) -> dict[str, Any]:
         """A new session of ``artist_id`` (fresh if not given), started; its record."""
         artist_id = artist_id or f"artist-{uuid.uuid4().hex[:8]}"
         token = self.token(artist_id, "artist")
@@ -141,19 +151,17 @@ class LiveServer:
         )
         assert status == 201, body
         status, body = await self.call(
-            "POST",
-            f"/v1/vstudio/sessions/{body['id']}/start",
-            token=token,  # type: ignore[index]
+            "POST", f"/v1/vstudio/sessions/{body['id']}/start", token=token
         )
         assert status == 200, body
-        return body  # type: ignore[return-value]
+        return dict(body)
 
     async def ticket(self, token: str, session_id: str, role: str = "viewer") -> str:
         status, body = await self.call(
             "POST", "/v1/vstudio/ticket", token=token, json={"sessionId": session_id, "role": role}
         )
         assert status == 200, body
-        return body["ticket"]  # type: ignore[index]
+        return str(body["ticket"])
 
     @contextlib.asynccontextmanager
     async def ws(
@@ -164,23 +172,20 @@ class LiveServer:
         *,
         since: str | None = None,
         token_role: str | None = None,
-        **connect: object,
-    ) -> AsyncIterator[object]:
-        """A WebSocket of ``user_id`` in ``session_id`` (ticket fetched first)."""
-        import aiohttp
-
+        autoping: bool = True,
+    ) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+        """A WebSocket of ``user_id`` in ``session_id`` (ticket fetched first);
+        ``autoping=False`` makes a client that never answers the server's pings."""
         ticket = await self.ticket(self.token(user_id, token_role or role), session_id, role)
         url = f"{self.ws_url}?ticket={ticket}" + (f"&since={since}" if since else "")
         async with (
             aiohttp.ClientSession() as http,
-            http.ws_connect(url, **connect) as ws,  # type: ignore[arg-type]
+            http.ws_connect(url, autoping=autoping) as ws,
         ):
             yield ws
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> tuple[int, str, str]:
         """Signal the server, wait for it: ``(exit code, stdout, stderr)``."""
-        import subprocess
-
         if self.process.poll() is None:
             self.process.send_signal(sig)
             try:
@@ -192,7 +197,7 @@ class LiveServer:
 
 
 @contextlib.contextmanager
-def live_servers(redis_url: str, folder: Path) -> Iterator[Callable[..., LiveServer]]:
+def live_servers(redis_url: str, folder: Path) -> Iterator[ServerFactory]:
     """Start servers of your own under ``folder``: ``start(workers=2, VSTUDIO_MAX_VIEWERS="3")``;
     every server started is stopped when the block ends."""
     started: list[LiveServer] = []

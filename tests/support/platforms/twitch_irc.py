@@ -36,7 +36,7 @@ Step = str | Expect
 class TwitchIrcServer:
     """``scripts[i]`` is played on the i-th connection; later connections just idle."""
 
-    scripts: list[Sequence[Step]] = field(default_factory=list)
+    scripts: Sequence[Sequence[Step]] = field(default_factory=list)
     valid_tokens: set[str] | None = None
     lines_per_frame: int = 1
     connections: int = 0
