@@ -270,7 +270,9 @@ class FakeTikTok:
     # --- messages -------------------------------------------------------------------------
 
     @staticmethod
-    def comment(msg_id: int, text: str, user: User | None = None, **identity: bool) -> tuple:
+    def comment(
+        msg_id: int, text: str, user: User | None = None, **identity: bool
+    ) -> tuple[str, Any]:
         return "WebcastChatMessage", WebcastChatMessage(
             common=common(msg_id, "WebcastChatMessage"),
             user=user or tiktok_user(),
@@ -279,7 +281,7 @@ class FakeTikTok:
         )
 
     @staticmethod
-    def like(msg_id: int, count: int, total: int, user: User | None = None) -> tuple:
+    def like(msg_id: int, count: int, total: int, user: User | None = None) -> tuple[str, Any]:
         return "WebcastLikeMessage", WebcastLikeMessage(
             common=common(msg_id, "WebcastLikeMessage"),
             user=user or tiktok_user(),
@@ -289,8 +291,13 @@ class FakeTikTok:
 
     @staticmethod
     def gift(
-        msg_id: int, name: str, repeat: int, end: bool, streakable: bool = True, user=None
-    ) -> tuple:
+        msg_id: int,
+        name: str,
+        repeat: int,
+        end: bool,
+        streakable: bool = True,
+        user: User | None = None,
+    ) -> tuple[str, Any]:
         return "WebcastGiftMessage", WebcastGiftMessage(
             common=common(msg_id, "WebcastGiftMessage"),
             user=user or tiktok_user(),
@@ -301,7 +308,7 @@ class FakeTikTok:
         )
 
     @staticmethod
-    def social(msg_id: int, key: str, user: User | None = None, **fields: int) -> tuple:
+    def social(msg_id: int, key: str, user: User | None = None, **fields: int) -> tuple[str, Any]:
         return "WebcastSocialMessage", WebcastSocialMessage(
             common=common(msg_id, "WebcastSocialMessage", key),
             user=user or tiktok_user(),
@@ -309,7 +316,7 @@ class FakeTikTok:
         )
 
     @staticmethod
-    def subscribe(msg_id: int, months: int, user: User | None = None) -> tuple:
+    def subscribe(msg_id: int, months: int, user: User | None = None) -> tuple[str, Any]:
         return "WebcastSubNotifyMessage", WebcastSubNotifyMessage(
             common=common(msg_id, "WebcastSubNotifyMessage"),
             user=user or tiktok_user(),
@@ -317,7 +324,7 @@ class FakeTikTok:
         )
 
     @staticmethod
-    def delete(msg_id: int, messages: list[int], users: list[int] | None = None) -> tuple:
+    def delete(msg_id: int, messages: list[int], users: list[int] | None = None) -> tuple[str, Any]:
         return "WebcastImDeleteMessage", WebcastImDeleteMessage(
             common=common(msg_id, "WebcastImDeleteMessage"),
             delete_msg_ids=messages,
@@ -325,7 +332,7 @@ class FakeTikTok:
         )
 
     @staticmethod
-    def control(msg_id: int, action: int) -> tuple:
+    def control(msg_id: int, action: int) -> tuple[str, Any]:
         return "WebcastControlMessage", WebcastControlMessage(
             common=common(msg_id, "WebcastControlMessage"), action=action
         )

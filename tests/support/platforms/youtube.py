@@ -21,7 +21,7 @@ from tests.support.loopback import serve_app
 __all__ = ["FakeYouTube", "Recorded", "chat_item", "error_body"]
 
 
-def error_body(code: int, reason: str, message: str, domain: str = "youtube.api") -> dict:
+def error_body(code: int, reason: str, message: str, domain: str = "youtube.api") -> dict[str, Any]:
     """Google's error body."""
     return {
         "error": {
@@ -45,7 +45,7 @@ def chat_item(
     sponsor: bool = False,
     verified: bool = False,
     **details: Any,
-) -> dict:
+) -> dict[str, Any]:
     """A ``liveChatMessage`` resource as the API returns it."""
     snippet: dict[str, Any] = {
         "type": kind,
