@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 import pytest
 
 from broker import Bus
@@ -71,7 +73,7 @@ async def test_chat_in_an_ended_session_is_4002(bus: Bus) -> None:
         assert error.code == ErrorCode.SESSION_ENDED
 
 
-async def refused(coro: object) -> ProtocolError:
+async def refused(coro: Awaitable[object]) -> ProtocolError:
     with pytest.raises(ProtocolError) as caught:
-        await coro  # type: ignore[misc]
+        await coro
     return caught.value

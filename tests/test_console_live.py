@@ -117,7 +117,7 @@ async def test_create_a_poll_from_the_form_and_watch_votes_arrive(crew: Crew) ->
         assert "Encore?" in shown and "4 votes" in shown and "75%" in shown
 
         await pilot.press("e")
-        await until(pilot, lambda: not app.state.poll.active)  # type: ignore[union-attr]
+        await until(pilot, lambda: not app.state.poll.active)  # type: ignore[union-attr]  # the poll is on screen by now
         async with crew.viewer() as late:
             state = await late.wait_for("session.state")
         ended = next(p for p in state["payload"]["polls"] if p["id"] == poll.id)

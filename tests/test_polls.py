@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 import pytest
 
@@ -21,9 +22,9 @@ async def new_poll(studio: Studio, **fields: object) -> dict:
     return await studio.do(studio.actor(Role.PRODUCER, "producer-1"), CREATE, spec)
 
 
-async def refused(coro: object) -> ProtocolError:
+async def refused(coro: Awaitable[object]) -> ProtocolError:
     with pytest.raises(ProtocolError) as caught:
-        await coro  # type: ignore[misc]
+        await coro
     return caught.value
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +34,7 @@ def chat_event(
     *,
     user: str = "viewer32",
     user_id: str = "4145994",
-    badges: list[tuple[str, str]] = (),  # type: ignore[assignment]
+    badges: Sequence[tuple[str, str]] = (),
 ) -> tuple[str, dict[str, Any]]:
     """A ``channel.chat.message`` event as Twitch documents it."""
     return "channel.chat.message", {
