@@ -12,13 +12,13 @@ import uuid
 import aiohttp
 import orjson
 import pytest
-from test_server_ws import closed_with, receive_type
 
 from broker import Bus, connect
 from broker.bus import OutgoingEvent
 from broker.models import ErrorCode
 from tests.support.live_server import LiveServer
 from tests.support.types import ServerFactory
+from tests.support.websocket import closed_with, receive_type
 
 pytestmark = pytest.mark.slow
 

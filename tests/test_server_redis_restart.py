@@ -6,12 +6,12 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from test_server_ws import receive_type
 
 from broker import Bus, connect
 from tests.support.loopback import free_port
 from tests.support.redis import start_private_redis
 from tests.support.types import ServerFactory
+from tests.support.websocket import receive_type
 
 pytestmark = pytest.mark.slow
 

@@ -13,29 +13,11 @@ from broker import Bus
 from broker.models import ErrorCode
 from tests.support.live_server import LiveServer
 from tests.support.types import ServerFactory
+from tests.support.websocket import closed_with, receive_type
 
 
 def user() -> str:
     return f"u-{uuid.uuid4().hex[:8]}"
-
-
-async def receive_type(ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float = 5) -> dict:
-    """The next frame of type ``kind`` (skipping others, e.g. presence)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            message = await ws.receive()
-            assert message.type == aiohttp.WSMsgType.TEXT, message
-            frame = orjson.loads(message.data)
-            if frame["type"] == kind:
-                return frame
-
-
-async def closed_with(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5) -> int | None:
-    async with asyncio.timeout(timeout):
-        while True:
-            message = await ws.receive()
-            if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
-                return ws.close_code
 
 
 async def test_first_frame_is_session_state_then_bus_events(
