@@ -16,11 +16,13 @@ from typing import Any
 
 import pytest
 
+from tests.support.live_server import LiveServer
+
 pytestmark = pytest.mark.slow
 
 
 class Cli:
-    def __init__(self, live_server: Any, redis_url: str, home: Path) -> None:
+    def __init__(self, live_server: LiveServer, redis_url: str, home: Path) -> None:
         self.server = live_server
         self.env = {
             **os.environ,
@@ -48,7 +50,7 @@ class Cli:
 
 
 @pytest.fixture
-def cli(live_server: Any, redis_url: str, tmp_path: Path) -> Cli:
+def cli(live_server: LiveServer, redis_url: str, tmp_path: Path) -> Cli:
     return Cli(live_server, redis_url, tmp_path)
 
 

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from tests.support.loopback import serve_app
+
 pytestmark = pytest.mark.browser
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "server" / "web" / "static"
@@ -55,21 +57,15 @@ async def js() -> AsyncIterator[Any]:
     app = web.Application()
     app.router.add_get("/", blank_page)
     app.router.add_static("/static", STATIC_DIR)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    async with playwright_api.async_playwright() as pw:
+    async with serve_app(app) as base, playwright_api.async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         page = await browser.new_page()
-        await page.goto(f"http://127.0.0.1:{port}/")
+        await page.goto(f"{base}/")
         await page.evaluate("async () => { window.P = await import('/static/js/protocol.js'); }")
         try:
             yield page
         finally:
             await browser.close()
-            await runner.cleanup()
 
 
 async def test_backoff_doubles_to_thirty_seconds_with_thirty_percent_jitter(js: Any) -> None:
