@@ -26,7 +26,7 @@ from broker.embedded import any_free_port, port_is_free
 from broker.runtime import redis_url as resolve_redis_url
 from config import BrokerSettings, ServerSettings
 from config.logging import configure_logging
-from server.identity.auth import resolve_jwt_secret
+from server.identity.auth import WeakSecret, resolve_jwt_secret
 
 __all__ = ["PortTaken", "bind_socket", "find_free_port", "run", "serve"]
 
@@ -129,14 +129,15 @@ def run(
     log_level: str = "INFO",
     announce: Callable[[str], None] = print,
 ) -> int:
-    """Serve until SIGTERM/SIGINT; the exit code. Raises :class:`PortTaken` before starting."""
+    """Serve until SIGTERM/SIGINT; the exit code. Raises :class:`PortTaken` or
+    :class:`WeakSecret` before starting."""
+    jwt_secret = resolve_jwt_secret(settings, broker)
     host, port = settings.host, settings.port
     if port:
         _check_free(host, port)
     # holds the port (and picks one for --port 0); only a single process listens on it
     reserve = bind_socket(host, port, listen=settings.workers == 1)
     port = int(reserve.getsockname()[1])
-    jwt_secret = resolve_jwt_secret(settings, broker)
     with resolve_redis_url(broker) as url:
         plan = WorkerPlan(settings, broker, url, jwt_secret, port, log_json, log_level)
         base = settings.public_url or f"http://{host}:{port}"
@@ -201,9 +202,10 @@ def serve(
     log_level: str = "INFO",
     announce: Callable[[str], None] = print,
 ) -> int:
-    """:func:`run` with :class:`PortTaken` turned into a message and exit code 2."""
+    """:func:`run` with :class:`PortTaken` and :class:`WeakSecret` turned into a message and
+    exit code 2."""
     try:
         return run(settings, broker, log_json=log_json, log_level=log_level, announce=announce)
-    except PortTaken as exc:
+    except (PortTaken, WeakSecret) as exc:
         print(f"vstudio serve: {exc}", file=sys.stderr)
         return 2

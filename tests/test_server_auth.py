@@ -88,7 +88,8 @@ def test_generated_secret_is_kept_private_and_shared(tmp_path: Path) -> None:
     assert resolve_jwt_secret(ServerSettings(), broker) == first
     mode = stat.S_IMODE(os.stat(tmp_path / "jwt_secret").st_mode)
     assert mode == 0o600
-    assert resolve_jwt_secret(ServerSettings(jwt_secret="given"), broker) == "given"
+    given = "given-secret-of-at-least-32-bytes"
+    assert resolve_jwt_secret(ServerSettings(jwt_secret=given), broker) == given
 
 
 @pytest.mark.slow
@@ -99,7 +100,7 @@ def test_user_add_then_login_and_token_mint(
     env = {**os.environ, "VSTUDIO_REDIS_URL": redis_url, "VSTUDIO_JWT_SECRET": live_server.secret}
     cli = [sys.executable, "-m", "vstudio_cli.main"]
     added = subprocess.run(
-        [*cli, "user", "add", name, "--role", "artist", "--password", "pw-1234"],
+        [*cli, "user", "add", name, "--role", "artist", "--password", "pw-1234-long"],
         env=env,
         capture_output=True,
         text=True,
@@ -107,7 +108,7 @@ def test_user_add_then_login_and_token_mint(
     )
     assert added.returncode == 0, added.stderr
     again = subprocess.run(
-        [*cli, "user", "add", name, "--password", "pw-1234"],
+        [*cli, "user", "add", name, "--password", "pw-1234-long"],
         env=env,
         capture_output=True,
         text=True,
@@ -117,7 +118,7 @@ def test_user_add_then_login_and_token_mint(
     prompted = subprocess.run(
         [*cli, "user", "add", name + "p", "--role", "viewer"],
         env=env,
-        input="secret-pw\nsecret-pw\n",
+        input="secret-pw-long\nsecret-pw-long\n",
         capture_output=True,
         text=True,
         check=False,
@@ -133,7 +134,7 @@ def test_user_add_then_login_and_token_mint(
 
     async def check() -> None:
         status, body = await live_server.call(
-            "POST", "/v1/auth/login", json={"username": name, "password": "pw-1234"}
+            "POST", "/v1/auth/login", json={"username": name, "password": "pw-1234-long"}
         )
         assert status == 200, body
         assert body["user"] == {"id": name, "username": name, "role": "artist"}
@@ -145,7 +146,7 @@ def test_user_add_then_login_and_token_mint(
         )
         assert status == 201 and created["artistId"] == name
         status, body = await live_server.call(
-            "POST", "/v1/auth/login", json={"username": name + "p", "password": "secret-pw"}
+            "POST", "/v1/auth/login", json={"username": name + "p", "password": "secret-pw-long"}
         )
         assert status == 200, body
         status, body = await live_server.call(

@@ -237,8 +237,8 @@ async def accounts(redis_url: str) -> AsyncIterator[Any]:
 
     async def add(role: Role) -> tuple[str, str]:
         name = f"{role.value}-{uuid.uuid4().hex[:8]}"
-        await store.add(name, "secret-pw", role)
-        return name, "secret-pw"
+        await store.add(name, "secret-pw-long", role)
+        return name, "secret-pw-long"
 
     yield add
     await client.aclose()

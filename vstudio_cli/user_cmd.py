@@ -11,7 +11,7 @@ import typer
 from broker import BusUnavailable, EmbeddedServerError
 from broker.models import Role
 from broker.runtime import open_bus, redis_url
-from config import BrokerSettings, load_settings
+from config import BrokerSettings, ServerSettings, load_settings
 from server.identity.accounts import AccountError, AccountStore
 
 app = typer.Typer(help="Accounts that log in with a password.", no_args_is_help=True)
@@ -37,10 +37,12 @@ def add(
     if password is None:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     broker = load_settings(BrokerSettings, redis_url=redis_url_flag)
+    min_length = load_settings(ServerSettings).password_min_length
 
     async def create(url: str) -> dict[str, str]:
         async with open_bus(broker, url) as bus:
-            account = await AccountStore(bus.redis).add(name, password, role, replace=replace)
+            store = AccountStore(bus.redis)
+            account = await store.add(name, password, role, replace=replace, min_length=min_length)
             return account.wire()
 
     try:

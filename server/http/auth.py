@@ -48,9 +48,23 @@ async def login(request: web.Request) -> web.Response:
     """Trade a username and password for a token."""
     ctx = request.app[CONTEXT]
     body = await read_model(request, LoginRequest)
+    settings = ctx.settings
+    window = settings.login_failure_window
+    failures = {
+        keys.login_failures_user(body.username): Limit(
+            "user", settings.login_failures_per_user, window
+        ),
+        keys.login_failures_address(request.remote or "unknown"): Limit(
+            "address", settings.login_failures_per_address, window
+        ),
+    }
+    wait = await ctx.windows.wait(failures, time.time())
+    if wait is not None:  # checked before the password: a right guess now would prove nothing
+        raise ProtocolError(ErrorCode.RATE_LIMITED, "too many failed logins; try again later", wait)
     try:
         account = await ctx.accounts.check(body.username, body.password)
     except AccountError as exc:
+        await ctx.windows.record(failures, time.time())
         raise AuthError(str(exc)) from exc
     token = ctx.verifier.mint(account.user_id, account.role, username=account.username)
     return json_response(

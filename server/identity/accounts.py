@@ -7,7 +7,9 @@ Hashing is deliberately slow, so it runs in a thread and never stalls the event 
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
+import secrets
 from dataclasses import dataclass
 from typing import cast
 
@@ -23,6 +25,14 @@ __all__ = ["Account", "AccountError", "AccountStore", "valid_username"]
 
 USERNAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _hasher = PasswordHasher()
+PASSWORD_MIN_LENGTH = 10
+"""The default of the ``password_min_length`` setting."""
+
+
+@functools.cache
+def _decoy_hash() -> str:
+    """A hash no password matches, checked for unknown users so they cost what known ones do."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 class AccountError(ValueError):
@@ -55,12 +65,20 @@ class AccountStore:
         self.redis = client
 
     async def add(
-        self, username: str, password: str, role: Role, *, replace: bool = False
+        self,
+        username: str,
+        password: str,
+        role: Role,
+        *,
+        replace: bool = False,
+        min_length: int = PASSWORD_MIN_LENGTH,
     ) -> Account:
         """Create (or with ``replace`` overwrite) an account; the user id is the username."""
         valid_username(username)
-        if len(password) < 4:
-            raise AccountError("password must have at least 4 characters")
+        if len(password) < min_length:
+            raise AccountError(
+                f"password must have at least {min_length} characters (it has {len(password)})"
+            )
         digest = await asyncio.to_thread(_hasher.hash, password)
         key = keys.user(username)
         if not replace and not await self.redis.hsetnx(key, "username", username):
@@ -82,15 +100,18 @@ class AccountStore:
     async def check(self, username: str, password: str) -> Account:
         """The account if the password matches; one vague :class:`AccountError` otherwise."""
         refused = AccountError("unknown user or wrong password")
-        if not USERNAME.match(username):
-            raise refused
-        digest = cast(bytes | None, await self.redis.hget(keys.user(username), "hash"))
-        if digest is None:
-            raise refused
+        digest = None
+        if USERNAME.match(username):
+            digest = cast(bytes | None, await self.redis.hget(keys.user(username), "hash"))
+        # an unknown user costs the same argon2 check as a known one, so the time a refusal
+        # takes does not tell which usernames exist
+        stored = digest.decode() if digest is not None else await asyncio.to_thread(_decoy_hash)
         try:
-            await asyncio.to_thread(_hasher.verify, digest.decode(), password)
+            await asyncio.to_thread(_hasher.verify, stored, password)
         except (VerificationError, InvalidHashError):
             raise refused from None
+        if digest is None:
+            raise refused
         account = await self.find(username)
         if account is None:
             raise refused

@@ -25,16 +25,23 @@ __all__ = [
     "AuthError",
     "Identity",
     "TokenVerifier",
+    "WeakSecret",
     "bearer_token",
     "mint_token",
     "resolve_jwt_secret",
 ]
 
 SECRET_FILE = "jwt_secret"
+MIN_SECRET_BYTES = 32
+"""HS256 keys shorter than the hash (RFC 7518 section 3.2) can be guessed offline from one token."""
 
 
 class AuthError(Exception):
     """A token was missing or refused; the message is the reason (HTTP 401)."""
+
+
+class WeakSecret(ValueError):
+    """The configured JWT secret is too short to sign tokens with."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +59,18 @@ def resolve_jwt_secret(server: ServerSettings, broker: BrokerSettings) -> str:
     """The configured HS256 secret, or the one kept in the data folder (created on first use).
 
     The file is created with ``O_EXCL`` so two processes starting together agree on one secret.
+    A secret under :data:`MIN_SECRET_BYTES` is refused (:class:`WeakSecret`) unless the
+    ``allow_weak_jwt_secret`` setting says this is a test.
     """
     if server.jwt_secret is not None and server.jwt_secret.get_secret_value():
-        return server.jwt_secret.get_secret_value()
+        given = server.jwt_secret.get_secret_value()
+        size = len(given.encode())
+        if size < MIN_SECRET_BYTES and not server.allow_weak_jwt_secret:
+            raise WeakSecret(
+                f"VSTUDIO_JWT_SECRET has {size} bytes; it needs at least {MIN_SECRET_BYTES} bytes "
+                "(make one with: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        return given
     path = Path(broker.data_dir).expanduser() / SECRET_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -63,6 +63,9 @@ class LiveServer:
             "VSTUDIO_JWT_SECRET": self.secret,
             "VSTUDIO_DATA_DIR": str(tmp / "data"),
             "VSTUDIO_LOG_JSON": "1",
+            # every test's client is 127.0.0.1, so one address's failed logins would add up
+            # across the suite; tests of that limit set it and use addresses of their own
+            "VSTUDIO_LOGIN_FAILURES_PER_ADDRESS": "1000",
             **(env or {}),
         }
         full_env.pop("VSTUDIO_CONFIG", None)
