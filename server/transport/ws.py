@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
-from typing import Any, cast
+from typing import Any
 
 import orjson
 from aiohttp import WSMessage, WSMsgType, web
@@ -194,8 +194,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     except ProtocolError as exc:
         return await _refuse(ws, ctx, exc)
 
-    # aiohttp types it as a BaseTransport; a served connection's is a full stream transport
-    transport = cast(asyncio.Transport, request.transport)
+    transport = request.transport
+    assert transport is not None  # a request being served has its connection
     handler = asyncio.current_task()
     assert handler is not None
     receiving = False
