@@ -153,6 +153,11 @@ def guest_rate(address: str) -> str:
     return f"{PREFIX}:guest:{address}"
 
 
+def revoked_token(token_id: str) -> str:
+    """Set while a logged-out token (by its ``jti``) would still be valid."""
+    return f"{PREFIX}:revoked-token:{token_id}"
+
+
 def login_failures_user(username: str) -> str:
     """Sliding window of failed logins for one username (counted whether it exists or not)."""
     return f"{PREFIX}:login-failures:user:{username}"

@@ -142,6 +142,12 @@ class VStudioClient:
         self.token = answer["token"]
         return answer
 
+    async def logout(self) -> dict[str, Any]:
+        """Revoke this client's token on the server (every process refuses it from now on)."""
+        answer = await self.call("POST", "/v1/auth/logout", {})
+        self.token = None
+        return answer
+
     async def guest(self, session_id: str) -> dict[str, Any]:
         """A guest viewer token for a session that allows guests."""
         answer = await self.call("POST", "/v1/auth/guest", {"sessionId": session_id}, auth=False)

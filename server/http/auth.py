@@ -66,10 +66,26 @@ async def login(request: web.Request) -> web.Response:
     except AccountError as exc:
         await ctx.windows.record(failures, time.time())
         raise AuthError(str(exc)) from exc
-    token = ctx.verifier.mint(account.user_id, account.role, username=account.username)
+    token = ctx.verifier.mint(
+        account.user_id, account.role, username=account.username, extra={"ver": account.version}
+    )
     return json_response(
         {"token": token, "user": account.wire(), "expiresIn": ctx.settings.token_ttl}
     )
+
+
+@routes.post("/v1/auth/logout")
+async def logout(request: web.Request) -> web.Response:
+    """Take this token back: every process refuses it from now on."""
+    ctx = request.app[CONTEXT]
+    who = await ctx.identify(request)
+    revocations = ctx.verifier.revocations
+    if revocations is None or who.token_id is None:
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE, "this token has no id (jti), so it cannot be revoked"
+        )
+    await revocations.revoke(who)
+    return json_response({"revoked": True, "expiresAt": who.expires_at})
 
 
 @routes.post("/v1/auth/guest")

@@ -1,6 +1,8 @@
 """Accounts in Redis with argon2 password hashes, shared by every server process.
 
-An account is a hash at ``vstudio:user:<username>`` with the user id, role and password hash.
+An account is a hash at ``vstudio:user:<username>`` with the user id, role, password hash and
+a version. Login tokens carry the version; replacing the account or its password raises it and
+deleting the account removes it, so older tokens are refused at once on every process.
 Hashing is deliberately slow, so it runs in a thread and never stalls the event loop.
 """
 
@@ -10,7 +12,7 @@ import asyncio
 import functools
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 import redis.asyncio as aioredis
@@ -46,6 +48,8 @@ class Account:
     user_id: str
     username: str
     role: Role
+    version: int = field(default=0, compare=False)
+    """Raised on every change that must end older tokens (the ``ver`` claim)."""
 
     def wire(self) -> dict[str, str]:
         return {"id": self.user_id, "username": self.username, "role": str(self.role)}
@@ -56,6 +60,13 @@ def valid_username(name: str) -> str:
     if not USERNAME.match(name):
         raise AccountError(f"username {name!r} must be 1-64 letters, digits, '_', '.' or '-'")
     return name
+
+
+def _check_length(password: str, min_length: int) -> None:
+    if len(password) < min_length:
+        raise AccountError(
+            f"password must have at least {min_length} characters (it has {len(password)})"
+        )
 
 
 class AccountStore:
@@ -73,20 +84,44 @@ class AccountStore:
         replace: bool = False,
         min_length: int = PASSWORD_MIN_LENGTH,
     ) -> Account:
-        """Create (or with ``replace`` overwrite) an account; the user id is the username."""
+        """Create (or with ``replace`` overwrite, ending older tokens) an account; the user id is
+        the username."""
         valid_username(username)
-        if len(password) < min_length:
-            raise AccountError(
-                f"password must have at least {min_length} characters (it has {len(password)})"
-            )
+        _check_length(password, min_length)
         digest = await asyncio.to_thread(_hasher.hash, password)
         key = keys.user(username)
         if not replace and not await self.redis.hsetnx(key, "username", username):
             raise AccountError(f"user {username} exists already")
-        await self.redis.hset(
-            key, mapping={"id": username, "username": username, "role": str(role), "hash": digest}
-        )
-        return Account(username, username, Role(role))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                key,
+                mapping={"id": username, "username": username, "role": str(role), "hash": digest},
+            )
+            pipe.hincrby(key, "ver", 1)
+            _, version = await pipe.execute()
+        return Account(username, username, Role(role), int(version))
+
+    async def set_password(
+        self, username: str, password: str, *, min_length: int = PASSWORD_MIN_LENGTH
+    ) -> Account:
+        """A new password for an existing account; its older tokens stop working."""
+        _check_length(password, min_length)
+        account = await self.find(username)
+        if account is None:
+            raise AccountError(f"no user {username}")
+        digest = await asyncio.to_thread(_hasher.hash, password)
+        key = keys.user(username)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, "hash", digest)
+            pipe.hincrby(key, "ver", 1)
+            _, version = await pipe.execute()
+        return Account(account.user_id, account.username, account.role, int(version))
+
+    async def delete(self, username: str) -> bool:
+        """Remove the account (its tokens stop working); whether there was one."""
+        if not USERNAME.match(username):
+            return False
+        return bool(await self.redis.delete(keys.user(username)))
 
     async def find(self, username: str) -> Account | None:
         """The account, or ``None``."""
@@ -95,7 +130,12 @@ class AccountStore:
         raw = cast(RawHash, await self.redis.hgetall(keys.user(username)))
         if not raw or b"role" not in raw:
             return None
-        return Account(raw[b"id"].decode(), raw[b"username"].decode(), Role(raw[b"role"].decode()))
+        return Account(
+            raw[b"id"].decode(),
+            raw[b"username"].decode(),
+            Role(raw[b"role"].decode()),
+            int(raw.get(b"ver", b"0")),
+        )
 
     async def check(self, username: str, password: str) -> Account:
         """The account if the password matches; one vague :class:`AccountError` otherwise."""
