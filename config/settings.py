@@ -127,6 +127,10 @@ class ServerSettings(PartSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     workers: int = Field(default=1, ge=1, description="server processes sharing the port")
     public_url: str | None = Field(default=None, description="URL printed for people to open")
+    certfile: Path | None = Field(
+        default=None, description="PEM certificate (chain): serve HTTPS and WSS with keyfile"
+    )
+    keyfile: Path | None = Field(default=None, description="PEM private key of certfile")
 
     jwt_secret: SecretStr | None = Field(
         default=None, description="HS256 secret; the embedded default generates one"
