@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "GLOBAL_ANNOUNCEMENTS",
     "SESSION_CHANNEL_PATTERN",
+    "account_rate",
     "active_poll",
     "artist_live",
     "chat_channel",
@@ -22,7 +23,6 @@ __all__ = [
     "polls_channel",
     "presence",
     "reaction_window",
-    "rest_rate",
     "session",
     "session_channels",
     "session_id_of_channel",
@@ -31,6 +31,7 @@ __all__ = [
     "stream",
     "stream_deleted",
     "ticket",
+    "ticket_rate",
     "tip_announced",
     "tip_ledger",
     "tip_requests",
@@ -168,9 +169,15 @@ def login_failures_address(address: str) -> str:
     return f"{PREFIX}:login-failures:address:{address}"
 
 
-def rest_rate(session_id: str, user_id: str) -> str:
-    """Sliding-window rate limit of one user's REST actions in the session."""
+def account_rate(session_id: str, user_id: str) -> str:
+    """Sliding-window rate limits of one user in the session, whatever carries the messages
+    (REST calls, every WebSocket of the user): ``<this>:<limit name>``."""
     return f"{session_prefix(session_id)}:rate:{user_id}"
+
+
+def ticket_rate(user_id: str) -> str:
+    """Sliding window of the WebSocket tickets one user took."""
+    return f"{PREFIX}:ticket-rate:{user_id}"
 
 
 def tip_ledger(session_id: str) -> str:

@@ -142,6 +142,10 @@ class ServerSettings(PartSettings):
     token_ttl: int = Field(default=12 * 3600, ge=60, description="lifetime of login tokens, s")
     ticket_ttl: int = Field(default=30, ge=1, description="lifetime of a WebSocket ticket, s")
     guest_rate_limit: int = Field(default=10, ge=1, description="guest tokens per address/min")
+    ticket_rate_limit: int = Field(default=60, ge=1, description="tickets per user per minute")
+    max_sessions_per_artist: int = Field(
+        default=20, ge=1, description="scheduled and live sessions one artist may have"
+    )
     login_failures_per_user: int = Field(
         default=5, ge=1, description="failed logins per username per login_failure_window"
     )

@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from broker.models import MessageType
 from config import ServerSettings
 
-__all__ = ["Limit", "RedisWindow", "SlidingWindow", "limits_for"]
+__all__ = ["Limit", "RedisWindow", "SlidingWindow", "account_limits", "limits_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +38,12 @@ def limits_for(settings: ServerSettings, kind: MessageType | None) -> tuple[Limi
     elif kind == MessageType.REACTION_SEND:
         rules.append(Limit("reaction", settings.reaction_rate_limit, settings.reaction_rate_window))
     return tuple(rules)
+
+
+def account_limits(settings: ServerSettings, kind: MessageType) -> tuple[Limit, ...]:
+    """The limits that hold for a user across all their connections: chat and reactions (the
+    'any' limit stays per connection, so one busy socket does not silence the user's others)."""
+    return tuple(limit for limit in limits_for(settings, kind) if limit.name != "any")
 
 
 class SlidingWindow:

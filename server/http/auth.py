@@ -118,6 +118,13 @@ async def ticket(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     who = await ctx.identify(request)
     body = await read_model(request, TicketRequest)
+    wait = await ctx.windows.retry_after(
+        keys.ticket_rate(who.user_id),
+        (Limit("tickets", ctx.settings.ticket_rate_limit, 60.0),),
+        time.time(),
+    )
+    if wait is not None:
+        raise ProtocolError(ErrorCode.RATE_LIMITED, "too many tickets for this user", wait)
     session = await ctx.sessions.get(body.session_id)
     role = grant_role(session, who, body.role)
     ticket_id = await ctx.tickets.issue(who, session.id, role)

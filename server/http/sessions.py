@@ -57,6 +57,16 @@ async def create_session(request: web.Request) -> web.Response:
     if who.role != Role.ARTIST or who.guest:
         raise ProtocolError(ErrorCode.FORBIDDEN, "only artists create sessions")
     body = await read_model(request, SessionCreate)
+    cap = ctx.settings.max_sessions_per_artist
+    open_ = 0
+    for status in (SessionStatus.SCHEDULED, SessionStatus.LIVE):
+        open_ += len(await ctx.sessions.list(artist_id=who.user_id, status=status, limit=cap))
+    if open_ >= cap:  # checked, then created: two creates at once may pass it by one
+        raise ProtocolError(
+            ErrorCode.FORBIDDEN,
+            f"you have {open_} sessions that have not ended; the limit is {cap} sessions "
+            "(end one first)",
+        )
     session = Session(id=new_session_id(), artist_id=who.user_id, **body.model_dump())
     created = await ctx.sessions.create(session)
     return json_response(created.wire(), status=201)

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 from aiohttp import WSMessage, WSMsgType, web
 
+from broker import keys
 from broker.models import (
     ErrorCode,
     MessageType,
@@ -40,7 +41,7 @@ from server.identity.participant import Participant
 from server.identity.tickets import grant_role
 from server.interactions.registry import Actor
 from server.metrics import Metrics
-from server.ratelimit import SlidingWindow, limits_for
+from server.ratelimit import SlidingWindow, account_limits, limits_for
 from server.wire import (
     STREAM_ID,
     envelope,
@@ -356,6 +357,11 @@ async def _handle(
     try:
         if frame.type not in UNLIMITED:
             wait = limiter.retry_after(limits_for(settings, frame.type), time.monotonic())
+            shared = account_limits(settings, frame.type)
+            if wait is None and shared:  # chat and reactions: the user's, over every socket
+                wait = await ctx.windows.retry_after(
+                    keys.account_rate(actor.session_id, actor.user_id), shared, time.time()
+                )
             if wait is not None:
                 raise ProtocolError(
                     ErrorCode.RATE_LIMITED, f"too many {frame.type} messages; slow down", wait
