@@ -50,3 +50,22 @@ def test_blank_looking_chat_is_refused(text: str) -> None:
 @pytest.mark.parametrize("text", ["hi", "\u200bhi", "🔥", "a\u0301", "ㅋㅋ"])
 def test_chat_with_something_to_see_is_kept(text: str) -> None:
     assert ChatMessageIn.model_validate({"text": text}).text == text
+
+
+async def test_a_declared_body_over_the_limit_gets_413_before_it_is_read(
+    server_factory: ServerFactory,
+) -> None:
+    """A client that announces a huge body is answered at once, not after the upload."""
+    import asyncio
+
+    server = server_factory(VSTUDIO_MAX_MESSAGE_BYTES="4096")
+    host, port = server.base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 50000000\r\n\r\n{"
+    )  # only one byte of the fifty million follows
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 413"), head
+    writer.close()
