@@ -69,3 +69,34 @@ async def test_a_declared_body_over_the_limit_gets_413_before_it_is_read(
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
     assert head.startswith(b"HTTP/1.1 413"), head
     writer.close()
+
+
+async def test_clients_that_misbehave_leave_one_log_line_not_a_traceback(
+    server_factory: ServerFactory,
+) -> None:
+    """A malformed request line and a client leaving mid-body are logged as one line each."""
+    import asyncio
+    import json
+
+    server = server_factory()
+    host, port = server.base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GARBAGE\r\n\r\n")
+    await writer.drain()
+    assert (await asyncio.wait_for(reader.read(100), 5)).startswith(b"HTTP/1.")
+    writer.close()
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 100\r\n\r\n{"user'
+    )
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    writer.transport.abort()  # gone mid-body
+    await asyncio.sleep(0.5)
+    code, _, log = server.stop()
+    assert code == 0
+    assert "Traceback" not in log, log
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert not [line for line in lines if line.get("level") in ("error", "ERROR")], lines
+    assert any("mid-request" in str(line.get("message", "")) for line in lines), lines

@@ -123,6 +123,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = json_error(401, 401, str(exc))
         response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
         return response
+    except ConnectionResetError:  # the client left mid-request: its business, not an error
+        log.info("client left mid-request", extra={"path": request.path, "peer": request.remote})
+        return json_error(400, int(ErrorCode.INVALID_MESSAGE), "connection lost mid-request")
     except web.HTTPRequestEntityTooLarge as exc:
         return json_error(413, int(ErrorCode.MESSAGE_TOO_LARGE), exc.text or "body too large")
     except web.HTTPException as exc:
