@@ -100,7 +100,7 @@ class Voter(asyncio.Protocol):
                 {
                     "type": "poll.vote",
                     "requestId": self.request_id,
-                    "payload": {"pollId": poll_id, "option": option},
+                    "payload": {"pollId": poll_id, "optionIndex": option},
                 }
             )
         )

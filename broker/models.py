@@ -360,10 +360,10 @@ class PollEnd(WireModel):
 
 
 class PollVote(WireModel):
-    """``poll.vote``: one option, by its index."""
+    """``poll.vote``: the seed's ``{pollId, optionIndex}``, one option by its index."""
 
     poll_id: str = Field(min_length=1, max_length=64)
-    option: int = Field(ge=0, le=9)
+    option_index: int = Field(ge=0, le=9)
 
 
 class Poll(WireModel):

@@ -94,7 +94,7 @@ async def rest_vote(server: Any, session_id: str, who: str, poll_id: str, option
         "POST",
         f"/v1/vstudio/sessions/{session_id}/polls/{poll_id}/votes",
         token=server.token(who),
-        json={"option": option},
+        json={"optionIndex": option},
     )
 
 
@@ -116,12 +116,12 @@ async def test_poll_lifecycle_over_websocket_and_rest(live_server: Any) -> None:
         assert fan.of("poll.create")[0]["payload"]["id"] == poll["id"]
         # allowMultiple: one vote per option; the repeat says it was already counted (4004)
         for option in (0, 2):
-            reply = await fan.request("poll.vote", {"pollId": poll["id"], "option": option})
+            reply = await fan.request("poll.vote", {"pollId": poll["id"], "optionIndex": option})
             assert reply["payload"]["counted"] is True
-        again = await fan.request("poll.vote", {"pollId": poll["id"], "option": 2})
+        again = await fan.request("poll.vote", {"pollId": poll["id"], "optionIndex": 2})
         assert again["type"] == "error" and again["payload"]["code"] == 4004
         assert "already counted" in again["payload"]["message"]
-        bad = await fan.request("poll.vote", {"pollId": poll["id"], "option": 7})
+        bad = await fan.request("poll.vote", {"pollId": poll["id"], "optionIndex": 7})
         assert bad["payload"]["code"] == 4006 and "options 0 to 2" in bad["payload"]["message"]
         # a viewer may not end the poll; the artist may, and everyone gets the final results
         refused = await fan.request("poll.end", {"pollId": poll["id"]})
@@ -131,7 +131,7 @@ async def test_poll_lifecycle_over_websocket_and_rest(live_server: Any) -> None:
         await fan.wait_for(lambda: any(f["payload"].get("final") for f in fan.of("poll.results")))
         [final] = [f for f in fan.of("poll.results") if f["payload"].get("final")]
         assert final["payload"]["results"] == [1, 0, 1] and final["id"]
-        late = await fan.request("poll.vote", {"pollId": poll["id"], "option": 1})
+        late = await fan.request("poll.vote", {"pollId": poll["id"], "optionIndex": 1})
         assert late["payload"]["code"] == 4006 and "has ended" in late["payload"]["message"]
     # results are kept after the end: over REST, and in the session.state of a new connection
     status, body = await live_server.call(
@@ -185,7 +185,9 @@ async def test_votes_over_two_processes_and_both_transports_counted_once(
             nonlocal repeats
             option = index % 4
             rest_server = second if who in voters[::2] else first
-            ws_try = sockets[who].request("poll.vote", {"pollId": poll["id"], "option": option})
+            ws_try = sockets[who].request(
+                "poll.vote", {"pollId": poll["id"], "optionIndex": option}
+            )
             rest_try = rest_vote(rest_server, sid, who, poll["id"], option)
             ws_reply, (rest_status, rest_body) = await asyncio.gather(ws_try, rest_try)
             counted = [ws_reply["type"] == "poll.vote", rest_status == 200]
@@ -233,7 +235,7 @@ async def test_auto_end_with_two_processes_racing_happens_once(server_factory: A
                 "poll.create", {"question": "Quick?", "options": ["y", "n"], "duration": 5}
             )
         )["payload"]
-        await on_second.request("poll.vote", {"pollId": poll["id"], "option": 1})
+        await on_second.request("poll.vote", {"pollId": poll["id"], "optionIndex": 1})
         for client in (on_first, on_second):
             await client.wait_for(lambda c=client: c.of("poll.end"), timeout=15)
         await asyncio.sleep(0.5)  # a second end, if there were one, would arrive by now

@@ -30,10 +30,29 @@ def refused(raw: str | bytes, max_bytes: int = 4096) -> ProtocolError:
 
 
 def test_a_valid_vote_parses_with_its_request_id() -> None:
-    parsed = parse_client_frame(frame("poll.vote", {"pollId": "p1", "option": 1}, requestId="r1"))
+    parsed = parse_client_frame(
+        frame("poll.vote", {"pollId": "p1", "optionIndex": 1}, requestId="r1")
+    )
     assert parsed.type is MessageType.POLL_VOTE
-    assert parsed.payload == PollVote(poll_id="p1", option=1)
+    assert parsed.payload == PollVote(poll_id="p1", option_index=1)
     assert parsed.request_id == "r1"
+
+
+SEED_VOTE = b"""{
+  "type": "poll.vote",
+  "payload": {
+    "pollId": "poll_789",
+    "optionIndex": 1
+  },
+  "timestamp": 1699123456789
+}"""
+"""The seed's "Vote on Poll" example, verbatim."""
+
+
+def test_the_seeds_vote_example_parses() -> None:
+    parsed = parse_client_frame(SEED_VOTE)
+    assert parsed.payload == PollVote(poll_id="poll_789", option_index=1)
+    assert parsed.payload.wire() == {"pollId": "poll_789", "optionIndex": 1}
 
 
 def test_chat_from_a_client_carries_only_text() -> None:
@@ -56,8 +75,9 @@ def test_session_end_from_the_artist_is_empty() -> None:
         (frame("poll.teleport", {}), "unknown or server-only message type 'poll.teleport'"),
         (frame("chat.aggregate", {"messages": []}), "server-only"),
         (b'{"payload": {}}', "type: Field required"),
-        (frame("poll.vote", {"pollId": "p1"}), "option: Field required"),
-        (frame("poll.vote", {"pollId": "p1", "option": 12}), "option"),
+        (frame("poll.vote", {"pollId": "p1"}), "optionIndex: Field required"),
+        (frame("poll.vote", {"pollId": "p1", "optionIndex": 12}), "optionIndex"),
+        (frame("poll.vote", {"pollId": "p1", "option": 1}), "optionIndex: Field required"),
         (frame("chat.message", {"text": "   "}), "blank"),
         (frame("chat.message", {"text": "x" * 2001}), "text"),
         (frame("tip.send", {"amount": -5, "currency": "USD"}), "amount"),

@@ -98,7 +98,7 @@ async def test_invalid_frame_gets_4006_with_request_id(live_server: LiveServer) 
     session = await live_server.live_session()
     async with live_server.ws(session["id"], user()) as ws:
         await receive_type(ws, "session.state")
-        await ws.send_str('{"type": "poll.vote", "requestId": "r1", "payload": {"option": 1}}')
+        await ws.send_str('{"type": "poll.vote", "requestId": "r1", "payload": {"optionIndex": 1}}')
         error = await receive_type(ws, "error")
         assert error["requestId"] == "r1"
         assert error["payload"]["code"] == ErrorCode.INVALID_MESSAGE

@@ -165,7 +165,7 @@ async def test_deletions_by_id_or_by_user_on_a_platform(js: Any) -> None:
 async def test_rest_equivalents_of_client_messages(js: Any) -> None:
     calls = await js.evaluate(
         """[
-          P.restAction('s1', 'poll.vote', {pollId: 'p/1', option: 2}),
+          P.restAction('s1', 'poll.vote', {pollId: 'p/1', optionIndex: 2}),
           P.restAction('s1', 'tip.send', {amount: 5, currency: 'USD'}, 'req-1'),
           P.restAction('s1', 'chat.delete', {messageId: 'twitch:9'}),
           P.restAction('s1', 'session.end', {}),
@@ -175,7 +175,7 @@ async def test_rest_equivalents_of_client_messages(js: Any) -> None:
     assert calls[0] == {
         "method": "POST",
         "path": "/v1/vstudio/sessions/s1/polls/p%2F1/votes",
-        "body": {"option": 2},
+        "body": {"optionIndex": 2},
     }
     assert calls[1]["headers"] == {"Idempotency-Key": "req-1"}
     assert calls[1]["path"] == "/v1/vstudio/sessions/s1/tips"

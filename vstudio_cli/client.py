@@ -208,10 +208,9 @@ class VStudioClient:
         answer = await self.call("GET", self._session_path(session_id, "/polls"))
         return answer["polls"] if isinstance(answer, dict) else answer
 
-    async def vote(self, session_id: str, poll_id: str, option: int) -> dict[str, Any]:
-        return await self.call(
-            "POST", self._session_path(session_id, f"/polls/{poll_id}/votes"), {"option": option}
-        )
+    async def vote(self, session_id: str, poll_id: str, option_index: int) -> dict[str, Any]:
+        path = self._session_path(session_id, f"/polls/{poll_id}/votes")
+        return await self.call("POST", path, {"optionIndex": option_index})
 
     async def chat(self, session_id: str, text: str) -> dict[str, Any]:
         return await self.call("POST", self._session_path(session_id, "/chat"), {"text": text})

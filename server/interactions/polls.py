@@ -351,7 +351,7 @@ class PollBook:
                     keys.poll_voters(session_id, vote.poll_id),
                     keys.session(session_id),
                 ],
-                args=[user_id, vote.option],
+                args=[user_id, vote.option_index],
             )
         )
         outcome = reply[0]
@@ -362,12 +362,12 @@ class PollBook:
         if outcome == "bad_option":
             raise ProtocolError(
                 ErrorCode.INVALID_MESSAGE,
-                f"option {vote.option} does not exist in poll {vote.poll_id}: "
+                f"option {vote.option_index} does not exist in poll {vote.poll_id}: "
                 f"it has options 0 to {int(reply[1]) - 1}",
             )
         raise ProtocolError(
             ErrorCode.FORBIDDEN,
-            f"your vote for option {vote.option} in poll {vote.poll_id} was already counted"
+            f"your vote for option {vote.option_index} in poll {vote.poll_id} was already counted"
             if outcome == "duplicate"
             else f"vote refused ({outcome})",
         )
@@ -546,7 +546,7 @@ async def vote(services: Services, actor: Actor, ballot: PollVote) -> dict[str, 
     async with services.redis_gate:
         await polls.book.vote(actor.session_id, actor.user_id, ballot)
     polls.voted(actor.session_id, ballot.poll_id)
-    return {"pollId": ballot.poll_id, "option": ballot.option, "counted": True}
+    return {"pollId": ballot.poll_id, "optionIndex": ballot.option_index, "counted": True}
 
 
 async def polls_state(services: Services, session_id: str) -> dict[str, Any]:

@@ -381,7 +381,7 @@ async function vote(index) {
   const current = poll.poll;
   if (!current) return;
   try {
-    await act("poll.vote", { pollId: current.id, option: index }, "Your vote was not counted");
+    await act("poll.vote", { pollId: current.id, optionIndex: index }, "Your vote was not counted");
   } catch (error) {
     if (!(error instanceof ApiError) || !/already/i.test(error.message)) return;
   }
