@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -86,6 +87,38 @@ def test_session_state_fills_the_dashboard(state: ConsoleState) -> None:
     assert state.poll is not None and state.poll.id == "p1" and state.poll.results == [3, 4]
     assert state.tip_totals == {"USD": 12.5}
     assert {"status", "poll", "tips"} <= update.parts
+
+
+SEED_STATE = """{
+  "type": "session.state",
+  "payload": {
+    "sessionId": "abc123",
+    "status": "live",
+    "viewerCount": 1250,
+    "activePoll": {
+      "id": "poll_789",
+      "question": "Which song next?",
+      "options": ["Track A", "Track B"],
+      "results": [425, 312],
+      "endsAt": 1699123500000
+    },
+    "chatEnabled": true,
+    "reactionsEnabled": false
+  },
+  "timestamp": 1699123456789
+}"""
+"""The seed's state example verbatim, but with reactions off so a swapped toggle shows."""
+
+
+def test_the_seeds_session_state_alone_fills_the_dashboard(state: ConsoleState) -> None:
+    update = apply_frame(state, json.loads(SEED_STATE))
+    assert (state.status, state.viewer_count) == ("live", 1250)
+    assert state.chat_enabled is True and state.reactions_enabled is False
+    assert state.poll is not None and state.poll.id == "poll_789" and state.poll.active
+    assert state.poll.question == "Which song next?"
+    assert state.poll.options == ["Track A", "Track B"] and state.poll.results == [425, 312]
+    assert state.poll.ends_at == 1699123500000 and state.poll.total == 737
+    assert {"status", "poll"} <= update.parts
 
 
 def test_session_state_without_an_active_poll_shows_the_latest(state: ConsoleState) -> None:

@@ -51,6 +51,53 @@ async def test_first_frame_is_session_state_then_bus_events(
         assert frame["id"] == event_id and frame["payload"] == {"amount": 5}
 
 
+SEED_STATE_KEYS = [
+    "sessionId",
+    "status",
+    "viewerCount",
+    "activePoll",
+    "chatEnabled",
+    "reactionsEnabled",
+]
+"""The seed's ``session.state`` payload fields, in the seed's order, at the top."""
+
+
+async def test_session_state_carries_the_seeds_fields_at_the_top(live_server: LiveServer) -> None:
+    artist = user()
+    session = await live_server.live_session(artist)
+    token = live_server.token(artist, "artist")
+    base = f"/v1/vstudio/sessions/{session['id']}"
+    async with live_server.ws(session["id"], user()) as ws:
+        state = (await receive_type(ws, "session.state"))["payload"]
+        assert list(state)[: len(SEED_STATE_KEYS)] == SEED_STATE_KEYS
+        assert state["sessionId"] == session["id"] and state["status"] == "live"
+        assert state["activePoll"] is None and state["viewerCount"] == 1
+        assert state["chatEnabled"] is True and state["reactionsEnabled"] is True
+        assert state["session"]["id"] == session["id"]  # the full record follows
+    # chat off, reactions on: a swapped pair of fields would show
+    status, _ = await live_server.call("PATCH", base, token=token, json={"chatEnabled": False})
+    assert status == 200
+    poll_body = {"question": "Which song next?", "options": ["Track A", "Track B"], "duration": 60}
+    status, poll = await live_server.call("POST", f"{base}/polls", token=token, json=poll_body)
+    assert status == 200, poll
+    fan = user()
+    status, _ = await live_server.call(
+        "POST",
+        f"{base}/polls/{poll['id']}/votes",  # type: ignore[index]
+        token=live_server.token(fan),
+        json={"optionIndex": 1},
+    )
+    assert status == 200
+    async with live_server.ws(session["id"], fan) as ws:
+        state = (await receive_type(ws, "session.state"))["payload"]
+        assert state["chatEnabled"] is False and state["reactionsEnabled"] is True
+        active = state["activePoll"]
+        assert list(active)[:5] == ["id", "question", "options", "results", "endsAt"]
+        assert active["id"] == poll["id"]  # type: ignore[index]
+        assert active["options"] == ["Track A", "Track B"] and active["results"] == [0, 1]
+        assert active["endsAt"] == poll["endsAt"]  # type: ignore[index]
+
+
 async def test_chat_is_coalesced_into_aggregates_in_order(
     live_server: LiveServer, bus: Bus
 ) -> None:

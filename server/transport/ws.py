@@ -181,11 +181,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         if path_session and path_session != ticket.session_id:
             raise ProtocolError(ErrorCode.INVALID_TICKET, "the ticket is for another session")
         cached = ctx.hub.cached_state(ticket.session_id)
-        status = (
-            cached["session"]["status"]
-            if cached
-            else (await ctx.sessions.get(ticket.session_id)).status
-        )
+        status = cached["status"] if cached else (await ctx.sessions.get(ticket.session_id)).status
         if status == SessionStatus.ENDED:
             raise ProtocolError(ErrorCode.SESSION_ENDED, f"session {ticket.session_id} has ended")
         since = request.query.get("since")

@@ -270,8 +270,10 @@ function myId() {
 }
 
 function applyState(p) {
-  const session = p.session && typeof p.session === "object" ? p.session : null;
-  applySession({ ...page.session, ...(session ?? pickSession(p)) });
+  // the seed's fields (status, chatEnabled, reactionsEnabled) are at the top of the payload;
+  // the full record, when the server sends one, fills in the rest (title, stream...)
+  const session = p.session && typeof p.session === "object" ? p.session : {};
+  applySession({ ...page.session, ...session, ...pickSession(p) });
   if (p.viewerCount != null) setViewers(p.viewerCount);
   page.muted = new Set(p.mutedUsers ?? []);
   if (Array.isArray(p.allowedReactions)) page.reactions = p.allowedReactions;
