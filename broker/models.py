@@ -51,6 +51,7 @@ __all__ = [
     "Role",
     "Session",
     "SessionEnded",
+    "SessionJoin",
     "SessionStatus",
     "SessionUpdate",
     "TipReceived",
@@ -310,6 +311,18 @@ class SessionEnded(WireModel):
     ended_at: int | None = None
 
 
+class SessionJoin(WireModel):
+    """A client's ``session.join``: the seed's ``{sessionId, role, userId}``, each optional.
+
+    The connection's ticket already fixed all three; what the client states is checked
+    against it (a mismatch is refused with 4004), never used to change it.
+    """
+
+    session_id: str | None = Field(default=None, min_length=1, max_length=200)
+    role: Role | None = None
+    user_id: str | None = Field(default=None, min_length=1, max_length=200)
+
+
 class Presence(WireModel):
     """``session.join`` / ``session.leave``."""
 
@@ -436,7 +449,7 @@ class Empty(WireModel):
 # --- client frames ----------------------------------------------------------------------------
 
 CLIENT_PAYLOADS: dict[MessageType, type[WireModel]] = {
-    MessageType.SESSION_JOIN: Empty,
+    MessageType.SESSION_JOIN: SessionJoin,
     MessageType.SESSION_LEAVE: Empty,
     MessageType.SESSION_END: Empty,
     MessageType.SESSION_UPDATE: SessionUpdate,

@@ -14,6 +14,8 @@ from broker.models import (
     PollCreate,
     PollVote,
     ProtocolError,
+    Role,
+    SessionJoin,
     SessionStatus,
     parse_client_frame,
 )
@@ -53,6 +55,22 @@ def test_the_seeds_vote_example_parses() -> None:
     parsed = parse_client_frame(SEED_VOTE)
     assert parsed.payload == PollVote(poll_id="poll_789", option_index=1)
     assert parsed.payload.wire() == {"pollId": "poll_789", "optionIndex": 1}
+
+
+def test_the_seeds_join_example_parses() -> None:
+    seed_join = b"""{
+  "type": "session.join",
+  "payload": {
+    "sessionId": "abc123",
+    "role": "viewer",
+    "userId": "user_456"
+  },
+  "timestamp": 1699123456789
+}"""
+    parsed = parse_client_frame(seed_join)
+    assert parsed.payload == SessionJoin(session_id="abc123", role=Role.VIEWER, user_id="user_456")
+    assert parse_client_frame(frame("session.join", {})).payload == SessionJoin()
+    assert "role" in refused(frame("session.join", {"role": "admin"})).message
 
 
 def test_chat_from_a_client_carries_only_text() -> None:

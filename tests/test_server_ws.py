@@ -376,3 +376,31 @@ async def test_the_first_client_refused_as_full_leaves_the_server_healthy(
     async with two.ws(session["id"], "z") as z:
         assert (await receive_type(z, "session.state"))["payload"]["viewerCount"] == 1
     assert "Traceback" not in two.log, two.log
+
+
+async def test_the_seeds_session_join_is_checked_against_the_ticket(
+    live_server: LiveServer,
+) -> None:
+    session = await live_server.live_session()
+    fan = user()
+    async with live_server.ws(session["id"], fan) as ws:
+        await receive_type(ws, "session.state")
+        mine = {"sessionId": session["id"], "role": "viewer", "userId": fan}
+        await ws.send_json({"type": "session.join", "requestId": "ok", "payload": mine})
+        reply = await _reply(ws, "ok")
+        assert reply["type"] == "session.join", reply
+        assert reply["payload"]["userId"] == fan and reply["payload"]["role"] == "viewer"
+        wrong = {
+            "userId": {**mine, "userId": "user_456"},
+            "role": {**mine, "role": "artist"},
+            "sessionId": {**mine, "sessionId": "abc123"},
+        }
+        for field, payload in wrong.items():
+            await ws.send_json({"type": "session.join", "requestId": field, "payload": payload})
+            error = await _reply(ws, field)
+            assert error["type"] == "error", (field, error)
+            assert error["payload"]["code"] == ErrorCode.FORBIDDEN
+            assert field in error["payload"]["message"]
+        # the connection stays what its ticket made it
+        await ws.send_json({"type": "session.join", "requestId": "again", "payload": mine})
+        assert (await _reply(ws, "again"))["type"] == "session.join"

@@ -25,6 +25,7 @@ from broker.models import (
     ProtocolError,
     Role,
     Session,
+    SessionJoin,
     SessionStatus,
     SessionUpdate,
     now_ms,
@@ -238,9 +239,30 @@ async def update_session(
     return {"session": updated.wire()}
 
 
-async def join_session(services: Services, actor: Actor, payload: Any) -> dict[str, Any]:
-    """A client's explicit join: it is already counted since it connected; say so."""
-    return {"ok": True, "sessionId": actor.session_id}
+async def join_session(services: Services, actor: Actor, payload: SessionJoin) -> dict[str, Any]:
+    """A client's explicit join: it is already counted since it connected; say so.
+
+    The seed's ``{sessionId, role, userId}`` must name this connection's session, role and
+    user: a join cannot move a connection, raise its role or speak for someone else (4004).
+    """
+    stated = (
+        ("sessionId", payload.session_id, actor.session_id),
+        ("role", payload.role, actor.role),
+        ("userId", payload.user_id, actor.user_id),
+    )
+    for name, given, held in stated:
+        if given is not None and given != held:
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN,
+                f"session.join: {name} {given!r} does not match this connection's {held!r} "
+                "(fixed by its ticket)",
+            )
+    return {
+        "ok": True,
+        "sessionId": actor.session_id,
+        "role": actor.role.value,
+        "userId": actor.user_id,
+    }
 
 
 ACTIONS = (
