@@ -42,6 +42,7 @@ __all__ = [
     "PollEnd",
     "PollResults",
     "PollStatus",
+    "PollTally",
     "PollUpdate",
     "PollVote",
     "Presence",
@@ -56,6 +57,7 @@ __all__ = [
     "SessionUpdate",
     "TipReceived",
     "TipSend",
+    "is_poll_tally",
     "now_ms",
     "parse_client_frame",
 ]
@@ -395,11 +397,35 @@ class Poll(WireModel):
     results: list[int] = Field(default_factory=list)
 
 
-class PollResults(WireModel):
+class PollTally(WireModel):
+    """A live tally, sent as ``poll.update`` (the seed's SSE example): counts aligned with the
+    options and the votes counted so far. A poll edit is also a ``poll.update``, but it carries
+    the whole poll (``id``, ``question``, ``options``...): :func:`is_poll_tally` tells them
+    apart."""
+
     poll_id: str
     results: list[int]
     total_votes: int
-    final: bool = False
+
+
+class PollResults(WireModel):
+    """``poll.results``: the final tally, sent once when the poll ends (``final: true``)."""
+
+    poll_id: str
+    results: list[int]
+    total_votes: int
+    final: bool = True
+
+
+def is_poll_tally(payload: Any) -> bool:
+    """True for a ``poll.update`` payload that is a live tally, False for a poll edit."""
+    return (
+        isinstance(payload, dict)
+        and isinstance(payload.get("pollId"), str)
+        and isinstance(payload.get("results"), list)
+        and "totalVotes" in payload
+        and "options" not in payload
+    )
 
 
 # --- reactions and tips -----------------------------------------------------------------------

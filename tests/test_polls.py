@@ -8,7 +8,7 @@ import pytest
 from interactions_support import Studio, attach, open_studio
 
 from broker import Bus, connect
-from broker.models import ErrorCode, MessageType, PollVote, ProtocolError, Role
+from broker.models import ErrorCode, MessageType, PollVote, ProtocolError, Role, is_poll_tally
 from server.interactions import polls
 from server.interactions.catalog import STATE_PARTS
 
@@ -116,7 +116,16 @@ async def test_update_question_only_before_the_first_vote_duration_any_time(bus:
         assert error.code == ErrorCode.INVALID_MESSAGE and "before the first vote" in error.message
         longer = await studio.do(staff, update, {"pollId": poll["id"], "duration": 600})
         assert longer["endsAt"] == longer["createdAt"] + 600_000 and longer["results"] == [0, 0, 1]
-        assert [e.type for e in await studio.events("poll.update")] == ["poll.update"] * 2
+        updates = await studio.events("poll.update")
+        edits = [e.payload for e in updates if not is_poll_tally(e.payload)]
+        assert [edit["question"] for edit in edits] == ["Encore?", "Encore?"]
+        assert [edit["options"] for edit in edits] == [["y", "n", "?"]] * 2
+        assert edits[1]["endsAt"] == longer["endsAt"] and edits[1]["id"] == poll["id"]
+        await asyncio.sleep(0.3)  # the vote's tally, also a poll.update, is told apart
+        tallies = [
+            e.payload for e in await studio.events("poll.update") if is_poll_tally(e.payload)
+        ]
+        assert tallies[-1] == {"pollId": poll["id"], "results": [0, 0, 1], "totalVotes": 1}
 
 
 async def test_end_publishes_the_poll_and_final_results_once(bus: Bus) -> None:
@@ -128,7 +137,7 @@ async def test_end_publishes_the_poll_and_final_results_once(bus: Bus) -> None:
         )
         assert ended["status"] == "ended" and ended["results"] == [0, 1] and ended["endedAt"]
         [end] = await studio.events("poll.end")
-        finals = [e for e in await studio.events("poll.results") if e.payload.get("final")]
+        finals = await studio.events("poll.results")  # poll.results is only the final tally
         assert end.payload["results"] == [0, 1]
         assert [f.payload for f in finals] == [
             {"pollId": poll["id"], "results": [0, 1], "totalVotes": 1, "final": True}
@@ -159,7 +168,9 @@ async def test_results_are_throttled_with_a_trailing_flush(bus: Bus) -> None:
             await asyncio.sleep(0.01)
         last_vote = asyncio.get_running_loop().time()
         await asyncio.sleep(0.6)
-        results = [e for e in await studio.events("poll.results")]
+        assert not await studio.events("poll.results")  # live tallies are poll.update
+        results = await studio.events("poll.update")
+        assert all(set(r.payload) == {"pollId", "results", "totalVotes"} for r in results)
         elapsed = last_vote - started
         # at most one broadcast per 250 ms window (plus the first), and the last one is exact
         assert 2 <= len(results) <= elapsed / 0.25 + 2
@@ -203,7 +214,7 @@ async def test_many_votes_from_two_processes_counted_exactly_once(bus: Bus, redi
         stored = await studio.services.polls.book.get(studio.session_id, poll["id"])
         assert stored is not None and stored.results == [100, 100, 100]
         await asyncio.sleep(0.5)
-        last = (await studio.events("poll.results"))[-1]
+        last = (await studio.events("poll.update"))[-1]
         assert last.payload["results"] == [100, 100, 100]
         await second.close()
     await other.redis.aclose()
@@ -231,8 +242,9 @@ async def test_auto_end_happens_exactly_once_with_two_processes_racing(
         ended_events = await studio.events("poll.end")
         assert len(ended_events) == 1
         assert sum(result is not None for result in direct) <= 1
-        final = [e for e in await studio.events("poll.results") if e.payload.get("final")]
+        final = await studio.events("poll.results")
         assert len(final) == 1 and final[0].payload["results"] == [0, 1]
+        assert final[0].payload["final"] is True
         stored = await book.get(studio.session_id, poll["id"])
         assert stored is not None and stored.status == "ended" and stored.ended_at == 1
         await second.close()
@@ -301,8 +313,8 @@ async def test_final_results_come_after_a_broadcast_claimed_before_the_end(bus: 
             """A process that claimed the slot, then was slow to publish."""
             await asyncio.sleep(0.1)
             payload = {"pollId": poll["id"], "results": claim[2], "totalVotes": claim[1]}
-            await bus.publish(studio.session_id, "polls", "poll.results", payload)
+            await bus.publish(studio.session_id, "polls", "poll.update", payload)
 
         await asyncio.gather(slow_broadcast(), book.end(studio.session_id, poll["id"]))
-        results = await studio.events("poll.results")
-        assert [r.payload.get("final", False) for r in results] == [False, True]
+        results = await studio.events("poll.update", "poll.results")
+        assert [r.type for r in results] == ["poll.update", "poll.results"]

@@ -220,3 +220,16 @@ async def test_roles_and_result_shares(js: Any) -> None:
     ]
     assert await js.evaluate("P.resultShares([1, 3, 0])") == [25, 75, 0]
     assert await js.evaluate("P.resultShares([0, 0])") == [0, 0]
+
+
+async def test_a_poll_tally_is_told_from_a_poll_edit(js: Any) -> None:
+    verdicts = await js.evaluate(
+        """[
+          P.isPollTally({pollId: 'poll_123', results: [42, 58], totalVotes: 100}),
+          P.isPollTally({id: 'p1', question: 'Q?', options: ['a', 'b'], results: [0, 0]}),
+          P.isPollTally({pollId: 'p1', question: 'Q?'}),
+          P.isPollTally({pollId: 'p1', results: [1, 2]}),
+          P.isPollTally(null),
+        ]"""
+    )
+    assert verdicts == [True, False, False, False, False]

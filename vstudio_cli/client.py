@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from broker.models import now_ms
+from broker.models import is_poll_tally, now_ms
 
 __all__ = [
     "FATAL_CLOSE_CODES",
@@ -28,7 +28,10 @@ __all__ = [
     "Backoff",
     "LiveConnection",
     "VStudioClient",
+    "is_poll_tally",
 ]
+# is_poll_tally(payload): a poll.update frame is a live tally {pollId, results, totalVotes}
+# or an edit carrying the whole poll; poll.results is only the final tally
 
 log = logging.getLogger("vstudio.vstudio_cli.client")
 

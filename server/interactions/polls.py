@@ -6,7 +6,11 @@ one vote per user per poll, or per option with ``allowMultiple`` (vote), and the
 exactly once whoever triggers it (end). The process whose end script succeeds is the one that
 publishes ``poll.end`` and the final ``poll.results``.
 
-Results are broadcast at most ``poll_results_per_second`` times per poll across all processes:
+Live tallies travel as ``poll.update {pollId, results, totalVotes}`` (the seed's SSE example);
+``poll.results`` is only the final tally, once, when the poll ends. An edit of the poll is a
+``poll.update`` too, carrying the whole poll (``id``, ``question``, ``options``...).
+
+Tallies are broadcast at most ``poll_results_per_second`` times per poll across all processes:
 a shared ``SET NX PX`` slot decides who may broadcast now; every process that accepted a vote
 keeps a trailing flush pending until a broadcast has covered it, so the last votes reach
 clients within one interval.
@@ -38,6 +42,7 @@ from broker.models import (
     PollEnd,
     PollResults,
     PollStatus,
+    PollTally,
     PollUpdate,
     PollVote,
     ProtocolError,
@@ -466,11 +471,11 @@ class PollRuntime:
                 self.dirty[key] = False
                 reply = await self.book.claim_broadcast(session_id, poll_id)
                 if reply[0] == "go":
-                    results = PollResults(
+                    tally = PollTally(
                         poll_id=poll_id, results=list(reply[2]), total_votes=int(reply[1])
                     )
                     await self.book.bus.publish(
-                        session_id, "polls", MessageType.POLL_RESULTS, results.wire()
+                        session_id, "polls", MessageType.POLL_UPDATE, tally.wire()
                     )
                 elif reply[0] == "wait":
                     await asyncio.sleep(max(int(reply[1]), 1) / 1000)

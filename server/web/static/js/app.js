@@ -1,7 +1,7 @@
 // The session page: sign-in, the live connection, and what each event does to the page.
 
 import { ApiError, SessionConnection, api } from "./client.js";
-import { describeError, newRequestId, roleCandidates } from "./protocol.js";
+import { describeError, isPollTally, newRequestId, roleCandidates } from "./protocol.js";
 import {
   ChatView,
   PollView,
@@ -220,16 +220,17 @@ function onFrame(frame) {
     case "poll.create":
       showPoll(p.poll ?? p);
       break;
-    case "poll.update":
-      if (poll.poll && (p.id ?? p.pollId) === poll.poll.id) showPoll({ ...poll.poll, ...p });
+    case "poll.update": // a live tally {pollId, results, totalVotes}, or an edit of the poll
+      if (isPollTally(p)) poll.results(p);
+      else if (poll.poll && (p.id ?? p.pollId) === poll.poll.id) showPoll({ ...poll.poll, ...p });
       break;
     case "poll.end":
       if (poll.poll && (p.id ?? p.pollId) === poll.poll.id) {
         showPoll({ ...poll.poll, ...(p.poll ?? p), id: poll.poll.id, status: "ended" });
       }
       break;
-    case "poll.results":
-      poll.results(p);
+    case "poll.results": // the final tally, once, when the poll ends
+      poll.results({ ...p, final: true });
       break;
     case "chat.aggregate":
       chat.addMany(p.messages ?? []);
