@@ -286,7 +286,7 @@ class Session(WireModel):
     stream_platform: Literal["twitch", "youtube", "tiktok", "other"] | None = None
     status: SessionStatus = SessionStatus.SCHEDULED
     scheduled_start: int | None = None
-    started_at: int | None = None
+    actual_start: int | None = None
     ended_at: int | None = None
     chat_enabled: bool = True
     reactions_enabled: bool = True

@@ -296,6 +296,6 @@ async def test_start_a_scheduled_session(live_server: Any) -> None:
             await until(pilot, lambda: app.state.status == "live")
             assert app.check_action("start", ()) is False
             current = await crew.client(artist, "artist").get_session(crew.id)
-            assert current["status"] == "live" and current["startedAt"]
+            assert current["status"] == "live" and current["actualStart"]
     finally:
         await crew.close()

@@ -41,6 +41,7 @@ async def test_public_session_json_holds_public_fields_only(live_server: Any) ->
     assert status == 200
     assert set(body) <= set(PUBLIC_FIELDS)
     assert body["title"] == "Public" and body["status"] == "live"
+    assert body["actualStart"] == session["actualStart"] and "startedAt" not in body
     assert "producerIds" not in body and "requiredTokens" not in body
 
     status, listing = await live_server.call("GET", "/web/sessions?status=live")

@@ -61,7 +61,7 @@ PUBLIC_FIELDS = (
     "streamPlatform",
     "status",
     "scheduledStart",
-    "startedAt",
+    "actualStart",
     "endedAt",
     "chatEnabled",
     "reactionsEnabled",

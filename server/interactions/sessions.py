@@ -93,9 +93,11 @@ class SessionStore:
         raw = cast(RawHash, await self.redis.hgetall(key))
         if not raw:
             return None
-        return Session.model_validate(
-            {name.decode(): orjson.loads(value) for name, value in raw.items()}
-        )
+        fields = {name.decode(): orjson.loads(value) for name, value in raw.items()}
+        legacy = fields.pop("startedAt", None)  # stored before the seed's name was used
+        if legacy is not None:
+            fields.setdefault("actualStart", legacy)
+        return Session.model_validate(fields)
 
     async def get(self, session_id: str) -> Session:
         """The session, or ``ProtocolError`` 4001."""
@@ -146,7 +148,7 @@ class SessionStore:
             session_id,
             "events",
             MessageType.SESSION_UPDATE,
-            {"status": live.status.value, "startedAt": live.started_at},
+            {"status": live.status.value, "actualStart": live.actual_start},
         )
         return live
 
@@ -181,7 +183,7 @@ class SessionStore:
     async def _transition(
         self, session_id: str, current: SessionStatus, target: SessionStatus
     ) -> str:
-        field = "startedAt" if target == SessionStatus.LIVE else "endedAt"
+        field = "actualStart" if target == SessionStatus.LIVE else "endedAt"
         result = await self._move(
             keys=[keys.session(session_id)],
             args=[orjson.dumps(current.value), orjson.dumps(target.value), field, now_ms()],

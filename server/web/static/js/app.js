@@ -292,7 +292,7 @@ function applyState(p) {
 function pickSession(p) {
   const fields = [
     "id", "artistId", "title", "streamUrl", "streamPlatform", "status", "chatEnabled",
-    "reactionsEnabled", "allowGuests", "producerIds", "startedAt", "endedAt",
+    "reactionsEnabled", "allowGuests", "producerIds", "scheduledStart", "actualStart", "endedAt",
   ];
   return Object.fromEntries(fields.filter((f) => f in p).map((f) => [f, p[f]]));
 }
