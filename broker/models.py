@@ -16,6 +16,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictFloat,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -49,6 +51,7 @@ __all__ = [
     "ProtocolError",
     "ReactionBurst",
     "ReactionSend",
+    "RequiredTokens",
     "Role",
     "Session",
     "SessionEnded",
@@ -57,9 +60,11 @@ __all__ = [
     "SessionUpdate",
     "TipReceived",
     "TipSend",
+    "TokenRequirement",
     "is_poll_tally",
     "now_ms",
     "parse_client_frame",
+    "token_requirements",
 ]
 
 MAX_CHAT_TEXT = 2000
@@ -276,6 +281,25 @@ class SessionStatus(StrEnum):
     ENDED = "ended"
 
 
+class TokenRequirement(WireModel):
+    """The seed's ``requiredTokens``: hold at least ``minBalance`` of the token at
+    ``contractAddress`` (an EVM address, ``0x`` and 40 hex digits)."""
+
+    contract_address: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
+    min_balance: Annotated[StrictInt | StrictFloat, Field(ge=0, allow_inf_nan=False)]
+
+
+RequiredTokens = TokenRequirement | list[TokenRequirement]
+"""One requirement, as in the seed's data model, or a list of them (each must be met)."""
+
+
+def token_requirements(required: RequiredTokens | None) -> list[TokenRequirement]:
+    """A session's ``requiredTokens`` as a list, whichever shape it was given in."""
+    if required is None:
+        return []
+    return list(required) if isinstance(required, list) else [required]
+
+
 class Session(WireModel):
     """A session's record as clients see it."""
 
@@ -292,7 +316,7 @@ class Session(WireModel):
     reactions_enabled: bool = True
     allow_guests: bool = False
     producer_ids: list[str] = Field(default_factory=list)
-    required_tokens: list[str] = Field(default_factory=list)
+    required_tokens: RequiredTokens | None = None
     created_at: int = Field(default_factory=now_ms)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import orjson
 import pytest
 
 from broker import Bus, keys
@@ -97,3 +98,14 @@ async def test_a_record_stored_with_started_at_reads_as_actual_start(bus: Bus, a
     await bus.redis.hset(keys.session(session.id), "startedAt", "1699123456789")
     found = await store.get(session.id)
     assert found.actual_start == 1699123456789 and "startedAt" not in found.wire()
+
+
+async def test_required_tokens_stored_as_bare_addresses_still_read(bus: Bus, artist: str) -> None:
+    store = SessionStore(bus)
+    session = await store.create(new_session(artist))
+    address = "0x" + "ab" * 20
+    await bus.redis.hset(
+        keys.session(session.id), "requiredTokens", orjson.dumps([address, "0xnot-an-address"])
+    )
+    found = await store.get(session.id)
+    assert found.wire()["requiredTokens"] == [{"contractAddress": address, "minBalance": 1}]

@@ -35,7 +35,7 @@ async def test_public_session_json_holds_public_fields_only(live_server: Any) ->
         title="Public",
         streamUrl="https://www.twitch.tv/x",
         producerIds=["a-producer"],
-        requiredTokens=["0xabc"],
+        requiredTokens={"contractAddress": "0x" + "ab" * 20, "minBalance": 1},
     )
     status, body = await live_server.call("GET", f"/web/sessions/{session['id']}")
     assert status == 200

@@ -10,6 +10,7 @@ the artist's, not the session's, so each step stays within one Cluster slot.
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any, cast
 
@@ -52,6 +53,9 @@ return 0
 """
 
 
+ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+
+
 class ArtistBusy(ProtocolError):
     """The artist already has a live session (HTTP 409)."""
 
@@ -64,6 +68,17 @@ def new_session_id() -> str:
 def _encode(fields: dict[str, Any]) -> dict[EncodableT, EncodableT]:
     """Each wire field as its own JSON value (typed as redis-py's ``hset`` takes a mapping)."""
     return {name: orjson.dumps(value) for name, value in fields.items()}
+
+
+def _legacy_tokens(tokens: list[Any]) -> list[dict[str, Any]] | None:
+    """``requiredTokens`` stored as bare addresses, before the seed's shape: each address as
+    ``{contractAddress, minBalance: 1}`` (holding any), anything unreadable dropped."""
+    kept = [
+        {"contractAddress": token, "minBalance": 1}
+        for token in tokens
+        if isinstance(token, str) and ADDRESS.fullmatch(token)
+    ]
+    return kept or None
 
 
 class SessionStore:
@@ -97,6 +112,9 @@ class SessionStore:
         legacy = fields.pop("startedAt", None)  # stored before the seed's name was used
         if legacy is not None:
             fields.setdefault("actualStart", legacy)
+        tokens = fields.get("requiredTokens")
+        if isinstance(tokens, list) and not all(isinstance(t, dict) for t in tokens):
+            fields["requiredTokens"] = _legacy_tokens(tokens)
         return Session.model_validate(fields)
 
     async def get(self, session_id: str) -> Session:
