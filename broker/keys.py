@@ -153,6 +153,21 @@ def guest_rate(address: str) -> str:
     return f"{PREFIX}:guest:{address}"
 
 
+def revoked_token(token_id: str) -> str:
+    """Set while a logged-out token (by its ``jti``) would still be valid."""
+    return f"{PREFIX}:revoked-token:{token_id}"
+
+
+def login_failures_user(username: str) -> str:
+    """Sliding window of failed logins for one username (counted whether it exists or not)."""
+    return f"{PREFIX}:login-failures:user:{username}"
+
+
+def login_failures_address(address: str) -> str:
+    """Sliding window of failed logins from one client address."""
+    return f"{PREFIX}:login-failures:address:{address}"
+
+
 def rest_rate(session_id: str, user_id: str) -> str:
     """Sliding-window rate limit of one user's REST actions in the session."""
     return f"{session_prefix(session_id)}:rate:{user_id}"

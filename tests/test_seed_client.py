@@ -21,8 +21,9 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
-from conftest import LiveServer
 from websockets.asyncio.client import ClientConnection, connect
+
+from tests.support.live_server import LiveServer
 
 WAIT = 10.0
 

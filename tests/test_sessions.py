@@ -109,3 +109,26 @@ async def test_required_tokens_stored_as_bare_addresses_still_read(bus: Bus, art
     )
     found = await store.get(session.id)
     assert found.wire()["requiredTokens"] == [{"contractAddress": address, "minBalance": 1}]
+
+
+async def test_a_record_this_version_cannot_read_is_skipped_by_list(
+    bus: Bus, artist: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One unreadable record (another version's fields, a hand edit) must not hide the rest."""
+    store = SessionStore(bus)
+    good = await store.create(new_session(artist))
+    broken = uuid.uuid4().hex[:12]
+    await bus.redis.hset(
+        keys.session(broken),
+        mapping={"id": f'"{broken}"', "artistId": f'"{artist}"', "fieldOfTheFuture": "1"},
+    )
+    await bus.redis.zadd(keys.sessions_index(), {broken: 10**13})  # newest of all
+    listed = await store.list(artist_id=artist)
+    assert [session.id for session in listed] == [good.id]
+    assert broken in caplog.text
+    with pytest.raises(ProtocolError) as caught:
+        await store.get(broken)
+    assert caught.value.code == ErrorCode.SESSION_NOT_FOUND and "cannot be read" in str(
+        caught.value
+    )
+    await bus.redis.zrem(keys.sessions_index(), broken)

@@ -10,6 +10,7 @@ the artist's, not the session's, so each step stays within one Cluster slot.
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 from typing import Any, cast
@@ -34,7 +35,16 @@ from broker.models import (
 from server.interactions.registry import STAFF, Action, Actor
 from server.interactions.services import Services
 
-__all__ = ["ACTIONS", "PRODUCER_TOGGLES", "ArtistBusy", "SessionStore", "new_session_id"]
+__all__ = [
+    "ACTIONS",
+    "PRODUCER_TOGGLES",
+    "ArtistBusy",
+    "SessionStore",
+    "UnreadableSession",
+    "new_session_id",
+]
+
+log = logging.getLogger("vstudio.server.interactions.sessions")
 
 MOVE_SCRIPT = """
 -- KEYS[1] session hash; ARGV[1] expected status JSON, ARGV[2] new status JSON,
@@ -54,6 +64,15 @@ return 0
 
 
 ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+
+
+class UnreadableSession(Exception):
+    """A stored record this version cannot read (another version's fields, a hand edit)."""
+
+    def __init__(self, session_id: str, cause: Exception) -> None:
+        self.session_id = session_id
+        self.reason = str(cause).splitlines()[0]
+        super().__init__(f"session {session_id} cannot be read: {self.reason}")
 
 
 class ArtistBusy(ProtocolError):
@@ -108,18 +127,26 @@ class SessionStore:
         raw = cast(RawHash, await self.redis.hgetall(key))
         if not raw:
             return None
-        fields = {name.decode(): orjson.loads(value) for name, value in raw.items()}
-        legacy = fields.pop("startedAt", None)  # stored before the seed's name was used
-        if legacy is not None:
-            fields.setdefault("actualStart", legacy)
-        tokens = fields.get("requiredTokens")
-        if isinstance(tokens, list) and not all(isinstance(t, dict) for t in tokens):
-            fields["requiredTokens"] = _legacy_tokens(tokens)
-        return Session.model_validate(fields)
+        try:
+            fields = {name.decode(): orjson.loads(value) for name, value in raw.items()}
+            legacy = fields.pop("startedAt", None)  # stored before the seed's name was used
+            if legacy is not None:
+                fields.setdefault("actualStart", legacy)
+            tokens = fields.get("requiredTokens")
+            if isinstance(tokens, list) and not all(isinstance(t, dict) for t in tokens):
+                fields["requiredTokens"] = _legacy_tokens(tokens)
+            return Session.model_validate(fields)
+        except (ValueError, orjson.JSONDecodeError) as exc:  # ValidationError is a ValueError
+            raise UnreadableSession(session_id, exc) from exc
 
     async def get(self, session_id: str) -> Session:
         """The session, or ``ProtocolError`` 4001."""
-        session = await self.find(session_id)
+        try:
+            session = await self.find(session_id)
+        except UnreadableSession as exc:
+            raise ProtocolError(
+                ErrorCode.SESSION_NOT_FOUND, f"session {session_id} cannot be read: {exc.reason}"
+            ) from exc
         if session is None:
             raise ProtocolError(ErrorCode.SESSION_NOT_FOUND, f"session {session_id} not found")
         return session
@@ -131,7 +158,11 @@ class SessionStore:
         ids = cast(list[bytes], await self.redis.zrevrange(keys.sessions_index(), 0, -1))
         found: list[Session] = []
         for raw_id in ids:
-            session = await self.find(raw_id.decode())
+            try:
+                session = await self.find(raw_id.decode())
+            except UnreadableSession as exc:  # one bad record must not hide every other
+                log.warning("skipping session %s: %s", exc.session_id, exc.reason)
+                continue
             if session is None:
                 continue
             if artist_id and session.artist_id != artist_id:
