@@ -150,6 +150,9 @@ class ServerSettings(PartSettings):
     )
     login_failure_window: float = Field(default=300.0, gt=0, description="seconds")
     password_min_length: int = Field(default=10, ge=1, description="characters")
+    metrics_token: SecretStr | None = Field(
+        default=None, description="when set, /metrics needs 'Authorization: Bearer <it>'"
+    )
     allow_weak_jwt_secret: bool = Field(
         default=False, description="accept a jwt_secret under 32 bytes (tests only)"
     )

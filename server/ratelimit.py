@@ -29,8 +29,9 @@ class Limit:
     window: float
 
 
-def limits_for(settings: ServerSettings, kind: MessageType) -> tuple[Limit, ...]:
-    """The limits one client message counts against: its own (chat, reaction) and 'any'."""
+def limits_for(settings: ServerSettings, kind: MessageType | None) -> tuple[Limit, ...]:
+    """The limits one client message counts against: its own (chat, reaction) and 'any'
+    (``None`` for a frame whose type could not be read: 'any' alone)."""
     rules = [Limit("any", settings.message_rate_limit, settings.message_rate_window)]
     if kind == MessageType.CHAT_MESSAGE:
         rules.append(Limit("chat", settings.chat_rate_limit, settings.chat_rate_window))

@@ -209,8 +209,9 @@ async def test_required_tokens_take_the_seeds_shape(live_server: LiveServer) -> 
         )
         assert status == 201, created
         assert created["requiredTokens"] == required
-        status, got = await live_server.call("GET", f"/v1/vstudio/sessions/{created['id']}")
-        assert got["requiredTokens"] == required
+        path = f"/v1/vstudio/sessions/{created['id']}"
+        status, got = await live_server.call("GET", path, token=token)  # anonymous: public only
+        assert status == 200 and got["requiredTokens"] == required
     refused = [
         {"contractAddress": "0x" + "a" * 39, "minBalance": 1},  # 39 hex digits
         {"contractAddress": "a" * 42, "minBalance": 1},  # no 0x

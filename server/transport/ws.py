@@ -324,6 +324,10 @@ async def _handle(
     try:
         frame = parse_client_frame(raw, settings.max_message_bytes)
     except ProtocolError as exc:
+        # a malformed frame still counts as a message: a flood of them is rate limited too
+        wait = limiter.retry_after(limits_for(settings, None), time.monotonic())
+        if wait is not None and exc.code != ErrorCode.MESSAGE_TOO_LARGE:
+            exc = ProtocolError(ErrorCode.RATE_LIMITED, "too many messages; slow down", wait)
         ctx.metrics.errors.labels(f"error_{int(exc.code)}").inc()
         client.send_own(
             error_envelope(exc, _request_id_of(raw, settings.max_message_bytes)),
