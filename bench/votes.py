@@ -5,11 +5,12 @@ Starts ``--servers`` separate ``vstudio serve`` processes on one Redis (or uses 
 connects N viewers spread evenly over the servers (cheap raw-socket clients in a child process
 that parse frames just enough to find their own reply), and lets every viewer send one
 ``poll.vote`` at a random moment within ``--spread`` seconds. A separate aiohttp observer
-timestamps every ``poll.results`` frame. It prints:
+timestamps every tally (``poll.update {pollId, results, totalVotes}``) and the final
+``poll.results``. It prints:
 
 - votes/s: acknowledged votes divided by the time from the first vote sent to the last ack;
 - ack latency p50/p99 (send to reply);
-- results lag: from the last acknowledged vote to the first ``poll.results`` frame whose
+- results lag: from the last acknowledged vote to the first tally whose
   counts include every acknowledged vote (target < 500 ms);
 - refusals: voters without a reply, by reason (a connection the server dropped is named);
 - exact: whether the final results (``final: true`` after ``poll.end``) equal, option by
@@ -42,7 +43,7 @@ import orjson
 from benchkit import cpu_seconds, new_loop, raise_file_limit, start_server
 
 from broker import connect
-from broker.models import Role
+from broker.models import Role, is_poll_tally
 from broker.runtime import redis_url as embedded_or_given
 from config import BrokerSettings
 from server.identity.auth import Identity, mint_token
@@ -100,7 +101,7 @@ class Voter(asyncio.Protocol):
                 {
                     "type": "poll.vote",
                     "requestId": self.request_id,
-                    "payload": {"pollId": poll_id, "option": option},
+                    "payload": {"pollId": poll_id, "optionIndex": option},
                 }
             )
         )
@@ -235,7 +236,7 @@ def voters_main(
 
 
 class Observer:
-    """One parsing client: every ``poll.results`` frame with its receipt time."""
+    """One parsing client: every tally and final result with its receipt time."""
 
     def __init__(self) -> None:
         self.results: list[tuple[float, dict[str, Any]]] = []
@@ -246,7 +247,8 @@ class Observer:
             if message.type != aiohttp.WSMsgType.TEXT:
                 break
             frame = orjson.loads(message.data)
-            if frame["type"] == "poll.results":
+            tally = frame["type"] == "poll.update" and is_poll_tally(frame["payload"])
+            if tally or frame["type"] == "poll.results":
                 self.results.append((time.time(), frame["payload"]))
                 self.changed.set()
 

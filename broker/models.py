@@ -17,6 +17,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictFloat,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -43,21 +45,27 @@ __all__ = [
     "PollEnd",
     "PollResults",
     "PollStatus",
+    "PollTally",
     "PollUpdate",
     "PollVote",
     "Presence",
     "ProtocolError",
     "ReactionBurst",
     "ReactionSend",
+    "RequiredTokens",
     "Role",
     "Session",
     "SessionEnded",
+    "SessionJoin",
     "SessionStatus",
     "SessionUpdate",
     "TipReceived",
     "TipSend",
+    "TokenRequirement",
+    "is_poll_tally",
     "now_ms",
     "parse_client_frame",
+    "token_requirements",
 ]
 
 MAX_CHAT_TEXT = 2000
@@ -284,6 +292,25 @@ class SessionStatus(StrEnum):
     ENDED = "ended"
 
 
+class TokenRequirement(WireModel):
+    """The seed's ``requiredTokens``: hold at least ``minBalance`` of the token at
+    ``contractAddress`` (an EVM address, ``0x`` and 40 hex digits)."""
+
+    contract_address: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
+    min_balance: Annotated[StrictInt | StrictFloat, Field(ge=0, allow_inf_nan=False)]
+
+
+RequiredTokens = TokenRequirement | list[TokenRequirement]
+"""One requirement, as in the seed's data model, or a list of them (each must be met)."""
+
+
+def token_requirements(required: RequiredTokens | None) -> list[TokenRequirement]:
+    """A session's ``requiredTokens`` as a list, whichever shape it was given in."""
+    if required is None:
+        return []
+    return list(required) if isinstance(required, list) else [required]
+
+
 class Session(WireModel):
     """A session's record as clients see it."""
 
@@ -294,13 +321,13 @@ class Session(WireModel):
     stream_platform: Literal["twitch", "youtube", "tiktok", "other"] | None = None
     status: SessionStatus = SessionStatus.SCHEDULED
     scheduled_start: int | None = None
-    started_at: int | None = None
+    actual_start: int | None = None
     ended_at: int | None = None
     chat_enabled: bool = True
     reactions_enabled: bool = True
     allow_guests: bool = False
     producer_ids: list[str] = Field(default_factory=list)
-    required_tokens: list[str] = Field(default_factory=list)
+    required_tokens: RequiredTokens | None = None
     created_at: int = Field(default_factory=now_ms)
 
 
@@ -319,6 +346,18 @@ class SessionEnded(WireModel):
 
     ended_by: str | None = None
     ended_at: int | None = None
+
+
+class SessionJoin(WireModel):
+    """A client's ``session.join``: the seed's ``{sessionId, role, userId}``, each optional.
+
+    The connection's ticket already fixed all three; what the client states is checked
+    against it (a mismatch is refused with 4004), never used to change it.
+    """
+
+    session_id: str | None = Field(default=None, min_length=1, max_length=200)
+    role: Role | None = None
+    user_id: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class Presence(WireModel):
@@ -371,10 +410,10 @@ class PollEnd(WireModel):
 
 
 class PollVote(WireModel):
-    """``poll.vote``: one option, by its index."""
+    """``poll.vote``: the seed's ``{pollId, optionIndex}``, one option by its index."""
 
     poll_id: str = Field(min_length=1, max_length=64)
-    option: int = Field(ge=0, le=9)
+    option_index: int = Field(ge=0, le=9)
 
 
 class Poll(WireModel):
@@ -393,11 +432,35 @@ class Poll(WireModel):
     results: list[int] = Field(default_factory=list)
 
 
-class PollResults(WireModel):
+class PollTally(WireModel):
+    """A live tally, sent as ``poll.update`` (the seed's SSE example): counts aligned with the
+    options and the votes counted so far. A poll edit is also a ``poll.update``, but it carries
+    the whole poll (``id``, ``question``, ``options``...): :func:`is_poll_tally` tells them
+    apart."""
+
     poll_id: str
     results: list[int]
     total_votes: int
-    final: bool = False
+
+
+class PollResults(WireModel):
+    """``poll.results``: the final tally, sent once when the poll ends (``final: true``)."""
+
+    poll_id: str
+    results: list[int]
+    total_votes: int
+    final: bool = True
+
+
+def is_poll_tally(payload: Any) -> bool:
+    """True for a ``poll.update`` payload that is a live tally, False for a poll edit."""
+    return (
+        isinstance(payload, dict)
+        and isinstance(payload.get("pollId"), str)
+        and isinstance(payload.get("results"), list)
+        and "totalVotes" in payload
+        and "options" not in payload
+    )
 
 
 # --- reactions and tips -----------------------------------------------------------------------
@@ -447,7 +510,7 @@ class Empty(WireModel):
 # --- client frames ----------------------------------------------------------------------------
 
 CLIENT_PAYLOADS: dict[MessageType, type[WireModel]] = {
-    MessageType.SESSION_JOIN: Empty,
+    MessageType.SESSION_JOIN: SessionJoin,
     MessageType.SESSION_LEAVE: Empty,
     MessageType.SESSION_END: Empty,
     MessageType.SESSION_UPDATE: SessionUpdate,

@@ -98,7 +98,9 @@ def test_session_lifecycle_and_polls_from_the_command_line(cli: Cli) -> None:
     assert session["status"] == "scheduled" and session["artistId"] == artist
     sid = session["id"]
     assert cli.json("session", "start", sid)["status"] == "live"
-    assert cli.json("session", "show", sid)["allowGuests"] is True
+    shown = cli.json("session", "show", sid)
+    assert shown["allowGuests"] is True and shown["actualStart"] and "startedAt" not in shown
+    assert "actualStart" in cli.run("session", "show", sid).stdout  # the seed's name, for people
     assert [s["id"] for s in cli.json("session", "list", "--artist", artist)] == [sid]
 
     second = cli.json("session", "create", "--title", "Other")

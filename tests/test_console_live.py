@@ -106,7 +106,7 @@ async def test_create_a_poll_from_the_form_and_watch_votes_arrive(crew: Crew) ->
         for _ in range(3):
             await crew.client(_id("fan"), "viewer").vote(crew.id, poll.id, 0)
         async with crew.viewer() as live:
-            await live.request("poll.vote", {"pollId": poll.id, "option": 1})
+            await live.request("poll.vote", {"pollId": poll.id, "optionIndex": 1})
 
         def counted() -> bool:
             """three votes for Yes and one for No way"""
@@ -299,6 +299,6 @@ async def test_start_a_scheduled_session(live_server: LiveServer) -> None:
             await until(pilot, lambda: app.state.status == "live")
             assert app.check_action("start", ()) is False
             current = await crew.client(artist, "artist").get_session(crew.id)
-            assert current["status"] == "live" and current["startedAt"]
+            assert current["status"] == "live" and current["actualStart"]
     finally:
         await crew.close()

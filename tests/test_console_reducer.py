@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from broker.models import (
     NormalizedChatMessage,
     Poll,
     PollResults,
+    PollTally,
     ReactionBurst,
     TipReceived,
 )
@@ -86,6 +88,38 @@ def test_session_state_fills_the_dashboard(state: ConsoleState) -> None:
     assert state.poll is not None and state.poll.id == "p1" and state.poll.results == [3, 4]
     assert state.tip_totals == {"USD": 12.5}
     assert {"status", "poll", "tips"} <= update.parts
+
+
+SEED_STATE = """{
+  "type": "session.state",
+  "payload": {
+    "sessionId": "abc123",
+    "status": "live",
+    "viewerCount": 1250,
+    "activePoll": {
+      "id": "poll_789",
+      "question": "Which song next?",
+      "options": ["Track A", "Track B"],
+      "results": [425, 312],
+      "endsAt": 1699123500000
+    },
+    "chatEnabled": true,
+    "reactionsEnabled": false
+  },
+  "timestamp": 1699123456789
+}"""
+"""The seed's state example verbatim, but with reactions off so a swapped toggle shows."""
+
+
+def test_the_seeds_session_state_alone_fills_the_dashboard(state: ConsoleState) -> None:
+    update = apply_frame(state, json.loads(SEED_STATE))
+    assert (state.status, state.viewer_count) == ("live", 1250)
+    assert state.chat_enabled is True and state.reactions_enabled is False
+    assert state.poll is not None and state.poll.id == "poll_789" and state.poll.active
+    assert state.poll.question == "Which song next?"
+    assert state.poll.options == ["Track A", "Track B"] and state.poll.results == [425, 312]
+    assert state.poll.ends_at == 1699123500000 and state.poll.total == 737
+    assert {"status", "poll"} <= update.parts
 
 
 def test_session_state_without_an_active_poll_shows_the_latest(state: ConsoleState) -> None:
@@ -192,29 +226,42 @@ def test_mute_and_unmute(state: ConsoleState) -> None:
 def test_poll_lifecycle(state: ConsoleState) -> None:
     apply_frame(state, frame("poll.create", poll(duration=60, ends_at=T0 + 60_000)))
     assert state.poll is not None and state.poll.results == [0, 0] and state.poll.active
-    results = PollResults(poll_id="p1", results=[5, 2], total_votes=7).wire()
-    assert "poll" in apply_frame(state, frame("poll.results", results)).parts
-    assert state.poll.results == [5, 2] and state.poll.total == 7
-    other = PollResults(poll_id="elsewhere", results=[9, 9], total_votes=18).wire()
-    assert not apply_frame(state, frame("poll.results", other))
+    # a live tally is a poll.update {pollId, results, totalVotes}, as in the seed's SSE example
+    tally = PollTally(poll_id="p1", results=[5, 2], total_votes=7).wire()
+    assert "poll" in apply_frame(state, frame("poll.update", tally)).parts
+    assert state.poll.results == [5, 2] and state.poll.total == 7 and state.poll.active
+    other = PollTally(poll_id="elsewhere", results=[9, 9], total_votes=18).wire()
+    assert not apply_frame(state, frame("poll.update", other))
     apply_frame(state, frame("poll.end", {"pollId": "p1", "results": [6, 2]}))
     assert state.poll.status == "ended" and state.poll.results == [6, 2]
 
 
-def test_results_older_than_the_final_ones_are_ignored(state: ConsoleState) -> None:
+def test_a_tally_older_than_the_final_results_is_ignored(state: ConsoleState) -> None:
     apply_frame(state, frame("poll.create", poll()))
-    final = PollResults(poll_id="p1", results=[6, 2], total_votes=8, final=True).wire()
+    final = PollResults(poll_id="p1", results=[6, 2], total_votes=8).wire()
     apply_frame(state, frame("poll.results", final))
-    late = PollResults(poll_id="p1", results=[5, 2], total_votes=7).wire()
-    assert not apply_frame(state, frame("poll.results", late))
-    assert state.poll is not None and state.poll.results == [6, 2]
+    assert state.poll is not None and not state.poll.active and state.poll.total == 8
+    late = PollTally(poll_id="p1", results=[5, 2], total_votes=7).wire()
+    assert not apply_frame(state, frame("poll.update", late))
+    assert state.poll.results == [6, 2] and state.poll.total == 8
 
 
-def test_poll_update_changes_the_question_and_final_results_end_it(state: ConsoleState) -> None:
+def test_poll_results_are_final_even_without_the_flag(state: ConsoleState) -> None:
+    apply_frame(state, frame("poll.create", poll()))
+    apply_frame(state, frame("poll.results", {"pollId": "p1", "results": [1, 1], "totalVotes": 2}))
+    assert state.poll is not None and not state.poll.active and state.poll.results == [1, 1]
+
+
+def test_a_poll_edit_is_told_from_a_tally(state: ConsoleState) -> None:
     apply_frame(state, frame("poll.create", poll()))
     apply_frame(state, frame("poll.update", {"pollId": "p1", "question": "Encore now?"}))
     assert state.poll is not None and state.poll.question == "Encore now?"
-    final = PollResults(poll_id="p1", results=[1, 1], total_votes=2, final=True).wire()
+    # the server's edit carries the whole poll, results included: it is not a tally
+    edited = poll(question="Encore, really?", options=["Yes", "No", "Later"], results=[0, 0, 0])
+    apply_frame(state, frame("poll.update", edited))
+    assert state.poll.question == "Encore, really?" and state.poll.options[2] == "Later"
+    assert state.poll.results == [0, 0, 0] and state.poll.active
+    final = PollResults(poll_id="p1", results=[1, 1, 0], total_votes=2).wire()
     apply_frame(state, frame("poll.results", final))
     assert not state.poll.active
 

@@ -14,6 +14,8 @@ from broker.models import (
     PollCreate,
     PollVote,
     ProtocolError,
+    Role,
+    SessionJoin,
     SessionStatus,
     parse_client_frame,
 )
@@ -30,10 +32,45 @@ def refused(raw: str | bytes, max_bytes: int = 4096) -> ProtocolError:
 
 
 def test_a_valid_vote_parses_with_its_request_id() -> None:
-    parsed = parse_client_frame(frame("poll.vote", {"pollId": "p1", "option": 1}, requestId="r1"))
+    parsed = parse_client_frame(
+        frame("poll.vote", {"pollId": "p1", "optionIndex": 1}, requestId="r1")
+    )
     assert parsed.type is MessageType.POLL_VOTE
-    assert parsed.payload == PollVote(poll_id="p1", option=1)
+    assert parsed.payload == PollVote(poll_id="p1", option_index=1)
     assert parsed.request_id == "r1"
+
+
+SEED_VOTE = b"""{
+  "type": "poll.vote",
+  "payload": {
+    "pollId": "poll_789",
+    "optionIndex": 1
+  },
+  "timestamp": 1699123456789
+}"""
+"""The seed's "Vote on Poll" example, verbatim."""
+
+
+def test_the_seeds_vote_example_parses() -> None:
+    parsed = parse_client_frame(SEED_VOTE)
+    assert parsed.payload == PollVote(poll_id="poll_789", option_index=1)
+    assert parsed.payload.wire() == {"pollId": "poll_789", "optionIndex": 1}
+
+
+def test_the_seeds_join_example_parses() -> None:
+    seed_join = b"""{
+  "type": "session.join",
+  "payload": {
+    "sessionId": "abc123",
+    "role": "viewer",
+    "userId": "user_456"
+  },
+  "timestamp": 1699123456789
+}"""
+    parsed = parse_client_frame(seed_join)
+    assert parsed.payload == SessionJoin(session_id="abc123", role=Role.VIEWER, user_id="user_456")
+    assert parse_client_frame(frame("session.join", {})).payload == SessionJoin()
+    assert "role" in refused(frame("session.join", {"role": "admin"})).message
 
 
 def test_chat_from_a_client_carries_only_text() -> None:
@@ -56,8 +93,9 @@ def test_session_end_from_the_artist_is_empty() -> None:
         (frame("poll.teleport", {}), "unknown or server-only message type 'poll.teleport'"),
         (frame("chat.aggregate", {"messages": []}), "server-only"),
         (b'{"payload": {}}', "type: Field required"),
-        (frame("poll.vote", {"pollId": "p1"}), "option: Field required"),
-        (frame("poll.vote", {"pollId": "p1", "option": 12}), "option"),
+        (frame("poll.vote", {"pollId": "p1"}), "optionIndex: Field required"),
+        (frame("poll.vote", {"pollId": "p1", "optionIndex": 12}), "optionIndex"),
+        (frame("poll.vote", {"pollId": "p1", "option": 1}), "optionIndex: Field required"),
         (frame("chat.message", {"text": "   "}), "blank"),
         (frame("chat.message", {"text": "x" * 2001}), "text"),
         (frame("tip.send", {"amount": -5, "currency": "USD"}), "amount"),

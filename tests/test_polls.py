@@ -8,7 +8,7 @@ from collections.abc import Awaitable
 import pytest
 
 from broker import Bus, connect
-from broker.models import ErrorCode, MessageType, PollVote, ProtocolError, Role
+from broker.models import ErrorCode, MessageType, PollVote, ProtocolError, Role, is_poll_tally
 from server.interactions import polls
 from server.interactions.catalog import STATE_PARTS
 from tests.support.studio import Studio, attach, open_studio
@@ -33,8 +33,10 @@ async def test_create_vote_and_results_aligned_with_options(bus: Bus) -> None:
         poll = await new_poll(studio, options=["a", "b", "c"])
         assert poll["status"] == "active" and poll["results"] == [0, 0, 0]
         for option in (2, 2, 0):
-            reply = await studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "option": option})
-            assert reply == {"pollId": poll["id"], "option": option, "counted": True}
+            reply = await studio.do(
+                studio.actor(), VOTE, {"pollId": poll["id"], "optionIndex": option}
+            )
+            assert reply == {"pollId": poll["id"], "optionIndex": option, "counted": True}
         stored = await studio.services.polls.book.get(studio.session_id, poll["id"])
         assert stored is not None and stored.results == [1, 0, 2]
         [created] = await studio.events("poll.create")
@@ -59,9 +61,11 @@ async def test_one_vote_per_user_and_the_repeat_says_it_was_counted(bus: Bus) ->
     async with open_studio(bus) as studio:
         poll = await new_poll(studio)
         fan = studio.actor()
-        await studio.do(fan, VOTE, {"pollId": poll["id"], "option": 0})
+        await studio.do(fan, VOTE, {"pollId": poll["id"], "optionIndex": 0})
         for option in (0, 1):
-            error = await refused(studio.do(fan, VOTE, {"pollId": poll["id"], "option": option}))
+            error = await refused(
+                studio.do(fan, VOTE, {"pollId": poll["id"], "optionIndex": option})
+            )
             assert error.code == ErrorCode.FORBIDDEN and "already counted" in error.message
         stored = await studio.services.polls.book.get(studio.session_id, poll["id"])
         assert stored is not None and stored.results == [1, 0]
@@ -72,8 +76,8 @@ async def test_allow_multiple_counts_each_option_once(bus: Bus) -> None:
         poll = await new_poll(studio, options=["a", "b", "c"], allowMultiple=True)
         fan = studio.actor()
         for option in (0, 2):
-            await studio.do(fan, VOTE, {"pollId": poll["id"], "option": option})
-        error = await refused(studio.do(fan, VOTE, {"pollId": poll["id"], "option": 2}))
+            await studio.do(fan, VOTE, {"pollId": poll["id"], "optionIndex": option})
+        error = await refused(studio.do(fan, VOTE, {"pollId": poll["id"], "optionIndex": 2}))
         assert "already counted" in error.message
         stored = await studio.services.polls.book.get(studio.session_id, poll["id"])
         assert stored is not None and stored.results == [1, 0, 1]
@@ -82,12 +86,16 @@ async def test_allow_multiple_counts_each_option_once(bus: Bus) -> None:
 async def test_bad_option_unknown_poll_and_ended_poll_are_clear_errors(bus: Bus) -> None:
     async with open_studio(bus) as studio:
         poll = await new_poll(studio)
-        error = await refused(studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "option": 5}))
+        error = await refused(
+            studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "optionIndex": 5})
+        )
         assert error.code == ErrorCode.INVALID_MESSAGE and "options 0 to 1" in error.message
-        error = await refused(studio.do(studio.actor(), VOTE, {"pollId": "nope", "option": 0}))
+        error = await refused(studio.do(studio.actor(), VOTE, {"pollId": "nope", "optionIndex": 0}))
         assert "does not exist" in error.message
         await studio.do(studio.actor(Role.ARTIST), MessageType.POLL_END, {"pollId": poll["id"]})
-        error = await refused(studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "option": 0}))
+        error = await refused(
+            studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "optionIndex": 0})
+        )
         assert error.code == ErrorCode.INVALID_MESSAGE and "has ended" in error.message
         error = await refused(
             studio.do(studio.actor(Role.ARTIST), MessageType.POLL_END, {"pollId": poll["id"]})
@@ -104,24 +112,33 @@ async def test_update_question_only_before_the_first_vote_duration_any_time(bus:
             staff, update, {"pollId": poll["id"], "question": "Encore?", "options": ["y", "n", "?"]}
         )
         assert changed["question"] == "Encore?" and changed["results"] == [0, 0, 0]
-        await studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "option": 2})
+        await studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "optionIndex": 2})
         error = await refused(studio.do(staff, update, {"pollId": poll["id"], "question": "x"}))
         assert error.code == ErrorCode.INVALID_MESSAGE and "before the first vote" in error.message
         longer = await studio.do(staff, update, {"pollId": poll["id"], "duration": 600})
         assert longer["endsAt"] == longer["createdAt"] + 600_000 and longer["results"] == [0, 0, 1]
-        assert [e.type for e in await studio.events("poll.update")] == ["poll.update"] * 2
+        updates = await studio.events("poll.update")
+        edits = [e.payload for e in updates if not is_poll_tally(e.payload)]
+        assert [edit["question"] for edit in edits] == ["Encore?", "Encore?"]
+        assert [edit["options"] for edit in edits] == [["y", "n", "?"]] * 2
+        assert edits[1]["endsAt"] == longer["endsAt"] and edits[1]["id"] == poll["id"]
+        await asyncio.sleep(0.3)  # the vote's tally, also a poll.update, is told apart
+        tallies = [
+            e.payload for e in await studio.events("poll.update") if is_poll_tally(e.payload)
+        ]
+        assert tallies[-1] == {"pollId": poll["id"], "results": [0, 0, 1], "totalVotes": 1}
 
 
 async def test_end_publishes_the_poll_and_final_results_once(bus: Bus) -> None:
     async with open_studio(bus) as studio:
         poll = await new_poll(studio)
-        await studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "option": 1})
+        await studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "optionIndex": 1})
         ended = await studio.do(
             studio.actor(Role.ARTIST), MessageType.POLL_END, {"pollId": poll["id"]}
         )
         assert ended["status"] == "ended" and ended["results"] == [0, 1] and ended["endedAt"]
         [end] = await studio.events("poll.end")
-        finals = [e for e in await studio.events("poll.results") if e.payload.get("final")]
+        finals = await studio.events("poll.results")  # poll.results is only the final tally
         assert end.payload["results"] == [0, 1]
         assert [f.payload for f in finals] == [
             {"pollId": poll["id"], "results": [0, 1], "totalVotes": 1, "final": True}
@@ -131,7 +148,7 @@ async def test_end_publishes_the_poll_and_final_results_once(bus: Bus) -> None:
 async def test_results_are_kept_after_the_end_and_listed_in_session_state(bus: Bus) -> None:
     async with open_studio(bus) as studio:
         first = await new_poll(studio)
-        await studio.do(studio.actor(), VOTE, {"pollId": first["id"], "option": 0})
+        await studio.do(studio.actor(), VOTE, {"pollId": first["id"], "optionIndex": 0})
         await studio.do(studio.actor(Role.ARTIST), MessageType.POLL_END, {"pollId": first["id"]})
         second = await new_poll(studio, question="Again?")
         state: dict = {}
@@ -148,11 +165,13 @@ async def test_results_are_throttled_with_a_trailing_flush(bus: Bus) -> None:
         poll = await new_poll(studio)
         started = asyncio.get_running_loop().time()
         for _ in range(60):
-            await studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "option": 0})
+            await studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "optionIndex": 0})
             await asyncio.sleep(0.01)
         last_vote = asyncio.get_running_loop().time()
         await asyncio.sleep(0.6)
-        results = [e for e in await studio.events("poll.results")]
+        assert not await studio.events("poll.results")  # live tallies are poll.update
+        results = await studio.events("poll.update")
+        assert all(set(r.payload) == {"pollId", "results", "totalVotes"} for r in results)
         elapsed = last_vote - started
         # at most one broadcast per 250 ms window (plus the first), and the last one is exact
         assert 2 <= len(results) <= elapsed / 0.25 + 2
@@ -164,7 +183,9 @@ async def test_a_session_that_ended_refuses_polls_and_votes(bus: Bus) -> None:
     async with open_studio(bus) as studio:
         poll = await new_poll(studio)
         await studio.store.end(studio.session_id, ended_by="test")
-        error = await refused(studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "option": 0}))
+        error = await refused(
+            studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "optionIndex": 0})
+        )
         assert error.code == ErrorCode.SESSION_ENDED
         error = await refused(new_poll(studio))
         assert error.code == ErrorCode.SESSION_ENDED
@@ -179,7 +200,7 @@ async def test_many_votes_from_two_processes_counted_exactly_once(bus: Bus, redi
 
         async def cast(index: int, attempt: int) -> str:
             where = studio if (index + attempt) % 2 else second
-            vote = {"pollId": poll["id"], "option": index % 3}
+            vote = {"pollId": poll["id"], "optionIndex": index % 3}
             try:
                 await where.do(voters[index], VOTE, vote)
                 return "counted"
@@ -194,7 +215,7 @@ async def test_many_votes_from_two_processes_counted_exactly_once(bus: Bus, redi
         stored = await studio.services.polls.book.get(studio.session_id, poll["id"])
         assert stored is not None and stored.results == [100, 100, 100]
         await asyncio.sleep(0.5)
-        last = (await studio.events("poll.results"))[-1]
+        last = (await studio.events("poll.update"))[-1]
         assert last.payload["results"] == [100, 100, 100]
         await second.close()
     await other.redis.aclose()
@@ -208,7 +229,7 @@ async def test_auto_end_happens_exactly_once_with_two_processes_racing(
         second = await attach(other, studio.session, process_id="p2")
         poll = await new_poll(studio)
         book = studio.services.polls.book
-        await studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "option": 1})
+        await studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "optionIndex": 1})
         # make it due now, then let both processes' loops and direct calls race to end it
         await bus.redis.hset(polls.poll_key(studio.session_id, poll["id"]), "endsAt", 1)
         await bus.redis.zadd(polls.DEADLINES, {f"{studio.session_id}/{poll['id']}": 1})
@@ -222,8 +243,9 @@ async def test_auto_end_happens_exactly_once_with_two_processes_racing(
         ended_events = await studio.events("poll.end")
         assert len(ended_events) == 1
         assert sum(result is not None for result in direct) <= 1
-        final = [e for e in await studio.events("poll.results") if e.payload.get("final")]
+        final = await studio.events("poll.results")
         assert len(final) == 1 and final[0].payload["results"] == [0, 1]
+        assert final[0].payload["final"] is True
         stored = await book.get(studio.session_id, poll["id"])
         assert stored is not None and stored.status == "ended" and stored.ended_at == 1
         await second.close()
@@ -247,16 +269,18 @@ async def test_a_poll_with_a_duration_ends_by_itself(bus: Bus) -> None:
         assert end.payload["endedAt"] == poll["createdAt"] + 300
         with pytest.raises(ProtocolError):
             await studio.services.polls.book.vote(
-                studio.session_id, "late", PollVote(poll_id=poll["id"], option=0)
+                studio.session_id, "late", PollVote(poll_id=poll["id"], option_index=0)
             )
 
 
 async def test_a_poll_id_that_names_another_key_is_a_clear_error(bus: Bus) -> None:
     async with open_studio(bus) as studio:
         poll = await new_poll(studio)
-        await studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "option": 0})
+        await studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "optionIndex": 0})
         for bad in (f"{poll['id']}:voters", f"{poll['id']}:broadcast", "a b", "{x}"):
-            error = await refused(studio.do(studio.actor(), VOTE, {"pollId": bad, "option": 0}))
+            error = await refused(
+                studio.do(studio.actor(), VOTE, {"pollId": bad, "optionIndex": 0})
+            )
             assert error.code == ErrorCode.INVALID_MESSAGE and "does not exist" in error.message
             error = await refused(
                 studio.do(studio.actor(Role.ARTIST), MessageType.POLL_END, {"pollId": bad})
@@ -281,7 +305,7 @@ async def test_updated_options_must_be_distinct_like_created_ones(bus: Bus) -> N
 async def test_final_results_come_after_a_broadcast_claimed_before_the_end(bus: Bus) -> None:
     async with open_studio(bus, start=False) as studio:
         poll = await new_poll(studio)
-        await studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "option": 0})
+        await studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "optionIndex": 0})
         book = studio.services.polls.book
         claim = await book.claim_broadcast(studio.session_id, poll["id"])
         assert claim[0] == "go"
@@ -290,8 +314,8 @@ async def test_final_results_come_after_a_broadcast_claimed_before_the_end(bus: 
             """A process that claimed the slot, then was slow to publish."""
             await asyncio.sleep(0.1)
             payload = {"pollId": poll["id"], "results": claim[2], "totalVotes": claim[1]}
-            await bus.publish(studio.session_id, "polls", "poll.results", payload)
+            await bus.publish(studio.session_id, "polls", "poll.update", payload)
 
         await asyncio.gather(slow_broadcast(), book.end(studio.session_id, poll["id"]))
-        results = await studio.events("poll.results")
-        assert [r.payload.get("final", False) for r in results] == [False, True]
+        results = await studio.events("poll.update", "poll.results")
+        assert [r.type for r in results] == ["poll.update", "poll.results"]

@@ -193,3 +193,42 @@ def test_a_taken_port_is_reported_clearly(redis_url: str) -> None:
         assert "Traceback" not in result.stderr
         assert find_free_port("127.0.0.1", port) != port
     assert find_free_port("127.0.0.1", port) == port
+
+
+async def test_required_tokens_take_the_seeds_shape(live_server: LiveServer) -> None:
+    token = live_server.token(artist(), "artist")
+    address = "0x" + "A0b1" * 10
+    one = {"contractAddress": address, "minBalance": 5}
+    several = [one, {"contractAddress": "0x" + "0" * 40, "minBalance": 0.5}]
+    for required in (one, several):
+        status, created = await live_server.call(
+            "POST",
+            "/v1/vstudio/sessions",
+            token=token,
+            json={"title": "Gated", "requiredTokens": required},
+        )
+        assert status == 201, created
+        assert created["requiredTokens"] == required
+        path = f"/v1/vstudio/sessions/{created['id']}"
+        status, got = await live_server.call("GET", path, token=token)  # anonymous: public only
+        assert status == 200 and got["requiredTokens"] == required
+    refused = [
+        {"contractAddress": "0x" + "a" * 39, "minBalance": 1},  # 39 hex digits
+        {"contractAddress": "a" * 42, "minBalance": 1},  # no 0x
+        {"contractAddress": "0x" + "g" * 40, "minBalance": 1},  # not hex
+        {"contractAddress": address, "minBalance": -1},
+        {"contractAddress": address, "minBalance": "5"},
+        {"contractAddress": address},
+        {"minBalance": 5, "address": address},
+        ["0x" + "a" * 40],  # a bare address is not the seed's shape
+    ]
+    for required in refused:
+        status, body = await live_server.call(
+            "POST",
+            "/v1/vstudio/sessions",
+            token=token,
+            json={"title": "Gated", "requiredTokens": required},
+        )
+        assert status == 400, (required, body)
+        assert body["code"] == ErrorCode.INVALID_MESSAGE
+        assert "requiredTokens" in body["message"], body

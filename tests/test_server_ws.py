@@ -34,6 +34,53 @@ async def test_first_frame_is_session_state_then_bus_events(
         assert frame["id"] == event_id and frame["payload"] == {"amount": 5}
 
 
+SEED_STATE_KEYS = [
+    "sessionId",
+    "status",
+    "viewerCount",
+    "activePoll",
+    "chatEnabled",
+    "reactionsEnabled",
+]
+"""The seed's ``session.state`` payload fields, in the seed's order, at the top."""
+
+
+async def test_session_state_carries_the_seeds_fields_at_the_top(live_server: LiveServer) -> None:
+    artist = user()
+    session = await live_server.live_session(artist)
+    token = live_server.token(artist, "artist")
+    base = f"/v1/vstudio/sessions/{session['id']}"
+    async with live_server.ws(session["id"], user()) as ws:
+        state = (await receive_type(ws, "session.state"))["payload"]
+        assert list(state)[: len(SEED_STATE_KEYS)] == SEED_STATE_KEYS
+        assert state["sessionId"] == session["id"] and state["status"] == "live"
+        assert state["activePoll"] is None and state["viewerCount"] == 1
+        assert state["chatEnabled"] is True and state["reactionsEnabled"] is True
+        assert state["session"]["id"] == session["id"]  # the full record follows
+    # chat off, reactions on: a swapped pair of fields would show
+    status, _ = await live_server.call("PATCH", base, token=token, json={"chatEnabled": False})
+    assert status == 200
+    poll_body = {"question": "Which song next?", "options": ["Track A", "Track B"], "duration": 60}
+    status, poll = await live_server.call("POST", f"{base}/polls", token=token, json=poll_body)
+    assert status == 200, poll
+    fan = user()
+    status, _ = await live_server.call(
+        "POST",
+        f"{base}/polls/{poll['id']}/votes",
+        token=live_server.token(fan),
+        json={"optionIndex": 1},
+    )
+    assert status == 200
+    async with live_server.ws(session["id"], fan) as ws:
+        state = (await receive_type(ws, "session.state"))["payload"]
+        assert state["chatEnabled"] is False and state["reactionsEnabled"] is True
+        active = state["activePoll"]
+        assert list(active)[:5] == ["id", "question", "options", "results", "endsAt"]
+        assert active["id"] == poll["id"]
+        assert active["options"] == ["Track A", "Track B"] and active["results"] == [0, 1]
+        assert active["endsAt"] == poll["endsAt"]
+
+
 async def test_chat_is_coalesced_into_aggregates_in_order(
     live_server: LiveServer, bus: Bus
 ) -> None:
@@ -81,7 +128,7 @@ async def test_invalid_frame_gets_4006_with_request_id(live_server: LiveServer) 
     session = await live_server.live_session()
     async with live_server.ws(session["id"], user()) as ws:
         await receive_type(ws, "session.state")
-        await ws.send_str('{"type": "poll.vote", "requestId": "r1", "payload": {"option": 1}}')
+        await ws.send_str('{"type": "poll.vote", "requestId": "r1", "payload": {"optionIndex": 1}}')
         error = await receive_type(ws, "error")
         assert error["requestId"] == "r1"
         assert error["payload"]["code"] == ErrorCode.INVALID_MESSAGE
@@ -312,3 +359,31 @@ async def test_the_first_client_refused_as_full_leaves_the_server_healthy(
     async with two.ws(session["id"], "z") as z:
         assert (await receive_type(z, "session.state"))["payload"]["viewerCount"] == 1
     assert "Traceback" not in two.log, two.log
+
+
+async def test_the_seeds_session_join_is_checked_against_the_ticket(
+    live_server: LiveServer,
+) -> None:
+    session = await live_server.live_session()
+    fan = user()
+    async with live_server.ws(session["id"], fan) as ws:
+        await receive_type(ws, "session.state")
+        mine = {"sessionId": session["id"], "role": "viewer", "userId": fan}
+        await ws.send_json({"type": "session.join", "requestId": "ok", "payload": mine})
+        reply = await _reply(ws, "ok")
+        assert reply["type"] == "session.join", reply
+        assert reply["payload"]["userId"] == fan and reply["payload"]["role"] == "viewer"
+        wrong = {
+            "userId": {**mine, "userId": "user_456"},
+            "role": {**mine, "role": "artist"},
+            "sessionId": {**mine, "sessionId": "abc123"},
+        }
+        for field, payload in wrong.items():
+            await ws.send_json({"type": "session.join", "requestId": field, "payload": payload})
+            error = await _reply(ws, field)
+            assert error["type"] == "error", (field, error)
+            assert error["payload"]["code"] == ErrorCode.FORBIDDEN
+            assert field in error["payload"]["message"]
+        # the connection stays what its ticket made it
+        await ws.send_json({"type": "session.join", "requestId": "again", "payload": mine})
+        assert (await _reply(ws, "again"))["type"] == "session.join"

@@ -50,7 +50,6 @@ def test_a_new_session_is_created_started_and_gets_the_first_poll(spec_path: Pat
         "reactionsEnabled": True,
         "allowGuests": True,
         "producerIds": ["sam"],
-        "requiredTokens": [],
     }
     assert plan.start is True
     assert plan.open_poll == {

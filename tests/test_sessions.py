@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import orjson
 import pytest
 
 from broker import Bus, keys
@@ -41,7 +42,7 @@ async def test_lifecycle_scheduled_live_ended_and_nothing_else(bus: Bus, artist:
     store = SessionStore(bus)
     session = await store.create(new_session(artist))
     live = await store.start(session.id)
-    assert live.status == SessionStatus.LIVE and live.started_at
+    assert live.status == SessionStatus.LIVE and live.actual_start
     ended = await store.end(session.id, ended_by=artist)
     assert ended.status == SessionStatus.ENDED and ended.ended_at
     with pytest.raises(ProtocolError) as caught:
@@ -49,7 +50,8 @@ async def test_lifecycle_scheduled_live_ended_and_nothing_else(bus: Bus, artist:
     assert caught.value.code == ErrorCode.SESSION_ENDED
     started, event = (await bus.replay(session.id, "0-0")).events
     assert started.type == "session.update"  # clients on a scheduled session learn it is live
-    assert started.payload == {"status": "live", "startedAt": live.started_at}
+    assert started.payload == {"status": "live", "actualStart": live.actual_start}
+    assert live.wire()["actualStart"] == live.actual_start and "startedAt" not in live.wire()
     assert event.type == "session.end" and event.payload["endedBy"] == artist
 
 
@@ -88,6 +90,25 @@ async def test_losing_a_race_to_end_says_the_session_ended(bus: Bus, artist: str
     assert caught.value.code == ErrorCode.SESSION_ENDED
     events = (await bus.replay(session.id, "0-0")).events
     assert [event.type for event in events] == ["session.update", "session.end"]  # end once
+
+
+async def test_a_record_stored_with_started_at_reads_as_actual_start(bus: Bus, artist: str) -> None:
+    store = SessionStore(bus)
+    session = await store.create(new_session(artist))
+    await bus.redis.hset(keys.session(session.id), "startedAt", "1699123456789")
+    found = await store.get(session.id)
+    assert found.actual_start == 1699123456789 and "startedAt" not in found.wire()
+
+
+async def test_required_tokens_stored_as_bare_addresses_still_read(bus: Bus, artist: str) -> None:
+    store = SessionStore(bus)
+    session = await store.create(new_session(artist))
+    address = "0x" + "ab" * 20
+    await bus.redis.hset(
+        keys.session(session.id), "requiredTokens", orjson.dumps([address, "0xnot-an-address"])
+    )
+    found = await store.get(session.id)
+    assert found.wire()["requiredTokens"] == [{"contractAddress": address, "minBalance": 1}]
 
 
 async def test_a_record_this_version_cannot_read_is_skipped_by_list(

@@ -54,6 +54,26 @@ async def test_a_tip_is_recorded_once_per_request_id(bus: Bus) -> None:
         assert state["tipTotals"] == {"JPY": 300.0, "USD": 7.25}
 
 
+async def test_a_tip_without_request_id_counts_every_time(bus: Bus) -> None:
+    """requestId is optional in the seed's envelope: without one, each tip is a new tip."""
+    async with open_studio(bus) as studio:
+        fan = studio.actor()
+        assert fan.request_id is None
+        first = await studio.do(fan, TIP, {"amount": 5, "currency": "USD"})
+        second = await studio.do(fan, TIP, {"amount": 5, "currency": "USD"})
+        assert first["duplicate"] is False and second["duplicate"] is False
+        assert first["tip"]["tipId"] != second["tip"]["tipId"]
+        announced = await studio.events("tip.received")
+        assert [e.payload["tipId"] for e in announced] == [
+            first["tip"]["tipId"],
+            second["tip"]["tipId"],
+        ]
+        assert announced[-1].payload["totals"] == {"USD": 10.0}
+        entries = await studio.services.tips.entries(studio.session_id)
+        ids = [e["requestId"] for e in entries]
+        assert len(set(ids)) == 2 and all(i.startswith("server:") for i in ids)
+
+
 async def test_tips_are_validated_with_reasons(bus: Bus) -> None:
     async with open_studio(bus, tip_max_amount=100) as studio:
         fan = studio.actor(request_id="r")
@@ -66,9 +86,6 @@ async def test_tips_are_validated_with_reasons(bus: Bus) -> None:
             with pytest.raises(ProtocolError) as caught:
                 await studio.do(fan, TIP, payload)
             assert caught.value.code == ErrorCode.INVALID_MESSAGE and reason in caught.value.message
-        with pytest.raises(ProtocolError) as caught:
-            await studio.do(studio.actor(), TIP, {"amount": 1, "currency": "USD"})
-        assert "needs a requestId" in caught.value.message
         with pytest.raises(ProtocolError) as caught:
             await studio.do(
                 studio.actor(Role.ARTIST, request_id="r"), TIP, {"amount": 1, "currency": "USD"}

@@ -317,7 +317,7 @@ async def test_guest_votes_and_sees_the_bars_move(
             "POST",
             f"/v1/vstudio/sessions/{session['id']}/polls/{poll['id']}/votes",
             token=web_server.token(f"voter-{uuid.uuid4().hex[:6]}-{n}"),
-            json={"option": 2},
+            json={"optionIndex": 2},
         )
         assert status == 200, body
     await fan.page.wait_for_function(

@@ -177,7 +177,7 @@ async def test_deletions_by_id_or_by_user_on_a_platform(js: Any) -> None:
 async def test_rest_equivalents_of_client_messages(js: Any) -> None:
     calls = await js.evaluate(
         """[
-          P.restAction('s1', 'poll.vote', {pollId: 'p/1', option: 2}),
+          P.restAction('s1', 'poll.vote', {pollId: 'p/1', optionIndex: 2}),
           P.restAction('s1', 'tip.send', {amount: 5, currency: 'USD'}, 'req-1'),
           P.restAction('s1', 'chat.delete', {messageId: 'twitch:9'}),
           P.restAction('s1', 'session.end', {}),
@@ -187,7 +187,7 @@ async def test_rest_equivalents_of_client_messages(js: Any) -> None:
     assert calls[0] == {
         "method": "POST",
         "path": "/v1/vstudio/sessions/s1/polls/p%2F1/votes",
-        "body": {"option": 2},
+        "body": {"optionIndex": 2},
     }
     assert calls[1]["headers"] == {"Idempotency-Key": "req-1"}
     assert calls[1]["path"] == "/v1/vstudio/sessions/s1/tips"
@@ -232,3 +232,16 @@ async def test_roles_and_result_shares(js: Any) -> None:
     ]
     assert await js.evaluate("P.resultShares([1, 3, 0])") == [25, 75, 0]
     assert await js.evaluate("P.resultShares([0, 0])") == [0, 0]
+
+
+async def test_a_poll_tally_is_told_from_a_poll_edit(js: Any) -> None:
+    verdicts = await js.evaluate(
+        """[
+          P.isPollTally({pollId: 'poll_123', results: [42, 58], totalVotes: 100}),
+          P.isPollTally({id: 'p1', question: 'Q?', options: ['a', 'b'], results: [0, 0]}),
+          P.isPollTally({pollId: 'p1', question: 'Q?'}),
+          P.isPollTally({pollId: 'p1', results: [1, 2]}),
+          P.isPollTally(null),
+        ]"""
+    )
+    assert verdicts == [True, False, False, False, False]

@@ -35,12 +35,13 @@ async def test_public_session_json_holds_public_fields_only(live_server: LiveSer
         title="Public",
         streamUrl="https://www.twitch.tv/x",
         producerIds=["a-producer"],
-        requiredTokens=["0xabc"],
+        requiredTokens={"contractAddress": "0x" + "ab" * 20, "minBalance": 1},
     )
     status, body = await live_server.call("GET", f"/web/sessions/{session['id']}")
     assert status == 200
     assert set(body) <= set(PUBLIC_FIELDS)
     assert body["title"] == "Public" and body["status"] == "live"
+    assert body["actualStart"] == session["actualStart"] and "startedAt" not in body
     assert "producerIds" not in body and "requiredTokens" not in body
 
     status, listing = await live_server.call("GET", "/web/sessions?status=live")

@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from broker.models import now_ms
+from broker.models import is_poll_tally, now_ms
 
 __all__ = [
     "FATAL_CLOSE_CODES",
@@ -28,7 +28,10 @@ __all__ = [
     "Backoff",
     "LiveConnection",
     "VStudioClient",
+    "is_poll_tally",
 ]
+# is_poll_tally(payload): a poll.update frame is a live tally {pollId, results, totalVotes}
+# or an edit carrying the whole poll; poll.results is only the final tally
 
 log = logging.getLogger("vstudio.vstudio_cli.client")
 
@@ -219,10 +222,9 @@ class VStudioClient:
         answer = await self.call("GET", self._session_path(session_id, "/polls"))
         return answer["polls"] if isinstance(answer, dict) else answer
 
-    async def vote(self, session_id: str, poll_id: str, option: int) -> dict[str, Any]:
-        return await self.call(
-            "POST", self._session_path(session_id, f"/polls/{poll_id}/votes"), {"option": option}
-        )
+    async def vote(self, session_id: str, poll_id: str, option_index: int) -> dict[str, Any]:
+        path = self._session_path(session_id, f"/polls/{poll_id}/votes")
+        return await self.call("POST", path, {"optionIndex": option_index})
 
     async def chat(self, session_id: str, text: str) -> dict[str, Any]:
         return await self.call("POST", self._session_path(session_id, "/chat"), {"text": text})

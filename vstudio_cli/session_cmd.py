@@ -61,7 +61,7 @@ def _show_session(session: dict[str, Any]) -> None:
     for name in ("chatEnabled", "reactionsEnabled", "allowGuests"):
         table.add_row(name, "yes" if session.get(name) else "no")
     table.add_row("producerIds", ", ".join(session.get("producerIds") or []) or "-")
-    for name in ("createdAt", "startedAt", "endedAt"):
+    for name in ("createdAt", "scheduledStart", "actualStart", "endedAt"):
         table.add_row(name, _when(session.get(name)))
     console.print(table)
 

@@ -36,7 +36,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from broker.models import PollCreate
+from broker.models import PollCreate, RequiredTokens
 
 __all__ = ["Plan", "SessionFile", "SessionFileError", "plan_changes", "read_session_file"]
 
@@ -63,7 +63,7 @@ class SessionSpec(BaseModel):
     reactions_enabled: bool = True
     allow_guests: bool = False
     producer_ids: list[str] = Field(default_factory=list)
-    required_tokens: list[str] = Field(default_factory=list)
+    required_tokens: RequiredTokens | None = None
     live: bool = False
 
 

@@ -62,7 +62,7 @@ PUBLIC_FIELDS = (
     "streamPlatform",
     "status",
     "scheduledStart",
-    "startedAt",
+    "actualStart",
     "endedAt",
     "chatEnabled",
     "reactionsEnabled",

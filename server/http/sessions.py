@@ -9,18 +9,20 @@ from __future__ import annotations
 from typing import Literal
 
 from aiohttp import web
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from broker.models import (
     Empty,
     ErrorCode,
     MessageType,
     ProtocolError,
+    RequiredTokens,
     Role,
     Session,
     SessionStatus,
     SessionUpdate,
     WireModel,
+    token_requirements,
 )
 from server.context import CONTEXT
 from server.http.errors import json_response, read_model
@@ -36,6 +38,9 @@ __all__ = ["SessionCreate", "routes"]
 routes = web.RouteTableDef()
 
 
+MAX_REQUIRED_TOKENS = 50
+
+
 class SessionCreate(WireModel):
     """``POST /v1/vstudio/sessions``: the artist is the caller."""
 
@@ -47,7 +52,16 @@ class SessionCreate(WireModel):
     reactions_enabled: bool = True
     allow_guests: bool = False
     producer_ids: list[str] = Field(default_factory=list, max_length=50)
-    required_tokens: list[str] = Field(default_factory=list, max_length=50)
+    required_tokens: RequiredTokens | None = Field(
+        default=None, description="{contractAddress, minBalance}, or a list of them"
+    )
+
+    @field_validator("required_tokens")
+    @classmethod
+    def _few_tokens(cls, required: RequiredTokens | None) -> RequiredTokens | None:
+        if len(token_requirements(required)) > MAX_REQUIRED_TOKENS:
+            raise ValueError(f"at most {MAX_REQUIRED_TOKENS} token requirements")
+        return required
 
 
 @routes.post("/v1/vstudio/sessions")

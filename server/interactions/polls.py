@@ -6,7 +6,11 @@ one vote per user per poll, or per option with ``allowMultiple`` (vote), and the
 exactly once whoever triggers it (end). The process whose end script succeeds is the one that
 publishes ``poll.end`` and the final ``poll.results``.
 
-Results are broadcast at most ``poll_results_per_second`` times per poll across all processes:
+Live tallies travel as ``poll.update {pollId, results, totalVotes}`` (the seed's SSE example);
+``poll.results`` is only the final tally, once, when the poll ends. An edit of the poll is a
+``poll.update`` too, carrying the whole poll (``id``, ``question``, ``options``...).
+
+Tallies are broadcast at most ``poll_results_per_second`` times per poll across all processes:
 a shared ``SET NX PX`` slot decides who may broadcast now; every process that accepted a vote
 keeps a trailing flush pending until a broadcast has covered it, so the last votes reach
 clients within one interval.
@@ -38,6 +42,7 @@ from broker.models import (
     PollEnd,
     PollResults,
     PollStatus,
+    PollTally,
     PollUpdate,
     PollVote,
     ProtocolError,
@@ -351,7 +356,7 @@ class PollBook:
                     keys.poll_voters(session_id, vote.poll_id),
                     keys.session(session_id),
                 ],
-                args=[user_id, vote.option],
+                args=[user_id, vote.option_index],
             )
         )
         outcome = reply[0]
@@ -362,12 +367,12 @@ class PollBook:
         if outcome == "bad_option":
             raise ProtocolError(
                 ErrorCode.INVALID_MESSAGE,
-                f"option {vote.option} does not exist in poll {vote.poll_id}: "
+                f"option {vote.option_index} does not exist in poll {vote.poll_id}: "
                 f"it has options 0 to {int(reply[1]) - 1}",
             )
         raise ProtocolError(
             ErrorCode.FORBIDDEN,
-            f"your vote for option {vote.option} in poll {vote.poll_id} was already counted"
+            f"your vote for option {vote.option_index} in poll {vote.poll_id} was already counted"
             if outcome == "duplicate"
             else f"vote refused ({outcome})",
         )
@@ -466,11 +471,11 @@ class PollRuntime:
                 self.dirty[key] = False
                 reply = await self.book.claim_broadcast(session_id, poll_id)
                 if reply[0] == "go":
-                    results = PollResults(
+                    tally = PollTally(
                         poll_id=poll_id, results=list(reply[2]), total_votes=int(reply[1])
                     )
                     await self.book.bus.publish(
-                        session_id, "polls", MessageType.POLL_RESULTS, results.wire()
+                        session_id, "polls", MessageType.POLL_UPDATE, tally.wire()
                     )
                 elif reply[0] == "wait":
                     await asyncio.sleep(max(int(reply[1]), 1) / 1000)
@@ -546,7 +551,7 @@ async def vote(services: Services, actor: Actor, ballot: PollVote) -> dict[str, 
     async with services.redis_gate:
         await polls.book.vote(actor.session_id, actor.user_id, ballot)
     polls.voted(actor.session_id, ballot.poll_id)
-    return {"pollId": ballot.poll_id, "option": ballot.option, "counted": True}
+    return {"pollId": ballot.poll_id, "optionIndex": ballot.option_index, "counted": True}
 
 
 async def polls_state(services: Services, session_id: str) -> dict[str, Any]:

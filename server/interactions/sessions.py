@@ -11,6 +11,7 @@ the artist's, not the session's, so each step stays within one Cluster slot.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from typing import Any, cast
 
@@ -26,6 +27,7 @@ from broker.models import (
     ProtocolError,
     Role,
     Session,
+    SessionJoin,
     SessionStatus,
     SessionUpdate,
     now_ms,
@@ -61,6 +63,9 @@ return 0
 """
 
 
+ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+
+
 class UnreadableSession(Exception):
     """A stored record this version cannot read (another version's fields, a hand edit)."""
 
@@ -82,6 +87,17 @@ def new_session_id() -> str:
 def _encode(fields: dict[str, Any]) -> dict[EncodableT, EncodableT]:
     """Each wire field as its own JSON value (typed as redis-py's ``hset`` takes a mapping)."""
     return {name: orjson.dumps(value) for name, value in fields.items()}
+
+
+def _legacy_tokens(tokens: list[Any]) -> list[dict[str, Any]] | None:
+    """``requiredTokens`` stored as bare addresses, before the seed's shape: each address as
+    ``{contractAddress, minBalance: 1}`` (holding any), anything unreadable dropped."""
+    kept = [
+        {"contractAddress": token, "minBalance": 1}
+        for token in tokens
+        if isinstance(token, str) and ADDRESS.fullmatch(token)
+    ]
+    return kept or None
 
 
 class SessionStore:
@@ -112,9 +128,14 @@ class SessionStore:
         if not raw:
             return None
         try:
-            return Session.model_validate(
-                {name.decode(): orjson.loads(value) for name, value in raw.items()}
-            )
+            fields = {name.decode(): orjson.loads(value) for name, value in raw.items()}
+            legacy = fields.pop("startedAt", None)  # stored before the seed's name was used
+            if legacy is not None:
+                fields.setdefault("actualStart", legacy)
+            tokens = fields.get("requiredTokens")
+            if isinstance(tokens, list) and not all(isinstance(t, dict) for t in tokens):
+                fields["requiredTokens"] = _legacy_tokens(tokens)
+            return Session.model_validate(fields)
         except (ValueError, orjson.JSONDecodeError) as exc:  # ValidationError is a ValueError
             raise UnreadableSession(session_id, exc) from exc
 
@@ -176,7 +197,7 @@ class SessionStore:
             session_id,
             "events",
             MessageType.SESSION_UPDATE,
-            {"status": live.status.value, "startedAt": live.started_at},
+            {"status": live.status.value, "actualStart": live.actual_start},
         )
         return live
 
@@ -211,7 +232,7 @@ class SessionStore:
     async def _transition(
         self, session_id: str, current: SessionStatus, target: SessionStatus
     ) -> str:
-        field = "startedAt" if target == SessionStatus.LIVE else "endedAt"
+        field = "actualStart" if target == SessionStatus.LIVE else "endedAt"
         result = await self._move(
             keys=[keys.session(session_id)],
             args=[orjson.dumps(current.value), orjson.dumps(target.value), field, now_ms()],
@@ -269,9 +290,30 @@ async def update_session(
     return {"session": updated.wire()}
 
 
-async def join_session(services: Services, actor: Actor, payload: Any) -> dict[str, Any]:
-    """A client's explicit join: it is already counted since it connected; say so."""
-    return {"ok": True, "sessionId": actor.session_id}
+async def join_session(services: Services, actor: Actor, payload: SessionJoin) -> dict[str, Any]:
+    """A client's explicit join: it is already counted since it connected; say so.
+
+    The seed's ``{sessionId, role, userId}`` must name this connection's session, role and
+    user: a join cannot move a connection, raise its role or speak for someone else (4004).
+    """
+    stated = (
+        ("sessionId", payload.session_id, actor.session_id),
+        ("role", payload.role, actor.role),
+        ("userId", payload.user_id, actor.user_id),
+    )
+    for name, given, held in stated:
+        if given is not None and given != held:
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN,
+                f"session.join: {name} {given!r} does not match this connection's {held!r} "
+                "(fixed by its ticket)",
+            )
+    return {
+        "ok": True,
+        "sessionId": actor.session_id,
+        "role": actor.role.value,
+        "userId": actor.user_id,
+    }
 
 
 ACTIONS = (

@@ -8,9 +8,12 @@ REST retry with the same ``Idempotency-Key``) returns the original tip and annou
 A recorded tip holds a short claim on its announcement; if its process dies before publishing
 ``tip.received``, the client's retry after the claim lapsed announces it, once.
 
-A tip without a ``requestId`` is refused (4006): without it a retry could not be told from a
-second tip. Amounts are kept in the currency's minor units (cents; yen have none), so totals
-add up exactly; an amount finer than the currency allows is refused.
+``requestId`` is optional, as in the seed's envelope: a tip without one is a new tip every
+time (it gets a fresh server-side id, ``server:<random>``), so a client that wants a retry
+counted once sends a ``requestId`` (over REST, ``Idempotency-Key``).
+
+Amounts are kept in the currency's minor units (cents; yen have none), so totals add up
+exactly; an amount finer than the currency allows is refused.
 """
 
 from __future__ import annotations
@@ -62,6 +65,9 @@ redis.call('HINCRBY', KEYS[3], ARGV[3], ARGV[4])
 redis.call('SET', KEYS[5], '1', 'PX', ARGV[5])
 return {1, ARGV[2], 1}
 """
+
+SERVER_REQUEST_PREFIX = "server:"
+"""The request id given to a tip sent without one (clients' ids are theirs to choose)."""
 
 ANNOUNCE_CLAIM_MS = 10_000
 """How long the process that recorded a tip has to announce it before a retry may."""
@@ -166,12 +172,8 @@ class TipLedger:
 
 
 async def send_tip(services: Services, actor: Actor, tip: TipSend) -> dict[str, Any]:
-    if not actor.request_id:
-        raise ProtocolError(
-            ErrorCode.INVALID_MESSAGE,
-            "tip.send needs a requestId (over REST: an Idempotency-Key header) so that a "
-            "retried tip is never counted twice",
-        )
+    # without a requestId every tip counts: it is recorded under a fresh id of its own
+    request_id = actor.request_id or f"{SERVER_REQUEST_PREFIX}{secrets.token_hex(12)}"
     minor = check_tip(
         tip,
         currencies=services.settings.tip_currencies,
@@ -180,14 +182,14 @@ async def send_tip(services: Services, actor: Actor, tip: TipSend) -> dict[str, 
     tips = services.tips
     async with services.redis_gate:
         require_open(await services.sessions.get(actor.session_id))
-        recorded = await tips.record(actor.session_id, actor, tip, actor.request_id, minor)
+        recorded = await tips.record(actor.session_id, actor, tip, request_id, minor)
         if recorded.announce:
             totals = await tips.totals(actor.session_id)
             announcement = {**recorded.tip.wire(), "totals": totals}
             await services.bus.publish(
                 actor.session_id, "events", MessageType.TIP_RECEIVED, announcement
             )
-            await tips.announced(actor.session_id, actor.user_id, actor.request_id)
+            await tips.announced(actor.session_id, actor.user_id, request_id)
     return {"tip": recorded.tip.wire(), "duplicate": not recorded.fresh}
 
 

@@ -235,11 +235,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     try:
         who = await _admit(request, ctx)
         cached = ctx.hub.cached_state(who.session_id)
-        status = (
-            cached["session"]["status"]
-            if cached
-            else (await ctx.sessions.get(who.session_id)).status
-        )
+        status = cached["status"] if cached else (await ctx.sessions.get(who.session_id)).status
         if status == SessionStatus.ENDED:
             raise ProtocolError(ErrorCode.SESSION_ENDED, f"session {who.session_id} has ended")
         since = request.query.get("since")

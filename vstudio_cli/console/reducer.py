@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from broker.models import is_poll_tally
 from vstudio_cli.console.errors import plain_error
 from vstudio_cli.console.model import (
     ChatLine,
@@ -203,6 +204,14 @@ def _on_poll(state: ConsoleState, payload: dict[str, Any], update: Update) -> No
     update.parts.add("poll")
 
 
+def _on_poll_update(state: ConsoleState, payload: dict[str, Any], update: Update) -> None:
+    """``poll.update`` is a live tally ``{pollId, results, totalVotes}`` or an edit of the poll."""
+    if is_poll_tally(payload):
+        _on_results(state, payload, update)
+    else:
+        _on_poll(state, payload, update)
+
+
 def _on_poll_create(state: ConsoleState, payload: dict[str, Any], update: Update) -> None:
     poll = _unwrapped(payload, "poll")
     state.poll = poll_view(poll)
@@ -229,6 +238,11 @@ def _on_results(state: ConsoleState, payload: dict[str, Any], update: Update) ->
     if payload.get("final"):
         poll.status = "ended"
     update.parts.add("poll")
+
+
+def _on_final_results(state: ConsoleState, payload: dict[str, Any], update: Update) -> None:
+    """``poll.results`` is only ever the final tally, sent when the poll ends."""
+    _on_results(state, {**payload, "final": True}, update)
 
 
 def _on_aggregate(state: ConsoleState, payload: dict[str, Any], update: Update) -> None:
@@ -366,9 +380,9 @@ REDUCERS: dict[str, Reducer] = {
     "session.update": _on_update,
     "session.end": _on_end,
     "poll.create": _on_poll_create,
-    "poll.update": _on_poll,
+    "poll.update": _on_poll_update,
     "poll.end": _on_poll_end,
-    "poll.results": _on_results,
+    "poll.results": _on_final_results,
     "chat.aggregate": _on_aggregate,
     "chat.message": _on_chat_message,
     "chat.delete": _on_delete,

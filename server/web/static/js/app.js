@@ -1,7 +1,7 @@
 // The session page: sign-in, the live connection, and what each event does to the page.
 
 import { ApiError, SessionConnection, api } from "./client.js";
-import { describeError, newRequestId, roleCandidates } from "./protocol.js";
+import { describeError, isPollTally, newRequestId, roleCandidates } from "./protocol.js";
 import {
   ChatView,
   PollView,
@@ -220,16 +220,17 @@ function onFrame(frame) {
     case "poll.create":
       showPoll(p.poll ?? p);
       break;
-    case "poll.update":
-      if (poll.poll && (p.id ?? p.pollId) === poll.poll.id) showPoll({ ...poll.poll, ...p });
+    case "poll.update": // a live tally {pollId, results, totalVotes}, or an edit of the poll
+      if (isPollTally(p)) poll.results(p);
+      else if (poll.poll && (p.id ?? p.pollId) === poll.poll.id) showPoll({ ...poll.poll, ...p });
       break;
     case "poll.end":
       if (poll.poll && (p.id ?? p.pollId) === poll.poll.id) {
         showPoll({ ...poll.poll, ...(p.poll ?? p), id: poll.poll.id, status: "ended" });
       }
       break;
-    case "poll.results":
-      poll.results(p);
+    case "poll.results": // the final tally, once, when the poll ends
+      poll.results({ ...p, final: true });
       break;
     case "chat.aggregate":
       chat.addMany(p.messages ?? []);
@@ -270,8 +271,10 @@ function myId() {
 }
 
 function applyState(p) {
-  const session = p.session && typeof p.session === "object" ? p.session : null;
-  applySession({ ...page.session, ...(session ?? pickSession(p)) });
+  // the seed's fields (status, chatEnabled, reactionsEnabled) are at the top of the payload;
+  // the full record, when the server sends one, fills in the rest (title, stream...)
+  const session = p.session && typeof p.session === "object" ? p.session : {};
+  applySession({ ...page.session, ...session, ...pickSession(p) });
   if (p.viewerCount != null) setViewers(p.viewerCount);
   page.muted = new Set(p.mutedUsers ?? []);
   if (Array.isArray(p.allowedReactions)) page.reactions = p.allowedReactions;
@@ -289,7 +292,7 @@ function applyState(p) {
 function pickSession(p) {
   const fields = [
     "id", "artistId", "title", "streamUrl", "streamPlatform", "status", "chatEnabled",
-    "reactionsEnabled", "allowGuests", "producerIds", "startedAt", "endedAt",
+    "reactionsEnabled", "allowGuests", "producerIds", "scheduledStart", "actualStart", "endedAt",
   ];
   return Object.fromEntries(fields.filter((f) => f in p).map((f) => [f, p[f]]));
 }
@@ -381,7 +384,7 @@ async function vote(index) {
   const current = poll.poll;
   if (!current) return;
   try {
-    await act("poll.vote", { pollId: current.id, option: index }, "Your vote was not counted");
+    await act("poll.vote", { pollId: current.id, optionIndex: index }, "Your vote was not counted");
   } catch (error) {
     if (!(error instanceof ApiError) || !/already/i.test(error.message)) return;
   }

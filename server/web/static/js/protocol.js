@@ -201,6 +201,17 @@ export function deletionMatches(deletion, message) {
 
 const enc = encodeURIComponent;
 
+/** A `poll.update` payload that is a live tally `{pollId, results, totalVotes}`, not an edit
+ * (an edit carries the whole poll: `id`, `question`, `options`...). */
+export function isPollTally(payload) {
+  return (
+    typeof payload?.pollId === "string" &&
+    Array.isArray(payload.results) &&
+    "totalVotes" in payload &&
+    !("options" in payload)
+  );
+}
+
 /**
  * The REST call that performs client message `type` (used over the SSE fallback), as
  * `{method, path, body, headers}`; `null` when the message has no REST form.
