@@ -78,7 +78,11 @@ def now_ms() -> int:
 
 
 class WireModel(BaseModel):
-    """camelCase on the wire, snake_case in Python, unknown fields refused."""
+    """camelCase on the wire, snake_case in Python, unknown fields refused.
+
+    Numbers and flags that clients send are ``strict``: ``true``, ``"1"`` or ``1.0`` for an
+    index is a mistake to report (4006), not a value to guess.
+    """
 
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=False
@@ -278,7 +282,7 @@ class ChatMute(WireModel):
     """Mute or unmute a user's fan chat in this session."""
 
     user_id: str = Field(min_length=1, max_length=200)
-    muted: bool = True
+    muted: bool = Field(default=True, strict=True)
 
 
 # --- sessions ---------------------------------------------------------------------------------
@@ -336,9 +340,9 @@ class SessionUpdate(WireModel):
 
     title: str | None = Field(default=None, min_length=1, max_length=200)
     stream_url: str | None = Field(default=None, max_length=500)
-    chat_enabled: bool | None = None
-    reactions_enabled: bool | None = None
-    allow_guests: bool | None = None
+    chat_enabled: bool | None = Field(default=None, strict=True)
+    reactions_enabled: bool | None = Field(default=None, strict=True)
+    allow_guests: bool | None = Field(default=None, strict=True)
 
 
 class SessionEnded(WireModel):
@@ -385,8 +389,8 @@ class PollCreate(WireModel):
 
     question: str = Field(min_length=1, max_length=300)
     options: list[PollOption] = Field(min_length=2, max_length=10)
-    duration: int | None = Field(default=None, ge=5, le=24 * 3600)
-    allow_multiple: bool = False
+    duration: int | None = Field(default=None, ge=5, le=24 * 3600, strict=True)
+    allow_multiple: bool = Field(default=False, strict=True)
 
     @field_validator("options")
     @classmethod
@@ -402,7 +406,7 @@ class PollUpdate(WireModel):
     poll_id: str = Field(min_length=1, max_length=64)
     question: str | None = Field(default=None, min_length=1, max_length=300)
     options: list[PollOption] | None = Field(default=None, min_length=2, max_length=10)
-    duration: int | None = Field(default=None, ge=5, le=24 * 3600)
+    duration: int | None = Field(default=None, ge=5, le=24 * 3600, strict=True)
 
 
 class PollEnd(WireModel):
@@ -413,7 +417,7 @@ class PollVote(WireModel):
     """``poll.vote``: the seed's ``{pollId, optionIndex}``, one option by its index."""
 
     poll_id: str = Field(min_length=1, max_length=64)
-    option_index: int = Field(ge=0, le=9)
+    option_index: int = Field(ge=0, le=9, strict=True)
 
 
 class Poll(WireModel):
@@ -478,7 +482,7 @@ class ReactionBurst(WireModel):
 
 
 class TipSend(WireModel):
-    amount: float = Field(gt=0)
+    amount: float = Field(gt=0, strict=True)
     currency: str = Field(min_length=3, max_length=3, pattern=r"^[A-Z]{3}$")
     message: str | None = Field(default=None, max_length=200)
 

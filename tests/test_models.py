@@ -162,3 +162,38 @@ def test_session_lifecycle_moves_forward_only() -> None:
     ]:
         with pytest.raises(IllegalTransition):
             check_transition(current, target)
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload"),
+    [
+        ("poll.vote", {"pollId": "p1", "optionIndex": True}),
+        ("poll.vote", {"pollId": "p1", "optionIndex": "1"}),
+        ("poll.vote", {"pollId": "p1", "optionIndex": 1.0}),
+        ("tip.send", {"amount": True, "currency": "USD"}),
+        ("tip.send", {"amount": "5", "currency": "USD"}),
+        ("poll.create", {"question": "q?", "options": ["a", "b"], "duration": "60"}),
+        ("poll.create", {"question": "q?", "options": ["a", "b"], "allowMultiple": 1}),
+        ("chat.mute", {"userId": "u1", "muted": "yes"}),
+        ("session.update", {"chatEnabled": 0}),
+    ],
+)
+def test_client_numbers_and_flags_are_not_coerced(kind: str, payload: dict[str, object]) -> None:
+    frame = orjson.dumps({"type": kind, "payload": payload, "timestamp": 1})
+    with pytest.raises(ProtocolError) as caught:
+        parse_client_frame(frame, 4096)
+    assert caught.value.code == ErrorCode.INVALID_MESSAGE
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload"),
+    [
+        ("poll.vote", {"pollId": "p1", "optionIndex": 1}),
+        ("tip.send", {"amount": 5, "currency": "USD"}),
+        ("tip.send", {"amount": 4.99, "currency": "USD"}),
+        ("poll.create", {"question": "q?", "options": ["a", "b"], "duration": 60}),
+    ],
+)
+def test_client_numbers_of_the_right_type_pass(kind: str, payload: dict[str, object]) -> None:
+    frame = orjson.dumps({"type": kind, "payload": payload, "timestamp": 1})
+    assert parse_client_frame(frame, 4096).type == kind
