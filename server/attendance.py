@@ -49,7 +49,7 @@ class Attendance:
         except SessionFull as exc:
             raise ProtocolError(ErrorCode.SESSION_FULL, str(exc)) from exc
         sub.counted = True
-        self.metrics.connections_total.labels(sub.transport_name).inc()
+        self.metrics.connections(sub.transport_name).inc()
         log.info(
             "connect",
             extra={
@@ -67,6 +67,8 @@ class Attendance:
     async def leave(self, sub: Subscriber) -> None:
         """Forget ``sub`` everywhere; announce the leave if it was the user's last connection."""
         self.hub.detach(sub)
+        if sub.counted:  # each transport calls leave once per client
+            self.metrics.connections(sub.transport_name).dec()
         if not sub.counted or self.draining:  # a drain clears this process's presence in bulk
             return
         who = sub.who
