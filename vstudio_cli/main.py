@@ -72,8 +72,13 @@ def main(
         ),
     ] = None,
     log_json: Annotated[
-        bool, typer.Option("--log-json", envvar="VSTUDIO_LOG_JSON", help="Log JSON lines.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--log-json/--log-text",
+            envvar="VSTUDIO_LOG_JSON",
+            help="Log JSON lines, or rich text [JSON unless stderr is a terminal].",
+        ),
+    ] = None,
     log_level: Annotated[
         str, typer.Option("--log-level", envvar="VSTUDIO_LOG_LEVEL", help="DEBUG, INFO, ...")
     ] = "INFO",
