@@ -23,6 +23,7 @@ from broker.bus import Bus
 from broker.connection import connect
 from config import BrokerSettings, ServerSettings
 from server.attendance import Attendance
+from server.bridge import SeedBridge
 from server.context import CONTEXT, ServerContext
 from server.fanout.hub import Hub
 from server.gcpolicy import keep_collections_short
@@ -134,6 +135,8 @@ def build_app(
         ctx = build_context(client, settings, broker, jwt_secret)
         app[CONTEXT] = ctx
         await ctx.hub.start()
+        bridge = SeedBridge(ctx.bus, ctx.sessions, ctx.hub)
+        await bridge.start()
         ctx.services.start()
         loop = asyncio.get_running_loop()
         background = [loop.create_task(_presence_refresher(ctx.presence))]
@@ -148,6 +151,7 @@ def build_app(
                     await task
             with contextlib.suppress(Exception):
                 await ctx.services.stop()
+            await bridge.stop()
             await ctx.attendance.settle()
             await ctx.hub.stop()
             with contextlib.suppress(Exception):
