@@ -27,7 +27,7 @@ from server.bridge import SeedBridge
 from server.context import CONTEXT, ServerContext
 from server.fanout.hub import Hub
 from server.gcpolicy import keep_collections_short
-from server.http import actions, auth, health, pages, reads, sessions
+from server.http import actions, announcements, auth, health, pages, reads, sessions
 from server.http.errors import MAX_BODY, error_middleware
 from server.identity.accounts import AccountStore
 from server.identity.auth import TokenVerifier
@@ -124,6 +124,7 @@ def build_app(
     app.add_routes(health.routes)
     app.add_routes(auth.routes)
     app.add_routes(sessions.routes)
+    app.add_routes(announcements.routes)
     app.add_routes(actions.routes())
     app.add_routes(reads.routes)
     app.add_routes(ws.routes)

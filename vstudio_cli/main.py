@@ -11,6 +11,7 @@ import typer
 
 from config.logging import configure_logging
 from vstudio_cli import (
+    announce_cmd,
     config_cmd,
     console_cmd,
     doctor,
@@ -44,6 +45,7 @@ app.command("login")(session_cmd.login)
 app.add_typer(session_cmd.session_app, name="session")
 app.add_typer(session_cmd.poll_app, name="poll")
 app.command("console")(console_cmd.console)
+app.command("announce")(announce_cmd.announce)
 
 
 def package_version() -> str:

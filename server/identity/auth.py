@@ -46,6 +46,8 @@ class Identity:
     role: Role
     guest: bool = False
     session_id: str | None = None
+    operator: bool = False
+    """The token carries ``"operator": true``: it may announce to every session."""
 
 
 def resolve_jwt_secret(server: ServerSettings, broker: BrokerSettings) -> str:
@@ -178,4 +180,5 @@ class TokenVerifier:
             role=role,
             guest=bool(claims.get("guest", False)),
             session_id=claims.get("sid"),
+            operator=claims.get("operator") is True and not claims.get("guest", False),
         )
