@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -60,6 +61,8 @@ log = logging.getLogger("vstudio.server.bridge")
 CLAIM_TTL = 30
 """Seconds a process's claim on an id-less publish lasts: every process receives a publish
 within milliseconds, so this only has to outlast that (and an identical publish later is new)."""
+RETRIES = 3
+"""Attempts at republishing one publish when Redis drops a connection meanwhile."""
 KNOWN_FOR = 5.0
 """Seconds a live session found once is trusted without reading it again."""
 
@@ -155,6 +158,8 @@ class SeedBridge:
         self.claim_ttl = claim_ttl
         self.subscribed = asyncio.Event()
         self._known: dict[str, float] = {}
+        self._token = secrets.token_bytes(8)
+        """This process's mark on its claims, so a retry recognises its own."""
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, wait: float = 5.0) -> None:
@@ -226,12 +231,33 @@ class SeedBridge:
     async def _bridge(self, channel: str, session_id: str, raw: bytes) -> str:
         type_, payload, timestamp = _envelope(raw)
         kind, events = _events(session_id, type_, payload, timestamp)
+        for attempt in range(RETRIES):  # the pool's first command after a Redis restart fails
+            try:
+                return await self._republish(channel, session_id, raw, kind, events)
+            except TRANSIENT_ERRORS:
+                if attempt == RETRIES - 1:
+                    raise
+                await asyncio.sleep(0.1 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    async def _republish(
+        self,
+        channel: str,
+        session_id: str,
+        raw: bytes,
+        kind: StreamKind,
+        events: list[OutgoingEvent],
+    ) -> str:
+        """Claim and publish; safe to repeat (the claim is this process's own, ids dedupe)."""
         await self._check_session(session_id)
         if any(event.dedupe_id is None for event in events):
             digest = hashlib.sha256(channel.encode() + b"\n" + raw).hexdigest()
             claim = keys.bridge_claim(session_id, digest)
-            if not await self.bus.redis.set(claim, b"1", nx=True, ex=self.claim_ttl):
-                return "duplicate"  # another process bridges it
+            redis = self.bus.redis
+            if not await redis.set(claim, self._token, nx=True, ex=self.claim_ttl):
+                if await redis.get(claim) != self._token:
+                    return "duplicate"  # another process bridges it
+        type_ = events[0].type
         ids = await self.bus.publish_many(session_id, kind, events)
         if all(event_id is None for event_id in ids):
             return "duplicate"

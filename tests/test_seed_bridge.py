@@ -199,3 +199,41 @@ def test_seed_channel_names() -> None:
     assert keys.seed_channel(keys.chat_channel("abc123")) is None  # ours, hash-tagged
     assert keys.seed_channel("vstudio:session:abc123:log") is None
     assert keys.seed_channel("vstudio:global:announcements") is None
+
+
+@pytest.mark.slow
+async def test_the_bridge_subscribes_again_after_a_redis_restart(
+    server_factory: Any, tmp_path: Any
+) -> None:
+    from tests.support import free_port, start_private_redis
+
+    port = free_port()
+    redis = start_private_redis(tmp_path / "redis", port)
+    url = f"redis://127.0.0.1:{port}"
+    try:
+        server: LiveServer = server_factory(VSTUDIO_REDIS_URL=url)
+        sid = (await server.live_session())["id"]
+        async with server.ws(sid, "stays") as ws:
+            await ws.receive_json(timeout=5)  # type: ignore[attr-defined]
+            redis.stop()
+            await asyncio.sleep(1.0)
+            redis = start_private_redis(tmp_path / "redis", port)
+            client = aioredis.from_url(url)
+            try:
+                channel = f"vstudio:session:{sid}:chat"
+                async with asyncio.timeout(20):  # until the bridge listens again
+                    while not await client.publish(channel, b"probe, not JSON"):
+                        await asyncio.sleep(0.2)
+                message = normalized("after the restart")
+                body = json.dumps({"type": "chat.message", "payload": message})
+                await client.publish(channel, body)
+            finally:
+                await client.aclose()
+            texts: list[str] = []
+            async with asyncio.timeout(15):
+                while "after the restart" not in texts:
+                    frame = await ws.receive_json()  # type: ignore[attr-defined]
+                    texts += [text for text, _ in chat_texts([frame])]
+            assert texts == ["after the restart"]
+    finally:
+        redis.stop()
