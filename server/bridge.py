@@ -11,7 +11,8 @@ Every server process pattern-subscribes to those channels (the glob leaves ours 
 republishes it through :meth:`broker.bus.Bus.publish_many`, so it gets a stream id, lands in
 the history and reaches the session's clients once: a message or platform event is deduped by
 its ``id`` inside the publish script (the same key an ingest worker's copy uses), anything
-without an id by a short ``SET NX`` claim on a hash of the channel and the raw bytes.
+without an id by a short ``SET NX`` claim on a hash of the channel and the raw bytes; the claim
+holds the winner's token, so the winner (alone) also republishes a deliberate repeat.
 
 Accepted on any of the three seed channels: ``chat.message`` (NormalizedChatMessage),
 ``chat.aggregate`` (``{messages: [...]}``), ``chat.delete``, ``platform.event`` and
@@ -278,7 +279,8 @@ class SeedBridge:
         self._known[session_id] = now + KNOWN_FOR
 
     def _announce(self, raw: bytes) -> str:
-        """A global announcement: JSON ``{type: "announcement", payload: {text}}``, or text."""
+        """A global announcement: JSON ``{type: "announcement", payload: {text}}``, the payload
+        alone, or plain text."""
         try:
             body: Any = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -286,6 +288,8 @@ class SeedBridge:
         timestamp = None
         if isinstance(body, str):
             notice = Announcement(text=body.strip())
+        elif isinstance(body, dict) and "payload" not in body and "text" in body:
+            notice = Announcement.model_validate(body)  # the payload alone: {text, ...}
         elif isinstance(body, dict) and isinstance(body.get("payload"), dict):
             if body.get("type") != MessageType.ANNOUNCEMENT:
                 raise Dropped(f"type {body.get('type')!r} is not an announcement")
