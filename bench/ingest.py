@@ -28,9 +28,7 @@ from pathlib import Path
 import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from ingest_twitch_server import TwitchIrcServer  # noqa: E402
+sys.path[:0] = [str(ROOT)]
 
 from broker import Bus, EmbeddedRedis, connect  # noqa: E402
 from broker.models import NormalizedChatMessage, Platform  # noqa: E402
@@ -39,6 +37,7 @@ from ingest.replay import ReplayFile  # noqa: E402
 from ingest.runtime import Worker  # noqa: E402
 from ingest.simulate import ChatGenerator  # noqa: E402
 from ingest.twitch import TwitchChat, TwitchProtocol  # noqa: E402
+from tests.support.platforms.twitch_irc import TwitchIrcServer  # noqa: E402
 
 TARGET = 20_000
 

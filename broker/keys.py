@@ -10,6 +10,7 @@ __all__ = [
     "GLOBAL_ANNOUNCEMENTS",
     "SEED_CHANNEL_PATTERN",
     "SESSION_CHANNEL_PATTERN",
+    "account_rate",
     "active_poll",
     "artist_live",
     "bridge_claim",
@@ -24,7 +25,6 @@ __all__ = [
     "polls_channel",
     "presence",
     "reaction_window",
-    "rest_rate",
     "seed_channel",
     "session",
     "session_channels",
@@ -34,6 +34,7 @@ __all__ = [
     "stream",
     "stream_deleted",
     "ticket",
+    "ticket_rate",
     "tip_announced",
     "tip_ledger",
     "tip_requests",
@@ -177,9 +178,30 @@ def guest_rate(address: str) -> str:
     return f"{PREFIX}:guest:{address}"
 
 
-def rest_rate(session_id: str, user_id: str) -> str:
-    """Sliding-window rate limit of one user's REST actions in the session."""
+def revoked_token(token_id: str) -> str:
+    """Set while a logged-out token (by its ``jti``) would still be valid."""
+    return f"{PREFIX}:revoked-token:{token_id}"
+
+
+def login_failures_user(username: str) -> str:
+    """Sliding window of failed logins for one username (counted whether it exists or not)."""
+    return f"{PREFIX}:login-failures:user:{username}"
+
+
+def login_failures_address(address: str) -> str:
+    """Sliding window of failed logins from one client address."""
+    return f"{PREFIX}:login-failures:address:{address}"
+
+
+def account_rate(session_id: str, user_id: str) -> str:
+    """Sliding-window rate limits of one user in the session, whatever carries the messages
+    (REST calls, every WebSocket of the user): ``<this>:<limit name>``."""
     return f"{session_prefix(session_id)}:rate:{user_id}"
+
+
+def ticket_rate(user_id: str) -> str:
+    """Sliding window of the WebSocket tickets one user took."""
+    return f"{PREFIX}:ticket-rate:{user_id}"
 
 
 def tip_ledger(session_id: str) -> str:

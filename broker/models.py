@@ -8,6 +8,7 @@ checked by :func:`parse_client_frame`, which turns anything the contract does no
 from __future__ import annotations
 
 import time
+import unicodedata
 from enum import IntEnum, StrEnum
 from typing import Annotated, Any, Literal
 
@@ -206,6 +207,16 @@ class NormalizedChatMessage(WireModel):
         return self
 
 
+INVISIBLE = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+"""Letters that draw nothing: the Hangul fillers and the braille blank."""
+
+
+def _visible(char: str) -> bool:
+    """Whether ``char`` draws something: not a space, a control, a format character (zero
+    width, bidi) or a filler."""
+    return unicodedata.category(char)[0] not in "ZC" and char not in INVISIBLE
+
+
 class ChatMessageIn(WireModel):
     """A fan's ``chat.message``: only the text; the server fills in the rest."""
 
@@ -214,8 +225,8 @@ class ChatMessageIn(WireModel):
     @field_validator("text")
     @classmethod
     def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("text must not be blank")
+        if not any(_visible(char) for char in value):
+            raise ValueError("text must not be blank (only spaces or invisible characters)")
         return value
 
 

@@ -127,6 +127,10 @@ class ServerSettings(PartSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     workers: int = Field(default=1, ge=1, description="server processes sharing the port")
     public_url: str | None = Field(default=None, description="URL printed for people to open")
+    certfile: Path | None = Field(
+        default=None, description="PEM certificate (chain): serve HTTPS and WSS with keyfile"
+    )
+    keyfile: Path | None = Field(default=None, description="PEM private key of certfile")
 
     jwt_secret: SecretStr | None = Field(
         default=None, description="HS256 secret; the embedded default generates one"
@@ -138,6 +142,24 @@ class ServerSettings(PartSettings):
     token_ttl: int = Field(default=12 * 3600, ge=60, description="lifetime of login tokens, s")
     ticket_ttl: int = Field(default=30, ge=1, description="lifetime of a WebSocket ticket, s")
     guest_rate_limit: int = Field(default=10, ge=1, description="guest tokens per address/min")
+    ticket_rate_limit: int = Field(default=60, ge=1, description="tickets per user per minute")
+    max_sessions_per_artist: int = Field(
+        default=20, ge=1, description="scheduled and live sessions one artist may have"
+    )
+    login_failures_per_user: int = Field(
+        default=5, ge=1, description="failed logins per username per login_failure_window"
+    )
+    login_failures_per_address: int = Field(
+        default=20, ge=1, description="failed logins per client address per login_failure_window"
+    )
+    login_failure_window: float = Field(default=300.0, gt=0, description="seconds")
+    password_min_length: int = Field(default=10, ge=1, description="characters")
+    metrics_token: SecretStr | None = Field(
+        default=None, description="when set, /metrics needs 'Authorization: Bearer <it>'"
+    )
+    allow_weak_jwt_secret: bool = Field(
+        default=False, description="accept a jwt_secret under 32 bytes (tests only)"
+    )
 
     chat_rate_limit: int = Field(default=5, ge=1)
     chat_rate_window: float = Field(default=10.0, gt=0)

@@ -30,7 +30,7 @@ from server.gcpolicy import keep_collections_short
 from server.http import actions, announcements, auth, health, pages, reads, sessions
 from server.http.errors import MAX_BODY, error_middleware
 from server.identity.accounts import AccountStore
-from server.identity.auth import TokenVerifier
+from server.identity.auth import Revocations, TokenVerifier
 from server.identity.tickets import TicketStore
 from server.interactions.catalog import ACTIONS, STATE_PARTS, build_services
 from server.interactions.registry import ActionTable
@@ -104,7 +104,7 @@ def build_context(
         sessions=store,
         accounts=AccountStore(client),
         tickets=TicketStore(client, settings.ticket_ttl),
-        verifier=TokenVerifier(settings, jwt_secret),
+        verifier=TokenVerifier(settings, jwt_secret, Revocations(client)),
         presence=presence,
         windows=RedisWindow(client),
         metrics=metrics,

@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from broker.models import MessageType
 from config import ServerSettings
 
-__all__ = ["Limit", "RedisWindow", "SlidingWindow", "limits_for"]
+__all__ = ["Limit", "RedisWindow", "SlidingWindow", "account_limits", "limits_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,14 +29,21 @@ class Limit:
     window: float
 
 
-def limits_for(settings: ServerSettings, kind: MessageType) -> tuple[Limit, ...]:
-    """The limits one client message counts against: its own (chat, reaction) and 'any'."""
+def limits_for(settings: ServerSettings, kind: MessageType | None) -> tuple[Limit, ...]:
+    """The limits one client message counts against: its own (chat, reaction) and 'any'
+    (``None`` for a frame whose type could not be read: 'any' alone)."""
     rules = [Limit("any", settings.message_rate_limit, settings.message_rate_window)]
     if kind == MessageType.CHAT_MESSAGE:
         rules.append(Limit("chat", settings.chat_rate_limit, settings.chat_rate_window))
     elif kind == MessageType.REACTION_SEND:
         rules.append(Limit("reaction", settings.reaction_rate_limit, settings.reaction_rate_window))
     return tuple(rules)
+
+
+def account_limits(settings: ServerSettings, kind: MessageType) -> tuple[Limit, ...]:
+    """The limits that hold for a user across all their connections: chat and reactions (the
+    'any' limit stays per connection, so one busy socket does not silence the user's others)."""
+    return tuple(limit for limit in limits_for(settings, kind) if limit.name != "any")
 
 
 class SlidingWindow:
@@ -89,12 +96,62 @@ return false
 """
 
 
+PEEK_SCRIPT = """
+-- KEYS[i] one sorted set per limit; ARGV[1] now (ms),
+-- ARGV[2i] count of limit i, ARGV[2i + 1] window of limit i (ms): the wait, recording nothing
+local now = tonumber(ARGV[1])
+local wait = 0
+for i = 1, #KEYS do
+  local count = tonumber(ARGV[2 * i])
+  local window = tonumber(ARGV[2 * i + 1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
+  if redis.call('ZCARD', KEYS[i]) >= count then
+    local oldest = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
+    local left = tonumber(oldest[2]) + window - now
+    if left > wait then wait = left end
+  end
+end
+if wait > 0 then return tostring(wait) end
+return false
+"""
+
+RECORD_SCRIPT = """
+-- KEYS[i] one sorted set per limit; ARGV[1] now (ms), ARGV[2] member, ARGV[2 + i] window (ms)
+for i = 1, #KEYS do
+  redis.call('ZADD', KEYS[i], tonumber(ARGV[1]), ARGV[2])
+  redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[2 + i]))
+end
+return #KEYS
+"""
+
+
 class RedisWindow:
-    """The sliding window in Redis, shared by every process: one sorted set per bucket."""
+    """The sliding window in Redis, shared by every process: one sorted set per bucket.
+
+    :meth:`retry_after` checks and records in one step (a request that is let through counts);
+    :meth:`wait` and :meth:`record` are the two halves apart, for events counted only when they
+    turn out to be failures, such as wrong passwords.
+    """
 
     def __init__(self, client: aioredis.Redis) -> None:
         self.redis = client
         self._script = client.register_script(WINDOW_SCRIPT)
+        self._peek = client.register_script(PEEK_SCRIPT)
+        self._record = client.register_script(RECORD_SCRIPT)
+
+    async def wait(self, buckets: dict[str, Limit], now: float) -> float | None:
+        """Seconds until every bucket (Redis key -> its limit) is under its limit, or ``None``."""
+        args: list[str | int] = [int(now * 1000)]
+        for limit in buckets.values():
+            args += [limit.count, int(limit.window * 1000)]
+        result = await self._peek(keys=list(buckets), args=args)
+        return None if result is None else float(result) / 1000
+
+    async def record(self, buckets: dict[str, Limit], now: float) -> None:
+        """Count one event now in every bucket."""
+        args: list[str | int] = [int(now * 1000), f"{int(now * 1000)}-{secrets.token_hex(4)}"]
+        args += [int(limit.window * 1000) for limit in buckets.values()]
+        await self._record(keys=list(buckets), args=args)
 
     async def retry_after(self, prefix: str, limits: tuple[Limit, ...], now: float) -> float | None:
         """Like :meth:`SlidingWindow.retry_after`, for the buckets named ``<prefix>:<limit>``."""

@@ -1,7 +1,8 @@
 """Running the server: one process, or N processes sharing a port with ``SO_REUSEPORT``.
 
 All state is in Redis, so workers share nothing but the listening port; the kernel spreads
-connections over them. The parent starts the embedded Valkey (when no Redis URL is given) and
+connections over them. With a certificate (``certfile``/``keyfile``) every process serves HTTPS
+and WSS on that port itself. The parent starts the embedded Valkey (when no Redis URL is given) and
 resolves the JWT secret once, and hands both to every worker. SIGTERM or SIGINT drains: the
 workers close their clients with 1012 and exit; the parent waits for them and exits 0.
 """
@@ -16,6 +17,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,15 +28,43 @@ from broker.embedded import any_free_port, port_is_free
 from broker.runtime import redis_url as resolve_redis_url
 from config import BrokerSettings, ServerSettings
 from config.logging import configure_logging
-from server.identity.auth import resolve_jwt_secret
+from server.identity.auth import WeakSecret, resolve_jwt_secret
 
-__all__ = ["PortTaken", "bind_socket", "find_free_port", "run", "serve"]
+__all__ = ["PortTaken", "TlsError", "bind_socket", "find_free_port", "run", "serve", "tls_context"]
 
 log = logging.getLogger("vstudio.server.serve")
 
 
 class PortTaken(RuntimeError):
     """The port is in use by another program; the message says what to do."""
+
+
+class TlsError(RuntimeError):
+    """The certificate or key cannot be used; the message says which and why."""
+
+
+def tls_context(settings: ServerSettings) -> ssl.SSLContext | None:
+    """The server's TLS context from ``certfile``/``keyfile``; ``None`` serves plain HTTP.
+
+    ``keyfile`` may be left out when the key is in ``certfile``. Built in each process (an
+    ``SSLContext`` cannot be pickled for a worker), and once before starting so a bad file is
+    reported at once instead of by every worker.
+    """
+    if settings.certfile is None:
+        if settings.keyfile is not None:
+            raise TlsError("--keyfile (VSTUDIO_KEYFILE) needs --certfile (VSTUDIO_CERTFILE) too")
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(settings.certfile, settings.keyfile)
+    except ssl.SSLError as exc:
+        raise TlsError(
+            f"cannot use certfile {settings.certfile} with keyfile {settings.keyfile}: "
+            f"{exc.reason or exc} (both PEM, the key matching the certificate)"
+        ) from exc
+    except OSError as exc:
+        raise TlsError(f"cannot read {exc.filename or settings.certfile}: {exc.strerror}") from exc
+    return context
 
 
 def find_free_port(host: str = "127.0.0.1", preferred: int | None = None) -> int:
@@ -101,7 +131,7 @@ async def _serve_until_stopped(
     app = build_app(plan.settings, plan.broker, plan.redis_url, plan.jwt_secret)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=15.0)
     await runner.setup()
-    site = web.SockSite(runner, sock)
+    site = web.SockSite(runner, sock, ssl_context=tls_context(plan.settings))
     await site.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -129,17 +159,19 @@ def run(
     log_level: str = "INFO",
     announce: Callable[[str], None] = print,
 ) -> int:
-    """Serve until SIGTERM/SIGINT; the exit code. Raises :class:`PortTaken` before starting."""
+    """Serve until SIGTERM/SIGINT; the exit code. Raises :class:`PortTaken` or
+    :class:`WeakSecret` before starting."""
+    jwt_secret = resolve_jwt_secret(settings, broker)
     host, port = settings.host, settings.port
+    scheme = "https" if tls_context(settings) else "http"
     if port:
         _check_free(host, port)
     # holds the port (and picks one for --port 0); only a single process listens on it
     reserve = bind_socket(host, port, listen=settings.workers == 1)
     port = int(reserve.getsockname()[1])
-    jwt_secret = resolve_jwt_secret(settings, broker)
     with resolve_redis_url(broker) as url:
         plan = WorkerPlan(settings, broker, url, jwt_secret, port, log_json, log_level)
-        base = settings.public_url or f"http://{host}:{port}"
+        base = settings.public_url or f"{scheme}://{host}:{port}"
         if settings.workers == 1:
             ready = lambda: announce(f"vstudio serve: listening on {base} (1 process)")  # noqa: E731
             with asyncio.Runner(loop_factory=_new_loop) as runner:
@@ -201,9 +233,10 @@ def serve(
     log_level: str = "INFO",
     announce: Callable[[str], None] = print,
 ) -> int:
-    """:func:`run` with :class:`PortTaken` turned into a message and exit code 2."""
+    """:func:`run` with :class:`PortTaken`, :class:`WeakSecret` or :class:`TlsError` as a
+    message and exit code 2."""
     try:
         return run(settings, broker, log_json=log_json, log_level=log_level, announce=announce)
-    except PortTaken as exc:
+    except (PortTaken, WeakSecret, TlsError) as exc:
         print(f"vstudio serve: {exc}", file=sys.stderr)
         return 2

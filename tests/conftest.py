@@ -1,4 +1,4 @@
-"""Shared fixtures: a real Redis for every test.
+"""Shared fixtures: a real Redis for every test, and real servers on it.
 
 ``REDIS_URL`` points the suite at a running Redis; without it one embedded Valkey server is
 started for the whole run. Tests stay apart by using fresh session ids, never by flushing.
@@ -6,10 +6,7 @@ started for the whole run. Tests stay apart by using fresh session ids, never by
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from broker import Bus, EmbeddedRedis, connect
+from tests.support.live_server import LiveServer, live_servers
+from tests.support.types import ServerFactory
 
 
 @pytest.fixture(scope="session")
@@ -50,187 +49,6 @@ def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
 
 
-# --- a real `vstudio serve` for tests (server-core) ------------------------------------------
-
-
-class LiveServer:
-    """A real ``vstudio serve`` subprocess on a free port, against the suite's Redis.
-
-    Use the ``live_server`` fixture (one shared default server) or ``server_factory`` (your own
-    server with shrunk limits: ``server_factory(VSTUDIO_CHAT_RATE_LIMIT="2", workers=2)``).
-    Settings reach the server as ``VSTUDIO_*`` variables. Helpers::
-
-        token = live_server.token("alice", role="artist")         # a JWT the server accepts
-        session = await live_server.live_session("alice")           # created and started
-        ticket = await live_server.ticket(token, session["id"])     # single use
-        async with live_server.ws(session["id"], "bob") as ws:      # ticket + connect
-            state = await ws.receive_json()                         # session.state
-        status, body = await live_server.call("POST", "/v1/...", token=token, json={...})
-        code, out, err = live_server.stop()                         # SIGTERM, waits
-
-    ``log`` and ``output`` hold what the server wrote to stderr and stdout.
-    """
-
-    SECRET = "test-secret-for-the-live-server-fixture"
-
-    def __init__(
-        self,
-        redis_url: str,
-        tmp: Path,
-        *,
-        workers: int = 1,
-        env: dict[str, str] | None = None,
-        port: int = 0,
-    ) -> None:
-        import subprocess
-        import sys
-        import time
-
-        self.secret = (env or {}).get("VSTUDIO_JWT_SECRET", self.SECRET)
-        self._tmp = tmp
-        tmp.mkdir(parents=True, exist_ok=True)
-        self._out_path, self._err_path = tmp / "stdout.txt", tmp / "stderr.txt"
-        full_env = {
-            **os.environ,
-            "VSTUDIO_REDIS_URL": redis_url,
-            "VSTUDIO_JWT_SECRET": self.secret,
-            "VSTUDIO_DATA_DIR": str(tmp / "data"),
-            "VSTUDIO_LOG_JSON": "1",
-            **(env or {}),
-        }
-        full_env.pop("VSTUDIO_CONFIG", None)
-        command = [sys.executable, "-m", "vstudio_cli.main", "serve", "--port", str(port)]
-        command += ["--workers", str(workers)]
-        with self._out_path.open("wb") as out, self._err_path.open("wb") as err:
-            self.process = subprocess.Popen(command, stdout=out, stderr=err, env=full_env)
-        deadline = time.monotonic() + 30
-        self.base_url = ""
-        while time.monotonic() < deadline and not self.base_url:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"vstudio serve exited {self.process.returncode}: {self.log}")
-            for line in self.output.splitlines():
-                if "listening on " in line:
-                    self.base_url = line.split("listening on ", 1)[1].split()[0]
-            time.sleep(0.05)
-        if not self.base_url:
-            self.stop()
-            raise RuntimeError(f"vstudio serve did not start: {self.log}")
-        self.port = int(self.base_url.rsplit(":", 1)[1])
-        self.ws_url = self.base_url.replace("http://", "ws://") + "/v1/vstudio/ws"
-        self._wait_healthy(deadline)
-
-    def _wait_healthy(self, deadline: float) -> None:
-        import time
-        import urllib.request
-
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.base_url + "/healthz", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"vstudio serve never became healthy: {self.log}")
-
-    @property
-    def output(self) -> str:
-        return self._out_path.read_text(errors="replace")
-
-    @property
-    def log(self) -> str:
-        return self._err_path.read_text(errors="replace")
-
-    def token(self, user_id: str, role: str = "viewer", **kwargs: object) -> str:
-        """A JWT for ``user_id`` signed with this server's secret."""
-        from server.identity.auth import mint_token
-
-        return mint_token(self.secret, user_id=user_id, role=role, **kwargs)  # type: ignore[arg-type]
-
-    async def call(
-        self,
-        method: str,
-        path: str,
-        *,
-        token: str | None = None,
-        source: str | None = None,
-        **kwargs: object,
-    ) -> tuple[int, object]:
-        """One HTTP request: ``(status, JSON body or text)``; ``source`` = client address."""
-        import aiohttp
-
-        headers = dict(kwargs.pop("headers", None) or {})  # type: ignore[call-overload]
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        connector = aiohttp.TCPConnector(local_addr=(source, 0)) if source else None
-        async with (
-            aiohttp.ClientSession(connector=connector) as http,
-            http.request(method, self.base_url + path, headers=headers, **kwargs) as response,  # type: ignore[arg-type]
-        ):
-            text = await response.text()
-            try:
-                return response.status, json.loads(text)
-            except ValueError:
-                return response.status, text
-
-    async def live_session(self, artist_id: str | None = None, **fields: object) -> dict:
-        """A new session of ``artist_id`` (fresh if not given), started; its record."""
-        artist_id = artist_id or f"artist-{uuid.uuid4().hex[:8]}"
-        token = self.token(artist_id, "artist")
-        status, body = await self.call(
-            "POST", "/v1/vstudio/sessions", token=token, json={"title": "Live", **fields}
-        )
-        assert status == 201, body
-        status, body = await self.call(
-            "POST",
-            f"/v1/vstudio/sessions/{body['id']}/start",
-            token=token,  # type: ignore[index]
-        )
-        assert status == 200, body
-        return body  # type: ignore[return-value]
-
-    async def ticket(self, token: str, session_id: str, role: str = "viewer") -> str:
-        status, body = await self.call(
-            "POST", "/v1/vstudio/ticket", token=token, json={"sessionId": session_id, "role": role}
-        )
-        assert status == 200, body
-        return body["ticket"]  # type: ignore[index]
-
-    @contextlib.asynccontextmanager
-    async def ws(
-        self,
-        session_id: str,
-        user_id: str,
-        role: str = "viewer",
-        *,
-        since: str | None = None,
-        token_role: str | None = None,
-        **connect: object,
-    ) -> AsyncIterator[object]:
-        """A WebSocket of ``user_id`` in ``session_id`` (ticket fetched first)."""
-        import aiohttp
-
-        ticket = await self.ticket(self.token(user_id, token_role or role), session_id, role)
-        url = f"{self.ws_url}?ticket={ticket}" + (f"&since={since}" if since else "")
-        async with (
-            aiohttp.ClientSession() as http,
-            http.ws_connect(url, **connect) as ws,  # type: ignore[arg-type]
-        ):
-            yield ws
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> tuple[int, str, str]:
-        """Signal the server, wait for it: ``(exit code, stdout, stderr)``."""
-        import subprocess
-
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode, self.output, self.log
-
-
 @pytest.fixture(scope="session")
 def live_server(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """One default ``vstudio serve`` shared by the whole run (do not stop it)."""
@@ -240,16 +58,7 @@ def live_server(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 @pytest.fixture
-def server_factory(redis_url: str, tmp_path: Path) -> Iterator[object]:
+def server_factory(redis_url: str, tmp_path: Path) -> Iterator[ServerFactory]:
     """Start servers of your own: ``server_factory(workers=2, VSTUDIO_MAX_VIEWERS="3")``."""
-    started: list[LiveServer] = []
-
-    def start(*, workers: int = 1, port: int = 0, **env: str) -> LiveServer:
-        folder = tmp_path / f"server{len(started)}"
-        server = LiveServer(redis_url, folder, workers=workers, env=env, port=port)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
+    with live_servers(redis_url, tmp_path) as start:
+        yield start

@@ -13,9 +13,9 @@ from typing import Any
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
-from conftest import LiveServer
 
 from server.identity.auth import mint_token
+from tests.support.live_server import LiveServer
 
 
 async def frames_for(ws: Any, seconds: float) -> list[dict[str, Any]]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 import pytest
-from interactions_support import open_studio
 
 from broker import Bus
 from broker.models import (
@@ -17,6 +18,7 @@ from broker.models import (
 from server.identity.participant import Participant
 from server.interactions.chat import fan_message
 from server.interactions.registry import Actor
+from tests.support.studio import open_studio
 
 CHAT = MessageType.CHAT_MESSAGE
 
@@ -72,7 +74,7 @@ async def test_chat_in_an_ended_session_is_4002(bus: Bus) -> None:
         assert error.code == ErrorCode.SESSION_ENDED
 
 
-async def refused(coro: object) -> ProtocolError:
+async def refused(coro: Awaitable[object]) -> ProtocolError:
     with pytest.raises(ProtocolError) as caught:
-        await coro  # type: ignore[misc]
+        await coro
     return caught.value

@@ -16,11 +16,13 @@ from typing import Any
 
 import pytest
 
+from tests.support.live_server import LiveServer
+
 pytestmark = pytest.mark.slow
 
 
 class Cli:
-    def __init__(self, live_server: Any, redis_url: str, home: Path) -> None:
+    def __init__(self, live_server: LiveServer, redis_url: str, home: Path) -> None:
         self.server = live_server
         self.env = {
             **os.environ,
@@ -48,7 +50,7 @@ class Cli:
 
 
 @pytest.fixture
-def cli(live_server: Any, redis_url: str, tmp_path: Path) -> Cli:
+def cli(live_server: LiveServer, redis_url: str, tmp_path: Path) -> Cli:
     return Cli(live_server, redis_url, tmp_path)
 
 
@@ -58,8 +60,10 @@ def new_name(prefix: str) -> str:
 
 def login(cli: Cli, role: str) -> str:
     name = new_name(role)
-    cli.run("user", "add", name, "--role", role, "--password", "s3cret-pw")
-    answer = cli.json("login", name, "--password", "s3cret-pw", "--server", cli.server.base_url)
+    cli.run("user", "add", name, "--role", role, "--password", "s3cret-pw-long")
+    answer = cli.json(
+        "login", name, "--password", "s3cret-pw-long", "--server", cli.server.base_url
+    )
     assert answer["server"] == cli.server.base_url
     assert Path(answer["credentials"]).stat().st_mode & 0o077 == 0  # only the user reads it
     return name
@@ -73,7 +77,7 @@ def test_without_login_the_exit_code_says_so(cli: Cli) -> None:
 
 def test_a_wrong_password_is_refused(cli: Cli) -> None:
     name = new_name("artist")
-    cli.run("user", "add", name, "--role", "artist", "--password", "right-pw")
+    cli.run("user", "add", name, "--role", "artist", "--password", "right-pw-long")
     result = cli.run(
         "login", name, "--password", "wrong-pw", "--server", cli.server.base_url, check=False
     )

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from broker import Bus
+from tests.support.live_server import LiveServer
+from tests.support.types import ServerFactory
 from vstudio_cli.client import ApiError, Backoff, VStudioClient
 
 pytestmark = pytest.mark.slow
@@ -38,7 +40,7 @@ async def publish(bus: Bus, session_id: str, numbers: range) -> None:
 
 
 async def test_reconnects_after_a_restart_and_resumes_without_gaps(
-    server_factory: Any, bus: Bus
+    server_factory: ServerFactory, bus: Bus
 ) -> None:
     first = server_factory()
     session = await first.live_session()
@@ -68,7 +70,7 @@ async def test_reconnects_after_a_restart_and_resumes_without_gaps(
     assert len(set(ids)) == 30
 
 
-async def test_a_request_error_carries_the_servers_code(live_server: Any) -> None:
+async def test_a_request_error_carries_the_servers_code(live_server: LiveServer) -> None:
     session = await live_server.live_session()
     async with VStudioClient(live_server.base_url, live_server.token("v2")) as client:
         async with client.live(session["id"], backoff=QUICK) as live:
@@ -77,7 +79,7 @@ async def test_a_request_error_carries_the_servers_code(live_server: Any) -> Non
     assert caught.value.code == 4004
 
 
-async def test_an_ended_session_stops_reconnecting(live_server: Any) -> None:
+async def test_an_ended_session_stops_reconnecting(live_server: LiveServer) -> None:
     artist = "artist-end-test"
     session = await live_server.live_session(artist)
     async with VStudioClient(live_server.base_url, live_server.token("v3")) as client:

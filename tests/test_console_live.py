@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
+from tests.support.live_server import LiveServer
 from vstudio_cli.client import ApiError, Backoff, LiveConnection, VStudioClient
 from vstudio_cli.console.app import ConsoleApp
 from vstudio_cli.console.link import SessionLink
@@ -42,7 +43,9 @@ async def until(pilot: Pilot[None], check: Callable[[], object], timeout: float 
 class Crew:
     """A live session with its artist, a producer and helpers to make viewers."""
 
-    def __init__(self, server: Any, session: dict[str, Any], artist: str, producer: str) -> None:
+    def __init__(
+        self, server: LiveServer, session: dict[str, Any], artist: str, producer: str
+    ) -> None:
         self.server = server
         self.session = session
         self.id: str = session["id"]
@@ -71,7 +74,7 @@ class Crew:
 
 
 @pytest.fixture
-async def crew(live_server: Any) -> AsyncIterator[Crew]:
+async def crew(live_server: LiveServer) -> AsyncIterator[Crew]:
     artist, producer = _id("artist"), _id("producer")
     session = await live_server.live_session(artist, producerIds=[producer], title="Console test")
     crew = Crew(live_server, session, artist, producer)
@@ -114,7 +117,7 @@ async def test_create_a_poll_from_the_form_and_watch_votes_arrive(crew: Crew) ->
         assert "Encore?" in shown and "4 votes" in shown and "75%" in shown
 
         await pilot.press("e")
-        await until(pilot, lambda: not app.state.poll.active)  # type: ignore[union-attr]
+        await until(pilot, lambda: not app.state.poll.active)  # type: ignore[union-attr]  # the poll is on screen by now
         async with crew.viewer() as late:
             state = await late.wait_for("session.state")
         ended = next(p for p in state["payload"]["polls"] if p["id"] == poll.id)
@@ -287,7 +290,7 @@ async def test_connection_drop_shows_reconnecting_then_resumed(crew: Crew) -> No
         proxy.close()
 
 
-async def test_start_a_scheduled_session(live_server: Any) -> None:
+async def test_start_a_scheduled_session(live_server: LiveServer) -> None:
     artist = _id("artist")
     token = live_server.token(artist, "artist")
     status, session = await live_server.call(

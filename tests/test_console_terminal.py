@@ -18,9 +18,10 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
+
+from tests.support.live_server import LiveServer
 
 pytestmark = pytest.mark.slow
 
@@ -118,7 +119,7 @@ def _console_command(*args: str, env: dict[str, str]) -> Terminal:
 
 
 async def test_the_command_uses_the_stored_login_and_quits_with_q(
-    live_server: Any, tmp_path: Path
+    live_server: LiveServer, tmp_path: Path
 ) -> None:
     producer = f"producer-{uuid.uuid4().hex[:8]}"
     session = await live_server.live_session(producerIds=[producer], title="Command test")

@@ -12,11 +12,12 @@ import uuid
 
 import aiohttp
 import orjson
-from conftest import LiveServer
 
 from broker import Bus
 from broker.bus import OutgoingEvent
 from broker.models import ErrorCode
+from tests.support.live_server import LiveServer
+from tests.support.types import ServerFactory
 
 CLIENTS = 7
 
@@ -70,9 +71,9 @@ async def publish_burst(
 
 
 async def test_every_client_gets_every_event_once_in_order_with_a_resume_mid_burst(
-    server_factory: object, bus: Bus
+    server_factory: ServerFactory, bus: Bus
 ) -> None:
-    server: LiveServer = server_factory(VSTUDIO_FANOUT_CHUNK="2")  # type: ignore[operator]
+    server = server_factory(VSTUDIO_FANOUT_CHUNK="2")
     session = await server.live_session()
     sid = session["id"]
     async with aiohttp.ClientSession() as http:
@@ -94,9 +95,9 @@ async def test_every_client_gets_every_event_once_in_order_with_a_resume_mid_bur
 
 
 async def test_session_end_reaches_every_client_before_its_close_frame(
-    server_factory: object, bus: Bus
+    server_factory: ServerFactory, bus: Bus
 ) -> None:
-    server: LiveServer = server_factory(VSTUDIO_FANOUT_CHUNK="2")  # type: ignore[operator]
+    server = server_factory(VSTUDIO_FANOUT_CHUNK="2")
     artist = user()
     session = await server.live_session(artist)
     sid = session["id"]

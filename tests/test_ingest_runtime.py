@@ -75,7 +75,7 @@ def test_items_map_to_kinds_types_and_dedupe_ids() -> None:
     kind, out = to_outgoing(event(1))
     assert (kind, out.type, out.dedupe_id) == ("events", "platform.event", "tiktok:g1")
     with pytest.raises(TypeError):
-        to_outgoing("not an item")  # type: ignore[arg-type]
+        to_outgoing("not an item")  # type: ignore[arg-type]  # the wrong type on purpose
 
 
 def test_grouping_keeps_order_in_runs() -> None:

@@ -35,7 +35,7 @@ from ingest.tiktok_map import (
     subscribe_event,
     timestamp_of,
 )
-from tests.fakes.tiktok import ROOM_ID, FakeTikTok, badge, tiktok_user
+from tests.support.platforms.tiktok import ROOM_ID, FakeTikTok, badge, tiktok_user
 
 ADMIN, SUBSCRIBER, RANK, GRADE, FANS = 1, 4, 6, 8, 10
 

@@ -8,7 +8,7 @@ import socket
 from collections.abc import Callable
 
 import pytest
-from ingest_twitch_server import CLOSE, DROP, Expect, TwitchIrcServer, privmsg
+from aiohttp import web
 from pydantic import SecretStr
 
 from broker import Bus, BusEvent
@@ -16,6 +16,14 @@ from config import IngestSettings
 from ingest.base import AdapterFatal
 from ingest.runtime import Worker, WorkerGaveUp
 from ingest.twitch import TwitchChat
+from tests.support.platforms.twitch_irc import (
+    CLOSE,
+    DROP,
+    Expect,
+    Step,
+    TwitchIrcServer,
+    privmsg,
+)
 
 
 def fast_settings(url: str, **extra: object) -> IngestSettings:
@@ -61,7 +69,7 @@ UNICODE_LINE = privmsg("u-1", "日本語 😂 Kappa", emotes="25:6-10", user="yu
 async def test_chat_deletions_ping_reconnect_and_drop_reach_the_bus(
     bus: Bus, session_id: str
 ) -> None:
-    script_one = [
+    script_one: list[Step] = [
         EMOTE_LINE,
         "PING :tmi.twitch.tv",
         Expect("PONG"),
@@ -183,18 +191,18 @@ async def test_connection_closed_before_login_counts_as_a_failure(
     async with TwitchIrcServer() as server:
         original = server._login
 
-        async def refuse(ws, inbox):  # type: ignore[no-untyped-def]
+        async def refuse(ws: web.WebSocketResponse, inbox: asyncio.Queue[str]) -> bool:
             await inbox.get()
             await ws.close()
             return False
 
-        server._login = refuse  # type: ignore[method-assign]
+        server._login = refuse  # type: ignore[method-assign]  # a login that always refuses
         settings = fast_settings(server.url, reconnect_attempts=3)
         worker = Worker(TwitchChat("dallas", settings), bus, session_id, settings)
         with pytest.raises(WorkerGaveUp, match="closed the connection"):
             await worker.run()
         assert server.connections == 3
-        server._login = original  # type: ignore[method-assign]
+        server._login = original  # type: ignore[method-assign]  # the real login back
 
 
 async def test_refused_token_is_fatal_and_not_retried(bus: Bus, session_id: str) -> None:

@@ -9,7 +9,14 @@ import signal
 import sys
 
 import pytest
-from ingest_eventsub_server import (
+from pydantic import SecretStr
+
+from broker import Bus, BusEvent, connect
+from config import IngestSettings
+from ingest.base import AdapterFatal
+from ingest.runtime import Worker
+from ingest.twitch_eventsub import EventSubSettings, TwitchEventSub
+from tests.support.platforms.twitch_eventsub import (
     EventSubServer,
     chat_event,
     clear_event,
@@ -18,13 +25,6 @@ from ingest_eventsub_server import (
     emote,
     text,
 )
-from pydantic import SecretStr
-
-from broker import Bus, BusEvent, connect
-from config import IngestSettings
-from ingest.base import AdapterFatal
-from ingest.runtime import Worker
-from ingest.twitch_eventsub import EventSubSettings, TwitchEventSub
 
 
 def eventsub_settings(server: EventSubServer, **extra: object) -> EventSubSettings:

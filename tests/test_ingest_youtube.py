@@ -25,7 +25,7 @@ from ingest.youtube_map import (
     parse_published_at,
     video_id_from,
 )
-from tests.fakes.youtube import FakeYouTube, chat_item, error_body
+from tests.support.platforms.youtube import FakeYouTube, chat_item, error_body
 
 # --- pure mapping -----------------------------------------------------------------------------
 
@@ -134,7 +134,7 @@ def test_memberships_and_unknown_types() -> None:
     ],
 )
 def test_malformed_items_map_to_nothing_or_safe_defaults(item: object) -> None:
-    mapped = map_chat_item(item)  # type: ignore[arg-type]
+    mapped = map_chat_item(item)  # type: ignore[arg-type]  # malformed on purpose
     assert all(m.username == "unknown" for m in mapped)
 
 

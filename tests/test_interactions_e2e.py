@@ -18,6 +18,8 @@ import aiohttp
 import pytest
 
 from broker import Bus, OutgoingEvent, connect
+from tests.support.live_server import LiveServer
+from tests.support.types import ServerFactory
 
 
 class Client:
@@ -62,7 +64,7 @@ class Client:
 
 
 @asynccontextmanager
-async def connected(server: Any, session_id: str, user: str, role: str = "viewer") -> Any:
+async def connected(server: LiveServer, session_id: str, user: str, role: str = "viewer") -> Any:
     async with server.ws(session_id, user, role) as ws:
         client = Client(ws)
         await client.wait_for(lambda: client.of("session.state"))
@@ -73,7 +75,9 @@ async def connected(server: Any, session_id: str, user: str, role: str = "viewer
 
 
 @asynccontextmanager
-async def many(server: Any, session_id: str, users: list[str]) -> AsyncIterator[list[Client]]:
+async def many(
+    server: LiveServer, session_id: str, users: list[str]
+) -> AsyncIterator[list[Client]]:
     """Clients for ``users``, connected fifty at a time."""
     async with AsyncExitStack() as stack:
         clients: list[Client] = []
@@ -89,7 +93,9 @@ def user(prefix: str = "fan") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-async def rest_vote(server: Any, session_id: str, who: str, poll_id: str, option: int) -> Any:
+async def rest_vote(
+    server: LiveServer, session_id: str, who: str, poll_id: str, option: int
+) -> Any:
     return await server.call(
         "POST",
         f"/v1/vstudio/sessions/{session_id}/polls/{poll_id}/votes",
@@ -98,7 +104,7 @@ async def rest_vote(server: Any, session_id: str, who: str, poll_id: str, option
     )
 
 
-async def test_poll_lifecycle_over_websocket_and_rest(live_server: Any) -> None:
+async def test_poll_lifecycle_over_websocket_and_rest(live_server: LiveServer) -> None:
     artist = user("artist")
     session = await live_server.live_session(artist)
     sid = session["id"]
@@ -157,7 +163,7 @@ async def test_poll_lifecycle_over_websocket_and_rest(live_server: Any) -> None:
     "count", [120, pytest.param(1000, marks=[pytest.mark.load, pytest.mark.timeout(400)])]
 )
 async def test_votes_over_two_processes_and_both_transports_counted_once(
-    server_factory: Any, count: int
+    server_factory: ServerFactory, count: int
 ) -> None:
     first, second = server_factory(), server_factory()
     artist = user("artist")
@@ -219,7 +225,9 @@ async def test_votes_over_two_processes_and_both_transports_counted_once(
 
 
 @pytest.mark.slow
-async def test_auto_end_with_two_processes_racing_happens_once(server_factory: Any) -> None:
+async def test_auto_end_with_two_processes_racing_happens_once(
+    server_factory: ServerFactory,
+) -> None:
     first, second = server_factory(), server_factory()
     artist = user("artist")
     sid = (await first.live_session(artist))["id"]
@@ -245,7 +253,7 @@ async def test_auto_end_with_two_processes_racing_happens_once(server_factory: A
 
 
 async def test_chat_is_coalesced_deduplicated_and_ordered_per_platform(
-    live_server: Any, redis_url: str
+    live_server: LiveServer, redis_url: str
 ) -> None:
     sid = (await live_server.live_session())["id"]
     bus = Bus(await connect(redis_url))
@@ -292,9 +300,11 @@ async def test_chat_is_coalesced_deduplicated_and_ordered_per_platform(
 
 
 @pytest.mark.slow
-async def test_reactions_are_summed_across_processes(server_factory: Any) -> None:
-    env = {"VSTUDIO_REACTION_RATE_LIMIT": "1000", "VSTUDIO_REACTION_WINDOW_MS": "100"}
-    first, second = server_factory(**env), server_factory(**env)
+async def test_reactions_are_summed_across_processes(server_factory: ServerFactory) -> None:
+    first, second = (
+        server_factory(VSTUDIO_REACTION_RATE_LIMIT="1000", VSTUDIO_REACTION_WINDOW_MS="100")
+        for _ in range(2)
+    )
     sid = (await first.live_session())["id"]
     async with (
         connected(first, sid, user()) as a,
@@ -322,7 +332,7 @@ async def test_reactions_are_summed_across_processes(server_factory: Any) -> Non
         assert all(burst["payload"]["window"] == 100 for burst in watcher.of("reaction.burst"))
 
 
-async def test_tips_are_idempotent_per_request_id(live_server: Any) -> None:
+async def test_tips_are_idempotent_per_request_id(live_server: LiveServer) -> None:
     artist = user("artist")
     sid = (await live_server.live_session(artist))["id"]
     fan_id = user()
@@ -359,7 +369,7 @@ async def test_tips_are_idempotent_per_request_id(live_server: Any) -> None:
     assert status == 403
 
 
-async def test_moderation_by_a_producer_and_refused_for_a_viewer(live_server: Any) -> None:
+async def test_moderation_by_a_producer_and_refused_for_a_viewer(live_server: LiveServer) -> None:
     producer = user("producer")
     session = await live_server.live_session(producerIds=[producer])
     sid = session["id"]
@@ -405,7 +415,7 @@ async def test_moderation_by_a_producer_and_refused_for_a_viewer(live_server: An
         assert message_id not in {m["id"] for m in chat}
 
 
-async def test_a_poll_does_not_outlive_its_session(live_server: Any) -> None:
+async def test_a_poll_does_not_outlive_its_session(live_server: LiveServer) -> None:
     artist = user("artist")
     sid = (await live_server.live_session(artist))["id"]
     token = live_server.token(artist, "artist")

@@ -13,9 +13,9 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import LiveServer
 
 from config.logging import JsonLineFormatter, configure_logging
+from tests.support.live_server import LiveServer
 
 
 class PlainServer(LiveServer):
@@ -45,6 +45,7 @@ class PlainServer(LiveServer):
                     self.base_url = line.split("listening on ", 1)[1].split()[0]
             time.sleep(0.05)
         assert self.base_url, self.log
+        self.port = int(self.base_url.rsplit(":", 1)[1])
         self.ws_url = self.base_url.replace("http://", "ws://") + "/v1/vstudio/ws"
         self._wait_healthy(deadline)
 

@@ -6,7 +6,8 @@ import asyncio
 import re
 
 import aiohttp
-from conftest import LiveServer
+
+from tests.support.live_server import LiveServer
 
 
 def sample(text: str, name: str) -> float:

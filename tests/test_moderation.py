@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from interactions_support import open_studio
 
 from broker import Bus, OutgoingEvent
 from broker.models import ErrorCode, MessageType, ProtocolError, Role
 from server.interactions.catalog import STATE_PARTS
+from tests.support.studio import open_studio
 
 DELETE = MessageType.CHAT_DELETE
 

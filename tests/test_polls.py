@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 import pytest
-from interactions_support import Studio, attach, open_studio
 
 from broker import Bus, connect
 from broker.models import ErrorCode, MessageType, PollVote, ProtocolError, Role
 from server.interactions import polls
 from server.interactions.catalog import STATE_PARTS
+from tests.support.studio import Studio, attach, open_studio
 
 CREATE = MessageType.POLL_CREATE
 VOTE = MessageType.POLL_VOTE
@@ -21,9 +22,9 @@ async def new_poll(studio: Studio, **fields: object) -> dict:
     return await studio.do(studio.actor(Role.PRODUCER, "producer-1"), CREATE, spec)
 
 
-async def refused(coro: object) -> ProtocolError:
+async def refused(coro: Awaitable[object]) -> ProtocolError:
     with pytest.raises(ProtocolError) as caught:
-        await coro  # type: ignore[misc]
+        await coro
     return caught.value
 
 

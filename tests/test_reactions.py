@@ -6,12 +6,12 @@ import asyncio
 from collections import Counter
 
 import pytest
-from interactions_support import attach, open_studio
 
 from broker import Bus, connect, keys
 from broker.models import ErrorCode, MessageType, ProtocolError, SessionUpdate
 from server.interactions import reactions
 from server.interactions.reactions import allowed_emoji
+from tests.support.studio import attach, open_studio
 
 REACT = MessageType.REACTION_SEND
 

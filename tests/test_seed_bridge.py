@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from conftest import LiveServer
 
 from broker import Bus, connect, keys
 from broker.models import now_ms
+from tests.support.live_server import LiveServer
 
 
 def normalized(text: str, **extra: Any) -> dict[str, Any]:
@@ -205,7 +205,8 @@ def test_seed_channel_names() -> None:
 async def test_the_bridge_subscribes_again_after_a_redis_restart(
     server_factory: Any, tmp_path: Any
 ) -> None:
-    from tests.support import free_port, start_private_redis
+    from tests.support.loopback import free_port
+    from tests.support.redis import start_private_redis
 
     port = free_port()
     redis = start_private_redis(tmp_path / "redis", port)

@@ -12,23 +12,26 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
 from aiohttp import web
-from conftest import LiveServer
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from broker.models import ErrorCode, Role, Session
 from config import BrokerSettings, ServerSettings
 from server.identity.auth import AuthError, Identity, TokenVerifier, mint_token, resolve_jwt_secret
 from server.identity.tickets import grant_role
+from tests.support.live_server import LiveServer
+from tests.support.loopback import serve_app
+from tests.support.types import ServerFactory
 
 SECRET = "unit-secret-long-enough-for-hmac-sha256!"
 
 
-def verifier(**settings: object) -> TokenVerifier:
-    return TokenVerifier(ServerSettings(**settings), SECRET)  # type: ignore[arg-type]
+def verifier(**settings: Any) -> TokenVerifier:
+    return TokenVerifier(ServerSettings(**settings), SECRET)
 
 
 async def test_a_minted_token_verifies() -> None:
@@ -56,8 +59,8 @@ async def test_refused_tokens_say_why(token: str, reason: str) -> None:
         await verifier().verify(token)
 
 
-def session(**fields: object) -> Session:
-    return Session(id="s1", artist_id="ann", title="t", **fields)  # type: ignore[arg-type]
+def session(**fields: Any) -> Session:
+    return Session(id="s1", artist_id="ann", title="t", **fields)
 
 
 def test_grant_role_rules() -> None:
@@ -72,7 +75,7 @@ def test_grant_role_rules() -> None:
     ]:
         with pytest.raises(Exception) as caught:
             grant_role(session(), bob, requested)
-        assert caught.value.code == code  # type: ignore[attr-defined]
+        assert caught.value.code == code  # type: ignore[attr-defined]  # grant_role raises a ProtocolError
     guest = Identity("g", "g", Role.VIEWER, guest=True, session_id="s1")
     with pytest.raises(Exception, match="does not allow guests"):
         grant_role(session(), guest, "viewer")
@@ -85,7 +88,8 @@ def test_generated_secret_is_kept_private_and_shared(tmp_path: Path) -> None:
     assert resolve_jwt_secret(ServerSettings(), broker) == first
     mode = stat.S_IMODE(os.stat(tmp_path / "jwt_secret").st_mode)
     assert mode == 0o600
-    assert resolve_jwt_secret(ServerSettings(jwt_secret="given"), broker) == "given"
+    given = "given-secret-of-at-least-32-bytes"
+    assert resolve_jwt_secret(ServerSettings(jwt_secret=given), broker) == given
 
 
 @pytest.mark.slow
@@ -96,7 +100,7 @@ def test_user_add_then_login_and_token_mint(
     env = {**os.environ, "VSTUDIO_REDIS_URL": redis_url, "VSTUDIO_JWT_SECRET": live_server.secret}
     cli = [sys.executable, "-m", "vstudio_cli.main"]
     added = subprocess.run(
-        [*cli, "user", "add", name, "--role", "artist", "--password", "pw-1234"],
+        [*cli, "user", "add", name, "--role", "artist", "--password", "pw-1234-long"],
         env=env,
         capture_output=True,
         text=True,
@@ -104,7 +108,7 @@ def test_user_add_then_login_and_token_mint(
     )
     assert added.returncode == 0, added.stderr
     again = subprocess.run(
-        [*cli, "user", "add", name, "--password", "pw-1234"],
+        [*cli, "user", "add", name, "--password", "pw-1234-long"],
         env=env,
         capture_output=True,
         text=True,
@@ -114,7 +118,7 @@ def test_user_add_then_login_and_token_mint(
     prompted = subprocess.run(
         [*cli, "user", "add", name + "p", "--role", "viewer"],
         env=env,
-        input="secret-pw\nsecret-pw\n",
+        input="secret-pw-long\nsecret-pw-long\n",
         capture_output=True,
         text=True,
         check=False,
@@ -130,25 +134,25 @@ def test_user_add_then_login_and_token_mint(
 
     async def check() -> None:
         status, body = await live_server.call(
-            "POST", "/v1/auth/login", json={"username": name, "password": "pw-1234"}
+            "POST", "/v1/auth/login", json={"username": name, "password": "pw-1234-long"}
         )
         assert status == 200, body
-        assert body["user"] == {"id": name, "username": name, "role": "artist"}  # type: ignore[index]
+        assert body["user"] == {"id": name, "username": name, "role": "artist"}
         status, created = await live_server.call(
             "POST",
             "/v1/vstudio/sessions",
             token=body["token"],
-            json={"title": "x"},  # type: ignore[index]
+            json={"title": "x"},
         )
-        assert status == 201 and created["artistId"] == name  # type: ignore[index]
+        assert status == 201 and created["artistId"] == name
         status, body = await live_server.call(
-            "POST", "/v1/auth/login", json={"username": name + "p", "password": "secret-pw"}
+            "POST", "/v1/auth/login", json={"username": name + "p", "password": "secret-pw-long"}
         )
         assert status == 200, body
         status, body = await live_server.call(
             "POST", "/v1/auth/login", json={"username": name, "password": "wrong"}
         )
-        assert status == 401 and "wrong password" in body["message"]  # type: ignore[index]
+        assert status == 401 and "wrong password" in body["message"]
         status, created = await live_server.call(
             "POST", "/v1/vstudio/sessions", token=minted.stdout.strip(), json={"title": "y"}
         )
@@ -170,11 +174,11 @@ async def test_http_401_reasons(live_server: LiveServer) -> None:
         status, body = await live_server.call(
             "POST", "/v1/vstudio/sessions", token=token, json={"title": "t"}
         )
-        assert status == 401 and reason in body["message"], (reason, body)  # type: ignore[index]
+        assert status == 401 and reason in body["message"], (reason, body)
     status, body = await live_server.call("POST", "/v1/vstudio/sessions", json={"title": "t"})
-    assert status == 401 and "Authorization" in body["message"]  # type: ignore[index]
+    assert status == 401 and "Authorization" in body["message"]
     _, metrics = await live_server.call("GET", "/metrics")
-    counted = [line for line in metrics.splitlines() if 'reason="auth"' in line]  # type: ignore[union-attr]
+    counted = [line for line in metrics.splitlines() if 'reason="auth"' in line]
     assert counted and float(counted[0].split()[-1]) >= 5
     logged = [json.loads(line) for line in live_server.log.splitlines() if '"auth failure"' in line]
     assert any(entry.get("reason") == "token expired" for entry in logged)
@@ -186,19 +190,27 @@ def fresh_address() -> str:
     return f"127.{number % 250 + 1}.{number // 250 % 250 + 1}.{number // 62500 % 250 + 1}"
 
 
-async def test_guest_tokens_only_where_allowed_and_rate_limited(server_factory: object) -> None:
-    server: LiveServer = server_factory(VSTUDIO_GUEST_RATE_LIMIT="2")  # type: ignore[operator]
+async def test_guest_tokens_only_where_allowed_and_rate_limited(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory(VSTUDIO_GUEST_RATE_LIMIT="2")
     closed = await server.live_session()
     address = fresh_address()
-    guest = {"method": "POST", "path": "/v1/auth/guest", "source": address}
-    status, body = await server.call(**guest, json={"sessionId": closed["id"]})  # type: ignore[arg-type]
-    assert status == 403 and body["code"] == ErrorCode.FORBIDDEN  # type: ignore[index]
-    status, body = await server.call(**guest, json={"sessionId": "missing1"})  # type: ignore[arg-type]
-    assert status == 404 and body["code"] == ErrorCode.SESSION_NOT_FOUND  # type: ignore[index]
-    status, body = await server.call(**guest, json={"sessionId": closed["id"]})  # type: ignore[arg-type]
-    assert status == 429 and body["retryAfter"] > 0  # type: ignore[index]
-    other: LiveServer = server_factory(VSTUDIO_GUEST_RATE_LIMIT="2")  # type: ignore[operator]
-    status, _ = await other.call(**guest, json={"sessionId": closed["id"]})  # type: ignore[arg-type]
+
+    async def guest(on: LiveServer, session_id: str) -> tuple[int, Any]:
+        """Ask ``on`` for a guest token from this test's one address."""
+        return await on.call(
+            "POST", "/v1/auth/guest", source=address, json={"sessionId": session_id}
+        )
+
+    status, body = await guest(server, closed["id"])
+    assert status == 403 and body["code"] == ErrorCode.FORBIDDEN
+    status, body = await guest(server, "missing1")
+    assert status == 404 and body["code"] == ErrorCode.SESSION_NOT_FOUND
+    status, body = await guest(server, closed["id"])
+    assert status == 429 and body["retryAfter"] > 0
+    other = server_factory(VSTUDIO_GUEST_RATE_LIMIT="2")
+    status, _ = await guest(other, closed["id"])
     assert status == 429  # the budget is per address in Redis, shared by every server
     status, _ = await other.call(
         "POST", "/v1/auth/guest", source=fresh_address(), json={"sessionId": closed["id"]}
@@ -206,14 +218,14 @@ async def test_guest_tokens_only_where_allowed_and_rate_limited(server_factory: 
     assert status == 403
 
 
-async def test_guest_token_reaches_a_guest_session(server_factory: object) -> None:
-    server: LiveServer = server_factory(VSTUDIO_GUEST_RATE_LIMIT="1000")  # type: ignore[operator]
+async def test_guest_token_reaches_a_guest_session(server_factory: ServerFactory) -> None:
+    server = server_factory(VSTUDIO_GUEST_RATE_LIMIT="1000")
     open_ = await server.live_session(allowGuests=True)
     status, body = await server.call(
         "POST", "/v1/auth/guest", source=fresh_address(), json={"sessionId": open_["id"]}
     )
-    assert status == 200 and body["user"]["guest"] is True  # type: ignore[index]
-    token = body["token"]  # type: ignore[index]
+    assert status == 200 and body["user"]["guest"] is True
+    token = body["token"]
     ticket = await server.ticket(token, open_["id"])
     assert ticket
     other = await server.live_session(allowGuests=True)
@@ -229,7 +241,7 @@ def _b64(number: int) -> str:
 
 
 @pytest.mark.slow
-async def test_rs256_tokens_checked_against_a_local_jwks(server_factory: object) -> None:
+async def test_rs256_tokens_checked_against_a_local_jwks(server_factory: ServerFactory) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     numbers = key.public_key().public_numbers()
     jwks = {
@@ -250,32 +262,28 @@ async def test_rs256_tokens_checked_against_a_local_jwks(server_factory: object)
         return web.json_response(jwks)
 
     app.router.add_get("/jwks.json", serve_jwks)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        server: LiveServer = server_factory(  # type: ignore[operator]
-            VSTUDIO_JWT_ALGORITHM="RS256", VSTUDIO_JWKS_URL=f"http://127.0.0.1:{port}/jwks.json"
-        )
-        claims = {"sub": "rsa-artist", "role": "artist", "aud": "vstudio", "iss": "vstudio"}
-        claims["exp"] = int(time.time()) + 60  # type: ignore[assignment]
+    async with serve_app(app) as base:
+        server = server_factory(VSTUDIO_JWT_ALGORITHM="RS256", VSTUDIO_JWKS_URL=f"{base}/jwks.json")
+        claims: dict[str, object] = {
+            "sub": "rsa-artist",
+            "role": "artist",
+            "aud": "vstudio",
+            "iss": "vstudio",
+        }
+        claims["exp"] = int(time.time()) + 60
         good = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
         status, body = await server.call(
             "POST", "/v1/vstudio/sessions", token=good, json={"title": "rsa"}
         )
-        assert status == 201 and body["artistId"] == "rsa-artist", body  # type: ignore[index]
+        assert status == 201 and body["artistId"] == "rsa-artist", body
         other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         forged = jwt.encode(claims, other, algorithm="RS256", headers={"kid": "k1"})
         status, body = await server.call(
             "POST", "/v1/vstudio/sessions", token=forged, json={"title": "rsa"}
         )
-        assert status == 401 and "signature" in body["message"]  # type: ignore[index]
+        assert status == 401 and "signature" in body["message"]
         hs = server.token("rsa-artist", "artist")
         status, body = await server.call(
             "POST", "/v1/vstudio/sessions", token=hs, json={"title": "rsa"}
         )
-        assert status == 401 and "algorithm" in body["message"]  # type: ignore[index]
-    finally:
-        await runner.cleanup()
+        assert status == 401 and "algorithm" in body["message"]

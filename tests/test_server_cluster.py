@@ -12,12 +12,13 @@ import uuid
 import aiohttp
 import orjson
 import pytest
-from conftest import LiveServer
-from test_server_ws import closed_with, receive_type
 
 from broker import Bus, connect
 from broker.bus import OutgoingEvent
 from broker.models import ErrorCode
+from tests.support.live_server import LiveServer
+from tests.support.types import ServerFactory
+from tests.support.websocket import closed_with, receive_type
 
 pytestmark = pytest.mark.slow
 
@@ -26,9 +27,9 @@ def user() -> str:
     return f"u-{uuid.uuid4().hex[:8]}"
 
 
-async def test_two_servers_share_a_session(server_factory: object, bus: Bus) -> None:
-    one: LiveServer = server_factory()  # type: ignore[operator]
-    two: LiveServer = server_factory()  # type: ignore[operator]
+async def test_two_servers_share_a_session(server_factory: ServerFactory, bus: Bus) -> None:
+    one = server_factory()
+    two = server_factory()
     session = await one.live_session()
     sid = session["id"]
     async with (
@@ -39,7 +40,7 @@ async def test_two_servers_share_a_session(server_factory: object, bus: Bus) -> 
         for ws in (a, b, artist):
             await receive_type(ws, "session.state")
         _, body = await one.call("GET", f"/v1/vstudio/sessions/{sid}")
-        assert body["viewerCount"] == 3  # type: ignore[index]
+        assert body["viewerCount"] == 3
         event_id = await bus.publish(sid, "events", "tip.received", {"amount": 1})
         for ws in (a, b, artist):
             assert (await receive_type(ws, "tip.received"))["id"] == event_id
@@ -51,15 +52,15 @@ async def test_two_servers_share_a_session(server_factory: object, bus: Bus) -> 
     status, body = await two.call(
         "POST", "/v1/vstudio/ticket", token=two.token("late"), json={"sessionId": sid}
     )
-    assert status == 409 and body["code"] == ErrorCode.SESSION_ENDED  # type: ignore[index]
+    assert status == 409 and body["code"] == ErrorCode.SESSION_ENDED
 
 
-async def test_workers_share_one_port(server_factory: object) -> None:
-    server: LiveServer = server_factory(workers=2)  # type: ignore[operator]
+async def test_workers_share_one_port(server_factory: ServerFactory) -> None:
+    server = server_factory(workers=2)
     processes = set()
     for _ in range(40):
         _, body = await server.call("GET", "/healthz")
-        processes.add(body["pid"])  # type: ignore[index]
+        processes.add(body["pid"])
         if len(processes) == 2:
             break
     assert len(processes) == 2
@@ -70,7 +71,7 @@ async def test_workers_share_one_port(server_factory: object) -> None:
         for ws in sockets:
             await receive_type(ws, "session.state")
         _, body = await server.call("GET", f"/v1/vstudio/sessions/{session['id']}")
-        assert body["viewerCount"] == 6  # type: ignore[index]
+        assert body["viewerCount"] == 6
     finally:
         for client in clients:
             await client.__aexit__(None, None, None)
@@ -99,11 +100,9 @@ async def raw_ws(server: LiveServer, ticket: str) -> socket.socket:
 
 @pytest.mark.parametrize("chunk", ["256", "1"], ids=["written-at-once", "walker"])
 async def test_a_client_that_never_reads_is_dropped_without_delaying_others(
-    server_factory: object, bus: Bus, chunk: str
+    server_factory: ServerFactory, bus: Bus, chunk: str
 ) -> None:
-    server: LiveServer = server_factory(  # type: ignore[operator]
-        VSTUDIO_SEND_BUFFER_LIMIT="1048576", VSTUDIO_FANOUT_CHUNK=chunk
-    )
+    server = server_factory(VSTUDIO_SEND_BUFFER_LIMIT="1048576", VSTUDIO_FANOUT_CHUNK=chunk)
     session = await server.live_session()
     sid = session["id"]
     stuck = await raw_ws(server, await server.ticket(server.token("stuck"), sid))
@@ -127,7 +126,7 @@ async def test_a_client_that_never_reads_is_dropped_without_delaying_others(
             assert got == list(range(200))
             assert loop.time() - started < 5
         _, metrics = await server.call("GET", "/metrics")
-        assert 'ws_errors_total{reason="slow_client"} 1.0' in metrics  # type: ignore[operator]
+        assert 'ws_errors_total{reason="slow_client"} 1.0' in metrics
         stuck.setblocking(False)
         await asyncio.sleep(0.2)
         with pytest.raises(OSError):
@@ -139,9 +138,9 @@ async def test_a_client_that_never_reads_is_dropped_without_delaying_others(
 
 
 async def test_an_sse_client_that_never_reads_is_cut_and_uncounted(
-    server_factory: object, bus: Bus
+    server_factory: ServerFactory, bus: Bus
 ) -> None:
-    server: LiveServer = server_factory(VSTUDIO_SEND_BUFFER_LIMIT="1048576")  # type: ignore[operator]
+    server = server_factory(VSTUDIO_SEND_BUFFER_LIMIT="1048576")
     session = await server.live_session()
     sid = session["id"]
     stuck = socket.create_connection(("127.0.0.1", server.port))
@@ -167,12 +166,12 @@ async def test_an_sse_client_that_never_reads_is_cut_and_uncounted(
             assert got == list(range(200))
             for _ in range(50):
                 _, body = await server.call("GET", f"/v1/vstudio/sessions/{sid}")
-                if body["viewerCount"] == 1:  # type: ignore[index]
+                if body["viewerCount"] == 1:
                     break
                 await asyncio.sleep(0.1)
-            assert body["viewerCount"] == 1  # type: ignore[index]
+            assert body["viewerCount"] == 1
         _, metrics = await server.call("GET", "/metrics")
-        assert 'ws_errors_total{reason="slow_client"} 1.0' in metrics  # type: ignore[operator]
+        assert 'ws_errors_total{reason="slow_client"} 1.0' in metrics
         with pytest.raises(OSError):
             for _ in range(10_000):  # the server has cut it: reading ends in a reset or EOF
                 if not await asyncio.to_thread(_read_some, stuck):
@@ -188,11 +187,9 @@ def _read_some(sock: socket.socket) -> bytes:
 
 
 async def test_sigterm_drains_with_1012_and_keeps_every_acknowledged_message(
-    server_factory: object, redis_url: str
+    server_factory: ServerFactory, redis_url: str
 ) -> None:
-    server: LiveServer = server_factory(
-        VSTUDIO_CHAT_RATE_LIMIT="1000", VSTUDIO_MESSAGE_RATE_LIMIT="1000"
-    )  # type: ignore[operator]
+    server = server_factory(VSTUDIO_CHAT_RATE_LIMIT="1000", VSTUDIO_MESSAGE_RATE_LIMIT="1000")
     session = await server.live_session()
     sid = session["id"]
     acked: list[str] = []

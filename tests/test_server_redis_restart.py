@@ -6,23 +6,24 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from conftest import LiveServer
-from test_server_ws import receive_type
 
 from broker import Bus, connect
-from tests.support import free_port, start_private_redis
+from tests.support.loopback import free_port
+from tests.support.redis import start_private_redis
+from tests.support.types import ServerFactory
+from tests.support.websocket import receive_type
 
 pytestmark = pytest.mark.slow
 
 
 async def test_clients_get_events_published_before_the_subscription_is_back(
-    server_factory: object, tmp_path: Path
+    server_factory: ServerFactory, tmp_path: Path
 ) -> None:
     port = free_port()
     redis = start_private_redis(tmp_path / "redis", port)
     url = f"redis://127.0.0.1:{port}"
     try:
-        server: LiveServer = server_factory(VSTUDIO_REDIS_URL=url)  # type: ignore[operator]
+        server = server_factory(VSTUDIO_REDIS_URL=url)
         session = await server.live_session()
         sid = session["id"]
         async with server.ws(sid, "stays") as ws:

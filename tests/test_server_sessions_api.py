@@ -9,11 +9,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import LiveServer
 
 from broker import EmbeddedRedis
 from broker.models import ErrorCode
 from server.serve import find_free_port
+from tests.support.live_server import LiveServer
+from tests.support.types import ServerFactory
 
 
 def artist() -> str:
@@ -36,24 +37,24 @@ async def test_create_read_list_start_end(live_server: LiveServer) -> None:
         },
     )
     assert status == 201, created
-    sid = created["id"]  # type: ignore[index]
-    assert created["artistId"] == who and created["status"] == "scheduled"  # type: ignore[index]
+    sid = created["id"]
+    assert created["artistId"] == who and created["status"] == "scheduled"
     status, got = await live_server.call("GET", f"/v1/vstudio/sessions/{sid}")
-    assert status == 200 and got["title"] == "Album night" and got["viewerCount"] == 0  # type: ignore[index]
+    assert status == 200 and got["title"] == "Album night" and got["viewerCount"] == 0
     status, listed = await live_server.call("GET", f"/v1/vstudio/sessions?artistId={who}")
-    assert [s["id"] for s in listed["sessions"]] == [sid]  # type: ignore[index]
+    assert [s["id"] for s in listed["sessions"]] == [sid]
     status, listed = await live_server.call(
         "GET", f"/v1/vstudio/sessions?artistId={who}&status=live"
     )
-    assert listed["sessions"] == []  # type: ignore[index]
+    assert listed["sessions"] == []
     status, started = await live_server.call(
         "POST", f"/v1/vstudio/sessions/{sid}/start", token=token
     )
-    assert status == 200 and started["status"] == "live"  # type: ignore[index]
+    assert status == 200 and started["status"] == "live"
     status, ended = await live_server.call("POST", f"/v1/vstudio/sessions/{sid}/end", token=token)
-    assert status == 200 and ended["session"]["status"] == "ended"  # type: ignore[index]
+    assert status == 200 and ended["session"]["status"] == "ended"
     status, again = await live_server.call("POST", f"/v1/vstudio/sessions/{sid}/start", token=token)
-    assert status == 409 and again["code"] == ErrorCode.SESSION_ENDED  # type: ignore[index]
+    assert status == 409 and again["code"] == ErrorCode.SESSION_ENDED
 
 
 async def test_second_live_session_is_409(live_server: LiveServer) -> None:
@@ -65,10 +66,10 @@ async def test_second_live_session_is_409(live_server: LiveServer) -> None:
     )
     status, body = await live_server.call(
         "POST",
-        f"/v1/vstudio/sessions/{second['id']}/start",  # type: ignore[index]
+        f"/v1/vstudio/sessions/{second['id']}/start",
         token=token,
     )
-    assert status == 409 and "already has a live session" in body["message"]  # type: ignore[index]
+    assert status == 409 and "already has a live session" in body["message"]
 
 
 async def test_who_may_do_what(live_server: LiveServer) -> None:
@@ -80,7 +81,7 @@ async def test_who_may_do_what(live_server: LiveServer) -> None:
     status, body = await live_server.call(
         "POST", "/v1/vstudio/sessions", token=viewer, json={"title": "x"}
     )
-    assert status == 403 and body["code"] == ErrorCode.FORBIDDEN  # type: ignore[index]
+    assert status == 403 and body["code"] == ErrorCode.FORBIDDEN
     status, body = await live_server.call("POST", f"{path}/end", token=viewer)
     assert status == 403, body
     status, body = await live_server.call("POST", f"{path}/end", token=producer)
@@ -88,16 +89,16 @@ async def test_who_may_do_what(live_server: LiveServer) -> None:
     status, body = await live_server.call(
         "PATCH", path, token=producer, json={"chatEnabled": False}
     )
-    assert status == 200 and body["session"]["chatEnabled"] is False  # type: ignore[index]
+    assert status == 200 and body["session"]["chatEnabled"] is False
     status, body = await live_server.call("PATCH", path, token=producer, json={"title": "mine"})
-    assert status == 403 and "only toggle" in body["message"]  # type: ignore[index]
+    assert status == 403 and "only toggle" in body["message"]
     status, body = await live_server.call("PATCH", path, token=viewer, json={"chatEnabled": True})
     assert status == 403, body
     artist_token = live_server.token(session["artistId"], "artist")
     status, body = await live_server.call(
         "PATCH", path, token=artist_token, json={"title": "renamed", "allowGuests": True}
     )
-    assert status == 200 and body["session"]["title"] == "renamed"  # type: ignore[index]
+    assert status == 200 and body["session"]["title"] == "renamed"
 
 
 async def test_bad_requests_are_json_with_a_code(live_server: LiveServer) -> None:
@@ -105,18 +106,18 @@ async def test_bad_requests_are_json_with_a_code(live_server: LiveServer) -> Non
     status, body = await live_server.call(
         "POST", "/v1/vstudio/sessions", token=token, json={"title": ""}
     )
-    assert status == 400 and body["code"] == ErrorCode.INVALID_MESSAGE  # type: ignore[index]
-    assert "title" in body["message"]  # type: ignore[index]
+    assert status == 400 and body["code"] == ErrorCode.INVALID_MESSAGE
+    assert "title" in body["message"]
     status, body = await live_server.call(
         "POST", "/v1/vstudio/sessions", token=token, data=b"{nope", headers={}
     )
-    assert status == 400 and "JSON" in body["message"]  # type: ignore[index]
+    assert status == 400 and "JSON" in body["message"]
     status, body = await live_server.call(
         "POST", "/v1/vstudio/sessions", token=token, json={"title": "x" * 5000}
     )
-    assert status == 413 and body["code"] == ErrorCode.MESSAGE_TOO_LARGE  # type: ignore[index]
+    assert status == 413 and body["code"] == ErrorCode.MESSAGE_TOO_LARGE
     status, body = await live_server.call("GET", "/v1/vstudio/sessions/doesnotexist")
-    assert status == 404 and body["code"] == ErrorCode.SESSION_NOT_FOUND  # type: ignore[index]
+    assert status == 404 and body["code"] == ErrorCode.SESSION_NOT_FOUND
     status, body = await live_server.call("GET", "/v1/vstudio/sessions?status=weird")
     assert status == 400, body
 
@@ -125,11 +126,11 @@ async def test_openapi_lists_every_route_with_model_schemas(live_server: LiveSer
     from server.http.actions import REST_ACTIONS
 
     status, doc = await live_server.call("GET", "/openapi.json")
-    assert status == 200 and doc["openapi"].startswith("3.")  # type: ignore[index]
-    paths = doc["paths"]  # type: ignore[index]
+    assert status == 200 and doc["openapi"].startswith("3.")
+    paths = doc["paths"]
     for entry in REST_ACTIONS:
         assert entry.method.lower() in paths["/v1/vstudio/sessions/{sessionId}" + entry.path]
-    schemas = doc["components"]["schemas"]  # type: ignore[index]
+    schemas = doc["components"]["schemas"]
     assert "PollVote" in schemas and "SessionCreate" in schemas
     assert "pollId" in schemas["PollVote"]["properties"]  # camelCase, as validated
     create = paths["/v1/vstudio/sessions"]["post"]
@@ -155,21 +156,21 @@ async def test_health_ready_metrics(live_server: LiveServer) -> None:
         "ws_errors_total",
         "ws_latency_ms_bucket",
     ):
-        assert name in text, name  # type: ignore[operator]
-    assert f'ws_connections_by_session{{session="{session["id"]}"}} 1.0' in text  # type: ignore[operator]
+        assert name in text, name
+    assert f'ws_connections_by_session{{session="{session["id"]}"}} 1.0' in text
 
 
 @pytest.mark.slow
-async def test_readyz_fails_without_redis(server_factory: object, tmp_path: Path) -> None:
+async def test_readyz_fails_without_redis(server_factory: ServerFactory, tmp_path: Path) -> None:
     embedded = EmbeddedRedis(tmp_path / "own-redis")
     url = embedded.start()
     try:
-        server: LiveServer = server_factory(VSTUDIO_REDIS_URL=url)  # type: ignore[operator]
+        server = server_factory(VSTUDIO_REDIS_URL=url)
         assert (await server.call("GET", "/readyz"))[0] == 200
     finally:
         embedded.stop()
     status, body = await server.call("GET", "/readyz")
-    assert status == 503 and "redis" in body["reason"]  # type: ignore[index]
+    assert status == 503 and "redis" in body["reason"]
     assert (await server.call("GET", "/healthz"))[0] == 200
 
 

@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator
 import aiohttp
 import orjson
 import pytest
-from conftest import LiveServer
 
 from broker import Bus, connect
 from broker.bus import OutgoingEvent
 from broker.models import ErrorCode
+from tests.support.live_server import LiveServer
+from tests.support.types import ServerFactory
 
 
 class SseReader:
@@ -98,13 +99,13 @@ async def test_sse_auth_by_header_and_ticket_and_refusals(live_server: LiveServe
     async with sse(live_server, sid, f"?ticket={ticket}") as reader:
         await reader.next_of("session.state")
     status, body = await live_server.call("GET", f"/v1/vstudio/sse/{sid}?ticket={ticket}")
-    assert status == 401 and body["code"] == ErrorCode.INVALID_TICKET  # type: ignore[index]
+    assert status == 401 and body["code"] == ErrorCode.INVALID_TICKET
     status, body = await live_server.call("GET", f"/v1/vstudio/sse/{sid}")
     assert status == 401, body
     status, body = await live_server.call(
         "GET", f"/v1/vstudio/sse/nosuch?token={live_server.token('x')}"
     )
-    assert status == 404 and body["code"] == ErrorCode.SESSION_NOT_FOUND  # type: ignore[index]
+    assert status == 404 and body["code"] == ErrorCode.SESSION_NOT_FOUND
 
 
 async def test_sse_resumes_by_last_event_id_without_gaps(live_server: LiveServer, bus: Bus) -> None:
@@ -153,8 +154,8 @@ async def test_sse_outside_the_window_starts_with_state(
 
 
 @pytest.mark.slow
-async def test_sse_keepalive_and_end_of_session(server_factory: object) -> None:
-    server: LiveServer = server_factory(VSTUDIO_SSE_KEEPALIVE="0.2")  # type: ignore[operator]
+async def test_sse_keepalive_and_end_of_session(server_factory: ServerFactory) -> None:
+    server = server_factory(VSTUDIO_SSE_KEEPALIVE="0.2")
     session = await server.live_session()
     sid = session["id"]
     async with sse(server, sid, f"?token={server.token('k')}") as reader:
@@ -170,10 +171,10 @@ async def test_sse_keepalive_and_end_of_session(server_factory: object) -> None:
             await reader.next(timeout=5)
 
 
-async def test_rest_actions_share_rules_limits_and_codes(server_factory: object, bus: Bus) -> None:
-    server: LiveServer = server_factory(  # type: ignore[operator]
-        VSTUDIO_CHAT_RATE_LIMIT="2", VSTUDIO_CHAT_RATE_WINDOW="30"
-    )
+async def test_rest_actions_share_rules_limits_and_codes(
+    server_factory: ServerFactory, bus: Bus
+) -> None:
+    server = server_factory(VSTUDIO_CHAT_RATE_LIMIT="2", VSTUDIO_CHAT_RATE_WINDOW="30")
     session = await server.live_session()
     sid = session["id"]
     fan = server.token(f"fan-{uuid.uuid4().hex[:6]}")
@@ -186,10 +187,10 @@ async def test_rest_actions_share_rules_limits_and_codes(server_factory: object,
         aggregate = await reader.next_of("chat.aggregate")
         assert aggregate["data"]["messages"][0]["text"] == "hi"
     status, body = await server.call("POST", f"{base}/chat", token=fan, json={"text": "hi"})
-    assert status == 429 and body["code"] == ErrorCode.RATE_LIMITED  # type: ignore[index]
-    assert body["retryAfter"] > 0  # type: ignore[index]
+    assert status == 429 and body["code"] == ErrorCode.RATE_LIMITED
+    assert body["retryAfter"] > 0
     status, body = await server.call("POST", f"{base}/chat", token=fan, json={"text": ""})
-    assert status == 400 and body["code"] == ErrorCode.INVALID_MESSAGE  # type: ignore[index]
+    assert status == 400 and body["code"] == ErrorCode.INVALID_MESSAGE
     status, body = await server.call("POST", f"{base}/polls", token=fan, json={"question": "q"})
     assert status in (400, 403), body
     status, body = await server.call(
@@ -198,7 +199,7 @@ async def test_rest_actions_share_rules_limits_and_codes(server_factory: object,
         token=fan,
         json={"question": "q?", "options": ["a", "b"]},
     )
-    assert status == 403 and body["code"] == ErrorCode.FORBIDDEN  # type: ignore[index]
+    assert status == 403 and body["code"] == ErrorCode.FORBIDDEN
     status, body = await server.call(
         "POST", f"{base}/reactions", token=fan, json={"emoji": "x" * 40}
     )
@@ -206,7 +207,7 @@ async def test_rest_actions_share_rules_limits_and_codes(server_factory: object,
     status, body = await server.call(
         "POST", f"{base}/chat", token=fan, data=b"x" * 10_000, headers={}
     )
-    assert status == 413 and body["code"] == ErrorCode.MESSAGE_TOO_LARGE  # type: ignore[index]
+    assert status == 413 and body["code"] == ErrorCode.MESSAGE_TOO_LARGE
     status, body = await server.call(
         "POST", "/v1/vstudio/sessions/nosuch/chat", token=fan, json={"text": "a"}
     )
@@ -224,8 +225,8 @@ async def test_idempotency_key_records_a_rest_tip_once(live_server: LiveServer) 
     status, first = await live_server.call("POST", f"{base}/tips", token=fan, json=tip, headers=key)
     assert status == 200, first
     status, again = await live_server.call("POST", f"{base}/tips", token=fan, json=tip, headers=key)
-    assert status == 200 and again["duplicate"] is True  # type: ignore[index]
-    assert again["tip"]["tipId"] == first["tip"]["tipId"]  # type: ignore[index]
+    assert status == 200 and again["duplicate"] is True
+    assert again["tip"]["tipId"] == first["tip"]["tipId"]
 
 
 async def test_an_sse_viewer_counts_like_a_websocket_viewer(live_server: LiveServer) -> None:
@@ -242,4 +243,4 @@ async def test_an_sse_viewer_counts_like_a_websocket_viewer(live_server: LiveSer
             assert join["data"]["viewerCount"] == 2
     await asyncio.sleep(0.3)
     _, body = await live_server.call("GET", f"/v1/vstudio/sessions/{sid}")
-    assert body["viewerCount"] == 0  # type: ignore[index]
+    assert body["viewerCount"] == 0

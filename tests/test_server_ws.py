@@ -8,33 +8,16 @@ import uuid
 import aiohttp
 import orjson
 import pytest
-from conftest import LiveServer
 
 from broker import Bus
 from broker.models import ErrorCode
+from tests.support.live_server import LiveServer
+from tests.support.types import ServerFactory
+from tests.support.websocket import closed_with, receive_type
 
 
 def user() -> str:
     return f"u-{uuid.uuid4().hex[:8]}"
-
-
-async def receive_type(ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float = 5) -> dict:
-    """The next frame of type ``kind`` (skipping others, e.g. presence)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            message = await ws.receive()
-            assert message.type == aiohttp.WSMsgType.TEXT, message
-            frame = orjson.loads(message.data)
-            if frame["type"] == kind:
-                return frame
-
-
-async def closed_with(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5) -> int | None:
-    async with asyncio.timeout(timeout):
-        while True:
-            message = await ws.receive()
-            if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
-                return ws.close_code
 
 
 async def test_first_frame_is_session_state_then_bus_events(
@@ -146,7 +129,7 @@ async def test_session_not_found_and_ended_close_4001_4002(
         token=live_server.token(user()),
         json={"sessionId": session["id"]},
     )
-    assert status == 409 and body["code"] == ErrorCode.SESSION_ENDED  # type: ignore[index]
+    assert status == 409 and body["code"] == ErrorCode.SESSION_ENDED
 
 
 async def test_ticket_for_another_session_in_the_path_is_4000(live_server: LiveServer) -> None:
@@ -189,14 +172,14 @@ async def test_ticket_roles_are_checked_against_the_session(live_server: LiveSer
         )
         assert status == status_expected, (who, role, body)
         if code:
-            assert body["code"] == code  # type: ignore[index]
+            assert body["code"] == code
         if code == ErrorCode.TOKEN_GATE_FAILED:
-            assert "not built yet" in body["message"]  # type: ignore[index]
+            assert "not built yet" in body["message"]
 
 
 @pytest.mark.slow
-async def test_expired_ticket_is_4000(server_factory: object) -> None:
-    server: LiveServer = server_factory(VSTUDIO_TICKET_TTL="1")  # type: ignore[operator]
+async def test_expired_ticket_is_4000(server_factory: ServerFactory) -> None:
+    server = server_factory(VSTUDIO_TICKET_TTL="1")
     session = await server.live_session()
     ticket = await server.ticket(server.token(user()), session["id"])
     await asyncio.sleep(1.6)
@@ -216,8 +199,8 @@ async def test_frame_over_the_limit_is_4007_and_closes(live_server: LiveServer) 
         assert await closed_with(ws) == ErrorCode.MESSAGE_TOO_LARGE
 
 
-async def test_session_full_is_4008_counting_distinct_users(server_factory: object) -> None:
-    server: LiveServer = server_factory(VSTUDIO_MAX_VIEWERS="2")  # type: ignore[operator]
+async def test_session_full_is_4008_counting_distinct_users(server_factory: ServerFactory) -> None:
+    server = server_factory(VSTUDIO_MAX_VIEWERS="2")
     session = await server.live_session()
     async with server.ws(session["id"], "a") as a, server.ws(session["id"], "b") as b:
         await receive_type(a, "session.state")
@@ -233,8 +216,8 @@ async def test_session_full_is_4008_counting_distinct_users(server_factory: obje
 
 
 @pytest.mark.slow
-async def test_rate_limits_with_shrunk_windows(server_factory: object) -> None:
-    server: LiveServer = server_factory(  # type: ignore[operator]
+async def test_rate_limits_with_shrunk_windows(server_factory: ServerFactory) -> None:
+    server = server_factory(
         VSTUDIO_CHAT_RATE_LIMIT="2",
         VSTUDIO_CHAT_RATE_WINDOW="1.0",
         VSTUDIO_MESSAGE_RATE_LIMIT="4",
@@ -274,9 +257,9 @@ async def _reply(ws: aiohttp.ClientWebSocketResponse, request_id: str) -> dict:
 
 @pytest.mark.slow
 async def test_heartbeat_drops_a_silent_client_and_keeps_a_live_one(
-    server_factory: object,
+    server_factory: ServerFactory,
 ) -> None:
-    server: LiveServer = server_factory(  # type: ignore[operator]
+    server = server_factory(
         VSTUDIO_HEARTBEAT_INTERVAL="0.3",
         VSTUDIO_HEARTBEAT_TIMEOUT="0.2",
         VSTUDIO_HEARTBEAT_MAX_MISSED="2",
@@ -316,10 +299,10 @@ async def test_heartbeat_drops_a_silent_client_and_keeps_a_live_one(
 
 
 async def test_the_first_client_refused_as_full_leaves_the_server_healthy(
-    server_factory: object,
+    server_factory: ServerFactory,
 ) -> None:
-    one: LiveServer = server_factory(VSTUDIO_MAX_VIEWERS="1")  # type: ignore[operator]
-    two: LiveServer = server_factory(VSTUDIO_MAX_VIEWERS="1")  # type: ignore[operator]
+    one = server_factory(VSTUDIO_MAX_VIEWERS="1")
+    two = server_factory(VSTUDIO_MAX_VIEWERS="1")
     session = await one.live_session()
     async with one.ws(session["id"], "holder") as holder:
         await receive_type(holder, "session.state")

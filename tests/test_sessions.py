@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from broker import Bus
+from broker import Bus, keys
 from broker.models import ErrorCode, ProtocolError, Session, SessionStatus, SessionUpdate
 from server.interactions.sessions import ArtistBusy, SessionStore
 
@@ -88,3 +88,26 @@ async def test_losing_a_race_to_end_says_the_session_ended(bus: Bus, artist: str
     assert caught.value.code == ErrorCode.SESSION_ENDED
     events = (await bus.replay(session.id, "0-0")).events
     assert [event.type for event in events] == ["session.update", "session.end"]  # end once
+
+
+async def test_a_record_this_version_cannot_read_is_skipped_by_list(
+    bus: Bus, artist: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One unreadable record (another version's fields, a hand edit) must not hide the rest."""
+    store = SessionStore(bus)
+    good = await store.create(new_session(artist))
+    broken = uuid.uuid4().hex[:12]
+    await bus.redis.hset(
+        keys.session(broken),
+        mapping={"id": f'"{broken}"', "artistId": f'"{artist}"', "fieldOfTheFuture": "1"},
+    )
+    await bus.redis.zadd(keys.sessions_index(), {broken: 10**13})  # newest of all
+    listed = await store.list(artist_id=artist)
+    assert [session.id for session in listed] == [good.id]
+    assert broken in caplog.text
+    with pytest.raises(ProtocolError) as caught:
+        await store.get(broken)
+    assert caught.value.code == ErrorCode.SESSION_NOT_FOUND and "cannot be read" in str(
+        caught.value
+    )
+    await bus.redis.zrem(keys.sessions_index(), broken)

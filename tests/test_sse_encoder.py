@@ -67,6 +67,6 @@ def test_coalesce_groups_chat_runs_and_keeps_order() -> None:
         "tip.received",
     ]
     assert frames[0].event_id == "2-0" and len(frames[0].payload()["messages"]) == 2
-    assert frames[0].after((1, 0)).payload()["messages"] == [{"id": "twitch:2"}]  # type: ignore[union-attr]
+    assert frames[0].after((1, 0)).payload()["messages"] == [{"id": "twitch:2"}]  # type: ignore[union-attr]  # an event after (1, 0) is left
     assert frames[0].after((2, 0)) is None
     assert frames[3].json.endswith(b',"id":"5-0"}')

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from interactions_support import open_studio
 
 from broker import Bus
 from broker.models import ErrorCode, MessageType, ProtocolError, Role, TipSend
 from server.interactions.catalog import STATE_PARTS
 from server.interactions.tips import to_minor
+from tests.support.studio import open_studio
 
 TIP = MessageType.TIP_SEND
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.support import free_port
+from tests.support.loopback import free_port
 from vstudio_cli.client import VStudioClient
 
 pytestmark = pytest.mark.slow

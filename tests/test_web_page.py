@@ -25,6 +25,8 @@ from broker import Bus, connect
 from broker.models import ChatDelete, Emote, NormalizedChatMessage, Platform, Role, now_ms
 from ingest.batching import to_outgoing
 from server.identity.accounts import AccountStore
+from tests.support.live_server import LiveServer
+from tests.support.types import ServerFactory
 
 pytestmark = pytest.mark.browser
 
@@ -205,16 +207,14 @@ async def fans(browser: Any) -> AsyncIterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def web_server(
-    live_server: Any, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Any]:
-    """A ``vstudio serve`` of these tests (the conftest's server class, its own limits).
+def web_server(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A ``vstudio serve`` of these tests with its own limits.
 
     Many people join as guests from one address here, so the per-address guest limit is
     raised; reactions are limited to 2 per 30 s so the rate-limit message can be provoked; the
     reactions and currencies on offer are not the defaults, so the page must take the server's.
     """
-    server = type(live_server)(
+    server = LiveServer(
         redis_url,
         tmp_path_factory.mktemp("web-server"),
         env={
@@ -237,14 +237,14 @@ async def accounts(redis_url: str) -> AsyncIterator[Any]:
 
     async def add(role: Role) -> tuple[str, str]:
         name = f"{role.value}-{uuid.uuid4().hex[:8]}"
-        await store.add(name, "secret-pw", role)
-        return name, "secret-pw"
+        await store.add(name, "secret-pw-long", role)
+        return name, "secret-pw-long"
 
     yield add
     await client.aclose()
 
 
-async def staffed_session(server: Any, accounts: Any, **fields: Any) -> dict[str, Any]:
+async def staffed_session(server: LiveServer, accounts: Any, **fields: Any) -> dict[str, Any]:
     """A live session whose artist and producer have accounts; their logins in the record."""
     artist = await accounts(Role.ARTIST)
     producer = await accounts(Role.PRODUCER)
@@ -260,7 +260,9 @@ async def staffed_session(server: Any, accounts: Any, **fields: Any) -> dict[str
     return {**session, "artist": artist, "producer": producer}
 
 
-async def create_poll(server: Any, session: dict[str, Any], options: list[str]) -> dict[str, Any]:
+async def create_poll(
+    server: LiveServer, session: dict[str, Any], options: list[str]
+) -> dict[str, Any]:
     status, poll = await server.call(
         "POST",
         f"/v1/vstudio/sessions/{session['id']}/polls",
@@ -294,7 +296,7 @@ def twitch_message(text: str, username: str = "night_owl", **extra: Any) -> Norm
 
 
 async def test_guest_votes_and_sees_the_bars_move(
-    web_server: Any, accounts: Any, fans: Any
+    web_server: LiveServer, accounts: Any, fans: Any
 ) -> None:
     session = await staffed_session(web_server, accounts)
     poll = await create_poll(web_server, session, ["Moonlight", "Neon Rain", "Static"])
@@ -337,7 +339,7 @@ async def test_guest_votes_and_sees_the_bars_move(
 
 
 async def test_chat_from_a_worker_and_a_viewer_and_a_producer_deletion(
-    web_server: Any, accounts: Any, fans: Any, bus: Bus
+    web_server: LiveServer, accounts: Any, fans: Any, bus: Bus
 ) -> None:
     session = await staffed_session(web_server, accounts)
     url = f"{web_server.base_url}/s/{session['id']}"
@@ -390,7 +392,7 @@ async def test_chat_from_a_worker_and_a_viewer_and_a_producer_deletion(
 
 
 async def test_a_script_in_chat_renders_as_text(
-    web_server: Any, accounts: Any, fans: Any, bus: Bus
+    web_server: LiveServer, accounts: Any, fans: Any, bus: Bus
 ) -> None:
     session = await staffed_session(web_server, accounts)
     fan = await (await fans()).open(f"{web_server.base_url}/s/{session['id']}")
@@ -414,7 +416,9 @@ async def test_a_script_in_chat_renders_as_text(
     assert await fan.page.locator("#chat-list .emote-name", has_text="LUL").count() == 1
 
 
-async def test_reactions_animate_and_tips_arrive(web_server: Any, accounts: Any, fans: Any) -> None:
+async def test_reactions_animate_and_tips_arrive(
+    web_server: LiveServer, accounts: Any, fans: Any
+) -> None:
     session = await staffed_session(web_server, accounts)
     url = f"{web_server.base_url}/s/{session['id']}"
     sender = await (await fans()).open(url)
@@ -451,7 +455,7 @@ async def test_reactions_animate_and_tips_arrive(web_server: Any, accounts: Any,
 
 
 async def test_announcements_show_on_the_page(
-    web_server: Any, accounts: Any, fans: Any, redis_url: str
+    web_server: LiveServer, accounts: Any, fans: Any, redis_url: str
 ) -> None:
     session = await staffed_session(web_server, accounts)
     fan = await (await fans()).open(f"{web_server.base_url}/s/{session['id']}")
@@ -466,7 +470,9 @@ async def test_announcements_show_on_the_page(
     assert "Doors close at midnight" in await fan.page.text_content("#alerts")
 
 
-async def test_rate_limit_is_told_in_plain_words(web_server: Any, accounts: Any, fans: Any) -> None:
+async def test_rate_limit_is_told_in_plain_words(
+    web_server: LiveServer, accounts: Any, fans: Any
+) -> None:
     session = await staffed_session(web_server, accounts)
     fan = await (await fans()).open(f"{web_server.base_url}/s/{session['id']}")
     await fan.join_as_guest()
@@ -478,7 +484,7 @@ async def test_rate_limit_is_told_in_plain_words(web_server: Any, accounts: Any,
 
 
 async def test_falls_back_to_sse_when_websockets_are_refused_and_votes_over_rest(
-    web_server: Any, accounts: Any, fans: Any
+    web_server: LiveServer, accounts: Any, fans: Any
 ) -> None:
     session = await staffed_session(web_server, accounts)
     poll = await create_poll(web_server, session, ["Yes", "No"])
@@ -507,7 +513,7 @@ async def test_falls_back_to_sse_when_websockets_are_refused_and_votes_over_rest
 
 
 async def test_the_artist_ends_the_session_and_every_page_says_so(
-    web_server: Any, accounts: Any, fans: Any
+    web_server: LiveServer, accounts: Any, fans: Any
 ) -> None:
     session = await staffed_session(web_server, accounts)
     url = f"{web_server.base_url}/s/{session['id']}"
@@ -536,7 +542,7 @@ async def test_the_artist_ends_the_session_and_every_page_says_so(
 
 
 async def test_producer_controls_polls_and_chat_toggle(
-    web_server: Any, accounts: Any, fans: Any
+    web_server: LiveServer, accounts: Any, fans: Any
 ) -> None:
     session = await staffed_session(web_server, accounts)
     url = f"{web_server.base_url}/s/{session['id']}"
@@ -583,7 +589,9 @@ async def test_producer_controls_polls_and_chat_toggle(
     assert await viewer.page.input_value("#chat-input") == "second!!!"  # nothing lost
 
 
-async def test_front_page_lists_live_sessions(web_server: Any, accounts: Any, fans: Any) -> None:
+async def test_front_page_lists_live_sessions(
+    web_server: LiveServer, accounts: Any, fans: Any
+) -> None:
     session = await staffed_session(web_server, accounts)
     fan = await (await fans()).open(f"{web_server.base_url}/")
     link = fan.page.locator(f".session-card[data-id='{session['id']}'] a")
@@ -600,10 +608,9 @@ async def test_front_page_lists_live_sessions(web_server: Any, accounts: Any, fa
 
 @pytest.mark.slow
 async def test_the_page_reconnects_after_a_server_restart_and_shows_what_it_missed(
-    server_factory: Any, accounts: Any, fans: Any, bus: Bus
+    server_factory: ServerFactory, accounts: Any, fans: Any, bus: Bus
 ) -> None:
-    limits = {"VSTUDIO_GUEST_RATE_LIMIT": "1000"}
-    server = server_factory(**limits)
+    server = server_factory(VSTUDIO_GUEST_RATE_LIMIT="1000")
     session = await staffed_session(server, accounts)
     fan = await (await fans()).open(f"{server.base_url}/s/{session['id']}")
     await fan.join_as_guest()
@@ -616,7 +623,9 @@ async def test_the_page_reconnects_after_a_server_restart_and_shows_what_it_miss
     missed = [twitch_message(f"while you were away {n}") for n in range(3)]
     await publish_ingested(bus, session["id"], *missed)  # the worker kept reading the platform
 
-    await asyncio.to_thread(lambda: server_factory(port=server.port, **limits))
+    await asyncio.to_thread(
+        lambda: server_factory(port=server.port, VSTUDIO_GUEST_RATE_LIMIT="1000")
+    )
     assert await fan.wait_state("resumed", timeout=40_000) == "resumed"
     assert await fan.page.get_attribute("body", "data-transport") == "ws"
     for message in missed:
@@ -628,7 +637,7 @@ async def test_the_page_reconnects_after_a_server_restart_and_shows_what_it_miss
 
 @pytest.mark.slow
 async def test_the_heartbeat_notices_a_silent_server_and_the_page_comes_back(
-    server_factory: Any, accounts: Any, fans: Any, bus: Bus
+    server_factory: ServerFactory, accounts: Any, fans: Any, bus: Bus
 ) -> None:
     server = server_factory(VSTUDIO_GUEST_RATE_LIMIT="1000")
     session = await staffed_session(server, accounts)
@@ -646,7 +655,7 @@ async def test_the_heartbeat_notices_a_silent_server_and_the_page_comes_back(
 
 
 async def test_unknown_sessions_and_sessions_without_guests(
-    web_server: Any, accounts: Any, fans: Any
+    web_server: LiveServer, accounts: Any, fans: Any
 ) -> None:
     fan = await (await fans()).open(f"{web_server.base_url}/s/no-such-session")
     await fan.page.wait_for_function(
@@ -671,7 +680,7 @@ async def test_unknown_sessions_and_sessions_without_guests(
 
 
 async def test_a_several_choice_poll_that_ends_by_itself(
-    web_server: Any, accounts: Any, fans: Any
+    web_server: LiveServer, accounts: Any, fans: Any
 ) -> None:
     session = await staffed_session(web_server, accounts)
     status, poll = await web_server.call(
@@ -705,7 +714,7 @@ async def test_a_several_choice_poll_that_ends_by_itself(
 
 
 async def test_a_scheduled_session_says_so_until_it_starts(
-    web_server: Any, accounts: Any, fans: Any
+    web_server: LiveServer, accounts: Any, fans: Any
 ) -> None:
     artist, _ = await accounts(Role.ARTIST)
     token = web_server.token(artist, "artist")
@@ -729,10 +738,9 @@ async def test_a_scheduled_session_says_so_until_it_starts(
 
 @pytest.mark.slow
 async def test_a_resume_beyond_the_history_says_chat_may_be_missing(
-    server_factory: Any, accounts: Any, fans: Any, bus: Bus
+    server_factory: ServerFactory, accounts: Any, fans: Any, bus: Bus
 ) -> None:
-    limits = {"VSTUDIO_GUEST_RATE_LIMIT": "1000"}
-    server = server_factory(**limits)
+    server = server_factory(VSTUDIO_GUEST_RATE_LIMIT="1000")
     session = await staffed_session(server, accounts)
     fan = await (await fans()).open(f"{server.base_url}/s/{session['id']}")
     await fan.join_as_guest()
@@ -745,7 +753,9 @@ async def test_a_resume_beyond_the_history_says_chat_may_be_missing(
         flood = [to_outgoing(twitch_message(f"flood {n}"))[1] for n in range(start, start + 250)]
         await bus.publish_many(session["id"], "chat", flood)
 
-    await asyncio.to_thread(lambda: server_factory(port=server.port, **limits))
+    await asyncio.to_thread(
+        lambda: server_factory(port=server.port, VSTUDIO_GUEST_RATE_LIMIT="1000")
+    )
     await fan.wait_state("live", timeout=40_000)
     assert "some earlier chat may be missing" in await fan.page.text_content("#conn")
     assert "seen live" in await fan.chat_texts()  # what it had stays on the page
@@ -753,7 +763,7 @@ async def test_a_resume_beyond_the_history_says_chat_may_be_missing(
 
 @pytest.mark.slow
 async def test_a_full_session_tells_the_person_and_keeps_trying(
-    server_factory: Any, accounts: Any, fans: Any
+    server_factory: ServerFactory, accounts: Any, fans: Any
 ) -> None:
     server = server_factory(VSTUDIO_GUEST_RATE_LIMIT="1000", VSTUDIO_MAX_VIEWERS="1")
     session = await staffed_session(server, accounts)
@@ -770,7 +780,7 @@ async def test_a_full_session_tells_the_person_and_keeps_trying(
 
 
 async def test_every_control_has_a_name_and_the_keyboard_reaches_it(
-    web_server: Any, accounts: Any, fans: Any
+    web_server: LiveServer, accounts: Any, fans: Any
 ) -> None:
     session = await staffed_session(web_server, accounts)
     await create_poll(web_server, session, ["One", "Two"])
@@ -807,10 +817,9 @@ async def test_every_control_has_a_name_and_the_keyboard_reaches_it(
 
 @pytest.mark.slow
 async def test_the_sse_fallback_resumes_after_a_server_restart(
-    server_factory: Any, accounts: Any, fans: Any, bus: Bus
+    server_factory: ServerFactory, accounts: Any, fans: Any, bus: Bus
 ) -> None:
-    limits = {"VSTUDIO_GUEST_RATE_LIMIT": "1000"}
-    server = server_factory(**limits)
+    server = server_factory(VSTUDIO_GUEST_RATE_LIMIT="1000")
     session = await staffed_session(server, accounts)
     fan = await (await fans(init_script=REFUSE_WEBSOCKETS)).open(
         f"{server.base_url}/s/{session['id']}"
@@ -823,7 +832,9 @@ async def test_the_sse_fallback_resumes_after_a_server_restart(
     await asyncio.to_thread(server.stop)
     await fan.wait_state("reconnecting")
     await publish_ingested(bus, session["id"], twitch_message("missed, over SSE"))
-    await asyncio.to_thread(lambda: server_factory(port=server.port, **limits))
+    await asyncio.to_thread(
+        lambda: server_factory(port=server.port, VSTUDIO_GUEST_RATE_LIMIT="1000")
+    )
     assert await fan.wait_state("resumed", timeout=40_000) == "resumed"
     await fan.wait_chat("missed, over SSE")
     assert await fan.page.get_attribute("body", "data-transport") == "sse"

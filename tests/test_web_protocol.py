@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from tests.support.loopback import serve_app
+
 pytestmark = pytest.mark.browser
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "server" / "web" / "static"
@@ -55,29 +57,39 @@ async def js() -> AsyncIterator[Any]:
     app = web.Application()
     app.router.add_get("/", blank_page)
     app.router.add_static("/static", STATIC_DIR)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    async with playwright_api.async_playwright() as pw:
+    async with serve_app(app) as base, playwright_api.async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         page = await browser.new_page()
-        await page.goto(f"http://127.0.0.1:{port}/")
+        await page.goto(f"{base}/")
         await page.evaluate("async () => { window.P = await import('/static/js/protocol.js'); }")
         try:
             yield page
         finally:
             await browser.close()
-            await runner.cleanup()
 
 
 async def test_backoff_doubles_to_thirty_seconds_with_thirty_percent_jitter(js: Any) -> None:
-    plain = await js.evaluate("[0,1,2,3,4,5,6,9].map(n => P.backoffDelay(n, () => 0.5))")
-    assert plain == [1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
+    plain = await js.evaluate("[0,1,2,3,4].map(n => P.backoffDelay(n, () => 0.5))")
+    assert plain == [1000, 2000, 4000, 8000, 16000]
+    capped = await js.evaluate("[5,6,9].map(n => P.backoffDelay(n, () => 1))")
+    assert capped == [30000, 30000, 30000]
     low, high = await js.evaluate("[P.backoffDelay(2, () => 0), P.backoffDelay(2, () => 1)]")
     assert (low, high) == (2800, 5200)
     assert await js.evaluate("P.BACKOFF.retries") == 10
+
+
+async def test_backoff_never_exceeds_thirty_seconds_after_jitter(js: Any) -> None:
+    draws = [0, 1e-9, 0.25, 0.5, 0.75, 0.999999, 1]
+    delays = await js.evaluate(
+        "draws => [...Array(40).keys()].flatMap(n => draws.map(r => P.backoffDelay(n, () => r)))",
+        draws,
+    )
+    assert max(delays) == 30000
+    at_cap = await js.evaluate(
+        "draws => [5, 9, 20].flatMap(n => draws.map(r => P.backoffDelay(n, () => r)))", draws
+    )
+    assert all(21000 <= d <= 30000 for d in at_cap)
+    assert len(set(at_cap)) > 4  # still jittered below the cap, not stuck at it
 
 
 async def test_stream_embeds_only_known_players(js: Any) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from server.http.pages import PUBLIC_FIELDS
+from tests.support.live_server import LiveServer
 
 
-async def test_pages_carry_a_strict_content_security_policy(live_server: Any) -> None:
+async def test_pages_carry_a_strict_content_security_policy(live_server: LiveServer) -> None:
     import aiohttp
 
     async with aiohttp.ClientSession() as http:
@@ -28,7 +28,7 @@ async def test_pages_carry_a_strict_content_security_policy(live_server: Any) ->
             assert response.status == 404  # HTML only through its routes, with the policy
 
 
-async def test_public_session_json_holds_public_fields_only(live_server: Any) -> None:
+async def test_public_session_json_holds_public_fields_only(live_server: LiveServer) -> None:
     artist = f"artist-{uuid.uuid4().hex[:8]}"
     session = await live_server.live_session(
         artist,

@@ -65,10 +65,15 @@ class Backoff:
     jitter: float = 0.3
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        """Seconds to wait before retry number ``attempt`` (0-based)."""
+        """Seconds to wait before retry number ``attempt`` (0-based), never over ``maximum``.
+
+        The jitter spreads ``base`` by +/- ``jitter``, but the upper end stops at ``maximum``,
+        so at the cap the delays still spread (30 s: 21..30 s) without ever passing it.
+        """
         base = min(self.maximum, self.initial * self.factor**attempt)
         spread = base * self.jitter
-        return max(0.0, base + (rng or random).uniform(-spread, spread))
+        low, high = max(0.0, base - spread), min(self.maximum, base + spread)
+        return (rng or random).uniform(low, high)
 
 
 class VStudioClient:
@@ -140,6 +145,12 @@ class VStudioClient:
             "POST", "/v1/auth/login", {"username": username, "password": password}, auth=False
         )
         self.token = answer["token"]
+        return answer
+
+    async def logout(self) -> dict[str, Any]:
+        """Revoke this client's token on the server (every process refuses it from now on)."""
+        answer = await self.call("POST", "/v1/auth/logout", {})
+        self.token = None
         return answer
 
     async def guest(self, session_id: str) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -24,10 +25,24 @@ def serve(
         str | None,
         typer.Option("--redis-url", help="Redis/Valkey URL; unset starts the embedded Valkey."),
     ] = None,
+    certfile: Annotated[
+        Path | None,
+        typer.Option(help="PEM certificate (chain): serve HTTPS and WSS (VSTUDIO_CERTFILE)."),
+    ] = None,
+    keyfile: Annotated[
+        Path | None, typer.Option(help="PEM private key of --certfile (VSTUDIO_KEYFILE).")
+    ] = None,
 ) -> None:
     """Run the realtime server until Ctrl-C or SIGTERM (clients are told to reconnect)."""
     try:
-        settings = load_settings(ServerSettings, host=host, port=port, workers=workers)
+        settings = load_settings(
+            ServerSettings,
+            host=host,
+            port=port,
+            workers=workers,
+            certfile=certfile,
+            keyfile=keyfile,
+        )
         broker = load_settings(BrokerSettings, redis_url=redis_url)
     except (ValidationError, ValueError) as exc:
         typer.echo(f"vstudio serve: invalid settings: {exc}", err=True)

@@ -21,8 +21,10 @@ from vstudio_cli.remote import (
     ExitCode,
     ServerOption,
     TokenOption,
+    credentials_path,
     emit,
     err_console,
+    load_credentials,
     resolve,
     run_remote,
     save_credentials,
@@ -85,6 +87,30 @@ def login(
         {"server": url, "user": answer.get("user"), "credentials": str(path)},
         as_json,
         lambda: console.print(f"Logged in to {url} as [bold]{username}[/]; saved to {path}"),
+    )
+
+
+def logout(
+    server: ServerOption = None,
+    token: TokenOption = None,
+    as_json: AsJson = False,
+) -> None:
+    """Revoke your token on the server (every process refuses it at once) and forget it here."""
+    stored = load_credentials()
+    url, jwt_token = resolve(server, token)
+
+    async def work(client: VStudioClient) -> dict[str, Any]:
+        return await client.logout()
+
+    try:
+        answer = run_remote(url, jwt_token, work)
+    finally:  # a token the server refused is no use to keep either
+        if jwt_token and stored.get("token") == jwt_token:
+            credentials_path().unlink(missing_ok=True)
+    emit(
+        {"server": url, **answer},
+        as_json,
+        lambda: console.print(f"Logged out of {url}; the token is revoked and forgotten"),
     )
 
 

@@ -8,7 +8,7 @@ import typer
 
 from broker.models import Role
 from config import BrokerSettings, ServerSettings, load_settings
-from server.identity.auth import mint_token, resolve_jwt_secret
+from server.identity.auth import WeakSecret, mint_token, resolve_jwt_secret
 
 app = typer.Typer(help="Tokens for scripts and tests.", no_args_is_help=True)
 
@@ -29,7 +29,11 @@ def mint(
     if server.jwt_algorithm != "HS256":
         typer.echo("vstudio token mint: the server checks RS256 tokens from its JWKS", err=True)
         raise typer.Exit(2)
-    secret = resolve_jwt_secret(server, load_settings(BrokerSettings))
+    try:
+        secret = resolve_jwt_secret(server, load_settings(BrokerSettings))
+    except WeakSecret as exc:
+        typer.echo(f"vstudio token mint: {exc}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(
         mint_token(
             secret,

@@ -3,7 +3,8 @@
 Starts the embedded Valkey server (unless a Redis URL is given), the server, demo accounts, a
 live demo session with simulated chat from four platforms and a first poll, prints where to go,
 and stops everything on Ctrl-C or SIGTERM. Running it again reuses the data folder: the same
-logins, the same demo session while it is not ended.
+logins, the same demo session while it is not ended. ``--tls`` serves https and wss with a
+self-signed certificate kept in the data folder (``tls/``).
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import asyncio
 import json
 import secrets
 import signal
+import ssl
 import time
 import urllib.request
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
 
+import aiohttp
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -31,6 +34,7 @@ from server.identity.accounts import AccountStore
 from server.serve import find_free_port
 from vstudio_cli.client import ApiError, VStudioClient
 from vstudio_cli.processes import ChildProcesses, vstudio_command
+from vstudio_cli.tls import ANY_ADDRESS, names_for, self_signed_pair
 
 console = Console()
 notices = Console(stderr=True)
@@ -86,9 +90,15 @@ async def ensure_accounts(url: str, logins: dict[str, str]) -> None:
         await client.aclose()
 
 
-async def ensure_demo_session(base_url: str, logins: dict[str, str]) -> dict[str, Any]:
+async def ensure_demo_session(
+    base_url: str, logins: dict[str, str], trust: ssl.SSLContext | None = None
+) -> dict[str, Any]:
     """The live demo session (reused when it exists), with an open first poll."""
-    async with VStudioClient(base_url) as client:
+    connector = aiohttp.TCPConnector(ssl=trust) if trust else None
+    async with (
+        aiohttp.ClientSession(connector=connector) as http,
+        VStudioClient(base_url, http=http) as client,
+    ):
         await client.login("artist", logins["artist"])
         sessions = await client.list_sessions(artist_id="artist")
         session = next(
@@ -112,13 +122,20 @@ async def ensure_demo_session(base_url: str, logins: dict[str, str]) -> dict[str
         return session
 
 
-def wait_healthy(base_url: str, processes: ChildProcesses, timeout: float = 30.0) -> None:
+def wait_healthy(
+    base_url: str,
+    processes: ChildProcesses,
+    timeout: float = 30.0,
+    trust: ssl.SSLContext | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if processes.exited():
             return
         try:
-            with urllib.request.urlopen(f"{base_url}/healthz", timeout=1) as response:
+            with urllib.request.urlopen(
+                f"{base_url}/healthz", timeout=1, context=trust
+            ) as response:
                 if response.status == 200:
                     return
         except OSError:
@@ -126,12 +143,24 @@ def wait_healthy(base_url: str, processes: ChildProcesses, timeout: float = 30.0
     raise TimeoutError(f"the server did not answer {base_url}/healthz within {timeout:.0f} s")
 
 
-def panel(base_url: str, session: dict[str, Any], logins: dict[str, str], data: Path) -> Panel:
+def ws_url(base_url: str) -> str:
+    """The WebSocket endpoint under ``base_url`` (wss for https)."""
+    return base_url.replace("http", "ws", 1) + "/v1/vstudio/ws"
+
+
+def panel(
+    base_url: str,
+    session: dict[str, Any],
+    logins: dict[str, str],
+    data: Path,
+    certfile: Path | None = None,
+) -> Panel:
     sid = session["id"]
     lines = [
         f"[bold]Fan page[/]       {base_url}/s/{sid}",
         f"[bold]Sessions[/]       {base_url}/",
         f"[bold]API[/]            {base_url}/openapi.json   metrics {base_url}/metrics",
+        f"[bold]WebSocket[/]      {ws_url(base_url)}?ticket=...",
         "",
         "[bold]Logins[/] (username / password)",
         *(f"  {name:<9} {logins[name]}" for name in DEMO_USERS),
@@ -147,6 +176,13 @@ def panel(base_url: str, session: dict[str, Any], logins: dict[str, str], data: 
         "",
         f"Data folder: {data}     Stop with Ctrl-C.",
     ]
+    if certfile is not None:
+        lines[-1:-1] = [
+            f"[bold]Self-signed certificate[/] {certfile}",
+            "  browsers warn once: accept it (on phones on this network too)",
+            f"  for vstudio login/console: export SSL_CERT_FILE={certfile}",
+            "",
+        ]
     return Panel("\n".join(lines), title="V Studio realtime is up", expand=False)
 
 
@@ -166,6 +202,12 @@ def up(
     ] = None,
     chat_rate: Annotated[float, typer.Option(help="Simulated chat messages per second.")] = 3.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the URLs as JSON.")] = False,
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls", help="Serve https/wss with a self-signed certificate kept in the data folder."
+        ),
+    ] = False,
 ) -> None:
     """Run everything: Redis (embedded), the server, demo accounts, a live demo session with
     simulated chat and a first poll. Ctrl-C stops it all; run it again to reuse the data."""
@@ -179,7 +221,7 @@ def up(
             processes = ChildProcesses(broker.data_dir / "logs")
             try:
                 wanted_port = server_settings.port
-                _run(processes, url, host, wanted_port, broker, targets, chat_rate, as_json)
+                _run(processes, url, host, wanted_port, broker, targets, chat_rate, as_json, tls)
             finally:
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # a 2nd Ctrl-C must not cut the stop
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -205,34 +247,50 @@ def _run(
     targets: list[tuple[str, str]],
     chat_rate: float,
     as_json: bool,
+    tls: bool = False,
 ) -> None:
     """Start the server and the demo, then wait until a signal or a child's death."""
     chosen, moved = choose_port(host, port)
     if moved:
         notices.print(f"[yellow]Port {port} is taken; using {chosen}.[/]")
-    base_url = f"http://{host}:{chosen}"
-    server = processes.start(
-        "server",
-        vstudio_command("serve", "--host", host, "--port", str(chosen), "--redis-url", url),
-    )
-    wait_healthy(base_url, processes)
+    serve_args = ["serve", "--host", host, "--port", str(chosen), "--redis-url", url]
+    certfile: Path | None = None
+    trust: ssl.SSLContext | None = None
+    shown = host
+    if tls:
+        names = names_for(host)
+        certfile, keyfile, made = self_signed_pair(broker.data_dir / "tls", names)
+        if made:
+            notices.print(f"Made a self-signed certificate: {certfile}")
+        serve_args += ["--certfile", str(certfile), "--keyfile", str(keyfile)]
+        trust = ssl.create_default_context(cafile=str(certfile))
+        if host in ANY_ADDRESS:  # the certificate names no 0.0.0.0: show the LAN address
+            shown = names[-1]
+    scheme = "https" if tls else "http"
+    base_url = f"{scheme}://{shown}:{chosen}"
+    # this command itself talks to the server on loopback when it listens everywhere
+    local_url = f"{scheme}://127.0.0.1:{chosen}" if host in ANY_ADDRESS else base_url
+    server = processes.start("server", vstudio_command(*serve_args))
+    wait_healthy(local_url, processes, trust=trust)
     if server.process.poll() is not None:
         raise RuntimeError(f"the server stopped at start:\n{server.log_tail()}")
     logins = demo_logins(broker.data_dir)
     asyncio.run(ensure_accounts(url, logins))
-    session = asyncio.run(ensure_demo_session(base_url, logins))
+    session = asyncio.run(ensure_demo_session(local_url, logins, trust))
     _start_ingest(processes, session["id"], url, targets, chat_rate)
     if as_json:
         summary = {
             "url": base_url,
             "page": f"{base_url}/s/{session['id']}",
+            "ws": ws_url(base_url),
+            "certfile": str(certfile) if certfile else None,
             "session": session["id"],
             "logins": logins,
             "dataDir": str(broker.data_dir),
         }
         typer.echo(json.dumps(summary))
     else:
-        console.print(panel(base_url, session, logins, broker.data_dir))
+        console.print(panel(base_url, session, logins, broker.data_dir, certfile))
     reported: set[str] = set()
     try:
         while True:

@@ -75,7 +75,7 @@ def _handler(entry: RestAction) -> Callable[[web.Request], Awaitable[web.Respons
         session = await ctx.sessions.get(session_id)
         role = highest_role(session, who)
         wait = await ctx.windows.retry_after(
-            keys.rest_rate(session.id, who.user_id),
+            keys.account_rate(session.id, who.user_id),
             limits_for(ctx.settings, entry.kind),
             time.time(),
         )

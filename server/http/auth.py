@@ -48,14 +48,44 @@ async def login(request: web.Request) -> web.Response:
     """Trade a username and password for a token."""
     ctx = request.app[CONTEXT]
     body = await read_model(request, LoginRequest)
+    settings = ctx.settings
+    window = settings.login_failure_window
+    failures = {
+        keys.login_failures_user(body.username): Limit(
+            "user", settings.login_failures_per_user, window
+        ),
+        keys.login_failures_address(request.remote or "unknown"): Limit(
+            "address", settings.login_failures_per_address, window
+        ),
+    }
+    wait = await ctx.windows.wait(failures, time.time())
+    if wait is not None:  # checked before the password: a right guess now would prove nothing
+        raise ProtocolError(ErrorCode.RATE_LIMITED, "too many failed logins; try again later", wait)
     try:
         account = await ctx.accounts.check(body.username, body.password)
     except AccountError as exc:
+        await ctx.windows.record(failures, time.time())
         raise AuthError(str(exc)) from exc
-    token = ctx.verifier.mint(account.user_id, account.role, username=account.username)
+    token = ctx.verifier.mint(
+        account.user_id, account.role, username=account.username, extra={"ver": account.version}
+    )
     return json_response(
         {"token": token, "user": account.wire(), "expiresIn": ctx.settings.token_ttl}
     )
+
+
+@routes.post("/v1/auth/logout")
+async def logout(request: web.Request) -> web.Response:
+    """Take this token back: every process refuses it from now on."""
+    ctx = request.app[CONTEXT]
+    who = await ctx.identify(request)
+    revocations = ctx.verifier.revocations
+    if revocations is None or who.token_id is None:
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE, "this token has no id (jti), so it cannot be revoked"
+        )
+    await revocations.revoke(who)
+    return json_response({"revoked": True, "expiresAt": who.expires_at})
 
 
 @routes.post("/v1/auth/guest")
@@ -88,6 +118,13 @@ async def ticket(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     who = await ctx.identify(request)
     body = await read_model(request, TicketRequest)
+    wait = await ctx.windows.retry_after(
+        keys.ticket_rate(who.user_id),
+        (Limit("tickets", ctx.settings.ticket_rate_limit, 60.0),),
+        time.time(),
+    )
+    if wait is not None:
+        raise ProtocolError(ErrorCode.RATE_LIMITED, "too many tickets for this user", wait)
     session = await ctx.sessions.get(body.session_id)
     role = grant_role(session, who, body.role)
     ticket_id = await ctx.tickets.issue(who, session.id, role)

@@ -104,6 +104,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every refusal as JSON with a code and a message people can act on."""
     try:
+        declared = request.content_length
+        limit = request.app[MAX_BODY]
+        if declared is not None and declared > limit:  # refuse before reading a byte of it
+            raise ProtocolError(
+                ErrorCode.MESSAGE_TOO_LARGE, f"body is {declared} bytes; the limit is {limit}"
+            )
         return await handler(request)
     except ProtocolError as exc:
         return json_error(http_status(exc), int(exc.code), exc.message, exc.retry_after)

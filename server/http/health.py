@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import os
 
 from aiohttp import web
@@ -10,6 +11,7 @@ from aiohttp import web
 from server.context import CONTEXT
 from server.http.errors import json_response
 from server.http.openapi import openapi_document
+from server.identity.auth import AuthError
 
 __all__ = ["routes"]
 
@@ -39,8 +41,15 @@ async def readyz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text of this process's registry."""
-    body = request.app[CONTEXT].metrics.render()
+    """Prometheus text of this process's registry (behind a bearer token when one is set)."""
+    ctx = request.app[CONTEXT]
+    required = ctx.settings.metrics_token
+    if required is not None:
+        sent = request.headers.get("Authorization", "")
+        expected = f"Bearer {required.get_secret_value()}"
+        if not hmac.compare_digest(sent.encode(), expected.encode()):
+            raise AuthError("/metrics needs 'Authorization: Bearer <metrics_token>'")
+    body = ctx.metrics.render()
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
 
 

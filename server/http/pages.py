@@ -19,6 +19,7 @@ from aiohttp import web
 
 from broker.models import Session, SessionStatus
 from server.context import CONTEXT
+from server.interactions.sessions import UnreadableSession
 
 __all__ = ["CONTENT_SECURITY_POLICY", "WEB_DIR", "public_session", "routes"]
 
@@ -122,7 +123,10 @@ async def list_public(request: web.Request) -> web.Response:
 @routes.get("/web/sessions/{sessionId}")
 async def show_public(request: web.Request) -> web.Response:
     """One session's public fields, for the page before sign-in."""
-    session = await request.app[CONTEXT].sessions.find(request.match_info["sessionId"])
+    try:
+        session = await request.app[CONTEXT].sessions.find(request.match_info["sessionId"])
+    except UnreadableSession:
+        session = None
     if session is None:
         return web.json_response({"code": 4001, "message": "session not found"}, status=404)
     return web.json_response(public_session(session))

@@ -24,6 +24,8 @@ from broker.models import (
 )
 from server.context import CONTEXT
 from server.http.errors import json_response, read_model
+from server.http.pages import public_session
+from server.identity.auth import Identity
 from server.identity.participant import Participant
 from server.identity.tickets import highest_role
 from server.interactions.registry import Actor
@@ -55,6 +57,16 @@ async def create_session(request: web.Request) -> web.Response:
     if who.role != Role.ARTIST or who.guest:
         raise ProtocolError(ErrorCode.FORBIDDEN, "only artists create sessions")
     body = await read_model(request, SessionCreate)
+    cap = ctx.settings.max_sessions_per_artist
+    open_ = 0
+    for status in (SessionStatus.SCHEDULED, SessionStatus.LIVE):
+        open_ += len(await ctx.sessions.list(artist_id=who.user_id, status=status, limit=cap))
+    if open_ >= cap:  # checked, then created: two creates at once may pass it by one
+        raise ProtocolError(
+            ErrorCode.FORBIDDEN,
+            f"you have {open_} sessions that have not ended; the limit is {cap} sessions "
+            "(end one first)",
+        )
     session = Session(id=new_session_id(), artist_id=who.user_id, **body.model_dump())
     created = await ctx.sessions.create(session)
     return json_response(created.wire(), status=201)
@@ -74,17 +86,36 @@ async def list_sessions(request: web.Request) -> web.Response:
         limit = min(int(request.query.get("limit", "100")), 500)
     except ValueError as exc:
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, "limit must be a number") from exc
+    who = await _caller(request)
     found = await ctx.sessions.list(
         artist_id=request.query.get("artistId") or None, status=status, limit=limit
     )
+    if who is None:  # fans before signing in: what the session page would show them
+        shown = [public_session(s) for s in found if _is_public(s)]
+        return json_response({"sessions": shown})
     return json_response({"sessions": [session.wire() for session in found]})
+
+
+def _is_public(session: Session) -> bool:
+    """Live sessions, and scheduled ones that let guests in, are listed to anyone."""
+    if session.status == SessionStatus.LIVE:
+        return True
+    return session.status == SessionStatus.SCHEDULED and session.allow_guests
+
+
+async def _caller(request: web.Request) -> Identity | None:
+    """The caller, or ``None`` without an Authorization header (a token sent is checked)."""
+    if "Authorization" not in request.headers:
+        return None
+    return await request.app[CONTEXT].identify(request)
 
 
 @routes.get("/v1/vstudio/sessions/{sessionId}")
 async def get_session(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     session = await ctx.sessions.get(request.match_info["sessionId"])
-    body = session.wire()
+    who = await _caller(request)
+    body = session.wire() if who is not None else public_session(session)
     body["viewerCount"] = await ctx.presence.count(session.id)
     return json_response(body)
 

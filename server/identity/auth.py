@@ -1,5 +1,9 @@
 """Login tokens: JWTs signed HS256 with the shared secret, or RS256 checked against a JWKS URL.
 
+Tokens can be taken back: each carries an id (``jti``, listed in Redis once logged out) and a
+login token the account's version (``ver``, raised when the account's role or password changes,
+gone when it is deleted); :class:`Revocations` checks both in one round trip.
+
 Every server process and every restart must accept the same tokens, so when no secret is
 configured one is generated once and kept in the data folder (mode 0600). Verification always
 names the algorithms it accepts (so ``alg: none`` is refused), checks audience and issuer, and
@@ -12,29 +16,39 @@ import asyncio
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jwt
+import redis.asyncio as aioredis
 
+from broker import keys
 from broker.models import Role
 from config import BrokerSettings, ServerSettings
 
 __all__ = [
     "AuthError",
     "Identity",
+    "Revocations",
     "TokenVerifier",
+    "WeakSecret",
     "bearer_token",
     "mint_token",
     "resolve_jwt_secret",
 ]
 
 SECRET_FILE = "jwt_secret"
+MIN_SECRET_BYTES = 32
+"""HS256 keys shorter than the hash (RFC 7518 section 3.2) can be guessed offline from one token."""
 
 
 class AuthError(Exception):
     """A token was missing or refused; the message is the reason (HTTP 401)."""
+
+
+class WeakSecret(ValueError):
+    """The configured JWT secret is too short to sign tokens with."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,17 +60,63 @@ class Identity:
     role: Role
     guest: bool = False
     session_id: str | None = None
+    token_id: str | None = field(default=None, compare=False)
+    """The token's ``jti``, to revoke it on logout."""
+    expires_at: int | None = field(default=None, compare=False)
     operator: bool = False
     """The token carries ``"operator": true``: it may announce to every session."""
+
+
+class Revocations:
+    """Which tokens were taken back, in Redis so every process refuses them at once."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.redis = client
+
+    async def check(self, claims: dict[str, Any]) -> None:
+        """:class:`AuthError` if the token was logged out or its account changed since."""
+        token_id, version = claims.get("jti"), claims.get("ver")
+        if token_id is None and version is None:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if token_id is not None:
+                pipe.exists(keys.revoked_token(str(token_id)))
+            if version is not None:
+                pipe.hget(keys.user(str(claims["sub"])), "ver")
+            answers = list(await pipe.execute())
+        if token_id is not None and answers.pop(0):
+            raise AuthError("token revoked: it was logged out")
+        if version is not None:
+            current = answers.pop(0)
+            if current is None:
+                raise AuthError("token revoked: the account no longer exists")
+            if int(current) != int(version):
+                raise AuthError("token revoked: the account changed since; log in again")
+
+    async def revoke(self, identity: Identity) -> None:
+        """Refuse this token from now until it expires."""
+        if identity.token_id is None:
+            raise AuthError("this token has no id (jti), so it cannot be revoked")
+        ttl = max(1, (identity.expires_at or int(time.time()) + 1) - int(time.time()))
+        await self.redis.set(keys.revoked_token(identity.token_id), 1, ex=ttl)
 
 
 def resolve_jwt_secret(server: ServerSettings, broker: BrokerSettings) -> str:
     """The configured HS256 secret, or the one kept in the data folder (created on first use).
 
     The file is created with ``O_EXCL`` so two processes starting together agree on one secret.
+    A secret under :data:`MIN_SECRET_BYTES` is refused (:class:`WeakSecret`) unless the
+    ``allow_weak_jwt_secret`` setting says this is a test.
     """
     if server.jwt_secret is not None and server.jwt_secret.get_secret_value():
-        return server.jwt_secret.get_secret_value()
+        given = server.jwt_secret.get_secret_value()
+        size = len(given.encode())
+        if size < MIN_SECRET_BYTES and not server.allow_weak_jwt_secret:
+            raise WeakSecret(
+                f"VSTUDIO_JWT_SECRET has {size} bytes; it needs at least {MIN_SECRET_BYTES} bytes "
+                "(make one with: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        return given
     path = Path(broker.data_dir).expanduser() / SECRET_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -95,6 +155,7 @@ def mint_token(
         "iss": issuer,
         "iat": now,
         "exp": now + ttl,
+        "jti": secrets.token_urlsafe(12),
     }
     claims.update(extra or {})
     return jwt.encode(claims, secret, algorithm="HS256")
@@ -113,9 +174,12 @@ def bearer_token(header: str | None) -> str:
 class TokenVerifier:
     """Checks tokens for one server process: HS256 with the secret, or RS256 through JWKS."""
 
-    def __init__(self, settings: ServerSettings, secret: str) -> None:
+    def __init__(
+        self, settings: ServerSettings, secret: str, revocations: Revocations | None = None
+    ) -> None:
         self.settings = settings
         self.secret = secret
+        self.revocations = revocations
         self.algorithm = settings.jwt_algorithm
         self._jwks = jwt.PyJWKClient(settings.jwks_url) if settings.jwks_url else None
         if self.algorithm == "RS256" and self._jwks is None:
@@ -173,12 +237,17 @@ class TokenVerifier:
             role = Role(claims.get("role", Role.VIEWER))
         except ValueError as exc:
             raise AuthError(f"token role {claims.get('role')!r} is unknown") from exc
+        if self.revocations is not None:
+            await self.revocations.check(claims)
         subject = str(claims["sub"])
+        token_id = claims.get("jti")
         return Identity(
             user_id=subject,
             username=str(claims.get("name") or subject),
             role=role,
             guest=bool(claims.get("guest", False)),
             session_id=claims.get("sid"),
+            token_id=str(token_id) if token_id is not None else None,
+            expires_at=int(claims["exp"]),
             operator=claims.get("operator") is True and not claims.get("guest", False),
         )

@@ -10,6 +10,7 @@ the artist's, not the session's, so each step stays within one Cluster slot.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from typing import Any, cast
 
@@ -32,7 +33,16 @@ from broker.models import (
 from server.interactions.registry import STAFF, Action, Actor
 from server.interactions.services import Services
 
-__all__ = ["ACTIONS", "PRODUCER_TOGGLES", "ArtistBusy", "SessionStore", "new_session_id"]
+__all__ = [
+    "ACTIONS",
+    "PRODUCER_TOGGLES",
+    "ArtistBusy",
+    "SessionStore",
+    "UnreadableSession",
+    "new_session_id",
+]
+
+log = logging.getLogger("vstudio.server.interactions.sessions")
 
 MOVE_SCRIPT = """
 -- KEYS[1] session hash; ARGV[1] expected status JSON, ARGV[2] new status JSON,
@@ -49,6 +59,15 @@ RELEASE_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+
+class UnreadableSession(Exception):
+    """A stored record this version cannot read (another version's fields, a hand edit)."""
+
+    def __init__(self, session_id: str, cause: Exception) -> None:
+        self.session_id = session_id
+        self.reason = str(cause).splitlines()[0]
+        super().__init__(f"session {session_id} cannot be read: {self.reason}")
 
 
 class ArtistBusy(ProtocolError):
@@ -92,13 +111,21 @@ class SessionStore:
         raw = cast(RawHash, await self.redis.hgetall(key))
         if not raw:
             return None
-        return Session.model_validate(
-            {name.decode(): orjson.loads(value) for name, value in raw.items()}
-        )
+        try:
+            return Session.model_validate(
+                {name.decode(): orjson.loads(value) for name, value in raw.items()}
+            )
+        except (ValueError, orjson.JSONDecodeError) as exc:  # ValidationError is a ValueError
+            raise UnreadableSession(session_id, exc) from exc
 
     async def get(self, session_id: str) -> Session:
         """The session, or ``ProtocolError`` 4001."""
-        session = await self.find(session_id)
+        try:
+            session = await self.find(session_id)
+        except UnreadableSession as exc:
+            raise ProtocolError(
+                ErrorCode.SESSION_NOT_FOUND, f"session {session_id} cannot be read: {exc.reason}"
+            ) from exc
         if session is None:
             raise ProtocolError(ErrorCode.SESSION_NOT_FOUND, f"session {session_id} not found")
         return session
@@ -110,7 +137,11 @@ class SessionStore:
         ids = cast(list[bytes], await self.redis.zrevrange(keys.sessions_index(), 0, -1))
         found: list[Session] = []
         for raw_id in ids:
-            session = await self.find(raw_id.decode())
+            try:
+                session = await self.find(raw_id.decode())
+            except UnreadableSession as exc:  # one bad record must not hide every other
+                log.warning("skipping session %s: %s", exc.session_id, exc.reason)
+                continue
             if session is None:
                 continue
             if artist_id and session.artist_id != artist_id:

@@ -45,7 +45,7 @@ class SseClient(SubscriberState):
         who: Participant,
         *,
         buffer_limit: int,
-        transport: asyncio.BaseTransport | None = None,
+        transport: asyncio.Transport | None = None,
     ) -> None:
         super().__init__(who)
         self.transport = transport
@@ -89,10 +89,8 @@ class SseClient(SubscriberState):
     def drop(self) -> None:
         """Cut a client that stopped reading: its handler may be stuck writing to it."""
         self.close(1008, "too slow")
-        if isinstance(self.transport, asyncio.WriteTransport):
+        if self.transport is not None:
             self.transport.abort()
-        elif self.transport is not None:
-            self.transport.close()
 
 
 @routes.get("/v1/vstudio/sse/{sessionId}")

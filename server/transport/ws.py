@@ -1,7 +1,9 @@
 """The WebSocket endpoint: ``/v1/vstudio/ws?ticket=T`` (and ``/v1/vstudio/ws/{sessionId}``).
 
-The upgrade always succeeds; a bad ticket or session is then a close code a browser can read
-(4000, 4001, 4002, 4008). Every client frame is validated, rate limited and performed through
+A client that can set headers may send ``Authorization: Bearer <jwt>`` with ``?sessionId=&role=``
+instead of a ticket (the seed's header method); the role is granted as for a ticket. The upgrade
+always succeeds; a bad ticket or session is then a close code a browser can read (4000, 4001,
+4002, 4004, 4005, 4008). Every client frame is validated, rate limited and performed through
 :func:`server.interactions.registry.perform`; a frame with ``requestId`` gets exactly one
 reply. Server events reach the client through the fan-out hub, which writes to this
 connection's transport directly; replies take the same path, so frames never interleave.
@@ -16,15 +18,17 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
-from typing import Any, cast
+from typing import Any
 
 import orjson
 from aiohttp import WSMessage, WSMsgType, web
 
+from broker import keys
 from broker.models import (
     ErrorCode,
     MessageType,
     ProtocolError,
+    Role,
     SessionStatus,
     parse_client_frame,
 )
@@ -32,10 +36,12 @@ from server.context import CONTEXT, ServerContext
 from server.fanout.frame import Outgoing
 from server.fanout.framelog import FrameLog
 from server.fanout.subscriber import SubscriberState
+from server.identity.auth import AuthError
 from server.identity.participant import Participant
+from server.identity.tickets import grant_role
 from server.interactions.registry import Actor
 from server.metrics import Metrics
-from server.ratelimit import SlidingWindow, limits_for
+from server.ratelimit import SlidingWindow, account_limits, limits_for
 from server.wire import (
     STREAM_ID,
     envelope,
@@ -160,6 +166,57 @@ async def _refuse(
     return ws
 
 
+async def _admit(request: web.Request, ctx: ServerContext) -> Participant:
+    """Who the connection is, from its ticket or its ``Authorization`` header; else the error.
+
+    One order for both methods, after a URL whose path and ``sessionId`` disagree (4006): the
+    credentials (4000, so nobody learns which sessions exist without them), then the session
+    the URL names (4001), then whether a ticket is for it (4000), then the session's state and
+    the role (4002, 4004, 4005). A ticket wins over a header sent with it; a ticket's role is
+    fixed, so ``role`` then changes nothing.
+    """
+    query = request.query
+    path_session = request.match_info.get("sessionId")
+    query_session = query.get("sessionId")
+    if path_session and query_session and path_session != query_session:
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE,
+            f"the path names session {path_session} and sessionId {query_session}; name one",
+        )
+    named = path_session or query_session
+    header = request.headers.get("Authorization")
+    if "ticket" in query or header is None:
+        if "ticket" not in query:
+            raise ProtocolError(
+                ErrorCode.INVALID_TICKET,
+                "missing ticket: connect with ?ticket=T, or send Authorization: Bearer <token> "
+                "with ?sessionId=ID",
+            )
+        who = await ctx.tickets.redeem(query.get("ticket"))
+        if named and named != who.session_id:
+            await ctx.sessions.get(named)  # 4001 when the URL names no session at all
+            raise ProtocolError(ErrorCode.INVALID_TICKET, "the ticket is for another session")
+        return who
+    try:
+        identity = await ctx.identify(request)
+    except AuthError as exc:
+        raise ProtocolError(ErrorCode.INVALID_TICKET, f"token refused: {exc}") from exc
+    if not named:
+        raise ProtocolError(
+            ErrorCode.SESSION_NOT_FOUND,
+            "name the session: /v1/vstudio/ws/{sessionId} or ?sessionId=ID",
+        )
+    requested = query.get("role") or None
+    if requested is not None and requested not in set(Role):
+        roles = ", ".join(Role)
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"role {requested!r} is not one of {roles}")
+    session = await ctx.sessions.get(named)
+    role = grant_role(session, identity, requested)
+    return Participant(
+        session_id=session.id, user_id=identity.user_id, username=identity.username, role=role
+    )
+
+
 @routes.get("/v1/vstudio/ws")
 @routes.get("/v1/vstudio/ws/{sessionId}")
 async def websocket(request: web.Request) -> web.StreamResponse:
@@ -176,26 +233,23 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         await ws.close(code=1012, message=b"server restarting; reconnect")
         return ws
     try:
-        ticket = await ctx.tickets.redeem(request.query.get("ticket"))
-        path_session = request.match_info.get("sessionId")
-        if path_session and path_session != ticket.session_id:
-            raise ProtocolError(ErrorCode.INVALID_TICKET, "the ticket is for another session")
-        cached = ctx.hub.cached_state(ticket.session_id)
+        who = await _admit(request, ctx)
+        cached = ctx.hub.cached_state(who.session_id)
         status = (
             cached["session"]["status"]
             if cached
-            else (await ctx.sessions.get(ticket.session_id)).status
+            else (await ctx.sessions.get(who.session_id)).status
         )
         if status == SessionStatus.ENDED:
-            raise ProtocolError(ErrorCode.SESSION_ENDED, f"session {ticket.session_id} has ended")
+            raise ProtocolError(ErrorCode.SESSION_ENDED, f"session {who.session_id} has ended")
         since = request.query.get("since")
         if since is not None and not STREAM_ID.fullmatch(since):
             raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"since={since!r} is not an event id")
     except ProtocolError as exc:
         return await _refuse(ws, ctx, exc)
 
-    # aiohttp types it as a BaseTransport; a served connection's is a full stream transport
-    transport = cast(asyncio.Transport, request.transport)
+    transport = request.transport
+    assert transport is not None  # a request being served has its connection
     handler = asyncio.current_task()
     assert handler is not None
     receiving = False
@@ -206,7 +260,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             handler.cancel(CLOSE_REQUESTED)
 
     client = WsClient(
-        ticket,
+        who,
         transport=transport,
         buffer_limit=settings.send_buffer_limit,
         on_close=wake_to_close,
@@ -216,7 +270,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             await ctx.hub.attach(client, since=since, first=partial(ctx.attendance.join, client))
         except ProtocolError as exc:
             return await _refuse(ws, ctx, exc)
-        actor = Actor(ticket, transport="ws", connection_id=secrets.token_hex(6))
+        actor = Actor(who, transport="ws", connection_id=secrets.token_hex(6))
         limiter = SlidingWindow()
         while not client.closed:
             receiving = True
@@ -275,6 +329,10 @@ async def _handle(
     try:
         frame = parse_client_frame(raw, settings.max_message_bytes)
     except ProtocolError as exc:
+        # a malformed frame still counts as a message: a flood of them is rate limited too
+        wait = limiter.retry_after(limits_for(settings, None), time.monotonic())
+        if wait is not None and exc.code != ErrorCode.MESSAGE_TOO_LARGE:
+            exc = ProtocolError(ErrorCode.RATE_LIMITED, "too many messages; slow down", wait)
         ctx.metrics.errors.labels(f"error_{int(exc.code)}").inc()
         client.send_own(
             error_envelope(exc, _request_id_of(raw, settings.max_message_bytes)),
@@ -299,6 +357,11 @@ async def _handle(
     try:
         if frame.type not in UNLIMITED:
             wait = limiter.retry_after(limits_for(settings, frame.type), time.monotonic())
+            shared = account_limits(settings, frame.type)
+            if wait is None and shared:  # chat and reactions: the user's, over every socket
+                wait = await ctx.windows.retry_after(
+                    keys.account_rate(actor.session_id, actor.user_id), shared, time.time()
+                )
             if wait is not None:
                 raise ProtocolError(
                     ErrorCode.RATE_LIMITED, f"too many {frame.type} messages; slow down", wait

@@ -11,11 +11,16 @@ export const BACKOFF = Object.freeze({
   jitter: 0.3,
 });
 
-/** Delay before retry number `attempt` (0-based): exponential, capped, +/- jitter. */
+/**
+ * Delay before retry number `attempt` (0-based): exponential, +/- jitter, never over `max`.
+ * The jitter's upper end stops at the cap, so at 30 s the delays spread over 21..30 s.
+ */
 export function backoffDelay(attempt, random = Math.random, schedule = BACKOFF) {
   const base = Math.min(schedule.max, schedule.initial * schedule.factor ** attempt);
   const spread = base * schedule.jitter;
-  return Math.max(0, Math.round(base + (random() * 2 - 1) * spread));
+  const low = Math.max(0, base - spread);
+  const high = Math.min(schedule.max, base + spread);
+  return Math.round(low + random() * (high - low));
 }
 
 /** Close codes after which reconnecting cannot help, in plain words. */

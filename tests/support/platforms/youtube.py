@@ -16,10 +16,12 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.support.loopback import serve_app
+
 __all__ = ["FakeYouTube", "Recorded", "chat_item", "error_body"]
 
 
-def error_body(code: int, reason: str, message: str, domain: str = "youtube.api") -> dict:
+def error_body(code: int, reason: str, message: str, domain: str = "youtube.api") -> dict[str, Any]:
     """Google's error body."""
     return {
         "error": {
@@ -43,7 +45,7 @@ def chat_item(
     sponsor: bool = False,
     verified: bool = False,
     **details: Any,
-) -> dict:
+) -> dict[str, Any]:
     """A ``liveChatMessage`` resource as the API returns it."""
     snippet: dict[str, Any] = {
         "type": kind,
@@ -108,16 +110,9 @@ class FakeYouTube:
         app.router.add_get("/youtube/v3/search", self._search)
         app.router.add_get("/youtube/v3/channels", self._channels)
         app.router.add_get("/youtube/v3/liveChat/messages", self._messages)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}/youtube/v3"
-        try:
+        async with serve_app(app) as base:
+            self.url = f"{base}/youtube/v3"
             yield self
-        finally:
-            await runner.cleanup()
 
     def calls(self, path: str) -> list[Recorded]:
         return [r for r in self.requests if r.path.endswith(path)]

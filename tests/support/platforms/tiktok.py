@@ -50,6 +50,8 @@ from TikTokLive.proto import (
 )
 from TikTokLiveProto.v3.webcast.model.message.common import Text
 
+from tests.support.loopback import serve_app
+
 __all__ = ["ClientFrame", "FakeTikTok", "badge", "common", "tiktok_user"]
 
 ROOM_ID = 7_300_000_000_000_000_001
@@ -126,20 +128,15 @@ class FakeTikTok:
         app.router.add_get("/webcast/room/check_alive/", self._check_alive)
         app.router.add_get("/sign/webcast/fetch", self._sign_fetch)
         app.router.add_get("/webcast/im/push/v2/", self._push)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
-        self.sign_url = f"{self.url}/sign"
-        self.webcast_url = f"{self.url}/webcast"
-        try:
-            yield self
-        finally:
-            for ws, _ in self.sockets:
-                await ws.close()
-            await runner.cleanup()
+        async with serve_app(app) as base:
+            self.url = base
+            self.sign_url = f"{base}/sign"
+            self.webcast_url = f"{base}/webcast"
+            try:
+                yield self
+            finally:
+                for ws, _ in self.sockets:
+                    await ws.close()
 
     # --- HTTP -----------------------------------------------------------------------------
 
@@ -273,7 +270,9 @@ class FakeTikTok:
     # --- messages -------------------------------------------------------------------------
 
     @staticmethod
-    def comment(msg_id: int, text: str, user: User | None = None, **identity: bool) -> tuple:
+    def comment(
+        msg_id: int, text: str, user: User | None = None, **identity: bool
+    ) -> tuple[str, Any]:
         return "WebcastChatMessage", WebcastChatMessage(
             common=common(msg_id, "WebcastChatMessage"),
             user=user or tiktok_user(),
@@ -282,7 +281,7 @@ class FakeTikTok:
         )
 
     @staticmethod
-    def like(msg_id: int, count: int, total: int, user: User | None = None) -> tuple:
+    def like(msg_id: int, count: int, total: int, user: User | None = None) -> tuple[str, Any]:
         return "WebcastLikeMessage", WebcastLikeMessage(
             common=common(msg_id, "WebcastLikeMessage"),
             user=user or tiktok_user(),
@@ -292,8 +291,13 @@ class FakeTikTok:
 
     @staticmethod
     def gift(
-        msg_id: int, name: str, repeat: int, end: bool, streakable: bool = True, user=None
-    ) -> tuple:
+        msg_id: int,
+        name: str,
+        repeat: int,
+        end: bool,
+        streakable: bool = True,
+        user: User | None = None,
+    ) -> tuple[str, Any]:
         return "WebcastGiftMessage", WebcastGiftMessage(
             common=common(msg_id, "WebcastGiftMessage"),
             user=user or tiktok_user(),
@@ -304,7 +308,7 @@ class FakeTikTok:
         )
 
     @staticmethod
-    def social(msg_id: int, key: str, user: User | None = None, **fields: int) -> tuple:
+    def social(msg_id: int, key: str, user: User | None = None, **fields: int) -> tuple[str, Any]:
         return "WebcastSocialMessage", WebcastSocialMessage(
             common=common(msg_id, "WebcastSocialMessage", key),
             user=user or tiktok_user(),
@@ -312,7 +316,7 @@ class FakeTikTok:
         )
 
     @staticmethod
-    def subscribe(msg_id: int, months: int, user: User | None = None) -> tuple:
+    def subscribe(msg_id: int, months: int, user: User | None = None) -> tuple[str, Any]:
         return "WebcastSubNotifyMessage", WebcastSubNotifyMessage(
             common=common(msg_id, "WebcastSubNotifyMessage"),
             user=user or tiktok_user(),
@@ -320,7 +324,7 @@ class FakeTikTok:
         )
 
     @staticmethod
-    def delete(msg_id: int, messages: list[int], users: list[int] | None = None) -> tuple:
+    def delete(msg_id: int, messages: list[int], users: list[int] | None = None) -> tuple[str, Any]:
         return "WebcastImDeleteMessage", WebcastImDeleteMessage(
             common=common(msg_id, "WebcastImDeleteMessage"),
             delete_msg_ids=messages,
@@ -328,7 +332,7 @@ class FakeTikTok:
         )
 
     @staticmethod
-    def control(msg_id: int, action: int) -> tuple:
+    def control(msg_id: int, action: int) -> tuple[str, Any]:
         return "WebcastControlMessage", WebcastControlMessage(
             common=common(msg_id, "WebcastControlMessage"), action=action
         )

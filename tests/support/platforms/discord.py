@@ -17,6 +17,7 @@ Tests push MESSAGE_CREATE, MESSAGE_DELETE and MESSAGE_DELETE_BULK with
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import zlib
 from collections.abc import AsyncIterator
@@ -26,6 +27,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import WSMsgType, web
+
+from tests.support.loopback import serve_app
 
 __all__ = ["FakeDiscord", "GatewayConnection", "snowflake"]
 
@@ -73,7 +76,7 @@ def zstd_stream() -> Any:
             compressor.compress(data) + compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
         )
     except ImportError:
-        from compression import zstd  # type: ignore[import-not-found]  # Python 3.14
+        zstd = importlib.import_module("compression.zstd")  # the standard library from 3.14
 
         compressor = zstd.ZstdCompressor()
         return lambda data: compressor.compress(data, zstd.ZstdCompressor.FLUSH_BLOCK)
@@ -135,20 +138,15 @@ class FakeDiscord:
         app.router.add_get("/api/v10/gateway/bot", self._gateway_bot)
         app.router.add_get("/api/v10/channels/{channel_id}/messages", self._history)
         app.router.add_get("/gateway", self._gateway)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
-        self.api_url = f"{self.url}/api/v10"
-        self.gateway_url = f"ws://127.0.0.1:{port}/gateway"
-        try:
-            yield self
-        finally:
-            for connection in self.connections:
-                await connection.ws.close()
-            await runner.cleanup()
+        async with serve_app(app) as base:
+            self.url = base
+            self.api_url = f"{base}/api/v10"
+            self.gateway_url = f"{base.replace('http://', 'ws://', 1)}/gateway"
+            try:
+                yield self
+            finally:
+                for connection in self.connections:
+                    await connection.ws.close()
 
     # --- REST -----------------------------------------------------------------------------
 
@@ -330,7 +328,7 @@ class FakeDiscord:
 
     async def _client_op(self, connection: GatewayConnection, payload: dict[str, Any]) -> None:
         op = payload.get("op")
-        data = payload.get("d")
+        data: Any = payload.get("d")  # an object, a sequence number or null, by op
         if op == 1:
             connection.heartbeats += 1
             await connection.send({"op": 11, "d": None, "s": None, "t": None})
@@ -389,7 +387,9 @@ class FakeDiscord:
         self.ready.clear()
         await self.live.ws.close(code=code, message=b"Unknown error")
 
-    def member(self, user_id: str, name: str, roles: list[str], premium: bool = False) -> dict:
+    def member(
+        self, user_id: str, name: str, roles: list[str], premium: bool = False
+    ) -> dict[str, Any]:
         return {
             "roles": roles,
             "joined_at": snowflake_time(1_700_000_000_000),

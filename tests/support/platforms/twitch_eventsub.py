@@ -10,12 +10,16 @@ Message shapes follow Twitch's EventSub reference.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+
+from tests.support.loopback import serve_app
 
 CHAT_SUBSCRIPTIONS = 4
 
@@ -30,7 +34,7 @@ def chat_event(
     *,
     user: str = "viewer32",
     user_id: str = "4145994",
-    badges: list[tuple[str, str]] = (),  # type: ignore[assignment]
+    badges: Sequence[tuple[str, str]] = (),
 ) -> tuple[str, dict[str, Any]]:
     """A ``channel.chat.message`` event as Twitch documents it."""
     return "channel.chat.message", {
@@ -115,7 +119,7 @@ class EventSubServer:
     subscriptions: list[dict[str, Any]] = field(default_factory=list)
     sessions: dict[str, web.WebSocketResponse] = field(default_factory=dict)
     base: str = ""
-    _runner: web.AppRunner | None = None
+    _served: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
@@ -137,12 +141,7 @@ class EventSubServer:
         app.router.add_get("/helix/users", self._users)
         app.router.add_post("/helix/eventsub/subscriptions", self._subscribe)
         app.router.add_get("/ws", self._socket)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.base = f"http://127.0.0.1:{port}"
+        self.base = await self._served.enter_async_context(serve_app(app))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -150,8 +149,7 @@ class EventSubServer:
             task.cancel()
         for ws in list(self.sessions.values()):
             await ws.close()
-        assert self._runner is not None
-        await self._runner.cleanup()
+        await self._served.aclose()
 
     async def _token(self, request: web.Request) -> web.Response:
         query = request.query

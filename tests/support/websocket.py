@@ -1,0 +1,33 @@
+"""Reading a live server's WebSocket the way a client does: the next frame of a type, the close."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import orjson
+
+__all__ = ["closed_with", "receive_type"]
+
+
+async def receive_type(
+    ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float = 5
+) -> dict[str, Any]:
+    """The next frame of type ``kind`` (skipping others, e.g. presence)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            message = await ws.receive()
+            assert message.type == aiohttp.WSMsgType.TEXT, message
+            frame: dict[str, Any] = orjson.loads(message.data)
+            if frame["type"] == kind:
+                return frame
+
+
+async def closed_with(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5) -> int | None:
+    """The close code the server ends the connection with (frames before it are skipped)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            message = await ws.receive()
+            if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                return ws.close_code
