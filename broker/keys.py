@@ -8,10 +8,12 @@ from __future__ import annotations
 
 __all__ = [
     "GLOBAL_ANNOUNCEMENTS",
+    "SEED_CHANNEL_PATTERN",
     "SESSION_CHANNEL_PATTERN",
     "account_rate",
     "active_poll",
     "artist_live",
+    "bridge_claim",
     "chat_channel",
     "dedupe",
     "events_channel",
@@ -23,6 +25,7 @@ __all__ = [
     "polls_channel",
     "presence",
     "reaction_window",
+    "seed_channel",
     "session",
     "session_channels",
     "session_id_of_channel",
@@ -42,6 +45,22 @@ __all__ = [
 PREFIX = "vstudio"
 GLOBAL_ANNOUNCEMENTS = f"{PREFIX}:global:announcements"
 SESSION_CHANNEL_PATTERN = f"{PREFIX}:session:*"
+SEED_CHANNEL_PATTERN = f"{PREFIX}:session:[^{{]*"
+"""The seed's own channels, ``vstudio:session:<id>:chat`` without the hash tag: a glob that
+leaves out ours (``vstudio:session:{<id>}:...``), so a bridge does not receive every event."""
+SEED_KINDS = ("events", "chat", "polls")
+
+
+def seed_channel(channel: str) -> tuple[str, str] | None:
+    """``vstudio:session:abc:chat`` -> ``("abc", "chat")``; ``None`` for any other channel
+    (ours with the hash tag included), or an id that cannot name a session."""
+    start = f"{PREFIX}:session:"
+    if not channel.startswith(start):
+        return None
+    session_id, _, kind = channel[len(start) :].rpartition(":")
+    if kind not in SEED_KINDS or not session_id or any(c in session_id for c in "{}: \n"):
+        return None
+    return session_id, kind
 
 
 def session_prefix(session_id: str) -> str:
@@ -95,6 +114,11 @@ def session(session_id: str) -> str:
 def dedupe(session_id: str, message_id: str) -> str:
     """Marker that a chat message id has been published to the session already."""
     return f"{session_prefix(session_id)}:seen:{message_id}"
+
+
+def bridge_claim(session_id: str, digest: str) -> str:
+    """One server process's claim on bridging a seed-format publish that has no id of its own."""
+    return f"{session_prefix(session_id)}:bridged:{digest}"
 
 
 def muted(session_id: str) -> str:

@@ -27,6 +27,7 @@ from pydantic.alias_generators import to_camel
 
 __all__ = [
     "CLIENT_PAYLOADS",
+    "Announcement",
     "ChatAggregate",
     "ChatDelete",
     "ChatMessageIn",
@@ -146,6 +147,7 @@ class MessageType(StrEnum):
     TIP_SEND = "tip.send"
     TIP_RECEIVED = "tip.received"
     PLATFORM_EVENT = "platform.event"
+    ANNOUNCEMENT = "announcement"
     ERROR = "error"
     PING = "ping"
     PONG = "pong"
@@ -499,6 +501,23 @@ class TipReceived(WireModel):
     currency: str
     message: str | None = None
     totals: dict[str, float] | None = None
+
+
+class Announcement(WireModel):
+    """An operator's (or a session's artist's) notice, shown to every client it reaches.
+
+    Without ``sessionId`` it came over ``vstudio:global:announcements`` to every session."""
+
+    text: str = Field(min_length=1, max_length=500)
+    session_id: str | None = Field(default=None, min_length=1, max_length=100)
+    by: str | None = Field(default=None, max_length=200, description="who announced it")
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("text must not be blank")
+        return value
 
 
 class ErrorPayload(WireModel):

@@ -23,10 +23,11 @@ from broker.bus import Bus
 from broker.connection import connect
 from config import BrokerSettings, ServerSettings
 from server.attendance import Attendance
+from server.bridge import SeedBridge
 from server.context import CONTEXT, ServerContext
 from server.fanout.hub import Hub
 from server.gcpolicy import keep_collections_short
-from server.http import actions, auth, health, pages, reads, sessions
+from server.http import actions, announcements, auth, health, pages, reads, sessions
 from server.http.errors import MAX_BODY, error_middleware
 from server.identity.accounts import AccountStore
 from server.identity.auth import Revocations, TokenVerifier
@@ -123,6 +124,7 @@ def build_app(
     app.add_routes(health.routes)
     app.add_routes(auth.routes)
     app.add_routes(sessions.routes)
+    app.add_routes(announcements.routes)
     app.add_routes(actions.routes())
     app.add_routes(reads.routes)
     app.add_routes(ws.routes)
@@ -134,6 +136,8 @@ def build_app(
         ctx = build_context(client, settings, broker, jwt_secret)
         app[CONTEXT] = ctx
         await ctx.hub.start()
+        bridge = SeedBridge(ctx.bus, ctx.sessions, ctx.hub)
+        await bridge.start()
         ctx.services.start()
         loop = asyncio.get_running_loop()
         background = [loop.create_task(_presence_refresher(ctx.presence))]
@@ -148,6 +152,7 @@ def build_app(
                     await task
             with contextlib.suppress(Exception):
                 await ctx.services.stop()
+            await bridge.stop()
             await ctx.attendance.settle()
             await ctx.hub.stop()
             with contextlib.suppress(Exception):

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, cast
 
 from broker.bus import Bus
 from broker.models import ErrorCode, MessageType, ProtocolError
@@ -49,12 +49,14 @@ class Attendance:
         except SessionFull as exc:
             raise ProtocolError(ErrorCode.SESSION_FULL, str(exc)) from exc
         sub.counted = True
-        self.metrics.connections_total.labels(sub.transport_name).inc()
+        self.metrics.connections(sub.transport_name).inc()
         log.info(
-            "connect",
+            "%s connected",
+            sub.transport_name,
             extra={
-                "session": who.session_id,
-                "user": who.user_id,
+                "event": f"{sub.transport_name}_connection",
+                "sessionId": who.session_id,
+                "userId": who.user_id,
                 "role": who.role,
                 "transport": sub.transport_name,
                 "viewers": count,
@@ -67,26 +69,31 @@ class Attendance:
     async def leave(self, sub: Subscriber) -> None:
         """Forget ``sub`` everywhere; announce the leave if it was the user's last connection."""
         self.hub.detach(sub)
-        if not sub.counted or self.draining:  # a drain clears this process's presence in bulk
+        if not sub.counted:
             return
+        self.metrics.connections(sub.transport_name).dec()  # each transport leaves once
         who = sub.who
-        try:
-            last, count = await self.presence.leave(who.session_id, who.user_id)
-        except Exception:
-            log.exception("presence leave failed", extra={"session": who.session_id})
-            return
+        last, count = False, cast(int | None, None)
+        if not self.draining:  # a drain clears this process's presence in bulk
+            try:
+                last, count = await self.presence.leave(who.session_id, who.user_id)
+            except Exception:
+                log.exception("presence leave failed", extra={"session": who.session_id})
         log.info(
-            "disconnect",
+            "%s disconnected",
+            sub.transport_name,
             extra={
-                "session": who.session_id,
-                "user": who.user_id,
+                "event": f"{sub.transport_name}_disconnect",
+                "sessionId": who.session_id,
+                "userId": who.user_id,
+                "role": who.role,
                 "transport": sub.transport_name,
                 "code": sub.close_code,
                 "reason": sub.close_reason,
                 "viewers": count,
             },
         )
-        if last and not self.draining:
+        if last and count is not None and not self.draining:
             self.announce(sub, MessageType.SESSION_LEAVE, count)
 
     def announce(self, sub: Subscriber, kind: MessageType, count: int) -> None:

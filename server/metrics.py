@@ -19,11 +19,13 @@ class Metrics:
     def __init__(self, process_id: str) -> None:
         self.registry = CollectorRegistry()
         labels = {"process": process_id}
-        self.connections_total = Counter(
+        self.ws_connections = Gauge(
             "ws_connections_total",
-            "WebSocket and SSE connections accepted",
-            ["transport"],
+            "active WebSocket connections of this process (the seed's name: a gauge)",
             registry=self.registry,
+        )
+        self.sse_connections = Gauge(
+            "sse_connections", "active SSE connections of this process", registry=self.registry
         )
         self.connections_by_session = Gauge(
             "ws_connections_by_session",
@@ -58,6 +60,10 @@ class Metrics:
             "vstudio_process", "this server process", ["process"], registry=self.registry
         )
         self.info.labels(**labels).set(1)
+
+    def connections(self, transport: str) -> Gauge:
+        """The gauge of open connections of ``transport`` (``ws`` or ``sse``)."""
+        return self.sse_connections if transport == "sse" else self.ws_connections
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""

@@ -172,6 +172,22 @@ async def test_toggle_chat_and_reactions(crew: Crew) -> None:
         await until(pilot, lambda: app.state.chat_enabled and app.state.reactions_enabled)
 
 
+async def test_announcements_reach_the_dashboard(crew: Crew) -> None:
+    app = crew.console(crew.producer, "producer")
+    async with app.run_test(size=SIZE) as pilot:
+        await connected(pilot, app)
+        producer = crew.client(crew.producer, "producer")
+        await producer.call(
+            "POST", "/v1/vstudio/announcements", {"text": "back in 5", "sessionId": crew.id}
+        )
+
+        def shown() -> bool:
+            """the announcement in the console's chat"""
+            return any(line.text == "📣 back in 5" for line in app.state.chat)
+
+        await until(pilot, shown)
+
+
 async def test_viewers_reactions_and_tips_reach_the_dashboard(crew: Crew) -> None:
     app = crew.console(crew.producer, "producer")
     async with app.run_test(size=SIZE) as pilot:

@@ -329,6 +329,19 @@ def test_connection_states(state: ConsoleState) -> None:
     assert state.link is Link.CLOSED and update.notice == "Disconnected: ended"
 
 
+def test_announcements_are_a_chat_line_and_a_notice(state: ConsoleState) -> None:
+    update = apply_frame(state, frame("announcement", {"text": "maintenance at 17:00"}))
+    assert update.notice == "Announcement (every session): maintenance at 17:00"
+    assert [line.text for line in update.chat_added] == ["📣 maintenance at 17:00"]
+    assert update.chat_added[0].event == "announcement"
+    notice = {"text": "encore soon", "sessionId": "s1", "by": "artist1"}
+    update = apply_frame(state, frame("announcement", notice, id="5-0"))
+    assert update.notice == "Announcement: encore soon"
+    assert state.chat[-1].username == "artist1" and state.chat[-1].id == "5-0"
+    assert not apply_frame(state, frame("announcement", notice, id="5-0"))  # a replayed copy
+    assert not apply_frame(state, frame("announcement", {"text": "  "}))
+
+
 def test_unknown_and_malformed_frames_change_nothing(state: ConsoleState) -> None:
     assert not apply_frame(state, {"type": "future.thing", "payload": {"x": 1}})
     assert not apply_frame(state, {"type": "chat.aggregate", "payload": "not a dict"})

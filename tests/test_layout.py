@@ -28,7 +28,7 @@ LAYERS: dict[str, frozenset[str]] = {
 SERVER_LAYERS: list[tuple[str, ...]] = [
     ("server.metrics", "server.presence", "server.ratelimit", "server.wire", "server.identity"),
     ("server.interactions", "server.fanout"),
-    ("server.attendance", "server.gcpolicy"),
+    ("server.attendance", "server.gcpolicy", "server.bridge"),
     ("server.context",),
     ("server.transport", "server.http"),
     ("server.app",),

@@ -454,6 +454,22 @@ async def test_reactions_animate_and_tips_arrive(
     assert "5" in await watcher.page.text_content("#tip-totals")
 
 
+async def test_announcements_show_on_the_page(
+    web_server: LiveServer, accounts: Any, fans: Any, redis_url: str
+) -> None:
+    session = await staffed_session(web_server, accounts)
+    fan = await (await fans()).open(f"{web_server.base_url}/s/{session['id']}")
+    await fan.join_as_guest()
+    client = await connect(redis_url)
+    try:  # an operator's raw publish, as the seed names the channel
+        await client.publish("vstudio:global:announcements", "Doors close at midnight")
+    finally:
+        await client.aclose()
+    await fan.page.wait_for_selector("#chat-list .notice-announcement", timeout=WAIT)
+    assert "Doors close at midnight" in await fan.page.text_content("#chat-list")
+    assert "Doors close at midnight" in await fan.page.text_content("#alerts")
+
+
 async def test_rate_limit_is_told_in_plain_words(
     web_server: LiveServer, accounts: Any, fans: Any
 ) -> None:

@@ -11,6 +11,7 @@ import typer
 
 from config.logging import configure_logging
 from vstudio_cli import (
+    announce_cmd,
     config_cmd,
     console_cmd,
     doctor,
@@ -45,6 +46,7 @@ app.command("logout")(session_cmd.logout)
 app.add_typer(session_cmd.session_app, name="session")
 app.add_typer(session_cmd.poll_app, name="poll")
 app.command("console")(console_cmd.console)
+app.command("announce")(announce_cmd.announce)
 
 
 def package_version() -> str:
@@ -73,8 +75,13 @@ def main(
         ),
     ] = None,
     log_json: Annotated[
-        bool, typer.Option("--log-json", envvar="VSTUDIO_LOG_JSON", help="Log JSON lines.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--log-json/--log-text",
+            envvar="VSTUDIO_LOG_JSON",
+            help="Log JSON lines, or rich text [JSON unless stderr is a terminal].",
+        ),
+    ] = None,
     log_level: Annotated[
         str, typer.Option("--log-level", envvar="VSTUDIO_LOG_LEVEL", help="DEBUG, INFO, ...")
     ] = "INFO",

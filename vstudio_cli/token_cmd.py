@@ -19,6 +19,10 @@ def mint(
     role: Annotated[Role, typer.Option(help="artist, producer, viewer.")] = Role.VIEWER,
     ttl: Annotated[int, typer.Option(help="Lifetime in seconds.", min=1)] = 3600,
     name: Annotated[str | None, typer.Option(help="Display name [the user id].")] = None,
+    operator: Annotated[
+        bool,
+        typer.Option("--operator", help="Add the operator claim: may announce to every session."),
+    ] = False,
 ) -> None:
     """Print an HS256 token that every server with the same secret accepts."""
     server = load_settings(ServerSettings)
@@ -39,5 +43,6 @@ def mint(
             ttl=ttl,
             audience=server.jwt_audience,
             issuer=server.jwt_issuer,
+            extra={"operator": True} if operator else None,
         )
     )

@@ -481,6 +481,29 @@ class Hub:
                 self.metrics.errors.labels("heartbeat_timeout").inc()
                 sub.close(1001, "heartbeat timeout")
 
+    def broadcast(
+        self, data: bytes, type_: str, payload: dict[str, Any], session_id: str | None = None
+    ) -> int:
+        """Write a frame that is no session's event (a global announcement, no id) to every
+        live client of this process, or of ``session_id`` only; how many it was written to."""
+        if session_id is None:
+            rooms = list(self.rooms.values())
+        else:
+            room = self.rooms.get(session_id)
+            rooms = [room] if room is not None else []
+        sent = 0
+        for room in rooms:
+            slow = [
+                sub
+                for sub in [*room.readers, *room.pushed]
+                if not sub.send_own(data, type_, payload)
+            ]
+            sent += len(room.readers) + len(room.pushed)
+            if slow:
+                self._drop(room, slow)
+        self.metrics.messages_sent.inc(sent)
+        return sent
+
     def close_all(self, code: int, reason: str) -> None:
         """Close every client (drain on shutdown: 1012 tells them to reconnect)."""
         for room in list(self.rooms.values()):

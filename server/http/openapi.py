@@ -17,6 +17,7 @@ from pydantic.json_schema import models_json_schema
 
 from broker.models import CLIENT_PAYLOADS, ErrorPayload, Session, SessionUpdate
 from server.http.actions import REST_ACTIONS
+from server.http.announcements import AnnouncementRequest
 from server.http.auth import GuestRequest, LoginRequest, TicketRequest
 from server.http.sessions import SessionCreate
 
@@ -94,6 +95,7 @@ def openapi_document() -> dict[str, Any]:
         GuestRequest,
         TicketRequest,
         SessionCreate,
+        AnnouncementRequest,
         Session,
         SessionUpdate,
         ErrorPayload,
@@ -139,6 +141,13 @@ def openapi_document() -> dict[str, Any]:
         },
         session_path + "/end": {
             "post": _operation("End for everyone (artist)", params=["sessionId"])
+        },
+        "/v1/vstudio/announcements": {
+            "post": _operation(
+                "Announce to one session (its artist, producers, operators) or, without "
+                "sessionId, to every session (operators: token claim operator=true)",
+                body=AnnouncementRequest,
+            )
         },
         "/v1/vstudio/sse/{sessionId}": {
             "get": {

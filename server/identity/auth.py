@@ -63,6 +63,8 @@ class Identity:
     token_id: str | None = field(default=None, compare=False)
     """The token's ``jti``, to revoke it on logout."""
     expires_at: int | None = field(default=None, compare=False)
+    operator: bool = False
+    """The token carries ``"operator": true``: it may announce to every session."""
 
 
 class Revocations:
@@ -247,4 +249,5 @@ class TokenVerifier:
             session_id=claims.get("sid"),
             token_id=str(token_id) if token_id is not None else None,
             expires_at=int(claims["exp"]),
+            operator=claims.get("operator") is True and not claims.get("guest", False),
         )

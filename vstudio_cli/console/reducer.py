@@ -343,6 +343,31 @@ def _on_tip(state: ConsoleState, payload: dict[str, Any], update: Update) -> Non
     update.parts.add("tips")
 
 
+def _on_announcement(
+    state: ConsoleState, payload: dict[str, Any], update: Update, frame: dict[str, Any]
+) -> None:
+    """An operator's (or the artist's) notice: a line in the chat and a toast."""
+    text = str(payload.get("text") or "").strip()
+    if not text:
+        return
+    at = int(frame.get("timestamp") or 0)
+    line_id = str(frame.get("id") or f"announcement:{at}:{len(state.chat)}")
+    if state.find_message(line_id):
+        return
+    line = ChatLine(
+        id=line_id,
+        platform="",
+        username=str(payload.get("by") or "announcement"),
+        text=f"📣 {text}",
+        timestamp=at,
+        event="announcement",
+    )
+    state.chat.append(line)
+    update.chat_added.append(line)
+    everyone = "" if payload.get("sessionId") else " (every session)"
+    update.notice = f"Announcement{everyone}: {text}"
+
+
 def _on_error(state: ConsoleState, payload: dict[str, Any], update: Update) -> None:
     code, message = payload.get("code"), payload.get("message")
     update.notice = plain_error(code, message, payload.get("retryAfter"))
@@ -403,6 +428,8 @@ def apply_frame(state: ConsoleState, frame: dict[str, Any]) -> Update:
         payload = {}
     if kind == "reaction.burst":
         _on_burst(state, payload, update, int(frame.get("timestamp") or 0))
+    elif kind == "announcement":
+        _on_announcement(state, payload, update, frame)
     elif isinstance(kind, str) and kind in REDUCERS:
         REDUCERS[kind](state, payload, update)
     if kind != "connection.state" and state.link is Link.RECONNECTING:

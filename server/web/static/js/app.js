@@ -258,6 +258,10 @@ function onFrame(frame) {
     case "platform.event":
       chat.list.append(noticeItem(p.kind, platformEventText(p)));
       break;
+    case "announcement": // an operator's (or the artist's) notice
+      chat.list.append(noticeItem("announcement", `📣 ${p.text}`));
+      alertText(`Announcement: ${p.text}`);
+      break;
     case "error":
       showError(p);
       break;

@@ -84,6 +84,7 @@ const SSE_TYPES = [
   "reaction.burst",
   "tip.received",
   "platform.event",
+  "announcement",
   "error",
   "resumed",
 ];
