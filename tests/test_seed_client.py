@@ -292,3 +292,19 @@ async def test_a_client_written_from_the_seed_alone(
             # the only error the fan got was the deliberate mismatch
             assert [f["payload"]["code"] for f in on_ws.of("error")] == [4004]
             assert not on_stage.of("error"), on_stage.of("error")
+
+        # the connection drops; the seed's client waits initialDelay (1 s, jitter 0.3) and
+        # reconnects with a fresh ticket: the server takes it back and tells it the present
+        delay = SEED_RECONNECT["initialDelay"] / 1000 * (1 - SEED_RECONNECT["jitter"])
+        await asyncio.sleep(delay)
+        started = asyncio.get_running_loop().time()
+        async with connect(fan.ws_url(await fan.ticket(sid, "viewer"))) as back:
+            state = json.loads(await asyncio.wait_for(back.recv(), WAIT))
+        assert state["type"] == "session.state"
+        assert state["payload"]["activePoll"]["results"] == [0, 1, 0]
+        waited = asyncio.get_running_loop().time() - started
+        assert waited < SEED_RECONNECT["initialDelay"] / 1000, waited  # back within one step
+
+
+SEED_RECONNECT = {"initialDelay": 1000, "maxDelay": 30000, "factor": 2, "jitter": 0.3}
+"""The seed's ``reconnectConfig`` (maxRetries left out: one retry is enough here)."""
