@@ -58,8 +58,8 @@ async def test_raw_global_publish_reaches_every_session_on_every_process(
             aiohttp.ClientSession() as http,
             http.get(f"{two.base_url}/v1/vstudio/sse/{first}?token={token}") as sse,
         ):
-            await a.receive_json(timeout=5)  # type: ignore[attr-defined]
-            await b.receive_json(timeout=5)  # type: ignore[attr-defined]
+            await a.receive_json(timeout=5)
+            await b.receive_json(timeout=5)
             await sse.content.readline()
             body = {"type": "announcement", "payload": {"text": "maintenance at 17:00"}}
             assert await client.publish("vstudio:global:announcements", json.dumps(body)) >= 2
@@ -88,8 +88,8 @@ async def test_rest_announcements_need_the_right_caller(
     other = (await two.live_session())["id"]
     path = "/v1/vstudio/announcements"
     async with one.ws(mine, "fan-a") as a, two.ws(other, "fan-b") as b:
-        await a.receive_json(timeout=5)  # type: ignore[attr-defined]
-        await b.receive_json(timeout=5)  # type: ignore[attr-defined]
+        await a.receive_json(timeout=5)
+        await b.receive_json(timeout=5)
         status, _ = await one.call("POST", path, json={"text": "x"})
         assert status == 401
         viewer = one.token("someone")
@@ -105,11 +105,11 @@ async def test_rest_announcements_need_the_right_caller(
         status, body = await one.call(
             "POST", path, token=artist_token, json={"text": "encore soon", "sessionId": mine}
         )
-        assert status == 200 and body["id"], body  # type: ignore[index]
+        assert status == 200 and body["id"], body
         status, body = await two.call(
             "POST", path, token=operator_token(two), json={"text": "hello everyone"}
         )
-        assert status == 200 and body["processes"] >= 2, body  # type: ignore[index]
+        assert status == 200 and body["processes"] >= 2, body
         seen_a, seen_b = await asyncio.gather(frames_for(a, 1.0), frames_for(b, 1.0))
     assert [(n["payload"]["text"], bool(n.get("id"))) for n in notices(seen_a)] == [
         ("encore soon", True),
@@ -128,7 +128,7 @@ async def test_cli_announce(two_servers: tuple[LiveServer, LiveServer], tmp_path
     sid = (await two.live_session())["id"]
     env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path), "VSTUDIO_TOKEN": operator_token(one)}
     async with two.ws(sid, "fan") as ws:
-        await ws.receive_json(timeout=5)  # type: ignore[attr-defined]
+        await ws.receive_json(timeout=5)
         command = [sys.executable, "-m", "vstudio_cli.main", "announce", "from the CLI"]
         command += ["--server", one.base_url, "--json"]
         done = await asyncio.to_thread(

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -51,7 +52,7 @@ class PlainServer(LiveServer):
 
 
 @pytest.fixture
-def plain_server(redis_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+def plain_server(redis_url: str, tmp_path: Path) -> Iterator[PlainServer]:
     server = PlainServer(redis_url, tmp_path / "plain")
     yield server
     server.stop()
@@ -66,11 +67,11 @@ async def test_connection_lines_are_the_seeds_json(plain_server: PlainServer) ->
     sid = (await plain_server.live_session())["id"]
     user = f"fan-{uuid.uuid4().hex[:6]}"
     async with plain_server.ws(sid, user) as ws:
-        await ws.receive_json(timeout=5)  # type: ignore[attr-defined]
+        await ws.receive_json(timeout=5)
     async with plain_server.ws(sid, user + "-2") as ws:
-        await ws.receive_json(timeout=5)  # type: ignore[attr-defined]
+        await ws.receive_json(timeout=5)
         plain_server.process.send_signal(signal.SIGTERM)  # the drain's disconnects are logged
-        async for _ in ws:  # type: ignore[attr-defined]
+        async for _ in ws:
             pass
     plain_server.stop()
     lines = [line for line in plain_server.log.splitlines() if line.strip()]
