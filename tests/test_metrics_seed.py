@@ -8,6 +8,7 @@ import re
 import aiohttp
 
 from tests.support.live_server import LiveServer
+from tests.support.types import ServerFactory
 
 
 def sample(text: str, name: str) -> float:
@@ -34,16 +35,18 @@ async def until(server: LiveServer, name: str, value: float) -> str:
     raise AssertionError(f"{name} never became {value}:\n{text}")
 
 
-async def test_ws_connections_total_is_a_gauge_of_open_websockets(server_factory: object) -> None:
-    server: LiveServer = server_factory()  # type: ignore[operator]
+async def test_ws_connections_total_is_a_gauge_of_open_websockets(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory()
     sid = (await server.live_session())["id"]
     text = await metrics(server)
     assert "# TYPE ws_connections_total gauge" in text
     assert sample(text, "ws_connections_total") == 0
     async with server.ws(sid, "m1") as one:
-        await one.receive_json(timeout=5)  # type: ignore[attr-defined]
+        await one.receive_json(timeout=5)
         async with server.ws(sid, "m2") as two:
-            await two.receive_json(timeout=5)  # type: ignore[attr-defined]
+            await two.receive_json(timeout=5)
             await until(server, "ws_connections_total", 2)
         await until(server, "ws_connections_total", 1)
         token = server.token("sse-m")

@@ -79,8 +79,8 @@ async def test_seed_chat_publish_reaches_clients_on_every_process_once(
     sid = (await one.live_session())["id"]
     message = normalized("hello from a seed worker")
     async with one.ws(sid, "fan-a") as a, two.ws(sid, "fan-b") as b:
-        await a.receive_json(timeout=5)  # type: ignore[attr-defined]
-        await b.receive_json(timeout=5)  # type: ignore[attr-defined]
+        await a.receive_json(timeout=5)
+        await b.receive_json(timeout=5)
         receivers = await raw.publish(
             f"vstudio:session:{sid}:chat",
             json.dumps({"type": "chat.message", "payload": message}),
@@ -110,8 +110,8 @@ async def test_seed_id_without_platform_prefix_and_idless_announcement(
     sid = (await one.live_session())["id"]
     message = normalized("raw platform id", id="abc-123")  # the seed's id is any string
     async with one.ws(sid, "fan-a") as a, two.ws(sid, "fan-b") as b:
-        await a.receive_json(timeout=5)  # type: ignore[attr-defined]
-        await b.receive_json(timeout=5)  # type: ignore[attr-defined]
+        await a.receive_json(timeout=5)
+        await b.receive_json(timeout=5)
         await raw.publish(
             f"vstudio:session:{sid}:chat", json.dumps({"type": "chat.message", "payload": message})
         )
@@ -157,7 +157,7 @@ async def test_malformed_publishes_are_logged_and_dropped(
     ]
     good = normalized("still alive")
     async with live_server.ws(sid, "fan") as ws:
-        await ws.receive_json(timeout=5)  # type: ignore[attr-defined]
+        await ws.receive_json(timeout=5)
         for target, data in bad:
             await raw.publish(target, data)
         await raw.publish(channel, json.dumps({"type": "chat.message", "payload": good}))
@@ -185,7 +185,7 @@ async def test_our_hash_tagged_channels_are_not_bridged_again(
 ) -> None:
     sid = (await live_server.live_session())["id"]
     async with live_server.ws(sid, "fan") as ws:
-        await ws.receive_json(timeout=5)  # type: ignore[attr-defined]
+        await ws.receive_json(timeout=5)
         await bus.publish(sid, "chat", "chat.message", normalized("ours"), dedupe_id=None)
         seen = await frames_for(ws, 1.0)
     assert [text for text, _ in chat_texts(seen)] == ["ours"]
@@ -215,7 +215,7 @@ async def test_the_bridge_subscribes_again_after_a_redis_restart(
         server: LiveServer = server_factory(VSTUDIO_REDIS_URL=url)
         sid = (await server.live_session())["id"]
         async with server.ws(sid, "stays") as ws:
-            await ws.receive_json(timeout=5)  # type: ignore[attr-defined]
+            await ws.receive_json(timeout=5)
             redis.stop()
             await asyncio.sleep(1.0)
             redis = start_private_redis(tmp_path / "redis", port)
@@ -233,7 +233,7 @@ async def test_the_bridge_subscribes_again_after_a_redis_restart(
             texts: list[str] = []
             async with asyncio.timeout(15):
                 while "after the restart" not in texts:
-                    frame = await ws.receive_json()  # type: ignore[attr-defined]
+                    frame = await ws.receive_json()
                     texts += [text for text, _ in chat_texts([frame])]
             assert texts == ["after the restart"]
     finally:
