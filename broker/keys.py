@@ -13,6 +13,7 @@ __all__ = [
     "account_rate",
     "active_poll",
     "artist_live",
+    "artist_sessions",
     "bridge_claim",
     "chat_channel",
     "dedupe",
@@ -232,6 +233,11 @@ def tip_totals(session_id: str) -> str:
 def sessions_index() -> str:
     """Sorted set of every session id, scored by creation time."""
     return f"{PREFIX}:sessions"
+
+
+def artist_sessions(artist_id: str) -> str:
+    """Sorted set of the artist's session ids, scored by creation time."""
+    return f"{PREFIX}:artist:{artist_id}:sessions"
 
 
 def artist_live(artist_id: str) -> str:

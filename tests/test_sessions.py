@@ -132,3 +132,21 @@ async def test_a_record_this_version_cannot_read_is_skipped_by_list(
         caught.value
     )
     await bus.redis.zrem(keys.sessions_index(), broken)
+
+
+async def test_open_sessions_of_an_artist_are_counted_from_the_artists_own_index(
+    bus: Bus, artist: str
+) -> None:
+    """Counting needs no scan of every session ever made (the cap on sessions per artist)."""
+    store = SessionStore(bus)
+    assert await store.count_open(artist) == 0
+    one = await store.create(new_session(artist))
+    two = await store.create(new_session(artist))
+    await store.create(new_session(f"{artist}-other"))
+    assert await store.count_open(artist) == 2
+    await store.start(one.id)
+    assert await store.count_open(artist) == 2  # live still counts
+    await store.end(two.id, ended_by=artist)
+    assert await store.count_open(artist) == 1
+    await store.end(one.id, ended_by=artist)
+    assert await store.count_open(artist) == 0

@@ -72,9 +72,7 @@ async def create_session(request: web.Request) -> web.Response:
         raise ProtocolError(ErrorCode.FORBIDDEN, "only artists create sessions")
     body = await read_model(request, SessionCreate)
     cap = ctx.settings.max_sessions_per_artist
-    open_ = 0
-    for status in (SessionStatus.SCHEDULED, SessionStatus.LIVE):
-        open_ += len(await ctx.sessions.list(artist_id=who.user_id, status=status, limit=cap))
+    open_ = await ctx.sessions.count_open(who.user_id)
     if open_ >= cap:  # checked, then created: two creates at once may pass it by one
         raise ProtocolError(
             ErrorCode.FORBIDDEN,

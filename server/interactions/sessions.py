@@ -116,7 +116,27 @@ class SessionStore:
             raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"session {session.id} exists already")
         await self.redis.hset(key, mapping=_encode(session.wire()))
         await self.redis.zadd(keys.sessions_index(), {session.id: session.created_at})
+        await self.redis.zadd(
+            keys.artist_sessions(session.artist_id), {session.id: session.created_at}
+        )
         return session
+
+    async def count_open(self, artist_id: str) -> int:
+        """How many of the artist's sessions have not ended (read from the artist's own index,
+        which holds the sessions created since it exists; ended ones are dropped from it)."""
+        index = keys.artist_sessions(artist_id)
+        ids = cast(list[bytes], await self.redis.zrange(index, 0, -1))
+        count = 0
+        for raw_id in ids:
+            try:
+                session = await self.find(raw_id.decode())
+            except UnreadableSession:
+                continue
+            if session is None or session.status == SessionStatus.ENDED:
+                await self.redis.zrem(index, raw_id)
+                continue
+            count += 1
+        return count
 
     async def find(self, session_id: str) -> Session | None:
         """The session, or ``None``."""
