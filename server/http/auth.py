@@ -14,7 +14,7 @@ from broker.models import ErrorCode, ProtocolError, Role
 from server.context import CONTEXT
 from server.http.errors import json_response, read_model
 from server.identity.accounts import AccountError
-from server.identity.auth import AuthError
+from server.identity.auth import VERSION_CLAIM, AuthError
 from server.identity.tickets import grant_role
 from server.ratelimit import Limit
 
@@ -67,7 +67,10 @@ async def login(request: web.Request) -> web.Response:
         await ctx.windows.record(failures, time.time())
         raise AuthError(str(exc)) from exc
     token = ctx.verifier.mint(
-        account.user_id, account.role, username=account.username, extra={"ver": account.version}
+        account.user_id,
+        account.role,
+        username=account.username,
+        extra={VERSION_CLAIM: account.version},
     )
     return json_response(
         {"token": token, "user": account.wire(), "expiresIn": ctx.settings.token_ttl}

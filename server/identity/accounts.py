@@ -49,7 +49,7 @@ class Account:
     username: str
     role: Role
     version: int = field(default=0, compare=False)
-    """Raised on every change that must end older tokens (the ``ver`` claim)."""
+    """Raised on every change that must end older tokens (their ``vstudio_ver`` claim)."""
 
     def wire(self) -> dict[str, str]:
         return {"id": self.user_id, "username": self.username, "role": str(self.role)}

@@ -1,8 +1,8 @@
 """Login tokens: JWTs signed HS256 with the shared secret, or RS256 checked against a JWKS URL.
 
 Tokens can be taken back: each carries an id (``jti``, listed in Redis once logged out) and a
-login token the account's version (``ver``, raised when the account's role or password changes,
-gone when it is deleted); :class:`Revocations` checks both in one round trip.
+login token the account's version (:data:`VERSION_CLAIM`, raised when the account's role or
+password changes, gone when it is deleted); :class:`Revocations` checks both in one round trip.
 
 Every server process and every restart must accept the same tokens, so when no secret is
 configured one is generated once and kept in the data folder (mode 0600). Verification always
@@ -28,6 +28,7 @@ from broker.models import Role
 from config import BrokerSettings, ServerSettings
 
 __all__ = [
+    "VERSION_CLAIM",
     "AuthError",
     "Identity",
     "Revocations",
@@ -39,6 +40,8 @@ __all__ = [
 ]
 
 SECRET_FILE = "jwt_secret"
+VERSION_CLAIM = "vstudio_ver"
+"""The claim with the account's version in a login token (a name no other issuer uses)."""
 MIN_SECRET_BYTES = 32
 """HS256 keys shorter than the hash (RFC 7518 section 3.2) can be guessed offline from one token."""
 
@@ -75,7 +78,7 @@ class Revocations:
 
     async def check(self, claims: dict[str, Any]) -> None:
         """:class:`AuthError` if the token was logged out or its account changed since."""
-        token_id, version = claims.get("jti"), claims.get("ver")
+        token_id, version = claims.get("jti"), claims.get(VERSION_CLAIM)
         if token_id is None and version is None:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
