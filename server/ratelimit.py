@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 from collections import deque
 from dataclasses import dataclass
+from typing import Literal
 
 import redis.asyncio as aioredis
 
@@ -73,56 +74,34 @@ class SlidingWindow:
 
 
 WINDOW_SCRIPT = """
--- KEYS[i] one sorted set per limit; ARGV[1] now (ms), ARGV[2] member,
--- ARGV[2 + 2i - 1] count of limit i, ARGV[2 + 2i] window of limit i (ms)
-local now = tonumber(ARGV[1])
+-- KEYS[i] one sorted set per limit; ARGV[1] now (ms), ARGV[2] member, ARGV[3] mode: 'take'
+-- (check, and record if every limit lets it through), 'check' (record nothing) or 'record'
+-- (record, check nothing); ARGV[2 + 2i] count of limit i, ARGV[3 + 2i] window of limit i (ms)
+local now, mode = tonumber(ARGV[1]), ARGV[3]
 local wait = 0
-for i = 1, #KEYS do
-  local count = tonumber(ARGV[1 + 2 * i])
-  local window = tonumber(ARGV[2 + 2 * i])
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
-  if redis.call('ZCARD', KEYS[i]) >= count then
-    local oldest = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
-    local left = tonumber(oldest[2]) + window - now
-    if left > wait then wait = left end
+if mode ~= 'record' then
+  for i = 1, #KEYS do
+    local count = tonumber(ARGV[2 + 2 * i])
+    local window = tonumber(ARGV[3 + 2 * i])
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
+    if redis.call('ZCARD', KEYS[i]) >= count then
+      local oldest = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
+      local left = tonumber(oldest[2]) + window - now
+      if left > wait then wait = left end
+    end
   end
 end
 if wait > 0 then return tostring(wait) end
-for i = 1, #KEYS do
-  redis.call('ZADD', KEYS[i], now, ARGV[2])
-  redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[2 + 2 * i]))
+if mode ~= 'check' then
+  for i = 1, #KEYS do
+    redis.call('ZADD', KEYS[i], now, ARGV[2])
+    redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[3 + 2 * i]))
+  end
 end
 return false
 """
 
-
-PEEK_SCRIPT = """
--- KEYS[i] one sorted set per limit; ARGV[1] now (ms),
--- ARGV[2i] count of limit i, ARGV[2i + 1] window of limit i (ms): the wait, recording nothing
-local now = tonumber(ARGV[1])
-local wait = 0
-for i = 1, #KEYS do
-  local count = tonumber(ARGV[2 * i])
-  local window = tonumber(ARGV[2 * i + 1])
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
-  if redis.call('ZCARD', KEYS[i]) >= count then
-    local oldest = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
-    local left = tonumber(oldest[2]) + window - now
-    if left > wait then wait = left end
-  end
-end
-if wait > 0 then return tostring(wait) end
-return false
-"""
-
-RECORD_SCRIPT = """
--- KEYS[i] one sorted set per limit; ARGV[1] now (ms), ARGV[2] member, ARGV[2 + i] window (ms)
-for i = 1, #KEYS do
-  redis.call('ZADD', KEYS[i], tonumber(ARGV[1]), ARGV[2])
-  redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[2 + i]))
-end
-return #KEYS
-"""
+WindowMode = Literal["take", "check", "record"]
 
 
 class RedisWindow:
@@ -130,35 +109,29 @@ class RedisWindow:
 
     :meth:`retry_after` checks and records in one step (a request that is let through counts);
     :meth:`wait` and :meth:`record` are the two halves apart, for events counted only when they
-    turn out to be failures, such as wrong passwords.
+    turn out to be failures, such as wrong passwords. One script does all three.
     """
 
     def __init__(self, client: aioredis.Redis) -> None:
         self.redis = client
         self._script = client.register_script(WINDOW_SCRIPT)
-        self._peek = client.register_script(PEEK_SCRIPT)
-        self._record = client.register_script(RECORD_SCRIPT)
+
+    async def _run(self, buckets: dict[str, Limit], now: float, mode: WindowMode) -> float | None:
+        ms = int(now * 1000)
+        args: list[str | int] = [ms, f"{ms}-{secrets.token_hex(4)}", mode]
+        for limit in buckets.values():
+            args += [limit.count, int(limit.window * 1000)]
+        result = await self._script(keys=list(buckets), args=args)
+        return None if result is None else float(result) / 1000
 
     async def wait(self, buckets: dict[str, Limit], now: float) -> float | None:
         """Seconds until every bucket (Redis key -> its limit) is under its limit, or ``None``."""
-        args: list[str | int] = [int(now * 1000)]
-        for limit in buckets.values():
-            args += [limit.count, int(limit.window * 1000)]
-        result = await self._peek(keys=list(buckets), args=args)
-        return None if result is None else float(result) / 1000
+        return await self._run(buckets, now, "check")
 
     async def record(self, buckets: dict[str, Limit], now: float) -> None:
         """Count one event now in every bucket."""
-        args: list[str | int] = [int(now * 1000), f"{int(now * 1000)}-{secrets.token_hex(4)}"]
-        args += [int(limit.window * 1000) for limit in buckets.values()]
-        await self._record(keys=list(buckets), args=args)
+        await self._run(buckets, now, "record")
 
     async def retry_after(self, prefix: str, limits: tuple[Limit, ...], now: float) -> float | None:
         """Like :meth:`SlidingWindow.retry_after`, for the buckets named ``<prefix>:<limit>``."""
-        args: list[str | int] = [int(now * 1000), f"{int(now * 1000)}-{secrets.token_hex(4)}"]
-        for limit in limits:
-            args += [limit.count, int(limit.window * 1000)]
-        result = await self._script(keys=[f"{prefix}:{limit.name}" for limit in limits], args=args)
-        if result is None:
-            return None
-        return float(result) / 1000
+        return await self._run({f"{prefix}:{limit.name}": limit for limit in limits}, now, "take")

@@ -16,18 +16,7 @@ import redis.asyncio as aioredis
 
 from server.identity.auth import mint_token
 from tests.support.live_server import LiveServer
-
-
-async def frames_for(ws: Any, seconds: float) -> list[dict[str, Any]]:
-    frames: list[dict[str, Any]] = []
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while (left := deadline - loop.time()) > 0:
-        try:
-            frames.append(await ws.receive_json(timeout=left))
-        except TimeoutError:
-            break
-    return frames
+from tests.support.websocket import frames_for
 
 
 def notices(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -19,41 +16,10 @@ from config.logging import JsonLineFormatter, configure_logging
 from tests.support.live_server import LiveServer
 
 
-class PlainServer(LiveServer):
-    """``vstudio serve`` as an operator starts it: no ``--log-json``, stderr to a file."""
-
-    def __init__(self, redis_url: str, tmp: Path) -> None:
-        self.secret = self.SECRET
-        tmp.mkdir(parents=True, exist_ok=True)
-        self._out_path, self._err_path = tmp / "stdout.txt", tmp / "stderr.txt"
-        env = {
-            **os.environ,
-            "VSTUDIO_REDIS_URL": redis_url,
-            "VSTUDIO_JWT_SECRET": self.secret,
-            "VSTUDIO_DATA_DIR": str(tmp / "data"),
-        }
-        for name in ("VSTUDIO_LOG_JSON", "VSTUDIO_CONFIG"):
-            env.pop(name, None)
-        command = [sys.executable, "-m", "vstudio_cli.main", "serve", "--port", "0"]
-        with self._out_path.open("wb") as out, self._err_path.open("wb") as err:
-            self.process = subprocess.Popen(command, stdout=out, stderr=err, env=env)
-        deadline = time.monotonic() + 30
-        self.base_url = ""
-        while time.monotonic() < deadline and not self.base_url:
-            assert self.process.poll() is None, self.log
-            for line in self.output.splitlines():
-                if "listening on " in line:
-                    self.base_url = line.split("listening on ", 1)[1].split()[0]
-            time.sleep(0.05)
-        assert self.base_url, self.log
-        self.port = int(self.base_url.rsplit(":", 1)[1])
-        self.ws_url = self.base_url.replace("http://", "ws://") + "/v1/vstudio/ws"
-        self._wait_healthy(deadline)
-
-
 @pytest.fixture
-def plain_server(redis_url: str, tmp_path: Path) -> Iterator[PlainServer]:
-    server = PlainServer(redis_url, tmp_path / "plain")
+def plain_server(redis_url: str, tmp_path: Path) -> Iterator[LiveServer]:
+    """``vstudio serve`` as an operator starts it: no ``--log-json``, stderr to a file."""
+    server = LiveServer(redis_url, tmp_path / "plain", log_json=False)
     yield server
     server.stop()
 
@@ -63,7 +29,7 @@ def iso(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
-async def test_connection_lines_are_the_seeds_json(plain_server: PlainServer) -> None:
+async def test_connection_lines_are_the_seeds_json(plain_server: LiveServer) -> None:
     sid = (await plain_server.live_session())["id"]
     user = f"fan-{uuid.uuid4().hex[:6]}"
     async with plain_server.ws(sid, user) as ws:

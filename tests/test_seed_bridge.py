@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from broker import Bus, connect, keys
 from broker.models import now_ms
 from tests.support.live_server import LiveServer
+from tests.support.websocket import frames_for
 
 
 def normalized(text: str, **extra: Any) -> dict[str, Any]:
@@ -34,19 +35,6 @@ def normalized(text: str, **extra: Any) -> dict[str, Any]:
         "timestamp": now_ms(),
         **extra,
     }
-
-
-async def frames_for(ws: Any, seconds: float) -> list[dict[str, Any]]:
-    """Every frame ``ws`` receives during ``seconds`` (pings answered by aiohttp)."""
-    frames: list[dict[str, Any]] = []
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while (left := deadline - loop.time()) > 0:
-        try:
-            frames.append(await ws.receive_json(timeout=left))
-        except TimeoutError:
-            break
-    return frames
 
 
 def chat_texts(frames: list[dict[str, Any]]) -> list[tuple[str, str | None]]:

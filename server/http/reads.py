@@ -7,6 +7,7 @@ from aiohttp import web
 from broker.models import ErrorCode, ProtocolError, Role
 from server.context import CONTEXT
 from server.http.errors import json_response
+from server.interactions.polls import PollBook
 
 __all__ = ["routes"]
 
@@ -15,15 +16,21 @@ BASE = "/v1/vstudio/sessions/{sessionId}"
 routes = web.RouteTableDef()
 
 
-@routes.get(BASE + "/polls")
-async def list_polls(request: web.Request) -> web.Response:
-    """Every poll of the session with its counts (ended ones keep their final results)."""
+async def _settled_polls(request: web.Request) -> tuple[PollBook, str]:
+    """The poll book and session id for a signed-in reader; an ended session's poll is ended."""
     ctx = request.app[CONTEXT]
     await ctx.identify(request)
     session = await ctx.sessions.get(request.match_info["sessionId"])
     book = ctx.services.polls.book
     await book.settle(session)
-    every = await book.all(session.id)
+    return book, session.id
+
+
+@routes.get(BASE + "/polls")
+async def list_polls(request: web.Request) -> web.Response:
+    """Every poll of the session with its counts (ended ones keep their final results)."""
+    book, session_id = await _settled_polls(request)
+    every = await book.all(session_id)
     active = next((poll for poll in every if poll.status == "active"), None)
     return json_response(
         {"polls": [poll.wire() for poll in every], "activePoll": active.wire() if active else None}
@@ -32,12 +39,8 @@ async def list_polls(request: web.Request) -> web.Response:
 
 @routes.get(BASE + "/polls/{pollId}")
 async def get_poll(request: web.Request) -> web.Response:
-    ctx = request.app[CONTEXT]
-    await ctx.identify(request)
-    session = await ctx.sessions.get(request.match_info["sessionId"])
-    book = ctx.services.polls.book
-    await book.settle(session)
-    poll = await book.require(session.id, request.match_info["pollId"])
+    book, session_id = await _settled_polls(request)
+    poll = await book.require(session_id, request.match_info["pollId"])
     return json_response(poll.wire())
 
 

@@ -52,7 +52,10 @@ class LiveServer:
         workers: int = 1,
         env: dict[str, str] | None = None,
         port: int = 0,
+        log_json: bool = True,
     ) -> None:
+        """``log_json=False`` starts it as an operator would: no ``VSTUDIO_LOG_JSON``, so the
+        server picks the log format itself (JSON lines, as stderr here is a file)."""
         self.secret = (env or {}).get("VSTUDIO_JWT_SECRET", self.SECRET)
         self._tmp = tmp
         tmp.mkdir(parents=True, exist_ok=True)
@@ -62,13 +65,16 @@ class LiveServer:
             "VSTUDIO_REDIS_URL": redis_url,
             "VSTUDIO_JWT_SECRET": self.secret,
             "VSTUDIO_DATA_DIR": str(tmp / "data"),
-            "VSTUDIO_LOG_JSON": "1",
             # every test's client is 127.0.0.1, so one address's failed logins would add up
             # across the suite; tests of that limit set it and use addresses of their own
             "VSTUDIO_LOGIN_FAILURES_PER_ADDRESS": "1000",
             **(env or {}),
         }
         full_env.pop("VSTUDIO_CONFIG", None)
+        if log_json:
+            full_env["VSTUDIO_LOG_JSON"] = "1"
+        else:
+            full_env.pop("VSTUDIO_LOG_JSON", None)
         command = [sys.executable, "-m", "vstudio_cli.main", "serve", "--port", str(port)]
         command += ["--workers", str(workers)]
         with self._out_path.open("wb") as out, self._err_path.open("wb") as err:

@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-__all__ = ["closed_with", "receive_type"]
+__all__ = ["closed_with", "frames_for", "receive_type"]
 
 
 async def receive_type(
@@ -31,3 +31,16 @@ async def closed_with(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5) -
             message = await ws.receive()
             if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
                 return ws.close_code
+
+
+async def frames_for(ws: aiohttp.ClientWebSocketResponse, seconds: float) -> list[dict[str, Any]]:
+    """Every frame ``ws`` receives during ``seconds`` (pings answered by aiohttp)."""
+    frames: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while (left := deadline - loop.time()) > 0:
+        try:
+            frames.append(await ws.receive_json(timeout=left))
+        except TimeoutError:
+            break
+    return frames
