@@ -114,11 +114,11 @@ class SessionStore:
         key = keys.session(session.id)
         if not await self.redis.hsetnx(key, "id", orjson.dumps(session.id)):
             raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"session {session.id} exists already")
-        await self.redis.hset(key, mapping=_encode(session.wire()))
-        await self.redis.zadd(keys.sessions_index(), {session.id: session.created_at})
-        await self.redis.zadd(
-            keys.artist_sessions(session.artist_id), {session.id: session.created_at}
-        )
+        async with self.redis.pipeline(transaction=False) as pipe:  # one round trip
+            pipe.hset(key, mapping=_encode(session.wire()))
+            pipe.zadd(keys.sessions_index(), {session.id: session.created_at})
+            pipe.zadd(keys.artist_sessions(session.artist_id), {session.id: session.created_at})
+            await pipe.execute()
         return session
 
     async def count_open(self, artist_id: str) -> int:
