@@ -155,3 +155,25 @@ async def test_user_delete_passwd_and_logout_commands(
     assert done.returncode == 0 and user in done.stdout
     done = run_cli("user", "delete", user, env=env)
     assert done.returncode == 4 and "no user" in done.stderr
+
+
+async def test_piped_passwords_are_read_from_standard_input(
+    live_server: LiveServer, redis_url: str, tmp_path: Path
+) -> None:
+    """A password piped in is read from the pipe, even when a terminal is attached."""
+    env = {
+        **os.environ,
+        "VSTUDIO_REDIS_URL": redis_url,
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+    }
+    user = name()
+    done = run_cli("user", "add", user, env=env, stdin="first-password\nother-password\n")
+    assert done.returncode == 2 and "differ" in done.stderr, done.stderr
+    done = run_cli("user", "add", user, env=env, stdin="first-password\nfirst-password\n")
+    assert done.returncode == 0, done.stderr
+    done = run_cli(
+        "login", user, "--server", live_server.base_url, env=env, stdin="first-password\n"
+    )
+    assert done.returncode == 0, done.stderr
+    done = run_cli("user", "passwd", user, env=env, stdin="")
+    assert done.returncode == 2 and "no password" in done.stderr, done.stderr

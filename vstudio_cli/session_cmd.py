@@ -5,7 +5,6 @@ Every command has ``--json`` and the exit codes of :class:`vstudio_cli.remote.Ex
 
 from __future__ import annotations
 
-import getpass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vstudio_cli.client import VStudioClient
+from vstudio_cli.passwords import ask_password
 from vstudio_cli.remote import (
     AsJson,
     ExitCode,
@@ -76,7 +76,7 @@ def login(
 ) -> None:
     """Log in and store the server URL and token in your config folder (like gh auth login)."""
     url, _ = resolve(server, None)
-    secret = password if password is not None else getpass.getpass(f"Password for {username}: ")
+    secret = password if password is not None else ask_password(f"Password for {username}")
 
     async def work(client: VStudioClient) -> dict[str, Any]:
         return await client.login(username, secret)

@@ -18,6 +18,7 @@ from broker.models import Role
 from broker.runtime import open_bus, redis_url
 from config import BrokerSettings, ServerSettings, load_settings
 from server.identity.accounts import AccountError, AccountStore
+from vstudio_cli.passwords import ask_password
 
 app = typer.Typer(help="Accounts that log in with a password.", no_args_is_help=True)
 
@@ -40,7 +41,7 @@ def add(
         )
         raise typer.Exit(2)
     if password is None:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+        password = ask_password("Password", confirm=True)
     broker = load_settings(BrokerSettings, redis_url=redis_url_flag)
     min_length = load_settings(ServerSettings).password_min_length
 
@@ -97,7 +98,7 @@ def passwd(
 ) -> None:
     """Set a new password; the tokens the user logged in with before stop working."""
     if password is None:
-        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+        password = ask_password("New password", confirm=True)
     min_length = load_settings(ServerSettings).password_min_length
     secret = password
 
