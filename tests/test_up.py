@@ -43,7 +43,10 @@ def start_up(
         env.pop(name, None)
     env.update(extra_env)
     process = subprocess.Popen(
-        [sys.executable, "-m", "vstudio_cli.main", "up", "--port", str(port), "--json", *args],
+        [
+            *(sys.executable, "-m", "vstudio_cli.main", "up", "--port", str(port)),
+            *("--json", "--show-logins", *args),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -141,4 +144,8 @@ def test_a_platform_worker_that_gives_up_does_not_stop_everything(tmp_path: Path
     finally:
         assert stop(process) == 0
     assert process.stderr is not None
-    assert "ingest-twitch-somechannel stopped" in process.stderr.read()
+    said = [line for line in process.stderr.read().splitlines() if "ingest-twitch" in line]
+    stopped = [line for line in said if "ingest-twitch-somechannel: stopped (exit 1:" in line]
+    assert stopped, said  # one readable line, with the reason and where the log is
+    assert "ingest-twitch-somechannel.log" in stopped[0] and "{" not in stopped[0]
+    assert all(not line.startswith("{") for line in said)  # the worker's own log stays in its file

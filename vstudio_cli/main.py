@@ -15,9 +15,13 @@ from vstudio_cli import (
     config_cmd,
     console_cmd,
     doctor,
+    down_cmd,
     ingest,
+    logs_cmd,
+    overlay_cmd,
     serve_cmd,
     session_cmd,
+    status_cmd,
     token_cmd,
     up_cmd,
     user_cmd,
@@ -47,6 +51,11 @@ app.add_typer(session_cmd.session_app, name="session")
 app.add_typer(session_cmd.poll_app, name="poll")
 app.command("console")(console_cmd.console)
 app.command("announce")(announce_cmd.announce)
+# issue 18: running up in the background, and what it serves
+app.command("status")(status_cmd.status)
+app.command("logs")(logs_cmd.logs)
+app.command("down")(down_cmd.down)
+app.add_typer(overlay_cmd.app, name="overlay")
 
 
 def package_version() -> str:

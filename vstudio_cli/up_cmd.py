@@ -2,29 +2,40 @@
 
 Starts the embedded Valkey server (unless a Redis URL is given), the server, demo accounts, a
 live demo session with simulated chat from four platforms and a first poll, prints where to go,
-and stops everything on Ctrl-C or SIGTERM. Running it again reuses the data folder: the same
-logins, the same demo session while it is not ended. ``--tls`` serves https and wss with a
-self-signed certificate kept in the data folder (``tls/``).
+and stops everything on Ctrl-C, SIGTERM or ``vstudio down``. Running it again reuses the data
+folder: the same logins, the same demo session while it is not ended. ``--tls`` serves https
+and wss with a self-signed certificate kept in the data folder (``tls/``).
+
+One ``up`` per data folder (:mod:`vstudio_cli.instance`): a second one says where the first
+runs and exits 5. ``--detach`` runs it in the background; ``status``, ``logs`` and ``down``
+find it through the state file. On a terminal a live status of every part sits under the
+banner; what the parts log goes to ``DATA/logs/PART.log``, never raw to the terminal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import signal
 import ssl
+import subprocess
+import threading
 import time
 import urllib.request
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import typer
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.markup import escape
 from rich.panel import Panel
+from rich.text import Text
 
 from broker import BusUnavailable, EmbeddedServerError, connect
 from broker.models import Role
@@ -33,7 +44,13 @@ from config import BrokerSettings, ServerSettings, load_settings
 from server.identity.accounts import AccountStore
 from server.serve import find_free_port
 from vstudio_cli.client import ApiError, VStudioClient
-from vstudio_cli.processes import ChildProcesses, vstudio_command
+from vstudio_cli.instance import AlreadyRunning, InstanceLock, find_instance
+from vstudio_cli.lan import lan_address, qr_text
+from vstudio_cli.logfiles import last_problem, readable, tail
+from vstudio_cli.overlay_cmd import overlay_urls
+from vstudio_cli.processes import Child, ChildProcesses, vstudio_command
+from vstudio_cli.remote import ExitCode
+from vstudio_cli.stack_status import HEALTHY, PartStatus, probe, status_table
 from vstudio_cli.tls import ANY_ADDRESS, names_for, self_signed_pair
 
 console = Console()
@@ -148,42 +165,92 @@ def ws_url(base_url: str) -> str:
     return base_url.replace("http", "ws", 1) + "/v1/vstudio/ws"
 
 
-def panel(
-    base_url: str,
-    session: dict[str, Any],
-    logins: dict[str, str],
-    data: Path,
-    certfile: Path | None = None,
-) -> Panel:
-    sid = session["id"]
+def shown_redis(url: str) -> str:
+    """``url`` without its password, for the screen and the state file's ``redisShown``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (
+        f":{parts.port}" if parts.port else ""
+    )
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def panel(state: dict[str, Any], logins: dict[str, str] | None) -> Panel:
+    """The banner of a ready ``up`` (from its state); passwords only when ``logins`` is given."""
+    base_url, sid = state["url"], state["session"]
     lines = [
-        f"[bold]Fan page[/]       {base_url}/s/{sid}",
+        f"[bold]Fan page[/]       {state['page']}",
         f"[bold]Sessions[/]       {base_url}/",
         f"[bold]API[/]            {base_url}/openapi.json   metrics {base_url}/metrics",
-        f"[bold]WebSocket[/]      {ws_url(base_url)}?ticket=...",
+        f"[bold]WebSocket[/]      {state['ws']}?ticket=...",
         "",
-        "[bold]Logins[/] (username / password)",
-        *(f"  {name:<9} {logins[name]}" for name in DEMO_USERS),
+        "[bold]OBS overlays[/] (browser sources; vstudio overlay urls)",
+        *(f"  {name:<10} {url}" for name, url in state["overlays"].items()),
+        "",
+    ]
+    if logins is not None:
+        lines += [
+            "[bold]Logins[/] (username / password)",
+            *(f"  {name:<9} {logins[name]}" for name in DEMO_USERS),
+        ]
+    else:
+        lines += [
+            f"[bold]Logins[/]         {', '.join(DEMO_USERS)}",
+            f"  passwords: {state['loginsFile']}  (or run with --show-logins)",
+        ]
+    lines += [
         "  guests may join the demo session without an account",
         "",
         "[bold]Producer console[/]",
-        f"  vstudio login producer --server {base_url}",
-        f"  vstudio console --session {sid}",
+        f"  vstudio login producer --profile producer --server {state['localUrl']}",
+        f"  vstudio --profile producer console --session {sid}",
         "",
         "[bold]Ingest a real Twitch channel into this session[/]",
         f"  vstudio ingest twitch --session {sid} --channel CHANNEL",
         "  (or restart with: vstudio up --platform twitch:CHANNEL)",
         "",
-        f"Data folder: {data}     Stop with Ctrl-C.",
     ]
-    if certfile is not None:
-        lines[-1:-1] = [
-            f"[bold]Self-signed certificate[/] {certfile}",
+    if state.get("certfile"):
+        lines += [
+            f"[bold]Self-signed certificate[/] {state['certfile']}",
             "  browsers warn once: accept it (on phones on this network too)",
-            f"  for vstudio login/console: export SSL_CERT_FILE={certfile}",
+            f"  for vstudio login/console: export SSL_CERT_FILE={state['certfile']}",
             "",
         ]
+    lines.append(
+        f"Data folder: {state['dataDir']}\n"
+        "Stop with Ctrl-C or vstudio down · vstudio status · vstudio logs -f"
+    )
     return Panel("\n".join(lines), title="V Studio realtime is up", expand=False)
+
+
+def lan_block(state: dict[str, Any]) -> str:
+    """The fans' page on the LAN and its QR code, for phones."""
+    return (
+        f"Phones on this network: {state['lanPage']}\n"
+        f"{qr_text(state['lanPage'])}\n"
+        "(scan with the phone's camera; the phone must be on the same network)"
+    )
+
+
+def show_ready(state: dict[str, Any], as_json: bool, show_logins: bool) -> None:
+    """Print what a ready ``up`` offers: JSON for scripts, else the banner (and the LAN QR)."""
+    logins = demo_logins(Path(state["dataDir"])) if show_logins else None
+    if as_json:
+        summary = {
+            key: state.get(key)
+            for key in ("url", "page", "ws", "certfile", "session", "dataDir", "overlays")
+        }
+        summary |= {"lan": state.get("lanPage"), "loginsFile": state["loginsFile"]}
+        summary["pid"] = state["pid"]
+        if logins is not None:
+            summary["logins"] = logins
+        typer.echo(json.dumps(summary))
+        return
+    console.print(panel(state, logins))
+    if state.get("lanPage"):
+        console.print(lan_block(state), highlight=False)
 
 
 def up(
@@ -208,12 +275,57 @@ def up(
             "--tls", help="Serve https/wss with a self-signed certificate kept in the data folder."
         ),
     ] = False,
+    detach: Annotated[
+        bool,
+        typer.Option(
+            "--detach",
+            "-d",
+            help="Run in the background; print the banner and return. Stop with vstudio down.",
+        ),
+    ] = False,
+    lan: Annotated[
+        bool,
+        typer.Option(
+            "--lan",
+            help="Serve phones on this network: listen on every interface, print the LAN "
+            "address and a QR code of the fans' page.",
+        ),
+    ] = False,
+    show_logins: Annotated[
+        bool,
+        typer.Option(
+            "--show-logins",
+            help="Print the demo passwords (they are hidden by default, for shared screens).",
+        ),
+    ] = False,
 ) -> None:
     """Run everything: Redis (embedded), the server, demo accounts, a live demo session with
-    simulated chat and a first poll. Ctrl-C stops it all; run it again to reuse the data."""
+    simulated chat and a first poll. Ctrl-C (or vstudio down) stops it all; run it again to
+    reuse the data. One up per data folder: a second one says where the first runs and exits 5.
+
+    Exit codes: 0 stopped cleanly, 1 failed, 5 already running on this data folder."""
     broker = load_settings(BrokerSettings, redis_url=redis_url_flag)
     server_settings = load_settings(ServerSettings, host=host, port=port)
     targets = _parse_platforms(platform or [])
+    if lan:
+        host = "0.0.0.0"  # every interface: phones reach the LAN address, this machine 127.0.0.1
+    if detach:
+        forwarded = _forwarded_args(
+            host, server_settings.port, redis_url_flag, platform or [], chat_rate, tls, lan
+        )
+        raise typer.Exit(_detach(forwarded, broker.data_dir, as_json, show_logins))
+    lock = InstanceLock(broker.data_dir)
+    try:
+        lock.acquire()
+    except AlreadyRunning as exc:
+        _say_already_running(exc)
+        raise typer.Exit(ExitCode.CONFLICT) from None
+    if lock.stale:
+        notices.print(
+            f"[yellow]An earlier vstudio up (pid {lock.stale.get('pid', '?')}) on this data "
+            "folder did not stop cleanly; starting afresh.[/]"
+        )
+    lock.write({"state": "starting", "dataDir": str(broker.data_dir)})
     previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     exit_code = 0
     try:
@@ -221,7 +333,8 @@ def up(
             processes = ChildProcesses(broker.data_dir / "logs")
             try:
                 wanted_port = server_settings.port
-                _run(processes, url, host, wanted_port, broker, targets, chat_rate, as_json, tls)
+                options = UpOptions(host, wanted_port, targets, chat_rate, as_json, tls, lan)
+                _run(processes, url, broker, options, lock, show_logins)
             finally:
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # a 2nd Ctrl-C must not cut the stop
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -229,84 +342,256 @@ def up(
     except Stop:
         pass
     except (BusUnavailable, EmbeddedServerError, ApiError, RuntimeError, TimeoutError) as exc:
-        notices.print(f"[red]Error:[/] {exc}")
+        notices.print(f"[red]Error:[/] {escape(str(exc))}", highlight=False)
         exit_code = 1
     finally:
+        lock.release()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     notices.print(f"Stopped. Data and logs are kept in {broker.data_dir}")
     raise typer.Exit(exit_code)
 
 
+def _say_already_running(exc: AlreadyRunning) -> None:
+    state = exc.state
+    where = state.get("url") or "(still starting)"
+    notices.print(
+        f"[yellow]vstudio up is already running[/] at {where} (pid {state.get('pid', '?')}, "
+        f"data folder {exc.data_dir}).\n"
+        "See it with 'vstudio status' and 'vstudio logs -f', stop it with 'vstudio down'.",
+        highlight=False,
+    )
+
+
+class UpOptions:
+    """What ``_run`` needs of the command line."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        targets: list[tuple[str, str]],
+        chat_rate: float,
+        as_json: bool,
+        tls: bool,
+        lan: bool,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.targets = targets
+        self.chat_rate = chat_rate
+        self.as_json = as_json
+        self.tls = tls
+        self.lan = lan
+
+
 def _run(
     processes: ChildProcesses,
     url: str,
-    host: str,
-    port: int,
     broker: BrokerSettings,
-    targets: list[tuple[str, str]],
-    chat_rate: float,
-    as_json: bool,
-    tls: bool = False,
+    options: UpOptions,
+    lock: InstanceLock,
+    show_logins: bool,
 ) -> None:
-    """Start the server and the demo, then wait until a signal or a child's death."""
-    chosen, moved = choose_port(host, port)
+    """Start the server and the demo, then watch them until a signal or the server's death."""
+    host = options.host
+    chosen, moved = choose_port(host, options.port)
     if moved:
-        notices.print(f"[yellow]Port {port} is taken; using {chosen}.[/]")
+        notices.print(f"[yellow]Port {options.port} is taken; using {chosen}.[/]")
     serve_args = ["serve", "--host", host, "--port", str(chosen), "--redis-url", url]
     certfile: Path | None = None
     trust: ssl.SSLContext | None = None
     shown = host
-    if tls:
-        names = names_for(host)
+    lan = lan_address() if options.lan else None
+    if options.lan and lan is None:
+        notices.print("[yellow]No LAN address found (is this machine on a network?).[/]")
+    if options.tls:
+        names = names_for(host) + ([lan] if lan else [])
         certfile, keyfile, made = self_signed_pair(broker.data_dir / "tls", names)
         if made:
             notices.print(f"Made a self-signed certificate: {certfile}")
         serve_args += ["--certfile", str(certfile), "--keyfile", str(keyfile)]
         trust = ssl.create_default_context(cafile=str(certfile))
         if host in ANY_ADDRESS:  # the certificate names no 0.0.0.0: show the LAN address
-            shown = names[-1]
-    scheme = "https" if tls else "http"
+            shown = lan or names[-1]
+    if host in ANY_ADDRESS and not options.tls:
+        shown = "127.0.0.1"
+    scheme = "https" if options.tls else "http"
     base_url = f"{scheme}://{shown}:{chosen}"
     # this command itself talks to the server on loopback when it listens everywhere
     local_url = f"{scheme}://127.0.0.1:{chosen}" if host in ANY_ADDRESS else base_url
     server = processes.start("server", vstudio_command(*serve_args))
     wait_healthy(local_url, processes, trust=trust)
     if server.process.poll() is not None:
-        raise RuntimeError(f"the server stopped at start:\n{server.log_tail()}")
+        raise RuntimeError(f"the server stopped at start: {_why_stopped(server)}")
     logins = demo_logins(broker.data_dir)
     asyncio.run(ensure_accounts(url, logins))
     session = asyncio.run(ensure_demo_session(local_url, logins, trust))
-    _start_ingest(processes, session["id"], url, targets, chat_rate)
-    if as_json:
-        summary = {
-            "url": base_url,
-            "page": f"{base_url}/s/{session['id']}",
-            "ws": ws_url(base_url),
-            "certfile": str(certfile) if certfile else None,
-            "session": session["id"],
-            "logins": logins,
-            "dataDir": str(broker.data_dir),
-        }
-        typer.echo(json.dumps(summary))
-    else:
-        console.print(panel(base_url, session, logins, broker.data_dir, certfile))
-    reported: set[str] = set()
+    _start_ingest(processes, session["id"], url, options.targets, options.chat_rate)
+    sid = session["id"]
+    state: dict[str, Any] = {
+        "state": "ready",
+        "url": base_url,
+        "localUrl": local_url,
+        "page": f"{base_url}/s/{sid}",
+        "ws": ws_url(base_url),
+        "overlays": overlay_urls(base_url, sid),
+        "lanPage": f"{scheme}://{lan}:{chosen}/s/{sid}" if lan else None,
+        "session": sid,
+        "host": host,
+        "port": chosen,
+        "certfile": str(certfile) if certfile else None,
+        "redisUrl": url,
+        "redisShown": shown_redis(url),
+        "dataDir": str(broker.data_dir),
+        "loginsFile": str(broker.data_dir / "demo-logins.json"),
+        "logDir": str(processes.log_dir),
+        "children": [
+            {"name": c.name, "pid": c.process.pid, "log": str(c.log_path)}
+            for c in processes.children
+        ],
+        "startedAt": int(time.time() * 1000),
+    }
+    lock.write(state)
+    state["pid"] = os.getpid()
+    show_ready(state, options.as_json, show_logins)
+    live = console.is_terminal and not options.as_json
+    _watch(processes, server, state, live)
+
+
+def _why_stopped(child: Child) -> str:
+    """One line: the exit code, the last problem it logged, and where its log is."""
+    problem = last_problem(child.log_path)
+    if problem is None:  # nothing in JSON: the last plain line (a traceback's last line, say)
+        lines = [readable(line) for line in tail(child.log_path, 5) if line.strip()]
+        problem = lines[-1] if lines else "no output"
+    return f"exit {child.process.returncode}: {problem} (log: {child.log_path})"
+
+
+class StatusWatch:
+    """Probes every part once a second on its own thread (signals reach the main thread only)."""
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self.state = state
+        self.parts: list[PartStatus] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="up-status", daemon=True)
+
+    def start(self) -> StatusWatch:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.parts = asyncio.run(probe(self.state, timeout=1.5))
+            except Exception as exc:  # the status must never take up down with it
+                self.parts = [PartStatus("status", "unknown", detail=repr(exc))]
+            self._stop.wait(1.0)
+
+
+def _watch(processes: ChildProcesses, server: Child, state: dict[str, Any], live: bool) -> None:
+    """Until a signal: a live status on a terminal, one readable line per worker problem."""
+    watch = StatusWatch(state).start()
+    reported: dict[str, str] = {}
+    display = Live(console=console, auto_refresh=False, transient=True) if live else None
+    say = console.print if live else notices.print
+
+    def report(name: str, line: str) -> None:
+        if reported.get(name) != line:
+            reported[name] = line
+            say(Text(f"{time.strftime('%H:%M:%S')} {name}: {line}", style="yellow"), soft_wrap=True)
+
     try:
+        if display is not None:
+            display.start()
         while True:
             for child in processes.exited():
-                report = (
-                    f"{child.name} stopped (exit {child.process.returncode}):\n{child.log_tail()}"
-                )
                 if child is server:  # nothing works without it
-                    raise RuntimeError(report)
-                if child.name not in reported:  # a chat source gave up; the rest carries on
-                    reported.add(child.name)
-                    notices.print(f"[yellow]{escape(report)}[/]", highlight=False)
+                    raise RuntimeError(f"the server stopped ({_why_stopped(child)})")
+                report(child.name, f"stopped ({_why_stopped(child)})")
+            for part in watch.parts:
+                if part.name in reported and reported[part.name].startswith("stopped"):
+                    continue
+                if part.state not in HEALTHY and part.state != "exited":
+                    report(part.name, f"{part.state}" + (f": {part.detail}" if part.detail else ""))
+                elif part.name in reported and part.healthy:
+                    report(part.name, f"{part.state} again")
+            if display is not None:
+                display.update(Group(status_table(watch.parts)), refresh=True)
             time.sleep(0.5)
     except Stop:
         notices.print("Stopping…")
         raise
+    finally:
+        if display is not None:
+            display.stop()
+        watch.stop()
+
+
+def _forwarded_args(
+    host: str,
+    port: int,
+    redis_url_flag: str | None,
+    platforms: list[str],
+    chat_rate: float,
+    tls: bool,
+    lan: bool,
+) -> list[str]:
+    """The command line of the background ``up`` that ``--detach`` starts."""
+    args = ["--host", host, "--port", str(port), "--chat-rate", str(chat_rate)]
+    if redis_url_flag:
+        args += ["--redis-url", redis_url_flag]
+    for value in platforms:
+        args += ["--platform", value]
+    if tls:
+        args.append("--tls")
+    if lan:
+        args.append("--lan")
+    return args
+
+
+def _detach(
+    args: list[str], data_dir: Path, as_json: bool, show_logins: bool, timeout: float = 90.0
+) -> int:
+    """Start ``up ARGS`` in the background, wait until it is ready, print its banner."""
+    instance = find_instance(data_dir)
+    if instance.running:
+        _say_already_running(AlreadyRunning(data_dir, instance.state))
+        return ExitCode.CONFLICT
+    log_path = data_dir / "logs" / "up.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log_file:
+        process = subprocess.Popen(
+            vstudio_command("up", *args),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # outlives this terminal
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = find_instance(data_dir)
+        if found.state.get("state") == "ready" and found.state.get("pid") == process.pid:
+            show_ready(found.state, as_json, show_logins)
+            if not as_json:
+                notices.print(
+                    f"Running in the background (pid {process.pid}); log: {log_path}\n"
+                    "vstudio status · vstudio logs -f · vstudio down"
+                )
+            return ExitCode.OK
+        if process.poll() is not None:
+            lines = [readable(line) for line in tail(log_path, 8) if line.strip()]
+            notices.print("[red]vstudio up did not start:[/]", highlight=False)
+            notices.print("\n".join(lines), highlight=False, markup=False)
+            return ExitCode.CONFLICT if process.returncode == ExitCode.CONFLICT else 1
+        time.sleep(0.2)
+    notices.print(f"[red]vstudio up is not ready after {timeout:.0f} s;[/] see {log_path}")
+    return ExitCode.FAILED
 
 
 def _parse_platforms(values: list[str]) -> list[tuple[str, str]]:
