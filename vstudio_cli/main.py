@@ -25,6 +25,7 @@ from vstudio_cli import (
     token_cmd,
     up_cmd,
     user_cmd,
+    whoami_cmd,
 )
 
 app = typer.Typer(
@@ -56,6 +57,7 @@ app.command("status")(status_cmd.status)
 app.command("logs")(logs_cmd.logs)
 app.command("down")(down_cmd.down)
 app.add_typer(overlay_cmd.app, name="overlay")
+app.command("whoami")(whoami_cmd.whoami)
 
 
 def package_version() -> str:
@@ -94,6 +96,14 @@ def main(
     log_level: Annotated[
         str, typer.Option("--log-level", envvar="VSTUDIO_LOG_LEVEL", help="DEBUG, INFO, ...")
     ] = "INFO",
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile",
+            envvar="VSTUDIO_PROFILE",
+            help="Stored login every command uses (see 'vstudio login --profile').",
+        ),
+    ] = None,
     show_version: Annotated[
         bool,
         typer.Option(
@@ -104,6 +114,8 @@ def main(
     """Global options, applied before any command runs."""
     if config is not None:
         os.environ["VSTUDIO_CONFIG"] = str(config)
+    if profile is not None:  # issue 18: read by vstudio_cli.remote.active_profile
+        os.environ["VSTUDIO_PROFILE"] = profile
     configure_logging(json_lines=log_json, level=log_level)
 
 

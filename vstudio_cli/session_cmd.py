@@ -19,8 +19,10 @@ from vstudio_cli.passwords import ask_password
 from vstudio_cli.remote import (
     AsJson,
     ExitCode,
+    ProfileOption,
     ServerOption,
     TokenOption,
+    active_profile,
     credentials_path,
     emit,
     err_console,
@@ -72,32 +74,44 @@ def login(
         str | None, typer.Option(help="Password; prompted for when not given.")
     ] = None,
     server: ServerOption = None,
+    profile: ProfileOption = None,
     as_json: AsJson = False,
 ) -> None:
-    """Log in and store the server URL and token in your config folder (like gh auth login)."""
-    url, _ = resolve(server, None)
+    """Log in and store the server URL and token in your config folder (like gh auth login).
+
+    With --profile NAME the login is kept under that name, beside the others: log in as the
+    artist and as a producer, then pick one per command with 'vstudio --profile NAME ...'."""
+    profile = active_profile(profile)
+    url, _ = resolve(server, None, profile)
     secret = password if password is not None else ask_password(f"Password for {username}")
 
     async def work(client: VStudioClient) -> dict[str, Any]:
         return await client.login(username, secret)
 
     answer = run_remote(url, None, work, need_token=False)
-    path = save_credentials(url, answer["token"], username)
+    path = save_credentials(url, answer["token"], username, profile)
     emit(
-        {"server": url, "user": answer.get("user"), "credentials": str(path)},
+        {"server": url, "user": answer.get("user"), "credentials": str(path), "profile": profile},
         as_json,
-        lambda: console.print(f"Logged in to {url} as [bold]{username}[/]; saved to {path}"),
+        lambda: console.print(
+            f"Logged in to {url} as [bold]{username}[/] (profile {profile}); saved to {path}"
+        ),
     )
 
 
 def logout(
     server: ServerOption = None,
     token: TokenOption = None,
+    profile: ProfileOption = None,
     as_json: AsJson = False,
 ) -> None:
-    """Revoke your token on the server (every process refuses it at once) and forget it here."""
-    stored = load_credentials()
-    url, jwt_token = resolve(server, token)
+    """Revoke your token on the server (every process refuses it at once) and forget it here.
+
+    Only the active profile's login (--profile, else VSTUDIO_PROFILE, else default) is
+    forgotten; the other profiles stay logged in."""
+    profile = active_profile(profile)
+    stored = load_credentials(profile)
+    url, jwt_token = resolve(server, token, profile)
 
     async def work(client: VStudioClient) -> dict[str, Any]:
         return await client.logout()
@@ -106,11 +120,13 @@ def logout(
         answer = run_remote(url, jwt_token, work)
     finally:  # a token the server refused is no use to keep either
         if jwt_token and stored.get("token") == jwt_token:
-            credentials_path().unlink(missing_ok=True)
+            credentials_path(profile).unlink(missing_ok=True)
     emit(
-        {"server": url, **answer},
+        {"server": url, "profile": profile, **answer},
         as_json,
-        lambda: console.print(f"Logged out of {url}; the token is revoked and forgotten"),
+        lambda: console.print(
+            f"Logged out of {url} (profile {profile}); the token is revoked and forgotten"
+        ),
     )
 
 
