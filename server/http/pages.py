@@ -1,4 +1,5 @@
-"""The fans' web page: ``/`` (live sessions), ``/s/{sessionId}`` and their static files.
+"""The fans' web page: ``/`` (live sessions), ``/s/{sessionId}``, the OBS overlays
+(``/overlay/{sessionId}/chat|poll|reactions``) and their static files.
 
 The page is plain HTML (``server/web``), CSS and JavaScript modules (``server/web/static``,
 the only folder served as files) with no build step. Two small public JSON routes give the
@@ -92,6 +93,17 @@ async def home(request: web.Request) -> web.StreamResponse:
 async def session_page(request: web.Request) -> web.StreamResponse:
     """One session's page; an unknown id is reported by the page itself, in words."""
     return _page("session.html")
+
+
+# issue 18: OBS browser-source overlays
+OVERLAY_KINDS = ("chat", "poll", "reactions")
+
+
+@routes.get(r"/overlay/{sessionId}/{kind:(chat|poll|reactions)}")
+async def overlay_page(request: web.Request) -> web.StreamResponse:
+    """A transparent page for an OBS browser source; it reads the session as a guest would,
+    so it shows what the session shows anyone (nothing when guests are not allowed)."""
+    return _page("overlay.html")
 
 
 LISTING_TTL = 2.0
