@@ -89,6 +89,9 @@ def test_second_up_refuses_then_kill_9_then_detach_status_logs_down(tmp_path: Pa
         parts = {part["name"]: part["state"] for part in shown["parts"]}
         assert parts["server"] == "up" and parts["redis"] == "up"
         assert "ingest-simulate" in parts
+        overlays = json.loads(vstudio(data, "overlay", "urls", "--json").stdout)
+        assert overlays["overlays"] == ready["overlays"]
+        assert ready["overlays"]["poll"] == f"{ready['url']}/overlay/{ready['session']}/poll"
         up_log = (data / "logs" / "up.log").read_text()
         assert "did not stop cleanly" in up_log  # the killed one was noticed
         logs = vstudio(data, "logs", "server", "-n", "5")
@@ -105,3 +108,4 @@ def test_second_up_refuses_then_kill_9_then_detach_status_logs_down(tmp_path: Pa
     again = vstudio(data, "down")
     assert again.returncode == 4 and "Nothing is running" in again.stderr
     assert vstudio(data, "status").returncode == 4
+    assert vstudio(data, "overlay", "urls").returncode == 4  # no session, nothing to ask

@@ -26,6 +26,8 @@ __all__ = ["HEALTHY", "PartStatus", "probe", "status_table"]
 
 HEALTHY = {"up", "connected", "starting", "connecting", "resolving"}
 """States that are not a problem."""
+DETAIL_WIDTH = 72
+"""The table's detail is cut to this; the full reason is in the line ``up`` prints."""
 COLOURS = {"up": "green", "connected": "green", "down": "red", "exited": "red", "failed": "red"}
 
 
@@ -113,6 +115,8 @@ async def _redis_and_workers(state: dict[str, Any], timeout: float) -> list[Part
         elif record is not None:
             part.state = str(record.get("state"))
             part.detail = str(record.get("detail") or "")
+            if not part.healthy:  # say why, from the worker's own last warning
+                part.detail = last_problem(Path(child["log"])) or part.detail
             part.rate = float(record.get("rate") or 0.0)
             part.received = int(record.get("received") or 0)
         parts.append(part)
@@ -125,19 +129,23 @@ async def probe(state: dict[str, Any], timeout: float = 2.0) -> list[PartStatus]
     return [server, *rest]
 
 
+def _short(text: str, width: int = DETAIL_WIDTH) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def status_table(parts: list[PartStatus]) -> Table:
     """A compact table: part, state, msg/s, detail."""
     table = Table(box=None, pad_edge=False, show_header=True, header_style="dim")
     table.add_column("part")
     table.add_column("state")
     table.add_column("msg/s", justify="right")
-    table.add_column("detail", overflow="fold")
+    table.add_column("detail", no_wrap=True)
     for part in parts:
         colour = COLOURS.get(part.state, "green" if part.healthy else "yellow")
         table.add_row(
             part.name,
             Text(f"● {part.state}", style=colour),
             "" if part.rate is None else f"{part.rate:.1f}",
-            Text(part.detail, style="dim"),
+            Text(_short(part.detail), style="dim"),
         )
     return table
