@@ -23,6 +23,7 @@ from vstudio_cli.instance import AlreadyRunning, InstanceLock, find_instance, st
 def test_a_held_lock_refuses_a_second_taker_with_the_first_ones_url(tmp_path: Path) -> None:
     first = InstanceLock(tmp_path).acquire()
     first.write({"state": "ready", "url": "http://127.0.0.1:9"})
+    assert state_path(tmp_path).stat().st_mode & 0o077 == 0  # it may name a Redis password
     with pytest.raises(AlreadyRunning) as refused:
         InstanceLock(tmp_path).acquire()
     assert "already running at http://127.0.0.1:9" in str(refused.value)

@@ -71,7 +71,10 @@ class InstanceLock:
         """Replace the state file in one step (readers never see half of it)."""
         path = state_path(self.data_dir)
         scratch = path.with_suffix(".tmp")
-        scratch.write_text(json.dumps({"pid": os.getpid(), **state}, indent=1))
+        scratch.unlink(missing_ok=True)
+        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # it names Redis
+        with os.fdopen(fd, "w") as file:
+            file.write(json.dumps({"pid": os.getpid(), **state}, indent=1))
         scratch.replace(path)
 
     def release(self) -> None:
