@@ -57,5 +57,14 @@ def test_up_lan_prints_the_lan_page_and_its_qr_code(tmp_path: Path) -> None:
         with urllib.request.urlopen(page, timeout=5) as response:  # 127.0.0.2 is loopback
             assert response.status == 200
     finally:
-        process.send_signal(signal.SIGINT)
+        down = subprocess.run(  # stops a foreground up from another terminal, as Ctrl-C would
+            [sys.executable, "-m", "vstudio_cli.main", "down", "--data-dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        if down.returncode != 0:
+            process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0
+    assert down.returncode == 0, down.stderr
