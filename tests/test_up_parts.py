@@ -12,7 +12,7 @@ from rich.console import Console
 
 from vstudio_cli.lan import pick_lan_address, qr_text
 from vstudio_cli.logfiles import last_problem, readable
-from vstudio_cli.up_cmd import panel, shown_redis
+from vstudio_cli.up_banner import panel, shown_redis
 
 
 def test_a_json_log_line_reads_as_one_line_and_other_lines_pass() -> None:
@@ -82,6 +82,7 @@ def state(tmp_path: Path) -> dict:
         "overlays": {"chat": f"{base}/overlay/abc/chat"},
         "dataDir": str(tmp_path),
         "loginsFile": str(tmp_path / "demo-logins.json"),
+        "users": ["artist", "producer", "viewer"],
     }
 
 

@@ -21,21 +21,17 @@ import secrets
 import signal
 import ssl
 import subprocess
-import threading
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import typer
-from rich.console import Console, Group
-from rich.live import Live
+from rich.console import Console
 from rich.markup import escape
-from rich.panel import Panel
-from rich.text import Text
 
 from broker import BusUnavailable, EmbeddedServerError, connect
 from broker.models import Role
@@ -45,13 +41,14 @@ from server.identity.accounts import AccountStore
 from server.serve import find_free_port
 from vstudio_cli.client import ApiError, VStudioClient
 from vstudio_cli.instance import AlreadyRunning, InstanceLock, find_instance
-from vstudio_cli.lan import lan_address, qr_text
-from vstudio_cli.logfiles import last_problem, readable, tail
+from vstudio_cli.lan import lan_address
+from vstudio_cli.logfiles import readable, tail
 from vstudio_cli.overlay_cmd import overlay_urls
-from vstudio_cli.processes import Child, ChildProcesses, vstudio_command
+from vstudio_cli.processes import ChildProcesses, vstudio_command
 from vstudio_cli.remote import ExitCode
-from vstudio_cli.stack_status import HEALTHY, PartStatus, probe, status_table
 from vstudio_cli.tls import ANY_ADDRESS, names_for, self_signed_pair
+from vstudio_cli.up_banner import show_ready, shown_redis
+from vstudio_cli.up_watch import watch, why_stopped
 
 console = Console()
 notices = Console(stderr=True)
@@ -165,94 +162,6 @@ def ws_url(base_url: str) -> str:
     return base_url.replace("http", "ws", 1) + "/v1/vstudio/ws"
 
 
-def shown_redis(url: str) -> str:
-    """``url`` without its password, for the screen and the state file's ``redisShown``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (
-        f":{parts.port}" if parts.port else ""
-    )
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def panel(state: dict[str, Any], logins: dict[str, str] | None) -> Panel:
-    """The banner of a ready ``up`` (from its state); passwords only when ``logins`` is given."""
-    base_url, sid = state["url"], state["session"]
-    lines = [
-        f"[bold]Fan page[/]       {state['page']}",
-        f"[bold]Sessions[/]       {base_url}/",
-        f"[bold]API[/]            {base_url}/openapi.json   metrics {base_url}/metrics",
-        f"[bold]WebSocket[/]      {state['ws']}?ticket=...",
-        "",
-        "[bold]OBS overlays[/] (browser sources; vstudio overlay urls)",
-        *(f"  {name:<10} {url}" for name, url in state["overlays"].items()),
-        "",
-    ]
-    if logins is not None:
-        lines += [
-            "[bold]Logins[/] (username / password)",
-            *(f"  {name:<9} {logins[name]}" for name in DEMO_USERS),
-        ]
-    else:
-        lines += [
-            f"[bold]Logins[/]         {', '.join(DEMO_USERS)}",
-            f"  passwords: {state['loginsFile']}  (or run with --show-logins)",
-        ]
-    lines += [
-        "  guests may join the demo session without an account",
-        "",
-        "[bold]Producer console[/]",
-        f"  vstudio login producer --profile producer --server {state['localUrl']}",
-        f"  vstudio --profile producer console --session {sid}",
-        "",
-        "[bold]Ingest a real Twitch channel into this session[/]",
-        f"  vstudio ingest twitch --session {sid} --channel CHANNEL",
-        "  (or restart with: vstudio up --platform twitch:CHANNEL)",
-        "",
-    ]
-    if state.get("certfile"):
-        lines += [
-            f"[bold]Self-signed certificate[/] {state['certfile']}",
-            "  browsers warn once: accept it (on phones on this network too)",
-            f"  for vstudio login/console: export SSL_CERT_FILE={state['certfile']}",
-            "",
-        ]
-    lines.append(
-        f"Data folder: {state['dataDir']}\n"
-        "Stop with Ctrl-C or vstudio down · vstudio status · vstudio logs -f"
-    )
-    return Panel("\n".join(lines), title="V Studio realtime is up", expand=False)
-
-
-def lan_block(state: dict[str, Any]) -> str:
-    """The fans' page on the LAN and its QR code, for phones."""
-    return (
-        f"Phones on this network: {state['lanPage']}\n"
-        f"{qr_text(state['lanPage'])}\n"
-        "(scan with the phone's camera; the phone must be on the same network)"
-    )
-
-
-def show_ready(state: dict[str, Any], as_json: bool, show_logins: bool) -> None:
-    """Print what a ready ``up`` offers: JSON for scripts, else the banner (and the LAN QR)."""
-    logins = demo_logins(Path(state["dataDir"])) if show_logins else None
-    if as_json:
-        summary = {
-            key: state.get(key)
-            for key in ("url", "page", "ws", "certfile", "session", "dataDir", "overlays")
-        }
-        summary |= {"lan": state.get("lanPage"), "loginsFile": state["loginsFile"]}
-        summary["pid"] = state["pid"]
-        if logins is not None:
-            summary["logins"] = logins
-        typer.echo(json.dumps(summary))
-        return
-    console.print(panel(state, logins))
-    if state.get("lanPage"):
-        console.print(lan_block(state), highlight=False)
-
-
 def up(
     host: Annotated[str, typer.Option(help="Address to serve on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port; a free one is picked if it is taken.")] = 8080,
@@ -363,26 +272,17 @@ def _say_already_running(exc: AlreadyRunning) -> None:
     )
 
 
+@dataclass(frozen=True)
 class UpOptions:
     """What ``_run`` needs of the command line."""
 
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        targets: list[tuple[str, str]],
-        chat_rate: float,
-        as_json: bool,
-        tls: bool,
-        lan: bool,
-    ) -> None:
-        self.host = host
-        self.port = port
-        self.targets = targets
-        self.chat_rate = chat_rate
-        self.as_json = as_json
-        self.tls = tls
-        self.lan = lan
+    host: str
+    port: int
+    targets: list[tuple[str, str]]
+    chat_rate: float
+    as_json: bool
+    tls: bool
+    lan: bool
 
 
 def _run(
@@ -423,7 +323,7 @@ def _run(
     server = processes.start("server", vstudio_command(*serve_args))
     wait_healthy(local_url, processes, trust=trust)
     if server.process.poll() is not None:
-        raise RuntimeError(f"the server stopped at start: {_why_stopped(server)}")
+        raise RuntimeError(f"the server stopped at start: {why_stopped(server)}")
     logins = demo_logins(broker.data_dir)
     asyncio.run(ensure_accounts(url, logins))
     session = asyncio.run(ensure_demo_session(local_url, logins, trust))
@@ -445,6 +345,7 @@ def _run(
         "redisShown": shown_redis(url),
         "dataDir": str(broker.data_dir),
         "loginsFile": str(broker.data_dir / "demo-logins.json"),
+        "users": list(DEMO_USERS),
         "logDir": str(processes.log_dir),
         "children": [
             {"name": c.name, "pid": c.process.pid, "log": str(c.log_path)}
@@ -454,83 +355,13 @@ def _run(
     }
     lock.write(state)
     state["pid"] = os.getpid()
-    show_ready(state, options.as_json, show_logins)
+    show_ready(state, options.as_json, logins if show_logins else None)
     live = console.is_terminal and not options.as_json
-    _watch(processes, server, state, live)
-
-
-def _why_stopped(child: Child) -> str:
-    """One line: the exit code, the last problem it logged, and where its log is."""
-    problem = last_problem(child.log_path)
-    if problem is None:  # nothing in JSON: the last plain line (a traceback's last line, say)
-        lines = [readable(line) for line in tail(child.log_path, 5) if line.strip()]
-        problem = lines[-1] if lines else "no output"
-    return f"exit {child.process.returncode}: {problem} (log: {child.log_path})"
-
-
-class StatusWatch:
-    """Probes every part once a second on its own thread (signals reach the main thread only)."""
-
-    def __init__(self, state: dict[str, Any]) -> None:
-        self.state = state
-        self.parts: list[PartStatus] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="up-status", daemon=True)
-
-    def start(self) -> StatusWatch:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.parts = asyncio.run(probe(self.state, timeout=1.5))
-            except Exception as exc:  # the status must never take up down with it
-                self.parts = [PartStatus("status", "unknown", detail=repr(exc))]
-            self._stop.wait(1.0)
-
-
-def _watch(processes: ChildProcesses, server: Child, state: dict[str, Any], live: bool) -> None:
-    """Until a signal: a live status on a terminal, one readable line per worker problem."""
-    watch = StatusWatch(state).start()
-    reported: dict[str, str] = {}
-    display = Live(console=console, auto_refresh=False, transient=True) if live else None
-    say = console.print if live else notices.print
-
-    def report(name: str, line: str) -> None:
-        if reported.get(name) != line:
-            reported[name] = line
-            say(Text(f"{time.strftime('%H:%M:%S')} {name}: {line}", style="yellow"), soft_wrap=True)
-
     try:
-        if display is not None:
-            display.start()
-        while True:
-            for child in processes.exited():
-                if child is server:  # nothing works without it
-                    raise RuntimeError(f"the server stopped ({_why_stopped(child)})")
-                report(child.name, f"stopped ({_why_stopped(child)})")
-            for part in watch.parts:
-                if part.name in reported and reported[part.name].startswith("stopped"):
-                    continue
-                if part.state not in HEALTHY and part.state != "exited":
-                    report(part.name, f"{part.state}" + (f": {part.detail}" if part.detail else ""))
-                elif part.name in reported and part.healthy:
-                    report(part.name, f"{part.state} again")
-            if display is not None:
-                display.update(Group(status_table(watch.parts)), refresh=True)
-            time.sleep(0.5)
+        watch(processes, server, state, console=console, notices=notices, live=live)
     except Stop:
         notices.print("Stopping…")
         raise
-    finally:
-        if display is not None:
-            display.stop()
-        watch.stop()
 
 
 def _forwarded_args(
@@ -577,7 +408,8 @@ def _detach(
     while time.monotonic() < deadline:
         found = find_instance(data_dir)
         if found.state.get("state") == "ready" and found.state.get("pid") == process.pid:
-            show_ready(found.state, as_json, show_logins)
+            logins = demo_logins(data_dir) if show_logins else None
+            show_ready(found.state, as_json, logins)
             if not as_json:
                 notices.print(
                     f"Running in the background (pid {process.pid}); log: {log_path}\n"
