@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from pathlib import Path
 
 import segno
@@ -104,3 +105,17 @@ def test_the_banner_hides_passwords_unless_asked(tmp_path: Path) -> None:
 def test_a_redis_password_never_reaches_the_screen() -> None:
     assert shown_redis("redis://:hunter2@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
     assert shown_redis("redis://127.0.0.1:6379") == "redis://127.0.0.1:6379"
+
+
+def test_follow_yields_appended_lines_whole_even_when_written_in_pieces(tmp_path: Path) -> None:
+    from vstudio_cli.logfiles import follow
+
+    log = tmp_path / "server.log"
+    log.write_text("before\n")  # already there: not followed
+    lines = follow({"server": log}, poll=0.01)
+    with log.open("a") as file:
+        file.write("first half ")
+    rest = threading.Timer(0.2, lambda: log.open("a").write("and the rest\nsecond\n"))
+    rest.start()  # after follow has read the first half on its own
+    assert next(lines) == ("server", "first half and the rest")
+    assert next(lines) == ("server", "second")

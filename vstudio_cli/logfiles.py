@@ -80,8 +80,14 @@ def tail(path: Path, lines: int) -> list[str]:
 
 
 def follow(paths: dict[str, Path], poll: float = 0.3) -> Iterator[tuple[str, str]]:
-    """``(part, line)`` for every line appended to ``paths`` from now on, forever."""
+    """``(part, line)`` for every line appended to ``paths`` from this call on, forever."""
     offsets = {name: (path.stat().st_size if path.exists() else 0) for name, path in paths.items()}
+    return _appended(paths, offsets, poll)
+
+
+def _appended(
+    paths: dict[str, Path], offsets: dict[str, int], poll: float
+) -> Iterator[tuple[str, str]]:
     partial = dict.fromkeys(paths, "")
     while True:
         quiet = True
