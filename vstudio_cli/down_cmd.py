@@ -21,8 +21,10 @@ def down(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for everything to stop.")] = 30.0,
     as_json: AsJson = False,
 ) -> None:
-    """Stop vstudio up (SIGTERM, as Ctrl-C would): the server, the workers and the embedded
-    Redis it started. Data and logs stay in the data folder.
+    """Stop the running vstudio up, detached or in another terminal.
+
+    Sends SIGTERM, as Ctrl-C would: the server, the workers and the embedded Redis it started
+    stop; data and logs stay in the data folder.
 
     Exit codes: 0 stopped, 1 still running after --timeout, 4 nothing was running."""
     folder = data_dir_from(data_dir)

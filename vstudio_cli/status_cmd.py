@@ -23,8 +23,9 @@ DataDirOption = Annotated[
 
 
 def status(data_dir: DataDirOption = None, as_json: AsJson = False) -> None:
-    """Show the running vstudio up: URL, and each part (server, Redis, workers) with its state
-    and msg/s.
+    """Show the running vstudio up: its URL and each part's state and msg/s.
+
+    The parts are the server (/readyz), Redis (PING) and each ingestion worker (its heartbeat).
 
     Exit codes: 0 running and every part healthy, 1 running with a part down or failing,
     4 nothing running on this data folder."""

@@ -208,9 +208,12 @@ def up(
         ),
     ] = False,
 ) -> None:
-    """Run everything: Redis (embedded), the server, demo accounts, a live demo session with
-    simulated chat and a first poll. Ctrl-C (or vstudio down) stops it all; run it again to
-    reuse the data. One up per data folder: a second one says where the first runs and exits 5.
+    """Run everything here: Redis, the server, a live demo session with chat and a poll.
+
+    Starts the embedded Redis (unless --redis-url), the server, demo accounts, a live demo
+    session with simulated chat (or --platform twitch:CHANNEL) and a first poll. Ctrl-C or
+    'vstudio down' stops it all; run it again to reuse the data. One up per data folder: a
+    second one says where the first runs. See docs/running.md.
 
     Exit codes: 0 stopped cleanly, 1 failed, 5 already running on this data folder."""
     broker = load_settings(BrokerSettings, redis_url=redis_url_flag)

@@ -52,7 +52,9 @@ def whoami(
     ] = False,
     as_json: AsJson = False,
 ) -> None:
-    """Show who you are logged in as (user, role, server, profile) and check it with the server.
+    """Show who you are logged in as, and check the token with the server.
+
+    Prints the user, role, server, profile and expiry of the active profile's login.
 
     Exit codes: 0 logged in and accepted, 3 not logged in or the token was refused,
     6 the server cannot be reached."""
