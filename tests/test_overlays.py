@@ -16,6 +16,7 @@ import pytest
 from broker import Bus
 from broker.models import ChatDelete
 from tests.support.live_server import LiveServer
+from tests.support.types import ServerFactory
 from tests.test_web_page import (
     WAIT,
     accounts,
@@ -173,3 +174,23 @@ async def test_an_overlay_of_a_session_without_guests_shows_nothing_and_keeps_tr
     assert len(guest_calls) >= 2  # it did not give up
     assert await page.eval_on_selector_all(".line", "nodes => nodes.length") == 0
     await context.close()
+
+
+@pytest.mark.slow
+async def test_an_overlay_comes_back_by_itself_after_the_server_restarts(
+    server_factory: ServerFactory, browser: Any, bus: Bus
+) -> None:
+    """About 10 s: a server stops, the overlay waits, a new server on the port is found."""
+    first = server_factory(VSTUDIO_GUEST_RATE_LIMIT="1000")
+    session = await first.live_session(allowGuests=True)
+    page = await open_overlay(browser, f"{first.base_url}/overlay/{session['id']}/chat")
+    await publish_ingested(bus, session["id"], twitch_message("before the restart"))
+    await page.wait_for_selector("text=before the restart", timeout=WAIT)
+    first.stop()
+    await page.wait_for_selector("body:not([data-state=live])", state="attached", timeout=WAIT)
+    server_factory(port=first.port, VSTUDIO_GUEST_RATE_LIMIT="1000")
+    back = "body[data-state=live], body[data-state=resumed]"  # resumed: it missed nothing
+    await page.wait_for_selector(back, state="attached", timeout=WAIT)
+    await publish_ingested(bus, session["id"], twitch_message("after the restart"))
+    await page.wait_for_selector("text=after the restart", timeout=WAIT)
+    assert page.errors == []
