@@ -75,6 +75,8 @@ def test_second_up_refuses_then_kill_9_then_detach_status_logs_down(tmp_path: Pa
         process.send_signal(signal.SIGKILL)  # no clean stop: the lock goes with the process
         process.wait(timeout=10)
     assert find_instance(data).stale
+    left = json.loads((data / "redis" / "embedded.json").read_text())["pid"]
+    assert Path(f"/proc/{left}").exists()  # the killed up's Valkey outlived it
 
     port = free_port()
     started = vstudio(data, "up", "--detach", "--json", "--port", str(port))
@@ -95,6 +97,9 @@ def test_second_up_refuses_then_kill_9_then_detach_status_logs_down(tmp_path: Pa
         assert ready["overlays"]["poll"] == f"{ready['url']}/overlay/{ready['session']}/poll"
         up_log = (data / "logs" / "up.log").read_text()
         assert "did not stop cleanly" in up_log  # the killed one was noticed
+        assert f"Stopped the embedded Valkey (pid {left})" in up_log
+        assert not Path(f"/proc/{left}").exists()  # and its Valkey taken over, not leaked
+        own = json.loads((data / "redis" / "embedded.json").read_text())["pid"]
         logs = vstudio(data, "logs", "server", "-n", "5")
         assert logs.returncode == 0 and "server" in logs.stdout
         assert not any(line.split("| ", 1)[-1].startswith("{") for line in logs.stdout.splitlines())
@@ -106,6 +111,7 @@ def test_second_up_refuses_then_kill_9_then_detach_status_logs_down(tmp_path: Pa
     assert json.loads(stopped.stdout)["stopped"] is True
     time.sleep(0.5)
     assert processes_mentioning(f"--port {port}") == []
+    assert not Path(f"/proc/{own}").exists()  # down stopped the Valkey this up started
     again = vstudio(data, "down")
     assert again.returncode == 4 and "Nothing is running" in again.stderr
     assert vstudio(data, "status").returncode == 4

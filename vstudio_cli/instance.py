@@ -52,6 +52,8 @@ class InstanceLock:
     data_dir: Path
     stale: dict[str, Any] = field(default_factory=dict)
     """The state file a killed ``up`` left behind, found when the lock was taken."""
+    written: dict[str, Any] = field(default_factory=dict)
+    """What :meth:`write` wrote last."""
     _fd: int | None = None
 
     def acquire(self) -> InstanceLock:
@@ -76,6 +78,7 @@ class InstanceLock:
         with os.fdopen(fd, "w") as file:
             file.write(json.dumps({"pid": os.getpid(), **state}, indent=1))
         scratch.replace(path)
+        self.written = dict(state)
 
     def release(self) -> None:
         if self._fd is None:

@@ -22,7 +22,7 @@ from broker import connect
 from ingest.heartbeat import read_records
 from vstudio_cli.logfiles import last_problem
 
-__all__ = ["HEALTHY", "PartStatus", "probe", "status_table"]
+__all__ = ["HEALTHY", "PartStatus", "alive", "probe", "status_table"]
 
 HEALTHY = {"up", "connected", "starting", "connecting", "resolving"}
 """States that are not a problem."""

@@ -33,7 +33,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from broker import BusUnavailable, EmbeddedServerError, connect
+from broker import BusUnavailable, EmbeddedRedis, EmbeddedServerError, connect
 from broker.models import Role
 from broker.runtime import redis_url
 from config import BrokerSettings, ServerSettings, load_settings
@@ -46,6 +46,7 @@ from vstudio_cli.logfiles import readable, tail
 from vstudio_cli.overlay_cmd import overlay_urls
 from vstudio_cli.processes import ChildProcesses, vstudio_command
 from vstudio_cli.remote import ExitCode
+from vstudio_cli.stack_status import alive
 from vstudio_cli.tls import ANY_ADDRESS, names_for, self_signed_pair
 from vstudio_cli.up_banner import show_ready, shown_redis
 from vstudio_cli.up_watch import watch, why_stopped
@@ -237,11 +238,17 @@ def up(
             f"[yellow]An earlier vstudio up (pid {lock.stale.get('pid', '?')}) on this data "
             "folder did not stop cleanly; starting afresh.[/]"
         )
-    lock.write({"state": "starting", "dataDir": str(broker.data_dir)})
+        _stop_left_embedded(lock.stale)
+    starting = {"state": "starting", "dataDir": str(broker.data_dir)}
+    lock.write(starting)
+    embedded_before = None if broker.redis_url else EmbeddedRedis(broker.data_dir).stale()
     previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     exit_code = 0
     try:
         with redis_url(broker) as url:
+            if not broker.redis_url and embedded_before is None:  # ours: a kill -9 leaves it
+                owned = EmbeddedRedis(broker.data_dir).stale()
+                lock.write(starting | {"embeddedPid": owned["pid"] if owned else None})
             processes = ChildProcesses(broker.data_dir / "logs")
             try:
                 wanted_port = server_settings.port
@@ -262,6 +269,24 @@ def up(
             signal.signal(sig, handler)
     notices.print(f"Stopped. Data and logs are kept in {broker.data_dir}")
     raise typer.Exit(exit_code)
+
+
+def _stop_left_embedded(stale: dict[str, Any], timeout: float = 10.0) -> None:
+    """Stop the embedded Valkey that a killed ``up`` started and left running (SIGTERM: it
+    writes its AOF and exits), so this ``up`` starts its own and stops it when done."""
+    pid = stale.get("embeddedPid")
+    if not isinstance(pid, int) or not alive(pid):
+        return
+    try:
+        if b"valkey" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return  # the pid was reused by something else
+        os.kill(pid, signal.SIGTERM)
+    except (OSError, ProcessLookupError):
+        return
+    deadline = time.monotonic() + timeout
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    notices.print(f"Stopped the embedded Valkey (pid {pid}) it left running; its data is kept.")
 
 
 def _say_already_running(exc: AlreadyRunning) -> None:
@@ -356,7 +381,7 @@ def _run(
         ],
         "startedAt": int(time.time() * 1000),
     }
-    lock.write(state)
+    lock.write(state | {"embeddedPid": lock.written.get("embeddedPid")})
     state["pid"] = os.getpid()
     show_ready(state, options.as_json, logins if show_logins else None)
     live = console.is_terminal and not options.as_json
