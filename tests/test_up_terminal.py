@@ -65,7 +65,7 @@ def test_up_on_a_terminal_shows_live_status_and_readable_worker_problems(tmp_pat
     os.close(child)
     seen: list[str] = []
     try:
-        shown = read_until(main, r"V Studio realtime is up", 60, seen)
+        shown = read_until(main, r"V Studio realtime is up(.|\n)*Stop with Ctrl-C", 60, seen)
         assert "passwords:" in shown and "--show-logins" in shown
         shown = read_until(main, r"ingest-twitch-nonet\s+● (reconnecting|connecting)", 30, seen)
         assert re.search(r"server\s+● up", shown) and re.search(r"redis\s+● up", shown)
