@@ -90,3 +90,36 @@ def test_a_bad_file_names_the_problem(tmp_path: Path) -> None:
     with pytest.raises(SessionFileError) as caught:
         read_session_file(path)
     assert "session.title" in str(caught.value) and "session.colour" in str(caught.value)
+
+
+def test_going_live_next_to_another_live_session_is_blocked(spec_path: Path) -> None:
+    other = {"id": "demo1", "title": "V Studio demo", "status": "live"}
+    plan = plan_changes(read_session_file(spec_path), None, [], live_elsewhere=other)
+    assert plan.blocked and "vstudio session end demo1" in plan.blocked
+    unblocked = plan_changes(read_session_file(spec_path), None, [])
+    assert unblocked.blocked is None
+
+
+def test_a_session_that_stays_scheduled_opens_no_poll(tmp_path: Path) -> None:
+    path = tmp_path / "later.toml"
+    path.write_text(FILE.replace("live = true", "live = false"))
+    spec = read_session_file(path)
+    plan = plan_changes(spec, None, [], live_elsewhere={"id": "x", "status": "live"})
+    assert plan.open_poll is None and plan.start is False and plan.blocked is None
+    assert plan.notes == [
+        "poll 'Which song next?' waits until the session is live (start it, then apply again)"
+    ]
+    assert plan.steps() == ["create session 'Friday live'"]
+    scheduled = {**plan.create, "id": "s1", "status": "scheduled"}
+    assert plan_changes(spec, scheduled, []).open_poll is None
+    live = {**scheduled, "status": "live"}
+    assert plan_changes(spec, live, []).steps() == ["open poll 'Which song next?'"]
+
+
+def test_the_steps_name_every_change_in_order(spec_path: Path) -> None:
+    plan = plan_changes(read_session_file(spec_path), None, [])
+    assert plan.steps() == [
+        "create session 'Friday live'",
+        "start it (scheduled -> live)",
+        "open poll 'Which song next?'",
+    ]
