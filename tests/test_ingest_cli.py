@@ -17,8 +17,10 @@ import orjson
 import pytest
 import redis
 
+from broker.models import SessionStatus
 from ingest.simulate import ChatGenerator
 from tests.support.platforms.twitch_irc import TwitchIrcServer, privmsg
+from tests.support.sessions import create_session_record
 
 pytestmark = pytest.mark.slow
 
@@ -47,6 +49,7 @@ def json_lines(text: str) -> list[dict]:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.usefixtures("session_record")
 def test_signal_stops_cleanly_with_nothing_unflushed(
     redis_url: str, session_id: str, signum: signal.Signals
 ) -> None:
@@ -83,6 +86,7 @@ def test_signal_stops_cleanly_with_nothing_unflushed(
     assert not client.exists(f"vstudio:ingest:worker:{stopped['workerId']}")
 
 
+@pytest.mark.usefixtures("session_record")
 def test_status_lists_running_workers_from_their_heartbeats(
     redis_url: str, session_id: str, tmp_path: Path
 ) -> None:
@@ -155,6 +159,7 @@ def test_status_lists_running_workers_from_their_heartbeats(
     assert "no ingestion workers are running" in empty.stdout
 
 
+@pytest.mark.usefixtures("session_record")
 def test_replay_names_the_bad_line_and_plays_the_rest(
     redis_url: str, session_id: str, tmp_path: Path
 ) -> None:
@@ -204,6 +209,20 @@ def test_bad_arguments_exit_2(redis_url: str, tmp_path: Path) -> None:
     assert missing.returncode == 2 and "does not exist" in missing.stderr
 
 
+def test_a_session_that_is_not_there_or_ended_is_refused(redis_url: str, session_id: str) -> None:
+    """A mistyped id used to publish to nobody and exit 0."""
+    args = ("ingest", "simulate", "--session", session_id, "--redis-url", redis_url)
+    unknown = subprocess.run(command(*args), capture_output=True, text=True, timeout=30)
+    assert unknown.returncode == 4, unknown.stderr
+    assert f"session {session_id} not found" in unknown.stderr
+    assert redis.Redis.from_url(redis_url).xlen(stream_key(session_id)) == 0
+
+    create_session_record(redis_url, session_id, SessionStatus.ENDED)
+    ended = subprocess.run(command(*args), capture_output=True, text=True, timeout=30)
+    assert ended.returncode == 5 and f"session {session_id} has ended" in ended.stderr
+
+
+@pytest.mark.usefixtures("session_record")
 async def test_twitch_command_against_a_local_twitch_server(
     redis_url: str, session_id: str
 ) -> None:
@@ -250,6 +269,7 @@ async def test_twitch_command_against_a_local_twitch_server(
     assert stopped["platform"] == "twitch" and stopped["target"] == "#dallas"
 
 
+@pytest.mark.usefixtures("session_record")
 def test_a_killed_worker_disappears_when_its_heartbeat_expires(
     redis_url: str, session_id: str
 ) -> None:

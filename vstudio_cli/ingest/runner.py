@@ -97,7 +97,7 @@ def run_worker(
     ``--redis-url`` value (``None``: environment, TOML, or the embedded server); ``json_output``
     prints JSON status lines to stdout and JSON logs to stderr; ``duration`` stops after that
     many seconds. Exit 0 after a clean stop (also on SIGINT/SIGTERM), 1 when the platform or
-    Redis failed, 2 for bad settings.
+    Redis failed, 2 for bad settings, 4 when the session does not exist, 5 when it has ended.
     """
     try:
         adapter = build()
@@ -133,6 +133,11 @@ async def _serve(
     worker_id: str | None,
 ) -> int:
     async with open_bus(broker, url) as bus:
+        refused = await _session_refusal(bus.redis, session_id)
+        if refused is not None:
+            code, reason = refused
+            log.error("%s", reason)
+            return code
         worker = Worker(adapter, bus, session_id, settings, worker_id=worker_id)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -168,6 +173,20 @@ async def _serve(
                 record["reconnects"],
             )
         return code
+
+
+async def _session_refusal(redis: Any, session_id: str) -> tuple[int, str] | None:
+    """Exit code and reason when ``session_id`` is no session to publish to (issue 18: a
+    mistyped id published to nobody and exited 0): 4 unknown, 5 ended."""
+    raw = await redis.hget(keys.session(session_id), "status")
+    if raw is None:
+        return 4, (
+            f"session {session_id} not found in this Redis: check the id "
+            "(vstudio session list) and that --redis-url points where the server keeps it"
+        )
+    if orjson.loads(raw) == "ended":
+        return 5, f"session {session_id} has ended: nothing published to it would reach anyone"
+    return None
 
 
 def _print_json(entry: dict[str, Any]) -> None:
