@@ -14,7 +14,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Annotated, Any, NoReturn
 
 import orjson
@@ -22,6 +22,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
+from rich.logging import RichHandler
 from rich.table import Table
 from rich.text import Text
 
@@ -218,10 +219,29 @@ async def _show_status(worker: Worker, json_output: bool) -> None:
             await asyncio.sleep(STATUS_EVERY)
             _print_json({"event": "status", **worker.record()})
     console = Console(stderr=True)
-    with Live(console=console, auto_refresh=False, transient=True) as live:
+    with (
+        Live(console=console, auto_refresh=False, transient=True) as live,
+        _logs_through(console),
+    ):
         while True:
             live.update(status_line(worker.record(), now_ms()), refresh=True)
             await asyncio.sleep(0.5)
+
+
+@contextlib.contextmanager
+def _logs_through(console: Console) -> Iterator[None]:
+    """Print log lines through the status line's console while it is shown: rich then puts
+    each line above the status line. Through a console of their own they were written over it,
+    and the status line's last clearing erased the end of the final error (issue 18)."""
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, RichHandler)]
+    before = [h.console for h in handlers]
+    for handler in handlers:
+        handler.console = console
+    try:
+        yield
+    finally:
+        for handler, previous in zip(handlers, before, strict=True):
+            handler.console = previous
 
 
 # --- status -------------------------------------------------------------------------------------
