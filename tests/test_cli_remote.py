@@ -215,3 +215,13 @@ def test_a_scheduled_session_gets_no_poll_and_says_so(cli: Cli, tmp_path: Path) 
     cli.run("session", "start", sid)
     opened = cli.json("session", "apply", str(spec))
     assert opened["changed"] == ["opened poll 'Timed?'"]
+
+
+def test_narrow_piped_output_keeps_ids_whole(cli: Cli) -> None:
+    """Piped output is as wide as COLUMNS says (80 without it); ids and commands in it are
+    never cut or wrapped, so they can be copied."""
+    login(cli, "artist")
+    session = cli.json("session", "create", "--title", "A title long enough to need wrapping")
+    cli.env["COLUMNS"] = "40"
+    listed = cli.run("session", "list").stdout
+    assert session["id"] in listed, listed

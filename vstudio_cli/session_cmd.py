@@ -190,7 +190,10 @@ def list_sessions(
 
     def human() -> None:
         table = Table(title=f"{len(sessions)} session(s)")
-        for column in ("id", "title", "status", "artist", "created"):
+        table.add_column(
+            "id", no_wrap=True, min_width=max((len(s["id"]) for s in sessions), default=2)
+        )
+        for column in ("title", "status", "artist", "created"):
             table.add_column(column)
         for s in sessions:
             table.add_row(s["id"], s["title"], s["status"], s["artistId"], _when(s["createdAt"]))

@@ -273,7 +273,13 @@ def status_table(records: list[dict[str, Any]], now: int) -> Table:
         "last msg",
         "reconnects",
     ):
-        table.add_column(column, justify="right" if column in ("msg/s", "total") else "left")
+        whole = {"worker": "workerId", "session": "session"}.get(column)  # ids stay whole
+        table.add_column(
+            column,
+            justify="right" if column in ("msg/s", "total") else "left",
+            no_wrap=whole is not None,
+            min_width=max((len(str(r.get(whole))) for r in records), default=0) if whole else None,
+        )
     for record in records:
         last = record.get("lastMessageAt")
         table.add_row(
