@@ -60,3 +60,14 @@ def test_help_reads_as_prose(path: tuple[str, ...], width: int) -> None:
     assert not PLACEHOLDER.search(out), PLACEHOLDER.findall(out)
     assert not SOURCE_POINTER.search(out), SOURCE_POINTER.findall(out)
     assert "Usage:" in out
+
+
+def test_paragraphs_wrap_at_the_terminal_and_marked_blocks_keep_their_lines() -> None:
+    """Typer kept a docstring's own line breaks after its first paragraph: at 80 columns
+    a sentence broke once at the terminal's edge and again where the source broke it."""
+    result = CliRunner().invoke(
+        app, ["session", "apply", "--help"], terminal_width=80, env={"COLUMNS": "80"}
+    )
+    lines = [line.strip() for line in result.output.splitlines()]
+    assert "ended, so a second apply of the same file changes nothing. --dry-run prints" in lines
+    assert "[session]" in lines and 'channel = "yourchannel"' in lines

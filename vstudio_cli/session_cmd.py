@@ -220,14 +220,14 @@ The file (every key but title is optional):
   scheduledStart = 1767225600000   # Unix ms; fixed once the session exists
   live = true                      # start it: scheduled -> live
 \b
-  \\[\\[ingest]]                       # a platform channel to read into the session
+  \\[\\[ingest]]                       # a channel to read chat from
   platform = "twitch"
   channel = "yourchannel"
 \b
   \\[\\[polls]]                        # opened in order, one at a time
   question = "Which song next?"
   options = \\["Intro", "Outro"]     # 2 to 10
-  duration = 120                   # seconds; leave out for a poll open until ended
+  duration = 120                   # seconds; none: open until ended
   allowMultiple = false
 
 Polls open only on a live session: with live = false they wait, and an apply after the
