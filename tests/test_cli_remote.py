@@ -208,9 +208,11 @@ def test_a_scheduled_session_gets_no_poll_and_says_so(cli: Cli, tmp_path: Path) 
     sid = applied["session"]["id"]
     assert applied["session"]["status"] == "scheduled"
     assert cli.json("poll", "results", sid) == []
+    assert planned["notes"] == applied["notes"]
     notes = " ".join(applied["notes"])
     assert "'Timed?' waits until the session is live" in notes
-    assert f"session {sid} is scheduled" in notes
+    assert "the session is left scheduled" in notes
+    assert applied["start"] == f"vstudio session start {sid}"
 
     cli.run("session", "start", sid)
     opened = cli.json("session", "apply", str(spec))

@@ -107,7 +107,8 @@ def test_a_session_that_stays_scheduled_opens_no_poll(tmp_path: Path) -> None:
     plan = plan_changes(spec, None, [], live_elsewhere={"id": "x", "status": "live"})
     assert plan.open_poll is None and plan.start is False and plan.blocked is None
     assert plan.notes == [
-        "poll 'Which song next?' waits until the session is live (start it, then apply again)"
+        "the session is left scheduled: fans see it once it is started",
+        "poll 'Which song next?' waits until the session is live (start it, then apply again)",
     ]
     assert plan.steps() == ["create session 'Friday live'"]
     scheduled = {**plan.create, "id": "s1", "status": "scheduled"}

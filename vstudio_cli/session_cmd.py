@@ -283,11 +283,8 @@ def apply(
         except ApiError as exc:
             raise _partly_applied(exc, result) from None
         session = result["session"]
-        if session and session.get("status") == "scheduled":
-            result["notes"].append(
-                f"session {session['id']} is scheduled: fans see it once it is live "
-                f"(vstudio session start {session['id']})"
-            )
+        if session.get("status") == "scheduled":
+            result["start"] = f"vstudio session start {session['id']}"
         result["ingest"] = [
             _ingest_command(session["id"], item.model_dump()) for item in spec.ingest
         ]
@@ -309,6 +306,8 @@ def apply(
                 console.print(f"[green]changed[/] {change}")
         for note in result["notes"]:
             console.print(f"[yellow]note[/] {note}")
+        if result.get("start"):
+            console.print(f"start with: [bold]{result['start']}[/]")
         for command in result.get("ingest", []):
             console.print(f"ingest with: [bold]{command}[/]")
 

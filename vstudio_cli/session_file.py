@@ -173,6 +173,8 @@ def plan_changes(
             "or set live = false to create this one as scheduled"
         )
     will_be_live = status == "live" or plan.start
+    if not will_be_live and status != "ended":
+        plan.notes.append("the session is left scheduled: fans see it once it is started")
     asked = {poll.get("question") for poll in polls}
     active = any(poll.get("status") == "active" for poll in polls)
     next_poll = next((poll for poll in spec.polls if poll.question not in asked), None)
