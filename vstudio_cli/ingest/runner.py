@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
 from rich.logging import RichHandler
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -38,7 +39,7 @@ from ingest.heartbeat import read_records
 from ingest.runtime import Worker, WorkerGaveUp
 from vstudio_cli.ingest.group import JsonOption, RedisUrlOption, ingest_settings
 
-__all__ = ["run_worker", "status", "status_line", "status_table"]
+__all__ = ["print_status_table", "run_worker", "status", "status_line", "status_table"]
 
 log = logging.getLogger("vstudio.vstudio_cli.ingest.runner")
 
@@ -257,45 +258,56 @@ async def _read_status(
         await client.aclose()
 
 
-def status_table(records: list[dict[str, Any]], now: int) -> Table:
+STATUS_COLUMNS: dict[str, Callable[[dict[str, Any], int], str]] = {
+    "worker": lambda r, now: str(r.get("workerId")),
+    "host": lambda r, now: str(r.get("host")),
+    "platform": lambda r, now: str(r.get("platform")),
+    "target": lambda r, now: str(r.get("target")),
+    "session": lambda r, now: str(r.get("session")),
+    "state": lambda r, now: str(r.get("state")),
+    "msg/s": lambda r, now: f"{r.get('rate', 0):.1f}",
+    "total": lambda r, now: f"{r.get('received', 0):,}",
+    "published": lambda r, now: f"{r.get('published', 0):,}",
+    "last msg": lambda r, now: (
+        f"{(now - r['lastMessageAt']) / 1000:.1f} s" if r.get("lastMessageAt") else "-"
+    ),
+    "reconnects": lambda r, now: str(r.get("reconnects", 0)),
+}
+"""The status table's columns and how each shows a worker's record."""
+COMPACT_COLUMNS = ("worker", "platform", "session", "state", "msg/s", "total", "reconnects")
+"""The columns a narrow terminal gets."""
+WHOLE = ("worker", "session")
+"""Columns never cut or wrapped: ids people copy."""
+
+
+def status_table(records: list[dict[str, Any]], now: int, *, compact: bool = False) -> Table:
     """Every worker as a row: where it runs, what it reads, how it is doing."""
     table = Table(title=f"ingestion workers ({len(records)})")
-    for column in (
-        "worker",
-        "host",
-        "platform",
-        "target",
-        "session",
-        "state",
-        "msg/s",
-        "total",
-        "published",
-        "last msg",
-        "reconnects",
-    ):
-        whole = {"worker": "workerId", "session": "session"}.get(column)  # ids stay whole
+    names = COMPACT_COLUMNS if compact else tuple(STATUS_COLUMNS)
+    for name in names:
+        cells = [STATUS_COLUMNS[name](record, now) for record in records]
+        whole = name in WHOLE
         table.add_column(
-            column,
-            justify="right" if column in ("msg/s", "total") else "left",
-            no_wrap=whole is not None,
-            min_width=max((len(str(r.get(whole))) for r in records), default=0) if whole else None,
+            name,
+            justify="right" if name in ("msg/s", "total") else "left",
+            no_wrap=whole,
+            min_width=max(map(len, cells), default=0) if whole else None,
         )
     for record in records:
-        last = record.get("lastMessageAt")
-        table.add_row(
-            str(record.get("workerId")),
-            str(record.get("host")),
-            str(record.get("platform")),
-            str(record.get("target")),
-            str(record.get("session")),
-            str(record.get("state")),
-            f"{record.get('rate', 0):.1f}",
-            f"{record.get('received', 0):,}",
-            f"{record.get('published', 0):,}",
-            f"{(now - last) / 1000:.1f} s" if last else "-",
-            str(record.get("reconnects", 0)),
-        )
+        table.add_row(*(STATUS_COLUMNS[name](record, now) for name in names))
     return table
+
+
+def print_status_table(records: list[dict[str, Any]], now: int) -> None:
+    """The table at its natural width when piped (nothing cut), compact in a narrow terminal."""
+    console = Console()
+    table = status_table(records, now)
+    needed = Measurement.get(console, console.options.update_width(1000), table).maximum
+    if not console.is_terminal:
+        console = Console(width=max(console.width, needed))
+    elif needed > console.width:
+        table = status_table(records, now, compact=True)
+    console.print(table)
 
 
 def status(
@@ -319,4 +331,4 @@ def status(
     if not records:
         typer.echo("no ingestion workers are running" + (f" for {session}" if session else ""))
         return
-    Console().print(status_table(records, now_ms()))
+    print_status_table(records, now_ms())
