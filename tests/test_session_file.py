@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from vstudio_cli.client import ApiError
+from vstudio_cli.session_cmd import _partly_applied
 from vstudio_cli.session_file import SessionFileError, plan_changes, read_session_file
 
 FILE = """
@@ -124,3 +126,17 @@ def test_the_steps_name_every_change_in_order(spec_path: Path) -> None:
         "start it (scheduled -> live)",
         "open poll 'Which song next?'",
     ]
+
+
+def test_a_refusal_part_way_says_what_was_done_and_what_is_left() -> None:
+    """The server refusing a step after the session was created (another session went live
+    in between, say) must not leave a scheduled session behind without saying so."""
+    refused = ApiError(409, 4004, "artist already has a live session")
+    result = {
+        "changed": ["created session s1"],
+        "session": {"id": "s1", "status": "scheduled"},
+    }
+    said = _partly_applied(refused, result)
+    assert said.status == 409 and said.message.startswith("artist already has a live session")
+    assert "already done: created session s1; session s1 is left scheduled" in said.message
+    assert _partly_applied(refused, {"changed": [], "session": None}) is refused
