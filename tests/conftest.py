@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from broker import Bus, EmbeddedRedis, connect
+from broker.models import SessionStatus
 from tests.support.live_server import LiveServer, live_servers
+from tests.support.sessions import create_session_record
 from tests.support.types import ServerFactory
 
 
@@ -42,6 +44,13 @@ async def bus(redis_url: str) -> AsyncIterator[Bus]:
 def session_id() -> str:
     """A session id no other test uses."""
     return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def session_record(redis_url: str, session_id: str) -> str:
+    """``session_id`` as a live session in Redis, for workers run without a server."""
+    create_session_record(redis_url, session_id, SessionStatus.LIVE)
+    return session_id
 
 
 @pytest.fixture

@@ -147,3 +147,83 @@ def test_session_apply_twice_changes_nothing_the_second_time(cli: Cli, tmp_path:
     third = cli.json("session", "apply", str(spec))
     assert third["changed"] == ["updated allowGuests"]
     assert cli.json("session", "show", sid)["allowGuests"] is False
+
+
+def readme_session_file() -> str:
+    """The session file the README shows, word for word."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    block = readme.split("<!-- session-file-example", 1)[1].split("```toml\n", 1)[1]
+    return block.split("```", 1)[0]
+
+
+def test_the_readme_session_file_next_to_a_live_demo(cli: Cli, tmp_path: Path) -> None:
+    """As after ``vstudio up``: the artist's demo session is live. Apply refuses before it
+    changes anything, dry run and real run alike; once the demo ended both print the same
+    steps, and a second apply changes nothing."""
+    artist = login(cli, "artist")
+    demo = cli.json("session", "create", "--title", "V Studio demo", "--start")
+    spec = tmp_path / "friday.toml"
+    spec.write_text(readme_session_file())
+
+    for extra in (["--dry-run"], []):
+        refused = cli.run("session", "apply", str(spec), *extra, check=False)
+        assert refused.returncode == 5, refused.stdout + refused.stderr
+        assert "nothing changed" in refused.stderr and f"session end {demo['id']}" in refused.stderr
+    assert [s["id"] for s in cli.json("session", "list", "--artist", artist)] == [demo["id"]]
+
+    cli.run("session", "end", demo["id"])
+    planned = cli.json("session", "apply", str(spec), "--dry-run")
+    assert planned["steps"] == [
+        "create session 'Friday night live'",
+        "start it (scheduled -> live)",
+        "open poll 'Which song next?'",
+    ]
+    assert planned["changed"] == [] and planned["session"] is None
+    human = cli.run("session", "apply", str(spec), "--dry-run").stdout
+    assert "would create session 'Friday night live'" in human and "unchanged" not in human
+
+    applied = cli.json("session", "apply", str(spec))
+    assert applied["steps"] == planned["steps"] and len(applied["changed"]) == 3
+    sid = applied["session"]["id"]
+    assert applied["session"]["status"] == "live"
+    assert [p["question"] for p in cli.json("poll", "results", sid)] == ["Which song next?"]
+
+    again = cli.json("session", "apply", str(spec), "--dry-run")
+    assert again["steps"] == [] and again["session"]["id"] == sid
+    assert "unchanged" in cli.run("session", "apply", str(spec)).stdout
+
+
+def test_a_scheduled_session_gets_no_poll_and_says_so(cli: Cli, tmp_path: Path) -> None:
+    """``live = false``: polls wait for the session to go live, and the scheduled session
+    left behind is reported."""
+    login(cli, "artist")
+    spec = tmp_path / "later.toml"
+    spec.write_text(
+        '[session]\ntitle = "Later show"\nlive = false\n\n'
+        '[[polls]]\nquestion = "Timed?"\noptions = ["A", "B"]\nduration = 30\n'
+    )
+    planned = cli.json("session", "apply", str(spec), "--dry-run")
+    applied = cli.json("session", "apply", str(spec))
+    assert planned["steps"] == applied["steps"] == ["create session 'Later show'"]
+    sid = applied["session"]["id"]
+    assert applied["session"]["status"] == "scheduled"
+    assert cli.json("poll", "results", sid) == []
+    assert planned["notes"] == applied["notes"]
+    notes = " ".join(applied["notes"])
+    assert "'Timed?' waits until the session is live" in notes
+    assert "the session is left scheduled" in notes
+    assert applied["start"] == f"vstudio session start {sid}"
+
+    cli.run("session", "start", sid)
+    opened = cli.json("session", "apply", str(spec))
+    assert opened["changed"] == ["opened poll 'Timed?'"]
+
+
+def test_narrow_piped_output_keeps_ids_whole(cli: Cli) -> None:
+    """Piped output is as wide as COLUMNS says (80 without it); ids and commands in it are
+    never cut or wrapped, so they can be copied."""
+    login(cli, "artist")
+    session = cli.json("session", "create", "--title", "A title long enough to need wrapping")
+    cli.env["COLUMNS"] = "40"
+    listed = cli.run("session", "list").stdout
+    assert session["id"] in listed, listed

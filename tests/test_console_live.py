@@ -116,7 +116,14 @@ async def test_create_a_poll_from_the_form_and_watch_votes_arrive(crew: Crew) ->
         shown = str(app.query_one(PollPanel).render())
         assert "Encore?" in shown and "4 votes" in shown and "75%" in shown
 
+        await pilot.press("e")  # ending a poll is final: it asks first
+        await until(pilot, lambda: isinstance(app.screen, Confirm))
+        await pilot.press("n")
+        await pilot.pause(0.3)
+        assert app.state.poll.active and not isinstance(app.screen, Confirm)
         await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, Confirm))
+        await pilot.press("y")
         await until(pilot, lambda: not app.state.poll.active)  # type: ignore[union-attr]  # the poll is on screen by now
         async with crew.viewer() as late:
             state = await late.wait_for("session.state")
@@ -232,11 +239,65 @@ async def test_a_producer_is_not_offered_the_artist_controls(crew: Crew) -> None
     async with app.run_test(size=SIZE) as pilot:
         await connected(pilot, app)
         assert app.check_action("end_session", ()) is False
+        assert "x" not in footer_keys(app)
         await pilot.press("x", "y")
         await pilot.pause(0.3)
         assert app.state.status == "live" and not isinstance(app.screen, Confirm)
+        assert app.notices[-1] == "Only the session's artist may end it; you are its producer"
         session = await crew.client(crew.producer, "producer").get_session(crew.id)
         assert session["status"] == "live"
+
+
+def footer_keys(app: ConsoleApp) -> set[str]:
+    """The keys the footer offers now."""
+    return {
+        key
+        for key, active in app.screen.active_bindings.items()
+        if active.binding.show and active.enabled
+    }
+
+
+async def test_an_ended_session_offers_only_the_keys_that_still_work(crew: Crew) -> None:
+    app = crew.console(crew.artist, "artist")
+    async with app.run_test(size=SIZE) as pilot:
+        await connected(pilot, app)
+        assert {"d", "m", "p", "c", "r", "x"} <= footer_keys(app)
+        await crew.client(crew.artist, "artist").end_session(crew.id)
+        await until(pilot, lambda: app.state.status == "ended")
+        await pilot.pause(0.2)
+        assert footer_keys(app) == {"f", "slash", "q"}
+        await pilot.press("c")
+        await pilot.pause(0.2)
+        assert app.notices[-1] == "The session has ended; nothing can change it now"
+        assert not isinstance(app.screen, Confirm)
+
+
+async def test_moving_up_the_chat_pauses_following_and_says_so(crew: Crew) -> None:
+    fan = crew.client(_id("fan"), "viewer")
+    app = crew.console(crew.producer, "producer")
+    async with app.run_test(size=SIZE) as pilot:
+        await connected(pilot, app)
+        for n in range(3):
+            await fan.chat(crew.id, f"line {n}")
+        await until(pilot, lambda: app.chat.table.row_count == 3)
+        await until(pilot, lambda: app.chat.table.cursor_row == 2)
+        assert app.chat.border_subtitle is None
+
+        await pilot.press("up")
+        await pilot.pause(0.1)
+        assert app.chat.border_subtitle == "paused on a message: End follows again"
+        last = await fan.chat(crew.id, "line 3")
+        await until(pilot, lambda: app.chat.table.row_count == 4)
+        assert app.chat.selected().text == "line 1"  # type: ignore[union-attr]  # rows exist
+        assert app.chat.border_subtitle == "paused on a message: 1 new below, End follows again"
+
+        await pilot.press("end")
+        await pilot.pause(0.1)
+        assert app.chat.selected().id == last["id"]  # type: ignore[union-attr]  # rows exist
+        assert app.chat.border_subtitle is None
+        await fan.chat(crew.id, "line 4")
+        await until(pilot, lambda: app.chat.table.row_count == 5)
+        await until(pilot, lambda: app.chat.table.cursor_row == 4)  # following again
 
 
 async def test_a_stranger_is_told_plainly(crew: Crew) -> None:

@@ -174,19 +174,33 @@ def test_without_a_login_the_command_says_what_to_do(tmp_path: Path) -> None:
     assert "vstudio login" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_an_unreachable_server_is_reported_and_q_still_quits() -> None:
+CONSOLE = [sys.executable, "-m", "vstudio_cli.main", "console"]
+
+
+def test_an_unreachable_server_or_unknown_session_is_said_before_any_dashboard(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """Both used to open a dashboard that quit with 0 (issue 18): now exit 6 and 4."""
     with socket.socket() as probe:  # a free port that nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {"XDG_CONFIG_HOME": "/nonexistent"}
-    terminal = _console_command(
-        "--session", "abc", "--server", f"http://127.0.0.1:{port}", "--token", "t", env=env
-    )
-    try:
-        terminal.wait_for("server unreachable")
-        terminal.wait_for("cannot reach")  # the notification, wrapped in its box
-        terminal.type("q", 0.5)
-        assert terminal.process.wait(15) == 0
-        assert "Traceback" not in terminal.text
-    finally:
-        terminal.close()
+    env = {
+        **os.environ,
+        "XDG_CONFIG_HOME": str(tmp_path),
+        "VSTUDIO_SERVER": "",
+        "VSTUDIO_TOKEN": "",
+    }
+    token = live_server.token(f"producer-{uuid.uuid4().hex[:8]}", "producer")
+    for server, code, says in (
+        (f"http://127.0.0.1:{port}", 6, "Cannot reach the server"),
+        (live_server.base_url, 4, "not found"),
+    ):
+        done = subprocess.run(
+            [*CONSOLE, "--session", "deadbeef0000", "--server", server, "--token", token],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert done.returncode == code, done.stderr
+        assert says in done.stderr and "Traceback" not in done.stderr

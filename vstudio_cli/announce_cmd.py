@@ -15,7 +15,7 @@ from rich.console import Console
 from vstudio_cli.client import VStudioClient
 from vstudio_cli.remote import AsJson, ServerOption, TokenOption, emit, run_remote
 
-console = Console()
+console = Console(soft_wrap=True)
 
 
 def announce(

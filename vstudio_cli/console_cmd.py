@@ -6,12 +6,12 @@ stored login (:mod:`vstudio_cli.remote`). The dashboard itself is :mod:`vstudio_
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from vstudio_cli.client import VStudioClient
-from vstudio_cli.remote import ExitCode, ServerOption, TokenOption, err_console, resolve
+from vstudio_cli.remote import ServerOption, TokenOption, resolve, run_remote
 
 __all__ = ["console"]
 
@@ -21,13 +21,18 @@ def console(
     server: ServerOption = None,
     token: TokenOption = None,
 ) -> None:
-    """Open the producer console: live chat, polls, reactions, tips and session controls."""
+    """Open the producer console: live chat, polls, reactions, tips and session controls.
+
+    Exit codes: 0 after quitting, 3 not logged in, 4 no such session, 6 server unreachable.
+    """
     url, jwt = resolve(server, token)
-    if not jwt:
-        err_console.print(
-            "[red]Not logged in.[/] Run 'vstudio login', or pass --token / set VSTUDIO_TOKEN."
-        )
-        raise typer.Exit(ExitCode.UNAUTHENTICATED)
+
+    async def exists(client: VStudioClient) -> dict[str, Any]:
+        return await client.get_session(session)
+
+    # A wrong id, a refused token or no server is said here with its exit code (4, 3, 6), not
+    # on a dashboard that then quits with 0.
+    run_remote(url, jwt, exists)
     from vstudio_cli.console.app import ConsoleApp  # Textual loads only for this command
     from vstudio_cli.console.link import SessionLink
 

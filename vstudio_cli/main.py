@@ -27,6 +27,7 @@ from vstudio_cli import (
     user_cmd,
     whoami_cmd,
 )
+from vstudio_cli.helptext import HelpfulGroup
 
 app = typer.Typer(
     name="vstudio",
@@ -38,6 +39,7 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
+    cls=HelpfulGroup,
 )
 app.command("up")(up_cmd.up)
 app.add_typer(config_cmd.app, name="config")
@@ -80,7 +82,7 @@ def main(
         typer.Option(
             "--config",
             envvar="VSTUDIO_CONFIG",
-            help="TOML file with [broker], [server] and [ingest] tables.",
+            help="TOML file with \\[broker], \\[server] and \\[ingest] tables.",
             exists=True,
             dir_okay=False,
         ),
@@ -90,7 +92,7 @@ def main(
         typer.Option(
             "--log-json/--log-text",
             envvar="VSTUDIO_LOG_JSON",
-            help="Log JSON lines, or rich text [JSON unless stderr is a terminal].",
+            help="Log JSON lines, or rich text (default: JSON unless stderr is a terminal).",
         ),
     ] = None,
     log_level: Annotated[

@@ -92,7 +92,8 @@ STATUS_EXIT = {
     422: ExitCode.USAGE,
 }
 
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
+"""Messages are not wrapped by us: a piped or narrow terminal keeps ids and commands whole."""
 
 
 def active_profile(flag: str | None = None) -> str:

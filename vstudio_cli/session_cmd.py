@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from vstudio_cli.client import VStudioClient
+from vstudio_cli.client import ApiError, VStudioClient
 from vstudio_cli.passwords import ask_password
 from vstudio_cli.remote import (
     AsJson,
@@ -31,13 +31,13 @@ from vstudio_cli.remote import (
     run_remote,
     save_credentials,
 )
-from vstudio_cli.session_file import SessionFileError, plan_changes, read_session_file
+from vstudio_cli.session_file import Plan, SessionFileError, plan_changes, read_session_file
 
 session_app = typer.Typer(
     help="Create, start, end, inspect and apply sessions.", no_args_is_help=True
 )
 poll_app = typer.Typer(help="Create and end polls, read results.", no_args_is_help=True)
-console = Console()
+console = Console(soft_wrap=True)
 
 
 def token_subject(token: str) -> str:
@@ -206,7 +206,10 @@ def list_sessions(
 
     def human() -> None:
         table = Table(title=f"{len(sessions)} session(s)")
-        for column in ("id", "title", "status", "artist", "created"):
+        table.add_column(
+            "id", no_wrap=True, min_width=max((len(s["id"]) for s in sessions), default=2)
+        )
+        for column in ("title", "status", "artist", "created"):
             table.add_column(column)
         for s in sessions:
             table.add_row(s["id"], s["title"], s["status"], s["artistId"], _when(s["createdAt"]))
@@ -215,7 +218,42 @@ def list_sessions(
     emit(sessions, as_json, human)
 
 
-@session_app.command("apply")
+SESSION_FILE_HELP = """Create or update a session from a TOML file; prints what changed.
+
+The session is found again by its title among your sessions that have not ended, so a second
+apply of the same file changes nothing. --dry-run prints the same steps without making them.
+
+\b
+The file (every key but title is optional):
+  \\[session]
+  title = "Friday night live"
+  streamUrl = "https://www.twitch.tv/yourchannel"
+  streamPlatform = "twitch"        # twitch, youtube, tiktok or other
+  chatEnabled = true
+  reactionsEnabled = true
+  allowGuests = true               # guests may watch without an account
+  producerIds = \\["sam"]            # fixed once the session exists
+  scheduledStart = 1767225600000   # Unix ms; fixed once the session exists
+  live = true                      # start it: scheduled -> live
+\b
+  \\[\\[ingest]]                       # a channel to read chat from
+  platform = "twitch"
+  channel = "yourchannel"
+\b
+  \\[\\[polls]]                        # opened in order, one at a time
+  question = "Which song next?"
+  options = \\["Intro", "Outro"]     # 2 to 10
+  duration = 120                   # seconds; none: open until ended
+  allowMultiple = false
+
+Polls open only on a live session: with live = false they wait, and an apply after the
+session went live opens them. live = true while another of your sessions is live is refused
+before anything changes (exit 5). Exit codes: 0 applied (or nothing to do), 2 a bad file,
+5 a conflict, others as for every remote command. docs/operations.md has the same format.
+"""
+
+
+@session_app.command("apply", help=SESSION_FILE_HELP)
 def apply(
     file: Annotated[Path, typer.Argument(help="TOML file describing the session.")],
     dry_run: Annotated[bool, typer.Option(help="Print the plan, change nothing.")] = False,
@@ -223,11 +261,6 @@ def apply(
     token: TokenOption = None,
     as_json: AsJson = False,
 ) -> None:
-    """Create or update a session from a TOML file, idempotently; prints what changed.
-
-    The session is found again by its title among your sessions that have not ended.
-    See vstudio_cli/session_file.py for the file format.
-    """
     try:
         spec = read_session_file(file)
     except SessionFileError as exc:
@@ -240,28 +273,34 @@ def apply(
             (s for s in mine if s["title"] == spec.session.title and s["status"] != "ended"),
             None,
         )
+        live_elsewhere = next(
+            (
+                s
+                for s in mine
+                if s["status"] == "live" and (existing is None or s["id"] != existing["id"])
+            ),
+            None,
+        )
         polls = await client.list_polls(existing["id"]) if existing else []
-        plan = plan_changes(spec, existing, polls)
-        result: dict[str, Any] = {"plan": plan.model_dump(), "changed": []}
-        if dry_run:
-            result["session"] = existing
+        plan = plan_changes(spec, existing, polls, live_elsewhere)
+        result: dict[str, Any] = {
+            "dryRun": dry_run,
+            "plan": plan.model_dump(),
+            "steps": plan.steps(),
+            "changed": [],
+            "notes": list(plan.notes),
+            "blocked": plan.blocked,
+            "session": existing,
+        }
+        if dry_run or plan.blocked:
             return result
-        session = existing
-        if plan.create is not None:
-            session = await client.create_session(**plan.create)
-            result["changed"].append(f"created session {session['id']}")
-        assert session is not None
-        if plan.update:
-            await client.update_session(session["id"], **plan.update)
-            session = await client.get_session(session["id"])
-            result["changed"].append(f"updated {', '.join(sorted(plan.update))}")
-        if plan.start:
-            session = await client.start_session(session["id"])
-            result["changed"].append("started (live)")
-        if plan.open_poll is not None:
-            await client.call("POST", f"/v1/vstudio/sessions/{session['id']}/polls", plan.open_poll)
-            result["changed"].append(f"opened poll {plan.open_poll['question']!r}")
-        result["session"] = session
+        try:
+            await _carry_out(client, plan, result)
+        except ApiError as exc:
+            raise _partly_applied(exc, result) from None
+        session = result["session"]
+        if session.get("status") == "scheduled":
+            result["start"] = f"vstudio session start {session['id']}"
         result["ingest"] = [
             _ingest_command(session["id"], item.model_dump()) for item in spec.ingest
         ]
@@ -271,16 +310,57 @@ def apply(
 
     def human() -> None:
         session = result.get("session") or {}
-        for change in result["changed"]:
-            console.print(f"[green]changed[/] {change}")
-        if not result["changed"]:
-            console.print(f"[dim]unchanged[/] session {session.get('id', '(new)')} is as described")
-        for note in result["plan"]["notes"]:
+        if result["blocked"]:
+            err_console.print(f"[red]Refused, nothing changed:[/] {result['blocked']}")
+        elif not result["steps"]:
+            console.print(f"[dim]unchanged[/] session {session.get('id')} is as described")
+        elif result["dryRun"]:
+            for step in result["steps"]:
+                console.print(f"[cyan]would[/] {step}")
+        else:
+            for change in result["changed"]:
+                console.print(f"[green]changed[/] {change}")
+        for note in result["notes"]:
             console.print(f"[yellow]note[/] {note}")
+        if result.get("start"):
+            console.print(f"start with: [bold]{result['start']}[/]")
         for command in result.get("ingest", []):
             console.print(f"ingest with: [bold]{command}[/]")
 
     emit(result, as_json, human)
+    if result["blocked"]:
+        raise typer.Exit(ExitCode.CONFLICT)
+
+
+async def _carry_out(client: VStudioClient, plan: Plan, result: dict[str, Any]) -> None:
+    """Make the plan's steps in order, recording each in ``result`` as it is done."""
+    session = result["session"]
+    if plan.create is not None:
+        session = result["session"] = await client.create_session(**plan.create)
+        result["changed"].append(f"created session {session['id']}")
+    assert session is not None
+    if plan.update:
+        await client.update_session(session["id"], **plan.update)
+        session = result["session"] = await client.get_session(session["id"])
+        result["changed"].append(f"updated {', '.join(sorted(plan.update))}")
+    if plan.start:
+        session = result["session"] = await client.start_session(session["id"])
+        result["changed"].append("started (live)")
+    if plan.open_poll is not None:
+        await client.call("POST", f"/v1/vstudio/sessions/{session['id']}/polls", plan.open_poll)
+        result["changed"].append(f"opened poll {plan.open_poll['question']!r}")
+
+
+def _partly_applied(exc: ApiError, result: dict[str, Any]) -> ApiError:
+    """The server's refusal, saying what was already done and what was left behind."""
+    if not result["changed"]:
+        return exc
+    session = result["session"]
+    left = f"; session {session['id']} is left {session['status']}" if session else ""
+    done = "; ".join(result["changed"])
+    return ApiError(
+        exc.status, exc.code, f"{exc.message} (already done: {done}{left})", exc.retry_after
+    )
 
 
 def _ingest_command(session_id: str, item: dict[str, Any]) -> str:

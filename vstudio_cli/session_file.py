@@ -1,9 +1,13 @@
 """``vstudio session apply FILE``: a TOML file that describes a session, and the plan to reach it.
 
 Reading the file and working out what to change are pure functions, tested without a server;
-the command only carries the plan out. Applying the same file twice changes nothing the second
-time: the session is found again by its title among the artist's sessions that have not ended,
-and polls already opened (by question) are not opened again.
+the command only carries the plan out, so ``--dry-run`` and the real apply print the same steps.
+Applying the same file twice changes nothing the second time: the session is found again by its
+title among the artist's sessions that have not ended, and polls already opened (by question)
+are not opened again. Polls open only on a live session: with ``live = false`` they wait (a
+timed poll on a session nobody can see would run out unseen) and the next apply after the
+session went live opens them. ``live = true`` while another of the artist's sessions is live is
+refused before anything changes (one live session per artist).
 
 ```toml
 [session]
@@ -100,50 +104,90 @@ def read_session_file(path: Path) -> SessionFile:
 
 
 class Plan(BaseModel):
-    """What apply will do, in order, and what it will only report."""
+    """What apply will do, in order, and what it will only report.
+
+    ``blocked`` is why the whole apply is refused before any change (the command exits 5).
+    """
 
     create: dict[str, Any] | None = None
     update: dict[str, Any] = Field(default_factory=dict)
     start: bool = False
     open_poll: dict[str, Any] | None = None
     notes: list[str] = Field(default_factory=list)
+    blocked: str | None = None
 
     @property
     def changes_nothing(self) -> bool:
         return not (self.create or self.update or self.start or self.open_poll)
 
+    def steps(self) -> list[str]:
+        """The changes in the order apply makes them, worded the same for a dry run."""
+        steps: list[str] = []
+        if self.create is not None:
+            steps.append(f"create session {self.create['title']!r}")
+        if self.update:
+            steps.append(f"update {', '.join(sorted(self.update))}")
+        if self.start:
+            steps.append("start it (scheduled -> live)")
+        if self.open_poll is not None:
+            steps.append(f"open poll {self.open_poll['question']!r}")
+        return steps
+
 
 def plan_changes(
-    spec: SessionFile, existing: dict[str, Any] | None, polls: list[dict[str, Any]]
+    spec: SessionFile,
+    existing: dict[str, Any] | None,
+    polls: list[dict[str, Any]],
+    live_elsewhere: dict[str, Any] | None = None,
 ) -> Plan:
-    """The changes that bring the server's session (``existing``, or none) to ``spec``."""
+    """The changes that bring the server's session (``existing``, or none) to ``spec``.
+
+    ``live_elsewhere`` is another of the artist's sessions that is live now, if any.
+    """
     wanted = spec.session.model_dump(by_alias=True, exclude={"live"}, exclude_none=True)
     plan = Plan()
+    status = existing.get("status") if existing else None
     if existing is None:
         plan.create = wanted
         plan.start = spec.session.live
-        if spec.polls:
-            plan.open_poll = spec.polls[0].wire()
-        return plan
-    plan.update = {
-        name: wanted[name]
-        for name in TOGGLES
-        if name in wanted and existing.get(name) != wanted[name]
-    }
-    for name in FIXED:
-        if name in wanted and wanted[name] not in (existing.get(name), [], None):
-            plan.notes.append(
-                f"{name} is fixed once a session exists (it is {existing.get(name)!r}); "
-                "create a new session to change it"
-            )
-    plan.start = spec.session.live and existing.get("status") == "scheduled"
-    if spec.session.live and existing.get("status") == "ended":
-        plan.notes.append("the session has ended; it cannot go live again")
+    else:
+        plan.update = {
+            name: wanted[name]
+            for name in TOGGLES
+            if name in wanted and existing.get(name) != wanted[name]
+        }
+        for name in FIXED:
+            if name in wanted and wanted[name] not in (existing.get(name), [], None):
+                plan.notes.append(
+                    f"{name} is fixed once a session exists (it is {existing.get(name)!r}); "
+                    "create a new session to change it"
+                )
+        plan.start = spec.session.live and status == "scheduled"
+        if spec.session.live and status == "ended":
+            plan.notes.append("the session has ended; it cannot go live again")
+    if plan.start and live_elsewhere is not None:
+        other = live_elsewhere
+        plan.blocked = (
+            f"session {other['id']} ({other.get('title', '')!r}) is live, and an artist has one "
+            f"live session at a time: end it first (vstudio session end {other['id']}), "
+            "or set live = false to create this one as scheduled"
+        )
+    will_be_live = status == "live" or plan.start
+    if not will_be_live and status != "ended":
+        plan.notes.append("the session is left scheduled: fans see it once it is started")
     asked = {poll.get("question") for poll in polls}
     active = any(poll.get("status") == "active" for poll in polls)
     next_poll = next((poll for poll in spec.polls if poll.question not in asked), None)
-    if next_poll is not None and not active and existing.get("status") != "ended":
-        plan.open_poll = next_poll.wire()
-    elif next_poll is not None and active:
+    if next_poll is None:
+        return plan
+    if not will_be_live:
+        if status != "ended":
+            plan.notes.append(
+                f"poll {next_poll.question!r} waits until the session is live "
+                "(start it, then apply again)"
+            )
+    elif active:
         plan.notes.append(f"poll {next_poll.question!r} waits until the active poll ends")
+    else:
+        plan.open_poll = next_poll.wire()
     return plan

@@ -18,7 +18,7 @@ def mint(
     user: Annotated[str, typer.Option(help="User id (the token's subject).")],
     role: Annotated[Role, typer.Option(help="artist, producer, viewer.")] = Role.VIEWER,
     ttl: Annotated[int, typer.Option(help="Lifetime in seconds.", min=1)] = 3600,
-    name: Annotated[str | None, typer.Option(help="Display name [the user id].")] = None,
+    name: Annotated[str | None, typer.Option(help="Display name (default: the user id).")] = None,
     operator: Annotated[
         bool,
         typer.Option("--operator", help="Add the operator claim: may announce to every session."),

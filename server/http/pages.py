@@ -144,4 +144,13 @@ async def show_public(request: web.Request) -> web.Response:
     return web.json_response(public_session(session))
 
 
+@routes.get("/favicon.ico")
+async def favicon(request: web.Request) -> web.StreamResponse:
+    """The tab icon, where browsers and bookmark tools look for it first (an SVG)."""
+    return web.FileResponse(
+        WEB_DIR / "static" / "favicon.svg",
+        headers={"Content-Type": "image/svg+xml", "Cache-Control": "max-age=86400"},
+    )
+
+
 routes.static("/static", WEB_DIR / "static", append_version=False)

@@ -41,6 +41,19 @@ __all__ = ["ConsoleApp"]
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+ENDED_ACTIONS = frozenset(
+    {
+        "delete",
+        "mute",
+        "new_poll",
+        "end_poll",
+        "toggle_chat",
+        "toggle_reactions",
+        "start",
+        "end_session",
+    }
+)
+"""Controls that change the session: none applies once it has ended."""
 
 
 def _now_ms() -> int:
@@ -71,6 +84,21 @@ class ConsoleApp(App[None]):
         Binding("x", "end_session", "End"),
         Binding("q", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+        # A control that does not apply now is left out of the footer; its key still says why
+        # (Textual tries the next binding of a key when check_action refuses the first).
+        *(
+            Binding(key, f"explain('{action}')", show=False)
+            for key, action in (
+                ("d", "delete"),
+                ("m", "mute"),
+                ("p", "new_poll"),
+                ("e", "end_poll"),
+                ("c", "toggle_chat"),
+                ("r", "toggle_reactions"),
+                ("s", "start"),
+                ("x", "end_session"),
+            )
+        ),
     ]
 
     def __init__(
@@ -126,18 +154,29 @@ class ConsoleApp(App[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Offer only the controls that make sense now; this also keeps the footer in 80 columns."""
+        return self.unavailable(action) is None
+
+    def unavailable(self, action: str) -> str | None:
+        """Why a control does not apply now, in the words the producer is told; None if it does."""
         status, poll = self.state.status, self.state.poll
         running = poll is not None and poll.active
-        artist = self.state.role == "artist"  # only the session's artist starts or ends it
-        if action == "start":
-            return artist and status == "scheduled"
-        if action == "end_session":
-            return artist and status != "ended"
-        if action == "new_poll":
-            return not running and status != "ended"
-        if action == "end_poll":
-            return running
-        return True
+        if action == "explain":
+            return None
+        if status == "ended" and action in ENDED_ACTIONS:
+            return "The session has ended; nothing can change it now"
+        if action in ("start", "end_session") and self.state.role != "artist":
+            verb = "start" if action == "start" else "end"
+            return f"Only the session's artist may {verb} it; you are its {self.state.role}"
+        if action == "start" and status != "scheduled":
+            return f"The session is already {status}"
+        if action == "new_poll" and running:
+            return "A poll is running: end it first (e)"
+        if action == "end_poll" and not running:
+            return "No poll is running"
+        return None
+
+    def action_explain(self, action: str) -> None:
+        self.notify(self.unavailable(action) or "Try again", severity="warning")
 
     async def on_unmount(self) -> None:
         loop = asyncio.get_running_loop()
@@ -306,15 +345,24 @@ class ConsoleApp(App[None]):
         if link is not None and await self._ask("Poll", link.create_poll(payload)) is not None:
             self.notify(f"Poll started: {payload['question']}", timeout=3)
 
-    @work(group="actions")
-    async def action_end_poll(self) -> None:
+    def action_end_poll(self) -> None:
         poll = self.state.poll
         if poll is None or not poll.active:
             self.notify("No poll is running", severity="warning")
             return
+        question = f"End the poll '{poll.question}' now? Its results become final."
+
+        def answered(confirmed: bool | None) -> None:
+            if confirmed:
+                self._end_poll(poll.id)
+
+        self.push_screen(Confirm(question, yes="End poll"), answered)
+
+    @work(group="actions")
+    async def _end_poll(self, poll_id: str) -> None:
         link = self._linked()
         if link is not None:
-            await self._ask("End poll", link.end_poll(poll.id))
+            await self._ask("End poll", link.end_poll(poll_id))
 
     # --- session controls ---------------------------------------------------------------------
 

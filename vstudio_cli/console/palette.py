@@ -6,20 +6,33 @@ from rich.text import Text
 
 from vstudio_cli.console.model import ChatLine
 
-__all__ = ["PLATFORM_STYLE", "badge", "name_text", "platform_label"]
+__all__ = ["PLATFORM_NAMES", "PLATFORM_STYLE", "badge", "name_text", "platform_label"]
 
 PLATFORM_STYLE: dict[str, tuple[str, str]] = {
     "twitch": ("TW", "#9146ff"),
     "youtube": ("YT", "#ff3030"),
     "tiktok": ("TT", "#25f4ee"),
     "discord": ("DC", "#5865f2"),
-    "audifi": ("AU", "#f5a623"),
+    "audifi": ("VS", "#f5a623"),
 }
-"""Platform -> (badge, colour), after each platform's brand colour."""
+"""Platform -> (badge, colour), after each platform's brand colour. Fans' own chat (platform
+``audifi`` on the wire) is "V Studio", as the fans' page calls it (``PLATFORM_NAMES`` in
+``server/web/static/js/ui.js``)."""
+
+PLATFORM_NAMES: dict[str, str] = {
+    "twitch": "Twitch",
+    "youtube": "YouTube",
+    "tiktok": "TikTok",
+    "discord": "Discord",
+    "audifi": "V Studio",
+}
+"""What people call each platform, the same words as on the fans' page."""
 
 
 def platform_label(platform: str | None) -> str:
-    return "all platforms" if platform is None else platform
+    if platform is None:
+        return "all platforms"
+    return PLATFORM_NAMES.get(platform, platform)
 
 
 def badge(platform: str) -> Text:

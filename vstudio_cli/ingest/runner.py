@@ -14,7 +14,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Annotated, Any, NoReturn
 
 import orjson
@@ -22,6 +22,8 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
+from rich.logging import RichHandler
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -37,7 +39,7 @@ from ingest.heartbeat import read_records
 from ingest.runtime import Worker, WorkerGaveUp
 from vstudio_cli.ingest.group import JsonOption, RedisUrlOption, ingest_settings
 
-__all__ = ["run_worker", "status", "status_line", "status_table"]
+__all__ = ["print_status_table", "run_worker", "status", "status_line", "status_table"]
 
 log = logging.getLogger("vstudio.vstudio_cli.ingest.runner")
 
@@ -97,7 +99,7 @@ def run_worker(
     ``--redis-url`` value (``None``: environment, TOML, or the embedded server); ``json_output``
     prints JSON status lines to stdout and JSON logs to stderr; ``duration`` stops after that
     many seconds. Exit 0 after a clean stop (also on SIGINT/SIGTERM), 1 when the platform or
-    Redis failed, 2 for bad settings.
+    Redis failed, 2 for bad settings, 4 when the session does not exist, 5 when it has ended.
     """
     try:
         adapter = build()
@@ -133,6 +135,11 @@ async def _serve(
     worker_id: str | None,
 ) -> int:
     async with open_bus(broker, url) as bus:
+        refused = await _session_refusal(bus.redis, session_id)
+        if refused is not None:
+            code, reason = refused
+            log.error("%s", reason)
+            return code
         worker = Worker(adapter, bus, session_id, settings, worker_id=worker_id)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -170,6 +177,20 @@ async def _serve(
         return code
 
 
+async def _session_refusal(redis: Any, session_id: str) -> tuple[int, str] | None:
+    """Exit code and reason when ``session_id`` is no session to publish to (issue 18: a
+    mistyped id published to nobody and exited 0): 4 unknown, 5 ended."""
+    raw = await redis.hget(keys.session(session_id), "status")
+    if raw is None:
+        return 4, (
+            f"session {session_id} not found in this Redis: check the id "
+            "(vstudio session list) and that --redis-url points where the server keeps it"
+        )
+    if orjson.loads(raw) == "ended":
+        return 5, f"session {session_id} has ended: nothing published to it would reach anyone"
+    return None
+
+
 def _print_json(entry: dict[str, Any]) -> None:
     sys.stdout.write(orjson.dumps(entry).decode() + "\n")
     sys.stdout.flush()
@@ -199,10 +220,29 @@ async def _show_status(worker: Worker, json_output: bool) -> None:
             await asyncio.sleep(STATUS_EVERY)
             _print_json({"event": "status", **worker.record()})
     console = Console(stderr=True)
-    with Live(console=console, auto_refresh=False, transient=True) as live:
+    with (
+        Live(console=console, auto_refresh=False, transient=True) as live,
+        _logs_through(console),
+    ):
         while True:
             live.update(status_line(worker.record(), now_ms()), refresh=True)
             await asyncio.sleep(0.5)
+
+
+@contextlib.contextmanager
+def _logs_through(console: Console) -> Iterator[None]:
+    """Print log lines through the status line's console while it is shown: rich then puts
+    each line above the status line. Through a console of their own they were written over it,
+    and the status line's last clearing erased the end of the final error (issue 18)."""
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, RichHandler)]
+    before = [h.console for h in handlers]
+    for handler in handlers:
+        handler.console = console
+    try:
+        yield
+    finally:
+        for handler, previous in zip(handlers, before, strict=True):
+            handler.console = previous
 
 
 # --- status -------------------------------------------------------------------------------------
@@ -218,39 +258,56 @@ async def _read_status(
         await client.aclose()
 
 
-def status_table(records: list[dict[str, Any]], now: int) -> Table:
+STATUS_COLUMNS: dict[str, Callable[[dict[str, Any], int], str]] = {
+    "worker": lambda r, now: str(r.get("workerId")),
+    "host": lambda r, now: str(r.get("host")),
+    "platform": lambda r, now: str(r.get("platform")),
+    "target": lambda r, now: str(r.get("target")),
+    "session": lambda r, now: str(r.get("session")),
+    "state": lambda r, now: str(r.get("state")),
+    "msg/s": lambda r, now: f"{r.get('rate', 0):.1f}",
+    "total": lambda r, now: f"{r.get('received', 0):,}",
+    "published": lambda r, now: f"{r.get('published', 0):,}",
+    "last msg": lambda r, now: (
+        f"{(now - r['lastMessageAt']) / 1000:.1f} s" if r.get("lastMessageAt") else "-"
+    ),
+    "reconnects": lambda r, now: str(r.get("reconnects", 0)),
+}
+"""The status table's columns and how each shows a worker's record."""
+COMPACT_COLUMNS = ("worker", "platform", "session", "state", "msg/s", "total", "reconnects")
+"""The columns a narrow terminal gets."""
+WHOLE = ("worker", "session")
+"""Columns never cut or wrapped: ids people copy."""
+
+
+def status_table(records: list[dict[str, Any]], now: int, *, compact: bool = False) -> Table:
     """Every worker as a row: where it runs, what it reads, how it is doing."""
     table = Table(title=f"ingestion workers ({len(records)})")
-    for column in (
-        "worker",
-        "host",
-        "platform",
-        "target",
-        "session",
-        "state",
-        "msg/s",
-        "total",
-        "published",
-        "last msg",
-        "reconnects",
-    ):
-        table.add_column(column, justify="right" if column in ("msg/s", "total") else "left")
-    for record in records:
-        last = record.get("lastMessageAt")
-        table.add_row(
-            str(record.get("workerId")),
-            str(record.get("host")),
-            str(record.get("platform")),
-            str(record.get("target")),
-            str(record.get("session")),
-            str(record.get("state")),
-            f"{record.get('rate', 0):.1f}",
-            f"{record.get('received', 0):,}",
-            f"{record.get('published', 0):,}",
-            f"{(now - last) / 1000:.1f} s" if last else "-",
-            str(record.get("reconnects", 0)),
+    names = COMPACT_COLUMNS if compact else tuple(STATUS_COLUMNS)
+    for name in names:
+        cells = [STATUS_COLUMNS[name](record, now) for record in records]
+        whole = name in WHOLE
+        table.add_column(
+            name,
+            justify="right" if name in ("msg/s", "total") else "left",
+            no_wrap=whole,
+            min_width=max(map(len, cells), default=0) if whole else None,
         )
+    for record in records:
+        table.add_row(*(STATUS_COLUMNS[name](record, now) for name in names))
     return table
+
+
+def print_status_table(records: list[dict[str, Any]], now: int) -> None:
+    """The table at its natural width when piped (nothing cut), compact in a narrow terminal."""
+    console = Console()
+    table = status_table(records, now)
+    needed = Measurement.get(console, console.options.update_width(1000), table).maximum
+    if not console.is_terminal:
+        console = Console(width=max(console.width, needed))
+    elif needed > console.width:
+        table = status_table(records, now, compact=True)
+    console.print(table)
 
 
 def status(
@@ -274,4 +331,4 @@ def status(
     if not records:
         typer.echo("no ingestion workers are running" + (f" for {session}" if session else ""))
         return
-    Console().print(status_table(records, now_ms()))
+    print_status_table(records, now_ms())

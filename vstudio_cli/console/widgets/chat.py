@@ -2,6 +2,9 @@
 
 Rows are keyed by message id, so the producer's cursor names the message to delete or the
 user to mute. Deleted messages stay visible, struck through, so the producer sees the effect.
+The chat follows new messages while the cursor is on the last row; a cursor moved up to pick a
+message pauses that, and the panel's border says so, counts what arrived below and names the
+key that follows again (End).
 """
 
 from __future__ import annotations
@@ -47,6 +50,13 @@ def message_text(line: ChatLine) -> Text:
     return text
 
 
+class ChatTable(DataTable[Text]):
+    """The chat's table, where End goes to the newest message (and so follows again)."""
+
+    def action_scroll_end(self) -> None:
+        self.action_scroll_bottom()
+
+
 class ChatPanel(Vertical):
     """A DataTable of chat plus a search box that opens with ``/``."""
 
@@ -62,10 +72,11 @@ class ChatPanel(Vertical):
         self.state = state
         self.platform: str | None = None
         self.query_text = ""
+        self.unseen = 0
+        """Messages that arrived below the cursor while following was paused."""
 
     def compose(self) -> ComposeResult:
-        table: DataTable[Text] = DataTable(cursor_type="row", show_header=False, cell_padding=0)
-        yield table
+        yield ChatTable(cursor_type="row", show_header=False, cell_padding=0)
         yield Input(placeholder="search chat (Enter keeps it, Esc clears)", id="search")
 
     @property
@@ -88,9 +99,24 @@ class ChatPanel(Vertical):
         if column is not None and column.width != width:
             self.rebuild()
 
+    @property
+    def following(self) -> bool:
+        """New messages move the cursor along: it is on the last row (or there is none)."""
+        table = self.table
+        return table.row_count == 0 or table.cursor_row >= table.row_count - 1
+
     def _retitle(self) -> None:
         self.border_title = f"Chat · {platform_label(self.platform)}"
-        self.border_subtitle = f"search: {self.query_text}" if self.query_text else None
+        parts = [f"search: {self.query_text}"] if self.query_text else []
+        if not self.following:
+            waiting = f"{self.unseen} new below, " if self.unseen else ""
+            parts.append(f"paused on a message: {waiting}End follows again")
+        self.border_subtitle = " · ".join(parts) or None
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if self.following:
+            self.unseen = 0
+        self._retitle()
 
     def _name_cell(self, line: ChatLine) -> Text:
         name = name_text(line, muted=line.user_id is not None and line.user_id in self.state.muted)
@@ -124,12 +150,15 @@ class ChatPanel(Vertical):
     def append(self, lines: Iterable[ChatLine]) -> None:
         """Add new messages at the bottom, following them if the cursor was on the last row."""
         table = self.table
-        following = table.row_count == 0 or table.cursor_row >= table.row_count - 1
-        added = False
+        following = self.following
+        added = 0
         for line in lines:
             if matches(line, self.platform, self.query_text):
                 self._add_row(line)
-                added = True
+                added += 1
+        if added and not following:
+            self.unseen += added
+            self._retitle()
         if table.row_count > VIEW_ROWS + SLACK:
             self.rebuild()
         elif added and following:
