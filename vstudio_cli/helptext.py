@@ -48,7 +48,16 @@ def tidy(root: Any) -> None:
             command.help = reflow(command.help)
         help_option = command.get_help_option(typer.Context(command))
         for param in [*command.params, *([help_option] if help_option else [])]:
-            if param.metavar is not None or param.param_type_name != "option":
+            if param.metavar is not None:
+                continue
+            if param.param_type_name == "argument" and param.nargs == -1:
+                # "part..." already says it repeats; Typer would add "<list[str]>" beside it.
+                shown = param.display_type(None).replace("list[", "").replace("]>", ">")
+                param.display_type_rich = lambda ctx, shown=shown: (
+                    shown
+                )  # per-instance: Typer has no hook
+                continue
+            if param.param_type_name != "option":
                 continue
             if param.is_flag or param.count:
                 param.metavar = ""

@@ -35,11 +35,13 @@ def overlay_urls(base_url: str, session_id: str) -> dict[str, str]:
 def urls(
     session: Annotated[
         str | None,
-        typer.Option("--session", help="Session id [the running vstudio up's demo session]."),
+        typer.Option("--session", help="Session id \\[the running vstudio up's demo session]."),
     ] = None,
     server: Annotated[
         str | None,
-        typer.Option("--server", help="Server URL [the running up's, else VSTUDIO_SERVER/login]."),
+        typer.Option(
+            "--server", help="Server URL \\[the running up's, else VSTUDIO_SERVER/login]."
+        ),
     ] = None,
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="Data folder of the vstudio up to ask.")
