@@ -304,6 +304,22 @@ class TokenRequirement(WireModel):
 
     contract_address: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
     min_balance: Annotated[StrictInt | StrictFloat, Field(ge=0, allow_inf_nan=False)]
+    # issue 16, additions to the seed's shape: which chain, which standard, which ERC-1155 id
+    chain_id: StrictInt | None = Field(default=None, ge=1, description="default: eth_chain_id")
+    standard: Literal["erc20", "erc721", "erc1155"] | None = Field(
+        default=None, description="default: erc1155 with tokenId, else told by decimals()"
+    )
+    token_id: StrictInt | None = Field(
+        default=None, ge=0, lt=2**256, description="the ERC-1155 id; names an ERC-1155 token"
+    )
+
+    @model_validator(mode="after")
+    def _standard_fits(self) -> TokenRequirement:
+        if self.token_id is not None and self.standard not in (None, "erc1155"):
+            raise ValueError("tokenId names an ERC-1155 token; standard must be erc1155")
+        if self.standard == "erc1155" and self.token_id is None:
+            raise ValueError("an erc1155 requirement needs the tokenId it counts")
+        return self
 
 
 RequiredTokens = TokenRequirement | list[TokenRequirement]
