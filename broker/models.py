@@ -310,11 +310,13 @@ class TokenRequirement(WireModel):
         default=None, description="default: erc1155 with tokenId, else told by decimals()"
     )
     token_id: StrictInt | None = Field(
-        default=None, ge=0, lt=2**256, description="the ERC-1155 id; names an ERC-1155 token"
+        default=None, ge=0, description="the ERC-1155 id (a uint256); names an ERC-1155 token"
     )
 
     @model_validator(mode="after")
     def _standard_fits(self) -> TokenRequirement:
+        if self.token_id is not None and self.token_id >= 2**256:
+            raise ValueError("tokenId must fit in a uint256")
         if self.token_id is not None and self.standard not in (None, "erc1155"):
             raise ValueError("tokenId names an ERC-1155 token; standard must be erc1155")
         if self.standard == "erc1155" and self.token_id is None:
