@@ -18,7 +18,7 @@ from server.attendance import Attendance
 from server.fanout.hub import Hub
 from server.identity.accounts import AccountStore
 from server.identity.auth import Identity, TokenVerifier, bearer_token
-from server.identity.tickets import TicketStore, grant_role
+from server.identity.tickets import TicketStore, grant_role, highest_role
 from server.identity.wallet import WalletStore
 from server.interactions.registry import ActionTable
 from server.interactions.services import Services
@@ -92,6 +92,19 @@ class ServerContext:
             grant_role(session, who, Role.VIEWER)  # ended sessions and guests fail first
             holder = await self.holder_verdict(session, who)
         return grant_role(session, who, requested, holder)
+
+    async def role_of(self, session: Session, who: Identity) -> Role:
+        """The strongest role of a caller without a ticket (REST, SSE with a bearer token):
+        :func:`highest_role`, or ``token_holder`` for a viewer whose linked wallet passes the
+        token gate (a cached check; any failure leaves the caller a viewer)."""
+        role = highest_role(session, who)
+        if role != Role.VIEWER or who.guest or not session.required_tokens:
+            return role
+        try:
+            verdict = await self.holder_verdict(session, who)
+        except ProtocolError:
+            return role
+        return Role.TOKEN_HOLDER if verdict.passed else role
 
 
 CONTEXT = web.AppKey("context", ServerContext)
