@@ -353,6 +353,8 @@ class Session(WireModel):
     producer_ids: list[str] = Field(default_factory=list)
     required_tokens: RequiredTokens | None = None
     created_at: int = Field(default_factory=now_ms)
+    chat_holders_only: bool | None = None
+    """Issue 16: only token holders (and staff) may send fan chat; unset is false."""
 
 
 class SessionUpdate(WireModel):
@@ -363,6 +365,7 @@ class SessionUpdate(WireModel):
     chat_enabled: bool | None = Field(default=None, strict=True)
     reactions_enabled: bool | None = Field(default=None, strict=True)
     allow_guests: bool | None = Field(default=None, strict=True)
+    chat_holders_only: bool | None = Field(default=None, strict=True)
 
 
 class SessionEnded(WireModel):
@@ -411,6 +414,8 @@ class PollCreate(WireModel):
     options: list[PollOption] = Field(min_length=2, max_length=10)
     duration: int | None = Field(default=None, ge=5, le=24 * 3600, strict=True)
     allow_multiple: bool = Field(default=False, strict=True)
+    gated: bool | None = Field(default=None, strict=True)
+    """Shown and votable only to token holders, the artist and producers (issue 16)."""
 
     @field_validator("options")
     @classmethod
@@ -454,6 +459,8 @@ class Poll(WireModel):
     ends_at: int | None = None
     ended_at: int | None = None
     results: list[int] = Field(default_factory=list)
+    gated: bool | None = None
+    """``true`` for a poll only token holders, the artist and producers see; else absent."""
 
 
 class PollTally(WireModel):
@@ -465,6 +472,7 @@ class PollTally(WireModel):
     poll_id: str
     results: list[int]
     total_votes: int
+    gated: bool | None = None
 
 
 class PollResults(WireModel):
@@ -474,6 +482,7 @@ class PollResults(WireModel):
     results: list[int]
     total_votes: int
     final: bool = True
+    gated: bool | None = None
 
 
 def is_poll_tally(payload: Any) -> bool:
