@@ -29,6 +29,7 @@ __all__ = [
     "seed_channel",
     "session",
     "session_channels",
+    "session_holders",
     "session_id_of_channel",
     "session_prefix",
     "sessions_index",
@@ -297,3 +298,8 @@ def wallet_of(user_id: str) -> str:
 def wallet_owner(address: str) -> str:
     """The account a wallet address is linked to (lowercase address)."""
     return f"{PREFIX}:wallet:address:{address.lower()}"
+
+
+def session_holders(session_id: str) -> str:
+    """Set of the users granted ``token_holder`` in the session (verified on-chain)."""
+    return f"{session_prefix(session_id)}:holders"

@@ -20,6 +20,7 @@ from server.identity.accounts import AccountStore
 from server.identity.auth import Identity, TokenVerifier, bearer_token
 from server.identity.tickets import TicketStore, grant_role, highest_role
 from server.identity.wallet import WalletStore
+from server.interactions.gating import record_holder
 from server.interactions.registry import ActionTable
 from server.interactions.services import Services
 from server.interactions.sessions import SessionStore
@@ -91,7 +92,10 @@ class ServerContext:
         if requested is not None and Role(requested) == Role.TOKEN_HOLDER and not who.guest:
             grant_role(session, who, Role.VIEWER)  # ended sessions and guests fail first
             holder = await self.holder_verdict(session, who)
-        return grant_role(session, who, requested, holder)
+        role = grant_role(session, who, requested, holder)
+        if role == Role.TOKEN_HOLDER:
+            await record_holder(self.bus, session.id, who.user_id)
+        return role
 
     async def role_of(self, session: Session, who: Identity) -> Role:
         """The strongest role of a caller without a ticket (REST, SSE with a bearer token):
@@ -104,7 +108,10 @@ class ServerContext:
             verdict = await self.holder_verdict(session, who)
         except ProtocolError:
             return role
-        return Role.TOKEN_HOLDER if verdict.passed else role
+        if not verdict.passed:
+            return role
+        await record_holder(self.bus, session.id, who.user_id)
+        return Role.TOKEN_HOLDER
 
 
 CONTEXT = web.AppKey("context", ServerContext)

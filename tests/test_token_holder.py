@@ -68,6 +68,7 @@ async def test_a_holder_is_granted_and_a_non_holder_gets_4005(
         async with http.ws_connect(f"{server.ws_url}?ticket={body['ticket']}") as ws:
             state = await ws.receive_json()
             assert state["type"] == "session.state"
+            assert state["payload"]["holderCount"] == 1  # for the console
 
     status, body = await holder_ticket(server, other_token, session["id"])
     assert status == 403 and body["code"] == ErrorCode.TOKEN_GATE_FAILED
