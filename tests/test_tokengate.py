@@ -138,3 +138,24 @@ async def test_a_storm_of_checks_makes_one_call_per_key(node: EthNode, gate: Tok
     other = TokenGate(gate.redis, gate.rpc, default_chain=1, balance_ttl=30)  # another process
     assert (await other.check([need(token, 1)], holder)).passed
     assert node.calls["balanceOf"] == 1  # read from Redis
+
+
+def test_the_selectors_are_the_functions_keccak_prefixes() -> None:
+    from eth_utils import function_signature_to_4byte_selector as selector
+
+    from server.tokengate import abi
+
+    assert abi.BALANCE_OF == selector("balanceOf(address)")
+    assert abi.BALANCE_OF_ID == selector("balanceOf(address,uint256)")
+    assert abi.DECIMALS == selector("decimals()")
+
+
+def test_a_server_without_token_checks_does_not_load_the_eth_libraries() -> None:
+    import subprocess
+    import sys
+
+    probe = "import sys, server.app; print(sorted(m for m in sys.modules if m.startswith('eth')))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

@@ -4,7 +4,8 @@ Parsing and the rules are pure (a message and a clock in, :class:`SiweMessage` o
 :class:`SiweError` out); the signature is recovered with ``eth-account`` (EIP-191
 ``personal_sign``), never with hand-made secp256k1. The ``siwe`` package was left out on
 purpose: 4.4.0 fails at import with the newest ``abnf``; the grammar is small enough to read
-line by line, and every field has its own test (tests/test_siwe.py).
+line by line, and every field has its own test (tests/test_siwe.py). ``eth-account`` and
+``eth-utils`` (some 20 MB per process) are imported at the first sign-in, not at start.
 
     example.com wants you to sign in with your Ethereum account:
     0xC0fFee254729296a45a3885639AC7E10F9d54979
@@ -24,10 +25,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-
-from eth_account import Account
-from eth_account.messages import encode_defunct
-from eth_utils import is_checksum_address, to_checksum_address
 
 __all__ = [
     "CLOCK_SKEW",
@@ -107,6 +104,8 @@ def parse_message(text: str) -> SiweMessage:
         got = lines[1] if len(lines) > 1 else ""
         raise SiweError(f"the address {got!r} is malformed: it must be 0x and 40 hex digits")
     address = lines[1]
+    from eth_utils import is_checksum_address  # see the module's docstring
+
     if not is_checksum_address(address):
         raise SiweError(f"the address {address} is malformed: it is not EIP-55 checksummed")
     rest = lines[2:]
@@ -191,6 +190,10 @@ def recover_signer(text: str, signature: str) -> str:
     """The checksummed address whose key made the ``personal_sign`` ``signature`` of ``text``."""
     if not re.fullmatch(r"0x[0-9a-fA-F]{130}", signature):
         raise SiweError("the signature must be 0x and 130 hex digits (65 bytes)")
+    from eth_account import Account  # see the module's docstring
+    from eth_account.messages import encode_defunct
+    from eth_utils import to_checksum_address
+
     try:
         signer = Account.recover_message(encode_defunct(text=text), signature=signature)
     except Exception as exc:  # eth-keys refuses an invalid v, r or s
@@ -210,6 +213,8 @@ def build_message(
     statement: str | None = "Sign in to V Studio to link this wallet.",
 ) -> str:
     """An EIP-4361 message for a wallet to sign (the server offers one; any wallet's works)."""
+
+    from eth_utils import to_checksum_address  # see the module's docstring
 
     def stamp(moment: datetime) -> str:
         return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -4,6 +4,9 @@ Calldata is ABI-encoded with ``eth-abi`` (``balanceOf(address)`` for ERC-20 and 
 ``balanceOf(address,uint256)`` for ERC-1155, ``decimals()``), answers are decoded the same way,
 and :func:`required_units` turns the session's ``minBalance`` (whole tokens) into the token's
 own units: ``ceil(minBalance * 10**decimals)``, with ``decimals`` 0 for ERC-721 and ERC-1155.
+
+``eth-abi`` (with ``eth-utils``, some 15 MB per process) is imported when the first check is
+made, so a server whose sessions require no tokens does not carry it.
 """
 
 from __future__ import annotations
@@ -12,10 +15,6 @@ import re
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from typing import Any, Literal
-
-from eth_abi import decode, encode
-from eth_abi.exceptions import DecodingError
-from eth_utils import function_signature_to_4byte_selector
 
 from broker.models import TokenRequirement
 
@@ -36,9 +35,12 @@ __all__ = [
 Standard = Literal["erc20", "erc721", "erc1155"]
 ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
-BALANCE_OF = function_signature_to_4byte_selector("balanceOf(address)")
-BALANCE_OF_ID = function_signature_to_4byte_selector("balanceOf(address,uint256)")
-DECIMALS = function_signature_to_4byte_selector("decimals()")
+BALANCE_OF = bytes.fromhex("70a08231")
+"""``keccak("balanceOf(address)")[:4]`` (ERC-20, ERC-721)."""
+BALANCE_OF_ID = bytes.fromhex("00fdd58e")
+"""``keccak("balanceOf(address,uint256)")[:4]`` (ERC-1155)."""
+DECIMALS = bytes.fromhex("313ce567")
+"""``keccak("decimals()")[:4]``."""
 MAX_DECIMALS = 77
 """uint256 holds at most 10**77; a ``decimals()`` above that is not a real token's."""
 
@@ -49,6 +51,8 @@ def is_address(value: str) -> bool:
 
 def balance_call(owner: str, token_id: int | None) -> str:
     """``eth_call`` data asking the balance of ``owner`` (of ``token_id`` for ERC-1155)."""
+    from eth_abi import encode  # see the module's docstring
+
     if token_id is None:
         return "0x" + (BALANCE_OF + encode(["address"], [owner])).hex()
     return "0x" + (BALANCE_OF_ID + encode(["address", "uint256"], [owner, token_id])).hex()
@@ -68,6 +72,9 @@ def decode_uint(result: Any) -> int:
         raise ValueError(f"the answer {result[:20]!r}... is not hex data") from exc
     if not raw:
         raise ValueError("the contract returned no data (is it a token contract on this chain?)")
+    from eth_abi import decode  # see the module's docstring
+    from eth_abi.exceptions import DecodingError
+
     try:
         (value,) = decode(["uint256"], raw[:32])
     except DecodingError as exc:
