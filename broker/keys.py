@@ -45,6 +45,7 @@ __all__ = [
     "token_decimals",
     "user",
     "wallet_nonce",
+    "wallet_nonce_rate",
     "wallet_of",
     "wallet_owner",
 ]
@@ -288,6 +289,11 @@ def token_decimals(chain_id: int, contract: str) -> str:
 def wallet_nonce(nonce: str) -> str:
     """A Sign-In with Ethereum nonce not used yet (deleted when it is)."""
     return f"{PREFIX}:wallet:nonce:{nonce}"
+
+
+def wallet_nonce_rate(address: str) -> str:
+    """Sliding window of the SIWE nonces one client address asked for."""
+    return f"{PREFIX}:wallet:nonce-rate:{address}"
 
 
 def wallet_of(user_id: str) -> str:

@@ -75,7 +75,7 @@ async def nonce(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     body = await read_model(request, NonceRequest) if request.can_read_body else NonceRequest()
     wait = await ctx.windows.retry_after(
-        keys.guest_rate(f"nonce:{request.remote or 'unknown'}"),
+        keys.wallet_nonce_rate(request.remote or "unknown"),
         (Limit("nonces", ctx.settings.guest_rate_limit * 6, 60.0),),
         time.time(),
     )
