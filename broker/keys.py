@@ -29,6 +29,7 @@ __all__ = [
     "seed_channel",
     "session",
     "session_channels",
+    "session_holders",
     "session_id_of_channel",
     "session_prefix",
     "sessions_index",
@@ -40,7 +41,13 @@ __all__ = [
     "tip_ledger",
     "tip_requests",
     "tip_totals",
+    "token_balance",
+    "token_decimals",
     "user",
+    "wallet_nonce",
+    "wallet_nonce_rate",
+    "wallet_of",
+    "wallet_owner",
 ]
 
 PREFIX = "vstudio"
@@ -263,3 +270,42 @@ def ingest_worker(worker_id: str) -> str:
 def ingest_workers() -> str:
     """Pattern matching every ingestion worker record."""
     return f"{PREFIX}:ingest:worker:*"
+
+
+# --- issue 16: the token gate and wallet sign-in -----------------------------------------------
+
+
+def token_balance(chain_id: int, contract: str, owner: str, token_id: int | None = None) -> str:
+    """A cached ``balanceOf`` answer (lowercase addresses; the ERC-1155 id when there is one)."""
+    suffix = "" if token_id is None else f":{token_id}"
+    return f"{PREFIX}:token:{chain_id}:{contract.lower()}:balance:{owner.lower()}{suffix}"
+
+
+def token_decimals(chain_id: int, contract: str) -> str:
+    """A token's cached ``decimals()`` and standard (``erc20:6``, ``erc721:0``)."""
+    return f"{PREFIX}:token:{chain_id}:{contract.lower()}:decimals"
+
+
+def wallet_nonce(nonce: str) -> str:
+    """A Sign-In with Ethereum nonce not used yet (deleted when it is)."""
+    return f"{PREFIX}:wallet:nonce:{nonce}"
+
+
+def wallet_nonce_rate(address: str) -> str:
+    """Sliding window of the SIWE nonces one client address asked for."""
+    return f"{PREFIX}:wallet:nonce-rate:{address}"
+
+
+def wallet_of(user_id: str) -> str:
+    """The wallet address linked to an account."""
+    return f"{PREFIX}:wallet:user:{user_id}"
+
+
+def wallet_owner(address: str) -> str:
+    """The account a wallet address is linked to (lowercase address)."""
+    return f"{PREFIX}:wallet:address:{address.lower()}"
+
+
+def session_holders(session_id: str) -> str:
+    """Set of the users granted ``token_holder`` in the session (verified on-chain)."""
+    return f"{session_prefix(session_id)}:holders"

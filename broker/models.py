@@ -304,6 +304,24 @@ class TokenRequirement(WireModel):
 
     contract_address: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
     min_balance: Annotated[StrictInt | StrictFloat, Field(ge=0, allow_inf_nan=False)]
+    # issue 16, additions to the seed's shape: which chain, which standard, which ERC-1155 id
+    chain_id: StrictInt | None = Field(default=None, ge=1, description="default: eth_chain_id")
+    standard: Literal["erc20", "erc721", "erc1155"] | None = Field(
+        default=None, description="default: erc1155 with tokenId, else told by decimals()"
+    )
+    token_id: StrictInt | None = Field(
+        default=None, ge=0, description="the ERC-1155 id (a uint256); names an ERC-1155 token"
+    )
+
+    @model_validator(mode="after")
+    def _standard_fits(self) -> TokenRequirement:
+        if self.token_id is not None and self.token_id >= 2**256:
+            raise ValueError("tokenId must fit in a uint256")
+        if self.token_id is not None and self.standard not in (None, "erc1155"):
+            raise ValueError("tokenId names an ERC-1155 token; standard must be erc1155")
+        if self.standard == "erc1155" and self.token_id is None:
+            raise ValueError("an erc1155 requirement needs the tokenId it counts")
+        return self
 
 
 RequiredTokens = TokenRequirement | list[TokenRequirement]
@@ -335,6 +353,8 @@ class Session(WireModel):
     producer_ids: list[str] = Field(default_factory=list)
     required_tokens: RequiredTokens | None = None
     created_at: int = Field(default_factory=now_ms)
+    chat_holders_only: bool | None = None
+    """Issue 16: only token holders (and staff) may send fan chat; unset is false."""
 
 
 class SessionUpdate(WireModel):
@@ -345,6 +365,7 @@ class SessionUpdate(WireModel):
     chat_enabled: bool | None = Field(default=None, strict=True)
     reactions_enabled: bool | None = Field(default=None, strict=True)
     allow_guests: bool | None = Field(default=None, strict=True)
+    chat_holders_only: bool | None = Field(default=None, strict=True)
 
 
 class SessionEnded(WireModel):
@@ -393,6 +414,8 @@ class PollCreate(WireModel):
     options: list[PollOption] = Field(min_length=2, max_length=10)
     duration: int | None = Field(default=None, ge=5, le=24 * 3600, strict=True)
     allow_multiple: bool = Field(default=False, strict=True)
+    gated: bool | None = Field(default=None, strict=True)
+    """Shown and votable only to token holders, the artist and producers (issue 16)."""
 
     @field_validator("options")
     @classmethod
@@ -436,6 +459,8 @@ class Poll(WireModel):
     ends_at: int | None = None
     ended_at: int | None = None
     results: list[int] = Field(default_factory=list)
+    gated: bool | None = None
+    """``true`` for a poll only token holders, the artist and producers see; else absent."""
 
 
 class PollTally(WireModel):
@@ -447,6 +472,7 @@ class PollTally(WireModel):
     poll_id: str
     results: list[int]
     total_votes: int
+    gated: bool | None = None
 
 
 class PollResults(WireModel):
@@ -456,6 +482,7 @@ class PollResults(WireModel):
     results: list[int]
     total_votes: int
     final: bool = True
+    gated: bool | None = None
 
 
 def is_poll_tally(payload: Any) -> bool:

@@ -196,6 +196,37 @@ class ServerSettings(PartSettings):
     tip_currencies: list[str] = Field(default_factory=lambda: ["USD", "EUR", "GBP", "JPY"])
     tip_max_amount: float = Field(default=10_000.0, gt=0)
 
+    # issue 16: the token gate (on-chain balances) and Sign-In with Ethereum
+    eth_rpc_url: str | None = Field(
+        default=None, description="Ethereum JSON-RPC URL of eth_chain_id (VSTUDIO_ETH_RPC_URL)"
+    )
+    eth_chain_id: int = Field(
+        default=1, ge=1, description="chain of eth_rpc_url and of requirements naming none"
+    )
+    eth_rpc_urls: dict[int, str] = Field(
+        default_factory=dict, description='more chains: JSON {"137": "https://..."}'
+    )
+    eth_rpc_timeout: float = Field(
+        default=3.0, gt=0, description="seconds one balance lookup may take; then it fails closed"
+    )
+    token_balance_ttl: int = Field(
+        default=15, ge=1, description="seconds a balance read on-chain is reused"
+    )
+    siwe_domain: str | None = Field(
+        default=None, description="domain SIWE messages must name; default: public_url's host"
+    )
+    siwe_chain_ids: list[int] | None = Field(
+        default=None, description="chains a wallet may sign in on; default: the RPC chains"
+    )
+    siwe_nonce_ttl: int = Field(default=300, ge=10, description="seconds a SIWE nonce is valid")
+
+    def eth_rpc_endpoints(self) -> dict[int, str]:
+        """Every configured Ethereum JSON-RPC URL by chain id."""
+        urls = dict(self.eth_rpc_urls)
+        if self.eth_rpc_url:
+            urls.setdefault(self.eth_chain_id, self.eth_rpc_url)
+        return urls
+
 
 class IngestSettings(PartSettings):
     """Ingestion workers: platform endpoints, credentials, batching, reconnection."""

@@ -27,11 +27,12 @@ from server.bridge import SeedBridge
 from server.context import CONTEXT, ServerContext
 from server.fanout.hub import Hub
 from server.gcpolicy import keep_collections_short
-from server.http import actions, announcements, auth, health, pages, reads, sessions
+from server.http import actions, announcements, auth, health, pages, reads, sessions, wallet
 from server.http.errors import MAX_BODY, error_middleware
 from server.identity.accounts import AccountStore
 from server.identity.auth import Revocations, TokenVerifier
 from server.identity.tickets import TicketStore
+from server.identity.wallet import WalletStore
 from server.interactions.catalog import ACTIONS, STATE_PARTS, build_services
 from server.interactions.registry import ActionTable
 from server.interactions.sessions import SessionStore
@@ -39,6 +40,8 @@ from server.interactions.state import SessionState
 from server.metrics import Metrics
 from server.presence import REFRESH_EVERY, Presence
 from server.ratelimit import RedisWindow
+from server.tokengate.gate import TokenGate
+from server.tokengate.rpc import EthRpc
 from server.transport import sse, ws
 
 __all__ = ["build_app"]
@@ -112,6 +115,13 @@ def build_context(
         actions=ActionTable(ACTIONS),
         hub=hub,
         attendance=Attendance(bus, presence, hub, metrics),
+        wallets=WalletStore(client, settings.siwe_nonce_ttl),
+        gate=TokenGate(
+            client,
+            EthRpc(settings.eth_rpc_endpoints(), settings.eth_rpc_timeout),
+            default_chain=settings.eth_chain_id,
+            balance_ttl=settings.token_balance_ttl,
+        ),
     )
 
 
@@ -123,6 +133,7 @@ def build_app(
     app[MAX_BODY] = settings.max_message_bytes
     app.add_routes(health.routes)
     app.add_routes(auth.routes)
+    app.add_routes(wallet.routes)
     app.add_routes(sessions.routes)
     app.add_routes(announcements.routes)
     app.add_routes(actions.routes())
@@ -155,6 +166,7 @@ def build_app(
             await bridge.stop()
             await ctx.attendance.settle()
             await ctx.hub.stop()
+            await ctx.gate.rpc.close()
             with contextlib.suppress(Exception):
                 await ctx.presence.clear()
             await client.aclose()

@@ -71,7 +71,7 @@ def test_grant_role_rules() -> None:
     for requested, code in [
         ("artist", ErrorCode.FORBIDDEN),
         ("producer", ErrorCode.FORBIDDEN),
-        ("token_holder", ErrorCode.TOKEN_GATE_FAILED),
+        ("token_holder", ErrorCode.TOKEN_GATE_FAILED),  # no gate check given
     ]:
         with pytest.raises(Exception) as caught:
             grant_role(session(), bob, requested)

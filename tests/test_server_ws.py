@@ -221,7 +221,7 @@ async def test_ticket_roles_are_checked_against_the_session(live_server: LiveSer
         if code:
             assert body["code"] == code
         if code == ErrorCode.TOKEN_GATE_FAILED:
-            assert "not built yet" in body["message"]
+            assert "requires no tokens" in body["message"]
 
 
 @pytest.mark.slow

@@ -39,6 +39,7 @@ from broker.bus import Bus, BusEvent, parse_stream_id
 from broker.feed import Resumed, SessionFeed
 from broker.models import ErrorCode, MessageType, now_ms
 from config import ServerSettings
+from server.fanout.audience import for_audience, is_gated, sees_gated
 from server.fanout.frame import MAX_AGGREGATE, ZERO, Outgoing, StreamId, coalesce, is_chat
 from server.fanout.framelog import FrameLog, unseen_part
 from server.fanout.subscriber import FrameLogReader, Subscriber
@@ -164,14 +165,19 @@ class Hub:
         if sub.closed:
             room.catching_up.discard(sub)
             return
+        state = dict(for_audience(state, sub.who))
         state["viewerCount"] = viewers
         recovered = replay is not None and replay.complete
         if since is not None:
             state["recovered"] = recovered
         frames: list[Outgoing] = []
         seen = ZERO
+        privileged = sees_gated(sub.who)
         if recovered and replay is not None:
-            frames = coalesce(replay.events)
+            shown = replay.events
+            if not privileged:
+                shown = [event for event in shown if not is_gated(event)]
+            frames = coalesce(shown)
             seen = (
                 parse_stream_id(replay.events[-1].id)
                 if replay.events
@@ -181,7 +187,11 @@ class Hub:
             {"type": MessageType.SESSION_STATE, "payload": state, "timestamp": now_ms()}
         )
         keep = sub.send_own(state_json, MessageType.SESSION_STATE, state)
-        late = [event for event in sub.pending if parse_stream_id(event.id) > seen]
+        late = [
+            event
+            for event in sub.pending
+            if parse_stream_id(event.id) > seen and (privileged or not is_gated(event))
+        ]
         frames += coalesce(late)
         for out in frames:
             keep = sub.send(out) and keep
@@ -307,6 +317,9 @@ class Hub:
                 room.flush = asyncio.get_running_loop().call_later(wait, self._flush_chat, room)
             return
         self._flush_chat(room)
+        if is_gated(event):
+            self.deliver_gated(room, Outgoing.of_event(event))
+            return
         self.deliver(room, Outgoing.of_event(event))
         if event.type == MessageType.SESSION_END:
             for sub in room.everyone():
@@ -355,6 +368,28 @@ class Hub:
             self._delivered(room.log.trim(target))
         else:
             room.walker = asyncio.get_running_loop().create_task(self._walk(room))
+
+    def deliver_gated(self, room: Room, out: Outgoing) -> None:
+        """Send gated ``out`` to the room's token holders and staff only.
+
+        It never enters the room's frame log (which every WebSocket client reads): each
+        client that may see it gets it as a frame of its own, after what the log owes it, so
+        its frames stay in order. Gated frames are rare (a gated poll's lifecycle and its
+        throttled tallies), so this costs the common path nothing.
+        """
+        slow: list[Subscriber] = []
+        sent = 0
+        for sub in [*room.readers, *room.pushed]:
+            if not sees_gated(sub.who) or sub.closed:
+                continue
+            if sub.fresh and out.last_id <= sub.seen:
+                continue  # it had this event in its replay
+            sent += 1
+            if not sub.send_own(out.json, out.type, out.payload()):
+                slow.append(sub)
+        self.metrics.messages_sent.inc(sent)
+        if slow:
+            self._drop(room, slow)
 
     async def _walk(self, room: Room) -> None:
         """Go round the room's WebSocket clients until every one has every frame."""
@@ -440,11 +475,19 @@ class Hub:
         if resumed.last_id is not None:  # the replayed events that follow are in this state
             room.covered = parse_stream_id(resumed.last_id)
         state["recovered"] = False
-        data = orjson.dumps(
-            {"type": MessageType.SESSION_STATE, "payload": state, "timestamp": now_ms()}
-        )
+        encoded: dict[bool, tuple[bytes, dict[str, Any]]] = {}
         for sub in [*room.readers, *room.pushed]:
-            sub.send_own(data, MessageType.SESSION_STATE, state)
+            privileged = sees_gated(sub.who)
+            if privileged not in encoded:
+                shown = for_audience(state, sub.who)
+                encoded[privileged] = (
+                    orjson.dumps(
+                        {"type": MessageType.SESSION_STATE, "payload": shown, "timestamp": now_ms()}
+                    ),
+                    shown,
+                )
+            data, shown = encoded[privileged]
+            sub.send_own(data, MessageType.SESSION_STATE, shown)
 
     # --- heartbeat ----------------------------------------------------------------------------
 

@@ -20,7 +20,6 @@ from broker.models import CLIENT_PAYLOADS, ErrorCode, MessageType, ProtocolError
 from server.context import CONTEXT
 from server.http.errors import json_response, read_model
 from server.identity.participant import Participant
-from server.identity.tickets import highest_role
 from server.interactions.registry import Actor
 from server.ratelimit import limits_for
 
@@ -73,7 +72,7 @@ def _handler(entry: RestAction) -> Callable[[web.Request], Awaitable[web.Respons
         params = {name: value for name, value in request.match_info.items() if name != "sessionId"}
         payload = await read_model(request, model, params)
         session = await ctx.sessions.get(session_id)
-        role = highest_role(session, who)
+        role = await ctx.role_of(session, who)
         wait = await ctx.windows.retry_after(
             keys.account_rate(session.id, who.user_id),
             limits_for(ctx.settings, entry.kind),

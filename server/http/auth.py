@@ -15,7 +15,6 @@ from server.context import CONTEXT
 from server.http.errors import json_response, read_model
 from server.identity.accounts import AccountError
 from server.identity.auth import VERSION_CLAIM, AuthError
-from server.identity.tickets import grant_role
 from server.ratelimit import Limit
 
 __all__ = ["GuestRequest", "LoginRequest", "TicketRequest", "routes"]
@@ -129,7 +128,7 @@ async def ticket(request: web.Request) -> web.Response:
     if wait is not None:
         raise ProtocolError(ErrorCode.RATE_LIMITED, "too many tickets for this user", wait)
     session = await ctx.sessions.get(body.session_id)
-    role = grant_role(session, who, body.role)
+    role = await ctx.grant(session, who, body.role)
     ticket_id = await ctx.tickets.issue(who, session.id, role)
     return json_response(
         {"ticket": ticket_id, "expiresIn": ctx.settings.ticket_ttl, "role": str(role)}

@@ -20,6 +20,7 @@ from server.http.actions import REST_ACTIONS
 from server.http.announcements import AnnouncementRequest
 from server.http.auth import GuestRequest, LoginRequest, TicketRequest
 from server.http.sessions import SessionCreate
+from server.http.wallet import NonceRequest, VerifyRequest
 
 __all__ = ["openapi_document"]
 
@@ -94,6 +95,8 @@ def openapi_document() -> dict[str, Any]:
         LoginRequest,
         GuestRequest,
         TicketRequest,
+        NonceRequest,
+        VerifyRequest,
         SessionCreate,
         AnnouncementRequest,
         Session,
@@ -114,6 +117,20 @@ def openapi_document() -> dict[str, Any]:
             "post": _operation(
                 "A guest viewer token for a session that allows guests",
                 body=GuestRequest,
+                auth=False,
+            )
+        },
+        "/v1/auth/wallet/nonce": {
+            "post": _operation(
+                "A single-use Sign-In with Ethereum nonce (and, given address, the message)",
+                body=NonceRequest,
+                auth=False,
+            )
+        },
+        "/v1/auth/wallet/verify": {
+            "post": _operation(
+                "Verify a signed EIP-4361 message: link the wallet, or a wallet-only viewer token",
+                body=VerifyRequest,
                 auth=False,
             )
         },

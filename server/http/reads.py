@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from broker.models import ErrorCode, ProtocolError, Role
-from server.context import CONTEXT
+from broker.models import ErrorCode, ProtocolError, Role, Session
+from server.context import CONTEXT, ServerContext
 from server.http.errors import json_response
+from server.identity.auth import Identity
 from server.interactions.polls import PollBook
 
 __all__ = ["routes"]
@@ -16,21 +17,34 @@ BASE = "/v1/vstudio/sessions/{sessionId}"
 routes = web.RouteTableDef()
 
 
-async def _settled_polls(request: web.Request) -> tuple[PollBook, str]:
-    """The poll book and session id for a signed-in reader; an ended session's poll is ended."""
+async def _settled_polls(request: web.Request) -> tuple[PollBook, str, bool]:
+    """The poll book and session id for a signed-in reader, and whether the reader sees gated
+    polls (token holders, artist, producers); an ended session's poll is ended."""
     ctx = request.app[CONTEXT]
-    await ctx.identify(request)
+    who = await ctx.identify(request)
     session = await ctx.sessions.get(request.match_info["sessionId"])
     book = ctx.services.polls.book
     await book.settle(session)
-    return book, session.id
+    return book, session.id, await _sees_gated(ctx, session, who)
+
+
+async def _sees_gated(ctx: ServerContext, session: Session, who: Identity) -> bool:
+    """Staff always; anyone else whose linked wallet passes the token gate (ended or not)."""
+    if not who.guest and (who.user_id == session.artist_id or who.user_id in session.producer_ids):
+        return True
+    if who.guest or not session.required_tokens:
+        return False
+    try:
+        return (await ctx.holder_verdict(session, who)).passed
+    except ProtocolError:
+        return False
 
 
 @routes.get(BASE + "/polls")
 async def list_polls(request: web.Request) -> web.Response:
     """Every poll of the session with its counts (ended ones keep their final results)."""
-    book, session_id = await _settled_polls(request)
-    every = await book.all(session_id)
+    book, session_id, sees_gated = await _settled_polls(request)
+    every = [poll for poll in await book.all(session_id) if sees_gated or not poll.gated]
     active = next((poll for poll in every if poll.status == "active"), None)
     return json_response(
         {"polls": [poll.wire() for poll in every], "activePoll": active.wire() if active else None}
@@ -39,8 +53,12 @@ async def list_polls(request: web.Request) -> web.Response:
 
 @routes.get(BASE + "/polls/{pollId}")
 async def get_poll(request: web.Request) -> web.Response:
-    book, session_id = await _settled_polls(request)
+    book, session_id, sees_gated = await _settled_polls(request)
     poll = await book.require(session_id, request.match_info["pollId"])
+    if poll.gated and not sees_gated:
+        raise ProtocolError(
+            ErrorCode.TOKEN_GATE_FAILED, f"poll {poll.id} is for token holders only"
+        )
     return json_response(poll.wire())
 
 

@@ -9,6 +9,7 @@ HTTPS first. Redeeming is one ``GETDEL``, so a ticket works once across every se
 from __future__ import annotations
 
 import secrets
+from typing import Protocol
 
 import orjson
 import redis.asyncio as aioredis
@@ -18,15 +19,31 @@ from broker.models import ErrorCode, ProtocolError, Role, Session, SessionStatus
 from server.identity.auth import Identity
 from server.identity.participant import Participant
 
-__all__ = ["TicketStore", "grant_role", "highest_role"]
+__all__ = ["HolderCheck", "TicketStore", "grant_role", "highest_role"]
 
 
-def grant_role(session: Session, who: Identity, requested: Role | str | None) -> Role:
+class HolderCheck(Protocol):
+    """The token gate's answer for a wallet (``server.tokengate.abi.Verdict`` is one)."""
+
+    @property
+    def passed(self) -> bool: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
+def grant_role(
+    session: Session,
+    who: Identity,
+    requested: Role | str | None,
+    holder: HolderCheck | None = None,
+) -> Role:
     """The role ``who`` may have in ``session``, or ``ProtocolError`` 4004/4005/4002.
 
     ``artist`` is the session's owner, ``producer`` one of its ``producerIds``, ``viewer`` any
-    authenticated user (guests only where the session allows them). ``token_holder`` needs the
-    token gate, which is not built yet, so it is refused with 4005.
+    authenticated user (guests only where the session allows them). ``token_holder`` needs
+    ``holder``, the token gate's check of the user's linked wallet, to have passed: else 4005
+    with the gate's reason (no check at all is a refusal too).
     """
     role = Role(requested) if requested else Role.VIEWER
     if session.status == SessionStatus.ENDED:
@@ -46,10 +63,12 @@ def grant_role(session: Session, who: Identity, requested: Role | str | None) ->
     if role == Role.PRODUCER and who.user_id not in session.producer_ids:
         raise ProtocolError(ErrorCode.FORBIDDEN, "you are not a producer of this session")
     if role == Role.TOKEN_HOLDER:
-        raise ProtocolError(
-            ErrorCode.TOKEN_GATE_FAILED,
-            "the token gate is not built yet, so token_holder cannot be granted; connect as viewer",
-        )
+        if holder is None:
+            raise ProtocolError(
+                ErrorCode.TOKEN_GATE_FAILED, "token_holder needs a wallet checked by the token gate"
+            )
+        if not holder.passed:
+            raise ProtocolError(ErrorCode.TOKEN_GATE_FAILED, holder.reason)
     return role
 
 

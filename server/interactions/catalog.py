@@ -13,7 +13,7 @@ from typing import Any
 
 from broker.bus import Bus
 from config import ServerSettings
-from server.interactions import chat, moderation, polls, reactions, sessions, tips
+from server.interactions import chat, gating, moderation, polls, reactions, sessions, tips
 from server.interactions.registry import Action, StatePart
 from server.interactions.services import MAX_IN_FLIGHT, Services
 
@@ -44,6 +44,7 @@ STATE_PARTS: tuple[StatePart, ...] = (
     tips.tips_state,
     moderation.moderation_state,
     limits_state,
+    gating.gate_state,
 )
 
 

@@ -26,12 +26,16 @@ from broker.models import (
     now_ms,
 )
 from server.interactions.moderation import is_muted
-from server.interactions.registry import Action, Actor
+from server.interactions.registry import SEES_GATED, STAFF, Action, Actor
 from server.interactions.services import Services
 
 __all__ = ["BADGES", "fan_message", "require_open"]
 
-BADGES: dict[Role, list[str]] = {Role.ARTIST: ["artist"], Role.PRODUCER: ["producer"]}
+BADGES: dict[Role, list[str]] = {
+    Role.ARTIST: ["artist"],
+    Role.PRODUCER: ["producer"],
+    Role.TOKEN_HOLDER: ["holder"],
+}
 """Badges shown next to a fan message by the sender's role."""
 
 
@@ -50,7 +54,7 @@ def fan_message(
             ErrorCode.INVALID_MESSAGE,
             f"chat text is {len(text)} characters; the limit is {max_length}",
         )
-    staff = actor.role in BADGES
+    staff = actor.role in STAFF
     return NormalizedChatMessage(
         id=f"{Platform.AUDIFI.value}:{secrets.token_hex(10)}",
         platform=Platform.AUDIFI,
@@ -74,6 +78,11 @@ async def _send_chat(services: Services, actor: Actor, message: ChatMessageIn) -
     require_open(session)
     if not session.chat_enabled:
         raise ProtocolError(ErrorCode.FORBIDDEN, "chat is turned off in this session")
+    if session.chat_holders_only and actor.role not in SEES_GATED:
+        raise ProtocolError(
+            ErrorCode.TOKEN_GATE_FAILED,
+            "chat is for token holders only in this session: connect as token_holder",
+        )
     if await is_muted(services.bus, actor.session_id, actor.user_id):
         raise ProtocolError(ErrorCode.FORBIDDEN, "you are muted in this session's chat")
     normalized = fan_message(

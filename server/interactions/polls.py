@@ -53,7 +53,7 @@ from broker.models import (
 )
 from config import ServerSettings
 from server.interactions.loops import pause, stop_loop
-from server.interactions.registry import STAFF, Action, Actor
+from server.interactions.registry import SEES_GATED, STAFF, Action, Actor
 from server.interactions.services import Services
 
 __all__ = [
@@ -229,6 +229,7 @@ def poll_from_hash(raw: dict[bytes, bytes]) -> Poll:
         ends_at=int(ends) if ends else None,
         ended_at=int(ended) if ended else None,
         results=[int(fields.get(f"c{index}", 0)) for index in range(len(options))],
+        gated=True if fields.get("gated") == "1" else None,
     )
 
 
@@ -250,6 +251,16 @@ class PollBook:
         self._vote = redis.register_script(VOTE_SCRIPT)
         self._end = redis.register_script(END_SCRIPT)
         self._claim = redis.register_script(CLAIM_SCRIPT)
+        self._gated: dict[tuple[str, str], bool] = {}
+        """Whether a poll is gated, by (session, poll): fixed at creation, so kept forever."""
+
+    async def is_gated(self, session_id: str, poll_id: str) -> bool:
+        """Whether the poll is only for token holders and staff (one read per poll here)."""
+        known = self._gated.get((session_id, poll_id))
+        if known is None:
+            flag = await self.redis.hget(poll_key(session_id, poll_id), "gated")
+            known = self._gated[(session_id, poll_id)] = flag in (b"1", "1")
+        return known
 
     async def get(self, session_id: str, poll_id: str) -> Poll | None:
         raw = cast(RawHash, await self.redis.hgetall(poll_key(session_id, poll_id)))
@@ -298,6 +309,8 @@ class PollBook:
         }
         if spec.duration is not None:
             fields["duration"] = spec.duration
+        if spec.gated:
+            fields["gated"] = "1"
         flat = [item for pair in fields.items() for item in pair]
         reply = _outcome(
             await self._create(
@@ -404,7 +417,11 @@ class PollBook:
         await self.redis.zrem(DEADLINES, f"{session_id}/{poll_id}")
         poll = await self.require(session_id, poll_id)
         results = PollResults(
-            poll_id=poll.id, results=poll.results, total_votes=sum(poll.results), final=True
+            poll_id=poll.id,
+            results=poll.results,
+            total_votes=sum(poll.results),
+            final=True,
+            gated=poll.gated,
         )
         await self.bus.publish_many(
             session_id,
@@ -471,8 +488,12 @@ class PollRuntime:
                 self.dirty[key] = False
                 reply = await self.book.claim_broadcast(session_id, poll_id)
                 if reply[0] == "go":
+                    gated = await self.book.is_gated(session_id, poll_id)
                     tally = PollTally(
-                        poll_id=poll_id, results=list(reply[2]), total_votes=int(reply[1])
+                        poll_id=poll_id,
+                        results=list(reply[2]),
+                        total_votes=int(reply[1]),
+                        gated=True if gated else None,
                     )
                     await self.book.bus.publish(
                         session_id, "polls", MessageType.POLL_UPDATE, tally.wire()
@@ -549,13 +570,24 @@ async def end_poll(services: Services, actor: Actor, request: PollEnd) -> dict[s
 async def vote(services: Services, actor: Actor, ballot: PollVote) -> dict[str, Any]:
     polls = services.polls
     async with services.redis_gate:
+        if actor.role not in SEES_GATED and await polls.book.is_gated(
+            actor.session_id, ballot.poll_id
+        ):
+            raise ProtocolError(
+                ErrorCode.TOKEN_GATE_FAILED,
+                f"poll {ballot.poll_id} is for token holders only: connect as token_holder "
+                "with a wallet that holds this session's required tokens",
+            )
         await polls.book.vote(actor.session_id, actor.user_id, ballot)
     polls.voted(actor.session_id, ballot.poll_id)
     return {"pollId": ballot.poll_id, "optionIndex": ballot.option_index, "counted": True}
 
 
 async def polls_state(services: Services, session_id: str) -> dict[str, Any]:
-    """``activePoll`` (or null) and ``polls``: the session's latest polls with their counts."""
+    """``activePoll`` (or null) and ``polls``: the session's latest polls with their counts.
+
+    Gated polls are included: the fan-out takes them out for clients who may not see them
+    (:func:`server.fanout.audience.for_audience`)."""
     polls = await services.polls.book.all(session_id)
     active = next((poll for poll in polls if poll.status == PollStatus.ACTIVE), None)
     return {

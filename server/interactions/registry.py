@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # the services hold the modules that import this one
 
 __all__ = [
     "ALL_ROLES",
+    "SEES_GATED",
     "STAFF",
     "Action",
     "ActionTable",
@@ -67,6 +68,8 @@ StatePart = Callable[["Services", str], Awaitable[dict[str, Any]]]
 
 ALL_ROLES = frozenset(Role)
 STAFF = frozenset({Role.ARTIST, Role.PRODUCER})
+SEES_GATED = frozenset({Role.ARTIST, Role.PRODUCER, Role.TOKEN_HOLDER})
+"""Who sees and takes part in gated content (issue 16): token holders and the staff."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -285,7 +285,7 @@ class SessionStore:
 
 # --- client messages about the session -------------------------------------------------------
 
-PRODUCER_TOGGLES = frozenset({"chat_enabled", "reactions_enabled"})
+PRODUCER_TOGGLES = frozenset({"chat_enabled", "reactions_enabled", "chat_holders_only"})
 """What a producer may change; everything else of a session is the artist's."""
 
 
@@ -304,7 +304,8 @@ async def update_session(
         if others:
             raise ProtocolError(
                 ErrorCode.FORBIDDEN,
-                f"producers may only toggle chatEnabled and reactionsEnabled, not {others}",
+                "producers may only toggle chatEnabled, reactionsEnabled and chatHoldersOnly, "
+                f"not {others}",
             )
     updated = await services.sessions.update(actor.session_id, payload)
     return {"session": updated.wire()}

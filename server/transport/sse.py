@@ -24,7 +24,6 @@ from server.context import CONTEXT
 from server.fanout.frame import Outgoing
 from server.fanout.subscriber import SubscriberState
 from server.identity.participant import Participant
-from server.identity.tickets import highest_role
 from server.wire import KEEPALIVE, STREAM_ID, sse_event
 
 __all__ = ["SseClient", "routes"]
@@ -108,7 +107,7 @@ async def sse(request: web.Request) -> web.StreamResponse:
     else:
         who = await ctx.identify(request, token=request.query.get("token"))
         session = await ctx.sessions.get(session_id)
-        role = highest_role(session, who)
+        role = await ctx.role_of(session, who)
         participant = Participant(session_id, who.user_id, who.username, role)
     if session.status == SessionStatus.ENDED:
         raise ProtocolError(ErrorCode.SESSION_ENDED, f"session {session_id} has ended")

@@ -38,7 +38,6 @@ from server.fanout.framelog import FrameLog
 from server.fanout.subscriber import SubscriberState
 from server.identity.auth import AuthError
 from server.identity.participant import Participant
-from server.identity.tickets import grant_role
 from server.interactions.registry import Actor
 from server.metrics import Metrics
 from server.ratelimit import SlidingWindow, account_limits, limits_for
@@ -211,7 +210,7 @@ async def _admit(request: web.Request, ctx: ServerContext) -> Participant:
         roles = ", ".join(Role)
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"role {requested!r} is not one of {roles}")
     session = await ctx.sessions.get(named)
-    role = grant_role(session, identity, requested)
+    role = await ctx.grant(session, identity, requested)
     return Participant(
         session_id=session.id, user_id=identity.user_id, username=identity.username, role=role
     )

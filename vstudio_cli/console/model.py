@@ -78,6 +78,8 @@ class PollView:
     status: str = "active"
     ends_at: int | None = None
     total_votes: int | None = None
+    gated: bool = False
+    """Shown to token holders, the artist and producers only."""
 
     @property
     def active(self) -> bool:
@@ -132,6 +134,8 @@ class ConsoleState:
     chat_enabled: bool = True
     reactions_enabled: bool = True
     viewer_count: int = 0
+    holder_count: int | None = None
+    """Token holders the session has seen; ``None`` when it requires no tokens."""
     link: Link = Link.CONNECTING
     link_detail: str | None = None
     chat: deque[ChatLine] = field(default_factory=lambda: deque(maxlen=MAX_CHAT_LINES))

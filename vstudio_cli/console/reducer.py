@@ -78,6 +78,7 @@ def poll_view(poll: dict[str, Any]) -> PollView:
         status=str(poll.get("status", "active")),
         ends_at=poll.get("endsAt"),
         total_votes=poll.get("totalVotes"),
+        gated=poll.get("gated") is True,
     )
 
 
@@ -95,6 +96,7 @@ def _session_fields(state: ConsoleState, fields: dict[str, Any]) -> bool:
         ("chatEnabled", "chat_enabled"),
         ("reactionsEnabled", "reactions_enabled"),
         ("viewerCount", "viewer_count"),
+        ("holderCount", "holder_count"),
     ):
         if wire in fields and fields[wire] is not None:
             setattr(state, attr, fields[wire])

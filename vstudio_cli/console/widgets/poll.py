@@ -31,6 +31,8 @@ def poll_text(poll: PollView | None, now_ms: int) -> Text:
     if poll is None:
         return Text("No poll running. Press p to start one.", style="dim")
     text = Text()
+    if poll.gated:
+        text.append("🔒 holders only ", style="bold yellow")
     text.append(poll.question + "\n", style="bold")
     total = sum(poll.results)
     leader = max(poll.results) if poll.results and total else -1

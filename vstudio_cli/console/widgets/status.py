@@ -31,6 +31,8 @@ def status_text(state: ConsoleState) -> Text:
     text.append(f" {status} ", style=SESSION_STYLE.get(state.status, "bold on grey30"))
     text.append(" ")
     text.append(f"👥 {state.viewer_count}", style="bold")
+    if state.holder_count is not None:
+        text.append(f"  🔑 {state.holder_count} holders", style="bold yellow")
     text.append("  ")
     text.append_text(_switch("chat", state.chat_enabled))
     text.append("  ")

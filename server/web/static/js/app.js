@@ -12,11 +12,13 @@ import {
   renderConnection,
   renderStream,
 } from "./ui.js";
+import { describeRequirements, provider, signInWithEthereum } from "./wallet.js";
 
 const DEFAULT_REACTIONS = ["🔥", "❤️", "👏", "😂", "😮", "🎉", "💯", "🙌"];
 const DEFAULT_CURRENCIES = ["USD", "EUR", "GBP", "JPY"];
 const AUTH_KEY = "vstudio.auth";
 const STAFF = new Set(["artist", "producer"]);
+const SEES_GATED = new Set(["artist", "producer", "token_holder"]);
 
 const $ = (id) => document.getElementById(id);
 const sessionId = decodeURIComponent(location.pathname.split("/")[2] ?? "");
@@ -34,6 +36,7 @@ const page = {
   reactions: DEFAULT_REACTIONS,
   reactionTotals: new Map(),
   tipTotals: {},
+  gateReason: "",
 };
 
 const chat = new ChatView($("chat-list"), {
@@ -93,6 +96,7 @@ function showSignIn(message = "") {
   $("signin").hidden = false;
   $("panel").hidden = true;
   $("guest-area").hidden = !page.session?.allowGuests;
+  $("wallet-signin-area").hidden = !provider();
   $("signin-error").textContent = message;
   $("sign-out").hidden = true;
   $("who").textContent = "";
@@ -122,6 +126,70 @@ $("guest-button").addEventListener("click", async () => {
   }
 });
 
+$("wallet-signin").addEventListener("click", async () => {
+  try {
+    const answer = await signInWithEthereum();
+    join({ token: answer.token, user: answer.user, guest: false, sessionId, wallet: answer.address });
+  } catch (error) {
+    $("signin-error").textContent = describeError(error);
+  }
+});
+
+$("connect-wallet").addEventListener("click", async () => {
+  $("gate-status").textContent = "Waiting for your wallet…";
+  try {
+    const answer = await signInWithEthereum(page.auth?.token ?? null);
+    if (!page.auth) {
+      join({ token: answer.token, user: answer.user, guest: false, sessionId, wallet: answer.address });
+      return;
+    }
+    page.auth = { ...page.auth, wallet: answer.address };
+    saveAuth(page.auth);
+    page.gateReason = "";
+    $("gate-status").textContent = `Wallet ${answer.address} linked; checking its tokens…`;
+    page.conn?.stop();
+    page.roles = roleCandidatesWithGate(page.auth);
+    connect(page.roles.shift());
+  } catch (error) {
+    $("gate-status").textContent = `The wallet was not linked: ${describeError(error)}`;
+  }
+});
+
+function requiresTokens() {
+  const required = page.session?.requiredTokens;
+  return Array.isArray(required) ? required.length > 0 : Boolean(required);
+}
+
+/** The roles to try, strongest first: token_holder before viewer when a wallet is linked. */
+function roleCandidatesWithGate(auth) {
+  const roles = roleCandidates(auth.user, page.session);
+  // the public record before sign-in does not say which tokens count: with a wallet linked,
+  // ask; a session without requirements answers 4005 and the next role is tried
+  if (!auth.wallet || auth.guest) return roles;
+  const at = roles.indexOf("viewer");
+  return [...roles.slice(0, at), "token_holder", ...roles.slice(at)];
+}
+
+function renderGate() {
+  const gated = requiresTokens();
+  $("gate").hidden = !gated;
+  if (!gated) return;
+  const privileged = SEES_GATED.has(page.role);
+  $("gate-needs").textContent = `Holders of ${describeRequirements(page.session.requiredTokens).join(
+    " and ",
+  )} see gated polls.`;
+  $("gate-locked").hidden = privileged;
+  const hasWallet = Boolean(provider());
+  $("connect-wallet").hidden = !hasWallet || page.role === "token_holder" || STAFF.has(page.role);
+  $("no-wallet").hidden = hasWallet || privileged;
+  if (page.role === "token_holder") {
+    $("gate-status").textContent = "Your wallet holds the tokens: gated polls are open to you.";
+  } else if (page.gateReason) {
+    $("gate-status").textContent = `Token gate (4005): ${page.gateReason}`;
+  }
+  document.body.dataset.gate = privileged ? "open" : "locked";
+}
+
 $("sign-out").addEventListener("click", () => {
   page.conn?.stop();
   page.conn = null;
@@ -144,13 +212,14 @@ function join(auth) {
   $("sign-out").hidden = false;
   const name = auth.user?.username ?? auth.user?.id ?? "you";
   $("who").textContent = auth.guest ? `${name} (guest)` : name;
-  page.roles = roleCandidates(auth.user, page.session);
+  page.roles = roleCandidatesWithGate(auth);
   connect(page.roles.shift());
 }
 
 function connect(role) {
   page.role = role;
   setStaff(STAFF.has(role));
+  renderGate();
   const conn = new SessionConnection({
     sessionId,
     token: page.auth.token,
@@ -179,6 +248,9 @@ function connect(role) {
 
 function onState(conn, detail) {
   if (conn !== page.conn) return;
+  if (detail.state === "failed" && page.role === "token_holder" && detail.error?.status === 403) {
+    page.gateReason = detail.error?.message ?? detail.message ?? "token gate failed";
+  }
   if (detail.state === "failed" && detail.error?.status === 403 && page.roles.length) {
     connect(page.roles.shift()); // that role is not ours here; try the next one
     return;
@@ -318,6 +390,12 @@ function applySession(session) {
   $("reaction-buttons").hidden = !reactionsOn;
   setPressed($("toggle-chat"), chatOn, "Chat on", "Chat off");
   setPressed($("toggle-reactions"), reactionsOn, "Reactions on", "Reactions off");
+  const holdersOnly = session.chatHoldersOnly === true;
+  setPressed($("toggle-holders-chat"), holdersOnly, "Chat: holders only", "Chat: everyone");
+  const chatLocked = chatOn && holdersOnly && !SEES_GATED.has(page.role);
+  $("chat-holders").hidden = !chatLocked;
+  if (chatLocked) $("chat-form").hidden = true;
+  renderGate();
   if (session.status === "ended") markEnded();
   showScheduled(session.status === "scheduled");
 }
@@ -381,6 +459,7 @@ function rememberedVotes(pollId) {
 
 function showPoll(data) {
   poll.show(data, data ? rememberedVotes(data.id) : new Set());
+  $("poll-gated").hidden = !data?.gated;
   $("end-poll").disabled = !data || data.status === "ended" || page.ended;
 }
 
@@ -410,6 +489,7 @@ $("poll-form").addEventListener("submit", async (event) => {
     options,
     allowMultiple: form.get("allowMultiple") === "on",
   };
+  if (form.get("gated") === "on") payload.gated = true;
   const duration = Number(form.get("duration"));
   if (duration) payload.duration = duration;
   try {
@@ -429,6 +509,11 @@ $("end-poll").addEventListener("click", () => {
 $("toggle-chat").addEventListener("click", () => {
   const on = page.session?.chatEnabled !== false;
   act("session.update", { chatEnabled: !on }, "Chat was not changed").catch(() => {});
+});
+
+$("toggle-holders-chat").addEventListener("click", () => {
+  const on = page.session?.chatHoldersOnly === true;
+  act("session.update", { chatHoldersOnly: !on }, "Chat was not changed").catch(() => {});
 });
 
 $("toggle-reactions").addEventListener("click", () => {

@@ -168,6 +168,9 @@ export class ChatView {
     const badges = [];
     if (message.isModerator) badges.push(el("span", { className: "role mod", text: "mod" }));
     if (message.isSubscriber) badges.push(el("span", { className: "role sub", text: "sub" }));
+    if ((message.badges ?? []).includes("holder")) {
+      badges.push(el("span", { className: "role holder", text: "holder" }));
+    }
     const item = el(
       "li",
       {
