@@ -24,7 +24,7 @@ from broker.models import (
     now_ms,
 )
 from ingest.base import AdapterState, AdapterStatus, Emit, EventKind, IngestItem
-from ingest.twitch import twitch_emote_url
+from ingest.twitch_map import twitch_emote_url
 
 __all__ = ["PLATFORMS", "ChatGenerator", "SimulatedChat"]
 

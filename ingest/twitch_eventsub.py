@@ -24,7 +24,8 @@ from broker.models import ChatDelete, NormalizedChatMessage, Platform, now_ms
 from config.settings import PartSettings
 from ingest.base import AdapterFatal, AdapterState, AdapterStatus, Emit
 from ingest.batching import CLEAR_ALL_USERS
-from ingest.twitch import EMOTE_CDN, normalize_channel
+from ingest.twitch import normalize_channel
+from ingest.twitch_map import EMOTE_CDN
 
 if TYPE_CHECKING:
     import twitchio

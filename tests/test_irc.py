@@ -14,14 +14,8 @@ from ingest.irc import (
     split_lines,
     unescape_tag_value,
 )
-from ingest.twitch import (
-    TwitchProtocol,
-    TwitchReconnect,
-    normalize_channel,
-    parse_badges,
-    parse_emotes,
-    to_item,
-)
+from ingest.twitch import TwitchProtocol, TwitchReconnect, normalize_channel
+from ingest.twitch_map import parse_badges, parse_emotes, to_item
 
 # From Twitch's IRC documentation.
 DOC_PRIVMSG = (
