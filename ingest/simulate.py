@@ -141,7 +141,7 @@ class ChatGenerator:
             ("gift", rnd.randint(1, 5), "Rose"),
         ]
         twitch: list[_Event] = [
-            ("subscribe", 1, "Tier 1"),
+            ("sub", 1, "Tier 1"),
             ("follow", None, None),
             ("raid", 42, None),
         ]

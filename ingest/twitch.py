@@ -27,7 +27,7 @@ from broker.models import Platform
 from config import IngestSettings
 from ingest.base import AdapterFatal, AdapterState, AdapterStatus, Emit, IngestItem
 from ingest.irc import IrcMessage, IrcParseError, format_line, parse_line, split_lines
-from ingest.twitch_map import to_item
+from ingest.twitch_map import to_items
 
 __all__ = [
     "IrcState",
@@ -133,11 +133,10 @@ class TwitchProtocol:
                 self._joined = True
                 self.state = IrcState.JOINED
         try:
-            item = to_item(message)
+            return to_items(message), []
         except (ValidationError, ValueError) as exc:
             self._skip(f"{command} skipped ({_first_error(exc)}): {line[:120]!r}")
             return [], []
-        return ([item] if item is not None else []), []
 
     def _notice(self, message: IrcMessage) -> None:
         msg_id = message.tags.get("msg-id", "")

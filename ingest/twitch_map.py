@@ -4,16 +4,32 @@
 A ``CLEARMSG`` becomes ``ChatDelete(message_id="twitch:<id>")``; a ``CLEARCHAT`` naming a user
 (ban or timeout) becomes ``ChatDelete(username=..., platform=twitch)``; a ``CLEARCHAT`` without
 a user (``/clear``) becomes ``ChatDelete(username="*", platform=twitch)``: every message of the
-platform. ``USERNOTICE`` subscriptions, gifts and raids become platform events. The connection
-that reads the lines is ``ingest/twitch.py``.
+platform. ``USERNOTICE`` subs, gifts, raids, announcements and milestones become platform
+events, and a ``PRIVMSG`` with ``bits`` is both the chat line and a ``cheer`` (money, in the
+pseudo-currency ``BITS``). The connection that reads the lines is ``ingest/twitch.py``; what
+each ``msg-id`` becomes is listed in :data:`NOTICE_KINDS` and :data:`IGNORED_NOTICES`.
+
+Shared chat (a message sent in another channel of a shared-chat session) is identified by its
+``source-id``: every channel of the session sees the same ``source-id``, so the message id is
+``twitch:<source-id>`` and two channels (or two workers) publish it once; its ``sourceChannel``
+is the room it was sent in and its badges are the ones it has there (``source-badges``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from broker.models import ChatDelete, Emote, NormalizedChatMessage, Platform, PlatformEvent, now_ms
-from ingest.base import EventKind, IngestItem
+from broker.models import (
+    ChatDelete,
+    Emote,
+    EventKind,
+    NormalizedChatMessage,
+    Platform,
+    PlatformEvent,
+    ReplyParent,
+    now_ms,
+)
+from ingest.base import IngestItem
 from ingest.batching import CLEAR_ALL_USERS
 from ingest.irc import IrcMessage
 
@@ -22,6 +38,7 @@ __all__ = [
     "parse_badges",
     "parse_emotes",
     "to_item",
+    "to_items",
     "twitch_emote_url",
 ]
 
@@ -77,6 +94,35 @@ def _emote_fields(raw: str, text: str) -> list[dict[str, Any]]:
     return emotes
 
 
+NOTICE_KINDS: dict[str, EventKind] = {
+    "sub": "sub",
+    "resub": "resub",
+    "subgift": "giftsub",
+    "anonsubgift": "giftsub",
+    "submysterygift": "giftbomb",
+    "anonsubmysterygift": "giftbomb",
+    "giftpaidupgrade": "subupgrade",
+    "anongiftpaidupgrade": "subupgrade",
+    "primepaidupgrade": "subupgrade",
+    "communitypayforward": "payforward",
+    "standardpayforward": "payforward",
+    "raid": "raid",
+    "announcement": "announcement",
+    "viewermilestone": "milestone",
+    "bitsbadgetier": "milestone",
+}
+"""``USERNOTICE`` ``msg-id`` -> event kind."""
+
+IGNORED_NOTICES: dict[str, str] = {
+    "unraid": "a raid that was called off never arrives: nothing happened in this channel",
+    "ritual": "new-chatter rituals were retired by Twitch; first-msg=1 on PRIVMSG says the same",
+    "rewardgift": "a channel-wide reward drop triggered by another event that is already mapped",
+    "charitydonation": "money given to a charity, not to the artist: not in the artist's ledger",
+    "onetapgiftredeemed": "one-tap gifts arrive as bits and are counted by their cheer",
+}
+"""``msg-id`` values deliberately mapped to nothing, and why."""
+
+
 def _flag(tags: dict[str, str], name: str) -> bool:
     return tags.get(name) == "1"
 
@@ -86,17 +132,49 @@ def _timestamp(tags: dict[str, str]) -> int:
     return int(sent) if sent.isdigit() else now_ms()
 
 
+def _number(tags: dict[str, str], name: str) -> int | None:
+    text = tags.get(name, "")
+    return int(text) if text.isdigit() else None
+
+
+def _shared_origin(tags: dict[str, str]) -> str | None:
+    """The room a shared-chat message was sent in, when that is not this channel."""
+    source = tags.get("source-room-id")
+    return source if source and source != tags.get("room-id") else None
+
+
+def _message_key(tags: dict[str, str]) -> str:
+    """The id two channels of one shared-chat session agree on: ``source-id``, else ``id``."""
+    key = tags.get("source-id") or tags.get("id")
+    if not key:
+        raise ValueError("message without an id tag (was twitch.tv/tags acknowledged?)")
+    return key
+
+
+def _reply_parent(tags: dict[str, str]) -> ReplyParent | None:
+    parent = tags.get("reply-parent-msg-id")
+    if not parent:
+        return None
+    return ReplyParent(
+        id=f"twitch:{parent}",
+        username=tags.get("reply-parent-user-login") or None,
+        display_name=tags.get("reply-parent-display-name") or None,
+        text=tags.get("reply-parent-msg-body") or None,
+    )
+
+
 def _chat_message(message: IrcMessage) -> NormalizedChatMessage:
     tags = message.tags
-    msg_id = tags.get("id")
-    if not msg_id:
-        raise ValueError("PRIVMSG without an id tag (was twitch.tv/tags acknowledged?)")
+    msg_id = _message_key(tags)
     text = message.trailing
     if text.startswith(ACTION_START) and text.endswith("\x01"):
         text = text[len(ACTION_START) : -1]  # "/me waves" arrives as a CTCP ACTION
-    badges = parse_badges(tags.get("badges", ""))
+    origin = _shared_origin(tags)
+    # in shared chat the sender's standing is the one in the channel it was sent in
+    badges = parse_badges(tags.get("source-badges" if origin else "badges", ""))
     login = (message.nick or tags.get("login") or "").lower()
     emotes = _emote_fields(tags.get("emotes", ""), text) or None
+    highlighted = tags.get("msg-id") == "highlighted-message"
     return NormalizedChatMessage(
         id=f"twitch:{msg_id}",
         platform=Platform.TWITCH,
@@ -104,50 +182,130 @@ def _chat_message(message: IrcMessage) -> NormalizedChatMessage:
         display_name=tags.get("display-name") or None,
         text=text,
         badges=badges or None,
-        is_subscriber=_flag(tags, "subscriber") or "founder" in badges or "subscriber" in badges,
-        is_moderator=_flag(tags, "mod") or "moderator" in badges or "broadcaster" in badges,
+        is_subscriber=("founder" in badges or "subscriber" in badges)
+        or (not origin and _flag(tags, "subscriber")),
+        is_moderator=("moderator" in badges or "broadcaster" in badges)
+        or (not origin and _flag(tags, "mod")),
         timestamp=_timestamp(tags),
         emotes=emotes,  # type: ignore[arg-type]  # dicts, validated into Emote with the message
         user_id=tags.get("user-id") or None,
+        reply_parent=_reply_parent(tags),
+        first_message=True if _flag(tags, "first-msg") else None,
+        highlighted=True if highlighted else None,
+        source_channel=origin,
     )
+
+
+def _cheer(message: IrcMessage, chat: NormalizedChatMessage) -> PlatformEvent | None:
+    """The money part of a ``PRIVMSG`` with ``bits``: a ``cheer`` of that many ``BITS``."""
+    bits = _number(message.tags, "bits")
+    if not bits:
+        return None
+    return PlatformEvent(
+        id=f"{chat.id}:cheer",
+        platform=Platform.TWITCH,
+        kind="cheer",
+        username=chat.username,
+        display_name=chat.display_name,
+        user_id=chat.user_id,
+        count=bits,
+        amount_minor=bits,
+        currency="BITS",
+        message=chat.text or None,
+        timestamp=chat.timestamp,
+        source_channel=chat.source_channel,
+    )
+
+
+def _reward(message: IrcMessage, chat: NormalizedChatMessage) -> PlatformEvent | None:
+    """A channel-points reward redeemed with a message (``custom-reward-id``)."""
+    reward = message.tags.get("custom-reward-id")
+    if not reward:
+        return None
+    return PlatformEvent(
+        id=f"{chat.id}:reward",
+        platform=Platform.TWITCH,
+        kind="reward",
+        username=chat.username,
+        display_name=chat.display_name,
+        user_id=chat.user_id,
+        detail=reward,
+        message=chat.text or None,
+        timestamp=chat.timestamp,
+    )
+
+
+def _notice_kind(tags: dict[str, str]) -> tuple[str, str | None]:
+    """(msg-id, origin room): a ``sharedchatnotice`` stands for its ``source-msg-id``."""
+    msg_id = tags.get("msg-id", "")
+    if msg_id == "sharedchatnotice":
+        return tags.get("source-msg-id", ""), _shared_origin(tags)
+    return msg_id, _shared_origin(tags)
 
 
 def _user_notice(message: IrcMessage) -> PlatformEvent | None:
     tags = message.tags
-    kind_of: dict[str, EventKind] = {
-        "sub": "subscribe",
-        "resub": "subscribe",
-        "subgift": "gift",
-        "submysterygift": "gift",
-        "raid": "raid",
-    }
-    kind = kind_of.get(tags.get("msg-id", ""))
-    if kind is None or not tags.get("id"):
-        return None
-    count_text = (
-        tags.get("msg-param-viewerCount")
-        or tags.get("msg-param-mass-gift-count")
-        or tags.get("msg-param-cumulative-months")
-        or ""
-    )
-    detail = SUB_PLANS.get(tags.get("msg-param-sub-plan", "")) or None
-    recipient = tags.get("msg-param-recipient-display-name")
-    if recipient:
-        detail = f"{detail or 'sub'} to {recipient}"
+    msg_id, origin = _notice_kind(tags)
+    kind = NOTICE_KINDS.get(msg_id)
+    if kind is None or not (tags.get("source-id") or tags.get("id")):
+        return None  # an IGNORED_NOTICES id, or one Twitch added after this was written
+    plan = tags.get("msg-param-sub-plan", "")
+    tier = SUB_PLANS.get(plan) or None
+    count: int | None = None
+    group: str | None = None
+    detail = tier
+    if kind in ("sub", "resub"):
+        count = 1
+    elif kind == "giftsub":
+        group = tags.get("msg-param-community-gift-id") or None
+        # a line of a gift bomb: its submysterygift already counted it
+        count = 0 if group else 1
+    elif kind == "giftbomb":
+        count = _number(tags, "msg-param-mass-gift-count")
+        group = tags.get("msg-param-community-gift-id") or tags.get("msg-param-origin-id") or None
+    elif kind == "raid":
+        count = _number(tags, "msg-param-viewerCount")
+    elif msg_id == "bitsbadgetier":
+        count, detail = _number(tags, "msg-param-threshold"), "bits badge"
+    elif kind == "milestone":  # viewermilestone: a watch streak of msg-param-value streams
+        count, detail = _number(tags, "msg-param-value"), tags.get("msg-param-category") or None
+    elif kind == "announcement":
+        detail = tags.get("msg-param-color") or None
+    recipient = tags.get("msg-param-recipient-user-name") or None
     return PlatformEvent(
-        id=f"twitch:{tags['id']}",
+        id=f"twitch:{_message_key(tags)}",
         platform=Platform.TWITCH,
         kind=kind,
         username=(tags.get("login") or message.nick or "unknown").lower(),
         display_name=tags.get("display-name") or None,
-        count=int(count_text) if count_text.isdigit() else None,
+        user_id=tags.get("user-id") or None,
+        count=count,
         detail=detail,
+        tier=tier,
+        months=_number(tags, "msg-param-cumulative-months"),
+        recipient=recipient.lower() if recipient else None,
+        recipient_display_name=tags.get("msg-param-recipient-display-name") or None,
+        group_id=group,
+        message=message.trailing if len(message.params) >= 2 and message.trailing else None,
         timestamp=_timestamp(tags),
+        source_channel=origin,
     )
 
 
+def to_items(message: IrcMessage) -> list[IngestItem]:
+    """What a Twitch IRC message stands for: usually one item, a cheer two, nothing for the
+    rest (joins, room states, ignored notices)."""
+    if message.command == "PRIVMSG":
+        chat = _chat_message(message)
+        extra = [event for event in (_cheer(message, chat), _reward(message, chat)) if event]
+        return [chat, *extra]
+    item = to_item(message)
+    return [item] if item is not None else []
+
+
 def to_item(message: IrcMessage) -> IngestItem | None:
-    """The item a Twitch IRC message stands for, or ``None`` when it carries no chat."""
+    """The one item a Twitch IRC message stands for (a ``PRIVMSG``'s chat line; its cheer or
+    reward comes from :func:`to_items`), or ``None``."""
     if message.command == "PRIVMSG":
         return _chat_message(message)
     if message.command == "CLEARMSG":
