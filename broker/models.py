@@ -270,19 +270,22 @@ class ChatAggregate(WireModel):
 class ChatDelete(WireModel):
     """Remove a message for everyone (moderation, or the platform deleted it).
 
-    With ``username`` and ``platform`` instead of a message id it removes every message of that
-    user on that platform (a Twitch CLEARCHAT for a ban, a YouTube ban).
+    With ``username`` (or ``userId``) and ``platform`` instead of a message id it removes every
+    message of that user on that platform (a Twitch CLEARCHAT for a ban; a YouTube ban, which
+    names the author's channel id: display names on YouTube are not unique).
     """
 
     message_id: str | None = Field(default=None, min_length=1, max_length=200)
     username: str | None = Field(default=None, min_length=1, max_length=100)
+    user_id: str | None = Field(default=None, min_length=1, max_length=200)
     platform: Platform | None = None
     reason: str | None = Field(default=None, max_length=200)
 
     @model_validator(mode="after")
     def _says_what(self) -> ChatDelete:
-        if self.message_id is None and (self.username is None or self.platform is None):
-            raise ValueError("give messageId, or username and platform")
+        by_user = self.username is not None or self.user_id is not None
+        if self.message_id is None and (not by_user or self.platform is None):
+            raise ValueError("give messageId, or username (or userId) and platform")
         return self
 
 

@@ -39,9 +39,12 @@ def matches(request: ChatDelete, payload: dict[str, Any]) -> bool:
     """Whether a stored ``chat.message`` payload is one the deletion names."""
     if request.message_id is not None:
         return payload.get("id") == request.message_id
-    return payload.get("username") == request.username and payload.get("platform") == (
-        request.platform.value if request.platform else None
-    )
+    platform = request.platform.value if request.platform else None
+    if payload.get("platform") != platform:
+        return False
+    if request.user_id is not None:
+        return payload.get("userId") == request.user_id
+    return payload.get("username") == request.username
 
 
 async def delete_from_history(bus: Bus, session_id: str, request: ChatDelete) -> int:

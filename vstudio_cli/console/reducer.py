@@ -288,8 +288,11 @@ def _on_platform_event(state: ConsoleState, payload: dict[str, Any], update: Upd
 def _on_delete(state: ConsoleState, payload: dict[str, Any], update: Update) -> None:
     message_id = payload.get("messageId")
     username, platform = payload.get("username"), payload.get("platform")
+    user_id = payload.get("userId")
     for line in state.chat:
-        same_user = username in ("*", line.username)  # "*": the platform's whole chat
+        same_user = (
+            line.user_id == user_id if user_id else username in ("*", line.username)
+        )  # "*": the platform's whole chat
         if (message_id and line.id == message_id) or (
             not message_id and same_user and line.platform == platform
         ):

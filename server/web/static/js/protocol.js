@@ -189,6 +189,10 @@ export function chatSegments(text, emotes) {
 export function deletionMatches(deletion, message) {
   if (!deletion || !message) return false;
   if (deletion.messageId) return deletion.messageId === message.id;
+  if (deletion.userId) {
+    // a YouTube ban names the author's channel id: display names are not unique
+    return deletion.platform === message.platform && deletion.userId === message.userId;
+  }
   return (
     Boolean(deletion.username) &&
     deletion.platform === message.platform &&
