@@ -51,10 +51,11 @@ PUBLISH_SCRIPT = """#!lua
 -- The shebang makes Redis refuse the whole script up front when it is out of memory, instead
 -- of failing at a later write after some events were appended but none published.
 -- KEYS[1] stream, KEYS[2] dedupe generation hash, KEYS[3] / KEYS[4] the two generations,
--- KEYS[5] ledger requests, KEYS[6] ledger stream, KEYS[7] ledger totals.
+-- KEYS[5] ledger requests, KEYS[6] ledger stream, KEYS[7] ledger totals, KEYS[8] muted set.
 -- ARGV[1] channel, ARGV[2] kind, ARGV[3] maxlen, ARGV[4] now ms, ARGV[5] window ms,
--- ARGV[6] ids per generation; then 5 per event: dedupe digest ('' = none), event,
--- ledger request ('' = none), ledger entry, totals field, amount in minor units (6 in all).
+-- ARGV[6] ids per generation; then 7 per event: dedupe digest ('' = none), event,
+-- ledger request ('' = none), ledger entry, totals field, amount in minor units, author's
+-- mute key ('' = none: a muted author's message is dropped like a duplicate).
 local meta = KEYS[2]
 local cur = redis.call('HGET', meta, 'cur')
 local started = tonumber(redis.call('HGET', meta, 'at') or '0')
@@ -77,10 +78,14 @@ end
 local ids = {}
 local lines = {}
 local used = false
-for i = 7, #ARGV, 6 do
+for i = 7, #ARGV, 7 do
   local digest = ARGV[i]
   local fresh = true
-  if digest ~= '' then
+  if ARGV[i + 6] ~= '' and redis.call('SISMEMBER', KEYS[8], ARGV[i + 6]) == 1 then
+    fresh = false
+    digest = ''
+  end
+  if fresh and digest ~= '' then
     used = true
     fresh = redis.call('HEXISTS', current, digest) == 0
       and redis.call('HEXISTS', previous, digest) == 0
@@ -158,6 +163,8 @@ class OutgoingEvent:
     dedupe_id: str | None = None
     timestamp: int | None = None
     ledger: LedgerEntry | None = None
+    author: str | None = None
+    """The mute key of a platform message's author: dropped while that key is muted."""
 
 
 @dataclass(slots=True)
@@ -267,6 +274,7 @@ class Bus:
                 ledger.body if ledger else b"",
                 ledger.totals_field if ledger else "",
                 ledger.amount_minor if ledger else 0,
+                event.author or "",
             ]
         ids = await self._publish(
             keys=[
@@ -276,6 +284,7 @@ class Bus:
                 keys.tip_requests(session_id),
                 keys.tip_ledger(session_id),
                 keys.ledger_totals(session_id),
+                keys.muted(session_id),
             ],
             args=[
                 CHANNEL_OF[kind](session_id),

@@ -24,6 +24,7 @@ __all__ = [
     "ingest_workers",
     "ledger_totals",
     "muted",
+    "muted_names",
     "poll",
     "polls",
     "polls_channel",
@@ -133,6 +134,11 @@ def dedupe_generations(session_id: str) -> tuple[str, str]:
     """The two hashes of remembered message ids (digest -> stream id), current and previous
     by turns: a generation is dropped whole when its window or its share of the cap is used."""
     return f"{session_prefix(session_id)}:seen:a", f"{session_prefix(session_id)}:seen:b"
+
+
+def muted_names(session_id: str) -> str:
+    """Hash of muted id -> ``{platform, username}`` JSON: who a muted id is, for people."""
+    return f"{session_prefix(session_id)}:muted:names"
 
 
 def ledger_totals(session_id: str) -> str:

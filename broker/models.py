@@ -69,6 +69,7 @@ __all__ = [
     "is_poll_tally",
     "now_ms",
     "parse_client_frame",
+    "platform_mute_key",
     "token_requirements",
 ]
 
@@ -362,10 +363,25 @@ class PlatformEvent(WireModel):
 
 
 class ChatMute(WireModel):
-    """Mute or unmute a user's fan chat in this session."""
+    """Mute or unmute a user's chat in this session.
+
+    A fan is named by their user id. A platform user is named ``<platform>:<platform user
+    id>`` (``twitch:4242``; see :func:`platform_mute_key`) with ``platform`` and ``username``
+    so people see who it is; their ingested messages then stop reaching the session.
+    """
 
     user_id: str = Field(min_length=1, max_length=200)
     muted: bool = Field(default=True, strict=True)
+    platform: Platform | None = None
+    username: str | None = Field(default=None, min_length=1, max_length=100)
+
+
+def platform_mute_key(message: NormalizedChatMessage) -> str | None:
+    """The mute key of a platform message's author (``twitch:4242``), ``None`` for a fan's
+    own message: fans are muted by their user id and the server refuses their chat."""
+    if message.platform is Platform.AUDIFI:
+        return None
+    return f"{message.platform.value}:{message.user_id or message.username}"
 
 
 # --- sessions ---------------------------------------------------------------------------------

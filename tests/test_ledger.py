@@ -7,12 +7,14 @@ import asyncio
 
 from broker import Bus, ledger
 from broker.bus import OutgoingEvent
-from broker.models import Platform, PlatformEvent
+from broker.models import MessageType, Platform, PlatformEvent, Role
 from config import IngestSettings
 from ingest.batching import to_outgoing
 from ingest.runtime import Worker
 from ingest.twitch import TwitchChat
+from server.interactions.catalog import STATE_PARTS
 from tests.support.platforms.twitch_irc import TwitchIrcServer, privmsg
+from tests.support.studio import Studio, open_studio
 
 
 def cheer(n: int, bits: int) -> PlatformEvent:
@@ -120,3 +122,40 @@ async def test_dedupe_forgets_after_two_windows(bus: Bus, session_id: str) -> No
     await asyncio.sleep(1.05)
     await quick.publish_many(session_id, "chat", [other])  # rotates again: w1 is gone
     assert (await quick.publish_many(session_id, "chat", [event]))[0] is not None
+
+
+async def test_session_state_has_totals_per_platform_and_a_usd_estimate_only_with_rates(
+    bus: Bus,
+) -> None:
+    async def state_of(studio: Studio) -> dict[str, object]:
+        state: dict[str, object] = {}
+        for part in STATE_PARTS:
+            state.update(await part(studio.services, studio.session_id))
+        return state
+
+    async with open_studio(bus) as studio:
+        fan = studio.actor(Role.VIEWER, "fan-1", request_id="tip-1")
+        await studio.do(fan, MessageType.TIP_SEND, {"amount": 2.5, "currency": "USD"})
+        await publish(bus, studio.session_id, cheer(1, 300))
+        state = await state_of(studio)
+        assert state["tipTotals"] == {"USD": 2.5}  # fans' tips, as before
+        assert state["ledgerTotals"] == {"audifi": {"USD": 2.5}, "twitch": {"BITS": 300.0}}
+        assert state["ledgerUsd"] == {"estimate": 5.5, "rates": {"BITS": 0.01}}
+        gift = PlatformEvent(
+            id="tiktok:9",
+            platform=Platform.TIKTOK,
+            kind="gift",
+            username="fan",
+            amount_minor=10,
+            currency="DIAMONDS",
+            timestamp=1,
+        )
+        await publish(bus, studio.session_id, gift)
+        state = await state_of(studio)
+        assert "ledgerUsd" not in state  # DIAMONDS has no rate: no guessed total
+        rows = await ledger.entries(bus.redis, studio.session_id)
+        assert [(r["platform"], r["kind"], r["amountMinor"]) for r in rows] == [
+            ("audifi", "tip", 250),
+            ("twitch", "cheer", 300),
+            ("tiktok", "gift", 10),
+        ]
