@@ -16,6 +16,7 @@ from vstudio_cli import (
     console_cmd,
     doctor,
     ingest,
+    ledger_cmd,
     serve_cmd,
     session_cmd,
     token_cmd,
@@ -47,6 +48,7 @@ app.add_typer(session_cmd.session_app, name="session")
 app.add_typer(session_cmd.poll_app, name="poll")
 app.command("console")(console_cmd.console)
 app.command("announce")(announce_cmd.announce)
+app.add_typer(ledger_cmd.app, name="ledger")
 
 
 def package_version() -> str:
