@@ -151,6 +151,8 @@ class ChatGenerator:
             Platform.YOUTUBE: ("member", None, "Fan club"),
         }
         kind, count, detail = events[platform]
+        # a Rose is worth one diamond: the demo's TikTok gifts reach the money ledger
+        gift = kind == "gift"
         return PlatformEvent(
             id=f"{platform.value}:evt-{uuid.uuid4().hex}",
             platform=platform,
@@ -159,6 +161,8 @@ class ChatGenerator:
             count=count,
             detail=detail,
             timestamp=timestamp,
+            amount_minor=count if gift else None,
+            currency="DIAMONDS" if gift else None,
         )
 
     def _with_twitch_emotes(self, text: str) -> tuple[str, list[Emote]]:
