@@ -231,6 +231,10 @@ class IngestSettings(PartSettings):
     reconnect_initial: float = Field(default=1.0, gt=0)
     reconnect_max: float = Field(default=30.0, gt=0)
     heartbeat_ttl: int = Field(default=15, ge=2, description="seconds a worker record lives")
+    # issue 14: TikTok like batches are summed into one event per window
+    tiktok_like_window: float = Field(
+        default=2.0, gt=0, le=60, description="seconds of TikTok likes summed into one event"
+    )
 
 
 SettingsT = TypeVar("SettingsT", bound=PartSettings)
