@@ -89,8 +89,8 @@ def test_export_csv_json_and_exit_codes(
     text, _ = cli.run("ledger", "export", "--session", session)
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [(r["platform"], r["kind"], r["amount"], r["currency"]) for r in rows] == [
-        ("youtube", "superchat", "5.0", "USD"),
-        ("twitch", "cheer", "300.0", "BITS"),
+        ("youtube", "superchat", "5.00", "USD"),
+        ("twitch", "cheer", "300", "BITS"),
     ]
     assert rows[0]["username"] == "Fan, with a comma" and rows[0]["message"] == '"love it"'
     assert rows[0]["time"] == "2026-01-02T03:04:05.678+00:00"

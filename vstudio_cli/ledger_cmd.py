@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
+from broker.ledger import MINOR_UNITS
 from vstudio_cli.client import VStudioClient
 from vstudio_cli.remote import ServerOption, TokenOption, err_console, run_remote
 
@@ -54,6 +55,16 @@ def _iso(ms: Any) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
+def _amount(entry: dict[str, Any]) -> str:
+    """The amount with the currency's own decimals (``5.00`` USD, ``300`` BITS, ``1000`` JPY)."""
+    currency = str(entry.get("currency", ""))
+    minor = entry.get("amountMinor")
+    if not isinstance(minor, int):
+        return str(entry.get("amount", ""))
+    places = MINOR_UNITS.get(currency, 2)
+    return f"{minor / 10**places:.{places}f}"
+
+
 def to_csv(entries: list[dict[str, Any]]) -> str:
     """The entries as CSV with :data:`CSV_COLUMNS`, one row each."""
     out = io.StringIO()
@@ -67,7 +78,7 @@ def to_csv(entries: list[dict[str, Any]]) -> str:
                 entry.get("kind", ""),
                 entry.get("id", ""),
                 entry.get("username", ""),
-                entry.get("amount", ""),
+                _amount(entry),
                 entry.get("currency", ""),
                 entry.get("amountMinor", ""),
                 entry.get("message") or "",
