@@ -10,7 +10,11 @@ Three figures, each for one worker process against a real Redis (``--redis-url``
    another process, read by the real adapter, batched and published (deduped) to a session.
 3. ``replay``: a JSON-lines recording through ``ReplayFile`` at ``--speed 0``, published.
 
-Target: 20,000 messages/s per worker.
+After the ``twitch`` run it prints what the session's dedupe memory costs in Redis: ids
+remembered, bytes (``MEMORY USAGE`` of its keys) and bytes per remembered id. ``--json``
+prints the figures as one JSON object instead.
+
+Targets: 20,000 messages/s per worker; under 100 bytes per remembered id (issue 14).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from ingest.twitch import TwitchChat, TwitchProtocol  # noqa: E402
 from tests.support.platforms.twitch_irc import TwitchIrcServer  # noqa: E402
 
 TARGET = 20_000
+DEDUPE_TARGET = 100
 
 
 def irc_line(message: NormalizedChatMessage) -> str:
@@ -116,12 +121,12 @@ async def run_until_published(worker: Worker, count: int) -> tuple[float, float]
     return elapsed, cpu
 
 
-async def bench_twitch(url: str, bus: Bus, count: int) -> tuple[float, float]:
+async def bench_twitch(url: str, bus: Bus, count: int) -> tuple[float, float, str]:
     settings = IngestSettings(twitch_irc_url=url)
     session = f"bench{uuid.uuid4().hex[:8]}"
     worker = Worker(TwitchChat("benchmark", settings), bus, session, settings)
     wall, cpu = await run_until_published(worker, count)
-    return count / wall, count / cpu
+    return count / wall, count / cpu, session
 
 
 async def bench_replay(path: Path, bus: Bus, count: int) -> tuple[float, float]:
@@ -131,19 +136,51 @@ async def bench_replay(path: Path, bus: Bus, count: int) -> tuple[float, float]:
     return count / wall, count / cpu
 
 
-def report(name: str, rates: tuple[float, float]) -> None:
+class Figures(dict[str, object]):
+    """What the run measured, printed as it goes or as one JSON object at the end."""
+
+    def __init__(self, as_json: bool) -> None:
+        super().__init__()
+        self.as_json = as_json
+
+    def say(self, line: str) -> None:
+        if not self.as_json:
+            print(line)
+
+
+def report(figures: Figures, key: str, name: str, rates: tuple[float, float]) -> None:
     """Wall-clock rate against the target, and the rate per CPU-second of the worker."""
     wall, cpu = rates
     verdict = "OK" if wall >= TARGET else "BELOW TARGET"
-    print(f"{name:<62} {wall:>8,.0f} msg/s  {verdict:<12} (per worker CPU-second: {cpu:,.0f})")
+    figures[key] = {"msgPerSecond": round(wall), "perCpuSecond": round(cpu)}
+    figures.say(
+        f"{name:<62} {wall:>8,.0f} msg/s  {verdict:<12} (per worker CPU-second: {cpu:,.0f})"
+    )
 
 
-async def measure(redis_url: str, count: int, lines_per_frame: int) -> None:
+async def report_dedupe(figures: Figures, bus: Bus, session: str) -> None:
+    """The bytes Redis holds to remember the session's message ids."""
+    remembered, used = await bus.dedupe_memory(session)
+    per_id = used / remembered if remembered else 0.0
+    verdict = "OK" if per_id < DEDUPE_TARGET else "ABOVE TARGET"
+    figures["dedupe"] = {"ids": remembered, "bytes": used, "bytesPerId": round(per_id, 1)}
+    name = "dedupe  (ids remembered, Redis bytes, bytes per id):"
+    figures.say(
+        f"{name:<62} {remembered:>8,} ids  {used:,} B  {per_id:.1f} B/id  {verdict}"
+        f" (cap {bus.dedupe_cap:,} per session)"
+    )
+
+
+async def measure(redis_url: str, count: int, lines_per_frame: int, as_json: bool) -> None:
+    figures = Figures(as_json)
     lines = recorded_lines(count)
     python = sys.version.split()[0]
-    print(f"messages: {count:,}; target {TARGET:,} messages/s per worker; python {python}")
+    figures["messages"] = count
+    figures.say(f"messages: {count:,}; target {TARGET:,} messages/s per worker; python {python}")
     name = "parse   (pure IRC protocol -> NormalizedChatMessage.wire()):"
-    print(f"{name:<62} {bench_parse(lines):>8,.0f} msg/s")
+    parsed = bench_parse(lines)
+    figures["parse"] = {"msgPerSecond": round(parsed)}
+    figures.say(f"{name:<62} {parsed:>8,.0f} msg/s")
 
     context = multiprocessing.get_context("spawn")
     ready: multiprocessing.Queue = context.Queue()
@@ -153,10 +190,14 @@ async def measure(redis_url: str, count: int, lines_per_frame: int) -> None:
     bus = Bus(client, history_size=count * 2)
     try:
         url = ready.get(timeout=30)
+        wall, cpu, session = await bench_twitch(url, bus, count)
         report(
+            figures,
+            "twitch",
             f"twitch  (local IRC-over-WS server, {lines_per_frame} line/frame -> Redis):",
-            await bench_twitch(url, bus, count),
+            (wall, cpu),
         )
+        await report_dedupe(figures, bus, session)
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "recorded.jsonl"
             generator = ChatGenerator(seed=99, deletion_share=0, event_share=0)
@@ -165,12 +206,17 @@ async def measure(redis_url: str, count: int, lines_per_frame: int) -> None:
                     handle.write(orjson.dumps(generator.message(1_700_000_000_000 + n).wire()))
                     handle.write(b"\n")
             report(
-                "replay  (JSON lines, --speed 0 -> Redis):", await bench_replay(path, bus, count)
+                figures,
+                "replay",
+                "replay  (JSON lines, --speed 0 -> Redis):",
+                await bench_replay(path, bus, count),
             )
     finally:
         server.terminate()
         server.join(5)
         await client.aclose()
+    if as_json:
+        print(orjson.dumps(dict(figures)).decode())
 
 
 def main() -> None:
@@ -179,20 +225,24 @@ def main() -> None:
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"))
     parser.add_argument("--lines-per-frame", type=int, default=1)
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="uvloop")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args()
     runner = asyncio.run
     if args.loop == "uvloop":
         import uvloop
 
         runner = uvloop.run
-    print(f"event loop: {args.loop}")
+    if not args.json:
+        print(f"event loop: {args.loop}")
     if args.redis_url:
-        print(f"redis: {args.redis_url}")
-        runner(measure(args.redis_url, args.messages, args.lines_per_frame))
+        if not args.json:
+            print(f"redis: {args.redis_url}")
+        runner(measure(args.redis_url, args.messages, args.lines_per_frame, args.json))
         return
     with tempfile.TemporaryDirectory() as folder, EmbeddedRedis(Path(folder)) as embedded:
-        print(f"redis: embedded Valkey at {embedded.url}")
-        runner(measure(embedded.url, args.messages, args.lines_per_frame))
+        if not args.json:
+            print(f"redis: embedded Valkey at {embedded.url}")
+        runner(measure(embedded.url, args.messages, args.lines_per_frame, args.json))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ platform channel publish it once.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
@@ -18,6 +19,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from broker import keys
+from broker.ledger import LedgerEntry
 from broker.models import now_ms
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "StreamEntries",
     "StreamKind",
     "decode_published",
+    "dedupe_digest",
     "encode_event",
     "parse_stream_id",
 ]
@@ -47,32 +50,81 @@ CHANNEL_OF: dict[str, Any] = {
 PUBLISH_SCRIPT = """#!lua
 -- The shebang makes Redis refuse the whole script up front when it is out of memory, instead
 -- of failing at a later write after some events were appended but none published.
--- KEYS[1] stream; KEYS[1 + i] dedupe key of event i, or the stream key when it has none
--- ARGV[1] channel, ARGV[2] kind, ARGV[3] maxlen, ARGV[4] dedupe ttl, ARGV[4 + i] event i
+-- KEYS[1] stream, KEYS[2] dedupe generation hash, KEYS[3] / KEYS[4] the two generations,
+-- KEYS[5] ledger requests, KEYS[6] ledger stream, KEYS[7] ledger totals, KEYS[8] muted set.
+-- ARGV[1] channel, ARGV[2] kind, ARGV[3] maxlen, ARGV[4] now ms, ARGV[5] window ms,
+-- ARGV[6] ids per generation; then 7 per event: dedupe digest ('' = none), event,
+-- ledger request ('' = none), ledger entry, totals field, amount in minor units, author's
+-- mute key ('' = none: a muted author's message is dropped like a duplicate).
+local meta = KEYS[2]
+local cur = redis.call('HGET', meta, 'cur')
+local started = tonumber(redis.call('HGET', meta, 'at') or '0')
+local now, window, half = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local current, previous = KEYS[3], KEYS[4]
+if cur == 'b' then current, previous = KEYS[4], KEYS[3] end
+local function rotate()
+  -- the previous generation is forgotten whole; the current one becomes the previous
+  redis.call('DEL', previous)
+  current, previous = previous, current
+  cur = (cur == 'b') and 'a' or 'b'
+  redis.call('HSET', meta, 'cur', cur, 'at', now)
+end
+if not cur then
+  cur = 'a'
+  redis.call('HSET', meta, 'cur', cur, 'at', now)
+elseif now - started >= window then
+  rotate()
+end
 local ids = {}
 local lines = {}
-for i = 5, #ARGV do
-  local dedupe = KEYS[i - 3]
+local used = false
+for i = 7, #ARGV, 7 do
+  local digest = ARGV[i]
   local fresh = true
-  if dedupe ~= KEYS[1] then
-    fresh = redis.call('SET', dedupe, '1', 'NX', 'EX', ARGV[4])
+  if ARGV[i + 6] ~= '' and redis.call('SISMEMBER', KEYS[8], ARGV[i + 6]) == 1 then
+    fresh = false
+    digest = ''
+  end
+  if fresh and digest ~= '' then
+    used = true
+    fresh = redis.call('HEXISTS', current, digest) == 0
+      and redis.call('HEXISTS', previous, digest) == 0
   end
   if fresh then
-    local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'k', ARGV[2], 'e', ARGV[i])
-    if dedupe ~= KEYS[1] then
-      redis.call('SET', dedupe, id, 'KEEPTTL')
+    local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*',
+      'k', ARGV[2], 'e', ARGV[i + 1])
+    if digest ~= '' then
+      redis.call('HSET', current, digest, id)
+      if redis.call('HLEN', current) >= half then rotate() end
+    end
+    if ARGV[i + 2] ~= '' and redis.call('HSETNX', KEYS[5], ARGV[i + 2], ARGV[i + 3]) == 1 then
+      redis.call('XADD', KEYS[6], '*', 'tip', ARGV[i + 3])
+      redis.call('HINCRBY', KEYS[7], ARGV[i + 4], ARGV[i + 5])
     end
     ids[#ids + 1] = id
-    lines[#lines + 1] = id .. ' ' .. ARGV[i]
+    lines[#lines + 1] = id .. ' ' .. ARGV[i + 1]
   else
     ids[#ids + 1] = ''
   end
+end
+if used then
+  -- an idle session's dedupe memory goes away by itself after two windows
+  local ttl = 2 * window
+  redis.call('PEXPIRE', meta, ttl)
+  redis.call('PEXPIRE', current, ttl)
+  redis.call('PEXPIRE', previous, ttl)
 end
 if #lines > 0 then
   redis.call('PUBLISH', ARGV[1], table.concat(lines, '\\n'))
 end
 return ids
 """
+
+
+def dedupe_digest(dedupe_id: str) -> bytes:
+    """The 8 bytes a session remembers of a message id: a 64-bit BLAKE2b digest. Within one
+    session's window (at most the cap of ids) a collision is about 1 in 10^9 at a million ids."""
+    return hashlib.blake2b(dedupe_id.encode(), digest_size=8).digest()
 
 
 DELETE_SCRIPT = """#!lua
@@ -100,12 +152,19 @@ def encode_event(type_: str, payload: dict[str, Any], timestamp: int | None = No
 
 @dataclass(slots=True)
 class OutgoingEvent:
-    """An event to publish; ``dedupe_id`` drops it when the session has seen that id already."""
+    """An event to publish; ``dedupe_id`` drops it when the session has seen that id already.
+
+    With ``ledger``, publishing it also records that money in the session's ledger, once per
+    ledger key however often the event is published (the dedupe window is bounded; the
+    ledger's memory of what it counted is not)."""
 
     type: str
     payload: dict[str, Any]
     dedupe_id: str | None = None
     timestamp: int | None = None
+    ledger: LedgerEntry | None = None
+    author: str | None = None
+    """The mute key of a platform message's author: dropped while that key is muted."""
 
 
 @dataclass(slots=True)
@@ -173,11 +232,13 @@ class Bus:
         *,
         history_size: int = 10_000,
         dedupe_ttl: int = 3600,
+        dedupe_cap: int = 200_000,
         resubscribe_max_backoff: float = 5.0,
     ) -> None:
         self.redis = client
         self.history_size = history_size
         self.dedupe_ttl = dedupe_ttl
+        self.dedupe_cap = dedupe_cap
         self.resubscribe_max_backoff = resubscribe_max_backoff
         self._publish = client.register_script(PUBLISH_SCRIPT)
         self._delete = client.register_script(DELETE_SCRIPT)
@@ -203,28 +264,58 @@ class Bus:
         """Append and publish a batch in one atomic step; ids in order, ``None`` for duplicates."""
         if not events:
             return []
-        stream = keys.stream(session_id)
-        dedupe_keys = [
-            keys.dedupe(session_id, event.dedupe_id) if event.dedupe_id else stream
-            for event in events
-        ]
-        bodies = [encode_event(event.type, event.payload, event.timestamp) for event in events]
+        per_event: list[bytes | str | int] = []
+        for event in events:
+            ledger = event.ledger
+            per_event += [
+                dedupe_digest(event.dedupe_id) if event.dedupe_id else b"",
+                encode_event(event.type, event.payload, event.timestamp),
+                ledger.request if ledger else "",
+                ledger.body if ledger else b"",
+                ledger.totals_field if ledger else "",
+                ledger.amount_minor if ledger else 0,
+                event.author or "",
+            ]
         ids = await self._publish(
-            keys=[stream, *dedupe_keys],
+            keys=[
+                keys.stream(session_id),
+                keys.dedupe_generation(session_id),
+                *keys.dedupe_generations(session_id),
+                keys.tip_requests(session_id),
+                keys.tip_ledger(session_id),
+                keys.ledger_totals(session_id),
+                keys.muted(session_id),
+            ],
             args=[
                 CHANNEL_OF[kind](session_id),
                 kind,
                 self.history_size,
-                self.dedupe_ttl,
-                *bodies,
+                now_ms(),
+                self.dedupe_ttl * 1000,
+                max(self.dedupe_cap // 2, 1),
+                *per_event,
             ],
         )
         return [event_id.decode() if event_id else None for event_id in ids]
 
     async def stream_id_of(self, session_id: str, dedupe_id: str) -> str | None:
         """The stream id a deduplicated message was published under, if it still is known."""
-        value = cast(bytes | None, await self.redis.get(keys.dedupe(session_id, dedupe_id)))
-        return value.decode() if value and value != b"1" else None
+        digest = dedupe_digest(dedupe_id)
+        for generation in keys.dedupe_generations(session_id):
+            value = cast(bytes | None, await self.redis.hget(generation, digest))
+            if value:
+                return value.decode()
+        return None
+
+    async def dedupe_memory(self, session_id: str) -> tuple[int, int]:
+        """(ids remembered, bytes Redis uses for them) for one session: what bench measures."""
+        count = 0
+        used = 0
+        for key in (keys.dedupe_generation(session_id), *keys.dedupe_generations(session_id)):
+            if key != keys.dedupe_generation(session_id):
+                count += int(await self.redis.hlen(key))
+            used += int(await self.redis.memory_usage(key, samples=0) or 0)
+        return count, used
 
     async def delete_events(self, session_id: str, event_ids: Sequence[str]) -> int:
         """Remove events from the history (moderation); how many were there to remove."""

@@ -17,10 +17,14 @@ __all__ = [
     "bridge_claim",
     "chat_channel",
     "dedupe",
+    "dedupe_generation",
+    "dedupe_generations",
     "events_channel",
     "ingest_worker",
     "ingest_workers",
+    "ledger_totals",
     "muted",
+    "muted_names",
     "poll",
     "polls",
     "polls_channel",
@@ -120,8 +124,33 @@ def session(session_id: str) -> str:
 
 
 def dedupe(session_id: str, message_id: str) -> str:
-    """Marker that a chat message id has been published to the session already."""
+    """Marker that a chat message id has been published to the session already (the dedupe
+    before issue 14; nothing writes it now, it is named so old keys can be found)."""
     return f"{session_prefix(session_id)}:seen:{message_id}"
+
+
+# --- issue 14: bounded dedupe and the cross-platform ledger ---
+
+
+def dedupe_generation(session_id: str) -> str:
+    """Hash of which dedupe generation is current (``cur``: a or b) and since when (``at``)."""
+    return f"{session_prefix(session_id)}:seen"
+
+
+def dedupe_generations(session_id: str) -> tuple[str, str]:
+    """The two hashes of remembered message ids (digest -> stream id), current and previous
+    by turns: a generation is dropped whole when its window or its share of the cap is used."""
+    return f"{session_prefix(session_id)}:seen:a", f"{session_prefix(session_id)}:seen:b"
+
+
+def muted_names(session_id: str) -> str:
+    """Hash of muted id -> ``{platform, username}`` JSON: who a muted id is, for people."""
+    return f"{session_prefix(session_id)}:muted:names"
+
+
+def ledger_totals(session_id: str) -> str:
+    """Hash of ``<platform>:<currency>`` -> total in minor units, fans' tips included."""
+    return f"{session_prefix(session_id)}:ledger:totals"
 
 
 def bridge_claim(session_id: str, digest: str) -> str:

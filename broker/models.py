@@ -27,6 +27,7 @@ from pydantic.alias_generators import to_camel
 
 __all__ = [
     "CLIENT_PAYLOADS",
+    "PSEUDO_CURRENCIES",
     "Announcement",
     "ChatAggregate",
     "ChatDelete",
@@ -37,6 +38,7 @@ __all__ = [
     "Envelope",
     "ErrorCode",
     "ErrorPayload",
+    "EventKind",
     "MessageType",
     "NormalizedChatMessage",
     "Platform",
@@ -53,6 +55,7 @@ __all__ = [
     "ProtocolError",
     "ReactionBurst",
     "ReactionSend",
+    "ReplyParent",
     "RequiredTokens",
     "Role",
     "Session",
@@ -66,6 +69,7 @@ __all__ = [
     "is_poll_tally",
     "now_ms",
     "parse_client_frame",
+    "platform_mute_key",
     "token_requirements",
 ]
 
@@ -197,6 +201,15 @@ class Emote(WireModel):
     )
 
 
+class ReplyParent(WireModel):
+    """The message a chat message answers (Twitch ``reply-parent-*``, Discord replies)."""
+
+    id: str = Field(min_length=1, max_length=200)
+    username: str | None = Field(default=None, max_length=100)
+    display_name: str | None = Field(default=None, max_length=100)
+    text: str | None = Field(default=None, max_length=MAX_CHAT_TEXT)
+
+
 class NormalizedChatMessage(WireModel):
     """One chat message from any platform, in the one shape every client renders."""
 
@@ -211,6 +224,13 @@ class NormalizedChatMessage(WireModel):
     timestamp: int = Field(ge=0)
     emotes: list[Emote] | None = None
     user_id: str | None = Field(default=None, max_length=200)
+    reply_parent: ReplyParent | None = None
+    first_message: bool | None = None
+    highlighted: bool | None = None
+    source_channel: str | None = Field(
+        default=None, max_length=100, description="shared chat: the channel it was sent in"
+    )
+    thread: str | None = Field(default=None, max_length=200, description="Discord thread name")
 
     @model_validator(mode="after")
     def _id_names_platform(self) -> NormalizedChatMessage:
@@ -251,40 +271,117 @@ class ChatAggregate(WireModel):
 class ChatDelete(WireModel):
     """Remove a message for everyone (moderation, or the platform deleted it).
 
-    With ``username`` and ``platform`` instead of a message id it removes every message of that
-    user on that platform (a Twitch CLEARCHAT for a ban, a YouTube ban).
+    With ``username`` (or ``userId``) and ``platform`` instead of a message id it removes every
+    message of that user on that platform (a Twitch CLEARCHAT for a ban; a YouTube ban, which
+    names the author's channel id: display names on YouTube are not unique).
     """
 
     message_id: str | None = Field(default=None, min_length=1, max_length=200)
     username: str | None = Field(default=None, min_length=1, max_length=100)
+    user_id: str | None = Field(default=None, min_length=1, max_length=200)
     platform: Platform | None = None
     reason: str | None = Field(default=None, max_length=200)
 
     @model_validator(mode="after")
     def _says_what(self) -> ChatDelete:
-        if self.message_id is None and (self.username is None or self.platform is None):
-            raise ValueError("give messageId, or username and platform")
+        by_user = self.username is not None or self.user_id is not None
+        if self.message_id is None and (not by_user or self.platform is None):
+            raise ValueError("give messageId, or username (or userId) and platform")
         return self
 
 
+EventKind = Literal[
+    "cheer",
+    "superchat",
+    "supersticker",
+    "gift",
+    "sub",
+    "resub",
+    "giftsub",
+    "giftbomb",
+    "subupgrade",
+    "payforward",
+    "raid",
+    "follow",
+    "like",
+    "share",
+    "member",
+    "membergift",
+    "milestone",
+    "announcement",
+    "reward",
+    "poll",
+    "question",
+    "viewers",
+]
+"""The closed set of platform event kinds; ``docs/platform-events.md`` says which platform
+event becomes which kind."""
+
+PSEUDO_CURRENCIES: dict[str, str] = {
+    "BITS": "Twitch Bits, 1 minor unit = 1 bit",
+    "DIAMONDS": "TikTok diamonds, 1 minor unit = 1 diamond",
+}
+"""Money that is not fiat: kept in its own unit, converted to USD only by a setting."""
+
+CURRENCY_PATTERN = r"^([A-Z]{3}|BITS|DIAMONDS)$"
+"""ISO 4217 codes, or one of :data:`PSEUDO_CURRENCIES`."""
+
+
 class PlatformEvent(WireModel):
-    """Something other than chat that a platform reports: a like, gift, follow, sub, raid."""
+    """Something other than chat that a platform reports: a cheer, Super Chat, gift, sub, raid.
+
+    Money is ``amountMinor`` in ``currency``'s minor units (cents; 1 bit; 1 diamond) and is
+    counted in the session's ledger once, by ``id``. ``count`` is how many of the thing the
+    event stands for (viewers of a raid, subs of a gift bomb, likes of a batch); an individual
+    gift line that a gift bomb already counted carries ``count: 0`` and the bomb's ``groupId``.
+    """
 
     id: str = Field(min_length=3, max_length=200, description="<platform>:<platform id>")
     platform: Platform
-    kind: Literal["like", "gift", "follow", "share", "subscribe", "raid", "member", "superchat"]
+    kind: EventKind
     username: str = Field(min_length=1, max_length=100)
     display_name: str | None = Field(default=None, max_length=100)
-    count: int | None = Field(default=None, ge=0, description="likes, gift repeats, viewers")
+    count: int | None = Field(default=None, ge=0, description="likes, gifts, viewers, subs")
     detail: str | None = Field(default=None, max_length=300, description="gift name, tier...")
     timestamp: int = Field(ge=0)
+    user_id: str | None = Field(default=None, max_length=200)
+    amount_minor: int | None = Field(default=None, ge=0, description="money, in minor units")
+    currency: str | None = Field(default=None, pattern=CURRENCY_PATTERN)
+    tier: str | None = Field(default=None, max_length=50, description="sub plan, Super Chat tier")
+    months: int | None = Field(default=None, ge=0, description="cumulative months")
+    recipient: str | None = Field(default=None, max_length=100)
+    recipient_display_name: str | None = Field(default=None, max_length=100)
+    group_id: str | None = Field(default=None, max_length=200, description="the gift bomb's id")
+    message: str | None = Field(default=None, max_length=MAX_CHAT_TEXT)
+    source_channel: str | None = Field(default=None, max_length=100, description="shared chat")
+
+    @model_validator(mode="after")
+    def _money_has_a_currency(self) -> PlatformEvent:
+        if (self.amount_minor is None) != (self.currency is None):
+            raise ValueError("amountMinor and currency come together")
+        return self
 
 
 class ChatMute(WireModel):
-    """Mute or unmute a user's fan chat in this session."""
+    """Mute or unmute a user's chat in this session.
+
+    A fan is named by their user id. A platform user is named ``<platform>:<platform user
+    id>`` (``twitch:4242``; see :func:`platform_mute_key`) with ``platform`` and ``username``
+    so people see who it is; their ingested messages then stop reaching the session.
+    """
 
     user_id: str = Field(min_length=1, max_length=200)
     muted: bool = Field(default=True, strict=True)
+    platform: Platform | None = None
+    username: str | None = Field(default=None, min_length=1, max_length=100)
+
+
+def platform_mute_key(message: NormalizedChatMessage) -> str | None:
+    """The mute key of a platform message's author (``twitch:4242``), ``None`` for a fan's
+    own message: fans are muted by their user id and the server refuses their chat."""
+    if message.platform is Platform.AUDIFI:
+        return None
+    return f"{message.platform.value}:{message.user_id or message.username}"
 
 
 # --- sessions ---------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ async def open_bus(settings: BrokerSettings, url: str) -> AsyncIterator[Bus]:
             client,
             history_size=settings.history_size,
             dedupe_ttl=settings.dedupe_ttl,
+            dedupe_cap=settings.dedupe_cap,
             resubscribe_max_backoff=settings.resubscribe_max_backoff,
         )
     finally:

@@ -116,6 +116,12 @@ class BrokerSettings(PartSettings):
     dedupe_ttl: int = Field(
         default=3600, ge=1, description="seconds a chat message id is remembered for dedupe"
     )
+    # issue 14: the dedupe memory of one session is bounded by count as well as by time
+    dedupe_cap: int = Field(
+        default=200_000,
+        ge=2,
+        description="most message ids one session remembers for dedupe (about 90 bytes each)",
+    )
 
 
 class ServerSettings(PartSettings):
@@ -195,6 +201,12 @@ class ServerSettings(PartSettings):
     )
     tip_currencies: list[str] = Field(default_factory=lambda: ["USD", "EUR", "GBP", "JPY"])
     tip_max_amount: float = Field(default=10_000.0, gt=0)
+    # issue 14: USD per unit of the ledger's pseudo-currencies; a currency without a rate is
+    # shown as itself and never converted by a guess
+    ledger_usd_rates: dict[str, float] = Field(
+        default_factory=lambda: {"BITS": 0.01},
+        description="USD per unit: BITS (Twitch pays creators 1 cent a bit), DIAMONDS (unset)",
+    )
 
     # issue 16: the token gate (on-chain balances) and Sign-In with Ethereum
     eth_rpc_url: str | None = Field(
@@ -250,6 +262,10 @@ class IngestSettings(PartSettings):
     reconnect_initial: float = Field(default=1.0, gt=0)
     reconnect_max: float = Field(default=30.0, gt=0)
     heartbeat_ttl: int = Field(default=15, ge=2, description="seconds a worker record lives")
+    # issue 14: TikTok like batches are summed into one event per window
+    tiktok_like_window: float = Field(
+        default=2.0, gt=0, le=60, description="seconds of TikTok likes summed into one event"
+    )
 
 
 SettingsT = TypeVar("SettingsT", bound=PartSettings)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal, Protocol
+from typing import Protocol
 
-from broker.models import ChatDelete, NormalizedChatMessage, Platform, PlatformEvent
+from broker.models import ChatDelete, EventKind, NormalizedChatMessage, Platform, PlatformEvent
 
 __all__ = [
     "Adapter",
@@ -29,10 +29,6 @@ IngestItem = NormalizedChatMessage | ChatDelete | PlatformEvent
 """A chat message, a deletion (one message, or every message of a user), or a platform event."""
 
 Emit = Callable[[IngestItem], None]
-
-EventKind = Literal["like", "gift", "follow", "share", "subscribe", "raid", "member", "superchat"]
-"""The kinds of a PlatformEvent, as its ``kind`` field in broker.models spells them. Repeated
-here to type the adapters' mappings; mypy reports a kind here that the model lacks."""
 
 
 class AdapterFatal(RuntimeError):

@@ -19,7 +19,7 @@ from typing import Any
 
 from broker.models import Platform
 from ingest.base import AdapterFatal, AdapterState, AdapterStatus, Emit
-from ingest.discord_map import DiscordAuthor, DiscordChat, map_deletions, map_message
+from ingest.discord_map import DiscordAuthor, DiscordChat, map_deletions, map_item
 
 try:
     import discord
@@ -35,6 +35,8 @@ log = logging.getLogger("vstudio.ingest.discord")
 
 DEFAULT_API_URL = "https://discord.com/api/v10"
 DEFAULT_GATEWAY_URL = "wss://gateway.discord.gg/"
+THREADS_LIMIT = 1000
+"""Threads of the channel remembered for their deletions; the set starts over past this."""
 
 FATAL_CLOSE_CODES = {
     4004: "Discord refused the bot token (close 4004); copy the token from the Developer "
@@ -83,7 +85,24 @@ def chat_of(message: Any) -> DiscordChat:
         content=message.content,
         created_at=int(message.created_at.timestamp() * 1000),
         attachments=tuple(attachment.filename for attachment in message.attachments),
+        kind=getattr(message.type, "name", "default"),
+        stickers=tuple(sticker.name for sticker in message.stickers),
+        mentions=_mentions(message),
+        thread=message.channel.name if _in_thread(message) else None,
+        reply_to=getattr(message.reference, "message_id", None) if message.reference else None,
     )
+
+
+def _in_thread(message: Any) -> bool:
+    return discord is not None and isinstance(message.channel, discord.Thread)
+
+
+def _mentions(message: Any) -> dict[str, str]:
+    """What each raw mention in the content stands for, from what the gateway sent with it."""
+    names = {f"@{user.id}": f"@{user.display_name}" for user in message.mentions}
+    names.update({f"@&{role.id}": f"@{role.name}" for role in message.role_mentions})
+    names.update({f"#{channel.id}": f"#{channel.name}" for channel in message.channel_mentions})
+    return names
 
 
 class DiscordAdapter:
@@ -163,6 +182,7 @@ class _ChannelClient(
         self.adapter = adapter
         self.emit = emit
         self.fatal: AdapterFatal | None = None
+        self.threads: set[int] = set()
 
     async def on_ready(self) -> None:
         channel = self.get_channel(self.adapter.channel_id)
@@ -200,28 +220,40 @@ class _ChannelClient(
         self.adapter.status.state = AdapterState.RECONNECTING
 
     async def on_message(self, message: Any) -> None:
-        if message.channel.id == self.adapter.channel_id and message.guild is not None:
+        if message.guild is None:
+            return
+        if message.channel.id == self.adapter.channel_id:
+            self._forward(message)
+        elif _in_thread(message) and message.channel.parent_id == self.adapter.channel_id:
+            # a thread of the channel: its messages are the channel's chat too
+            if len(self.threads) >= THREADS_LIMIT:
+                self.threads.clear()
+            self.threads.add(message.channel.id)
             self._forward(message)
 
     def _forward(self, message: Any) -> None:
-        last = self.adapter.last_message_id
-        self.adapter.last_message_id = message.id if last is None else max(last, message.id)
+        if message.channel.id == self.adapter.channel_id:
+            last = self.adapter.last_message_id
+            self.adapter.last_message_id = message.id if last is None else max(last, message.id)
         if self.user is not None and message.author.id == self.user.id:
-            return
-        self.emit(
-            map_message(
-                chat_of(message),
-                moderator_roles=self.adapter.moderator_roles,
-                subscriber_roles=self.adapter.subscriber_roles,
-            )
+            return  # the bot's own messages (its replies, announcements) are not fans' chat
+        item = map_item(
+            chat_of(message),
+            moderator_roles=self.adapter.moderator_roles,
+            subscriber_roles=self.adapter.subscriber_roles,
         )
+        if item is not None:
+            self.emit(item)
+
+    def _watched(self, channel_id: int) -> bool:
+        return channel_id == self.adapter.channel_id or channel_id in self.threads
 
     async def on_raw_message_delete(self, payload: Any) -> None:
-        if payload.channel_id == self.adapter.channel_id:
+        if self._watched(payload.channel_id):
             for deletion in map_deletions([payload.message_id]):
                 self.emit(deletion)
 
     async def on_raw_bulk_message_delete(self, payload: Any) -> None:
-        if payload.channel_id == self.adapter.channel_id:
+        if self._watched(payload.channel_id):
             for deletion in map_deletions(payload.message_ids):
                 self.emit(deletion)

@@ -11,20 +11,59 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from broker.models import ChatDelete, Emote, NormalizedChatMessage, Platform
+from broker.models import (
+    ChatDelete,
+    Emote,
+    EventKind,
+    NormalizedChatMessage,
+    Platform,
+    PlatformEvent,
+    ReplyParent,
+)
 
 __all__ = [
+    "CHAT_TYPES",
+    "IGNORED_SYSTEM_TYPES",
+    "SYSTEM_EVENTS",
     "DiscordAuthor",
     "DiscordChat",
     "extract_custom_emotes",
     "map_deletions",
+    "map_item",
     "map_message",
+    "resolve_mentions",
 ]
 
 PLATFORM = Platform.DISCORD
 MAX_TEXT = 2000
 MAX_BADGES = 10
 CUSTOM_EMOTE = re.compile(r"<(a?):([A-Za-z0-9_~]{1,32}):(\d{15,21})>")
+MENTION = re.compile(r"<(@!?|@&|#)(\d{15,21})>")
+
+CHAT_TYPES = frozenset({"default", "reply", "chat_input_command", "context_menu_command"})
+"""``discord.MessageType`` names that are a person's chat."""
+
+SYSTEM_EVENTS: dict[str, tuple[EventKind, str]] = {
+    "new_member": ("follow", "joined the server"),
+    "premium_guild_subscription": ("sub", "boosted the server"),
+    "premium_guild_tier_1": ("sub", "boosted the server to level 1"),
+    "premium_guild_tier_2": ("sub", "boosted the server to level 2"),
+    "premium_guild_tier_3": ("sub", "boosted the server to level 3"),
+}
+"""System messages that stand for something a fan did: the event kind and its words."""
+
+IGNORED_SYSTEM_TYPES: dict[str, str] = {
+    "pins_add": "a moderator pinned a message: housekeeping, not something to show fans",
+    "thread_created": "the thread's own messages are read; its creation says nothing more",
+    "thread_starter_message": "a copy of a message that was already read in the channel",
+    "channel_name_change": "a channel setting",
+    "channel_icon_change": "a channel setting",
+    "channel_follow_add": "another server follows this channel: not a fan in this chat",
+    "auto_moderation_action": "Discord's filter blocked a message: the message never showed",
+    "call": "DM calls do not happen in a guild text channel",
+}
+"""System message types deliberately mapped to nothing, and why. Any other non-chat type
+(Discord adds them now and then) is skipped too rather than shown as an empty line."""
 EMOJI_CDN = "https://cdn.discordapp.com/emojis"
 
 
@@ -56,6 +95,14 @@ class DiscordChat:
     content: str
     created_at: int
     attachments: tuple[str, ...] = field(default_factory=tuple)
+    kind: str = "default"
+    """The ``discord.MessageType`` name: ``default``, ``reply``, ``new_member``..."""
+    stickers: tuple[str, ...] = field(default_factory=tuple)
+    mentions: dict[str, str] = field(default_factory=dict)
+    """``<@id>`` / ``<@&id>`` / ``<#id>`` -> what people see (``@Name``, ``@Role``, ``#chan``)."""
+    thread: str | None = None
+    """The thread's name when the message was sent in a thread of the channel."""
+    reply_to: int | None = None
 
 
 def extract_custom_emotes(content: str) -> tuple[str, list[Emote]]:
@@ -83,6 +130,20 @@ def extract_custom_emotes(content: str) -> tuple[str, list[Emote]]:
         last = match.end()
     pieces.append(content[last:])
     return "".join(pieces), list(found.values())
+
+
+def resolve_mentions(content: str, mentions: dict[str, str]) -> str:
+    """``<@81384788765712384>`` -> ``@Name`` (and roles, channels) as a Discord client shows
+    them; a mention of someone Discord did not describe becomes ``@unknown-user``."""
+
+    def name(match: re.Match[str]) -> str:
+        kind, snowflake = match.groups()
+        resolved = mentions.get(f"{kind.rstrip('!')}{snowflake}")
+        if resolved:
+            return resolved
+        return {"#": "#unknown-channel", "@&": "@unknown-role"}.get(kind, "@unknown-user")
+
+    return MENTION.sub(name, content)
 
 
 def _badges(author: DiscordAuthor, moderator: bool, subscriber: bool) -> list[str] | None:
@@ -122,9 +183,11 @@ def map_message(
     subscriber = chat.author.is_booster or bool(
         roles & {name.casefold() for name in subscriber_roles}
     )
-    text, emotes = extract_custom_emotes(chat.content)
-    if chat.attachments:
-        files = " ".join(f"[{name}]" for name in chat.attachments)
+    text, emotes = extract_custom_emotes(resolve_mentions(chat.content, chat.mentions))
+    extras = [f"[sticker: {name}]" for name in chat.stickers]
+    extras += [f"[{name}]" for name in chat.attachments]
+    if extras:
+        files = " ".join(extras)
         text = f"{text} {files}" if text else files
     if len(text) > MAX_TEXT:
         text = text[: MAX_TEXT - 1] + "…"
@@ -145,7 +208,39 @@ def map_message(
         timestamp=chat.created_at,
         emotes=emotes or None,
         user_id=str(chat.author.id),
+        thread=chat.thread[:200] if chat.thread else None,
+        reply_parent=ReplyParent(id=f"discord:{chat.reply_to}") if chat.reply_to else None,
     )
+
+
+def map_item(
+    chat: DiscordChat,
+    *,
+    moderator_roles: Iterable[str] = (),
+    subscriber_roles: Iterable[str] = (),
+) -> NormalizedChatMessage | PlatformEvent | None:
+    """A guild message -> chat, a platform event (a join, a boost), or ``None``.
+
+    A chat message with nothing to show (no text, sticker or file) and system messages that are
+    not something a fan did (:data:`IGNORED_SYSTEM_TYPES`) give ``None``: never an empty line.
+    """
+    if chat.kind in SYSTEM_EVENTS:
+        kind, words = SYSTEM_EVENTS[chat.kind]
+        return PlatformEvent(
+            id=f"discord:{chat.id}",
+            platform=PLATFORM,
+            kind=kind,
+            username=chat.author.username[:100],
+            display_name=(chat.author.display_name or None) and chat.author.display_name[:100],
+            user_id=str(chat.author.id),
+            count=1,
+            detail=words,
+            timestamp=chat.created_at,
+        )
+    if chat.kind not in CHAT_TYPES:
+        return None
+    message = map_message(chat, moderator_roles=moderator_roles, subscriber_roles=subscriber_roles)
+    return message if message.text.strip() else None
 
 
 def map_deletions(

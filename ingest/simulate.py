@@ -24,7 +24,7 @@ from broker.models import (
     now_ms,
 )
 from ingest.base import AdapterState, AdapterStatus, Emit, EventKind, IngestItem
-from ingest.twitch import twitch_emote_url
+from ingest.twitch_map import twitch_emote_url
 
 __all__ = ["PLATFORMS", "ChatGenerator", "SimulatedChat"]
 
@@ -141,7 +141,7 @@ class ChatGenerator:
             ("gift", rnd.randint(1, 5), "Rose"),
         ]
         twitch: list[_Event] = [
-            ("subscribe", 1, "Tier 1"),
+            ("sub", 1, "Tier 1"),
             ("follow", None, None),
             ("raid", 42, None),
         ]
@@ -151,6 +151,8 @@ class ChatGenerator:
             Platform.YOUTUBE: ("member", None, "Fan club"),
         }
         kind, count, detail = events[platform]
+        # a Rose is worth one diamond: the demo's TikTok gifts reach the money ledger
+        gift = kind == "gift"
         return PlatformEvent(
             id=f"{platform.value}:evt-{uuid.uuid4().hex}",
             platform=platform,
@@ -159,6 +161,8 @@ class ChatGenerator:
             count=count,
             detail=detail,
             timestamp=timestamp,
+            amount_minor=count if gift else None,
+            currency="DIAMONDS" if gift else None,
         )
 
     def _with_twitch_emotes(self, text: str) -> tuple[str, list[Emote]]:

@@ -24,13 +24,16 @@ from typing import Any
 from broker.models import Platform
 from ingest.base import AdapterFatal, AdapterState, AdapterStatus, Emit, IngestItem
 from ingest.tiktok_map import (
+    LikeWindow,
     delete_items,
     gift_event,
-    like_event,
     live_ended,
     map_comment,
+    map_emote_chat,
+    question_event,
     social_event,
     subscribe_event,
+    viewers_event,
 )
 
 try:
@@ -47,9 +50,12 @@ try:
         CommentEvent,
         ConnectEvent,
         ControlEvent,
+        EmoteChatEvent,
         GiftEvent,
         ImDeleteEvent,
         LikeEvent,
+        QuestionNewEvent,
+        RoomUserSeqEvent,
         SocialEvent,
         SubNotifyEvent,
     )
@@ -80,6 +86,7 @@ class TikTokAdapter:
         app_url: str | None = None,
         webcast_url: str | None = None,
         room_id: int | None = None,
+        like_window: float = 2.0,
     ) -> None:
         if TikTokLiveClient is None:
             raise RuntimeError(
@@ -97,6 +104,8 @@ class TikTokAdapter:
         self.webcast_url = webcast_url
         self.room_id = room_id
         self.known_users: dict[int, str] = {}
+        self.like_window = like_window
+        self.likes = LikeWindow()
         self._ended = False
 
     async def run(self, emit: Emit) -> None:
@@ -111,6 +120,7 @@ class TikTokAdapter:
         client = TikTokLiveClient(unique_id=self.user, web_kwargs={"signer_kwargs": signer})
         self._listen(client, emit)
         self.status.state = AdapterState.CONNECTING
+        flusher = asyncio.create_task(self._flush_likes(emit))
         try:
             task = await client.start(room_id=self.room_id, fetch_live_check=True)
             await task
@@ -133,10 +143,23 @@ class TikTokAdapter:
             self.status.detail = f"sign server: retry after {exc.retry_after} s"
             raise
         finally:
+            flusher.cancel()
+            self._emit_likes(emit)
             await asyncio.shield(self._close(client))
         if self._ended:
             raise AdapterFatal(f"the TikTok LIVE of {self.target} has ended")
         self.status.state = AdapterState.DISCONNECTED
+
+    async def _flush_likes(self, emit: Emit) -> None:
+        """One ``like`` event per window however fast the room taps."""
+        while True:
+            await asyncio.sleep(self.like_window)
+            self._emit_likes(emit)
+
+    def _emit_likes(self, emit: Emit) -> None:
+        event = self.likes.flush()
+        if event is not None:
+            emit(event)
 
     async def _close(self, client: Any) -> None:
         try:
@@ -176,7 +199,10 @@ class TikTokAdapter:
         handlers: list[tuple[Any, Callable[[Any], None]]] = [
             (ConnectEvent, on_connect),
             (CommentEvent, on_comment),
-            (LikeEvent, lambda event: forward(like_event(event))),
+            (EmoteChatEvent, lambda event: forward(map_emote_chat(event))),
+            (LikeEvent, self.likes.add),
+            (QuestionNewEvent, lambda event: forward(question_event(event))),
+            (RoomUserSeqEvent, lambda event: forward(viewers_event(event))),
             (GiftEvent, lambda event: forward(gift_event(event))),
             (SocialEvent, lambda event: forward(social_event(event))),
             (SubNotifyEvent, lambda event: forward(subscribe_event(event))),

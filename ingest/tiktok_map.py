@@ -11,21 +11,33 @@ false. Moderator and subscriber come from ``user_identity`` (``is_moderator_of_a
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from broker.models import ChatDelete, NormalizedChatMessage, Platform, PlatformEvent, now_ms
-from ingest.base import EventKind
+from broker.models import (
+    ChatDelete,
+    Emote,
+    EventKind,
+    NormalizedChatMessage,
+    Platform,
+    PlatformEvent,
+    now_ms,
+)
 
 __all__ = [
+    "LikeWindow",
     "badges_of",
     "delete_items",
     "gift_event",
     "like_event",
     "live_ended",
     "map_comment",
+    "map_emote_chat",
+    "question_event",
     "social_event",
     "subscribe_event",
     "timestamp_of",
+    "viewers_event",
 ]
 
 PLATFORM = Platform.TIKTOK
@@ -135,20 +147,119 @@ def map_comment(message: Any) -> NormalizedChatMessage:
     )
 
 
+def map_emote_chat(message: Any) -> NormalizedChatMessage:
+    """``WebcastEmoteChatMessage``: a chat line made of subscriber emotes only.
+
+    TikTok gives each emote an id and an image, no name: the text is ``:<emote id>:`` per emote
+    (what a client without images shows) and ``emotes`` carries each image at its position.
+    """
+    username, display, user_id = _names(message.user)
+    badges, subscriber, moderator = _flags(message.user, message.user_identity)
+    words: list[str] = []
+    emotes: list[Emote] = []
+    cursor = 0
+    for emote in message.emote_list or []:
+        word = f":{emote.emote_id}:"
+        urls = list(getattr(emote.image, "url_list", None) or [])
+        if urls:
+            emotes.append(
+                Emote(name=word, url=urls[0], positions=[(cursor, cursor + len(word) - 1)])
+            )
+        words.append(word)
+        cursor += len(word) + 1
+    return NormalizedChatMessage(
+        id=_id(message.common, f"{user_id}:{timestamp_of(message.common)}"),
+        platform=PLATFORM,
+        username=username,
+        display_name=display,
+        text=_clip(" ".join(words), MAX_TEXT),
+        badges=badges or None,
+        is_subscriber=subscriber,
+        is_moderator=moderator,
+        timestamp=timestamp_of(message.common),
+        user_id=user_id,
+        emotes=emotes or None,
+    )
+
+
 def _event(
-    message: Any, kind: EventKind, count: int | None = None, detail: str | None = None
+    message: Any,
+    kind: EventKind,
+    count: int | None = None,
+    detail: str | None = None,
+    **money: Any,
 ) -> PlatformEvent:
-    username, display, _ = _names(message.user)
+    username, display, user_id = _names(message.user)
     return PlatformEvent(
         id=_id(message.common, f"{kind}:{username}:{timestamp_of(message.common)}"),
         platform=PLATFORM,
         kind=kind,
         username=username,
         display_name=display,
+        user_id=user_id,
         count=count,
         detail=_clip(detail, 300) if detail else None,
         timestamp=timestamp_of(message.common),
+        **money,
     )
+
+
+@dataclass
+class LikeWindow:
+    """Likes summed over a window, so a tapping crowd is one event per window, not hundreds.
+
+    TikTok sends a ``WebcastLikeMessage`` per batch of taps per user; :meth:`add` sums them and
+    :meth:`flush` (once per window) gives one ``like`` event: ``count`` is every like in the
+    window, the user the one who liked most, ``detail`` how many people liked. Memory is bounded:
+    at most ``max_users`` people are told apart in one window; the likes of the rest still count.
+    """
+
+    max_users: int = 1000
+    by_user: dict[str, tuple[int, str | None, str | None]] = field(default_factory=dict)
+    others: int = 0
+    first_id: str | None = None
+    last_timestamp: int = 0
+    room_total: int = 0
+
+    def add(self, message: Any) -> None:
+        username, display, user_id = _names(message.user)
+        count = max(int(message.count), 0)
+        self.first_id = self.first_id or _id(message.common, f"like:{username}")
+        self.last_timestamp = timestamp_of(message.common)
+        self.room_total = max(self.room_total, int(message.total or 0))
+        if username in self.by_user:
+            known, _, _ = self.by_user[username]
+            self.by_user[username] = (known + count, display, user_id)
+        elif len(self.by_user) < self.max_users:
+            self.by_user[username] = (count, display, user_id)
+        else:
+            self.others += count
+
+    def flush(self) -> PlatformEvent | None:
+        """The window's one ``like`` event (its id is the window's first batch), or ``None``."""
+        if self.first_id is None:
+            return None
+        total = self.others + sum(count for count, _, _ in self.by_user.values())
+        people = len(self.by_user) + (1 if self.others else 0)
+        top = max(self.by_user.items(), key=lambda pair: pair[1][0], default=None)
+        username, (_, display, user_id) = top if top else ("viewers", (0, None, None))
+        detail = f"{people} people" if people > 1 else None
+        if self.room_total:
+            detail = f"{detail + ', ' if detail else ''}{self.room_total} likes in total"
+        event = PlatformEvent(
+            id=f"{self.first_id}:likes",
+            platform=PLATFORM,
+            kind="like",
+            username=username,
+            display_name=display,
+            user_id=user_id,
+            count=total,
+            detail=detail,
+            timestamp=self.last_timestamp,
+        )
+        self.by_user.clear()
+        self.others, self.first_id, self.room_total = 0, None, 0
+        return event
 
 
 def like_event(message: Any) -> PlatformEvent:
@@ -170,8 +281,10 @@ def gift_event(message: Any) -> PlatformEvent | None:
     name = (gift.name if gift is not None else "") or f"gift {message.gift_id}"
     diamonds = int(gift.diamond_count) if gift is not None else 0
     count = max(int(message.repeat_count), 1)
-    detail = f"{name} ({diamonds} diamonds each)" if diamonds else name
-    return _event(message, "gift", count, detail)
+    money: dict[str, Any] = {}
+    if diamonds > 0:  # the value TikTok gives: diamonds each, times the repeats
+        money = {"amount_minor": diamonds * count, "currency": "DIAMONDS"}
+    return _event(message, "gift", count, name, **money)
 
 
 def social_event(message: Any) -> PlatformEvent | None:
@@ -188,9 +301,45 @@ def social_event(message: Any) -> PlatformEvent | None:
 
 
 def subscribe_event(message: Any) -> PlatformEvent:
-    """``WebcastSubNotifyMessage``: a subscription, with its month count."""
+    """``WebcastSubNotifyMessage``: a subscription (``resub`` after the first month)."""
     months = max(int(message.sub_month or 0), 0)
-    return _event(message, "subscribe", months or None, f"{months} months" if months else None)
+    kind: EventKind = "resub" if months > 1 else "sub"
+    detail = f"{months} months" if months else None
+    return _event(message, kind, 1, detail, months=months or None)
+
+
+def question_event(message: Any) -> PlatformEvent | None:
+    """``WebcastQuestionNewMessage``: a viewer's question in the LIVE's Q&A panel."""
+    question = message.data
+    if question is None or not question.content:
+        return None
+    username, display, user_id = _names(question.user)
+    return PlatformEvent(
+        id=f"tiktok:question:{question.question_id}"
+        if question.question_id
+        else _id(message.common, f"question:{username}"),
+        platform=PLATFORM,
+        kind="question",
+        username=username,
+        display_name=display,
+        user_id=user_id,
+        message=_clip(question.content, MAX_TEXT),
+        timestamp=timestamp_of(message.common),
+    )
+
+
+def viewers_event(message: Any) -> PlatformEvent | None:
+    """``WebcastRoomUserSeqMessage``: how many watch the LIVE now (``total``)."""
+    if message.common is None or not int(message.common.msg_id or 0):
+        return None  # no id of its own: it could not be deduplicated
+    return PlatformEvent(
+        id=_id(message.common, "viewers"),
+        platform=PLATFORM,
+        kind="viewers",
+        username="tiktok",
+        count=max(int(message.total), 0),
+        timestamp=timestamp_of(message.common),
+    )
 
 
 def delete_items(message: Any, known_users: Mapping[int, str]) -> list[ChatDelete]:

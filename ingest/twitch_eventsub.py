@@ -3,9 +3,18 @@
 The second Twitch mode, for a bot account with an app (client id and secret) and a user access
 token with ``user:read:chat``: twitchio logs in (app token by client credentials, the user token
 validated), looks the channel up, opens the EventSub WebSocket and subscribes to
-``channel.chat.message``, ``channel.chat.message_delete``, ``channel.chat.clear_user_messages``
-and ``channel.chat.clear``. twitchio itself answers keepalives and ``session_reconnect``; the
-worker runtime retries the login and subscription with backoff.
+``channel.chat.message``, ``channel.chat.message_delete``, ``channel.chat.clear_user_messages``,
+``channel.chat.clear`` and ``channel.chat.notification`` (subs, resubs, gifts, raids,
+announcements...: the same ``msg-id`` family as IRC's USERNOTICE, with the same message ids, so
+an IRC worker and an EventSub worker on one channel publish each once). twitchio itself answers
+keepalives and ``session_reconnect``; the worker runtime retries the login and subscription with
+backoff.
+
+Bits come from ``channel.chat.message``'s ``cheer``: every cheer is a chat message, and its
+message id is the one IRC gives the same cheer, so the ledger counts it once whichever transport
+(or both) read it. ``channel.cheer`` is deliberately not subscribed: its events carry no message
+id, so counting them as well would count every cheer twice, and Twitch only grants it to the
+broadcaster's own token (``bits:read``), which a chat bot does not hold.
 
 Every endpoint is a setting (``VSTUDIO_TWITCH_API_URL``, ``VSTUDIO_TWITCH_AUTH_URL``,
 ``VSTUDIO_TWITCH_EVENTSUB_URL``) applied through twitchio's own URL constants, so tests drive
@@ -20,21 +29,57 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, SecretStr, ValidationError
 
-from broker.models import ChatDelete, NormalizedChatMessage, Platform, now_ms
+from broker.models import (
+    ChatDelete,
+    EventKind,
+    NormalizedChatMessage,
+    Platform,
+    PlatformEvent,
+    ReplyParent,
+    now_ms,
+)
 from config.settings import PartSettings
 from ingest.base import AdapterFatal, AdapterState, AdapterStatus, Emit
 from ingest.batching import CLEAR_ALL_USERS
-from ingest.twitch import EMOTE_CDN, normalize_channel
+from ingest.twitch import normalize_channel
+from ingest.twitch_map import EMOTE_CDN, SUB_PLANS
 
 if TYPE_CHECKING:
     import twitchio
 
 __all__ = [
+    "IGNORED_NOTICE_TYPES",
+    "NOTICE_TYPE_KINDS",
     "EventSubSettings",
     "TwitchEventSub",
+    "chat_items",
     "chat_message",
+    "chat_notification",
     "emote_fields",
 ]
+
+NOTICE_TYPE_KINDS: dict[str, EventKind] = {
+    "sub": "sub",
+    "resub": "resub",
+    "sub_gift": "giftsub",
+    "community_sub_gift": "giftbomb",
+    "gift_paid_upgrade": "subupgrade",
+    "prime_paid_upgrade": "subupgrade",
+    "raid": "raid",
+    "pay_it_forward": "payforward",
+    "announcement": "announcement",
+    "bits_badge_tier": "milestone",
+    "watch_streak": "milestone",
+}
+"""``channel.chat.notification`` ``notice_type`` -> event kind; ``shared_chat_<type>`` maps as
+``<type>`` (a notice from another channel of a shared chat session)."""
+
+IGNORED_NOTICE_TYPES: dict[str, str] = {
+    "unraid": "a raid that was called off never arrives: nothing happened in this channel",
+    "charity_donation": "money given to a charity, not to the artist: not in the artist's ledger",
+    "modiversary": "a moderator's anniversary on the channel: not a fan's event",
+}
+"""``notice_type`` values deliberately mapped to nothing, and why."""
 
 log = logging.getLogger("vstudio.ingest.twitch_eventsub")
 
@@ -74,13 +119,30 @@ def emote_fields(fragments: list[Any]) -> list[dict[str, Any]]:
 
 
 def chat_message(message: twitchio.ChatMessage) -> NormalizedChatMessage:
-    """A ``channel.chat.message`` notification as a NormalizedChatMessage."""
-    badges = [badge.set_id for badge in message.badges]
+    """A ``channel.chat.message`` notification as a NormalizedChatMessage.
+
+    Shared chat: a message sent in another channel of the session has ``source_id`` (the id
+    every channel of the session sees) and ``source_badges`` (the sender's standing there).
+    """
+    source = getattr(message, "source_broadcaster", None)
+    source_id = getattr(message, "source_id", None)
+    shared = source is not None and source_id
+    badge_list = (getattr(message, "source_badges", None) or []) if shared else message.badges
+    badges = [badge.set_id for badge in badge_list]
     chatter = message.chatter
     stamp = message.timestamp
     emotes = emote_fields(message.fragments) or None
+    reply = getattr(message, "reply", None)
+    parent = None
+    if reply is not None:
+        parent = ReplyParent(
+            id=f"twitch:{reply.parent_message_id}",
+            username=(reply.parent_user.name or "").lower() or None,
+            display_name=reply.parent_user.display_name or None,
+            text=reply.parent_message_body or None,
+        )
     return NormalizedChatMessage(
-        id=f"twitch:{message.id}",
+        id=f"twitch:{source_id if shared else message.id}",
         platform=Platform.TWITCH,
         username=(chatter.name or "").lower(),
         display_name=chatter.display_name or None,
@@ -91,6 +153,116 @@ def chat_message(message: twitchio.ChatMessage) -> NormalizedChatMessage:
         timestamp=int(stamp.timestamp() * 1000) if stamp else now_ms(),
         emotes=emotes,  # type: ignore[arg-type]  # dicts, validated into Emote with the message
         user_id=str(chatter.id) if chatter.id else None,
+        reply_parent=parent,
+        first_message=True if getattr(message, "type", "") == "user_intro" else None,
+        highlighted=True if getattr(message, "type", "") == "channel_points_highlighted" else None,
+        source_channel=str(source.id) if shared and source is not None else None,
+    )
+
+
+def chat_items(message: twitchio.ChatMessage) -> list[NormalizedChatMessage | PlatformEvent]:
+    """The chat message, and its cheer (bits, for the ledger) or redeemed reward if any."""
+    chat = chat_message(message)
+    items: list[NormalizedChatMessage | PlatformEvent] = [chat]
+    cheer = getattr(message, "cheer", None)
+    if cheer is not None and cheer.bits > 0:
+        items.append(
+            PlatformEvent(
+                id=f"{chat.id}:cheer",  # as IRC names the same cheer: counted once
+                platform=Platform.TWITCH,
+                kind="cheer",
+                username=chat.username,
+                display_name=chat.display_name,
+                user_id=chat.user_id,
+                count=cheer.bits,
+                amount_minor=cheer.bits,
+                currency="BITS",
+                message=chat.text or None,
+                timestamp=chat.timestamp,
+                source_channel=chat.source_channel,
+            )
+        )
+    reward = getattr(message, "channel_points_id", None)
+    if reward:
+        items.append(
+            PlatformEvent(
+                id=f"{chat.id}:reward",
+                platform=Platform.TWITCH,
+                kind="reward",
+                username=chat.username,
+                display_name=chat.display_name,
+                user_id=chat.user_id,
+                detail=reward,
+                message=chat.text or None,
+                timestamp=chat.timestamp,
+            )
+        )
+    return items
+
+
+def _notice_parts(notice: Any) -> tuple[str, Any, bool]:
+    """(notice type without ``shared_chat_``, its detail object, whether from shared chat)."""
+    notice_type: str = notice.notice_type
+    shared = notice_type.startswith("shared_chat_")
+    base = notice_type.removeprefix("shared_chat_")
+    attribute = {"sub_gift": "sub_gift", "community_sub_gift": "community_sub_gift"}.get(base, base)
+    detail = getattr(notice, f"shared_{attribute}" if shared else attribute, None)
+    return base, detail, shared
+
+
+def chat_notification(notice: Any) -> PlatformEvent | None:
+    """A ``channel.chat.notification`` (twitchio's ``ChatNotification``) as a platform event,
+    with the fields the IRC mapping gives the same notice (``ingest/twitch_map.py``)."""
+    base, detail, shared = _notice_parts(notice)
+    kind = NOTICE_TYPE_KINDS.get(base)
+    if kind is None:
+        return None  # an IGNORED_NOTICE_TYPES value, or one Twitch added since
+    chatter = notice.chatter
+    count: int | None = None
+    group: str | None = None
+    tier = SUB_PLANS.get(str(getattr(detail, "tier", "") or "")) if detail is not None else None
+    if getattr(detail, "prime", False):
+        tier = "Prime"
+    months = getattr(detail, "cumulative_months", None) or getattr(detail, "months", None)
+    recipient = None
+    words: str | None = tier
+    if kind in ("sub", "resub"):
+        count = 1
+    elif kind == "giftsub" and detail is not None:
+        group = detail.community_gift_id or None
+        count = 0 if group else 1  # a line of a gift bomb: its community_sub_gift counted it
+        recipient = detail.recipient
+        months = None
+    elif kind == "giftbomb" and detail is not None:
+        count, group = detail.total, detail.id
+    elif kind == "raid" and detail is not None:
+        count = detail.viewer_count
+    elif base == "bits_badge_tier" and detail is not None:
+        count, words = detail.tier, "bits badge"
+    elif base == "watch_streak" and detail is not None:
+        count, words = detail.streak, "watch-streak"
+    elif kind == "announcement" and detail is not None:
+        words = detail.colour
+    stamp = getattr(notice, "timestamp", None)
+    anonymous = bool(getattr(notice, "anonymous", False))
+    username = "ananonymousgifter" if anonymous else (chatter.name or "unknown").lower()
+    return PlatformEvent(
+        id=f"twitch:{notice.id}",
+        platform=Platform.TWITCH,
+        kind=kind,
+        username=username,
+        display_name=None if anonymous else chatter.display_name or None,
+        user_id=None if anonymous else str(chatter.id) if chatter.id else None,
+        count=count,
+        detail=words,
+        tier=tier,
+        months=months if isinstance(months, int) and months > 0 else None,
+        recipient=(recipient.name or "").lower() or None if recipient is not None else None,
+        recipient_display_name=recipient.display_name or None if recipient is not None else None,
+        group_id=group,
+        message=notice.text or None,
+        timestamp=int(stamp.timestamp() * 1000) if stamp else now_ms(),
+        source_channel="shared" if shared else None,
     )
 
 
@@ -146,6 +318,7 @@ class TwitchEventSub:
             ("event_message_delete", self._on_delete),
             ("event_chat_clear_user", self._on_clear_user),
             ("event_chat_clear", self._on_clear),
+            ("event_chat_notification", self._on_notification),
         ):
             client.add_listener(listener, event=event)
         try:
@@ -187,6 +360,7 @@ class TwitchEventSub:
             eventsub.ChatMessageDeleteSubscription,
             eventsub.ChatClearUserMessagesSubscription,
             eventsub.ChatClearSubscription,
+            eventsub.ChatNotificationSubscription,
         ):
             await client.subscribe_websocket(
                 kind(broadcaster_user_id=broadcaster, user_id=user_id), token_for=user_id
@@ -194,11 +368,21 @@ class TwitchEventSub:
 
     async def _on_message(self, message: Any) -> None:
         try:
-            item = chat_message(message)
+            items = chat_items(message)
         except (ValidationError, ValueError, AttributeError) as exc:
             log.warning("Twitch EventSub message skipped: %s", exc)
             return
-        self._deliver(item)
+        for item in items:
+            self._deliver(item)
+
+    async def _on_notification(self, notice: Any) -> None:
+        try:
+            event = chat_notification(notice)
+        except (ValidationError, ValueError, AttributeError, TypeError) as exc:
+            log.warning("Twitch EventSub notification skipped: %s", exc)
+            return
+        if event is not None:
+            self._deliver(event)
 
     async def _on_delete(self, event: Any) -> None:
         self._deliver(ChatDelete(message_id=f"twitch:{event.message_id}", reason="deleted"))

@@ -12,10 +12,19 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from broker.models import ChatDelete, NormalizedChatMessage, Platform, PlatformEvent, now_ms
-from ingest.base import EventKind, IngestItem
+from broker.ledger import MINOR_UNITS
+from broker.models import (
+    ChatDelete,
+    EventKind,
+    NormalizedChatMessage,
+    Platform,
+    PlatformEvent,
+    now_ms,
+)
+from ingest.base import IngestItem
 
 __all__ = [
+    "IGNORED_TYPES",
     "YouTubeApiError",
     "author_flags",
     "channel_id_of",
@@ -226,18 +235,50 @@ def _event(
     kind: EventKind,
     detail: str | None,
     count: int | None = None,
+    **fields: Any,
 ) -> PlatformEvent:
-    username, display, _ = _names(author, snippet)
+    username, display, channel_id = _names(author, snippet)
     return PlatformEvent(
         id=f"youtube:{item_id}:{kind}",
         platform=PLATFORM,
         kind=kind,
         username=username,
         display_name=display,
+        user_id=channel_id,
         count=count,
         detail=_clip(detail, MAX_DETAIL) if detail else None,
         timestamp=parse_published_at(snippet.get("publishedAt")),
+        **fields,
     )
+
+
+def _money(details: dict[str, Any]) -> dict[str, Any]:
+    """``amountMicros`` + ``currency`` as ``amountMinor`` + ``currency``, and the ``tier``.
+
+    YouTube gives micros (millionths) of the currency; the minor unit is cents for most, none
+    for JPY or KRW (see broker.ledger.MINOR_UNITS). A missing or odd amount gives no money
+    rather than a guessed one.
+    """
+    fields: dict[str, Any] = {}
+    currency = details.get("currency")
+    micros = str(details.get("amountMicros") or "")
+    if isinstance(currency, str) and re.fullmatch(r"[A-Z]{3}", currency) and micros.isdigit():
+        places = MINOR_UNITS.get(currency, 2)
+        fields = {"amount_minor": int(micros) // 10 ** (6 - places), "currency": currency}
+    if details.get("tier"):
+        fields["tier"] = str(details["tier"])
+    return fields
+
+
+IGNORED_TYPES: dict[str, str] = {
+    "tombstone": "a placeholder for a message that no longer exists; nothing to show",
+    "chatEndedEvent": "the chat ended: the adapter reads offlineAt and stops (chat_ended)",
+    "sponsorOnlyModeStartedEvent": "a chat setting of YouTube's, not something a fan did",
+    "sponsorOnlyModeEndedEvent": "a chat setting of YouTube's, not something a fan did",
+    "fanFundingEvent": "retired by YouTube in 2018 (replaced by Super Chat); never sent now",
+    "messageRetractedEvent": "retracted messages are also sent as messageDeletedEvent",
+}
+"""``snippet.type`` values deliberately mapped to nothing, and why."""
 
 
 def map_chat_item(item: dict[str, Any]) -> list[IngestItem]:
@@ -245,12 +286,16 @@ def map_chat_item(item: dict[str, Any]) -> list[IngestItem]:
 
     - ``textMessageEvent`` -> a chat message ``youtube:<id>``.
     - ``messageDeletedEvent`` -> a deletion of ``youtube:<deletedMessageId>``.
-    - ``userBannedEvent`` -> a deletion of every message of that user.
-    - ``superChatEvent`` / ``superStickerEvent`` -> a ``superchat`` event, plus the comment as
-      chat (badge ``superchat``) so it shows in the chat too.
-    - ``newSponsorEvent``, ``memberMilestoneChatEvent``, ``membershipGiftingEvent`` -> ``member``
-      or ``gift`` events (a milestone's comment also as chat).
-    Anything else (tombstones, polls, chat ended, malformed items) maps to nothing.
+    - ``userBannedEvent`` -> a deletion of every message of that user, by channel id.
+    - ``superChatEvent`` / ``superStickerEvent`` -> a ``superchat`` / ``supersticker`` event
+      with ``amountMinor``, ``currency`` and ``tier`` (money for the ledger), plus the comment
+      as chat (badge ``superchat``) so it shows in the chat too.
+    - ``newSponsorEvent`` -> ``member``; ``memberMilestoneChatEvent`` -> ``milestone`` (its
+      comment also as chat); ``membershipGiftingEvent`` -> ``membergift`` with the count;
+      ``giftMembershipReceivedEvent`` -> ``giftsub`` with ``count: 0`` (the gifting event
+      counted it) and the gifting message as ``groupId``.
+    - ``pollEvent`` -> ``poll`` (question, options and tallies in ``detail``).
+    Anything in :data:`IGNORED_TYPES`, or malformed, maps to nothing.
     """
     if not isinstance(item, dict):
         return []
@@ -274,37 +319,111 @@ def map_chat_item(item: dict[str, Any]) -> list[IngestItem]:
     if kind == "userBannedEvent":
         details = snippet.get("userBannedDetails") or {}
         banned = details.get("bannedUserDetails") or {}
-        name = banned.get("displayName") or banned.get("channelId")
-        if not name:
-            return []
+        channel_id = banned.get("channelId")
+        if not channel_id:
+            return []  # a display name is not unique: without the channel id, delete nothing
         ban = details.get("banType") or "permanent"
         seconds = details.get("banDurationSeconds")
         reason = f"{ban} ban on YouTube" + (f" ({seconds} s)" if seconds else "")
-        return [ChatDelete(username=_clip(str(name), 100), platform=PLATFORM, reason=reason)]
-    if kind in ("superChatEvent", "superStickerEvent"):
-        details = snippet.get("superChatDetails") or snippet.get("superStickerDetails") or {}
-        amount = details.get("amountDisplayString") or ""
+        return [ChatDelete(user_id=str(channel_id), platform=PLATFORM, reason=reason)]
+    if kind == "superChatEvent":
+        details = snippet.get("superChatDetails") or {}
         comment = details.get("userComment") or ""
-        sticker = (details.get("superStickerMetadata") or {}).get("altText") or ""
-        detail = " ".join(part for part in (amount, sticker or comment) if part) or None
-        items: list[IngestItem] = [_event(item_id, snippet, author, "superchat", detail)]
+        items: list[IngestItem] = [
+            _event(
+                item_id,
+                snippet,
+                author,
+                "superchat",
+                details.get("amountDisplayString") or None,
+                message=_clip(comment, MAX_TEXT) if comment else None,
+                **_money(details),
+            )
+        ]
         if comment:
             items.append(_chat(item_id, snippet, author, comment, ["superchat"]))
         return items
+    if kind == "superStickerEvent":
+        details = snippet.get("superStickerDetails") or {}
+        sticker = details.get("superStickerMetadata") or {}
+        detail = " ".join(
+            part for part in (details.get("amountDisplayString"), sticker.get("altText")) if part
+        )
+        return [_event(item_id, snippet, author, "supersticker", detail or None, **_money(details))]
     if kind == "newSponsorEvent":
-        level = (snippet.get("newSponsorDetails") or {}).get("memberLevelName")
-        return [_event(item_id, snippet, author, "member", level)]
+        details = snippet.get("newSponsorDetails") or {}
+        level = details.get("memberLevelName")
+        return [_event(item_id, snippet, author, "member", level, 1, tier=level or None)]
     if kind == "memberMilestoneChatEvent":
         details = snippet.get("memberMilestoneChatDetails") or {}
         months = details.get("memberMonth")
-        detail = f"{months} months" if months else details.get("memberLevelName")
-        items = [_event(item_id, snippet, author, "member", detail, months)]
-        if details.get("userComment"):
-            items.append(_chat(item_id, snippet, author, details["userComment"], ["member"]))
+        comment = details.get("userComment")
+        level = details.get("memberLevelName")
+        items = [
+            _event(
+                item_id,
+                snippet,
+                author,
+                "milestone",
+                level,
+                months=months,
+                message=_clip(comment, MAX_TEXT) if comment else None,
+            )
+        ]
+        if comment:
+            items.append(_chat(item_id, snippet, author, comment, ["member"]))
         return items
     if kind == "membershipGiftingEvent":
         details = snippet.get("membershipGiftingDetails") or {}
         count = details.get("giftMembershipsCount")
-        detail = details.get("giftMembershipsLevelName") or "memberships"
-        return [_event(item_id, snippet, author, "gift", detail, count)]
+        level = details.get("giftMembershipsLevelName")
+        return [
+            _event(
+                item_id,
+                snippet,
+                author,
+                "membergift",
+                level,
+                count if isinstance(count, int) else None,
+                tier=level or None,
+                group_id=f"youtube:{item_id}",
+            )
+        ]
+    if kind == "giftMembershipReceivedEvent":
+        details = snippet.get("giftMembershipReceivedDetails") or {}
+        username, display, _ = _names(author, snippet)
+        gifting = details.get("associatedMembershipGiftingMessageId")
+        return [
+            _event(
+                item_id,
+                snippet,
+                author,
+                "giftsub",
+                details.get("memberLevelName"),
+                0,  # counted by its membershipGiftingEvent
+                recipient=username,
+                recipient_display_name=display,
+                group_id=f"youtube:{gifting}" if gifting else None,
+            )
+        ]
+    if kind == "pollEvent":
+        details = snippet.get("pollDetails") or {}
+        metadata = details.get("metadata") or {}
+        options = [
+            f"{option.get('optionText', '?')}: {option.get('tally', '0')}"
+            for option in metadata.get("options") or []
+            if isinstance(option, dict)
+        ]
+        status = metadata.get("status") or ""
+        question = metadata.get("questionText") or "poll"
+        return [
+            _event(
+                item_id,
+                snippet,
+                author,
+                "poll",
+                f"{status} · {'; '.join(options)}" if status else "; ".join(options),
+                message=_clip(question, MAX_TEXT),
+            )
+        ]
     return []

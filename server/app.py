@@ -91,6 +91,7 @@ def build_context(
         client,
         history_size=broker.history_size,
         dedupe_ttl=broker.dedupe_ttl,
+        dedupe_cap=broker.dedupe_cap,
         resubscribe_max_backoff=broker.resubscribe_max_backoff,
     )
     process_id = f"{os.getpid()}-{secrets.token_hex(3)}"

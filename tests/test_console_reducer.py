@@ -216,11 +216,51 @@ def test_delete_of_an_unknown_message_changes_nothing(state: ConsoleState) -> No
 def test_mute_and_unmute(state: ConsoleState) -> None:
     messages = [chat(1, user_id="u7"), chat(2, user_id="u8"), chat(3, user_id="u7")]
     apply_frame(state, frame("chat.aggregate", {"messages": messages}))
-    update = apply_frame(state, frame("chat.mute", {"userId": "u7", "muted": True}))
-    assert state.muted == {"u7"} and "muted" in (update.notice or "")
+    # a platform user is muted as <platform>:<user id>, named for people
+    muting = {"userId": "twitch:u7", "muted": True, "platform": "twitch", "username": "user1"}
+    update = apply_frame(state, frame("chat.mute", muting))
+    assert state.muted == {"twitch:u7"} and update.notice == "user1 (twitch) is muted"
+    assert state.muted_names == {"twitch:u7": ("twitch", "user1")}
     assert [line.id for line in update.chat_changed] == ["twitch:1", "twitch:3"]
-    apply_frame(state, frame("chat.mute", {"userId": "u7", "muted": False}))
-    assert state.muted == set()
+    apply_frame(state, frame("chat.mute", {**muting, "muted": False}))
+    assert state.muted == set() and state.muted_names == {}
+    # a fan by their user id
+    fan = chat(4, platform="audifi", user_id="fan-9")
+    apply_frame(state, frame("chat.aggregate", {"messages": [fan]}))
+    update = apply_frame(state, frame("chat.mute", {"userId": "fan-9", "muted": True}))
+    assert [line.id for line in update.chat_changed] == ["audifi:4"]
+
+
+def test_platform_money_joins_the_money_panel_once(state: ConsoleState) -> None:
+    cheer = {
+        "id": "twitch:c1:cheer",
+        "platform": "twitch",
+        "kind": "cheer",
+        "username": "fan",
+        "count": 300,
+        "amountMinor": 300,
+        "currency": "BITS",
+        "timestamp": T0,
+    }
+    superchat = {
+        **cheer,
+        "id": "youtube:s1:superchat",
+        "platform": "youtube",
+        "kind": "superchat",
+        "amountMinor": 500,
+        "currency": "USD",
+        "message": "love it",
+    }
+    for payload in (cheer, superchat, cheer):
+        apply_frame(state, frame("platform.event", payload))
+    assert state.ledger_totals == {"twitch": {"BITS": 300.0}, "youtube": {"USD": 5.0}}
+    assert [(t.platform, t.amount, t.currency) for t in state.tips] == [
+        ("youtube", 5.0, "USD"),
+        ("twitch", 300.0, "BITS"),
+    ]
+    state_frame = {"ledgerTotals": {"twitch": {"BITS": 900}}, "mutedNames": []}
+    apply_frame(state, frame("session.state", state_frame))
+    assert state.ledger_totals == {"twitch": {"BITS": 900.0}}  # the server's word wins
 
 
 def test_poll_lifecycle(state: ConsoleState) -> None:

@@ -59,7 +59,7 @@ def _frames(with_poll: bool) -> list[dict[str, Any]]:
         _chat(3, "tiktok", "dj_kid", "🔥🔥🔥"),
         _chat(4, "discord", "modbot", "reminder: be nice in chat, everyone", is_moderator=True),
         _chat(5, "audifi", "fan42", "play Heroes please, it is my birthday", user_id="u-fan42"),
-        _chat(6, "twitch", "spammer", "buy followers at example.com", user_id="twitch:999"),
+        _chat(6, "twitch", "spammer", "buy followers at example.com", user_id="999"),
     ]
     tips = [
         TipReceived(
@@ -84,6 +84,7 @@ def _frames(with_poll: bool) -> list[dict[str, Any]]:
         "viewerCount": 1234,
         "polls": [poll] if with_poll else [],
         "tipTotals": {"USD": 25.0},
+        "ledgerTotals": {"audifi": {"USD": 25.0}},
     }
     gift = PlatformEvent(
         id="tiktok:g1",
@@ -92,8 +93,23 @@ def _frames(with_poll: bool) -> list[dict[str, Any]]:
         username="rosa",
         detail="Rose",
         count=5,
+        amount_minor=5,
+        currency="DIAMONDS",
         timestamp=T0,
     ).wire()
+    cheer = PlatformEvent(
+        id="twitch:c1:cheer",
+        platform="twitch",
+        kind="cheer",
+        username="nightowl",
+        display_name="NightOwl",
+        count=500,
+        amount_minor=500,
+        currency="BITS",
+        message="Cheer500 encore!",
+        timestamp=T0,
+    ).wire()
+    mute = {"userId": "twitch:999", "muted": True, "platform": "twitch", "username": "spammer"}
     burst = ReactionBurst(counts={"🔥": 40, "❤️": 12, "👏": 5}, window=250).wire()
     return [
         {"type": "connection.state", "payload": {"state": "live"}},
@@ -103,6 +119,8 @@ def _frames(with_poll: bool) -> list[dict[str, Any]]:
         *({"type": "tip.received", "payload": tip.wire(), "timestamp": T0} for tip in tips),
         {"type": "chat.delete", "payload": {"messageId": "twitch:6"}, "timestamp": T0},
         {"type": "platform.event", "payload": gift, "timestamp": T0},
+        {"type": "platform.event", "payload": cheer, "timestamp": T0},
+        {"type": "chat.mute", "payload": mute, "timestamp": T0},
     ]
 
 

@@ -102,7 +102,9 @@ def test_likes_gifts_and_streaks() -> None:
     assert gift_event(FakeTikTok.gift(6, "Rose", repeat=3, end=False)[1]) is None  # mid-streak
     done = gift_event(FakeTikTok.gift(7, "Rose", repeat=4, end=True)[1])
     assert isinstance(done, PlatformEvent)
-    assert (done.kind, done.count, done.detail) == ("gift", 4, "Rose (1 diamonds each)")
+    assert (done.kind, done.count, done.detail) == ("gift", 4, "Rose")
+    # TikTokLive's own gift value: 1 diamond each, 4 sent, as a number in the DIAMONDS unit
+    assert (done.amount_minor, done.currency) == (4, "DIAMONDS")
     single = gift_event(FakeTikTok.gift(8, "Lion", repeat=1, end=False, streakable=False)[1])
     assert single is not None and single.count == 1
     unnamed = gift_event(WebcastGiftMessage(common=CommonMessageData(msg_id=9), gift_id=42))
@@ -137,7 +139,8 @@ def test_an_event_that_cannot_be_mapped_is_logged_and_skipped(
 
 def test_subscription_and_control() -> None:
     sub = subscribe_event(FakeTikTok.subscribe(1, 6)[1])
-    assert (sub.kind, sub.count, sub.detail) == ("subscribe", 6, "6 months")
+    assert (sub.kind, sub.count, sub.months, sub.detail) == ("resub", 1, 6, "6 months")
+    assert subscribe_event(FakeTikTok.subscribe(5, 1)[1]).kind == "sub"
     assert live_ended(FakeTikTok.control(2, 3)[1]) and live_ended(FakeTikTok.control(3, 4)[1])
     assert not live_ended(FakeTikTok.control(4, 1)[1])
 
@@ -209,7 +212,8 @@ async def test_a_live_room_end_to_end() -> None:
         with pytest.raises(AdapterFatal, match="LIVE of @artist has ended"):
             await asyncio.wait_for(task, 10)
 
-    history, chat, like, gift, follow, sub, deleted, banned = items
+    [like] = [item for item in items if isinstance(item, PlatformEvent) and item.kind == "like"]
+    history, chat, gift, follow, sub, deleted, banned = [item for item in items if item is not like]
     assert (history.id, history.text) == ("tiktok:100", "from before we joined")
     assert isinstance(chat, NormalizedChatMessage)
     assert (chat.id, chat.username, chat.display_name, chat.text) == (
@@ -221,7 +225,7 @@ async def test_a_live_room_end_to_end() -> None:
     assert chat.is_moderator and chat.badges == ["moderator", "gifter"]
     assert (like.kind, like.count) == ("like", 15)
     assert (gift.kind, gift.count, gift.id) == ("gift", 2, "tiktok:104")  # one event per streak
-    assert follow.kind == "follow" and sub.kind == "subscribe"
+    assert follow.kind == "follow" and sub.kind == "resub"
     assert deleted == ChatDelete(message_id="tiktok:101", reason="deleted on TikTok")
     assert banned == ChatDelete(
         username="mod_user", platform=Platform.TIKTOK, reason="removed on TikTok"

@@ -80,6 +80,7 @@ async def test_chat_and_moderation_arrive_through_twitchio(bus: Bus, session_id:
         "channel.chat.clear_user_messages",
         "channel.chat.message",
         "channel.chat.message_delete",
+        "channel.chat.notification",
     ]
     assert [e.type for e in events] == [
         "chat.message",

@@ -76,7 +76,8 @@ def test_deleted_message_and_ban_become_deletions() -> None:
         )
     )
     assert isinstance(ban, ChatDelete)
-    assert (ban.username, ban.platform, ban.message_id) == ("@troll", Platform.YOUTUBE, None)
+    # by channel id: display names are not unique on YouTube
+    assert (ban.user_id, ban.username, ban.platform) == ("UCx", None, Platform.YOUTUBE)
     assert ban.reason == "temporary ban on YouTube (300 s)"
 
 
@@ -95,11 +96,13 @@ def test_superchat_is_an_event_and_its_comment_is_chat() -> None:
         )
     )
     assert isinstance(event, PlatformEvent)
-    assert (event.kind, event.detail, event.id) == (
+    assert (event.kind, event.detail, event.id, event.message) == (
         "superchat",
-        "$5.00 love it",
+        "$5.00",
         "youtube:s1:superchat",
+        "love it",
     )
+    assert (event.amount_minor, event.currency, event.tier) == (500, "USD", "2")
     assert isinstance(chat, NormalizedChatMessage)
     assert chat.text == "love it" and chat.badges == ["superchat"]
 
@@ -119,7 +122,7 @@ def test_memberships_and_unknown_types() -> None:
             },
         )
     )
-    assert (gift.kind, gift.count) == ("gift", 5)
+    assert (gift.kind, gift.count, gift.tier) == ("membergift", 5, "Gold")
     assert map_chat_item(chat_item("t1", "tombstone")) == []
     assert map_chat_item({"snippet": {"type": "textMessageEvent"}}) == []
 

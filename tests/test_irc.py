@@ -14,14 +14,8 @@ from ingest.irc import (
     split_lines,
     unescape_tag_value,
 )
-from ingest.twitch import (
-    TwitchProtocol,
-    TwitchReconnect,
-    normalize_channel,
-    parse_badges,
-    parse_emotes,
-    to_item,
-)
+from ingest.twitch import TwitchProtocol, TwitchReconnect, normalize_channel
+from ingest.twitch_map import parse_badges, parse_emotes, to_item
 
 # From Twitch's IRC documentation.
 DOC_PRIVMSG = (
@@ -222,9 +216,10 @@ def test_clearmsg_and_clearchat_become_deletions() -> None:
 def test_resub_becomes_a_platform_event() -> None:
     event = to_item(parse_line(RESUB))
     assert isinstance(event, PlatformEvent)
-    assert (event.kind, event.username, event.count, event.detail) == (
-        "subscribe",
+    assert (event.kind, event.username, event.count, event.months, event.tier) == (
+        "resub",
         "randers",
+        1,
         23,
         "Tier 1",
     )

@@ -174,6 +174,32 @@ async def test_deletions_by_id_or_by_user_on_a_platform(js: Any) -> None:
     assert result == [True, False, True, False, True, False]
 
 
+async def test_a_ban_by_user_id_and_platform_mute_keys(js: Any) -> None:
+    result = await js.evaluate(
+        """(() => {
+          const a = {id: 'youtube:1', platform: 'youtube', username: '@sam', userId: 'UCa'};
+          const b = {id: 'youtube:2', platform: 'youtube', username: '@sam', userId: 'UCb'};
+          const ban = {userId: 'UCa', platform: 'youtube'};
+          return [
+            P.deletionMatches(ban, a), P.deletionMatches(ban, b),
+            P.muteKey(a), P.muteKey({platform: 'audifi', userId: 'fan-9'}),
+            P.muteKey({platform: 'twitch', username: 'anon'}),
+          ];
+        })()"""
+    )
+    assert result == [True, False, "youtube:UCa", "fan-9", "twitch:anon"]
+
+
+async def test_ledger_line_shows_pseudo_currencies_as_themselves(js: Any) -> None:
+    line = await js.evaluate(
+        """P.ledgerLine(
+          {audifi: {USD: 3}, twitch: {BITS: 1500}, youtube: {USD: 5}, tiktok: {DIAMONDS: 0}},
+          (amount, currency) => `${currency} ${amount.toFixed(2)}`,
+        )"""
+    )
+    assert line == "1,500 BITS (twitch) · USD 5.00 (youtube)"
+
+
 async def test_rest_equivalents_of_client_messages(js: Any) -> None:
     calls = await js.evaluate(
         """[

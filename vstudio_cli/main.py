@@ -17,6 +17,7 @@ from vstudio_cli import (
     doctor,
     down_cmd,
     ingest,
+    ledger_cmd,
     logs_cmd,
     overlay_cmd,
     serve_cmd,
@@ -60,6 +61,7 @@ app.command("logs")(logs_cmd.logs)
 app.command("down")(down_cmd.down)
 app.add_typer(overlay_cmd.app, name="overlay")
 app.command("whoami")(whoami_cmd.whoami)
+app.add_typer(ledger_cmd.app, name="ledger")
 
 
 def package_version() -> str:

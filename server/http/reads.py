@@ -64,7 +64,8 @@ async def get_poll(request: web.Request) -> web.Response:
 
 @routes.get(BASE + "/tips")
 async def list_tips(request: web.Request) -> web.Response:
-    """The tip ledger and totals, for the artist and producers (what settlement reconciles)."""
+    """The ledger (fans' tips and platform money, one shape) and its totals, for the artist
+    and producers (what settlement reconciles)."""
     ctx = request.app[CONTEXT]
     who = await ctx.identify(request)
     session = await ctx.sessions.get(request.match_info["sessionId"])
@@ -74,5 +75,9 @@ async def list_tips(request: web.Request) -> web.Response:
         )
     ledger = ctx.services.tips
     return json_response(
-        {"totals": await ledger.totals(session.id), "tips": await ledger.entries(session.id)}
+        {
+            "totals": await ledger.totals(session.id),
+            "ledgerTotals": await ledger.platform_totals(session.id),
+            "tips": await ledger.entries(session.id),
+        }
     )

@@ -14,6 +14,12 @@ counted once sends a ``requestId`` (over REST, ``Idempotency-Key``).
 
 Amounts are kept in the currency's minor units (cents; yen have none), so totals add up
 exactly; an amount finer than the currency allows is refused.
+
+The ledger is one for the whole session (``broker/ledger.py``): platform money (bits, Super
+Chats, TikTok gifts) is recorded in the same stream by the bus when its event is published,
+keyed by the platform's own id, and every amount adds to the per-platform totals, a fan's tip
+under ``audifi``. ``tipTotals`` in ``session.state`` stays what it was (fans' tips by
+currency); ``ledgerTotals`` is every platform's.
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ from typing import Any, cast
 import orjson
 import redis.asyncio as aioredis
 
-from broker import keys
-from broker.bus import RawHash, StreamEntries
+from broker import keys, ledger
+from broker.bus import RawHash
+from broker.ledger import MINOR_UNITS, from_minor
 from broker.models import (
     ErrorCode,
     MessageType,
@@ -43,15 +50,13 @@ from server.interactions.services import Services
 
 __all__ = ["MINOR_UNITS", "Recorded", "TipLedger", "to_minor"]
 
-MINOR_UNITS: dict[str, int] = {"JPY": 0, "KRW": 0, "BHD": 3, "KWD": 3}
-"""Decimal places of currencies that do not have two (ISO 4217)."""
-
 RECORD_SCRIPT = """
 -- KEYS[1] (user, requestId) -> tip hash, KEYS[2] ledger stream, KEYS[3] totals hash,
--- KEYS[4] announced (user, requestId) hash, KEYS[5] this tip's announce claim
+-- KEYS[4] announced (user, requestId) hash, KEYS[5] this tip's announce claim,
+-- KEYS[6] the cross-platform ledger totals
 -- ARGV[1] user NUL requestId, ARGV[2] tip JSON, ARGV[3] currency, ARGV[4] minor units,
--- ARGV[5] claim ms. Returns {fresh, tip JSON, announce}: announce = 1 tells the caller to
--- publish tip.received, then mark it announced.
+-- ARGV[5] claim ms, ARGV[6] ledger totals field. Returns {fresh, tip JSON, announce}:
+-- announce = 1 tells the caller to publish tip.received, then mark it announced.
 local original = redis.call('HGET', KEYS[1], ARGV[1])
 if original then
   if redis.call('HEXISTS', KEYS[4], ARGV[1]) == 1 then return {0, original, 0} end
@@ -62,6 +67,7 @@ end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XADD', KEYS[2], '*', 'tip', ARGV[2])
 redis.call('HINCRBY', KEYS[3], ARGV[3], ARGV[4])
+redis.call('HINCRBY', KEYS[6], ARGV[6], ARGV[4])
 redis.call('SET', KEYS[5], '1', 'PX', ARGV[5])
 return {1, ARGV[2], 1}
 """
@@ -96,10 +102,6 @@ def to_minor(amount: float, currency: str) -> int:
             f"amount {amount} has more decimals than {currency} allows ({places})",
         )
     return int(exact)
-
-
-def from_minor(units: int, currency: str) -> float:
-    return float(Decimal(units).scaleb(-MINOR_UNITS.get(currency, 2)))
 
 
 def check_tip(tip: TipSend, *, currencies: list[str], max_amount: float) -> int:
@@ -146,8 +148,16 @@ class TipLedger:
                 keys.tip_totals(session_id),
                 keys.tip_announced(session_id),
                 keys.tip_announce_claim(session_id, request),
+                keys.ledger_totals(session_id),
             ],
-            args=[request, orjson.dumps(stored), tip.currency, minor, self.announce_claim_ms],
+            args=[
+                request,
+                orjson.dumps(stored),
+                tip.currency,
+                minor,
+                self.announce_claim_ms,
+                ledger.totals_field("audifi", tip.currency),
+            ],
         )
         original = orjson.loads(body)
         original.pop("requestId", None)
@@ -166,9 +176,13 @@ class TipLedger:
         }
 
     async def entries(self, session_id: str) -> list[dict[str, Any]]:
-        """Every recorded tip, oldest first: what settlement reconciles against."""
-        rows = cast(StreamEntries, await self.redis.xrange(keys.tip_ledger(session_id)))
-        return [orjson.loads(fields[b"tip"]) for _, fields in rows]
+        """Every ledger entry, oldest first (fans' tips and platform money, one shape): what
+        settlement reconciles against."""
+        return await ledger.entries(self.redis, session_id)
+
+    async def platform_totals(self, session_id: str) -> dict[str, dict[str, float]]:
+        """``{platform: {currency: amount}}`` over the whole ledger."""
+        return await ledger.totals(self.redis, session_id)
 
 
 async def send_tip(services: Services, actor: Actor, tip: TipSend) -> dict[str, Any]:
@@ -194,8 +208,19 @@ async def send_tip(services: Services, actor: Actor, tip: TipSend) -> dict[str, 
 
 
 async def tips_state(services: Services, session_id: str) -> dict[str, Any]:
-    """``tipTotals``: the session's tips summed per currency."""
-    return {"tipTotals": await services.tips.totals(session_id)}
+    """``tipTotals``: fans' tips summed per currency; ``ledgerTotals``: every platform's money
+    by platform and currency; ``ledgerUsd``: their USD estimate with the configured rates
+    (absent when a currency in the ledger has no rate: never a guess)."""
+    by_platform = await services.tips.platform_totals(session_id)
+    state: dict[str, Any] = {
+        "tipTotals": await services.tips.totals(session_id),
+        "ledgerTotals": by_platform,
+    }
+    rates = services.settings.ledger_usd_rates
+    estimate = ledger.usd_estimate(by_platform, rates) if by_platform else None
+    if estimate is not None:
+        state["ledgerUsd"] = {"estimate": estimate, "rates": rates}
+    return state
 
 
 ACTIONS = (Action(MessageType.TIP_SEND, send_tip, frozenset({Role.VIEWER, Role.TOKEN_HOLDER})),)

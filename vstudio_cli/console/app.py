@@ -27,10 +27,11 @@ from vstudio_cli.client import ApiError
 from vstudio_cli.console.errors import plain_error
 from vstudio_cli.console.filters import next_platform
 from vstudio_cli.console.link import SessionLink
-from vstudio_cli.console.model import ConsoleState, Link
+from vstudio_cli.console.model import ConsoleState, Link, mute_key
 from vstudio_cli.console.reducer import Update, apply_frame
 from vstudio_cli.console.widgets.chat import ChatPanel
 from vstudio_cli.console.widgets.confirm import Confirm
+from vstudio_cli.console.widgets.muted import MutedPanel
 from vstudio_cli.console.widgets.poll import PollPanel
 from vstudio_cli.console.widgets.poll_form import PollForm
 from vstudio_cli.console.widgets.reactions import ReactionPanel
@@ -129,6 +130,7 @@ class ConsoleApp(App[None]):
                 yield PollPanel(id="poll")
                 yield ReactionPanel(id="reactions")
                 yield TipsPanel(id="tips")
+                yield MutedPanel(id="muted")
         yield Footer(compact=True)
 
     @property
@@ -137,7 +139,7 @@ class ConsoleApp(App[None]):
 
     def on_mount(self) -> None:
         self.sub_title = self.state.session_id
-        self.redraw({"status", "chat", "poll", "reactions", "tips"})
+        self.redraw({"status", "chat", "poll", "reactions", "tips", "muted"})
         self.chat.table.focus()
         self.set_interval(1.0, self._tick)
         loop = asyncio.get_running_loop()
@@ -216,7 +218,9 @@ class ConsoleApp(App[None]):
         if "reactions" in parts:
             self.query_one(ReactionPanel).show(self.state.reactions, now)
         if "tips" in parts:
-            self.query_one(TipsPanel).show(self.state.tips, self.state.tip_totals)
+            self.query_one(TipsPanel).show(self.state.tips, self.state.ledger_totals)
+        if "muted" in parts:
+            self.query_one(MutedPanel).show(self.state.muted, self.state.muted_names)
 
     def show_update(self, update: Update) -> None:
         try:
@@ -318,14 +322,18 @@ class ConsoleApp(App[None]):
         link = self._linked()
         if line is None or link is None:
             return
-        if not line.user_id or line.event is not None:
+        key = mute_key(line)
+        if not key or line.event is not None:
             self.notify(
                 f"{line.name} on {line.platform} has no user id to mute; delete instead",
                 severity="warning",
             )
             return
-        muted = line.user_id not in self.state.muted
-        await self._ask("Mute" if muted else "Unmute", link.mute(line.user_id, muted))
+        muted = key not in self.state.muted
+        platform = None if line.platform == "audifi" else line.platform
+        await self._ask(
+            "Mute" if muted else "Unmute", link.mute(key, muted, platform, line.username)
+        )
 
     # --- polls --------------------------------------------------------------------------------
 

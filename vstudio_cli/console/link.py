@@ -93,8 +93,15 @@ class SessionLink:
     async def delete_message(self, message_id: str) -> dict[str, Any]:
         return await self._request("chat.delete", {"messageId": message_id})
 
-    async def mute(self, user_id: str, muted: bool) -> dict[str, Any]:
-        return await self._request("chat.mute", {"userId": user_id, "muted": muted})
+    async def mute(
+        self, user_id: str, muted: bool, platform: str | None = None, username: str | None = None
+    ) -> dict[str, Any]:
+        """Mute a fan (by user id) or a platform user (``twitch:4242``, with platform and name
+        so everyone sees who it is)."""
+        payload: dict[str, Any] = {"userId": user_id, "muted": muted}
+        if platform:
+            payload |= {"platform": platform, "username": username}
+        return await self._request("chat.mute", payload)
 
     async def update_session(self, **fields: Any) -> dict[str, Any]:
         return await self._request("session.update", fields)

@@ -19,6 +19,7 @@ __all__ = [
     "PollView",
     "ReactionMeter",
     "TipLine",
+    "mute_key",
 ]
 
 MAX_CHAT_LINES = 500
@@ -93,11 +94,25 @@ class PollView:
 
 @dataclass(slots=True)
 class TipLine:
+    """One entry of the session's money: a fan's tip (platform ``audifi``) or platform money
+    (a cheer in BITS, a Super Chat, a TikTok gift in DIAMONDS)."""
+
     tip_id: str
     username: str
     amount: float
     currency: str
     message: str | None = None
+    platform: str = "audifi"
+    kind: str = "tip"
+
+
+def mute_key(line: ChatLine) -> str | None:
+    """What muting the line's author mutes: a fan's user id, or ``<platform>:<user id>`` for a
+    platform user (the server's key for platform mutes)."""
+    if line.platform == "audifi":
+        return line.user_id
+    who = line.user_id or line.username
+    return f"{line.platform}:{who}" if who else None
 
 
 @dataclass(slots=True)
@@ -144,6 +159,10 @@ class ConsoleState:
     reactions: ReactionMeter = field(default_factory=ReactionMeter)
     tips: deque[TipLine] = field(default_factory=lambda: deque(maxlen=MAX_TIPS))
     tip_totals: dict[str, float] = field(default_factory=dict)
+    ledger_totals: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Every platform's money by currency: ``{"twitch": {"BITS": 300.0}, ...}``."""
+    muted_names: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Muted id -> (platform, name), as far as the server or this console knows it."""
 
     def find_message(self, message_id: str) -> ChatLine | None:
         for line in self.chat:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from broker.ledger import MINOR_UNITS
 from broker.models import is_poll_tally
 from vstudio_cli.console.errors import plain_error
 from vstudio_cli.console.model import (
@@ -20,6 +21,7 @@ from vstudio_cli.console.model import (
     Link,
     PollView,
     TipLine,
+    mute_key,
 )
 
 __all__ = ["Update", "apply_frame", "chat_line", "poll_view"]
@@ -140,10 +142,26 @@ def _on_state(state: ConsoleState, payload: dict[str, Any], update: Update) -> N
     if isinstance(totals, dict):
         state.tip_totals = {str(k): float(v) for k, v in totals.items()}
         update.parts.add("tips")
+    ledger = payload.get("ledgerTotals")
+    if isinstance(ledger, dict):
+        state.ledger_totals = {
+            str(platform): {str(c): float(v) for c, v in amounts.items()}
+            for platform, amounts in ledger.items()
+            if isinstance(amounts, dict)
+        }
+        update.parts.add("tips")
     muted = payload.get("mutedUsers")
     if isinstance(muted, list):
         state.muted = {str(user) for user in muted}
-        update.parts.add("chat")
+        update.parts.update({"chat", "muted"})
+    names = payload.get("mutedNames")
+    if isinstance(names, list):
+        state.muted_names = {
+            str(entry["userId"]): (str(entry.get("platform") or "audifi"), _who(entry))
+            for entry in names
+            if isinstance(entry, dict) and entry.get("userId")
+        }
+        update.parts.add("muted")
     recent = payload.get("recentChat")
     if isinstance(recent, list):
         _add_chat(state, recent, update)
@@ -258,16 +276,55 @@ def _on_chat_message(state: ConsoleState, payload: dict[str, Any], update: Updat
 
 EVENT_WORDS = {
     "gift": "sent {detail} ×{count}",
+    "cheer": "cheered {count} bits",
     "superchat": "Super Chat {detail}",
-    "subscribe": "subscribed {detail}",
+    "supersticker": "Super Sticker {detail}",
+    "sub": "subscribed {detail}",
+    "resub": "resubscribed {detail}",
+    "giftbomb": "gifted {count} subs {detail}",
+    "membergift": "gifted {count} memberships {detail}",
     "member": "became a member {detail}",
     "raid": "raided with {count} viewers",
     "follow": "followed",
+    "announcement": "announced",
 }
-"""Platform events worth a line in the chat; likes and shares would drown it."""
+"""Platform events worth a line in the chat; likes, shares and the single lines of a gift bomb
+would drown it."""
+
+
+def _who(entry: dict[str, Any]) -> str:
+    return str(entry.get("username") or entry.get("userId") or "?")
+
+
+def _on_money(state: ConsoleState, payload: dict[str, Any], update: Update) -> None:
+    """A platform event with money joins the money panel and its platform's total."""
+    minor, currency = payload.get("amountMinor"), payload.get("currency")
+    event_id = str(payload.get("id", ""))
+    if not isinstance(minor, int) or not isinstance(currency, str) or not event_id:
+        return
+    if any(tip.tip_id == event_id for tip in state.tips):
+        return
+    places = MINOR_UNITS.get(currency, 2)
+    amount = minor / 10**places
+    platform = str(payload.get("platform", ""))
+    state.tips.appendleft(
+        TipLine(
+            tip_id=event_id,
+            username=str(payload.get("displayName") or payload.get("username") or "?"),
+            amount=amount,
+            currency=currency,
+            message=payload.get("message"),
+            platform=platform,
+            kind=str(payload.get("kind", "")),
+        )
+    )
+    totals = state.ledger_totals.setdefault(platform, {})
+    totals[currency] = round(totals.get(currency, 0.0) + amount, places)
+    update.parts.add("tips")
 
 
 def _on_platform_event(state: ConsoleState, payload: dict[str, Any], update: Update) -> None:
+    _on_money(state, payload, update)
     kind = str(payload.get("kind", ""))
     if kind not in EVENT_WORDS or "id" not in payload or state.find_message(str(payload["id"])):
         return
@@ -290,8 +347,11 @@ def _on_platform_event(state: ConsoleState, payload: dict[str, Any], update: Upd
 def _on_delete(state: ConsoleState, payload: dict[str, Any], update: Update) -> None:
     message_id = payload.get("messageId")
     username, platform = payload.get("username"), payload.get("platform")
+    user_id = payload.get("userId")
     for line in state.chat:
-        same_user = username in ("*", line.username)  # "*": the platform's whole chat
+        same_user = (
+            line.user_id == user_id if user_id else username in ("*", line.username)
+        )  # "*": the platform's whole chat
         if (message_id and line.id == message_id) or (
             not message_id and same_user and line.platform == platform
         ):
@@ -303,13 +363,21 @@ def _on_mute(state: ConsoleState, payload: dict[str, Any], update: Update) -> No
     user_id = payload.get("userId")
     if not user_id:
         return
+    user_id = str(user_id)
+    platform = str(payload.get("platform") or "audifi")
+    known = state.muted_names.get(user_id)
+    name = str(payload.get("username") or (known[1] if known else user_id))
+    who = f"{name} ({platform})" if platform != "audifi" else name
     if payload.get("muted", True):
-        state.muted.add(str(user_id))
-        update.notice = f"{user_id} is muted"
+        state.muted.add(user_id)
+        state.muted_names[user_id] = (platform, name)
+        update.notice = f"{who} is muted"
     else:
-        state.muted.discard(str(user_id))
-        update.notice = f"{user_id} may chat again"
-    update.chat_changed.extend(line for line in state.chat if line.user_id == user_id)
+        state.muted.discard(user_id)
+        state.muted_names.pop(user_id, None)
+        update.notice = f"{who} may chat again"
+    update.parts.add("muted")
+    update.chat_changed.extend(line for line in state.chat if mute_key(line) == user_id)
 
 
 def _on_burst(state: ConsoleState, payload: dict[str, Any], update: Update, at: int) -> None:
@@ -328,6 +396,7 @@ def _on_tip(state: ConsoleState, payload: dict[str, Any], update: Update) -> Non
     if any(tip.tip_id == tip_id for tip in state.tips):
         return
     tip = TipLine(
+        platform="audifi",
         tip_id=tip_id,
         username=str(payload.get("username") or payload.get("userId") or "?"),
         amount=float(payload.get("amount", 0)),
@@ -342,6 +411,8 @@ def _on_tip(state: ConsoleState, payload: dict[str, Any], update: Update) -> Non
     else:
         total = state.tip_totals.get(tip.currency, 0.0) + tip.amount
         state.tip_totals[tip.currency] = round(total, 2)
+    # fans' tips are the ledger's audifi part: the tip totals are exactly that
+    state.ledger_totals["audifi"] = dict(state.tip_totals)
     update.parts.add("tips")
 
 

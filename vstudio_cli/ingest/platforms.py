@@ -258,6 +258,7 @@ def tiktok(
             app_url=app_url,
             webcast_url=webcast_url,
             room_id=room_id,
+            like_window=settings.tiktok_like_window,
         )
 
     run_worker(

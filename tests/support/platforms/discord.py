@@ -40,6 +40,8 @@ BOT_ID = "300000000000000003"
 OWNER_ID = "400000000000000004"
 MOD_ROLE_ID = "500000000000000005"
 VIP_ROLE_ID = "500000000000000006"
+THREAD_ID = "200000000000000009"
+"""A public thread of the live-chat channel, known to the guild from READY."""
 MANAGE_MESSAGES = 1 << 13
 VIEW_CHANNEL = 1 << 10
 SEND_MESSAGES = 1 << 11
@@ -262,6 +264,25 @@ class FakeDiscord:
             "rate_limit_per_user": 0,
         }
         other = {**channel, "id": OTHER_CHANNEL_ID, "name": "general", "position": 1}
+        thread = {
+            "id": THREAD_ID,
+            "type": 11,
+            "guild_id": GUILD_ID,
+            "parent_id": CHANNEL_ID,
+            "owner_id": OWNER_ID,
+            "name": "setlist-requests",
+            "last_message_id": None,
+            "rate_limit_per_user": 0,
+            "message_count": 0,
+            "member_count": 1,
+            "flags": 0,
+            "thread_metadata": {
+                "archived": False,
+                "auto_archive_duration": 1440,
+                "archive_timestamp": snowflake_time(1_700_000_000_000),
+                "locked": False,
+            },
+        }
         bot_member = {
             "user": self.bot_user(),
             "roles": [],
@@ -296,7 +317,7 @@ class FakeDiscord:
             "voice_states": [],
             "members": [bot_member],
             "channels": [channel, other],
-            "threads": [],
+            "threads": [thread],
             "presences": [],
             "stage_instances": [],
             "guild_scheduled_events": [],
@@ -413,11 +434,29 @@ class FakeDiscord:
         channel_id: str = CHANNEL_ID,
         timestamp_ms: int = 1_767_323_045_678,
         attachments: list[str] | None = None,
+        type_: int = 0,
+        stickers: list[str] | None = None,
+        mentions: list[dict[str, Any]] | None = None,
+        mention_roles: list[str] | None = None,
+        reply_to: str | None = None,
     ) -> dict[str, Any]:
-        """A MESSAGE_CREATE payload of a guild text message."""
-        return {
+        """A MESSAGE_CREATE payload of a guild message (``type_`` 0 is a plain message; 7 a
+        member joining, 8 a boost, 6 a pin, 19 a reply; ``stickers`` their names)."""
+        extra: dict[str, Any] = {}
+        if stickers:
+            extra["sticker_items"] = [
+                {"id": str(800 + i), "name": name, "format_type": 1}
+                for i, name in enumerate(stickers)
+            ]
+        if reply_to:
+            extra["message_reference"] = {
+                "message_id": reply_to,
+                "channel_id": channel_id,
+                "guild_id": GUILD_ID,
+            }
+        return extra | {
             "id": message_id,
-            "type": 0,
+            "type": type_,
             "channel_id": channel_id,
             "guild_id": GUILD_ID,
             "author": {
@@ -433,8 +472,8 @@ class FakeDiscord:
             "edited_timestamp": None,
             "tts": False,
             "mention_everyone": False,
-            "mentions": [],
-            "mention_roles": [],
+            "mentions": mentions or [],
+            "mention_roles": mention_roles or [],
             "attachments": [
                 {
                     "id": str(900 + i),

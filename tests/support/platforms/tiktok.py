@@ -31,23 +31,29 @@ from TikTokLive.proto import (
     CommonMessageData,
     Gift,
     HeartBeatMessage,
+    ImageModel,
     PrivilegeLogExtra,
     ProtoMessageFetchResult,
     ProtoMessageFetchResultBaseProtoMessage,
     PushHeader,
+    Question,
     User,
     UserAttr,
     UserIdentity,
     WebcastChatMessage,
     WebcastControlMessage,
+    WebcastEmoteChatMessage,
     WebcastGiftMessage,
     WebcastImDeleteMessage,
     WebcastImEnterRoomMessage,
     WebcastLikeMessage,
     WebcastPushFrame,
+    WebcastQuestionNewMessage,
+    WebcastRoomUserSeqMessage,
     WebcastSocialMessage,
     WebcastSubNotifyMessage,
 )
+from TikTokLiveProto.v3.webcast.model.base.emoji import EmoteModel
 from TikTokLiveProto.v3.webcast.model.message.common import Text
 
 from tests.support.loopback import serve_app
@@ -278,6 +284,32 @@ class FakeTikTok:
             user=user or tiktok_user(),
             content=text,
             user_identity=UserIdentity(**identity) if identity else None,
+        )
+
+    @staticmethod
+    def emote_chat(msg_id: int, emote_ids: list[str], user: User | None = None) -> tuple[str, Any]:
+        """A subscriber-emote-only chat line: each emote an id and an image, no name."""
+        emotes = [
+            EmoteModel(emote_id=emote, image=ImageModel(url_list=[f"https://p16.tiktok/{emote}"]))
+            for emote in emote_ids
+        ]
+        return "WebcastEmoteChatMessage", WebcastEmoteChatMessage(
+            common=common(msg_id, "WebcastEmoteChatMessage"),
+            user=user or tiktok_user(),
+            emote_list=emotes,
+        )
+
+    @staticmethod
+    def question(msg_id: int, question_id: int, text: str) -> tuple[str, Any]:
+        return "WebcastQuestionNewMessage", WebcastQuestionNewMessage(
+            common=common(msg_id, "WebcastQuestionNewMessage"),
+            data=Question(question_id=question_id, content=text, user=tiktok_user()),
+        )
+
+    @staticmethod
+    def viewers(msg_id: int, total: int) -> tuple[str, Any]:
+        return "WebcastRoomUserSeqMessage", WebcastRoomUserSeqMessage(
+            common=common(msg_id, "WebcastRoomUserSeqMessage"), total=total
         )
 
     @staticmethod

@@ -3,7 +3,7 @@
 ``/id/oauth2/token`` (client credentials) and ``/id/oauth2/validate`` like id.twitch.tv,
 ``/helix/users`` and ``/helix/eventsub/subscriptions`` like the Helix API, and ``/ws`` like
 eventsub.wss.twitch.tv: ``session_welcome``, ``session_keepalive`` every second, and once the
-four chat subscriptions of a session are created, the scripted ``notification`` messages.
+five chat subscriptions of a session are created, the scripted ``notification`` messages.
 Message shapes follow Twitch's EventSub reference.
 """
 
@@ -21,7 +21,7 @@ from aiohttp import web
 
 from tests.support.loopback import serve_app
 
-CHAT_SUBSCRIPTIONS = 4
+CHAT_SUBSCRIPTIONS = 5
 
 
 def _now() -> str:
@@ -35,9 +35,40 @@ def chat_event(
     user: str = "viewer32",
     user_id: str = "4145994",
     badges: Sequence[tuple[str, str]] = (),
+    bits: int = 0,
+    reply_to: tuple[str, str, str] | None = None,
+    message_type: str = "text",
+    source: tuple[str, str, Sequence[tuple[str, str]]] | None = None,
+    reward: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """A ``channel.chat.message`` event as Twitch documents it."""
-    return "channel.chat.message", {
+    """A ``channel.chat.message`` event as Twitch documents it: ``bits`` makes it a cheer,
+    ``reply_to`` is (parent id, parent login, parent body), ``source`` is (source channel id,
+    source message id, source badges) for shared chat."""
+    extra: dict[str, Any] = {}
+    if reply_to:
+        parent_id, parent_login, body = reply_to
+        extra["reply"] = {
+            "parent_message_id": parent_id,
+            "parent_message_body": body,
+            "parent_user_id": "777",
+            "parent_user_name": parent_login.title(),
+            "parent_user_login": parent_login,
+            "thread_message_id": parent_id,
+            "thread_user_id": "777",
+            "thread_user_name": parent_login.title(),
+            "thread_user_login": parent_login,
+        }
+    if source:
+        room, source_id, source_badges = source
+        extra |= {
+            "source_broadcaster_user_id": room,
+            "source_broadcaster_user_login": f"room{room}",
+            "source_broadcaster_user_name": f"Room{room}",
+            "source_message_id": source_id,
+            "source_badges": [{"set_id": s, "id": i, "info": ""} for s, i in source_badges],
+            "is_source_only": False,
+        }
+    return "channel.chat.message", extra | {
         "broadcaster_user_id": "1337",
         "broadcaster_user_login": "dallas",
         "broadcaster_user_name": "Dallas",
@@ -48,11 +79,52 @@ def chat_event(
         "message": {"text": "".join(f["text"] for f in fragments), "fragments": fragments},
         "color": "#00FF7F",
         "badges": [{"set_id": s, "id": i, "info": ""} for s, i in badges],
-        "message_type": "text",
-        "cheer": None,
-        "reply": None,
-        "channel_points_custom_reward_id": None,
+        "message_type": message_type,
+        "cheer": {"bits": bits} if bits else None,
+        "reply": extra.get("reply"),
+        "channel_points_custom_reward_id": reward,
         "channel_points_animation_id": None,
+        "source_broadcaster_user_id": extra.get("source_broadcaster_user_id"),
+        "source_broadcaster_user_login": extra.get("source_broadcaster_user_login"),
+        "source_broadcaster_user_name": extra.get("source_broadcaster_user_name"),
+        "source_message_id": extra.get("source_message_id"),
+        "source_badges": extra.get("source_badges"),
+        "is_source_only": extra.get("is_source_only"),
+    }
+
+
+NOTICE_FIELDS = (
+    "sub resub sub_gift community_sub_gift gift_paid_upgrade prime_paid_upgrade raid unraid "
+    "pay_it_forward announcement bits_badge_tier charity_donation watch_streak modiversary "
+    "shared_chat_sub shared_chat_resub shared_chat_sub_gift shared_chat_community_sub_gift "
+    "shared_chat_gift_paid_upgrade shared_chat_prime_paid_upgrade shared_chat_raid "
+    "shared_chat_pay_it_forward shared_chat_announcement shared_chat_modiversary"
+).split()
+
+
+def notification_event(
+    message_id: str,
+    notice_type: str,
+    detail: dict[str, Any] | None,
+    *,
+    user: str = "viewer32",
+    text: str = "",
+    anonymous: bool = False,
+) -> tuple[str, dict[str, Any]]:
+    """A ``channel.chat.notification`` event as Twitch's EventSub reference shows it: every
+    notice object is present and null except the one ``notice_type`` names."""
+    event: dict[str, Any] = {
+        **_room(),
+        "chatter_user_id": "4145994",
+        "chatter_user_login": user,
+        "chatter_user_name": user.title(),
+        "chatter_is_anonymous": anonymous,
+        "color": "#00FF7F",
+        "badges": [],
+        "system_message": f"{user} did {notice_type}",
+        "message_id": message_id,
+        "message": {"text": text, "fragments": [text_fragment(text)] if text else []},
+        "notice_type": notice_type,
         "source_broadcaster_user_id": None,
         "source_broadcaster_user_login": None,
         "source_broadcaster_user_name": None,
@@ -60,6 +132,14 @@ def chat_event(
         "source_badges": None,
         "is_source_only": None,
     }
+    event |= {name: None for name in NOTICE_FIELDS}
+    if notice_type in NOTICE_FIELDS:
+        event[notice_type] = detail
+    return "channel.chat.notification", event
+
+
+def text_fragment(value: str) -> dict[str, Any]:
+    return {"type": "text", "text": value, "cheermote": None, "emote": None, "mention": None}
 
 
 def text(value: str) -> dict[str, Any]:

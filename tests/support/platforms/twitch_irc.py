@@ -177,10 +177,12 @@ def privmsg(
     emotes: str = "",
     badges: str = "",
     ts: int = 1_700_000_000_000,
+    bits: int = 0,
 ) -> str:
-    """A PRIVMSG line exactly as Twitch sends it with twitch.tv/tags."""
+    """A PRIVMSG line exactly as Twitch sends it with twitch.tv/tags (a cheer with ``bits``)."""
+    cheer = f"bits={bits};" if bits else ""
     return (
-        f"@badge-info=;badges={badges};client-nonce=abc;color=#1E90FF;display-name={user.title()};"
+        f"@badge-info=;badges={badges};{cheer}client-nonce=abc;color=#1E90FF;display-name={user.title()};"
         f"emotes={emotes};first-msg=0;flags=;id={msg_id};mod=0;returning-chatter=0;"
         f"room-id=1337;subscriber=0;tmi-sent-ts={ts};turbo=0;user-id=4242;user-type= "
         f":{user}!{user}@{user}.tmi.twitch.tv PRIVMSG #{channel} :{text}"

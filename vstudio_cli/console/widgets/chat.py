@@ -19,7 +19,7 @@ from textual.widgets import DataTable, Input
 from textual.widgets.data_table import ColumnKey, RowKey
 
 from vstudio_cli.console.filters import matches, visible_lines
-from vstudio_cli.console.model import ChatLine, ConsoleState
+from vstudio_cli.console.model import ChatLine, ConsoleState, mute_key
 from vstudio_cli.console.palette import badge, name_text, platform_label
 
 __all__ = ["ChatPanel", "message_text"]
@@ -119,7 +119,8 @@ class ChatPanel(Vertical):
         self._retitle()
 
     def _name_cell(self, line: ChatLine) -> Text:
-        name = name_text(line, muted=line.user_id is not None and line.user_id in self.state.muted)
+        key = mute_key(line)
+        name = name_text(line, muted=key is not None and key in self.state.muted)
         name.truncate(NAME_WIDTH, overflow="ellipsis")
         return name
 

@@ -1,4 +1,10 @@
-"""Tips: totals per currency and the latest tips, newest first."""
+"""Money: what the session received, per platform and currency, and the latest entries.
+
+One panel for every kind of money the ledger holds: fans' tips, Twitch bits, YouTube Super
+Chats and Stickers, TikTok gifts (in diamonds). Bits and diamonds are shown as themselves; the
+USD estimate, when the server has a rate for every currency, is ``session.state``'s and is not
+computed here.
+"""
 
 from __future__ import annotations
 
@@ -9,25 +15,35 @@ from textual.widgets import Static
 
 from vstudio_cli.console.model import TipLine
 
-__all__ = ["TipsPanel", "tips_text"]
+__all__ = ["TipsPanel", "money_text", "tips_text"]
+
+WHOLE_UNITS = frozenset({"BITS", "DIAMONDS", "JPY", "KRW"})
 
 
 def _money(amount: float, currency: str) -> str:
+    if currency in WHOLE_UNITS:
+        return f"{amount:,.0f} {currency}"
     return f"{amount:,.2f} {currency}"
 
 
-def tips_text(tips: Iterable[TipLine], totals: dict[str, float]) -> Text:
-    """A totals line, then one line per tip: who, how much, their message."""
+def money_text(tips: Iterable[TipLine], totals: dict[str, dict[str, float]]) -> Text:
+    """One totals line per platform, then one line per entry: where, who, how much, message."""
     text = Text(no_wrap=True, overflow="ellipsis")
-    if not totals:
-        text.append("No tips yet.", style="dim")
+    shown = {p: amounts for p, amounts in sorted(totals.items()) if amounts}
+    if not shown:
+        text.append("No money yet.", style="dim")
         return text
-    text.append(
-        " · ".join(_money(amount, currency) for currency, amount in sorted(totals.items())),
-        style="bold green",
-    )
+    for index, (platform, amounts) in enumerate(shown.items()):
+        if index:
+            text.append("\n")
+        text.append(f"{platform:<8}", style="bold")
+        text.append(
+            " · ".join(_money(amount, currency) for currency, amount in sorted(amounts.items())),
+            style="bold green",
+        )
     for tip in tips:
         text.append("\n")
+        text.append(f"{tip.platform[:2]} ", style="dim")
         text.append(tip.username, style="bold")
         text.append(f" {_money(tip.amount, tip.currency)}", style="green")
         if tip.message:
@@ -35,11 +51,16 @@ def tips_text(tips: Iterable[TipLine], totals: dict[str, float]) -> Text:
     return text
 
 
+def tips_text(tips: Iterable[TipLine], totals: dict[str, float]) -> Text:
+    """Fans' tips alone (the panel before platform money joined it)."""
+    return money_text(tips, {"audifi": totals} if totals else {})
+
+
 class TipsPanel(Static):
     DEFAULT_CSS = """
     TipsPanel { height: 1fr; min-height: 3; border: round $accent; padding: 0 1; }
     """
 
-    def show(self, tips: Iterable[TipLine], totals: dict[str, float]) -> None:
-        self.border_title = "Tips"
-        self.update(tips_text(tips, totals))
+    def show(self, tips: Iterable[TipLine], totals: dict[str, dict[str, float]]) -> None:
+        self.border_title = "Money"
+        self.update(money_text(tips, totals))

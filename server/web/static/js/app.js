@@ -1,7 +1,14 @@
 // The session page: sign-in, the live connection, and what each event does to the page.
 
 import { ApiError, SessionConnection, api } from "./client.js";
-import { describeError, isPollTally, newRequestId, roleCandidates } from "./protocol.js";
+import {
+  describeError,
+  isPollTally,
+  ledgerLine,
+  muteKey,
+  newRequestId,
+  roleCandidates,
+} from "./protocol.js";
 import {
   ChatView,
   PollView,
@@ -37,14 +44,19 @@ const page = {
   reactionTotals: new Map(),
   tipTotals: {},
   gateReason: "",
+  ledgerTotals: {},
+  ledgerSeen: new Set(),
 };
 
 const chat = new ChatView($("chat-list"), {
   onDelete: (message) =>
     act("chat.delete", { messageId: message.id }, "The message was not deleted").catch(() => {}),
   onMute: (message) => {
-    const muted = !page.muted.has(message.userId);
-    act("chat.mute", { userId: message.userId, muted }, "The mute did not apply").catch(() => {});
+    const userId = muteKey(message);
+    const muted = !page.muted.has(userId);
+    const who =
+      message.platform === "audifi" ? {} : { platform: message.platform, username: message.username };
+    act("chat.mute", { userId, muted, ...who }, "The mute did not apply").catch(() => {});
   },
   isMuted: (userId) => page.muted.has(userId),
 });
@@ -329,6 +341,7 @@ function onFrame(frame) {
       break;
     case "platform.event":
       chat.list.append(noticeItem(p.kind, platformEventText(p)));
+      addPlatformMoney(p);
       break;
     case "announcement": // an operator's (or the artist's) notice
       chat.list.append(noticeItem("announcement", `📣 ${p.text}`));
@@ -359,6 +372,7 @@ function applyState(p) {
   if (p.chatMaxLength > 0) $("chat-input").maxLength = p.chatMaxLength;
   const totals = p.tipTotals ?? p.tips?.totals;
   if (totals) setTipTotals(totals);
+  if (p.ledgerTotals) setLedgerTotals(p.ledgerTotals);
   const polls = p.polls ?? [];
   showPoll(p.activePoll ?? (polls.length ? polls[polls.length - 1] : null));
   chat.addMany(p.chat ?? p.recentChat ?? []);
@@ -599,6 +613,23 @@ function setTipTotals(totals) {
   $("tip-totals").textContent = parts.length ? `Tips: ${parts.join(" · ")}` : "";
 }
 
+function setLedgerTotals(totals) {
+  page.ledgerTotals = structuredClone(totals);
+  const line = ledgerLine(page.ledgerTotals, formatMoney);
+  $("money-totals").textContent = line ? `Cheers & gifts: ${line}` : "";
+}
+
+/** A cheer, Super Chat or TikTok gift adds to its platform's total, once per event id. */
+function addPlatformMoney(p) {
+  if (!Number.isInteger(p.amountMinor) || !p.currency || page.ledgerSeen.has(p.id)) return;
+  page.ledgerSeen.add(p.id);
+  const places = { JPY: 0, KRW: 0, BHD: 3, KWD: 3, BITS: 0, DIAMONDS: 0 }[p.currency] ?? 2;
+  const totals = structuredClone(page.ledgerTotals);
+  const amounts = (totals[p.platform] ??= {});
+  amounts[p.currency] = Number(amounts[p.currency] ?? 0) + p.amountMinor / 10 ** places;
+  setLedgerTotals(totals);
+}
+
 function formatMoney(amount, currency) {
   try {
     return new Intl.NumberFormat(undefined, { style: "currency", currency }).format(amount);
@@ -654,10 +685,20 @@ function platformEventText(p) {
     gift: "sent a gift",
     follow: "followed",
     share: "shared the stream",
-    subscribe: "subscribed",
+    sub: "subscribed",
+    resub: "resubscribed",
+    giftsub: "gifted a sub",
+    giftbomb: "gifted subs",
+    membergift: "gifted memberships",
+    cheer: "cheered",
     raid: "raided",
     member: "became a member",
+    milestone: "reached a milestone",
     superchat: "sent a Super Chat",
+    supersticker: "sent a Super Sticker",
+    announcement: "announced",
+    question: "asked",
+    reward: "redeemed a reward",
   }[p.kind] ?? p.kind;
   const count = p.count ? ` ×${p.count}` : "";
   const detail = p.detail ? ` (${p.detail})` : "";

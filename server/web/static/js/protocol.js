@@ -185,10 +185,40 @@ export function chatSegments(text, emotes) {
   return segments;
 }
 
+/** What muting a message's author mutes: a fan's user id, or `<platform>:<user id>` for a
+ * platform user (the server drops that user's ingested messages while it is muted). */
+export function muteKey(message) {
+  if (!message) return null;
+  if (message.platform === "audifi") return message.userId ?? null;
+  const who = message.userId || message.username;
+  return who ? `${message.platform}:${who}` : null;
+}
+
+/** The session's platform money as one line: `500 BITS (twitch) · $5.00 (youtube)`. Bits and
+ * diamonds are shown as themselves, never converted here. */
+export function ledgerLine(totals, formatMoney) {
+  const parts = [];
+  for (const [platform, amounts] of Object.entries(totals ?? {}).sort()) {
+    if (platform === "audifi") continue; // fans' tips have their own line
+    for (const [currency, amount] of Object.entries(amounts ?? {}).sort()) {
+      if (!(Number(amount) > 0)) continue;
+      const shown = /^[A-Z]{3}$/.test(currency)
+        ? formatMoney(amount, currency)
+        : `${Number(amount).toLocaleString()} ${currency}`;
+      parts.push(`${shown} (${platform})`);
+    }
+  }
+  return parts.join(" · ");
+}
+
 /** Whether a `chat.delete` payload removes `message`. */
 export function deletionMatches(deletion, message) {
   if (!deletion || !message) return false;
   if (deletion.messageId) return deletion.messageId === message.id;
+  if (deletion.userId) {
+    // a YouTube ban names the author's channel id: display names are not unique
+    return deletion.platform === message.platform && deletion.userId === message.userId;
+  }
   return (
     Boolean(deletion.username) &&
     deletion.platform === message.platform &&

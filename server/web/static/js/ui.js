@@ -1,7 +1,7 @@
 // Rendering: turns session data into DOM. Every user-supplied string goes in through
 // textContent or attributes set by DOM APIs, never through innerHTML.
 
-import { chatSegments, deletionMatches, resultShares, streamEmbed } from "./protocol.js";
+import { chatSegments, deletionMatches, muteKey, resultShares, streamEmbed } from "./protocol.js";
 
 export const PLATFORM_NAMES = Object.freeze({
   twitch: "Twitch",
@@ -124,7 +124,7 @@ export class ChatView {
   /** Label each of the user's mute buttons with what pressing it would do now. */
   setMuted(userId, muted) {
     for (const { message, item } of this.messages.values()) {
-      if (message.userId !== userId) continue;
+      if (muteKey(message) !== userId) continue;
       const button = item.querySelector("button.mute");
       if (!button) continue;
       const name = message.displayName || message.username;
@@ -197,8 +197,8 @@ export class ChatView {
         onclick: () => this.onDelete?.(message),
       }),
     );
-    if (message.userId && platform === "audifi") {
-      const verb = this.isMuted(message.userId) ? "Unmute" : "Mute";
+    if (muteKey(message)) {
+      const verb = this.isMuted(muteKey(message)) ? "Unmute" : "Mute";
       tools.append(
         el("button", {
           type: "button",
