@@ -2,9 +2,12 @@
 
 Publishing appends each event to the session's capped stream and publishes it on the session's
 channel in one Lua script, so every event clients see has an id (the stream id) and nothing is
-published that the history does not hold. Chat messages may carry a dedupe id: a message id
-seen before in the session is dropped inside the same script, so two workers reading one
-platform channel publish it once.
+published that the history does not hold. The script publishes with ``SPUBLISH`` (sharded
+pub/sub): on a Redis Cluster the message goes only to the shard that owns the session's slot,
+where the script runs, instead of to every node; a single Redis 7 delivers it to its
+``SSUBSCRIBE`` listeners just the same. Chat messages may carry a dedupe id: a message id seen
+before in the session is dropped inside the same script, so two workers reading one platform
+channel publish it once.
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ for i = 5, #ARGV do
   end
 end
 if #lines > 0 then
-  redis.call('PUBLISH', ARGV[1], table.concat(lines, '\\n'))
+  redis.call('SPUBLISH', ARGV[1], table.concat(lines, '\\n'))
 end
 return ids
 """

@@ -1,7 +1,9 @@
 """Shared fixtures: a real Redis for every test, and real servers on it.
 
 ``REDIS_URL`` points the suite at a running Redis; without it one embedded Valkey server is
-started for the whole run. Tests stay apart by using fresh session ids, never by flushing.
+started for the whole run. ``REDIS_CLUSTER=1`` points it at a local Redis Cluster of its own
+instead (``tests/support/cluster.py``; ``-m cluster`` picks the tests written for one). Tests
+stay apart by using fresh session ids, never by flushing.
 """
 
 from __future__ import annotations
@@ -14,13 +16,28 @@ from pathlib import Path
 import pytest
 
 from broker import Bus, EmbeddedRedis, connect
+from tests.support.cluster import LocalCluster, local_cluster
 from tests.support.live_server import LiveServer, live_servers
 from tests.support.types import ServerFactory
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Redis URL for the run: ``REDIS_URL`` or an embedded server of the suite's own."""
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """Three primaries with a replica each, started once for the run and stopped after it."""
+    with local_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def redis_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A Redis URL for the run: the local cluster with ``REDIS_CLUSTER=1``, else ``REDIS_URL``,
+    else an embedded server of the suite's own."""
+    if os.environ.get("REDIS_CLUSTER") == "1":
+        cluster: LocalCluster = request.getfixturevalue("redis_cluster")
+        yield cluster.url
+        return
     given = os.environ.get("REDIS_URL")
     if given:
         yield given

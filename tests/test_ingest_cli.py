@@ -15,9 +15,9 @@ from typing import Any
 
 import orjson
 import pytest
-import redis
 
 from ingest.simulate import ChatGenerator
+from tests.support.cluster import plain_async_client, plain_client
 from tests.support.platforms.twitch_irc import TwitchIrcServer, privmsg
 
 pytestmark = pytest.mark.slow
@@ -50,7 +50,7 @@ def json_lines(text: str) -> list[dict]:
 def test_signal_stops_cleanly_with_nothing_unflushed(
     redis_url: str, session_id: str, signum: signal.Signals
 ) -> None:
-    client = redis.Redis.from_url(redis_url)
+    client = plain_client(redis_url)
     process = subprocess.Popen(
         command(
             "ingest",
@@ -181,7 +181,7 @@ def test_replay_names_the_bad_line_and_plays_the_rest(
     )
     assert result.returncode == 0, result.stderr
     assert "line 11: not valid JSON" in result.stderr
-    client = redis.Redis.from_url(redis_url)
+    client = plain_client(redis_url)
     assert client.xlen(stream_key(session_id)) == 40
     [stopped] = json_lines(result.stdout)
     assert stopped["published"] == 40 and "1 bad lines" in stopped["detail"]
@@ -229,7 +229,7 @@ async def test_twitch_command_against_a_local_twitch_server(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        client = redis.asyncio.Redis.from_url(redis_url)
+        client = plain_async_client(redis_url)
         try:
             for _ in range(400):
                 if await client.xlen(stream_key(session_id)) >= 25:
@@ -253,7 +253,7 @@ async def test_twitch_command_against_a_local_twitch_server(
 def test_a_killed_worker_disappears_when_its_heartbeat_expires(
     redis_url: str, session_id: str
 ) -> None:
-    client = redis.Redis.from_url(redis_url)
+    client = plain_client(redis_url)
     process = subprocess.Popen(
         command(
             "ingest",
