@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "GLOBAL_ANNOUNCEMENTS",
+    "LOGIN_FAILURES",
     "SEED_CHANNEL_PATTERN",
     "SESSION_CHANNEL_PATTERN",
     "account_rate",
