@@ -1,13 +1,13 @@
 """A process's subscription to live sessions that survives a Redis restart or a failover.
 
-The feed follows any number of sessions over sharded pub/sub (``SSUBSCRIBE``): one connection
-to a single Redis, or on a Redis Cluster one connection to each primary that owns a followed
-session's slot, where the publish script's ``SPUBLISH`` lands. When a connection drops, or the
-cluster moves a slot (a failover: the old owner unsubscribes us, the new one answers ``MOVED``),
-the feed drops every connection, reconnects with backoff, subscribes again on the owners of the
-moment, and reads from each session's stream everything after the last id it delivered, so its
-caller sees every event once and in order. Each reconnection is announced with a
-:class:`Resumed` item naming the id replay started from.
+One pub/sub connection follows any number of sessions on a single Redis. On a Redis Cluster
+the feed uses sharded pub/sub (``SSUBSCRIBE``, where the publish script's ``SPUBLISH`` lands)
+with one connection to each primary that owns a followed session's slot. When a connection
+drops, or the cluster moves a slot (a failover: the old owner unsubscribes us, or answers
+``MOVED``), the feed drops every connection, reconnects with backoff, subscribes again on the
+owners of the moment, and reads from each session's stream everything after the last id it
+delivered, so its caller sees every event once and in order. Each reconnection is announced
+with a :class:`Resumed` item naming the id replay started from.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ class SessionFeed:
         if isinstance(item, BaseException):
             raise item
         channel = item["channel"].decode()
-        if item["type"] == "smessage":
+        if item["type"] in ("message", "smessage"):
             return decode_published(channel, item["data"])
         if item["type"] == "sunsubscribe" and keys.session_id_of_channel(channel) in self._last_ids:
             raise Resharded(f"{channel} is no longer served where the feed subscribed")
@@ -172,7 +172,7 @@ class SessionFeed:
                 self._last_ids.pop(request, None)
                 shard = self._shard_of.pop(request, None)
                 if shard is not None:
-                    await shard.pubsub.sunsubscribe(*keys.session_channels(request))
+                    await shard.unsubscribe(*keys.session_channels(request))
                 continue
             try:
                 after_id = request.after_id or await self.bus.last_id(request.session_id)
@@ -194,7 +194,7 @@ class SessionFeed:
         name, make_client = _owner(self.bus.redis, channels[0])
         shard = self._shards.get(name)
         if shard is None:
-            shard = self._shards[name] = _Shard(make_client(), self._inbox)
+            shard = self._shards[name] = _Shard(make_client(), self._inbox, self.bus.sharded)
         self._shard_of[session_id] = shard
         await shard.subscribe(channels)
 
@@ -248,24 +248,31 @@ class _Shard:
     """One pub/sub connection (to a single Redis, or to one cluster primary) and its reader.
 
     The reader task puts every message, or the error that ended the connection, into the
-    feed's inbox, so the feed waits on all its shards at once.
+    feed's inbox, so the feed waits on all its shards at once. ``sharded`` picks
+    ``SSUBSCRIBE`` over ``SUBSCRIBE``, as the bus picks ``SPUBLISH`` over ``PUBLISH``.
     """
 
     def __init__(
-        self, client: aioredis.Redis, inbox: asyncio.Queue[dict[str, Any] | BaseException]
+        self,
+        client: aioredis.Redis,
+        inbox: asyncio.Queue[dict[str, Any] | BaseException],
+        sharded: bool,
     ) -> None:
         self.client = client
         self.pubsub = client.pubsub()
+        self._send_subscribe = self.pubsub.ssubscribe if sharded else self.pubsub.subscribe
+        self.unsubscribe = self.pubsub.sunsubscribe if sharded else self.pubsub.unsubscribe
+        self._confirmation = "ssubscribe" if sharded else "subscribe"
         self._inbox = inbox
         self._confirming: dict[bytes, asyncio.Future[None]] = {}
         self._reader: asyncio.Task[None] | None = None
 
     async def subscribe(self, channels: tuple[str, ...]) -> None:
-        """``SSUBSCRIBE`` and wait until the server confirmed every channel, so nothing
-        published after this returns can be missed."""
+        """Subscribe and wait until the server confirmed every channel, so nothing published
+        after this returns can be missed."""
         loop = asyncio.get_running_loop()
         waits = [self._confirming.setdefault(c.encode(), loop.create_future()) for c in channels]
-        await self.pubsub.ssubscribe(*channels)
+        await self._send_subscribe(*channels)
         if self._reader is None:
             self._reader = loop.create_task(self._read(), name="feed-shard")
         done, _ = await asyncio.wait(waits, timeout=CONFIRM_SECONDS)
@@ -280,7 +287,7 @@ class _Shard:
                 message = await self.pubsub.get_message(timeout=1.0)
                 if message is None:
                     continue
-                if message["type"] == "ssubscribe":
+                if message["type"] == self._confirmation:
                     confirmed = self._confirming.pop(message["channel"], None)
                     if confirmed is not None and not confirmed.done():
                         confirmed.set_result(None)

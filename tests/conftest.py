@@ -20,6 +20,33 @@ from tests.support.cluster import LocalCluster, local_cluster
 from tests.support.live_server import LiveServer, live_servers
 from tests.support.types import ServerFactory
 
+CLUSTER_MODULES = frozenset(
+    {
+        "test_bus.py",
+        "test_chat.py",
+        "test_cluster_failover.py",
+        "test_ingest_runtime.py",
+        "test_interactions_e2e.py",
+        "test_keys.py",
+        "test_moderation.py",
+        "test_polls.py",
+        "test_presence.py",
+        "test_reactions.py",
+        "test_server_cluster.py",
+        "test_server_sse.py",
+        "test_sessions.py",
+        "test_tips.py",
+    }
+)
+"""The interaction, resume, bus and ingest tests: marked ``cluster``, so CI runs them a second
+time with ``REDIS_CLUSTER=1`` (about a minute and a half)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in CLUSTER_MODULES:
+            item.add_marker(pytest.mark.cluster)
+
 
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
