@@ -13,7 +13,6 @@ with a :class:`Resumed` item naming the id replay started from.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator
@@ -36,6 +35,8 @@ log = logging.getLogger("vstudio.broker.feed")
 
 POLL_SECONDS = 0.05
 """How long one read waits before the feed looks at follow/unfollow requests again."""
+READ_SECONDS = 0.25
+"""How long a shard's reader waits for a message before it looks whether it should stop."""
 CONFIRM_SECONDS = 5.0
 """How long a subscribe may wait for the server's confirmation before the feed reconnects."""
 
@@ -266,6 +267,7 @@ class _Shard:
         self._inbox = inbox
         self._confirming: dict[bytes, asyncio.Future[None]] = {}
         self._reader: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def subscribe(self, channels: tuple[str, ...]) -> None:
         """Subscribe and wait until the server confirmed every channel, so nothing published
@@ -283,8 +285,8 @@ class _Shard:
 
     async def _read(self) -> None:
         try:
-            while True:
-                message = await self.pubsub.get_message(timeout=1.0)
+            while not self._closing:
+                message = await self.pubsub.get_message(timeout=READ_SECONDS)
                 if message is None:
                     continue
                 if message["type"] == self._confirmation:
@@ -302,10 +304,10 @@ class _Shard:
             self._inbox.put_nowait(exc)
 
     async def close(self) -> None:
+        self._closing = True  # stops the reader even if a Redis call absorbs the cancel below
         if self._reader is not None:
             self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
+            await asyncio.wait({self._reader})
         for waiting in self._confirming.values():
             waiting.cancel()
         try:
