@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -157,9 +158,24 @@ def _start_node(
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
 
 
-def _wait_answers(host: str, port: int, timeout: float = 10.0) -> None:
+def _check_free(host: str, port: int) -> None:
+    """Refuse a taken port up front: a node that cannot bind would leave the cluster built on
+    whatever server answers there."""
+    with socket.socket() as probe:
+        if probe.connect_ex((host, port)) == 0:
+            raise RuntimeError(
+                f"port {port} is taken; stop what runs there or move the test cluster's block "
+                "of twelve ports with REDIS_CLUSTER_PORT"
+            )
+
+
+def _wait_answers(
+    process: subprocess.Popen[bytes], host: str, port: int, timeout: float = 10.0
+) -> None:
     deadline = time.monotonic() + timeout
     while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"the cluster node on port {port} exited ({process.returncode})")
         try:
             with contextlib.closing(redis.Redis(host, port, socket_timeout=1)) as node:
                 node.ping()
@@ -178,13 +194,15 @@ def local_cluster(folder: Path, base_port: int | None = None) -> Iterator[LocalC
     count = PRIMARIES * 2
     cluster = LocalCluster(host, [base + i for i in range(count)])
     binary = server_binary()
+    for port in [*cluster.ports, *map(cluster.bus_port, cluster.ports)]:
+        _check_free(host, port)
     try:
         for port in cluster.ports:
             cluster.processes.append(
                 _start_node(binary, host, port, cluster.bus_port(port), folder / str(port))
             )
-        for port in cluster.ports:
-            _wait_answers(host, port)
+        for process, port in zip(cluster.processes, cluster.ports, strict=True):
+            _wait_answers(process, host, port)
         _build(cluster)
         cluster.wait_ok()
         yield cluster
