@@ -2,9 +2,12 @@
 
 Publishing appends each event to the session's capped stream and publishes it on the session's
 channel in one Lua script, so every event clients see has an id (the stream id) and nothing is
-published that the history does not hold. Chat messages may carry a dedupe id: a message id
-seen before in the session is dropped inside the same script, so two workers reading one
-platform channel publish it once.
+published that the history does not hold. On a Redis Cluster the script publishes with
+``SPUBLISH`` (sharded pub/sub): the message goes only to the shard that owns the session's
+slot, where the script runs, instead of to every node. On a single Redis it keeps ``PUBLISH``,
+which Redis 6.2 has too. Chat messages may carry a dedupe id: a message id seen before in the
+session is dropped inside the same script, so two workers reading one platform channel publish
+it once.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from broker import keys
+from broker.connection import is_cluster
 from broker.ledger import LedgerEntry
 from broker.models import now_ms
 
@@ -127,6 +131,10 @@ def dedupe_digest(dedupe_id: str) -> bytes:
     return hashlib.blake2b(dedupe_id.encode(), digest_size=8).digest()
 
 
+SHARDED_PUBLISH_SCRIPT = PUBLISH_SCRIPT.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'")
+"""The same script for a cluster: ``SPUBLISH`` in the session's slot, read by ``SSUBSCRIBE``."""
+
+
 DELETE_SCRIPT = """#!lua
 -- KEYS[1] stream, KEYS[2] deleted counter; ARGV event ids. Counts what XDEL really removed, so
 -- a replay can tell deletions from trimming.
@@ -220,7 +228,10 @@ def decode_published(channel: str, data: bytes) -> list[BusEvent]:
 
 
 class Bus:
-    """Publishing and reading one Redis's session streams and channels.
+    """Publishing and reading one Redis's (or one cluster's) session streams and channels.
+
+    ``sharded`` says whether the channels are sharded (``SPUBLISH``/``SSUBSCRIBE``): on a Redis
+    Cluster, where a classic ``PUBLISH`` would be copied to every node.
 
     ``resubscribe_max_backoff`` caps the wait between reconnect attempts of a
     :class:`~broker.feed.SessionFeed` following this bus's channels.
@@ -240,7 +251,10 @@ class Bus:
         self.dedupe_ttl = dedupe_ttl
         self.dedupe_cap = dedupe_cap
         self.resubscribe_max_backoff = resubscribe_max_backoff
-        self._publish = client.register_script(PUBLISH_SCRIPT)
+        self.sharded = is_cluster(client)
+        self._publish = client.register_script(
+            SHARDED_PUBLISH_SCRIPT if self.sharded else PUBLISH_SCRIPT
+        )
         self._delete = client.register_script(DELETE_SCRIPT)
 
     async def publish(

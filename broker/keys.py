@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "GLOBAL_ANNOUNCEMENTS",
+    "LOGIN_FAILURES",
     "SEED_CHANNEL_PATTERN",
     "SESSION_CHANNEL_PATTERN",
     "account_rate",
@@ -220,14 +221,20 @@ def revoked_token(token_id: str) -> str:
     return f"{PREFIX}:revoked-token:{token_id}"
 
 
+# issue 17: global keys that one command touches together share a hash tag (one cluster slot)
+LOGIN_FAILURES = f"{PREFIX}:{{login-failures}}"
+"""Common start of the failed-login windows: the login check takes the user's and the client
+address's window in one script, so both carry the hash tag ``{login-failures}``."""
+
+
 def login_failures_user(username: str) -> str:
     """Sliding window of failed logins for one username (counted whether it exists or not)."""
-    return f"{PREFIX}:login-failures:user:{username}"
+    return f"{LOGIN_FAILURES}:user:{username}"
 
 
 def login_failures_address(address: str) -> str:
     """Sliding window of failed logins from one client address."""
-    return f"{PREFIX}:login-failures:address:{address}"
+    return f"{LOGIN_FAILURES}:address:{address}"
 
 
 def account_rate(session_id: str, user_id: str) -> str:

@@ -95,7 +95,9 @@ class BrokerSettings(PartSettings):
     section: ClassVar[str] = "broker"
 
     redis_url: str | None = Field(
-        default=None, description="Redis/Valkey URL; unset starts the embedded Valkey server"
+        default=None,
+        description="Redis/Valkey URL (redis+cluster://HOST:PORT names a Redis Cluster by any "
+        "node); unset starts the embedded Valkey server",
     )
     data_dir: Path = Field(
         default_factory=default_data_dir, description="embedded server data and generated secrets"

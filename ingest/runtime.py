@@ -130,6 +130,7 @@ class Worker:
         self._room = asyncio.Event()
         self._full = asyncio.Event()
         self._draining = False
+        self._ticking = False
         # The worker's own state (starting, failed, stopping, stopped) shows instead of the
         # adapter's; None while the adapter runs and its state is the one shown.
         self._own_state: AdapterState | None = AdapterState.STARTING
@@ -176,6 +177,7 @@ class Worker:
         people. Whatever happens, everything emitted is published before it returns.
         """
         self._own_state = None
+        self._ticking = True
         flusher = asyncio.create_task(self._flush_loop(), name=f"{self.worker_id}-flush")
         ticker = asyncio.create_task(self._tick_loop(), name=f"{self.worker_id}-tick")
         self._reader = asyncio.create_task(self._connect_loop(), name=f"{self.worker_id}-reader")
@@ -208,6 +210,9 @@ class Worker:
                 if not flusher.done():
                     await flusher
             finally:
+                # the flag stops the loop even when the cancel lands inside a Redis call and the
+                # client absorbs it (Python 3.11's wait_for), which otherwise left run() hanging
+                self._ticking = False
                 ticker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await ticker
@@ -368,7 +373,7 @@ class Worker:
         beat_every = max(1.0, self.settings.heartbeat_ttl / 3)
         next_beat = 0.0
         written_state: AdapterState | None = None
-        while True:
+        while self._ticking:
             self.stats.sample()
             self._refresh_state()
             if time.monotonic() >= next_beat or self.stats.state != written_state:

@@ -49,8 +49,7 @@ __all__ = ["build_app"]
 log = logging.getLogger("vstudio.server.app")
 
 REDIS_POOL = 64
-"""Redis connections per process; more callers wait (up to :data:`REDIS_WAIT` seconds)."""
-REDIS_WAIT = 10.0
+"""Redis connections per process; more callers wait (see ``broker.connection.POOL_WAIT``)."""
 
 
 async def _connect_pool(url: str, broker: BrokerSettings) -> aioredis.Redis:
@@ -59,16 +58,12 @@ async def _connect_pool(url: str, broker: BrokerSettings) -> aioredis.Redis:
     redis-py's default pool raises once 100 connections are busy, which a burst of thousands
     of connects reaches; a blocking pool of :data:`REDIS_POOL` queues the callers instead.
     """
-    probe = await connect(url, attempts=broker.connect_attempts, timeout=broker.connect_timeout)
-    await probe.aclose()
-    pool = aioredis.BlockingConnectionPool.from_url(
+    return await connect(
         url,
+        attempts=broker.connect_attempts,
+        timeout=broker.connect_timeout,
         max_connections=REDIS_POOL,
-        timeout=REDIS_WAIT,
-        socket_connect_timeout=broker.connect_timeout,
-        health_check_interval=15,
     )
-    return aioredis.Redis(connection_pool=pool)
 
 
 async def _presence_refresher(presence: Presence) -> None:

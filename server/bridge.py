@@ -41,7 +41,7 @@ from pydantic import ValidationError
 
 from broker import keys
 from broker.bus import Bus, OutgoingEvent, StreamKind
-from broker.connection import TRANSIENT_ERRORS
+from broker.connection import TRANSIENT_ERRORS, publish_counted
 from broker.models import (
     Announcement,
     ChatAggregate,
@@ -144,7 +144,7 @@ def announcement_frame(notice: Announcement, timestamp: int | None = None) -> by
 
 async def publish_global(bus: Bus, notice: Announcement) -> int:
     """Publish an announcement on ``vstudio:global:announcements``; how many processes got it."""
-    return int(await bus.redis.publish(keys.GLOBAL_ANNOUNCEMENTS, announcement_frame(notice)))
+    return await publish_counted(bus.redis, keys.GLOBAL_ANNOUNCEMENTS, announcement_frame(notice))
 
 
 class SeedBridge:
@@ -180,8 +180,11 @@ class SeedBridge:
         while True:
             pubsub = self.bus.redis.pubsub()
             try:
-                await pubsub.psubscribe(keys.SEED_CHANNEL_PATTERN)
+                # announcements first: on a cluster that puts this connection on the node
+                # PUBLISH goes to, whose answer then counts every process (a seed-format publish
+                # reaches every node, so the pattern may be served by any)
                 await pubsub.subscribe(keys.GLOBAL_ANNOUNCEMENTS)
+                await pubsub.psubscribe(keys.SEED_CHANNEL_PATTERN)
                 self.subscribed.set()
                 backoff = 0.1
                 while True:

@@ -1,7 +1,9 @@
 """Shared fixtures: a real Redis for every test, and real servers on it.
 
 ``REDIS_URL`` points the suite at a running Redis; without it one embedded Valkey server is
-started for the whole run. Tests stay apart by using fresh session ids, never by flushing.
+started for the whole run. ``REDIS_CLUSTER=1`` points it at a local Redis Cluster of its own
+instead (``tests/support/cluster.py``; ``-m cluster`` picks the tests written for one). Tests
+stay apart by using fresh session ids, never by flushing.
 """
 
 from __future__ import annotations
@@ -15,14 +17,56 @@ import pytest
 
 from broker import Bus, EmbeddedRedis, connect
 from broker.models import SessionStatus
+from tests.support.cluster import LocalCluster, local_cluster
 from tests.support.live_server import LiveServer, live_servers
 from tests.support.sessions import create_session_record
 from tests.support.types import ServerFactory
 
+CLUSTER_MODULES = frozenset(
+    {
+        "test_bus.py",
+        "test_chat.py",
+        "test_cluster_failover.py",
+        "test_ingest_runtime.py",
+        "test_interactions_e2e.py",
+        "test_keys.py",
+        "test_moderation.py",
+        "test_polls.py",
+        "test_presence.py",
+        "test_reactions.py",
+        "test_server_cluster.py",
+        "test_server_sse.py",
+        "test_sessions.py",
+        "test_tips.py",
+    }
+)
+"""The interaction, resume, bus and ingest tests: marked ``cluster``, so CI runs them a second
+time with ``REDIS_CLUSTER=1`` (about a minute and a half)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in CLUSTER_MODULES:
+            item.add_marker(pytest.mark.cluster)
+
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Redis URL for the run: ``REDIS_URL`` or an embedded server of the suite's own."""
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """Three primaries with a replica each, started once for the run and stopped after it."""
+    with local_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def redis_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A Redis URL for the run: the local cluster with ``REDIS_CLUSTER=1``, else ``REDIS_URL``,
+    else an embedded server of the suite's own."""
+    if os.environ.get("REDIS_CLUSTER") == "1":
+        cluster: LocalCluster = request.getfixturevalue("redis_cluster")
+        yield cluster.url
+        return
     given = os.environ.get("REDIS_URL")
     if given:
         yield given

@@ -8,17 +8,25 @@ import orjson
 
 from broker import Bus, OutgoingEvent, SessionFeed, keys
 from broker.bus import parse_stream_id
+from broker.connection import is_cluster
 
 
 async def test_publish_appends_and_publishes_with_the_same_id(bus: Bus, session_id: str) -> None:
+    """Sharded pub/sub (SSUBSCRIBE) on a cluster, classic on a single Redis (6.2 has no other)."""
     pubsub = bus.redis.pubsub()
-    await pubsub.subscribe(keys.chat_channel(session_id))
-    await pubsub.get_message(timeout=1)  # subscribe confirmation
+    if is_cluster(bus.redis):  # redis-py's cluster pub/sub reads shard channels on their own
+        read, expected = pubsub.get_sharded_message, "smessage"
+        await pubsub.ssubscribe(keys.chat_channel(session_id))
+    else:
+        read, expected = pubsub.get_message, "message"
+        await pubsub.subscribe(keys.chat_channel(session_id))
+    await read(timeout=1)  # subscribe confirmation
 
     event_id = await bus.publish(session_id, "chat", "chat.message", {"text": "hi"})
 
-    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2)
+    message = await read(ignore_subscribe_messages=True, timeout=2)
     assert message is not None
+    assert message["type"] == expected
     published_id, _, body = message["data"].partition(b" ")
     assert published_id.decode() == event_id
     assert orjson.loads(body)["payload"] == {"text": "hi"}

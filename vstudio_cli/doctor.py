@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from broker import BusUnavailable, EmbeddedRedis, EmbeddedServerError, connect
-from broker.connection import redact_url
+from broker.connection import is_cluster_url, redact_url
 from config import BrokerSettings, IngestSettings, ServerSettings
 
 Status = Literal["ok", "warn", "fail"]
@@ -30,6 +30,8 @@ OPTIONAL_LIBRARIES = {
 
 MIN_REDIS = (6, 2)
 """Exclusive XRANGE ranges need Redis 6.2; Valkey reports 7.2 compatibility or newer."""
+MIN_REDIS_CLUSTER = (7, 0)
+"""A cluster carries session events on sharded pub/sub (``SPUBLISH``), new in Redis 7.0."""
 
 
 @dataclass
@@ -53,6 +55,8 @@ async def redis_version(url: str, attempts: int = 2) -> tuple[str, str]:
 
 def check_version(name: str, found: str, where: str) -> Check:
     numbers = tuple(int(part) for part in found.split(".")[:2])
+    if name == "Redis" and is_cluster_url(where) and numbers < MIN_REDIS_CLUSTER:
+        return Check("redis", "fail", f"{name} {found} at {where}: a cluster needs 7.0 or newer")
     if name == "Redis" and numbers < MIN_REDIS:
         return Check("redis", "fail", f"{name} {found} at {where}: 6.2 or newer is needed")
     return Check("redis", "ok", f"{name} {found} answers at {where}")

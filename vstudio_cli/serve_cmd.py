@@ -23,7 +23,11 @@ def serve(
     ] = None,
     redis_url: Annotated[
         str | None,
-        typer.Option("--redis-url", help="Redis/Valkey URL; unset starts the embedded Valkey."),
+        typer.Option(
+            "--redis-url",
+            help="Redis/Valkey URL (redis+cluster://HOST:PORT for a cluster); "
+            "unset starts the embedded Valkey.",
+        ),
     ] = None,
     certfile: Annotated[
         Path | None,
