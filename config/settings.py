@@ -196,6 +196,11 @@ class ServerSettings(PartSettings):
     tip_currencies: list[str] = Field(default_factory=lambda: ["USD", "EUR", "GBP", "JPY"])
     tip_max_amount: float = Field(default=10_000.0, gt=0)
 
+    # issue 13 (harden): Redis outages, connection caps, slow requests
+    outage_retry_after: float = Field(
+        default=2.0, gt=0, le=60, description="retryAfter, s, told while Redis is unreachable"
+    )
+
 
 class IngestSettings(PartSettings):
     """Ingestion workers: platform endpoints, credentials, batching, reconnection."""

@@ -1,7 +1,8 @@
 """HTTP errors as JSON ``{code, message, retryAfter?}``, mapped from the wire's error codes.
 
 REST callers get the same codes as WebSocket clients, with the HTTP status a generic client
-understands (400, 401, 403, 404, 409, 413, 429).
+understands (400, 401, 403, 404, 409, 413, 429, and 503 with ``Retry-After`` while Redis is
+unreachable).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from broker.models import ErrorCode, ProtocolError
 from server.context import CONTEXT
 from server.identity.auth import AuthError
 from server.interactions.sessions import ArtistBusy
+from server.ratelimit import OUTAGES, outage
 
 __all__ = [
     "MAX_BODY",
@@ -43,6 +45,7 @@ STATUS: dict[int, int] = {
     ErrorCode.INVALID_MESSAGE: 400,
     ErrorCode.MESSAGE_TOO_LARGE: 413,
     ErrorCode.SESSION_FULL: 409,
+    ErrorCode.UNAVAILABLE: 503,
 }
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -126,6 +129,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ConnectionResetError:  # the client left mid-request: its business, not an error
         log.info("client left mid-request", extra={"path": request.path, "peer": request.remote})
         return json_error(400, int(ErrorCode.INVALID_MESSAGE), "connection lost mid-request")
+    except OUTAGES as exc:  # Redis is unreachable: retryable, not a 500 (issue 13)
+        log.warning("Redis unreachable: %s", exc, extra={"path": request.path})
+        ctx = request.app.get(CONTEXT)
+        if ctx is None:
+            raise
+        error = outage(ctx.settings, f"{request.method} {request.path}")
+        return json_error(503, int(error.code), error.message, error.retry_after)
     except web.HTTPRequestEntityTooLarge as exc:
         return json_error(413, int(ErrorCode.MESSAGE_TOO_LARGE), exc.text or "body too large")
     except web.HTTPException as exc:

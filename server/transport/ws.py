@@ -41,7 +41,7 @@ from server.identity.participant import Participant
 from server.identity.tickets import grant_role
 from server.interactions.registry import Actor
 from server.metrics import Metrics
-from server.ratelimit import SlidingWindow, account_limits, limits_for
+from server.ratelimit import OUTAGES, SlidingWindow, account_limits, limits_for, outage
 from server.wire import (
     STREAM_ID,
     envelope,
@@ -368,6 +368,12 @@ async def _handle(
     except ProtocolError as exc:
         ctx.metrics.errors.labels(f"error_{int(exc.code)}").inc()
         client.send_own(error_envelope(exc, request_id), "error", exc.payload())
+        return True
+    except OUTAGES as exc:  # retryable: 4009 with retryAfter, the connection stays (issue 13)
+        log.warning("Redis unreachable: %s", exc, extra={"session": actor.session_id})
+        error = outage(settings, frame.type)
+        ctx.metrics.errors.labels(f"error_{int(error.code)}").inc()
+        client.send_own(error_envelope(error, request_id), "error", error.payload())
         return True
     except Exception:
         log.exception("handler failed", extra={"session": actor.session_id, "type": frame.type})
