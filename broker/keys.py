@@ -263,3 +263,14 @@ def ingest_worker(worker_id: str) -> str:
 def ingest_workers() -> str:
     """Pattern matching every ingestion worker record."""
     return f"{PREFIX}:ingest:worker:*"
+
+
+# issue 13 (harden): connection caps per user and per address, across server processes
+def user_connections(user_id: str) -> str:
+    """Sorted set of one user's open connections (``<process>|<connection>``) by expiry."""
+    return f"{PREFIX}:conns:user:{user_id}"
+
+
+def address_connections(address: str) -> str:
+    """Sorted set of the open connections from one client address, by expiry."""
+    return f"{PREFIX}:conns:addr:{address}"

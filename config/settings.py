@@ -200,6 +200,12 @@ class ServerSettings(PartSettings):
     outage_retry_after: float = Field(
         default=2.0, gt=0, le=60, description="retryAfter, s, told while Redis is unreachable"
     )
+    max_connections_per_user: int = Field(
+        default=20, ge=0, description="open WebSocket/SSE connections of one user (0: no cap)"
+    )
+    max_connections_per_address: int = Field(
+        default=1000, ge=0, description="open WebSocket/SSE connections from one address (0: off)"
+    )
 
 
 class IngestSettings(PartSettings):

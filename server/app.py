@@ -37,7 +37,7 @@ from server.interactions.registry import ActionTable
 from server.interactions.sessions import SessionStore
 from server.interactions.state import SessionState
 from server.metrics import Metrics
-from server.presence import REFRESH_EVERY, Presence
+from server.presence import REFRESH_EVERY, ConnectionQuota, Presence
 from server.ratelimit import RedisWindow
 from server.transport import sse, ws
 
@@ -68,11 +68,12 @@ async def _connect_pool(url: str, broker: BrokerSettings) -> aioredis.Redis:
     return aioredis.Redis(connection_pool=pool)
 
 
-async def _presence_refresher(presence: Presence) -> None:
+async def _presence_refresher(presence: Presence, quota: ConnectionQuota) -> None:
     while True:
         await asyncio.sleep(REFRESH_EVERY)
         try:
             await presence.refresh()
+            await quota.refresh()
         except Exception:
             log.exception("presence refresh failed")
 
@@ -94,6 +95,12 @@ def build_context(
     metrics = Metrics(process_id)
     store = SessionStore(bus)
     presence = Presence(client, process_id, settings.max_viewers)
+    quota = ConnectionQuota(
+        client,
+        process_id,
+        settings.max_connections_per_user,
+        settings.max_connections_per_address,
+    )
     services = build_services(settings, bus, store)
     hub = Hub(bus, settings, metrics, SessionState(services, STATE_PARTS, presence.count))
     return ServerContext(
@@ -106,12 +113,13 @@ def build_context(
         tickets=TicketStore(client, settings.ticket_ttl),
         verifier=TokenVerifier(settings, jwt_secret, Revocations(client)),
         presence=presence,
+        quota=quota,
         windows=RedisWindow(client),
         metrics=metrics,
         services=services,
         actions=ActionTable(ACTIONS),
         hub=hub,
-        attendance=Attendance(bus, presence, hub, metrics),
+        attendance=Attendance(bus, presence, hub, metrics, quota),
     )
 
 
@@ -140,7 +148,7 @@ def build_app(
         await bridge.start()
         ctx.services.start()
         loop = asyncio.get_running_loop()
-        background = [loop.create_task(_presence_refresher(ctx.presence))]
+        background = [loop.create_task(_presence_refresher(ctx.presence, ctx.quota))]
         if settings.gc_freeze:
             background.append(loop.create_task(keep_collections_short(ctx.hub)))
         try:
@@ -157,6 +165,8 @@ def build_app(
             await ctx.hub.stop()
             with contextlib.suppress(Exception):
                 await ctx.presence.clear()
+            with contextlib.suppress(Exception):
+                await ctx.quota.clear()
             await client.aclose()
 
     async def drain(app: web.Application) -> None:

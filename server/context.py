@@ -22,7 +22,7 @@ from server.interactions.registry import ActionTable
 from server.interactions.services import Services
 from server.interactions.sessions import SessionStore
 from server.metrics import Metrics
-from server.presence import Presence
+from server.presence import ConnectionQuota, Presence
 from server.ratelimit import RedisWindow
 
 __all__ = ["CONTEXT", "ServerContext"]
@@ -41,6 +41,7 @@ class ServerContext:
     tickets: TicketStore
     verifier: TokenVerifier
     presence: Presence
+    quota: ConnectionQuota
     windows: RedisWindow
     metrics: Metrics
     services: Services

@@ -19,6 +19,7 @@ from broker.models import ErrorCode, ProtocolError
 from server.context import CONTEXT
 from server.identity.auth import AuthError
 from server.interactions.sessions import ArtistBusy
+from server.presence import ConnectionLimit
 from server.ratelimit import OUTAGES, outage
 
 __all__ = [
@@ -52,9 +53,12 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def http_status(error: ProtocolError) -> int:
-    """The HTTP status of a protocol error (409 for an artist already live)."""
+    """The HTTP status of a protocol error (409 for an artist already live, 429 for too many
+    open connections)."""
     if isinstance(error, ArtistBusy):
         return 409
+    if isinstance(error, ConnectionLimit):
+        return 429
     return STATUS.get(int(error.code), 400)
 
 

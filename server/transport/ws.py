@@ -263,7 +263,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     )
     try:
         try:
-            await ctx.hub.attach(client, since=since, first=partial(ctx.attendance.join, client))
+            joined = partial(ctx.attendance.join, client, request.remote)
+            await ctx.hub.attach(client, since=since, first=joined)
         except ProtocolError as exc:
             return await _refuse(ws, ctx, exc)
         actor = Actor(who, transport="ws", connection_id=secrets.token_hex(6))
