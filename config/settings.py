@@ -206,6 +206,15 @@ class ServerSettings(PartSettings):
     max_connections_per_address: int = Field(
         default=1000, ge=0, description="open WebSocket/SSE connections from one address (0: off)"
     )
+    header_timeout: float = Field(
+        default=10.0, gt=0, description="s for a request head to arrive; also the keep-alive idle"
+    )
+    body_timeout: float = Field(default=10.0, gt=0, description="s to read a request body")
+    max_pending_connections_per_address: int = Field(
+        default=64,
+        ge=0,
+        description="connections without a complete request, per address and process",
+    )
 
 
 class IngestSettings(PartSettings):

@@ -28,7 +28,7 @@ from server.context import CONTEXT, ServerContext
 from server.fanout.hub import Hub
 from server.gcpolicy import keep_collections_short
 from server.http import actions, announcements, auth, health, pages, reads, sessions
-from server.http.errors import MAX_BODY, error_middleware
+from server.http.errors import BODY_TIMEOUT, MAX_BODY, error_middleware
 from server.identity.accounts import AccountStore
 from server.identity.auth import Revocations, TokenVerifier
 from server.identity.tickets import TicketStore
@@ -129,6 +129,7 @@ def build_app(
     """The application; connects to Redis when it starts."""
     app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
     app[MAX_BODY] = settings.max_message_bytes
+    app[BODY_TIMEOUT] = settings.body_timeout
     app.add_routes(health.routes)
     app.add_routes(auth.routes)
     app.add_routes(sessions.routes)

@@ -26,7 +26,14 @@ LAYERS: dict[str, frozenset[str]] = {
 """Each project package, and the other project packages it may import."""
 
 SERVER_LAYERS: list[tuple[str, ...]] = [
-    ("server.metrics", "server.presence", "server.ratelimit", "server.wire", "server.identity"),
+    (
+        "server.metrics",
+        "server.presence",
+        "server.ratelimit",
+        "server.wire",
+        "server.identity",
+        "server.guard",
+    ),
     ("server.interactions", "server.fanout"),
     ("server.attendance", "server.gcpolicy", "server.bridge"),
     ("server.context",),

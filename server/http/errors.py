@@ -7,6 +7,7 @@ unreachable).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ from server.presence import ConnectionLimit
 from server.ratelimit import OUTAGES, outage
 
 __all__ = [
+    "BODY_TIMEOUT",
     "MAX_BODY",
     "error_middleware",
     "http_status",
@@ -35,6 +37,8 @@ log = logging.getLogger("vstudio.server.http.errors")
 
 MAX_BODY = web.AppKey("max_body", int)
 """The largest JSON body a REST route reads (the WebSocket's message limit)."""
+BODY_TIMEOUT = web.AppKey("body_timeout", float)
+"""Seconds a REST route waits for its whole body (a slow sender is cut off with 408)."""
 
 STATUS: dict[int, int] = {
     ErrorCode.INVALID_TICKET: 401,
@@ -84,7 +88,14 @@ async def read_model(
 ) -> ModelT:
     """The JSON body validated by ``model`` (``extra`` merged in), or ProtocolError 4006/4007."""
     limit = request.app[MAX_BODY]
-    raw = await request.read() if request.can_read_body else b""
+    try:
+        async with asyncio.timeout(request.app[BODY_TIMEOUT]):
+            raw = await request.read() if request.can_read_body else b""
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(
+            text=f"the request body did not arrive within {request.app[BODY_TIMEOUT]:g} s",
+            headers={"Connection": "close"},
+        ) from None
     if len(raw) > limit:
         raise ProtocolError(
             ErrorCode.MESSAGE_TOO_LARGE, f"body is {len(raw)} bytes; the limit is {limit}"
