@@ -156,4 +156,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
             raise
-        return json_error(exc.status, exc.status, exc.reason)
+        response = json_error(exc.status, exc.status, exc.text or exc.reason)
+        for name in ("Allow", "Retry-After", "Connection"):  # 405 must say what is allowed
+            if name in exc.headers:
+                response.headers[name] = exc.headers[name]
+        return response
