@@ -211,7 +211,7 @@ class ServerSettings(PartSettings):
     )
     body_timeout: float = Field(default=10.0, gt=0, description="s to read a request body")
     max_pending_connections_per_address: int = Field(
-        default=64,
+        default=256,
         ge=0,
         description="connections without a complete request, per address and process",
     )
