@@ -153,3 +153,20 @@ def test_serve_stops_while_redis_is_gone(tmp_path: Path) -> None:
         serve.kill()
     assert took < STOP_WITHIN, took
     assert serve.returncode == 0
+
+
+def test_up_stops_after_its_embedded_valkey_died(tmp_path: Path) -> None:
+    from tests.test_up import processes_mentioning, start_up
+
+    data = tmp_path / "data"
+    up, summary = start_up(data, free_port())
+    try:
+        record = orjson.loads((data / "redis" / "embedded.json").read_bytes())
+        os.kill(record["pid"], signal.SIGKILL)  # the server and the chat worker lose Redis
+        time.sleep(1.0)
+        took = stop_time(up)
+    finally:
+        up.kill()
+    assert took < STOP_WITHIN, took
+    time.sleep(0.5)
+    assert processes_mentioning(summary["session"]) == []  # no worker left behind
