@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from broker.connection import TRANSIENT_ERRORS
 from broker.models import ErrorCode, MessageType, ProtocolError
 from config import ServerSettings
 
@@ -29,9 +30,10 @@ __all__ = [
     "outage",
 ]
 
-OUTAGES = TRANSIENT_ERRORS
-"""What Redis raises while it is unreachable or restarting (refused, reset, timed out,
-loading its AOF): the request did not happen and may be sent again."""
+OUTAGES: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
+"""What redis-py raises while Redis is unreachable or restarting (refused, reset, timed out,
+loading its AOF): the request did not happen and may be sent again. Only Redis's own errors: a
+file or socket error elsewhere in a handler is no Redis outage."""
 
 
 def outage(settings: ServerSettings, what: str) -> ProtocolError:
