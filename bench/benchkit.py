@@ -60,6 +60,8 @@ def start_server(
         "VSTUDIO_JWT_SECRET": secret,
         "VSTUDIO_DATA_DIR": str(data_dir),
         "VSTUDIO_MAX_VIEWERS": "1000000",
+        "VSTUDIO_MAX_CONNECTIONS_PER_ADDRESS": "0",  # every viewer is 127.0.0.1
+        "VSTUDIO_MAX_PENDING_CONNECTIONS_PER_ADDRESS": "0",  # and thousands connect at once
         "VSTUDIO_HEARTBEAT_INTERVAL": "600",
         "VSTUDIO_LOG_LEVEL": "WARNING",
         **env,

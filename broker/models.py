@@ -110,6 +110,8 @@ class ErrorCode(IntEnum):
     INVALID_MESSAGE = 4006
     MESSAGE_TOO_LARGE = 4007
     SESSION_FULL = 4008
+    UNAVAILABLE = 4009
+    """Redis is unreachable for a moment: nothing was done; try again after ``retryAfter``."""
 
 
 class ProtocolError(Exception):

@@ -25,13 +25,14 @@ def redis_url(settings: BrokerSettings) -> Iterator[str]:
         return
     embedded = EmbeddedRedis(settings.data_dir, port=settings.embedded_port)
     running = embedded.stale()
-    if running:
+    url = embedded.running_url()
+    if running and url:
         log.info(
             "using the embedded Valkey server already running on port %s (pid %s)",
             running["port"],
             running["pid"],
         )
-        yield f"redis://{embedded.host}:{running['port']}"
+        yield url
         return
     with embedded:
         yield embedded.url

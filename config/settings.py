@@ -241,6 +241,26 @@ class ServerSettings(PartSettings):
             urls.setdefault(self.eth_chain_id, self.eth_rpc_url)
         return urls
 
+    # issue 13 (harden): Redis outages, connection caps, slow requests
+    outage_retry_after: float = Field(
+        default=2.0, gt=0, le=60, description="retryAfter, s, told while Redis is unreachable"
+    )
+    max_connections_per_user: int = Field(
+        default=20, ge=0, description="open WebSocket/SSE connections of one user (0: no cap)"
+    )
+    max_connections_per_address: int = Field(
+        default=1000, ge=0, description="open WebSocket/SSE connections from one address (0: off)"
+    )
+    header_timeout: float = Field(
+        default=10.0, gt=0, description="s for a request head to arrive; also the keep-alive idle"
+    )
+    body_timeout: float = Field(default=10.0, gt=0, description="s to read a request body")
+    max_pending_connections_per_address: int = Field(
+        default=256,
+        ge=0,
+        description="connections without a complete request, per address and process",
+    )
+
 
 class IngestSettings(PartSettings):
     """Ingestion workers: platform endpoints, credentials, batching, reconnection."""

@@ -68,6 +68,15 @@ while (out of memory, a replica during failover)."""
 BACKLOG_BATCHES = 20
 """An adapter calling :func:`wait_for_room` waits while more than this many batches wait."""
 
+STOP_GRACE = 5.0
+"""Seconds a stopping worker keeps trying to publish what it still holds; then (or at a second
+stop) it gives the rest up and says how many, so a stop ends in bounded time even while Redis
+is unreachable (issue 13)."""
+
+PUBLISH_TIMEOUT = 10.0
+"""Seconds one publish may take before it counts as failed (and is retried): a connection that
+stalls without an error must not hold the worker forever."""
+
 
 class SourceExhausted(Exception):
     """Raised by a finite adapter (replay) once it has emitted everything: the worker stops."""
@@ -135,7 +144,9 @@ class Worker:
         # adapter's; None while the adapter runs and its state is the one shown.
         self._own_state: AdapterState | None = AdapterState.STARTING
         self._reader: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
         self._stop_requested = False
+        self._abandoned = False
 
     # --- what adapters call ------------------------------------------------------------------
 
@@ -152,10 +163,26 @@ class Worker:
     # --- lifecycle ---------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Ask the worker to stop: the adapter is cancelled, then the buffer is flushed."""
+        """Ask the worker to stop: the adapter is cancelled, then the buffer is flushed for at
+        most :data:`STOP_GRACE` seconds; a second stop gives the buffer up at once.
+
+        Before, a stop only cancelled the adapter: a replay that had already finished reading
+        was draining its buffer into an unreachable Redis, so SIGTERM and SIGINT did nothing
+        until every batch had used up its retries.
+        """
+        if self._stop_requested:
+            self._abandon()
+            return
         self._stop_requested = True
         if self._reader is not None:
             self._reader.cancel()
+        asyncio.get_running_loop().call_later(STOP_GRACE, self._abandon)
+
+    def _abandon(self) -> None:
+        """Stop publishing now; what is still buffered is reported as not published."""
+        if self._flusher is not None and not self._flusher.done():
+            self._abandoned = True
+            self._flusher.cancel()
 
     async def room(self) -> None:
         """Wait while the backlog is over ``BACKLOG_BATCHES`` batches (or return at once)."""
@@ -179,6 +206,7 @@ class Worker:
         self._own_state = None
         self._ticking = True
         flusher = asyncio.create_task(self._flush_loop(), name=f"{self.worker_id}-flush")
+        self._flusher = flusher
         ticker = asyncio.create_task(self._tick_loop(), name=f"{self.worker_id}-tick")
         self._reader = asyncio.create_task(self._connect_loop(), name=f"{self.worker_id}-reader")
         if self._stop_requested:
@@ -191,7 +219,8 @@ class Worker:
                 self._reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._reader
-                flusher.result()
+                if not (flusher.cancelled() and self._abandoned):
+                    flusher.result()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
         finally:
@@ -209,6 +238,9 @@ class Worker:
             try:
                 if not flusher.done():
                     await flusher
+            except asyncio.CancelledError:
+                if not self._abandoned:  # run() itself was cancelled
+                    raise
             finally:
                 # the flag stops the loop even when the cancel lands inside a Redis call and the
                 # client absorbs it (Python 3.11's wait_for), which otherwise left run() hanging
@@ -216,11 +248,20 @@ class Worker:
                 ticker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await ticker
-                failed = failed or flusher.exception() is not None
+                lost = self._abandoned and bool(self._buffer)
+                failed = (
+                    failed or lost or (not flusher.cancelled() and flusher.exception() is not None)
+                )
                 self._own_state = AdapterState.FAILED if failed else AdapterState.STOPPED
                 self._refresh_state()
                 with contextlib.suppress(*PUBLISH_ERRORS):
-                    await delete_record(self.bus.redis, self.worker_id)
+                    async with asyncio.timeout(2):
+                        await delete_record(self.bus.redis, self.worker_id)
+            if self._abandoned and self._buffer:
+                raise WorkerGaveUp(
+                    f"{self._label()}: stopped with {len(self._buffer)} emitted items not "
+                    f"published (Redis did not take them within {STOP_GRACE:g} s of the stop)"
+                )
 
     # --- reading the platform ----------------------------------------------------------------
 
@@ -320,7 +361,8 @@ class Worker:
         try:
             async for attempt in retrying:
                 with attempt:
-                    await self._publish(batch)
+                    async with asyncio.timeout(PUBLISH_TIMEOUT):
+                        await self._publish(batch)
         except PUBLISH_ERRORS as exc:
             raise WorkerGaveUp(
                 f"{self._label()}: could not publish to Redis after "

@@ -28,7 +28,7 @@ from server.context import CONTEXT, ServerContext
 from server.fanout.hub import Hub
 from server.gcpolicy import keep_collections_short
 from server.http import actions, announcements, auth, health, pages, reads, sessions, wallet
-from server.http.errors import MAX_BODY, error_middleware
+from server.http.errors import BODY_TIMEOUT, MAX_BODY, error_middleware
 from server.identity.accounts import AccountStore
 from server.identity.auth import Revocations, TokenVerifier
 from server.identity.tickets import TicketStore
@@ -38,7 +38,7 @@ from server.interactions.registry import ActionTable
 from server.interactions.sessions import SessionStore
 from server.interactions.state import SessionState
 from server.metrics import Metrics
-from server.presence import REFRESH_EVERY, Presence
+from server.presence import REFRESH_EVERY, ConnectionQuota, Presence
 from server.ratelimit import RedisWindow
 from server.tokengate.gate import TokenGate
 from server.tokengate.rpc import EthRpc
@@ -66,11 +66,12 @@ async def _connect_pool(url: str, broker: BrokerSettings) -> aioredis.Redis:
     )
 
 
-async def _presence_refresher(presence: Presence) -> None:
+async def _presence_refresher(presence: Presence, quota: ConnectionQuota) -> None:
     while True:
         await asyncio.sleep(REFRESH_EVERY)
         try:
             await presence.refresh()
+            await quota.refresh()
         except Exception:
             log.exception("presence refresh failed")
 
@@ -93,6 +94,12 @@ def build_context(
     metrics = Metrics(process_id)
     store = SessionStore(bus)
     presence = Presence(client, process_id, settings.max_viewers)
+    quota = ConnectionQuota(
+        client,
+        process_id,
+        settings.max_connections_per_user,
+        settings.max_connections_per_address,
+    )
     services = build_services(settings, bus, store)
     hub = Hub(bus, settings, metrics, SessionState(services, STATE_PARTS, presence.count))
     return ServerContext(
@@ -105,12 +112,13 @@ def build_context(
         tickets=TicketStore(client, settings.ticket_ttl),
         verifier=TokenVerifier(settings, jwt_secret, Revocations(client)),
         presence=presence,
+        quota=quota,
         windows=RedisWindow(client),
         metrics=metrics,
         services=services,
         actions=ActionTable(ACTIONS),
         hub=hub,
-        attendance=Attendance(bus, presence, hub, metrics),
+        attendance=Attendance(bus, presence, hub, metrics, quota),
         wallets=WalletStore(client, settings.siwe_nonce_ttl),
         gate=TokenGate(
             client,
@@ -127,6 +135,7 @@ def build_app(
     """The application; connects to Redis when it starts."""
     app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
     app[MAX_BODY] = settings.max_message_bytes
+    app[BODY_TIMEOUT] = settings.body_timeout
     app.add_routes(health.routes)
     app.add_routes(auth.routes)
     app.add_routes(wallet.routes)
@@ -147,7 +156,7 @@ def build_app(
         await bridge.start()
         ctx.services.start()
         loop = asyncio.get_running_loop()
-        background = [loop.create_task(_presence_refresher(ctx.presence))]
+        background = [loop.create_task(_presence_refresher(ctx.presence, ctx.quota))]
         if settings.gc_freeze:
             background.append(loop.create_task(keep_collections_short(ctx.hub)))
         try:
@@ -165,6 +174,8 @@ def build_app(
             await ctx.gate.rpc.close()
             with contextlib.suppress(Exception):
                 await ctx.presence.clear()
+            with contextlib.suppress(Exception):
+                await ctx.quota.clear()
             await client.aclose()
 
     async def drain(app: web.Application) -> None:

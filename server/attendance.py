@@ -18,7 +18,7 @@ from broker.models import ErrorCode, MessageType, ProtocolError
 from server.fanout.hub import Hub
 from server.fanout.subscriber import Subscriber
 from server.metrics import Metrics
-from server.presence import Presence, SessionFull
+from server.presence import ConnectionQuota, Presence, QuotaHold, SessionFull
 
 __all__ = ["PRESENCE_EVENTS_UP_TO", "Attendance"]
 
@@ -31,9 +31,13 @@ PRESENCE_EVENTS_UP_TO = 200
 class Attendance:
     """Who is connected to this process: presence, its announcements and the drain."""
 
-    def __init__(self, bus: Bus, presence: Presence, hub: Hub, metrics: Metrics) -> None:
+    def __init__(
+        self, bus: Bus, presence: Presence, hub: Hub, metrics: Metrics, quota: ConnectionQuota
+    ) -> None:
         self.bus = bus
         self.presence = presence
+        self.quota = quota
+        self._holds: dict[Subscriber, QuotaHold] = {}
         self.hub = hub
         self.metrics = metrics
         self.draining = False
@@ -41,13 +45,19 @@ class Attendance:
         self._presence_timer: dict[str, asyncio.TimerHandle] = {}
         self._publishing: set[asyncio.Task[None]] = set()
 
-    async def join(self, sub: Subscriber) -> int:
-        """Count ``sub`` as a viewer (4008 when full), announce it; the viewer count."""
+    async def join(self, sub: Subscriber, address: str | None = None) -> int:
+        """Count ``sub`` as a viewer (4008 when full, or when its user or ``address`` has its
+        maximum of connections), announce it; the viewer count."""
         who = sub.who
+        hold = await self.quota.admit(who.user_id, address)
         try:
             first, count = await self.presence.join(who.session_id, who.user_id)
-        except SessionFull as exc:
-            raise ProtocolError(ErrorCode.SESSION_FULL, str(exc)) from exc
+        except BaseException as exc:
+            await self.quota.release(hold)
+            if isinstance(exc, SessionFull):
+                raise ProtocolError(ErrorCode.SESSION_FULL, str(exc)) from exc
+            raise
+        self._holds[sub] = hold
         sub.counted = True
         self.metrics.connections(sub.transport_name).inc()
         log.info(
@@ -69,6 +79,12 @@ class Attendance:
     async def leave(self, sub: Subscriber) -> None:
         """Forget ``sub`` everywhere; announce the leave if it was the user's last connection."""
         self.hub.detach(sub)
+        hold = self._holds.pop(sub, None)
+        if hold is not None and not self.draining:  # a drain gives back every place at once
+            try:
+                await self.quota.release(hold)
+            except Exception as exc:  # it expires with this process's refreshes
+                log.warning("connection place not given back now: %s", exc)
         if not sub.counted:
             return
         self.metrics.connections(sub.transport_name).dec()  # each transport leaves once

@@ -25,7 +25,7 @@ from server.interactions.registry import ActionTable
 from server.interactions.services import Services
 from server.interactions.sessions import SessionStore
 from server.metrics import Metrics
-from server.presence import Presence
+from server.presence import ConnectionQuota, Presence
 from server.ratelimit import RedisWindow
 from server.tokengate.abi import Verdict
 from server.tokengate.gate import TokenGate
@@ -46,6 +46,7 @@ class ServerContext:
     tickets: TicketStore
     verifier: TokenVerifier
     presence: Presence
+    quota: ConnectionQuota
     windows: RedisWindow
     metrics: Metrics
     services: Services

@@ -7,11 +7,18 @@ process that died stop being refreshed and are reaped by the next join, leave or
 that would pass the session's maximum is refused in the same script (4008), so the limit holds
 with any number of processes. Within a process a user's connections are counted in memory and
 only the first and last touch Redis.
+
+:class:`ConnectionQuota` caps the open connections of one user and from one address, whatever
+the session, on the same pattern: one sorted set per user and per address whose members
+(``<process>|<connection>``) expire unless their process refreshes them, so a connection whose
+process died is forgotten within :data:`ENTRY_TTL`, and one whose socket died is given back by
+the transport's ``finally`` at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -19,10 +26,12 @@ from itertools import groupby
 from operator import itemgetter
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from broker import keys
+from broker.models import ErrorCode, ProtocolError
 
-__all__ = ["Presence", "SessionFull"]
+__all__ = ["ConnectionLimit", "ConnectionQuota", "Presence", "QuotaHold", "SessionFull"]
 
 ENTRY_TTL = 30.0
 """Seconds an entry outlives the last refresh of its process."""
@@ -274,3 +283,134 @@ class Presence:
             if not users:
                 del self.local[session_id]
         return max(left, 0)
+
+
+ADMIT = """
+-- KEYS[1] a user's or an address's connections; ARGV[1] member, ARGV[2] expiry, ARGV[3] now,
+-- ARGV[4] limit, ARGV[5] key TTL (ms): 1 when admitted, 0 when the limit is reached
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+
+class ConnectionLimit(ProtocolError):
+    """Too many open connections for one user or address: 4008 with the reason (HTTP 429)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.SESSION_FULL, message)
+
+
+QuotaHold = tuple[str, ...]
+"""The keys one admitted connection holds a place in, and its member name last."""
+
+
+class ConnectionQuota:
+    """Places for open connections per user and per address, shared by every process.
+
+    :meth:`admit` takes a place in both (one round trip; a refusal gives back the other),
+    :meth:`release` gives them back, :meth:`refresh` keeps this process's places alive.
+    A limit of 0 turns that cap off and costs nothing.
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        process_id: str,
+        per_user: int,
+        per_address: int,
+        *,
+        entry_ttl: float = ENTRY_TTL,
+    ) -> None:
+        self.redis = client
+        self.process_id = process_id
+        self.per_user = per_user
+        self.per_address = per_address
+        self.entry_ttl_ms = int(entry_ttl * 1000)
+        self._admit = client.register_script(ADMIT)
+        self._serial = itertools.count(1)
+        self.held: dict[str, list[str]] = {}
+        """This process's places: member -> the keys it holds a place in."""
+
+    async def admit(self, user_id: str, address: str | None) -> QuotaHold:
+        """A place for one more connection, or :class:`ConnectionLimit` saying which cap."""
+        caps = []
+        if self.per_user:
+            caps.append((keys.user_connections(user_id), self.per_user, "this account"))
+        if self.per_address and address:
+            caps.append((keys.address_connections(address), self.per_address, "this address"))
+        member = f"{self.process_id}|{next(self._serial)}"
+        if not caps:
+            return (member,)
+        now = int(time.time() * 1000)
+        calls: list[tuple[list[str], list[str | int]]] = [
+            ([key], [member, now + self.entry_ttl_ms, now, limit, self.entry_ttl_ms])
+            for key, limit, _ in caps
+        ]
+        admitted = await self._run_admits(calls)
+        taken = [key for (key, _, _), ok in zip(caps, admitted, strict=True) if int(ok)]
+        if len(taken) < len(caps):
+            if taken:
+                await self._give_back(taken, member)
+            _, limit, whom = next(
+                cap for cap, ok in zip(caps, admitted, strict=True) if not int(ok)
+            )
+            raise ConnectionLimit(
+                f"too many open connections from {whom} (the limit is {limit}); "
+                "close another tab or connection and try again"
+            )
+        self.held[member] = taken
+        return (*taken, member)
+
+    async def _run_admits(self, calls: list[tuple[list[str], list[str | int]]]) -> list[int]:
+        """Each cap's script in one round trip: a pipeline of EVALSHA (redis-py's scripts in a
+        pipeline would ask SCRIPT EXISTS first, a second trip), loading it once if unknown."""
+        for _ in range(2):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key_list, args in calls:
+                    pipe.evalsha(self._admit.sha, len(key_list), *key_list, *args)
+                replies = await pipe.execute(raise_on_error=False)
+            if not any(isinstance(reply, NoScriptError) for reply in replies):
+                break
+            await self.redis.script_load(ADMIT)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return [int(reply) for reply in replies]
+
+    async def release(self, hold: QuotaHold) -> None:
+        """Give back the places of a connection that ended (forgotten here first, so a Redis
+        error only leaves them to expire)."""
+        *taken, member = hold
+        self.held.pop(member, None)
+        if taken:
+            await self._give_back(taken, member)
+
+    async def _give_back(self, taken: list[str], member: str) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in taken:
+                pipe.zrem(key, member)
+            await pipe.execute()
+
+    async def refresh(self) -> None:
+        """Push the expiry of this process's places forward: one ZADD per key."""
+        if not self.held:
+            return
+        expiry = int(time.time() * 1000) + self.entry_ttl_ms
+        members: dict[str, dict[str, int]] = {}
+        for member, taken in self.held.items():
+            for key in taken:
+                members.setdefault(key, {})[member] = expiry
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key, scored in members.items():
+                pipe.zadd(key, scored, xx=True)
+                pipe.pexpire(key, self.entry_ttl_ms)
+            await pipe.execute()
+
+    async def clear(self) -> None:
+        """Give back every place of this process (clean shutdown)."""
+        held, self.held = self.held, {}
+        for member, taken in held.items():
+            await self._give_back(taken, member)

@@ -14,11 +14,36 @@ from dataclasses import dataclass
 from typing import Literal
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from broker.models import MessageType
+from broker.models import ErrorCode, MessageType, ProtocolError
 from config import ServerSettings
 
-__all__ = ["Limit", "RedisWindow", "SlidingWindow", "account_limits", "limits_for"]
+__all__ = [
+    "OUTAGES",
+    "Limit",
+    "RedisWindow",
+    "SlidingWindow",
+    "account_limits",
+    "limits_for",
+    "outage",
+]
+
+OUTAGES: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
+"""What redis-py raises while Redis is unreachable or restarting (refused, reset, timed out,
+loading its AOF): the request did not happen and may be sent again. Only Redis's own errors: a
+file or socket error elsewhere in a handler is no Redis outage."""
+
+
+def outage(settings: ServerSettings, what: str) -> ProtocolError:
+    """4009 for a request that met a Redis outage: retryable after ``outage_retry_after``."""
+    return ProtocolError(
+        ErrorCode.UNAVAILABLE,
+        f"{what} could not be done: the server's Redis is unreachable for a moment; "
+        f"nothing was recorded, try again in {settings.outage_retry_after:g} s",
+        settings.outage_retry_after,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from broker.embedded import any_free_port, port_is_free
 from broker.runtime import redis_url as resolve_redis_url
 from config import BrokerSettings, ServerSettings
 from config.logging import configure_logging
+from server.guard import PendingConnections
 from server.identity.auth import WeakSecret, resolve_jwt_secret
 
 __all__ = ["PortTaken", "TlsError", "bind_socket", "find_free_port", "run", "serve", "tls_context"]
@@ -128,18 +129,33 @@ async def _serve_until_stopped(
 ) -> None:
     from server.app import build_app
 
-    app = build_app(plan.settings, plan.broker, plan.redis_url, plan.jwt_secret)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=15.0)
+    settings = plan.settings
+    app = build_app(settings, plan.broker, plan.redis_url, plan.jwt_secret)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=15.0,
+        # bounds the wait for every request head after the first (see server/guard.py)
+        keepalive_timeout=settings.header_timeout,
+    )
     await runner.setup()
-    site = web.SockSite(runner, sock, ssl_context=tls_context(plan.settings))
-    await site.start()
-    stop = asyncio.Event()
+    assert runner.server is not None
+    # in place of web.SockSite: the same listener, each connection's protocol guarded
+    guard = PendingConnections(
+        settings.max_pending_connections_per_address, settings.header_timeout
+    )
     loop = asyncio.get_running_loop()
+    listener = await loop.create_server(
+        guard.wrap(runner.server), sock=sock, ssl=tls_context(settings), backlog=4096
+    )
+    stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     on_ready()
     await stop.wait()
     log.info("draining: closing every client with 1012")
+    listener.close()
     await runner.cleanup()
 
 

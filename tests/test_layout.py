@@ -33,6 +33,7 @@ SERVER_LAYERS: list[tuple[str, ...]] = [
         "server.wire",
         "server.identity",
         "server.tokengate",
+        "server.guard",
     ),
     ("server.interactions", "server.fanout"),
     ("server.attendance", "server.gcpolicy", "server.bridge"),

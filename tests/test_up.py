@@ -74,6 +74,8 @@ async def test_up_runs_everything_and_ctrl_c_stops_it_all(tmp_path: Path) -> Non
         assert summary["url"] == base
         record = json.loads((data / "redis" / "embedded.json").read_text())
         assert processes_mentioning(summary["session"])  # the simulate worker runs
+        password = (data / "redis" / "password").read_text().strip()
+        assert processes_mentioning(password) == []  # never on a command line (issue 13)
 
         async with aiohttp.ClientSession() as http:
             for path in ("/healthz", "/readyz", "/openapi.json", f"/s/{summary['session']}"):

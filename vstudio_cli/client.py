@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import random
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +34,21 @@ __all__ = [
 # or an edit carrying the whole poll; poll.results is only the final tally
 
 log = logging.getLogger("vstudio.vstudio_cli.client")
+
+UNAVAILABLE = 4009
+"""The server's Redis was unreachable and nothing was done: the same request may be sent again."""
+OUTAGE_RETRIES = 5
+"""How many times a request refused with 4009 is sent again (same id, after ``retryAfter``)."""
+MAX_OUTAGE_WAIT = 10.0
+"""The longest ``retryAfter`` honoured between two tries, in seconds."""
+
+
+def _outage_wait(error: ApiError, attempt: int) -> float | None:
+    """Seconds to wait before sending a refused request again, or ``None`` to give up."""
+    if error.code != UNAVAILABLE or attempt >= OUTAGE_RETRIES:
+        return None
+    return min(float(error.retry_after or 1.0), MAX_OUTAGE_WAIT)
+
 
 FATAL_CLOSE_CODES = {
     4001: "session not found",
@@ -121,10 +136,32 @@ class VStudioClient:
         headers: dict[str, str] | None = None,
         auth: bool = True,
     ) -> Any:
-        """One REST call; the decoded JSON answer, or :class:`ApiError`."""
+        """One REST call; the decoded JSON answer, or :class:`ApiError`. A call that is safe
+        to repeat (GET, or one with an ``Idempotency-Key``) is sent again while the server
+        answers 4009 (its Redis is unreachable for a moment)."""
         sent = dict(headers or {})
         if auth and self.token:
             sent["Authorization"] = f"Bearer {self.token}"
+        repeatable = method == "GET" or "Idempotency-Key" in sent
+        attempt = 0
+        while True:
+            try:
+                return await self._call_once(method, path, body, params, sent)
+            except ApiError as error:
+                wait = _outage_wait(error, attempt) if repeatable else None
+                if wait is None:
+                    raise
+            attempt += 1
+            await asyncio.sleep(wait)
+
+    async def _call_once(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        params: dict[str, str] | None,
+        sent: dict[str, str],
+    ) -> Any:
         async with self.http.request(
             method, self.base_url + path, json=body, params=params, headers=sent
         ) as response:
@@ -224,17 +261,26 @@ class VStudioClient:
 
     async def vote(self, session_id: str, poll_id: str, option_index: int) -> dict[str, Any]:
         path = self._session_path(session_id, f"/polls/{poll_id}/votes")
-        return await self.call("POST", path, {"optionIndex": option_index})
+        return await self.call("POST", path, {"optionIndex": option_index}, headers=_once())
 
     async def chat(self, session_id: str, text: str) -> dict[str, Any]:
-        return await self.call("POST", self._session_path(session_id, "/chat"), {"text": text})
+        """Send a fan message; retried through an outage, it is still published once."""
+        path = self._session_path(session_id, "/chat")
+        return await self.call("POST", path, {"text": text}, headers=_once())
 
     def live(self, session_id: str, role: str = "viewer", **options: Any) -> LiveConnection:
         """A reconnecting WebSocket to the session (use ``async with``)."""
         return LiveConnection(self, session_id, role, **options)
 
 
-_request_ids = itertools.count(1)
+def _once() -> dict[str, str]:
+    """An ``Idempotency-Key`` that makes a POST safe to send again."""
+    return {"Idempotency-Key": _request_id()}
+
+
+def _request_id() -> str:
+    """A request id no other client or run uses, since the server may dedupe by it."""
+    return secrets.token_hex(8)
 
 
 class LiveConnection:
@@ -338,10 +384,26 @@ class LiveConnection:
     async def request(
         self, type_: str, payload: dict[str, Any] | None = None, timeout: float = 10.0
     ) -> dict[str, Any]:
-        """Send with a ``requestId`` and wait for its one reply; errors raise :class:`ApiError`."""
+        """Send with a ``requestId`` and wait for its one reply; errors raise :class:`ApiError`.
+        A request refused with 4009 (the server's Redis unreachable) is sent again with the same
+        id after ``retryAfter``, a few times, so it still counts once."""
+        request_id = _request_id()
+        attempt = 0
+        while True:
+            try:
+                return await self._request_once(type_, payload, timeout, request_id)
+            except ApiError as error:
+                wait = _outage_wait(error, attempt)
+                if wait is None:
+                    raise
+            attempt += 1
+            await asyncio.sleep(wait)
+
+    async def _request_once(
+        self, type_: str, payload: dict[str, Any] | None, timeout: float, request_id: str
+    ) -> dict[str, Any]:
         if self._ws is None or self._ws.closed:
             raise ApiError(0, None, "not connected")
-        request_id = f"r{next(_request_ids)}"
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         try:

@@ -326,7 +326,9 @@ def _run(
     chosen, moved = choose_port(host, options.port)
     if moved:
         notices.print(f"[yellow]Port {options.port} is taken; using {chosen}.[/]")
-    serve_args = ["serve", "--host", host, "--port", str(chosen), "--redis-url", url]
+    serve_args = ["serve", "--host", host, "--port", str(chosen)]
+    # in the environment, not argv: the URL may hold the embedded server's password (issue 13)
+    redis_env = {"VSTUDIO_REDIS_URL": url}
     certfile: Path | None = None
     trust: ssl.SSLContext | None = None
     shown = host
@@ -348,7 +350,7 @@ def _run(
     base_url = f"{scheme}://{shown}:{chosen}"
     # this command itself talks to the server on loopback when it listens everywhere
     local_url = f"{scheme}://127.0.0.1:{chosen}" if host in ANY_ADDRESS else base_url
-    server = processes.start("server", vstudio_command(*serve_args))
+    server = processes.start("server", vstudio_command(*serve_args), env=redis_env)
     wait_healthy(local_url, processes, trust=trust)
     if server.process.poll() is not None:
         raise RuntimeError(f"the server stopped at start: {why_stopped(server)}")
@@ -471,13 +473,17 @@ def _start_ingest(
     targets: list[tuple[str, str]],
     chat_rate: float,
 ) -> None:
-    common = ["--session", session_id, "--redis-url", url, "--json"]
+    common = ["--session", session_id, "--json"]
+    redis_env = {"VSTUDIO_REDIS_URL": url}
     if not targets:
         processes.start(
             "ingest-simulate",
             vstudio_command("ingest", "simulate", *common, "--rate", str(chat_rate)),
+            env=redis_env,
         )
     for name, target in targets:
         processes.start(
-            f"ingest-{name}-{target}", vstudio_command("ingest", name, *common, "--channel", target)
+            f"ingest-{name}-{target}",
+            vstudio_command("ingest", name, *common, "--channel", target),
+            env=redis_env,
         )

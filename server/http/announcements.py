@@ -10,7 +10,7 @@ goes out on ``vstudio:global:announcements``, which every process writes to its 
 from __future__ import annotations
 
 from aiohttp import web
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from broker.models import Announcement, ErrorCode, MessageType, ProtocolError, Role, WireModel
 from server.bridge import publish_global
@@ -35,7 +35,11 @@ async def announce(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     who = await ctx.identify(request)
     body = await read_model(request, AnnouncementRequest)
-    notice = Announcement(text=body.text, session_id=body.session_id, by=who.username)
+    try:
+        notice = Announcement(text=body.text, session_id=body.session_id, by=who.username)
+    except ValidationError as exc:  # blank-looking text: a 400, not a 500 (issue 13)
+        message = exc.errors()[0]["msg"]
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"text: {message}") from exc
     if body.session_id is None:
         if not who.operator:
             raise ProtocolError(

@@ -1,11 +1,13 @@
 """HTTP errors as JSON ``{code, message, retryAfter?}``, mapped from the wire's error codes.
 
 REST callers get the same codes as WebSocket clients, with the HTTP status a generic client
-understands (400, 401, 403, 404, 409, 413, 429).
+understands (400, 401, 403, 404, 409, 413, 429, and 503 with ``Retry-After`` while Redis is
+unreachable).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -18,8 +20,11 @@ from broker.models import ErrorCode, ProtocolError
 from server.context import CONTEXT
 from server.identity.auth import AuthError
 from server.interactions.sessions import ArtistBusy
+from server.presence import ConnectionLimit
+from server.ratelimit import OUTAGES, outage
 
 __all__ = [
+    "BODY_TIMEOUT",
     "MAX_BODY",
     "error_middleware",
     "http_status",
@@ -32,6 +37,8 @@ log = logging.getLogger("vstudio.server.http.errors")
 
 MAX_BODY = web.AppKey("max_body", int)
 """The largest JSON body a REST route reads (the WebSocket's message limit)."""
+BODY_TIMEOUT = web.AppKey("body_timeout", float)
+"""Seconds a REST route waits for its whole body (a slow sender is cut off with 408)."""
 
 STATUS: dict[int, int] = {
     ErrorCode.INVALID_TICKET: 401,
@@ -43,15 +50,19 @@ STATUS: dict[int, int] = {
     ErrorCode.INVALID_MESSAGE: 400,
     ErrorCode.MESSAGE_TOO_LARGE: 413,
     ErrorCode.SESSION_FULL: 409,
+    ErrorCode.UNAVAILABLE: 503,
 }
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def http_status(error: ProtocolError) -> int:
-    """The HTTP status of a protocol error (409 for an artist already live)."""
+    """The HTTP status of a protocol error (409 for an artist already live, 429 for too many
+    open connections)."""
     if isinstance(error, ArtistBusy):
         return 409
+    if isinstance(error, ConnectionLimit):
+        return 429
     return STATUS.get(int(error.code), 400)
 
 
@@ -77,7 +88,14 @@ async def read_model(
 ) -> ModelT:
     """The JSON body validated by ``model`` (``extra`` merged in), or ProtocolError 4006/4007."""
     limit = request.app[MAX_BODY]
-    raw = await request.read() if request.can_read_body else b""
+    try:
+        async with asyncio.timeout(request.app[BODY_TIMEOUT]):
+            raw = await request.read() if request.can_read_body else b""
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(
+            text=f"the request body did not arrive within {request.app[BODY_TIMEOUT]:g} s",
+            headers={"Connection": "close"},
+        ) from None
     if len(raw) > limit:
         raise ProtocolError(
             ErrorCode.MESSAGE_TOO_LARGE, f"body is {len(raw)} bytes; the limit is {limit}"
@@ -126,9 +144,20 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ConnectionResetError:  # the client left mid-request: its business, not an error
         log.info("client left mid-request", extra={"path": request.path, "peer": request.remote})
         return json_error(400, int(ErrorCode.INVALID_MESSAGE), "connection lost mid-request")
+    except OUTAGES as exc:  # Redis is unreachable: retryable, not a 500 (issue 13)
+        log.warning("Redis unreachable: %s", exc, extra={"path": request.path})
+        ctx = request.app.get(CONTEXT)
+        if ctx is None:
+            raise
+        error = outage(ctx.settings, f"{request.method} {request.path}")
+        return json_error(503, int(error.code), error.message, error.retry_after)
     except web.HTTPRequestEntityTooLarge as exc:
         return json_error(413, int(ErrorCode.MESSAGE_TOO_LARGE), exc.text or "body too large")
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
             raise
-        return json_error(exc.status, exc.status, exc.reason)
+        response = json_error(exc.status, exc.status, exc.text or exc.reason)
+        for name in ("Allow", "Retry-After", "Connection"):  # 405 must say what is allowed
+            if name in exc.headers:
+                response.headers[name] = exc.headers[name]
+        return response

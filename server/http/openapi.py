@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from broker.models import CLIENT_PAYLOADS, ErrorPayload, Session, SessionUpdate
+from broker.models import CLIENT_PAYLOADS, ErrorPayload, Poll, Session, SessionUpdate
 from server.http.actions import REST_ACTIONS
 from server.http.announcements import AnnouncementRequest
 from server.http.auth import GuestRequest, LoginRequest, TicketRequest
@@ -32,7 +32,9 @@ ERROR_STATUSES = {
     "404": "session not found (4001)",
     "409": "conflict: session ended (4002), artist already live, session full (4008)",
     "413": "body too large (4007)",
-    "429": "rate limited (4003, retryAfter)",
+    "408": "the body did not arrive within body_timeout",
+    "429": "rate limited (4003, retryAfter); too many open connections (4008)",
+    "503": "Redis unreachable for a moment (4009, retryAfter): nothing was done, send it again",
 }
 
 
@@ -55,6 +57,7 @@ def _operation(
     *,
     body: type[BaseModel] | None = None,
     response: dict[str, Any] | None = None,
+    status: str = "200",
     auth: bool = True,
     params: Sequence[str] = (),
     headers: Sequence[str] = (),
@@ -62,7 +65,7 @@ def _operation(
     operation: dict[str, Any] = {
         "summary": summary,
         "responses": {
-            "200": {
+            status: {
                 "description": "done",
                 "content": {"application/json": {"schema": response or {"type": "object"}}},
             },
@@ -101,6 +104,7 @@ def openapi_document() -> dict[str, Any]:
         AnnouncementRequest,
         Session,
         SessionUpdate,
+        Poll,
         ErrorPayload,
         *CLIENT_PAYLOADS.values(),
     ]
@@ -109,9 +113,55 @@ def openapi_document() -> dict[str, Any]:
         [(model, "validation") for model in unique], by_alias=True, ref_template=REF
     )
     session_path = "/v1/vstudio/sessions/{sessionId}"
+    session_view = {  # GET adds the live count to the record
+        "allOf": [
+            _ref(Session),
+            {
+                "type": "object",
+                "properties": {"viewerCount": {"type": "integer", "minimum": 0}},
+                "required": ["viewerCount"],
+            },
+        ]
+    }
+    polls_list = {
+        "type": "object",
+        "properties": {
+            "polls": {"type": "array", "items": _ref(Poll)},
+            "activePoll": {"anyOf": [_ref(Poll), {"type": "null"}]},
+        },
+        "required": ["polls", "activePoll"],
+    }
+    tips_ledger = {
+        "type": "object",
+        "properties": {
+            "totals": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "tips": {"type": "array", "items": {"type": "object"}},
+        },
+        "required": ["totals", "tips"],
+    }
+    upgrade = {
+        "summary": "WebSocket upgrade (?ticket=, ?since= resumes; or Authorization: Bearer with "
+        "?sessionId=&role=); failures after the upgrade are close codes 4000-4009",
+        "responses": {
+            "101": {"description": "switching protocols"},
+            "400": {"description": "not a WebSocket upgrade request"},
+        },
+    }
     paths: dict[str, dict[str, Any]] = {
         "/v1/auth/login": {
             "post": _operation("Log in: token and user", body=LoginRequest, auth=False)
+        },
+        "/v1/auth/logout": {
+            "post": _operation(
+                "Revoke the token sent: every process refuses it from now on",
+                response={
+                    "type": "object",
+                    "properties": {
+                        "revoked": {"type": "boolean"},
+                        "expiresAt": {"type": ["integer", "null"]},
+                    },
+                },
+            )
         },
         "/v1/auth/guest": {
             "post": _operation(
@@ -139,13 +189,20 @@ def openapi_document() -> dict[str, Any]:
         },
         "/v1/vstudio/sessions": {
             "post": _operation(
-                "Create a session (artist)", body=SessionCreate, response=_ref(Session)
+                "Create a session (artist)",
+                body=SessionCreate,
+                response=_ref(Session),
+                status="201",
             ),
             "get": _operation("List sessions (query: artistId, status, limit)", auth=False),
         },
         session_path: {
             "get": _operation(
-                "A session", response=_ref(Session), auth=False, params=["sessionId"]
+                "A session with its viewerCount (without a token: the fans' view, no "
+                "producerIds or token-gate details)",
+                response=session_view,
+                auth=False,
+                params=["sessionId"],
             ),
             "patch": _operation(
                 "Update a session (artist; producers toggle chat and reactions)",
@@ -177,12 +234,38 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {"200": {"description": "text/event-stream"}, **_errors()},
             }
         },
-        "/v1/vstudio/ws": {
+        "/v1/vstudio/ws": {"get": upgrade},
+        "/v1/vstudio/ws/{sessionId}": {
             "get": {
-                "summary": "WebSocket upgrade (?ticket=, ?since= resumes); failures are close "
-                "codes 4000-4008",
-                "responses": {"101": {"description": "switching protocols"}},
+                **upgrade,
+                "parameters": [
+                    {
+                        "name": "sessionId",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
             }
+        },
+        session_path + "/polls": {
+            "get": _operation(
+                "Every poll of the session with its counts",
+                response=polls_list,
+                params=["sessionId"],
+            )
+        },
+        session_path + "/polls/{pollId}": {
+            "get": _operation(
+                "One poll with its counts", response=_ref(Poll), params=["sessionId", "pollId"]
+            )
+        },
+        session_path + "/tips": {
+            "get": _operation(
+                "The tip ledger and totals (artist, producers)",
+                response=tips_ledger,
+                params=["sessionId"],
+            )
         },
     }
     for entry in REST_ACTIONS:
@@ -195,8 +278,20 @@ def openapi_document() -> dict[str, Any]:
             params=names,
             headers=headers,
         )
-    for plain in ("/healthz", "/readyz", "/metrics"):
+    for plain in ("/healthz", "/readyz"):
         paths[plain] = {"get": _operation(plain[1:], auth=False)}
+    paths["/metrics"] = {
+        "get": {
+            "summary": "Prometheus metrics (Bearer metrics_token when one is set)",
+            "responses": {
+                "200": {
+                    "description": "the Prometheus text format",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                "401": {"description": "metrics_token is set and was not sent"},
+            },
+        }
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "V Studio realtime", "version": "1"},

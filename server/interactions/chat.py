@@ -5,11 +5,14 @@ The rules, in the order a fan meets them: the session has not ended (4002), chat
 ``chat_max_length`` (4006). The message is then published on the session's chat channel as a
 ``chat.message`` whose payload is a :class:`NormalizedChatMessage`, with the message id as the
 dedupe id, exactly as ingestion workers publish theirs; the fan-out coalesces it with the rest
-into ``chat.aggregate`` frames.
+into ``chat.aggregate`` frames. A message sent with a request id (``requestId``, REST's
+``Idempotency-Key``) gets an id derived from the sender, that id and the text, so a client
+retrying after a lost reply or a Redis outage publishes it once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from typing import Any
 
@@ -45,6 +48,14 @@ def require_open(session: Session) -> None:
         raise ProtocolError(ErrorCode.SESSION_ENDED, f"session {session.id} has ended")
 
 
+def message_id(actor: Actor, text: str) -> str:
+    """``audifi:<hex>``: random, or the same for a retry of one request with the same text."""
+    if actor.request_id is None:
+        return f"{Platform.AUDIFI.value}:{secrets.token_hex(10)}"
+    seed = "\0".join((actor.session_id, actor.user_id, actor.request_id, text))
+    return f"{Platform.AUDIFI.value}:{hashlib.blake2b(seed.encode(), digest_size=10).hexdigest()}"
+
+
 def fan_message(
     actor: Actor, text: str, *, max_length: int, timestamp: int
 ) -> NormalizedChatMessage:
@@ -56,7 +67,7 @@ def fan_message(
         )
     staff = actor.role in STAFF
     return NormalizedChatMessage(
-        id=f"{Platform.AUDIFI.value}:{secrets.token_hex(10)}",
+        id=message_id(actor, text),
         platform=Platform.AUDIFI,
         username=actor.username,
         display_name=actor.username,
@@ -95,6 +106,8 @@ async def _send_chat(services: Services, actor: Actor, message: ChatMessageIn) -
         normalized.wire(),
         dedupe_id=normalized.id,
     )
+    if event_id is None:  # a retry of a message already published: the same answer again
+        event_id = await services.bus.stream_id_of(actor.session_id, normalized.id)
     return {"id": normalized.id, "eventId": event_id}
 
 

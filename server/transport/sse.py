@@ -121,7 +121,8 @@ async def sse(request: web.Request) -> web.StreamResponse:
         transport=request.transport,
     )
     try:
-        await ctx.hub.attach(client, since=since, first=partial(ctx.attendance.join, client))
+        joined = partial(ctx.attendance.join, client, request.remote)
+        await ctx.hub.attach(client, since=since, first=joined)
     except BaseException:
         await ctx.attendance.leave(client)
         raise

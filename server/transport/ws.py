@@ -40,7 +40,7 @@ from server.identity.auth import AuthError
 from server.identity.participant import Participant
 from server.interactions.registry import Actor
 from server.metrics import Metrics
-from server.ratelimit import SlidingWindow, account_limits, limits_for
+from server.ratelimit import OUTAGES, SlidingWindow, account_limits, limits_for, outage
 from server.wire import (
     STREAM_ID,
     envelope,
@@ -262,7 +262,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     )
     try:
         try:
-            await ctx.hub.attach(client, since=since, first=partial(ctx.attendance.join, client))
+            joined = partial(ctx.attendance.join, client, request.remote)
+            await ctx.hub.attach(client, since=since, first=joined)
         except ProtocolError as exc:
             return await _refuse(ws, ctx, exc)
         actor = Actor(who, transport="ws", connection_id=secrets.token_hex(6))
@@ -367,6 +368,12 @@ async def _handle(
     except ProtocolError as exc:
         ctx.metrics.errors.labels(f"error_{int(exc.code)}").inc()
         client.send_own(error_envelope(exc, request_id), "error", exc.payload())
+        return True
+    except OUTAGES as exc:  # retryable: 4009 with retryAfter, the connection stays (issue 13)
+        log.warning("Redis unreachable: %s", exc, extra={"session": actor.session_id})
+        error = outage(settings, frame.type)
+        ctx.metrics.errors.labels(f"error_{int(error.code)}").inc()
+        client.send_own(error_envelope(error, request_id), "error", error.payload())
         return True
     except Exception:
         log.exception("handler failed", extra={"session": actor.session_id, "type": frame.type})

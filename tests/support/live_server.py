@@ -68,6 +68,9 @@ class LiveServer:
             # every test's client is 127.0.0.1, so one address's failed logins would add up
             # across the suite; tests of that limit set it and use addresses of their own
             "VSTUDIO_LOGIN_FAILURES_PER_ADDRESS": "1000",
+            # likewise every socket of the suite comes from 127.0.0.1 (load tests open 1,000)
+            "VSTUDIO_MAX_CONNECTIONS_PER_ADDRESS": "0",
+            "VSTUDIO_MAX_PENDING_CONNECTIONS_PER_ADDRESS": "0",
             **(env or {}),
         }
         full_env.pop("VSTUDIO_CONFIG", None)

@@ -8,6 +8,7 @@ import {
   backoffDelay,
   describeError,
   newRequestId,
+  outageDelay,
   restAction,
 } from "./protocol.js";
 
@@ -164,9 +165,23 @@ export class SessionConnection extends EventTarget {
 
   /**
    * Send a client message and wait for its one reply (the reply's payload), or an ApiError.
-   * Over SSE the message goes as its REST equivalent.
+   * Over SSE the message goes as its REST equivalent. Refused with 4009 (the server's Redis
+   * unreachable), it is sent again with the same requestId after retryAfter, so it counts once.
    */
-  async request(type, payload = {}, { timeout = 10000, requestId = newRequestId() } = {}) {
+  async request(type, payload = {}, options = {}) {
+    const requestId = options.requestId ?? newRequestId();
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        return await this.requestOnce(type, payload, { ...options, requestId });
+      } catch (error) {
+        const wait = outageDelay(error, attempt);
+        if (wait === null) throw error;
+        await new Promise((resolve) => setTimeout(resolve, wait));
+      }
+    }
+  }
+
+  async requestOnce(type, payload, { timeout = 10000, requestId }) {
     if (this.transport === "sse") {
       const call = restAction(this.sessionId, type, payload, requestId);
       if (!call) throw new ApiError(0, 4006, `${type} cannot be sent over the fallback.`);

@@ -23,6 +23,19 @@ export function backoffDelay(attempt, random = Math.random, schedule = BACKOFF) 
   return Math.round(low + random() * (high - low));
 }
 
+/** A request refused with 4009 (the server's Redis unreachable) is sent again this often. */
+export const OUTAGE_RETRIES = 5;
+
+/**
+ * Milliseconds to wait before sending a refused request again (same requestId, so it counts
+ * once), or null when it must not be retried: only 4009, a few times, at most 10 s apart.
+ */
+export function outageDelay(error, attempt) {
+  if (Number(error?.code) !== 4009 || attempt >= OUTAGE_RETRIES) return null;
+  const seconds = Number(error?.retryAfter);
+  return Math.round(Math.min(10, Number.isFinite(seconds) && seconds > 0 ? seconds : 1) * 1000);
+}
+
 /** Close codes after which reconnecting cannot help, in plain words. */
 export const FATAL_CLOSE_CODES = Object.freeze({
   4001: "This session does not exist.",
@@ -41,6 +54,7 @@ const ERROR_WORDS = {
   4006: "The server did not accept that",
   4007: "That message is too long.",
   4008: "This session is full right now.",
+  4009: "The server is busy for a moment; try again.",
 };
 
 /** An error payload `{code, message, retryAfter?}` (or an HTTP status) in plain words. */
@@ -259,7 +273,12 @@ export function restAction(sessionId, type, payload = {}, requestId = null) {
     case "poll.vote":
       return { method: "POST", path: `${base}/polls/${enc(pollId)}/votes`, body: rest };
     case "chat.message":
-      return { method: "POST", path: `${base}/chat`, body: payload };
+      return {
+        method: "POST",
+        path: `${base}/chat`,
+        body: payload,
+        headers: requestId ? { "Idempotency-Key": requestId } : {},
+      };
     case "chat.delete":
       return { method: "POST", path: `${base}/chat/${enc(messageId)}/delete`, body: rest };
     case "chat.mute":

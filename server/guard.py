@@ -1,0 +1,149 @@
+"""A guard in front of aiohttp's protocol: slow request heads end, and one address may hold
+only so many connections that have not yet sent a request.
+
+aiohttp has no timeout for a request head of its own, so a client sending one header line
+every few seconds (slowloris) held a socket for as long as the keep-alive timer (75 s). Each
+connection's protocol is wrapped in a :class:`GuardedProtocol` that passes every event through
+and watches the bytes only until the first head ends (``CRLF CRLF``): if that takes longer than
+``header_timeout`` from the accept, the connection is closed. Later heads on a kept-alive
+connection are bounded by aiohttp's keep-alive timer, which the server sets to the same value.
+
+A connection that has not completed a request head cannot have shown a credential, so those
+are the unauthenticated ones: :class:`PendingConnections` counts them per peer address in this
+process, and a connection beyond ``max_pending`` is answered 503 and closed at once. The count
+is per process on purpose: it is consulted on every accept, before anything is known about the
+client, and a Redis round trip there would let a flood of connects load Redis; with N processes
+sharing the port an address may hold N times the cap, which still bounds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, cast
+
+__all__ = ["HEAD_END", "GuardedProtocol", "PendingConnections"]
+
+log = logging.getLogger("vstudio.server.guard")
+
+HEAD_END = b"\r\n\r\n"
+
+_REFUSAL_BODY = (
+    b'{"code": 4008, "message": "too many unfinished connections from this address; '
+    b'try again", "retryAfter": 5}'
+)
+REFUSAL = (
+    b"HTTP/1.1 503 Service Unavailable\r\n"
+    b"Content-Type: application/json\r\n"
+    b"Retry-After: 5\r\n"
+    b"Connection: close\r\n"
+    b"Content-Length: %d\r\n\r\n%s" % (len(_REFUSAL_BODY), _REFUSAL_BODY)
+)
+"""What a connection beyond the cap gets before it is closed (it has sent nothing yet)."""
+
+
+class PendingConnections:
+    """Connections per peer address that have not completed a request head (this process)."""
+
+    def __init__(self, max_pending: int, header_timeout: float) -> None:
+        self.max_pending = max_pending
+        self.header_timeout = header_timeout
+        self.by_address: Counter[str] = Counter()
+
+    def take(self, address: str) -> bool:
+        """Count one more for ``address``; ``False`` (nothing counted) when it has its cap."""
+        if self.max_pending and self.by_address[address] >= self.max_pending:
+            return False
+        self.by_address[address] += 1
+        return True
+
+    def give_back(self, address: str) -> None:
+        self.by_address[address] -= 1
+        if self.by_address[address] <= 0:
+            del self.by_address[address]
+
+    def wrap(self, factory: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
+        """A protocol factory whose protocols are guarded by this count and timeout."""
+        return lambda: GuardedProtocol(factory(), self)
+
+
+class GuardedProtocol(asyncio.Protocol):
+    """Passes every event to ``inner``; closes the connection if its first request head is not
+    complete within the timeout, and refuses it if its address has too many pending."""
+
+    def __init__(self, inner: asyncio.Protocol, pending: PendingConnections) -> None:
+        self.inner = inner
+        self.pending = pending
+        self.address: str | None = None
+        self.transport: asyncio.Transport | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.tail = b""
+        self.refused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)  # uvloop's is no asyncio.Transport subclass
+        self.transport = transport
+        peer: Any = transport.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+        if not self.pending.take(address):
+            self.refused = True
+            log.warning("refused a connection: too many unfinished ones from %s", address)
+            transport.write(REFUSAL)
+            transport.close()
+            return
+        self.address = address
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_later(self.pending.header_timeout, self._head_too_slow)
+        self.inner.connection_made(transport)
+
+    def _head_too_slow(self) -> None:
+        self.timer = None
+        log.info(
+            "closed a connection from %s: no complete request head within %g s",
+            self.address,
+            self.pending.header_timeout,
+        )
+        self._head_done()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _head_done(self) -> None:
+        """The first head ended (or the connection did): it no longer counts as pending."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.address is not None:
+            self.pending.give_back(self.address)
+            self.address = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.refused:
+            return
+        if self.address is not None:
+            seen = self.tail + data
+            if HEAD_END in seen:
+                self._head_done()
+            else:
+                self.tail = seen[-(len(HEAD_END) - 1) :]
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        if self.refused:
+            return None
+        return self.inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.refused:
+            return
+        self._head_done()
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if not self.refused:
+            self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if not self.refused:
+            self.inner.resume_writing()

@@ -1,0 +1,156 @@
+"""Open connections are capped per user and per address across server processes, and a dead
+socket gives its place back at once (issue 13)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from broker import connect
+from server.presence import ConnectionLimit, ConnectionQuota
+from tests.support.live_server import LiveServer
+from tests.support.types import ServerFactory
+
+pytestmark = pytest.mark.slow
+
+
+@contextlib.asynccontextmanager
+async def raw_ws(
+    server: LiveServer, sid: str, user: str, source: str | None = None
+) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+    ticket = await server.ticket(server.token(user), sid)
+    connector = aiohttp.TCPConnector(local_addr=(source, 0)) if source else None
+    async with (
+        aiohttp.ClientSession(connector=connector) as http,
+        http.ws_connect(f"{server.ws_url}?ticket={ticket}") as ws,
+    ):
+        yield ws
+
+
+REASONS: dict[int, str] = {}
+"""The close reason of each refused socket, by id()."""
+
+
+async def admitted(ws: aiohttp.ClientWebSocketResponse) -> bool:
+    """True when the server sent session.state; False when it closed with 4008."""
+    message = await ws.receive(timeout=10)
+    if message.type == aiohttp.WSMsgType.TEXT:
+        return True
+    assert message.type == aiohttp.WSMsgType.CLOSE and message.data == 4008, message
+    REASONS[id(ws)] = str(message.extra)
+    return False
+
+
+async def test_a_users_connections_are_capped_across_processes(
+    server_factory: ServerFactory,
+) -> None:
+    caps = {"VSTUDIO_MAX_CONNECTIONS_PER_USER": "2"}
+    first = server_factory(**caps)
+    second = server_factory(**caps)
+    session = await first.live_session()
+    sid = session["id"]
+    async with raw_ws(first, sid, "many") as one, raw_ws(second, sid, "many") as two:
+        assert await admitted(one) and await admitted(two)
+        async with raw_ws(first, sid, "many") as three:
+            assert not await admitted(three)
+            reason = REASONS[id(three)]
+        assert "this account" in reason and "limit is 2" in reason, reason
+        status, body = await second.call(
+            "GET", f"/v1/vstudio/sse/{sid}", token=second.token("many")
+        )
+        assert status == 429 and body["code"] == 4008, body
+        assert "this account" in body["message"]
+        async with raw_ws(second, sid, "other") as other:  # another user is not affected
+            assert await admitted(other)
+    async with raw_ws(second, sid, "many") as again:  # the places were given back on close
+        assert await admitted(again)
+
+
+async def test_connections_from_one_address_are_capped(server_factory: ServerFactory) -> None:
+    server = server_factory(VSTUDIO_MAX_CONNECTIONS_PER_ADDRESS="2")
+    sid = (await server.live_session())["id"]
+    async with (
+        raw_ws(server, sid, "a", "127.0.0.2") as a,
+        raw_ws(server, sid, "b", "127.0.0.2") as b,
+    ):
+        assert await admitted(a) and await admitted(b)
+        async with raw_ws(server, sid, "c", "127.0.0.2") as c:
+            assert not await admitted(c)
+            assert "this address" in REASONS[id(c)]
+        async with raw_ws(server, sid, "c", "127.0.0.3") as elsewhere:
+            assert await admitted(elsewhere)
+
+
+CLIENT = """
+import asyncio, sys, aiohttp
+async def main():
+    async with aiohttp.ClientSession() as http:
+        sockets = [await http.ws_connect(url) for url in sys.argv[1:]]
+        for ws in sockets:
+            await ws.receive()
+        print("ready", flush=True)
+        await asyncio.sleep(60)
+asyncio.run(main())
+"""
+
+
+async def test_a_killed_client_gives_its_places_back(server_factory: ServerFactory) -> None:
+    server = server_factory(VSTUDIO_MAX_CONNECTIONS_PER_USER="2")
+    sid = (await server.live_session())["id"]
+    urls = [
+        f"{server.ws_url}?ticket={await server.ticket(server.token('killed'), sid)}"
+        for _ in range(2)
+    ]
+    child = subprocess.Popen(
+        [sys.executable, "-c", CLIENT, *urls], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        assert await asyncio.to_thread(child.stdout.readline) == "ready\n"
+        async with raw_ws(server, sid, "killed") as full:
+            assert not await admitted(full)
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+        deadline = time.monotonic() + 5  # the kernel resets the sockets; no 30 s expiry wait
+        while True:
+            async with raw_ws(server, sid, "killed") as one, raw_ws(server, sid, "killed") as two:
+                if await admitted(one) and await admitted(two):
+                    break
+            assert time.monotonic() < deadline, "the killed client's places were not given back"
+            await asyncio.sleep(0.2)
+    finally:
+        child.kill()
+        child.wait()
+
+
+async def test_places_of_a_process_that_died_expire_and_a_live_ones_are_kept(
+    redis_url: str,
+) -> None:
+    client = await connect(redis_url)
+    user = f"u{uuid.uuid4().hex[:8]}"
+    try:
+        dead = ConnectionQuota(client, "dead", 1, 0, entry_ttl=0.5)
+        alive = ConnectionQuota(client, "alive", 1, 0, entry_ttl=0.5)
+        await dead.admit(user, None)  # its process never refreshes again
+        with pytest.raises(ConnectionLimit, match="limit is 1"):
+            await alive.admit(user, None)
+        await asyncio.sleep(0.6)
+        await alive.admit(user, None)  # the dead process's place expired
+        for _ in range(3):  # refreshed, the live place outlasts its TTL
+            await asyncio.sleep(0.3)
+            await alive.refresh()
+        with pytest.raises(ConnectionLimit):
+            await dead.admit(user, None)
+        await alive.clear()
+        await dead.admit(user, None)
+    finally:
+        await client.aclose()

@@ -1,0 +1,109 @@
+"""Slow requests end and unfinished connections per address are capped: raw sockets on
+loopback against a live server (issue 13)."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from tests.support.live_server import LiveServer
+from tests.support.types import ServerFactory
+
+pytestmark = pytest.mark.slow
+
+HEAD = b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+
+
+def raw(server: LiveServer, source: str = "127.0.0.1") -> socket.socket:
+    sock = socket.create_connection(
+        ("127.0.0.1", server.port), timeout=10, source_address=(source, 0)
+    )
+    return sock
+
+
+def closed_after(sock: socket.socket, every: float, line: bytes, limit: float) -> float:
+    """Send ``line`` every ``every`` s until the server closes; seconds it took (or ``limit``)."""
+    started = time.monotonic()
+    sock.settimeout(every)
+    while time.monotonic() - started < limit:
+        try:
+            sock.sendall(line)
+            if sock.recv(4096) == b"":
+                break
+        except TimeoutError:
+            continue
+        except OSError:  # reset by the server
+            break
+    return time.monotonic() - started
+
+
+def read_response(sock: socket.socket) -> bytes:
+    sock.settimeout(10)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_a_slowloris_head_is_cut_after_the_header_timeout(server_factory: ServerFactory) -> None:
+    server = server_factory(VSTUDIO_HEADER_TIMEOUT="2")
+    with raw(server) as sock:
+        sock.sendall(HEAD)
+        took = closed_after(sock, 0.5, b"X-Slow: 1\r\n", limit=15)
+    assert 1.5 <= took < 5, took
+
+
+def test_a_slow_second_head_on_a_kept_alive_connection_is_cut_too(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory(VSTUDIO_HEADER_TIMEOUT="2")
+    with raw(server) as sock:
+        sock.sendall(HEAD + b"\r\n")
+        assert read_response(sock).startswith(b"HTTP/1.1 200")
+        sock.sendall(HEAD)
+        took = closed_after(sock, 0.5, b"X-Slow: 1\r\n", limit=15)
+    assert took < 5, took
+
+
+def test_a_slow_body_is_answered_408(server_factory: ServerFactory) -> None:
+    server = server_factory(VSTUDIO_BODY_TIMEOUT="1")
+    with raw(server) as sock:
+        sock.sendall(
+            b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 200\r\n\r\n{"username": '
+        )
+        started = time.monotonic()
+        answer = read_response(sock)
+        took = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert took < 5, took
+
+
+def test_unfinished_connections_from_one_address_are_capped(server_factory: ServerFactory) -> None:
+    server = server_factory(VSTUDIO_MAX_PENDING_CONNECTIONS_PER_ADDRESS="3")
+    held = [raw(server, "127.0.0.4") for _ in range(3)]
+    try:
+        time.sleep(0.3)
+        with raw(server, "127.0.0.4") as fourth:
+            answer = read_response(fourth)
+        assert answer.startswith(b"HTTP/1.1 503"), answer
+        with raw(server, "127.0.0.5") as elsewhere:  # another address is not affected
+            elsewhere.sendall(HEAD + b"\r\n")
+            assert read_response(elsewhere).startswith(b"HTTP/1.1 200")
+        held[0].sendall(HEAD + b"\r\n")  # a finished request no longer counts as pending
+        assert read_response(held[0]).startswith(b"HTTP/1.1 200")
+        with raw(server, "127.0.0.4") as next_one:
+            next_one.sendall(HEAD + b"\r\n")
+            assert read_response(next_one).startswith(b"HTTP/1.1 200")
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.3)
+    with raw(server, "127.0.0.4") as after:  # closed ones gave their places back
+        after.sendall(HEAD + b"\r\n")
+        assert read_response(after).startswith(b"HTTP/1.1 200")
