@@ -16,8 +16,10 @@ import pytest
 import redis
 
 from broker import keys
+from broker.models import SessionStatus
 from tests.support.loopback import free_port
 from tests.support.redis import start_private_redis
+from tests.support.sessions import create_session_record
 
 pytestmark = pytest.mark.slow
 
@@ -98,6 +100,7 @@ def test_replay_that_finished_reading_stops_while_redis_is_gone(tmp_path: Path) 
     ]
     recording.write_text("\n".join(lines) + "\n")
     env = env_for(tmp_path, f"redis://127.0.0.1:{port}")
+    create_session_record(env["VSTUDIO_REDIS_URL"], "stopper", SessionStatus.LIVE)
     replay = vstudio(
         "ingest",
         "replay",
@@ -126,6 +129,7 @@ def test_simulate_stops_while_redis_is_gone(tmp_path: Path) -> None:
     port = free_port()
     server = start_private_redis(tmp_path / "redis", port)
     env = env_for(tmp_path, f"redis://127.0.0.1:{port}")
+    create_session_record(env["VSTUDIO_REDIS_URL"], "stopsim", SessionStatus.LIVE)
     simulate = vstudio("ingest", "simulate", "--session", "stopsim", "--rate", "50", env=env)
     try:
         published(port, "stopsim")

@@ -61,6 +61,8 @@ def _operation(
     auth: bool = True,
     params: Sequence[str] = (),
     headers: Sequence[str] = (),
+    query: Sequence[str] = (),
+    body_required: bool = True,
 ) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "summary": summary,
@@ -72,18 +74,25 @@ def _operation(
             **_errors(),
         },
     }
-    parameters = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in params
-    ] + [
-        {"name": name, "in": "header", "required": False, "schema": {"type": "string"}}
-        for name in headers
-    ]
+    parameters = (
+        [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in params
+        ]
+        + [
+            {"name": name, "in": "header", "required": False, "schema": {"type": "string"}}
+            for name in headers
+        ]
+        + [
+            {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+            for name in query
+        ]
+    )
     if parameters:
         operation["parameters"] = parameters
     if body is not None:
         operation["requestBody"] = {
-            "required": True,
+            "required": body_required,
             "content": {"application/json": {"schema": _ref(body)}},
         }
     if auth:
@@ -174,6 +183,7 @@ def openapi_document() -> dict[str, Any]:
             "post": _operation(
                 "A single-use Sign-In with Ethereum nonce (and, given address, the message)",
                 body=NonceRequest,
+                body_required=False,
                 auth=False,
             )
         },
@@ -182,6 +192,18 @@ def openapi_document() -> dict[str, Any]:
                 "Verify a signed EIP-4361 message: link the wallet, or a wallet-only viewer token",
                 body=VerifyRequest,
                 auth=False,
+            )
+        },
+        "/v1/auth/wallet": {
+            "get": _operation(
+                "The wallet linked to the caller's account (address null when none)",
+                response={
+                    "type": "object",
+                    "properties": {
+                        "userId": {"type": "string"},
+                        "address": {"type": ["string", "null"]},
+                    },
+                },
             )
         },
         "/v1/vstudio/ticket": {
@@ -209,6 +231,14 @@ def openapi_document() -> dict[str, Any]:
                 body=SessionUpdate,
                 params=["sessionId"],
             ),
+        },
+        session_path + "/gate": {
+            "get": _operation(
+                "What the token gate sees for the caller's linked wallet, or for ?address= "
+                "(the session's artist and producers only)",
+                params=["sessionId"],
+                query=["address"],
+            )
         },
         session_path + "/start": {
             "post": _operation("Start: scheduled -> live (artist)", params=["sessionId"])
