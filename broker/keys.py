@@ -11,6 +11,7 @@ __all__ = [
     "LOGIN_FAILURES",
     "SEED_CHANNEL_PATTERN",
     "SESSION_CHANNEL_PATTERN",
+    "WALLETS",
     "account_rate",
     "active_poll",
     "artist_live",
@@ -332,14 +333,19 @@ def wallet_nonce_rate(address: str) -> str:
     return f"{PREFIX}:wallet:nonce-rate:{address}"
 
 
+WALLETS = f"{PREFIX}:{{wallets}}"
+"""Common start of the wallet links both ways: one script moves a link and drops the stale
+ends (the account's old address, the address's old account), so all carry ``{wallets}``."""
+
+
 def wallet_of(user_id: str) -> str:
     """The wallet address linked to an account."""
-    return f"{PREFIX}:wallet:user:{user_id}"
+    return f"{WALLETS}:user:{user_id}"
 
 
 def wallet_owner(address: str) -> str:
     """The account a wallet address is linked to (lowercase address)."""
-    return f"{PREFIX}:wallet:address:{address.lower()}"
+    return f"{WALLETS}:address:{address.lower()}"
 
 
 def session_holders(session_id: str) -> str:

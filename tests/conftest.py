@@ -27,6 +27,7 @@ CLUSTER_MODULES = frozenset(
         "test_bus.py",
         "test_chat.py",
         "test_cluster_failover.py",
+        "test_connection_caps.py",
         "test_ingest_runtime.py",
         "test_interactions_e2e.py",
         "test_keys.py",
@@ -37,11 +38,13 @@ CLUSTER_MODULES = frozenset(
         "test_server_cluster.py",
         "test_server_sse.py",
         "test_sessions.py",
+        "test_siwe.py",
         "test_tips.py",
+        "test_token_holder.py",
     }
 )
-"""The interaction, resume, bus and ingest tests: marked ``cluster``, so CI runs them a second
-time with ``REDIS_CLUSTER=1`` (about a minute and a half)."""
+"""The interaction, resume, bus, ingest, connection-cap and wallet/token-gate tests: marked
+``cluster``, so CI runs them a second time with ``REDIS_CLUSTER=1`` (about two minutes)."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

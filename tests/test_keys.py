@@ -66,3 +66,26 @@ def test_global_keys_one_script_takes_together_share_a_slot() -> None:
     together = [keys.login_failures_user("alice"), keys.login_failures_address("203.0.113.9")]
     assert len({slot(name) for name in together}) == 1
     assert slot(keys.login_failures_user("bob")) == slot(together[0])
+
+
+def test_a_wallet_link_and_its_stale_ends_share_a_slot() -> None:
+    """Linking takes the account's and the address's link and drops the stale ends (another
+    account's, another address's) in one script: every link key carries ``{wallets}``."""
+    together = [
+        keys.wallet_of("alice"),
+        keys.wallet_owner("0xC0FFEE254729296a45a3885639AC7E10F9d54979"),
+        keys.wallet_owner("0x00000000000000000000000000000000000000aa"),
+        keys.wallet_of("w-0x00000000000000000000000000000000000000aa"),
+        keys.wallet_of(""),
+        keys.wallet_owner(""),
+    ]
+    assert len({slot(name) for name in together}) == 1
+
+
+def test_connection_caps_spread_over_the_cluster() -> None:
+    """Each cap's script takes one key (a user's or an address's set), so the sets carry no
+    shared hash tag and a connect storm spreads over every shard."""
+    for name in (keys.user_connections("alice"), keys.address_connections("203.0.113.9")):
+        assert "{" not in name
+    users = {slot(keys.user_connections(f"user-{n}")) for n in range(50)}
+    assert len(users) > 40

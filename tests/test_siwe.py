@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 import secrets
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from eth_utils import to_checksum_address
 
+from broker import connect
 from server.identity.siwe import SiweError, check_message, parse_message, recover_signer
+from server.identity.wallet import WalletStore
 from tests.support.live_server import LiveServer
 from tests.support.wallet import Wallet
 
@@ -217,3 +222,59 @@ async def test_failed_sign_ins_are_throttled_like_logins(server_factory: object)
     good = wallet.message(server, await wallet.nonce(server))
     status, body = await wallet.verify(server, good, source=source)
     assert status == 429 and body["code"] == 4003  # even a good one waits now
+
+
+# --- the links both ways, in Redis (one script, also on a cluster) ----------------------------
+
+
+@pytest.fixture
+async def wallets(redis_url: str) -> AsyncIterator[WalletStore]:
+    client = await connect(redis_url)
+    try:
+        yield WalletStore(client, nonce_ttl=60)
+    finally:
+        await client.aclose()
+
+
+def fresh(name: str) -> str:
+    return f"{name}-{secrets.token_hex(4)}"
+
+
+def an_address() -> str:
+    return "0x" + secrets.token_hex(20)
+
+
+async def test_a_wallet_linked_by_another_account_moves_to_it(wallets: WalletStore) -> None:
+    ann, bob, address = fresh("ann"), fresh("bob"), an_address()
+    assert await wallets.link(ann, address.upper().replace("0X", "0x")) is None
+    assert await wallets.link(bob, address) == ann
+    assert await wallets.owner_of(address) == bob
+    assert await wallets.address_of(bob) == address
+    assert await wallets.address_of(ann) is None
+
+
+async def test_an_account_linking_a_new_wallet_lets_go_of_the_old(wallets: WalletStore) -> None:
+    ann, old, new = fresh("ann"), an_address(), an_address()
+    await wallets.link(ann, old)
+    assert await wallets.link(ann, new) is None
+    await wallets.link(ann, new)  # linking again changes nothing
+    assert await wallets.address_of(ann) == new
+    assert await wallets.owner_of(new) == ann
+    assert await wallets.owner_of(old) is None
+
+
+async def test_racing_links_leave_every_link_matched_both_ways(wallets: WalletStore) -> None:
+    """Links of a few accounts and addresses in every order at once: each account's address
+    names it back, and each address's account names it back (no stale end survives)."""
+    users = [fresh("u") for _ in range(4)]
+    addresses = [an_address() for _ in range(4)]
+    pairs = [(user, address) for user in users for address in addresses] * 2
+    random.Random(7).shuffle(pairs)
+    await asyncio.gather(*(wallets.link(user, address) for user, address in pairs))
+    for user in users:
+        address = await wallets.address_of(user)
+        assert address is None or await wallets.owner_of(address) == user
+    for address in addresses:
+        owner = await wallets.owner_of(address)
+        assert owner is None or await wallets.address_of(owner) == address
+    assert sum([await wallets.owner_of(address) is not None for address in addresses]) >= 1
