@@ -42,7 +42,7 @@ from config.settings import PartSettings
 from ingest.base import AdapterFatal, AdapterState, AdapterStatus, Emit
 from ingest.batching import CLEAR_ALL_USERS
 from ingest.twitch import normalize_channel
-from ingest.twitch_map import EMOTE_CDN, SUB_PLANS
+from ingest.twitch_map import EMOTE_CDN, SUB_PLANS, cheer_of, reward_of
 
 if TYPE_CHECKING:
     import twitchio
@@ -166,37 +166,10 @@ def chat_items(message: twitchio.ChatMessage) -> list[NormalizedChatMessage | Pl
     items: list[NormalizedChatMessage | PlatformEvent] = [chat]
     cheer = getattr(message, "cheer", None)
     if cheer is not None and cheer.bits > 0:
-        items.append(
-            PlatformEvent(
-                id=f"{chat.id}:cheer",  # as IRC names the same cheer: counted once
-                platform=Platform.TWITCH,
-                kind="cheer",
-                username=chat.username,
-                display_name=chat.display_name,
-                user_id=chat.user_id,
-                count=cheer.bits,
-                amount_minor=cheer.bits,
-                currency="BITS",
-                message=chat.text or None,
-                timestamp=chat.timestamp,
-                source_channel=chat.source_channel,
-            )
-        )
+        items.append(cheer_of(chat, cheer.bits))
     reward = getattr(message, "channel_points_id", None)
     if reward:
-        items.append(
-            PlatformEvent(
-                id=f"{chat.id}:reward",
-                platform=Platform.TWITCH,
-                kind="reward",
-                username=chat.username,
-                display_name=chat.display_name,
-                user_id=chat.user_id,
-                detail=reward,
-                message=chat.text or None,
-                timestamp=chat.timestamp,
-            )
-        )
+        items.append(reward_of(chat, reward))
     return items
 
 

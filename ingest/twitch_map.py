@@ -35,8 +35,10 @@ from ingest.irc import IrcMessage
 
 __all__ = [
     "EMOTE_CDN",
+    "cheer_of",
     "parse_badges",
     "parse_emotes",
+    "reward_of",
     "to_item",
     "to_items",
     "twitch_emote_url",
@@ -196,11 +198,9 @@ def _chat_message(message: IrcMessage) -> NormalizedChatMessage:
     )
 
 
-def _cheer(message: IrcMessage, chat: NormalizedChatMessage) -> PlatformEvent | None:
-    """The money part of a ``PRIVMSG`` with ``bits``: a ``cheer`` of that many ``BITS``."""
-    bits = _number(message.tags, "bits")
-    if not bits:
-        return None
+def cheer_of(chat: NormalizedChatMessage, bits: int) -> PlatformEvent:
+    """The money part of a chat message with ``bits``: a ``cheer`` of that many ``BITS``, with
+    the id IRC and EventSub both give it (so two transports count one cheer once)."""
     return PlatformEvent(
         id=f"{chat.id}:cheer",
         platform=Platform.TWITCH,
@@ -217,11 +217,8 @@ def _cheer(message: IrcMessage, chat: NormalizedChatMessage) -> PlatformEvent | 
     )
 
 
-def _reward(message: IrcMessage, chat: NormalizedChatMessage) -> PlatformEvent | None:
-    """A channel-points reward redeemed with a message (``custom-reward-id``)."""
-    reward = message.tags.get("custom-reward-id")
-    if not reward:
-        return None
+def reward_of(chat: NormalizedChatMessage, reward: str) -> PlatformEvent:
+    """A channel-points reward (its id) redeemed with ``chat``."""
     return PlatformEvent(
         id=f"{chat.id}:reward",
         platform=Platform.TWITCH,
@@ -233,6 +230,18 @@ def _reward(message: IrcMessage, chat: NormalizedChatMessage) -> PlatformEvent |
         message=chat.text or None,
         timestamp=chat.timestamp,
     )
+
+
+def _cheer(message: IrcMessage, chat: NormalizedChatMessage) -> PlatformEvent | None:
+    """A ``PRIVMSG`` with ``bits``: its cheer."""
+    bits = _number(message.tags, "bits")
+    return cheer_of(chat, bits) if bits else None
+
+
+def _reward(message: IrcMessage, chat: NormalizedChatMessage) -> PlatformEvent | None:
+    """A ``PRIVMSG`` with ``custom-reward-id``: the reward redeemed."""
+    reward = message.tags.get("custom-reward-id")
+    return reward_of(chat, reward) if reward else None
 
 
 def _notice_kind(tags: dict[str, str]) -> tuple[str, str | None]:
