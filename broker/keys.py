@@ -22,6 +22,12 @@ __all__ = [
     "dedupe_generation",
     "dedupe_generations",
     "events_channel",
+    "fleet_health",
+    "fleet_lease",
+    "fleet_prefix",
+    "fleet_sources",
+    "fleet_worker_alive",
+    "fleet_workers",
     "ingest_worker",
     "ingest_workers",
     "ledger_totals",
@@ -362,3 +368,39 @@ def user_connections(user_id: str) -> str:
 def address_connections(address: str) -> str:
     """Sorted set of the open connections from one client address, by expiry."""
     return f"{PREFIX}:conns:addr:{address}"
+
+
+# --- issue 15: the worker fleet (every key of one fleet under its hash tag: one slot) ----------
+
+
+def fleet_prefix(fleet: str) -> str:
+    """``vstudio:{fleet:NAME}``: one fleet's keys. Several fleets (production, staging, each
+    test) may share a Redis without seeing each other's sources or workers."""
+    if not fleet or any(c in fleet for c in "{}: \n|"):
+        raise ValueError(f"invalid fleet name {fleet!r}")
+    return f"{PREFIX}:{{fleet:{fleet}}}"
+
+
+def fleet_sources(fleet: str) -> str:
+    """Hash of every session's declared sources: ``<session>|<source id>`` -> spec JSON."""
+    return f"{fleet_prefix(fleet)}:sources"
+
+
+def fleet_workers(fleet: str) -> str:
+    """Hash of the fleet's workers: worker id -> its record JSON (host, pid, load, capacity)."""
+    return f"{fleet_prefix(fleet)}:workers"
+
+
+def fleet_worker_alive(fleet: str, worker_id: str) -> str:
+    """A worker's liveness mark, expiring when the worker stops renewing it."""
+    return f"{fleet_prefix(fleet)}:worker:{worker_id}:alive"
+
+
+def fleet_lease(fleet: str, source_id: str, replica: int) -> str:
+    """The lease on one reading of a source (``replica`` 0.. for redundancy)."""
+    return f"{fleet_prefix(fleet)}:lease:{source_id}:{replica}"
+
+
+def fleet_health(fleet: str) -> str:
+    """Hash of how each reading goes: ``<source id>|<owner>`` -> health JSON."""
+    return f"{fleet_prefix(fleet)}:health"

@@ -38,6 +38,7 @@ CLUSTER_MODULES = frozenset(
         "test_server_cluster.py",
         "test_server_sse.py",
         "test_sessions.py",
+        "test_sources.py",
         "test_siwe.py",
         "test_tips.py",
         "test_token_holder.py",
