@@ -124,6 +124,12 @@ class BrokerSettings(PartSettings):
         ge=2,
         description="most message ids one session remembers for dedupe (about 90 bytes each)",
     )
+    # issue 15: the fleet whose keys this process reads and writes
+    fleet: str = Field(
+        default="default",
+        pattern=r"^[A-Za-z0-9_.-]{1,40}$",
+        description="worker fleet name: fleets sharing one Redis never see each other's sources",
+    )
 
 
 class ServerSettings(PartSettings):
@@ -287,6 +293,28 @@ class IngestSettings(PartSettings):
     # issue 14: TikTok like batches are summed into one event per window
     tiktok_like_window: float = Field(
         default=2.0, gt=0, le=60, description="seconds of TikTok likes summed into one event"
+    )
+    # issue 15: the worker fleet (leases, fair share, redundancy, the outage buffer)
+    fleet_lease_ttl: float = Field(
+        default=15.0, ge=1, description="seconds a worker's lease on a source lives unrenewed"
+    )
+    fleet_renew_interval: float = Field(
+        default=5.0, gt=0, description="seconds between lease renewals (well under the TTL)"
+    )
+    fleet_reconcile_interval: float = Field(
+        default=2.0, gt=0, description="seconds between a worker's looks at what is wanted"
+    )
+    fleet_capacity: int = Field(
+        default=500, ge=1, description="most sources one worker process reads at once"
+    )
+    fleet_redundancy: int = Field(
+        default=1, ge=1, le=3, description="workers reading each source at once (zero loss: 2)"
+    )
+    fleet_lead_seconds: int = Field(
+        default=0, ge=0, description="start reading this long before a scheduled start"
+    )
+    fleet_buffer_limit: int = Field(
+        default=10_000, ge=1, description="items a source keeps while Redis is unreachable"
     )
 
 
