@@ -316,6 +316,11 @@ class IngestSettings(PartSettings):
     fleet_buffer_limit: int = Field(
         default=10_000, ge=1, description="items a source keeps while Redis is unreachable"
     )
+    fleet_credentials: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="named credential sets a source may name (default: this table's own), "
+        "e.g. [ingest.fleet_credentials.second] twitch_token = ..., twitch_nick = ...",
+    )
 
 
 SettingsT = TypeVar("SettingsT", bound=PartSettings)

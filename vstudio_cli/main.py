@@ -27,6 +27,7 @@ from vstudio_cli import (
     up_cmd,
     user_cmd,
     whoami_cmd,
+    worker_cmd,
 )
 from vstudio_cli.helptext import HelpfulGroup
 
@@ -62,6 +63,7 @@ app.command("down")(down_cmd.down)
 app.add_typer(overlay_cmd.app, name="overlay")
 app.command("whoami")(whoami_cmd.whoami)
 app.add_typer(ledger_cmd.app, name="ledger")
+app.command("worker")(worker_cmd.worker)
 
 
 def package_version() -> str:

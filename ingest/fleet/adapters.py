@@ -1,0 +1,130 @@
+"""Building an adapter from a source spec: one plain mapping, platform -> factory.
+
+A factory takes the spec and the IngestSettings with the spec's named credentials already
+applied, and returns an :class:`~ingest.base.Adapter`. The mapping is plain data so that a
+shared connection can replace a platform's entry without touching the fleet: the Twitch pool
+(``TwitchPool.adapter(channel)``) or the Discord gateway (``gateway.adapter(channel_id)``)
+become ``{**ADAPTERS, Platform.TWITCH: lambda spec, settings: pool.adapter(spec.target)}``,
+passed to :class:`~ingest.fleet.worker.FleetWorker` as ``factories``.
+
+Credentials never travel through Redis: a spec names a set, ``default`` being the ``[ingest]``
+table's own tokens, any other a table under ``[ingest.fleet_credentials.NAME]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from pydantic import SecretStr
+
+from broker.models import Platform
+from broker.sources import SourceSpec
+from config import IngestSettings
+from ingest.base import Adapter, AdapterFatal
+
+__all__ = ["ADAPTERS", "CREDENTIAL_FIELDS", "AdapterFactory", "build_adapter", "credentials_for"]
+
+AdapterFactory = Callable[[SourceSpec, IngestSettings], Adapter]
+
+CREDENTIAL_FIELDS: dict[str, bool] = {
+    "twitch_token": True,
+    "twitch_nick": False,
+    "youtube_api_key": True,
+    "youtube_oauth_token": True,
+    "discord_token": True,
+    "tiktok_sign_url": False,
+}
+"""The IngestSettings fields a named credential set may give, and whether each is secret."""
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def credentials_for(spec: SourceSpec, settings: IngestSettings) -> IngestSettings:
+    """``settings`` with the spec's named credential set applied (``default``: unchanged)."""
+    if spec.credentials == "default":
+        return settings
+    named = settings.fleet_credentials.get(spec.credentials)
+    if named is None:
+        known = ", ".join(sorted(settings.fleet_credentials)) or "none"
+        raise AdapterFatal(
+            f"{spec.id}: no credentials named {spec.credentials!r} in this worker's "
+            f"[ingest.fleet_credentials] (known: {known})"
+        )
+    unknown = sorted(set(named) - set(CREDENTIAL_FIELDS))
+    if unknown:
+        raise AdapterFatal(
+            f"credentials {spec.credentials!r}: unknown fields {', '.join(unknown)} "
+            f"(allowed: {', '.join(CREDENTIAL_FIELDS)})"
+        )
+    update = {
+        name: SecretStr(value) if CREDENTIAL_FIELDS[name] else value
+        for name, value in named.items()
+    }
+    return settings.model_copy(update=update)
+
+
+def _twitch(spec: SourceSpec, settings: IngestSettings) -> Adapter:
+    from ingest.twitch import TwitchChat
+
+    return TwitchChat(spec.target, settings)
+
+
+def _youtube(spec: SourceSpec, settings: IngestSettings) -> Adapter:
+    from ingest.youtube import YouTubeAdapter
+
+    video = spec.target if len(spec.target) == 11 and not spec.target.startswith("@") else None
+    return YouTubeAdapter(
+        video_id=video,
+        channel_id=None if video else spec.target,
+        api_url=settings.youtube_api_url,
+        api_key=_secret(settings.youtube_api_key),
+        oauth_token=_secret(settings.youtube_oauth_token),
+    )
+
+
+def _tiktok(spec: SourceSpec, settings: IngestSettings) -> Adapter:
+    from ingest.tiktok import TikTokAdapter
+
+    return TikTokAdapter(
+        user=spec.target, sign_url=settings.tiktok_sign_url, like_window=settings.tiktok_like_window
+    )
+
+
+def _discord(spec: SourceSpec, settings: IngestSettings) -> Adapter:
+    from ingest.discord import DiscordAdapter
+
+    return DiscordAdapter(
+        channel_id=int(spec.target),
+        token=_secret(settings.discord_token) or "",
+        api_url=settings.discord_api_url,
+        gateway_url=settings.discord_gateway_url,
+    )
+
+
+ADAPTERS: Mapping[Platform, AdapterFactory] = {
+    Platform.TWITCH: _twitch,
+    Platform.YOUTUBE: _youtube,
+    Platform.TIKTOK: _tiktok,
+    Platform.DISCORD: _discord,
+}
+"""The one-connection-per-source factories every worker starts with."""
+
+
+def build_adapter(
+    spec: SourceSpec,
+    settings: IngestSettings,
+    factories: Mapping[Platform, AdapterFactory] = ADAPTERS,
+) -> Adapter:
+    """The adapter for ``spec``; :class:`~ingest.base.AdapterFatal` when it cannot be built
+    (unknown credentials, a missing optional dependency, a bad credential combination)."""
+    factory = factories.get(spec.platform)
+    if factory is None:
+        raise AdapterFatal(f"{spec.id}: this worker reads no {spec.platform} sources")
+    try:
+        return factory(spec, credentials_for(spec, settings))
+    except (ValueError, RuntimeError) as exc:
+        if isinstance(exc, AdapterFatal):
+            raise
+        raise AdapterFatal(f"{spec.id}: {exc}") from exc
