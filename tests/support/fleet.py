@@ -25,7 +25,7 @@ from broker import keys
 from broker.models import now_ms
 from tests.support.platforms.twitch_irc import TwitchIrcServer, privmsg
 
-__all__ = ["ChattyTwitch", "chat_ids", "worker_command", "worker_env", "spawn_worker", "stop_all"]
+__all__ = ["ChattyTwitch", "chat_ids", "spawn_worker", "stop_all", "worker_command", "worker_env"]
 
 
 class _Inbox(asyncio.Queue[str]):
@@ -119,7 +119,9 @@ def spawn_worker(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
     """A ``vstudio worker --json`` process (the caller stops or kills it); its log goes to a
     temporary file, so a chatty log never blocks it on a full pipe."""
     log = tempfile.TemporaryFile()
-    process = subprocess.Popen(worker_command(*args), env=env, stdout=subprocess.DEVNULL, stderr=log)
+    process = subprocess.Popen(
+        worker_command(*args), env=env, stdout=subprocess.DEVNULL, stderr=log
+    )
     _LOGS[process.pid] = log
     return process
 
