@@ -41,6 +41,8 @@ class ChattyTwitch(TwitchIrcServer):
     sent_at: dict[str, dict[int, float]] = field(default_factory=dict)
     t0: float = field(default_factory=time.monotonic)
     open_connections: int = 0
+    readers: dict[str, int] = field(default_factory=dict)
+    """Open connections per channel now."""
 
     async def _handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(autoping=True)
@@ -69,6 +71,15 @@ class ChattyTwitch(TwitchIrcServer):
                         await inbox.put(line)
 
     async def _chat(
+        self, ws: web.WebSocketResponse, channel: str, reader: asyncio.Task[None]
+    ) -> None:
+        self.readers[channel] = self.readers.get(channel, 0) + 1
+        try:
+            await self._chat_on(ws, channel, reader)
+        finally:
+            self.readers[channel] -= 1
+
+    async def _chat_on(
         self, ws: web.WebSocketResponse, channel: str, reader: asyncio.Task[None]
     ) -> None:
         n = int((time.monotonic() - self.t0) * self.rate) + 1
