@@ -256,3 +256,25 @@ async def test_a_full_outage_buffer_counts_and_reports_what_it_dropped(
         "twitch:x",
         "twitch:y",
     }
+
+
+async def test_a_source_naming_unknown_credentials_fails_in_its_health(
+    bus: Bus, fleet: str, twitch: ChattyTwitch
+) -> None:
+    session_id = await live_session(bus)
+    store = SourceStore(bus.redis, fleet)
+    await store.add(session_id, SourceSpec(platform="twitch", target="c", credentials="nope"))
+    settings = fast_settings(twitch.url, fleet_credentials={"label": {"twitch_nick": "bot"}})
+    worker = FleetWorker(bus, settings, fleet=fleet)
+    registry = Registry(bus.redis, fleet)
+    async with running(worker):
+        await until(lambda: _has_health(registry))
+        [health] = await registry.health()
+    assert health.source == "twitch:c" and health.state == "failed"
+    assert "no credentials named 'nope'" in health.last_error and "label" in health.last_error
+    assert await bus.redis.get(keys.fleet_lease(fleet, "twitch:c", 0)) is None
+    assert twitch.connections == 0
+
+
+async def _has_health(registry: Registry) -> bool:
+    return bool(await registry.health())

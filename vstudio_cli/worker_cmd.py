@@ -90,7 +90,12 @@ def worker(
     try:
         broker = load_settings(BrokerSettings, redis_url=redis_url_flag, fleet=fleet)
         keys.fleet_prefix(broker.fleet)
-    except (ValidationError, ValueError) as exc:
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            typer.secho(f"invalid setting {where}: {error['msg']}", err=True, fg="red")
+        raise typer.Exit(2) from exc
+    except ValueError as exc:
         typer.secho(f"invalid settings: {exc}", err=True, fg="red")
         raise typer.Exit(2) from exc
     settings = ingest_settings()

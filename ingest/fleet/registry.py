@@ -53,12 +53,12 @@ class Registry:
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(self.workers_key, record.id, record.model_dump_json())
         pipe.set(keys.fleet_worker_alive(self.fleet, record.id), b"1", px=int(ttl * 1000))
-        mapping = {f"{h.source}|{h.owner}": h.model_dump_json() for h in health}
-        if mapping:
-            pipe.hset(self.health_key, mapping=mapping)
         stale = [f"{source}|{record.id}" for source in gone]
         if stale:
             pipe.hdel(self.health_key, *stale)
+        mapping = {f"{h.source}|{h.owner}": h.model_dump_json() for h in health}
+        if mapping:
+            pipe.hset(self.health_key, mapping=mapping)
         await pipe.execute()
 
     async def prune(self, alive: Iterable[str]) -> int:

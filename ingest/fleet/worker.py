@@ -331,6 +331,19 @@ class FleetWorker:
                     seen=now,
                 )
             )
+        running = {slot.source for slot in self.running}
+        out += [
+            SourceHealth(
+                source=source,
+                owner=self.id,
+                state=AdapterState.FAILED.value,
+                sessions=[],
+                last_error=error,
+                seen=now,
+            )
+            for source, error in self.errors.items()
+            if source not in running
+        ]
         return out
 
     def status(self) -> dict[str, Any]:
