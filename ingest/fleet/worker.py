@@ -331,7 +331,7 @@ class FleetWorker:
                     seen=now,
                 )
             )
-        running = {slot.source for slot in self.running}
+        reading_now = {slot.source for slot in self.running}
         out += [
             SourceHealth(
                 source=source,
@@ -342,7 +342,7 @@ class FleetWorker:
                 seen=now,
             )
             for source, error in self.errors.items()
-            if source not in running
+            if source not in reading_now
         ]
         return out
 
