@@ -278,3 +278,23 @@ async def test_a_source_naming_unknown_credentials_fails_in_its_health(
 
 async def _has_health(registry: Registry) -> bool:
     return bool(await registry.health())
+
+
+async def test_stopping_while_a_reading_is_handed_back_does_not_hang(
+    bus: Bus, fleet: str, twitch: ChattyTwitch
+) -> None:
+    """A cancel that arrived while waiting for a reading to stop was swallowed, so the
+    reconcile loop never ended and SIGTERM left the worker running (found by bench/fleet.py)."""
+    session_id = await live_session(bus)
+    await SourceStore(bus.redis, fleet).add(session_id, SourceSpec(platform="twitch", target="h"))
+    worker = FleetWorker(bus, fast_settings(twitch.url), fleet=fleet)
+    await worker.reconcile()
+    [slot] = list(worker.running)
+    reading = worker.running[slot].task
+    dropping = asyncio.create_task(worker._drop(slot))
+    await asyncio.sleep(0)  # inside the wait for the reading to stop
+    dropping.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(dropping, 5)
+    assert dropping.cancelled()
+    await asyncio.wait_for(reading, 10)  # the reading itself still stops

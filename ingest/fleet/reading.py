@@ -53,10 +53,14 @@ class Reading(Worker):
         *,
         lease: Lease,
         worker_id: str,
+        redis_slots: asyncio.Semaphore | None = None,
     ) -> None:
         super().__init__(adapter, bus, sessions[0], settings, worker_id=worker_id)
         self.sessions: tuple[str, ...] = tuple(sessions)
         self.lease = lease
+        self.redis_slots = redis_slots or asyncio.Semaphore(1)
+        """Shared by every reading of a worker: at most that many talk to Redis at once, so
+        hundreds of readings never ask the client's pool for more connections than it has."""
         self.buffer_limit = settings.fleet_buffer_limit
         self.overflow = 0
         """Items dropped because the buffer was full (Redis away too long)."""
@@ -100,7 +104,7 @@ class Reading(Worker):
                 self._room.set()
                 return
             try:
-                async with asyncio.timeout(PUBLISH_TIMEOUT):
+                async with self.redis_slots, asyncio.timeout(PUBLISH_TIMEOUT):
                     sessions = await self._gate()
                     if sessions is not None:
                         await self._publish_to(sessions, batch)

@@ -49,6 +49,10 @@ __all__ = ["FleetWorker", "Running", "new_fleet_worker_id"]
 
 log = logging.getLogger("vstudio.ingest.fleet")
 
+REDIS_CONCURRENCY = 48
+"""Most Redis calls a worker's readings and renewals make at once (the client's pool holds
+100 connections; reconcile and status need a few more)."""
+
 FAILED_COOLDOWN = 30.0
 """Seconds a worker leaves a reading alone after it failed there (others may try it)."""
 
@@ -103,6 +107,7 @@ class FleetWorker:
         self.overflow_before = 0
         self._cooldown: dict[Slot, float] = {}
         self._stopping = asyncio.Event()
+        self._redis_slots = asyncio.Semaphore(REDIS_CONCURRENCY)
         self._gone: set[str] = set()
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -168,8 +173,7 @@ class FleetWorker:
         owners = await self._owners(redundancy)
         plan = decide(View(self.id, self.capacity, redundancy, hosts, owners))
         self.share = plan.share
-        for slot in plan.release:
-            await self._drop(slot)
+        await asyncio.gather(*(self._drop(slot) for slot in plan.release))
         for slot in plan.claim:
             await self._claim(slot, wanted[slot.source])
         for slot, running in self.running.items():
@@ -223,6 +227,7 @@ class FleetWorker:
             self.settings,
             lease=lease,
             worker_id=f"{self.id}/{slot.source}/{slot.replica}",
+            redis_slots=self._redis_slots,
         )
         task = asyncio.create_task(reading.run(), name=f"fleet-{slot.source}-{slot.replica}")
         self.running[slot] = Running(slot, lease, reading, task)
@@ -235,8 +240,7 @@ class FleetWorker:
         if running is None:
             return
         running.reading.stop()
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await running.task
+        await asyncio.wait({running.task})  # our own cancellation still propagates
         self._note_end(running)
         with contextlib.suppress(*PUBLISH_ERRORS):
             await running.lease.release()
@@ -273,8 +277,9 @@ class FleetWorker:
             raise errors[0]
 
     async def _renew_one(self, running: Running) -> None:
-        if await running.lease.renew() or await running.lease.acquire():
-            return
+        async with self._redis_slots:
+            if await running.lease.renew() or await running.lease.acquire():
+                return
         log.warning(
             "lost the lease on %s (replica %d) to another worker: fenced",
             running.slot.source,
@@ -284,8 +289,7 @@ class FleetWorker:
         running.reading.stop()
         self.running.pop(running.slot, None)
         self._gone.add(running.slot.source)
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await running.task
+        await asyncio.wait({running.task})
 
     # --- status ------------------------------------------------------------------------------
 

@@ -52,7 +52,11 @@ class ChattyTwitch(TwitchIrcServer):
         inbox = _Inbox()
         reader = asyncio.create_task(self._read(ws, inbox))
         try:
-            if await self._login(ws, inbox):
+            login = asyncio.create_task(self._login(ws, inbox))
+            await asyncio.wait({login, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if not login.done():  # the client left before joining: do not wait for it
+                login.cancel()
+            elif login.result():
                 await self._chat(ws, inbox.channel, reader)
         except (ConnectionError, RuntimeError):
             pass
