@@ -228,10 +228,11 @@ async def _settled(worker: FleetWorker) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("down", [4.0, 20.0], ids=["4s", "20s"])
 async def test_what_was_read_while_redis_was_away_is_published_once(
-    tmp_path: Path, fleet: str, twitch: ChattyTwitch
+    tmp_path: Path, fleet: str, twitch: ChattyTwitch, down: float
 ) -> None:
-    ids, worker, sent, _ = await _outage(tmp_path, twitch, fleet, 4.0, 10_000)
+    ids, worker, sent, _ = await _outage(tmp_path, twitch, fleet, down, 10_000)
     assert len(ids) == len(set(ids))  # once
     got: dict[str, set[int]] = {}
     for message_id in ids:

@@ -134,7 +134,9 @@ class FleetWorker:
             await self._shutdown()
 
     async def _every(self, interval: float, step: Any) -> None:
-        while True:
+        # the flag ends the loop even when a cancel lands inside a Redis call and the client
+        # absorbs it (Python 3.11's wait_for), which left a stopped worker running forever
+        while not self._stopping.is_set():
             started = time.monotonic()
             try:
                 await step()
@@ -149,7 +151,9 @@ class FleetWorker:
                         len(self.running),
                     )
                 self.reachable = False
-            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+            with contextlib.suppress(TimeoutError):
+                wait = max(0.0, interval - (time.monotonic() - started))
+                await asyncio.wait_for(self._stopping.wait(), wait)
 
     async def _shutdown(self) -> None:
         slots = list(self.running)
