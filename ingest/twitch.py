@@ -52,6 +52,7 @@ __all__ = [
     "TwitchProtocol",
     "TwitchReconnect",
     "anonymous_nick",
+    "login_of",
     "normalize_channel",
 ]
 
@@ -123,6 +124,14 @@ def normalize_channel(name: str) -> str:
 def anonymous_nick(rng: random.Random | None = None) -> str:
     """``justinfan<digits>``: Twitch's read-only anonymous login."""
     return f"justinfan{(rng or random).randint(10_000, 99_999_999)}"
+
+
+def login_of(settings: IngestSettings) -> tuple[str, str | None]:
+    """``(nick, token)`` to log in with: the token's account, or anonymous without a token."""
+    token = settings.twitch_token.get_secret_value() if settings.twitch_token else None
+    if token and not settings.twitch_nick:
+        raise ValueError("a Twitch --token needs the --nick of the account it belongs to")
+    return ((settings.twitch_nick or "").lower() if token else anonymous_nick()), token
 
 
 class IrcState(StrEnum):
@@ -283,10 +292,7 @@ class TwitchChat:
         self.channel = normalize_channel(channel)
         self.target = f"#{self.channel}"
         self.url = settings.twitch_irc_url
-        self.token = settings.twitch_token.get_secret_value() if settings.twitch_token else None
-        if self.token and not settings.twitch_nick:
-            raise ValueError("a Twitch --token needs the --nick of the account it belongs to")
-        self.nick = (settings.twitch_nick or "").lower() if self.token else anonymous_nick()
+        self.nick, self.token = login_of(settings)
         self.idle_timeout = idle_timeout
         self.join_timeout = settings.twitch_join_timeout
         self.status = AdapterStatus()
