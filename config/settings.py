@@ -316,6 +316,18 @@ class IngestSettings(PartSettings):
     fleet_buffer_limit: int = Field(
         default=10_000, ge=1, description="items a source keeps while Redis is unreachable"
     )
+    # issue 14: Twitch never answers a JOIN to a channel that does not exist
+    twitch_join_timeout: float = Field(
+        default=5.0, gt=0, le=120, description="seconds to wait for a Twitch channel's ROOMSTATE"
+    )
+    # issue 15: one Twitch IRC connection joins many channels, paced by Twitch's JOIN limit
+    twitch_join_limit: int = Field(default=20, ge=1, description="Twitch JOINs per window")
+    twitch_join_window_seconds: float = Field(
+        default=10.0, gt=0, description="the window of twitch_join_limit, in seconds"
+    )
+    twitch_channels_per_connection: int = Field(
+        default=100, ge=1, le=1000, description="Twitch channels one IRC connection joins"
+    )
 
 
 SettingsT = TypeVar("SettingsT", bound=PartSettings)

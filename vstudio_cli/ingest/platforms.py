@@ -49,6 +49,15 @@ def twitch(
         str | None,
         typer.Option("--irc-url", help="IRC-over-WebSocket URL (VSTUDIO_TWITCH_IRC_URL)."),
     ] = None,
+    join_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--join-timeout",
+            min=0.1,
+            help="IRC: seconds the channel has to answer the JOIN (VSTUDIO_TWITCH_JOIN_TIMEOUT, "
+            "default 5); no answer means it does not exist: exit 4.",
+        ),
+    ] = None,
     eventsub: Annotated[
         bool, typer.Option("--eventsub", help="EventSub WebSocket through twitchio, not IRC.")
     ] = False,
@@ -79,8 +88,16 @@ def twitch(
     as_json: JsonOption = False,
 ) -> None:
     """Read a Twitch channel's chat over IRC-over-WebSocket (anonymous unless --token), or
-    with --eventsub through twitchio's EventSub WebSocket (app credentials and a user token)."""
-    settings = ingest_settings(twitch_token=token, twitch_nick=nick, twitch_irc_url=irc_url)
+    with --eventsub through twitchio's EventSub WebSocket (app credentials and a user token).
+
+    A channel that does not answer the JOIN within --join-timeout seconds does not exist or is
+    banned: the worker stops with exit 4, as for a session that does not exist."""
+    settings = ingest_settings(
+        twitch_token=token,
+        twitch_nick=nick,
+        twitch_irc_url=irc_url,
+        twitch_join_timeout=join_timeout,
+    )
 
     def build() -> Adapter:
         if eventsub:
