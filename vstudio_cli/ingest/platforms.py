@@ -147,6 +147,7 @@ def youtube(
     )
 
     def build() -> Adapter:
+        from ingest.quota import QuotaLedger
         from ingest.youtube import YouTubeAdapter
 
         return YouTubeAdapter(
@@ -155,6 +156,10 @@ def youtube(
             api_url=settings.youtube_api_url,
             api_key=_secret(settings.youtube_api_key),
             oauth_token=_secret(settings.youtube_oauth_token),
+            # issue 15: the key's daily quota, counted in the worker's Redis with every other
+            quota=QuotaLedger(
+                per_day=settings.youtube_quota_per_day, recheck=settings.youtube_quota_recheck
+            ),
         )
 
     run_worker(
