@@ -254,6 +254,7 @@ def tiktok(
     settings = ingest_settings(tiktok_sign_url=sign_url)
 
     def build() -> Adapter:
+        from ingest.signbucket import SignBucket
         from ingest.tiktok import TikTokAdapter
 
         return TikTokAdapter(
@@ -264,6 +265,10 @@ def tiktok(
             webcast_url=webcast_url,
             room_id=room_id,
             like_window=settings.tiktok_like_window,
+            # issue 15: one sign server budget for every worker, in the worker's Redis
+            sign_bucket=SignBucket(
+                per_minute=settings.tiktok_sign_per_minute, burst=settings.tiktok_sign_burst
+            ),
         )
 
     run_worker(
