@@ -328,6 +328,19 @@ class IngestSettings(PartSettings):
     twitch_channels_per_connection: int = Field(
         default=100, ge=1, le=1000, description="Twitch channels one IRC connection joins"
     )
+    # issue 15: platform connections shared by every worker (docs/platform-connections.md)
+    youtube_quota_per_day: int = Field(
+        default=10_000, ge=1, description="YouTube Data API units per API key per Pacific day"
+    )
+    youtube_quota_recheck: float = Field(
+        default=60.0, gt=0, description="s between looks at a spent YouTube quota"
+    )
+    tiktok_sign_per_minute: float = Field(
+        default=10.0, gt=0, description="TikTok sign server requests per minute, all workers"
+    )
+    tiktok_sign_burst: int = Field(
+        default=3, ge=1, description="TikTok sign server requests allowed at once after a lull"
+    )
 
 
 SettingsT = TypeVar("SettingsT", bound=PartSettings)

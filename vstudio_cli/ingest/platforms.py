@@ -164,6 +164,7 @@ def youtube(
     )
 
     def build() -> Adapter:
+        from ingest.quota import QuotaLedger
         from ingest.youtube import YouTubeAdapter
 
         return YouTubeAdapter(
@@ -172,6 +173,10 @@ def youtube(
             api_url=settings.youtube_api_url,
             api_key=_secret(settings.youtube_api_key),
             oauth_token=_secret(settings.youtube_oauth_token),
+            # issue 15: the key's daily quota, counted in the worker's Redis with every other
+            quota=QuotaLedger(
+                per_day=settings.youtube_quota_per_day, recheck=settings.youtube_quota_recheck
+            ),
         )
 
     run_worker(
@@ -266,6 +271,7 @@ def tiktok(
     settings = ingest_settings(tiktok_sign_url=sign_url)
 
     def build() -> Adapter:
+        from ingest.signbucket import SignBucket
         from ingest.tiktok import TikTokAdapter
 
         return TikTokAdapter(
@@ -276,6 +282,10 @@ def tiktok(
             webcast_url=webcast_url,
             room_id=room_id,
             like_window=settings.tiktok_like_window,
+            # issue 15: one sign server budget for every worker, in the worker's Redis
+            sign_bucket=SignBucket(
+                per_minute=settings.tiktok_sign_per_minute, burst=settings.tiktok_sign_burst
+            ),
         )
 
     run_worker(
