@@ -135,15 +135,10 @@ class FleetView:
         }
 
 
-def lease_owner(token: str, worker_ids: set[str]) -> str:
-    """The worker a lease's lock token names: the token is the worker id, or starts with it
-    and a separator (``id:random``, ``id|random``); an unknown token is shown as it is."""
-    if token in worker_ids:
-        return token
-    for worker_id in sorted(worker_ids, key=len, reverse=True):
-        if token.startswith(worker_id) and token[len(worker_id) : len(worker_id) + 1] in ":|/":
-            return worker_id
-    return token
+def lease_owner(token: str) -> str:
+    """The worker a lease's lock token names: the workers write ``<worker id>/<random>`` (a new
+    random part per acquisition, for fencing); a token without ``/`` is the id itself."""
+    return token.rpartition("/")[0] or token
 
 
 def _health(raw: dict[str, str]) -> dict[tuple[str, str], SourceHealth]:
@@ -188,11 +183,10 @@ def fleet_view(raw: FleetRaw, default_redundancy: int = 1) -> FleetView:
     the latest error, and the owners' states, distinct and sorted, joined by ``/``.
     """
     workers = _workers(raw.workers, raw.alive)
-    worker_ids = {row.id for row in workers} | set(raw.workers)
     health = _health(raw.health)
     rows: list[SourceRow] = []
     for source_id, wanted in sorted(raw.wanted.items()):
-        owners = sorted({lease_owner(token, worker_ids) for token in raw.leases.get(source_id, [])})
+        owners = sorted({lease_owner(token) for token in raw.leases.get(source_id, [])})
         reports = [health[(source_id, owner)] for owner in owners if (source_id, owner) in health]
         states = sorted({report.state for report in reports})
         if not owners:

@@ -10,15 +10,15 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from typing import Any
 
 import pytest
 
 from broker import keys
 from broker.connection import connect
 from broker.models import ErrorCode
-from broker.sources import SourceHealth, SourceStore, WorkerRecord
+from broker.sources import SourceStore
 from server.identity.auth import mint_token
+from tests.support.fleet_records import write_worker
 from tests.support.live_server import LiveServer
 from tests.support.types import ServerFactory
 
@@ -141,25 +141,6 @@ def fleet() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
 
-async def _write_worker(
-    redis: Any, fleet: str, worker: str, source: str, sessions: list[str], state: str
-) -> None:
-    """What a worker writes: its record, its liveness mark, the lease, its health report."""
-    now = int(time.time() * 1000)
-    record = WorkerRecord(
-        id=worker, host="host-a", pid=4242, capacity=500, load=1, started=now, seen=now,
-        sources=[source],
-    )  # fmt: skip
-    health = SourceHealth(
-        source=source, owner=worker, state=state, sessions=sessions, msg_per_s=4.5, lag_ms=120,
-        last_error="", seen=now,
-    )  # fmt: skip
-    await redis.hset(keys.fleet_workers(fleet), worker, record.model_dump_json())
-    await redis.set(keys.fleet_worker_alive(fleet, worker), "1", px=15000)
-    await redis.set(keys.fleet_lease(fleet, source, 0), f"{worker}:tok", px=15000)
-    await redis.hset(keys.fleet_health(fleet), f"{source}|{worker}", health.model_dump_json())
-
-
 async def test_health_and_metrics_show_owners_and_unclaimed(
     server_factory: ServerFactory, redis_url: str, fleet: str
 ) -> None:
@@ -174,7 +155,7 @@ async def test_health_and_metrics_show_owners_and_unclaimed(
         assert status == 201
     client = await connect(redis_url)
     try:
-        await _write_worker(client, fleet, "w1", "twitch:owned", [sid], "reading")
+        await write_worker(client, fleet, "w1", {"twitch:owned": "reading"}, sessions=[sid])
         status, listed = await server.call("GET", _path(sid, "?health=1"), token=token)
         assert status == 200
         rows = {row["id"]: row for row in listed["sources"]}
