@@ -179,8 +179,10 @@ def fleet_view(raw: FleetRaw, default_redundancy: int = 1) -> FleetView:
 
     Owners are the lease holders (a lease outlives a killed worker by its TTL, which is the
     failover gap). Of the owners' reports the source shows the highest msg/s and the lowest
-    lag (with redundancy every owner reads the same chat, and the dedupe delivers the first),
-    the latest error, and the owners' states, distinct and sorted, joined by ``/``.
+    lag (with redundancy every owner reads the same chat, and the dedupe delivers the first)
+    and the owners' states, distinct and sorted, joined by ``/``. The last error is the latest
+    any worker reported on the source, owner or not: a worker that could not start it (an
+    unknown credentials name, say) reports ``failed`` without holding its lease.
     """
     workers = _workers(raw.workers, raw.alive)
     health = _health(raw.health)
@@ -196,7 +198,10 @@ def fleet_view(raw: FleetRaw, default_redundancy: int = 1) -> FleetView:
         else:
             state = "/".join(states)
         lags = [report.lag_ms for report in reports if report.lag_ms is not None]
-        errors = sorted((r for r in reports if r.last_error), key=lambda r: r.seen)
+        errors = sorted(
+            (r for (source, _), r in health.items() if source == source_id and r.last_error),
+            key=lambda r: r.seen,
+        )
         spec = wanted.spec
         rows.append(
             SourceRow(

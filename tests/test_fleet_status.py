@@ -69,7 +69,7 @@ async def test_owned_unclaimed_and_workers(
     await write_worker(client, name, "w1", {"twitch:owned": "connected"}, sessions=[live])
     await write_worker(
         client, name, "w2", {"twitch:owned": "connected"}, sessions=[live], host="host-b",
-        replica=1, msg_per_s=6.0, lag_ms=None, last_error="rate limited once",
+        replica=1, msg_per_s=6.0, lag_ms=None, last_error="no [ingest.fleet_credentials] x",
     )  # fmt: skip
     await write_worker(client, name, "w3", {}, sessions=[], host="host-c", alive=False)
 
@@ -82,7 +82,7 @@ async def test_owned_unclaimed_and_workers(
     owned = rows["twitch:owned"]
     assert owned["owners"] == ["w1", "w2"] and owned["sessions"] == [live]
     assert owned["state"] == "connected" and owned["msgPerS"] == 6.0 and owned["lagMs"] == 120
-    assert owned["lastError"] == "rate limited once"
+    assert owned["lastError"] == "no [ingest.fleet_credentials] x"
     assert rows["twitch:orphan"]["state"] == "unclaimed"
     workers = {w["id"]: w for w in body["workers"]}
     assert workers["w2"]["host"] == "host-b" and workers["w2"]["pid"] == 4242
@@ -93,6 +93,7 @@ async def test_owned_unclaimed_and_workers(
     assert "twitch:orphan" in table.stdout and "w1, w2 (2/2)" in table.stdout
     assert "1 wanted source(s) have no worker: twitch:orphan" in table.stdout
     assert "host-b" in table.stdout and "gone" in table.stdout
+    assert "no [ingest.fleet_credentials] x" in table.stdout  # shown as text, not as markup
 
     await write_worker(client, name, "w3", {"twitch:orphan": "connected"}, sessions=[live])
     result = fleet_status(redis_url, name, tmp_path, "--json")

@@ -45,7 +45,7 @@ def test_owners_state_and_the_best_of_their_reports() -> None:
             [
                 _health("twitch:a", "w1", "connected", msg_per_s=5.0, lag_ms=300, last_error="old"),
                 _health("twitch:a", "w2", "reconnecting", msg_per_s=0.5, lag_ms=80),
-                _health("twitch:b", "w9", "connected", msg_per_s=9.0),  # not an owner now
+                _health("twitch:b", "w9", "failed", msg_per_s=9.0, last_error="no creds"),
             ]
         ),
         leases={"twitch:a": ["w1/x", "w2/y"], "twitch:b": ["w2/z"]},
@@ -57,8 +57,9 @@ def test_owners_state_and_the_best_of_their_reports() -> None:
     assert a.state == "connected/reconnecting"
     assert (a.msg_per_s, a.lag_ms, a.last_error) == (5.0, 80, "old")
     b = rows["twitch:b"]
-    assert b.owners == ["w2"] and b.state == "claimed"  # w9's report is not about an owner
+    assert b.owners == ["w2"] and b.state == "claimed"  # w9 does not own it: not its state
     assert b.msg_per_s == 0.0 and b.redundancy == 1
+    assert b.last_error == "no creds"  # but why w9 failed to read it is worth showing
     yt = rows["youtube:dQw4w9WgXcQ"]
     assert yt.unclaimed and yt.state == UNCLAIMED
     assert [row.id for row in view.unclaimed] == ["youtube:dQw4w9WgXcQ"]

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from broker.connection import TRANSIENT_ERRORS, BusUnavailable, connect
 from broker.embedded import EmbeddedRedis
@@ -84,14 +85,14 @@ def render(view: FleetView, fleet: str, out: Console) -> None:
         sources.add_column(column, justify="right" if column in ("msg/s", "lag") else "left")
     for row in view.sources:
         style = "red" if row.unclaimed else "yellow" if len(row.owners) < row.redundancy else ""
-        sources.add_row(
-            row.id,
-            ", ".join(row.sessions),
-            f"{', '.join(row.owners) or 'none'} ({len(row.owners)}/{row.redundancy})",
-            row.state,
+        sources.add_row(  # Text, not markup: what workers report may hold [brackets]
+            Text(row.id),
+            Text(", ".join(row.sessions)),
+            Text(f"{', '.join(row.owners) or 'none'} ({len(row.owners)}/{row.redundancy})"),
+            Text(row.state),
             f"{row.msg_per_s:.1f}",
             _lag(row.lag_ms),
-            row.last_error or "",
+            Text(row.last_error),
             style=style,
         )
     if view.sources:
@@ -104,8 +105,8 @@ def render(view: FleetView, fleet: str, out: Console) -> None:
         workers.add_column(column, justify="right" if numeric else "left")
     for worker in view.workers:
         workers.add_row(
-            worker.id,
-            worker.host,
+            Text(worker.id),
+            Text(worker.host),
             str(worker.pid),
             str(worker.load),
             str(worker.capacity),
@@ -117,10 +118,8 @@ def render(view: FleetView, fleet: str, out: Console) -> None:
     else:
         out.print("no worker has reported (start one with 'vstudio worker')")
     if view.unclaimed:
-        out.print(
-            f"[red]{len(view.unclaimed)} wanted source(s) have no worker:[/] "
-            + ", ".join(row.id for row in view.unclaimed)
-        )
+        line = Text(f"{len(view.unclaimed)} wanted source(s) have no worker: ", style="red")
+        out.print(line.append(", ".join(row.id for row in view.unclaimed)))
 
 
 @app.command("status")

@@ -14,6 +14,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from broker.models import Platform
 from broker.sources import SOURCE_PLATFORMS, SourceSpec
@@ -175,14 +176,14 @@ def list_sources(
         for row in sources:
             wanted = row.get("redundancy") or 1
             owners = row.get("owners", [])
-            table.add_row(
-                row["id"],
-                row["credentials"],
-                f"{', '.join(owners) or 'none'} ({len(owners)}/{wanted})",
-                row.get("state", "-"),
+            table.add_row(  # Text, not markup: what workers report may hold [brackets]
+                Text(row["id"]),
+                Text(row["credentials"]),
+                Text(f"{', '.join(owners) or 'none'} ({len(owners)}/{wanted})"),
+                Text(row.get("state", "-")),
                 f"{row.get('msgPerS', 0.0):.1f}",
                 _lag(row.get("lagMs")),
-                row.get("lastError") or "",
+                Text(row.get("lastError") or ""),
                 style="red" if row.get("state") == "unclaimed" else "",
             )
         console.print(table)
