@@ -45,6 +45,7 @@ __all__ = [
     "session_id_of_channel",
     "session_prefix",
     "sessions_index",
+    "sign_bucket",
     "stream",
     "stream_deleted",
     "ticket",
@@ -60,6 +61,7 @@ __all__ = [
     "wallet_nonce_rate",
     "wallet_of",
     "wallet_owner",
+    "youtube_quota",
 ]
 
 PREFIX = "vstudio"
@@ -404,3 +406,16 @@ def fleet_lease(fleet: str, source_id: str, replica: int) -> str:
 def fleet_health(fleet: str) -> str:
     """Hash of how each reading goes: ``<source id>|<owner>`` -> health JSON."""
     return f"{fleet_prefix(fleet)}:health"
+
+
+# issue 15: platform connections shared by every worker (YouTube quota, TikTok sign server)
+def youtube_quota(key_fingerprint: str, day: str) -> str:
+    """Units spent on one YouTube API key (by fingerprint, never the key) on one quota day
+    (``YYYY-MM-DD`` in Pacific time); its own hash tag, one slot per key."""
+    return f"{PREFIX}:{{ytquota:{key_fingerprint}}}:{day}"
+
+
+def sign_bucket(key_fingerprint: str) -> str:
+    """The token bucket of one TikTok sign server API key (by fingerprint), a hash of
+    ``tokens`` and ``at`` (ms)."""
+    return f"{PREFIX}:{{signbucket:{key_fingerprint}}}"

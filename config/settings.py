@@ -321,6 +321,31 @@ class IngestSettings(PartSettings):
         description="named credential sets a source may name (default: this table's own), "
         "e.g. [ingest.fleet_credentials.second] twitch_token = ..., twitch_nick = ...",
     )
+    # issue 14: Twitch never answers a JOIN to a channel that does not exist
+    twitch_join_timeout: float = Field(
+        default=5.0, gt=0, le=120, description="seconds to wait for a Twitch channel's ROOMSTATE"
+    )
+    # issue 15: one Twitch IRC connection joins many channels, paced by Twitch's JOIN limit
+    twitch_join_limit: int = Field(default=20, ge=1, description="Twitch JOINs per window")
+    twitch_join_window_seconds: float = Field(
+        default=10.0, gt=0, description="the window of twitch_join_limit, in seconds"
+    )
+    twitch_channels_per_connection: int = Field(
+        default=100, ge=1, le=1000, description="Twitch channels one IRC connection joins"
+    )
+    # issue 15: platform connections shared by every worker (docs/platform-connections.md)
+    youtube_quota_per_day: int = Field(
+        default=10_000, ge=1, description="YouTube Data API units per API key per Pacific day"
+    )
+    youtube_quota_recheck: float = Field(
+        default=60.0, gt=0, description="s between looks at a spent YouTube quota"
+    )
+    tiktok_sign_per_minute: float = Field(
+        default=10.0, gt=0, description="TikTok sign server requests per minute, all workers"
+    )
+    tiktok_sign_burst: int = Field(
+        default=3, ge=1, description="TikTok sign server requests allowed at once after a lull"
+    )
 
 
 SettingsT = TypeVar("SettingsT", bound=PartSettings)

@@ -23,6 +23,7 @@ __all__ = [
     "Emit",
     "EventKind",
     "IngestItem",
+    "TargetNotFound",
 ]
 
 IngestItem = NormalizedChatMessage | ChatDelete | PlatformEvent
@@ -36,6 +37,11 @@ class AdapterFatal(RuntimeError):
 
     The runtime stops with this message instead of reconnecting.
     """
+
+
+class TargetNotFound(AdapterFatal):
+    """What the adapter was pointed at (a channel, a video) does not exist: exit 4, as for a
+    session that does not exist, so a script can tell a typo from an outage."""
 
 
 class AdapterState(StrEnum):

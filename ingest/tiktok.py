@@ -12,6 +12,10 @@ Where the endpoints are set: the sign server is per client (``web_kwargs={"signe
 ``TikTokLive.client.web.web_settings.WebDefaults.tiktok_app_url`` / ``tiktok_webcast_url``,
 set before each connection (to the library's defaults when not given); the push server is
 whatever the sign server answers.
+
+Each connection asks the sign server once; with a :class:`~ingest.signbucket.SignBucket` it
+first takes a token from the bucket every worker shares, waiting (``rate limited``) while it is
+empty, so a fleet stays under the sign server's limit instead of collecting 429s.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from typing import Any
 
 from broker.models import Platform
 from ingest.base import AdapterFatal, AdapterState, AdapterStatus, Emit, IngestItem
+from ingest.sharing import worker_redis
+from ingest.signbucket import SignBucket
 from ingest.tiktok_map import (
     LikeWindow,
     delete_items,
@@ -87,6 +93,7 @@ class TikTokAdapter:
         webcast_url: str | None = None,
         room_id: int | None = None,
         like_window: float = 2.0,
+        sign_bucket: SignBucket | None = None,
     ) -> None:
         if TikTokLiveClient is None:
             raise RuntimeError(
@@ -107,9 +114,11 @@ class TikTokAdapter:
         self.like_window = like_window
         self.likes = LikeWindow()
         self._ended = False
+        self.sign_bucket = sign_bucket
 
     async def run(self, emit: Emit) -> None:
         """Connect through TikTokLive and read until the LIVE ends (AdapterFatal) or drops."""
+        await self._take_sign_token(emit)
         WebDefaults.tiktok_app_url = (self.app_url or LIBRARY_APP_URL).rstrip("/")
         WebDefaults.tiktok_webcast_url = (self.webcast_url or LIBRARY_WEBCAST_URL).rstrip("/")
         signer: dict[str, Any] = {}
@@ -141,6 +150,8 @@ class TikTokAdapter:
         except SignatureRateLimitError as exc:
             self.status.state = AdapterState.RATE_LIMITED
             self.status.detail = f"sign server: retry after {exc.retry_after} s"
+            if self.sign_bucket is not None and self.sign_bucket.redis is not None:
+                await self.sign_bucket.drain(self.sign_api_key, float(exc.retry_after))
             raise
         finally:
             flusher.cancel()
@@ -149,6 +160,27 @@ class TikTokAdapter:
         if self._ended:
             raise AdapterFatal(f"the TikTok LIVE of {self.target} has ended")
         self.status.state = AdapterState.DISCONNECTED
+
+    async def _take_sign_token(self, emit: Emit) -> None:
+        """Take the sign server token of this connection from the bucket all workers share."""
+        bucket = self.sign_bucket
+        if bucket is None:
+            return
+        if bucket.redis is None:
+            bucket.redis = worker_redis(emit)
+            if bucket.redis is None:
+                return  # run outside a worker: nothing to share the bucket with
+
+        def waiting(seconds: float) -> None:
+            self.status.state = AdapterState.RATE_LIMITED
+            self.status.detail = (
+                f"sign server: next request in {seconds:.1f} s "
+                f"({bucket.per_minute:g}/min shared by every worker)"
+            )
+
+        if await bucket.take(self.sign_api_key, waiting) > 0:
+            self.status.state = AdapterState.CONNECTING
+            self.status.detail = ""
 
     async def _flush_likes(self, emit: Emit) -> None:
         """One ``like`` event per window however fast the room taps."""

@@ -7,6 +7,12 @@ asks for a new connection; a login failure or a suspended channel is :class:`Ada
 protocol. Without a token it logs in anonymously as ``justinfan<digits>`` (read-only chat, no
 credentials); with ``--token`` and ``--nick`` it logs in as that account.
 
+Twitch never answers a JOIN to a channel that does not exist (no ROOMSTATE, no error), so the
+protocol remembers when each JOIN went out and :meth:`TwitchProtocol.overdue` names the ones
+left unanswered for ``join_timeout`` seconds: :class:`ChannelNotFound`, exit 4. The protocol
+serves one connection with any number of channels; ``ingest/twitch_pool.py`` shares one
+connection between many channels through :meth:`TwitchProtocol.route`.
+
 What each line stands for (chat, deletions, platform events) is ``ingest/twitch_map.py``.
 """
 
@@ -19,22 +25,34 @@ import re
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 import aiohttp
 from pydantic import ValidationError
 
 from broker.models import Platform
 from config import IngestSettings
-from ingest.base import AdapterFatal, AdapterState, AdapterStatus, Emit, IngestItem
+from ingest.base import (
+    AdapterFatal,
+    AdapterState,
+    AdapterStatus,
+    Emit,
+    IngestItem,
+    TargetNotFound,
+)
 from ingest.irc import IrcMessage, IrcParseError, format_line, parse_line, split_lines
 from ingest.twitch_map import to_items
 
 __all__ = [
+    "ChannelFatal",
+    "ChannelNotFound",
     "IrcState",
+    "Routed",
     "TwitchChat",
     "TwitchProtocol",
     "TwitchReconnect",
     "anonymous_nick",
+    "login_of",
     "normalize_channel",
 ]
 
@@ -61,6 +79,38 @@ class TwitchReconnect(ConnectionError):
     """Twitch sent RECONNECT: it is about to close this connection; open a new one."""
 
 
+class ChannelFatal(AdapterFatal):
+    """One channel cannot be read (suspended, banned); the connection's other channels can."""
+
+    def __init__(self, channel: str, message: str) -> None:
+        super().__init__(message)
+        self.channel = channel
+
+
+class ChannelNotFound(ChannelFatal, TargetNotFound):
+    """The channel does not exist, is suspended or banned (exit 4)."""
+
+    @classmethod
+    def unanswered(cls, channel: str, waited: float) -> ChannelNotFound:
+        """Twitch did not answer the JOIN: it sends nothing back for such a channel."""
+        return cls(
+            channel,
+            f"Twitch channel #{channel} did not answer within {waited:g} s of JOIN: it does "
+            "not exist or is banned (check the name)",
+        )
+
+
+class Routed(NamedTuple):
+    """What one line means for a connection with many channels: the channel it belongs to
+    (``None``: the connection itself), its items, the lines to answer, and whether it was
+    the answer to that channel's JOIN."""
+
+    channel: str | None
+    items: list[IngestItem]
+    replies: list[str]
+    answered: bool = False
+
+
 def normalize_channel(name: str) -> str:
     """``#SomeChannel`` -> ``somechannel``, or ``ValueError`` for a name Twitch cannot have."""
     channel = name.strip().lstrip("#").lower()
@@ -76,6 +126,14 @@ def anonymous_nick(rng: random.Random | None = None) -> str:
     return f"justinfan{(rng or random).randint(10_000, 99_999_999)}"
 
 
+def login_of(settings: IngestSettings) -> tuple[str, str | None]:
+    """``(nick, token)`` to log in with: the token's account, or anonymous without a token."""
+    token = settings.twitch_token.get_secret_value() if settings.twitch_token else None
+    if token and not settings.twitch_nick:
+        raise ValueError("a Twitch --token needs the --nick of the account it belongs to")
+    return ((settings.twitch_nick or "").lower() if token else anonymous_nick()), token
+
+
 class IrcState(StrEnum):
     """Where one IRC connection stands: the adapter reports ``connected`` from ``logged in``."""
 
@@ -88,61 +146,105 @@ class IrcState(StrEnum):
 class TwitchProtocol:
     """The chat protocol of one connection, without I/O.
 
-    ``receive`` returns ``(items, replies)``; it raises :class:`TwitchReconnect` when Twitch asks
-    for a new connection and :class:`AdapterFatal` when no retry can help. Lines that do not
-    parse or map are counted in ``malformed`` and skipped.
+    ``channel`` is joined by :meth:`hello`; a connection shared by many channels leaves it
+    empty and joins each with :meth:`join`. ``receive`` returns ``(items, replies)``; it raises
+    :class:`TwitchReconnect` when Twitch asks for a new connection and :class:`AdapterFatal`
+    when no retry can help (:class:`ChannelFatal` when only one channel is lost). Lines that do
+    not parse or map are counted in ``malformed`` and skipped. Times (``now``) are the caller's
+    monotonic clock, so the join timeout is tested without waiting.
     """
 
     channel: str
     nick: str
     token: str | None = None
+    join_timeout: float = 5.0
     state: IrcState = IrcState.CONNECTING
     malformed: int = 0
     last_error: str = ""
     _joined: bool = field(default=False, repr=False)
+    _pending: dict[str, float] = field(default_factory=dict, repr=False)
+    """Channels whose JOIN went out and Twitch has not answered (no ROOMSTATE yet): when."""
 
-    def hello(self) -> list[str]:
+    def hello(self, now: float = 0.0) -> list[str]:
         """The lines to send once the WebSocket is open: capabilities, login, join."""
         lines = [format_line("CAP", "REQ", "twitch.tv/tags twitch.tv/commands")]
         if self.token:
             token = self.token if self.token.startswith("oauth:") else f"oauth:{self.token}"
             lines.append(f"PASS {token}")
         lines.append(f"NICK {self.nick}")
-        lines.append(f"JOIN #{self.channel}")
+        if self.channel:
+            lines.append(self.join(self.channel, now))
         return lines
+
+    def join(self, channel: str, now: float) -> str:
+        """The JOIN line for ``channel``; Twitch has ``join_timeout`` seconds to answer it."""
+        self._pending[channel] = now
+        return f"JOIN #{channel}"
+
+    def part(self, channel: str) -> str:
+        """The PART line for ``channel``; an unanswered JOIN of it is forgotten."""
+        self._pending.pop(channel, None)
+        return f"PART #{channel}"
+
+    def next_deadline(self) -> float | None:
+        """When the oldest unanswered JOIN runs out of time, or ``None`` if none waits."""
+        if not self._pending:
+            return None
+        return min(self._pending.values()) + self.join_timeout
+
+    def overdue(self, now: float) -> list[str]:
+        """The channels whose JOIN went unanswered for ``join_timeout``: they do not exist.
+        They are forgotten, so each is reported once."""
+        late = [ch for ch, sent in self._pending.items() if now - sent >= self.join_timeout]
+        for channel in late:
+            del self._pending[channel]
+        return late
 
     def receive(self, line: str) -> tuple[list[IngestItem], list[str]]:
         """React to one line from Twitch."""
+        routed = self.route(line)
+        return routed.items, routed.replies
+
+    def route(self, line: str) -> Routed:
+        """React to one line from Twitch, saying which channel it belongs to."""
         try:
             message = parse_line(line)
         except IrcParseError as exc:
             self._skip(f"unparsable line ({exc}): {line[:120]!r}")
-            return [], []
+            return Routed(None, [], [])
         command = message.command
         if command == "PING":
-            return [], [format_line("PONG", message.trailing or "tmi.twitch.tv")]
+            return Routed(None, [], [format_line("PONG", message.trailing or "tmi.twitch.tv")])
         if command == "RECONNECT":
             raise TwitchReconnect("Twitch asked for a reconnect (server maintenance)")
+        channel = _channel_of(message)
         if command == "NOTICE":
-            self._notice(message)
-            return [], []
+            self._notice(message, channel)
+            return Routed(channel, [], [])
+        answered = False
         if command == "001":
             self.state = IrcState.LOGGED_IN
-        elif command in ("JOIN", "ROOMSTATE") and not self._joined:
+        elif command == "ROOMSTATE" and channel is not None:
+            answered = self._pending.pop(channel, None) is not None
+        if command in ("JOIN", "ROOMSTATE") and not self._joined:
             if command == "ROOMSTATE" or (message.nick or "").lower() == self.nick.lower():
                 self._joined = True
                 self.state = IrcState.JOINED
         try:
-            return to_items(message), []
+            return Routed(channel, to_items(message), [], answered)
         except (ValidationError, ValueError) as exc:
             self._skip(f"{command} skipped ({_first_error(exc)}): {line[:120]!r}")
-            return [], []
+            return Routed(channel, [], [], answered)
 
-    def _notice(self, message: IrcMessage) -> None:
+    def _notice(self, message: IrcMessage, channel: str | None) -> None:
         msg_id = message.tags.get("msg-id", "")
         text = message.trailing
+        where = channel or self.channel
         if msg_id in FATAL_NOTICES:
-            raise AdapterFatal(f"Twitch #{self.channel}: {FATAL_NOTICES[msg_id]} ({text})")
+            reason = f"Twitch #{where}: {FATAL_NOTICES[msg_id]} ({text})"
+            if msg_id == "msg_channel_suspended":
+                raise ChannelNotFound(where, reason)
+            raise ChannelFatal(where, reason)
         if any(failure in text.lower() for failure in LOGIN_FAILURES):
             how = "with --token/--nick" if self.token else f"anonymously as {self.nick}"
             raise AdapterFatal(
@@ -151,12 +253,21 @@ class TwitchProtocol:
                 "anonymously."
             )
         self.last_error = f"notice {msg_id or '-'}: {text}"
-        log.warning("Twitch #%s notice %s: %s", self.channel, msg_id or "-", text)
+        log.warning("Twitch #%s notice %s: %s", where, msg_id or "-", text)
 
     def _skip(self, reason: str) -> None:
         self.malformed += 1
         self.last_error = reason
-        log.warning("Twitch #%s: %s", self.channel, reason)
+        log.warning("Twitch #%s: %s", self.channel or "*", reason)
+
+
+def _channel_of(message: IrcMessage) -> str | None:
+    """The channel a line is about: its first ``#name`` parameter that is not the text."""
+    params = message.params[:-1] if len(message.params) > 1 else message.params
+    for param in params:
+        if param.startswith("#"):
+            return param[1:].lower()
+    return None
 
 
 def _first_error(exc: Exception) -> str:
@@ -181,15 +292,14 @@ class TwitchChat:
         self.channel = normalize_channel(channel)
         self.target = f"#{self.channel}"
         self.url = settings.twitch_irc_url
-        self.token = settings.twitch_token.get_secret_value() if settings.twitch_token else None
-        if self.token and not settings.twitch_nick:
-            raise ValueError("a Twitch --token needs the --nick of the account it belongs to")
-        self.nick = (settings.twitch_nick or "").lower() if self.token else anonymous_nick()
+        self.nick, self.token = login_of(settings)
         self.idle_timeout = idle_timeout
+        self.join_timeout = settings.twitch_join_timeout
         self.status = AdapterStatus()
         self.protocol: TwitchProtocol | None = None
         self._last_frame = 0.0
         self._idle = False
+        self._unanswered: ChannelNotFound | None = None
         self._rejected_before = 0
 
     @property
@@ -202,8 +312,9 @@ class TwitchChat:
         """Connect, log in, join, and emit chat until the connection ends."""
         if self.protocol is not None:
             self._rejected_before += self.protocol.malformed
-        protocol = TwitchProtocol(self.channel, self.nick, self.token)
+        protocol = TwitchProtocol(self.channel, self.nick, self.token, self.join_timeout)
         self.protocol = protocol
+        self._unanswered = None
         self.status.state = AdapterState.CONNECTING
         self.status.detail = self.url
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
@@ -211,13 +322,19 @@ class TwitchChat:
             aiohttp.ClientSession(timeout=timeout) as http,
             http.ws_connect(self.url, autoping=True, max_msg_size=1 << 20) as ws,
         ):
-            for line in protocol.hello():
+            for line in protocol.hello(asyncio.get_running_loop().time()):
                 await ws.send_str(line + "\r\n")
-            watchdog = asyncio.create_task(self._watch_idle(ws))
+            watchdogs = [
+                asyncio.create_task(self._watch_idle(ws)),
+                asyncio.create_task(self._watch_join(ws, protocol)),
+            ]
             try:
                 await self._pump(ws, protocol, emit)
             finally:
-                watchdog.cancel()
+                for watchdog in watchdogs:
+                    watchdog.cancel()
+            if self._unanswered is not None:
+                raise self._unanswered
             if self._idle:
                 raise ConnectionError(f"nothing from Twitch for {self.idle_timeout:.0f} s")
             raise ConnectionError(f"Twitch closed the connection (code {ws.close_code})")
@@ -255,6 +372,19 @@ class TwitchChat:
                 await ws.close()
                 return
             await asyncio.sleep(self.idle_timeout - quiet)
+
+    async def _watch_join(
+        self, ws: aiohttp.ClientWebSocketResponse, protocol: TwitchProtocol
+    ) -> None:
+        """Close the socket when Twitch leaves the JOIN unanswered: the channel does not exist."""
+        loop = asyncio.get_running_loop()
+        while (deadline := protocol.next_deadline()) is not None:
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+            late = protocol.overdue(loop.time())
+            if late:
+                self._unanswered = ChannelNotFound.unanswered(late[0], protocol.join_timeout)
+                await ws.close()
+                return
 
     def _update_status(self, protocol: TwitchProtocol) -> None:
         if protocol.state in (IrcState.LOGGED_IN, IrcState.JOINED):

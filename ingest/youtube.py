@@ -6,6 +6,10 @@ channel is first resolved to its live video with ``search.list(eventType=live)``
 following ``nextPageToken``. The chat id and page token live on the adapter, so a reconnect
 resumes where the last page ended instead of re-reading the backlog. Mapping is in
 :mod:`ingest.youtube_map`.
+
+One adapter reads one live chat. With a :class:`~ingest.quota.QuotaLedger` every call is charged
+to the API key's daily quota in Redis first, shared by every worker using the key; when the
+quota is spent the adapter waits for the reset (``backing off``) instead of calling.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 
 from broker.models import Platform
 from ingest.base import AdapterFatal, AdapterState, AdapterStatus, Emit
+from ingest.quota import QuotaLedger, cost_of, resets_at, spent_detail
+from ingest.sharing import worker_redis
 from ingest.youtube_map import (
     YouTubeApiError,
     channel_id_of,
@@ -53,6 +59,7 @@ class YouTubeAdapter:
         oauth_token: str | None = None,
         max_results: int = 2000,
         request_timeout: float = 20.0,
+        quota: QuotaLedger | None = None,
     ) -> None:
         if bool(video_id) == bool(channel_id):
             raise ValueError("give exactly one of a video id (--video) or a channel id (--channel)")
@@ -73,6 +80,8 @@ class YouTubeAdapter:
         self.live_chat_id: str | None = None
         self.page_token: str | None = None
         self.polls = 0
+        self.quota = quota if api_key else None
+        """Charged before each call; OAuth calls spend a project's quota we cannot name."""
 
     async def run(self, emit: Emit) -> None:
         """Poll the chat until it ends (AdapterFatal) or the connection fails (raise)."""
@@ -80,6 +89,8 @@ class YouTubeAdapter:
         if self.oauth_token:
             headers["Authorization"] = f"Bearer {self.oauth_token}"
         timeout = aiohttp.ClientTimeout(total=self.request_timeout)
+        if self.quota is not None and self.quota.redis is None:
+            self.quota.redis = worker_redis(emit)
         async with aiohttp.ClientSession(headers=headers, timeout=timeout) as http:
             if self.live_chat_id is None:
                 self.live_chat_id = await self._resolve_chat(http)
@@ -151,19 +162,30 @@ class YouTubeAdapter:
     async def _get(
         self, http: aiohttp.ClientSession, resource: str, params: dict[str, str]
     ) -> dict[str, Any]:
-        """GET one API resource; raise AdapterFatal for errors a retry cannot fix."""
+        """GET one API resource, charged to the key's quota first; raise AdapterFatal for
+        errors a retry cannot fix."""
         if self.api_key:
             params = {**params, "key": self.api_key}
-        async with http.get(f"{self.api_url}/{resource}", params=params) as response:
-            try:
-                body = await response.json(content_type=None)
-            except ValueError:
-                body = None
-            if response.status == 200 and isinstance(body, dict):
-                return body
-            if response.status == 200:
-                raise ConnectionError(f"YouTube {resource}: the answer is not a JSON object")
-        error = classify_error(response.status, body)
+        while True:
+            await self._charge(resource)
+            async with http.get(f"{self.api_url}/{resource}", params=params) as response:
+                try:
+                    body = await response.json(content_type=None)
+                except ValueError:
+                    body = None
+                if response.status == 200 and isinstance(body, dict):
+                    return body
+                if response.status == 200:
+                    raise ConnectionError(f"YouTube {resource}: the answer is not a JSON object")
+            error = classify_error(response.status, body)
+            if error.reason == "quotaExceeded" and self._accounting():
+                assert self.quota is not None and self.api_key is not None
+                log.warning("youtube: Google says the quota of key %s is spent", self.api_key[-4:])
+                await self.quota.spend(self.api_key)  # every worker on the key waits now
+                continue
+            self._raise_for(error, resource)
+
+    def _raise_for(self, error: YouTubeApiError, resource: str) -> NoReturn:
         if error.ended:
             raise AdapterFatal(f"YouTube live chat of {self.target}: {error.message}") from error
         if not error.retryable:
@@ -171,3 +193,31 @@ class YouTubeAdapter:
         self.status.state = AdapterState.BACKING_OFF
         self.status.detail = str(error)
         raise error
+
+    def _accounting(self) -> bool:
+        return self.quota is not None and self.quota.redis is not None and bool(self.api_key)
+
+    async def _charge(self, resource: str) -> None:
+        """Charge the call to the key's quota; while it would not fit, wait for the reset."""
+        if not self._accounting():
+            return
+        assert self.quota is not None and self.api_key is not None
+        before = (self.status.state, self.status.detail)
+        waited = False
+        while not (charge := await self.quota.charge(self.api_key, cost_of(resource))).allowed:
+            now = self.quota.clock()
+            if not waited:
+                log.warning(
+                    "youtube %s: %s (%d of %d units used)",
+                    self.target,
+                    spent_detail(self.api_key, now),
+                    charge.used,
+                    charge.limit,
+                )
+            waited = True
+            self.status.state = AdapterState.BACKING_OFF
+            self.status.detail = spent_detail(self.api_key, now)
+            until_reset = (resets_at(now) - now).total_seconds()
+            await asyncio.sleep(max(0.01, min(self.quota.recheck, until_reset)))
+        if waited:
+            self.status.state, self.status.detail = before

@@ -28,6 +28,7 @@ from server.context import CONTEXT, ServerContext
 from server.fanout.hub import Hub
 from server.gcpolicy import keep_collections_short
 from server.http import actions, announcements, auth, health, pages, reads, sessions, wallet
+from server.http import sources as http_sources
 from server.http.errors import BODY_TIMEOUT, MAX_BODY, error_middleware
 from server.identity.accounts import AccountStore
 from server.identity.auth import Revocations, TokenVerifier
@@ -146,6 +147,8 @@ def build_app(
     app.add_routes(ws.routes)
     app.add_routes(sse.routes)
     app.add_routes(pages.routes)
+    # issue 15: a session's chat sources, read by the worker fleet
+    app.add_routes(http_sources.routes)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         client = await _connect_pool(redis_url, broker)

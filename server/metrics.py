@@ -6,9 +6,18 @@ kernel picks), so dashboards sum over instances labelled by ``process``.
 
 from __future__ import annotations
 
+import logging
+import time
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from broker.fleet_view import FleetView, fleet_view, read_fleet
+from broker.sources import SourceStore
+
 __all__ = ["Metrics"]
+
+log = logging.getLogger("vstudio.server.metrics")
 
 LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 150, 250, 500, 1000, 2500, 5000)
 
@@ -60,6 +69,37 @@ class Metrics:
             "vstudio_process", "this server process", ["process"], registry=self.registry
         )
         self.info.labels(**labels).set(1)
+        # issue 15: the worker fleet's health, read from Redis at scrape time
+        self.ingest_sources = Gauge(
+            "vstudio_ingest_sources",
+            "chat sources wanted by each session, by platform and state (unclaimed: no worker)",
+            ["session", "platform", "state"],
+            registry=self.registry,
+        )
+        self.ingest_source_owners = Gauge(
+            "vstudio_ingest_source_owners",
+            "workers holding a lease on each wanted source (below its redundancy: at risk)",
+            ["source"],
+            registry=self.registry,
+        )
+
+    def show_fleet(self, view: FleetView) -> None:
+        """Set the fleet gauges to ``view`` (sources no longer wanted disappear)."""
+        self.ingest_sources.clear()
+        self.ingest_source_owners.clear()
+        for row in view.sources:
+            self.ingest_source_owners.labels(row.id).set(len(row.owners))
+            for session in row.sessions:
+                self.ingest_sources.labels(session, row.platform, row.state).inc()
+
+    async def observe_fleet(self, redis: Any, fleet: str) -> None:
+        """Read the fleet (one hash, one read per declaring session, three more commands) and
+        show it; when Redis does not answer, the last values stay and the scrape goes on."""
+        try:
+            wanted = await SourceStore(redis, fleet).wanted(int(time.time() * 1000))
+            self.show_fleet(fleet_view(await read_fleet(redis, fleet, wanted)))
+        except Exception as exc:
+            log.warning("fleet metrics not refreshed: %s", exc)
 
     def connections(self, transport: str) -> Gauge:
         """The gauge of open connections of ``transport`` (``ws`` or ``sse``)."""

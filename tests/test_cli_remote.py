@@ -136,7 +136,8 @@ def test_session_apply_twice_changes_nothing_the_second_time(cli: Cli, tmp_path:
     assert first["changed"][0].startswith("created session")
     assert "started (live)" in first["changed"] and "opened poll 'First?'" in first["changed"]
     sid = first["session"]["id"]
-    assert first["ingest"] == [f"vstudio ingest twitch --session {sid} --channel band"]
+    assert "declared source twitch:band" in first["changed"]  # issue 15: read by the fleet
+    assert first["ingest"] == []
 
     second = cli.json("session", "apply", str(spec))
     assert second["changed"] == []
@@ -175,6 +176,7 @@ def test_the_readme_session_file_next_to_a_live_demo(cli: Cli, tmp_path: Path) -
     planned = cli.json("session", "apply", str(spec), "--dry-run")
     assert planned["steps"] == [
         "create session 'Friday night live'",
+        "declare source twitch:yourchannel",
         "start it (scheduled -> live)",
         "open poll 'Which song next?'",
     ]
@@ -183,7 +185,7 @@ def test_the_readme_session_file_next_to_a_live_demo(cli: Cli, tmp_path: Path) -
     assert "would create session 'Friday night live'" in human and "unchanged" not in human
 
     applied = cli.json("session", "apply", str(spec))
-    assert applied["steps"] == planned["steps"] and len(applied["changed"]) == 3
+    assert applied["steps"] == planned["steps"] and len(applied["changed"]) == 4
     sid = applied["session"]["id"]
     assert applied["session"]["status"] == "live"
     assert [p["question"] for p in cli.json("poll", "results", sid)] == ["Which song next?"]

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import sys
+import uuid
 from collections.abc import Callable
 
 import pytest
@@ -23,6 +24,7 @@ from broker.models import ChatDelete, NormalizedChatMessage, Platform, PlatformE
 from config import IngestSettings
 from ingest.base import AdapterFatal, IngestItem
 from ingest.runtime import Worker
+from ingest.signbucket import bucket_name
 from ingest.tiktok import TikTokAdapter, _skipping_malformed
 from ingest.tiktok_map import (
     badges_of,
@@ -314,6 +316,7 @@ async def test_the_command_reads_until_the_live_ends(
     redis_url: str, bus: Bus, session_id: str
 ) -> None:
     fake = FakeTikTok(initial=[FakeTikTok.comment(301, "hello from the command")])
+    sign_key = f"euler_{uuid.uuid4().hex}"
     async with fake.running():
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -334,7 +337,12 @@ async def test_the_command_reads_until_the_live_ends(
             "--json",
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "VSTUDIO_TIKTOK_SIGN_URL": fake.sign_url},
+            env={
+                **os.environ,
+                "VSTUDIO_TIKTOK_SIGN_URL": fake.sign_url,
+                # a sign bucket of its own, however often the suite runs on one Redis
+                "SIGN_API_KEY": sign_key,
+            },
         )
         async with asyncio.timeout(30):
             while not fake.sockets or not fake.frames("im_enter_room"):
@@ -347,6 +355,7 @@ async def test_the_command_reads_until_the_live_ends(
     assert stopped["published"] == 1
     [event] = (await bus.replay(session_id, "0-0")).events
     assert event.payload["text"] == "hello from the command"
+    assert await bus.redis.hget(bucket_name(sign_key), "at")  # a token came from its bucket
 
 
 async def test_a_reconnect_replays_history_that_the_bus_publishes_once(

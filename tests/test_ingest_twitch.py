@@ -8,7 +8,6 @@ import socket
 from collections.abc import Callable
 
 import pytest
-from aiohttp import web
 from pydantic import SecretStr
 
 from broker import Bus, BusEvent
@@ -188,21 +187,12 @@ async def test_gives_up_with_a_clear_error_after_the_attempts(bus: Bus, session_
 async def test_connection_closed_before_login_counts_as_a_failure(
     bus: Bus, session_id: str
 ) -> None:
-    async with TwitchIrcServer() as server:
-        original = server._login
-
-        async def refuse(ws: web.WebSocketResponse, inbox: asyncio.Queue[str]) -> bool:
-            await inbox.get()
-            await ws.close()
-            return False
-
-        server._login = refuse  # type: ignore[method-assign]  # a login that always refuses
+    async with TwitchIrcServer(close_before_login=True) as server:
         settings = fast_settings(server.url, reconnect_attempts=3)
         worker = Worker(TwitchChat("dallas", settings), bus, session_id, settings)
         with pytest.raises(WorkerGaveUp, match="closed the connection"):
             await worker.run()
         assert server.connections == 3
-        server._login = original  # type: ignore[method-assign]  # the real login back
 
 
 async def test_refused_token_is_fatal_and_not_retried(bus: Bus, session_id: str) -> None:

@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import sys
+import uuid
 
 import pytest
 
@@ -14,6 +15,7 @@ from broker import Bus
 from broker.models import ChatDelete, NormalizedChatMessage, Platform, PlatformEvent
 from config import IngestSettings
 from ingest.base import AdapterFatal, IngestItem
+from ingest.quota import QuotaLedger
 from ingest.runtime import Worker
 from ingest.youtube import YouTubeAdapter
 from ingest.youtube_map import (
@@ -474,7 +476,8 @@ async def test_worker_publishes_chat_deletions_and_superchats_to_the_bus(
 async def test_the_command_runs_the_worker_and_explains_the_end(
     redis_url: str, bus: Bus, session_id: str
 ) -> None:
-    fake = FakeYouTube(pages=chat_pages(), offline_after_pages=True)
+    key = f"KEY{uuid.uuid4().hex}"  # its own quota count, however often the suite runs
+    fake = FakeYouTube(api_key=key, pages=chat_pages(), offline_after_pages=True)
     async with fake.running():
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -495,7 +498,7 @@ async def test_the_command_runs_the_worker_and_explains_the_end(
             stderr=asyncio.subprocess.PIPE,
             env={
                 **os.environ,
-                "VSTUDIO_YOUTUBE_API_KEY": "KEY",
+                "VSTUDIO_YOUTUBE_API_KEY": key,
                 "VSTUDIO_RECONNECT_INITIAL": "0.05",
             },
         )
@@ -505,3 +508,5 @@ async def test_the_command_runs_the_worker_and_explains_the_end(
     stopped = [json.loads(line) for line in stdout.splitlines() if b'"stopped"' in line]
     assert stopped and stopped[0]["published"] == 5
     assert len((await bus.replay(session_id, "0-0")).events) == 5
+    used = await QuotaLedger(redis=bus.redis).used(key)  # the command counts what it spends
+    assert used == 1 + 5 * len(fake.calls("liveChat/messages"))

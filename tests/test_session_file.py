@@ -11,6 +11,9 @@ from vstudio_cli.client import ApiError
 from vstudio_cli.session_cmd import _partly_applied
 from vstudio_cli.session_file import SessionFileError, plan_changes, read_session_file
 
+BAND = [{"id": "twitch:band", "credentials": "default", "redundancy": None}]
+"""The source FILE declares, as ``GET .../sources`` lists it once declared."""
+
 FILE = """
 [session]
 title = "Friday live"
@@ -66,7 +69,7 @@ def test_applying_again_to_the_same_state_changes_nothing(spec_path: Path) -> No
     spec = read_session_file(spec_path)
     existing = {**plan_changes(spec, None, []).create, "id": "s1", "status": "live"}
     polls = [{"question": "Which song next?", "status": "active"}]
-    plan = plan_changes(spec, existing, polls)
+    plan = plan_changes(spec, existing, polls, sources=BAND)
     assert plan.changes_nothing
     assert plan.notes == ["poll 'Encore?' waits until the active poll ends"]
 
@@ -112,17 +115,18 @@ def test_a_session_that_stays_scheduled_opens_no_poll(tmp_path: Path) -> None:
         "the session is left scheduled: fans see it once it is started",
         "poll 'Which song next?' waits until the session is live (start it, then apply again)",
     ]
-    assert plan.steps() == ["create session 'Friday live'"]
+    assert plan.steps() == ["create session 'Friday live'", "declare source twitch:band"]
     scheduled = {**plan.create, "id": "s1", "status": "scheduled"}
     assert plan_changes(spec, scheduled, []).open_poll is None
     live = {**scheduled, "status": "live"}
-    assert plan_changes(spec, live, []).steps() == ["open poll 'Which song next?'"]
+    assert plan_changes(spec, live, [], sources=BAND).steps() == ["open poll 'Which song next?'"]
 
 
 def test_the_steps_name_every_change_in_order(spec_path: Path) -> None:
     plan = plan_changes(read_session_file(spec_path), None, [])
     assert plan.steps() == [
         "create session 'Friday live'",
+        "declare source twitch:band",
         "start it (scheduled -> live)",
         "open poll 'Which song next?'",
     ]
@@ -140,3 +144,47 @@ def test_a_refusal_part_way_says_what_was_done_and_what_is_left() -> None:
     assert said.status == 409 and said.message.startswith("artist already has a live session")
     assert "already done: created session s1; session s1 is left scheduled" in said.message
     assert _partly_applied(refused, {"changed": [], "session": None}) is refused
+
+
+def test_ingest_tables_are_the_sessions_whole_list_of_sources(tmp_path: Path) -> None:
+    path = tmp_path / "sources.toml"
+    path.write_text(
+        '[session]\ntitle = "t"\n'
+        '[[ingest]]\nplatform = "twitch"\nchannel = "#Band"\n'
+        '[[ingest]]\nplatform = "youtube"\ntarget = "dQw4w9WgXcQ"\nredundancy = 2\n'
+        '[[ingest]]\nplatform = "simulate"\nrate = 3\n'
+    )
+    spec = read_session_file(path)
+    existing = {"id": "s1", "title": "t", "status": "live", "chatEnabled": True}
+    existing |= {"reactionsEnabled": True, "allowGuests": False}
+    declared = [
+        {"id": "twitch:band", "credentials": "default", "redundancy": None},
+        {"id": "youtube:dQw4w9WgXcQ", "credentials": "default", "redundancy": None},
+        {"id": "tiktok:old", "credentials": "default", "redundancy": None},
+    ]
+    plan = plan_changes(spec, existing, [], sources=declared)
+    assert plan.add_sources == [
+        {"platform": "youtube", "target": "dQw4w9WgXcQ", "credentials": "default", "redundancy": 2}
+    ]
+    assert plan.remove_sources == ["tiktok:old"]
+    assert plan.steps() == ["declare source youtube:dQw4w9WgXcQ", "withdraw source tiktok:old"]
+    declared[1]["redundancy"] = 2
+    assert plan_changes(spec, existing, [], sources=declared[:2]).changes_nothing
+
+
+@pytest.mark.parametrize(
+    ("table", "problem"),
+    [
+        ('platform = "discord"\nchannelId = "general"', "is not a Discord channel id"),
+        ('platform = "twitch"', "give the twitch source's target once"),
+        ('platform = "twitch"\ntarget = "a"\nchannel = "b"', "(found target, channel)"),
+        ('platform = "twitch"\ntarget = "a"\ncolour = 1', "unknown key(s) colour"),
+        ('platform = "twitch"\ntarget = "a"\nredundancy = 7', "ingest.0"),
+    ],
+)
+def test_a_bad_ingest_table_names_the_problem(tmp_path: Path, table: str, problem: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(f'[session]\ntitle = "t"\n[[ingest]]\n{table}\n')
+    with pytest.raises(SessionFileError) as caught:
+        read_session_file(path)
+    assert problem in str(caught.value) and "ingest.0" in str(caught.value)

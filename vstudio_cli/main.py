@@ -16,6 +16,7 @@ from vstudio_cli import (
     console_cmd,
     doctor,
     down_cmd,
+    fleet_cmd,
     ingest,
     ledger_cmd,
     logs_cmd,
@@ -63,6 +64,7 @@ app.command("down")(down_cmd.down)
 app.add_typer(overlay_cmd.app, name="overlay")
 app.command("whoami")(whoami_cmd.whoami)
 app.add_typer(ledger_cmd.app, name="ledger")
+app.add_typer(fleet_cmd.app, name="fleet")  # issue 15: seeing the worker fleet
 app.command("worker")(worker_cmd.worker)
 
 

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from vstudio_cli import sources_cmd
 from vstudio_cli.client import ApiError, VStudioClient
 from vstudio_cli.passwords import ask_password
 from vstudio_cli.remote import (
@@ -36,6 +37,7 @@ from vstudio_cli.session_file import Plan, SessionFileError, plan_changes, read_
 session_app = typer.Typer(
     help="Create, start, end, inspect and apply sessions.", no_args_is_help=True
 )
+session_app.add_typer(sources_cmd.app, name="sources")  # issue 15
 poll_app = typer.Typer(help="Create and end polls, read results.", no_args_is_help=True)
 console = Console(soft_wrap=True)
 
@@ -236,15 +238,22 @@ The file (every key but title is optional):
   scheduledStart = 1767225600000   # Unix ms; fixed once the session exists
   live = true                      # start it: scheduled -> live
 \b
-  \\[\\[ingest]]                       # a channel to read chat from
-  platform = "twitch"
+  \\[\\[ingest]]                       # a chat source the worker fleet reads
+  platform = "twitch"              # twitch, youtube, tiktok, discord
   channel = "yourchannel"
+  credentials = "default"          # named in the workers' settings
+  redundancy = 2                   # workers reading it at once
 \b
   \\[\\[polls]]                        # opened in order, one at a time
   question = "Which song next?"
   options = \\["Intro", "Outro"]     # 2 to 10
   duration = 120                   # seconds; none: open until ended
   allowMultiple = false
+
+The \\[\\[ingest]] tables are the session's whole list of sources: apply declares each one and
+withdraws the sources the file no longer lists (the plan names each). A table names what to
+read as target = "...", or by the flag of 'vstudio ingest' for its platform: channel (Twitch),
+video or channel (YouTube), user (TikTok), channelId (Discord).
 
 Polls open only on a live session: with live = false they wait, and an apply after the
 session went live opens them. live = true while another of your sessions is live is refused
@@ -282,7 +291,11 @@ def apply(
             None,
         )
         polls = await client.list_polls(existing["id"]) if existing else []
-        plan = plan_changes(spec, existing, polls, live_elsewhere)
+        declared = []
+        if existing:
+            listing = await client.call("GET", sources_cmd.sources_path(existing["id"]))
+            declared = listing["sources"]
+        plan = plan_changes(spec, existing, polls, live_elsewhere, declared)
         result: dict[str, Any] = {
             "dryRun": dry_run,
             "plan": plan.model_dump(),
@@ -301,8 +314,10 @@ def apply(
         session = result["session"]
         if session.get("status") == "scheduled":
             result["start"] = f"vstudio session start {session['id']}"
-        result["ingest"] = [
-            _ingest_command(session["id"], item.model_dump()) for item in spec.ingest
+        result["ingest"] = [  # simulate tables: a worker to run, not a source to declare
+            _ingest_command(session["id"], item.model_dump())
+            for item in spec.ingest
+            if item.platform == "simulate"
         ]
         return result
 
@@ -343,6 +358,13 @@ async def _carry_out(client: VStudioClient, plan: Plan, result: dict[str, Any]) 
         await client.update_session(session["id"], **plan.update)
         session = result["session"] = await client.get_session(session["id"])
         result["changed"].append(f"updated {', '.join(sorted(plan.update))}")
+    sources = sources_cmd.sources_path(session["id"])
+    for body in plan.add_sources:
+        answer = await client.call("POST", sources, body)
+        result["changed"].append(f"declared source {answer['source']['id']}")
+    for source_id in plan.remove_sources:
+        await client.call("DELETE", sources_cmd.sources_path(session["id"], source_id))
+        result["changed"].append(f"withdrew source {source_id}")
     if plan.start:
         session = result["session"] = await client.start_session(session["id"])
         result["changed"].append("started (live)")

@@ -9,6 +9,12 @@ timed poll on a session nobody can see would run out unseen) and the next apply 
 session went live opens them. ``live = true`` while another of the artist's sessions is live is
 refused before anything changes (one live session per artist).
 
+The ``[[ingest]]`` tables are the session's chat sources, read by the worker fleet (issue 15):
+apply declares each one (``POST .../sources``, which also replaces other ``credentials`` or
+``redundancy``) and withdraws the session's sources that the file no longer lists, so the file
+is the whole list; the plan names each of these steps. A ``simulate`` table is not a source
+(nothing to read): it is printed as the command that runs it.
+
 ```toml
 [session]
 title = "Friday night live"
@@ -20,9 +26,11 @@ allowGuests = true
 producerIds = ["sam"]
 live = true                      # start it (scheduled -> live)
 
-[[ingest]]
-platform = "twitch"
-channel = "yourchannel"
+[[ingest]]                       # a chat source the worker fleet reads
+platform = "twitch"              # twitch, youtube, tiktok, discord (or simulate)
+target = "yourchannel"           # or channel / video / user / channelId, as vstudio ingest
+credentials = "default"          # a credentials set in the workers' settings
+redundancy = 2                   # workers reading it at once (default: the fleet's)
 
 [[polls]]                        # opened in order, one at a time
 question = "Which song next?"
@@ -37,10 +45,11 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from broker.models import PollCreate, RequiredTokens
+from broker.models import Platform, PollCreate, RequiredTokens
+from broker.sources import SourceSpec
 
 __all__ = ["Plan", "SessionFile", "SessionFileError", "plan_changes", "read_session_file"]
 
@@ -71,10 +80,46 @@ class SessionSpec(BaseModel):
     live: bool = False
 
 
+TARGET_KEYS = ("target", "channel", "video", "user", "channelId", "channel_id")
+"""Where an ``[[ingest]]`` table may name its target: ``target``, or the flag ``vstudio ingest``
+takes for that platform (``channel``, ``video``, ``user``, ``channelId``)."""
+
+
 class IngestSpec(BaseModel):
+    """One ``[[ingest]]`` table: a source for the fleet, or a ``simulate`` worker's flags."""
+
     model_config = ConfigDict(extra="allow")
 
     platform: Literal["twitch", "youtube", "tiktok", "discord", "simulate"]
+
+    @model_validator(mode="after")
+    def _a_source(self) -> IngestSpec:
+        if self.platform != "simulate":
+            self.source()  # a bad target or an unknown key is reported when the file is read
+        return self
+
+    def source(self) -> SourceSpec | None:
+        """The source this table declares (``None`` for ``simulate``); ``ValueError`` naming
+        the problem."""
+        if self.platform == "simulate":
+            return None
+        extra = dict(self.model_extra or {})
+        named = [key for key in TARGET_KEYS if key in extra]
+        if len(named) != 1:
+            raise ValueError(
+                f'give the {self.platform} source\'s target once, as target = "..."'
+                + (f" (found {', '.join(named)})" if named else "")
+            )
+        fields: dict[str, Any] = {"target": str(extra.pop(named[0]))}
+        for key in ("credentials", "redundancy"):
+            if key in extra:
+                fields[key] = extra.pop(key)
+        if extra:
+            raise ValueError(f"unknown key(s) {', '.join(sorted(extra))} for a chat source")
+        try:
+            return SourceSpec(platform=Platform(self.platform), **fields)
+        except ValidationError as exc:
+            raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
 
 
 class SessionFile(BaseModel):
@@ -98,7 +143,9 @@ def read_session_file(path: Path) -> SessionFile:
         return SessionFile.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
+            f"{'.'.join(str(p) for p in error['loc'])}: "
+            + error["msg"].removeprefix("Value error, ")
+            for error in exc.errors()
         )
         raise SessionFileError(f"{path}: {problems}") from exc
 
@@ -111,6 +158,10 @@ class Plan(BaseModel):
 
     create: dict[str, Any] | None = None
     update: dict[str, Any] = Field(default_factory=dict)
+    add_sources: list[dict[str, Any]] = Field(default_factory=list)
+    """Sources to declare (new, or another ``credentials``/``redundancy``), as POST bodies."""
+    remove_sources: list[str] = Field(default_factory=list)
+    """Source ids the session has and the file does not list."""
     start: bool = False
     open_poll: dict[str, Any] | None = None
     notes: list[str] = Field(default_factory=list)
@@ -118,7 +169,14 @@ class Plan(BaseModel):
 
     @property
     def changes_nothing(self) -> bool:
-        return not (self.create or self.update or self.start or self.open_poll)
+        return not (
+            self.create
+            or self.update
+            or self.add_sources
+            or self.remove_sources
+            or self.start
+            or self.open_poll
+        )
 
     def steps(self) -> list[str]:
         """The changes in the order apply makes them, worded the same for a dry run."""
@@ -127,6 +185,10 @@ class Plan(BaseModel):
             steps.append(f"create session {self.create['title']!r}")
         if self.update:
             steps.append(f"update {', '.join(sorted(self.update))}")
+        for body in self.add_sources:
+            steps.append(f"declare source {body['platform']}:{body['target']}")
+        for source_id in self.remove_sources:
+            steps.append(f"withdraw source {source_id}")
         if self.start:
             steps.append("start it (scheduled -> live)")
         if self.open_poll is not None:
@@ -139,10 +201,13 @@ def plan_changes(
     existing: dict[str, Any] | None,
     polls: list[dict[str, Any]],
     live_elsewhere: dict[str, Any] | None = None,
+    sources: list[dict[str, Any]] | None = None,
 ) -> Plan:
     """The changes that bring the server's session (``existing``, or none) to ``spec``.
 
-    ``live_elsewhere`` is another of the artist's sessions that is live now, if any.
+    ``live_elsewhere`` is another of the artist's sessions that is live now, if any;
+    ``sources`` the session's declared sources (``GET .../sources``: ``id``, ``credentials``,
+    ``redundancy``).
     """
     wanted = spec.session.model_dump(by_alias=True, exclude={"live"}, exclude_none=True)
     plan = Plan()
@@ -172,6 +237,7 @@ def plan_changes(
             f"live session at a time: end it first (vstudio session end {other['id']}), "
             "or set live = false to create this one as scheduled"
         )
+    plan.add_sources, plan.remove_sources = _source_changes(spec, sources or [])
     will_be_live = status == "live" or plan.start
     if not will_be_live and status != "ended":
         plan.notes.append("the session is left scheduled: fans see it once it is started")
@@ -191,3 +257,21 @@ def plan_changes(
     else:
         plan.open_poll = next_poll.wire()
     return plan
+
+
+def _source_changes(
+    spec: SessionFile, declared: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """What to declare and withdraw so the session's sources are the file's ``[[ingest]]``."""
+    have = {row["id"]: (row.get("credentials"), row.get("redundancy")) for row in declared}
+    wanted = {}
+    for table in spec.ingest:
+        source = table.source()
+        if source is not None:
+            wanted[source.id] = source
+    add = [
+        source.model_dump(mode="json", exclude_none=True)
+        for source_id, source in wanted.items()
+        if have.get(source_id) != (source.credentials, source.redundancy)
+    ]
+    return add, sorted(set(have) - set(wanted))

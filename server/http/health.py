@@ -49,6 +49,7 @@ async def metrics(request: web.Request) -> web.Response:
         expected = f"Bearer {required.get_secret_value()}"
         if not hmac.compare_digest(sent.encode(), expected.encode()):
             raise AuthError("/metrics needs 'Authorization: Bearer <metrics_token>'")
+    await ctx.metrics.observe_fleet(ctx.bus.redis, ctx.broker.fleet)  # issue 15
     body = ctx.metrics.render()
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
 

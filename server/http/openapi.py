@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from broker.models import CLIENT_PAYLOADS, ErrorPayload, Poll, Session, SessionUpdate
+from broker.sources import SourceSpec
 from server.http.actions import REST_ACTIONS
 from server.http.announcements import AnnouncementRequest
 from server.http.auth import GuestRequest, LoginRequest, TicketRequest
@@ -100,6 +101,78 @@ def _operation(
     return operation
 
 
+def _sources_paths(session_path: str) -> dict[str, dict[str, Any]]:
+    """A session's chat sources (issue 15): 201 new, 200 replaced, 422 a target the platform
+    refuses; the staff only."""
+    source = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "platform": {"type": "string"},
+            "target": {"type": "string"},
+            "credentials": {"type": "string"},
+            "redundancy": {"type": ["integer", "null"]},
+            "owners": {"type": "array", "items": {"type": "string"}},
+            "state": {"type": "string"},
+            "msgPerS": {"type": "number"},
+            "lagMs": {"type": ["integer", "null"]},
+            "lastError": {"type": "string"},
+        },
+        "required": ["id", "platform", "target", "credentials"],
+    }
+    listing = {
+        "type": "object",
+        "properties": {
+            "sessionId": {"type": "string"},
+            "sources": {"type": "array", "items": source},
+        },
+        "required": ["sessionId", "sources"],
+    }
+    declared = {
+        "type": "object",
+        "properties": {
+            "sessionId": {"type": "string"},
+            "created": {"type": "boolean"},
+            "source": source,
+        },
+        "required": ["sessionId", "created", "source"],
+    }
+    add = _operation(
+        "Declare a chat source for the worker fleet (artist, producers, operators): 201 new, "
+        "200 replaced (credentials, redundancy)",
+        body=SourceSpec,
+        response=declared,
+        status="201",
+        params=["sessionId"],
+    )
+    add["responses"]["200"] = {
+        "description": "already declared: replaced",
+        "content": {"application/json": {"schema": declared}},
+    }
+    add["responses"]["422"] = {
+        "description": "the platform does not accept this target (4006, the rule it breaks)",
+        "content": {"application/json": {"schema": _ref(ErrorPayload)}},
+    }
+    return {
+        session_path + "/sources": {
+            "get": _operation(
+                "The session's chat sources (artist, producers, operators); ?health=1 adds "
+                "each one's owners, state, msg/s, lag and last error",
+                response=listing,
+                params=["sessionId"],
+                query=["health"],
+            ),
+            "post": add,
+        },
+        session_path + "/sources/{sourceId}": {
+            "delete": _operation(
+                "Withdraw a chat source (sourceId: platform:target); 404 when not declared",
+                params=["sessionId", "sourceId"],
+            )
+        },
+    }
+
+
 @functools.cache
 def openapi_document() -> dict[str, Any]:
     """The whole document (built once per process)."""
@@ -115,6 +188,7 @@ def openapi_document() -> dict[str, Any]:
         SessionUpdate,
         Poll,
         ErrorPayload,
+        SourceSpec,
         *CLIENT_PAYLOADS.values(),
     ]
     unique = list(dict.fromkeys(models))
@@ -298,6 +372,7 @@ def openapi_document() -> dict[str, Any]:
             )
         },
     }
+    paths.update(_sources_paths(session_path))  # issue 15
     for entry in REST_ACTIONS:
         path = session_path + entry.path
         names = ["sessionId", *re.findall(r"{(\w+)}", entry.path)]

@@ -1,9 +1,10 @@
 """Fleet test support: a Twitch IRC fake that chats on every joined channel, worker processes.
 
 :class:`ChattyTwitch` sends message ``n`` of a channel at ``t0 + n / rate`` on every connection
-that joined it, with the id ``<channel>-<n>``: two workers reading one channel get the same
-messages with the same ids (as from Twitch), and :attr:`ChattyTwitch.sent` records which were
-sent on any connection, so a test counts them in the session's stream.
+that joined it (one channel per connection, or many on a pooled one), with the id
+``<channel>-<n>``: two workers reading one channel get the same messages with the same ids (as
+from Twitch), and :attr:`ChattyTwitch.sent` records which were sent on any connection, so a
+test counts them in the session's stream.
 """
 
 from __future__ import annotations
@@ -19,83 +20,65 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiohttp import WSMsgType, web
 
 from broker import keys
 from broker.models import now_ms
-from tests.support.platforms.twitch_irc import TwitchIrcServer, privmsg
+from tests.support.platforms.twitch_irc import Connection, TwitchIrcServer, privmsg
 
 __all__ = ["ChattyTwitch", "chat_ids", "spawn_worker", "stop_all", "worker_command", "worker_env"]
 
 
-class _Inbox(asyncio.Queue[str]):
-    channel = ""
-
-
 @dataclass
 class ChattyTwitch(TwitchIrcServer):
-    """Every connection that joins ``#c`` gets ``c``'s messages at ``rate`` per second."""
+    """Every connection that joined ``#c`` gets ``c``'s messages at ``rate`` per second."""
 
     rate: float = 5.0
     sent: dict[str, set[int]] = field(default_factory=dict)
     sent_at: dict[str, dict[int, float]] = field(default_factory=dict)
     t0: float = field(default_factory=time.monotonic)
-    open_connections: int = 0
-    readers: dict[str, int] = field(default_factory=dict)
-    """Open connections per channel now."""
+    _tickers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
-    async def _handle(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(autoping=True)
-        await ws.prepare(request)
-        self.connections += 1
-        self.open_connections += 1
-        inbox = _Inbox()
-        reader = asyncio.create_task(self._read(ws, inbox))
-        try:
-            login = asyncio.create_task(self._login(ws, inbox))
-            await asyncio.wait({login, reader}, return_when=asyncio.FIRST_COMPLETED)
-            if not login.done():  # the client left before joining: do not wait for it
-                login.cancel()
-            elif login.result():
-                await self._chat(ws, inbox.channel, reader)
-        except (ConnectionError, RuntimeError):
-            pass
-        finally:
-            self.open_connections -= 1
-            reader.cancel()
-        return ws
+    @property
+    def readers(self) -> dict[str, int]:
+        """Open connections that joined each channel, now."""
+        counts = dict.fromkeys(self.sent, 0)
+        for conn in self.open.values():
+            for channel in conn.joined:
+                counts[channel] = counts.get(channel, 0) + 1
+        return counts
 
-    async def _read(self, ws: web.WebSocketResponse, inbox: asyncio.Queue[str]) -> None:
-        async for message in ws:
-            if message.type is WSMsgType.TEXT:
-                for line in message.data.split("\r\n"):
-                    if line.startswith("JOIN #") and isinstance(inbox, _Inbox):
-                        inbox.channel = line[6:].strip()
-                    if line:
-                        await inbox.put(line)
+    @property
+    def open_connections(self) -> int:
+        return len(self.open)
 
-    async def _chat(
-        self, ws: web.WebSocketResponse, channel: str, reader: asyncio.Task[None]
-    ) -> None:
-        self.readers[channel] = self.readers.get(channel, 0) + 1
-        try:
-            await self._chat_on(ws, channel, reader)
-        finally:
-            self.readers[channel] -= 1
+    async def stop(self) -> None:
+        for ticker in self._tickers.values():
+            ticker.cancel()
+        await super().stop()
 
-    async def _chat_on(
-        self, ws: web.WebSocketResponse, channel: str, reader: asyncio.Task[None]
-    ) -> None:
+    async def _join(self, conn: Connection, channel: str) -> None:
+        await super()._join(conn, channel)
+        if channel not in self._tickers:
+            self._tickers[channel] = asyncio.create_task(self._chat(channel))
+
+    async def _chat(self, channel: str) -> None:
         n = int((time.monotonic() - self.t0) * self.rate) + 1
         sent = self.sent.setdefault(channel, set())
         sent_at = self.sent_at.setdefault(channel, {})
-        while not ws.closed and not reader.done():
+        while True:
             await asyncio.sleep(max(0.0, self.t0 + n / self.rate - time.monotonic()))
-            if ws.closed or reader.done():
-                return
-            await ws.send_str(privmsg(f"{channel}-{n}", f"m{n}", channel=channel, ts=now_ms()))
-            sent.add(n)
-            sent_at.setdefault(n, time.monotonic())
+            line = privmsg(f"{channel}-{n}", f"m{n}", channel=channel, ts=now_ms()) + "\r\n"
+            delivered = False
+            for conn in list(self.open.values()):
+                if channel in conn.joined and not conn.ws.closed:
+                    try:
+                        await conn.ws.send_str(line)
+                        delivered = True
+                    except (ConnectionError, RuntimeError):
+                        pass
+            if delivered:
+                sent.add(n)
+                sent_at.setdefault(n, time.monotonic())
             n += 1
 
 

@@ -35,6 +35,7 @@ from vstudio_cli.console.widgets.muted import MutedPanel
 from vstudio_cli.console.widgets.poll import PollPanel
 from vstudio_cli.console.widgets.poll_form import PollForm
 from vstudio_cli.console.widgets.reactions import ReactionPanel
+from vstudio_cli.console.widgets.sources import SourcesPanel
 from vstudio_cli.console.widgets.status import StatusBar
 from vstudio_cli.console.widgets.tips import TipsPanel
 
@@ -42,6 +43,8 @@ __all__ = ["ConsoleApp"]
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+SOURCES_EVERY = 5.0
+"""Seconds between reads of the session's sources and their health (issue 15)."""
 ENDED_ACTIONS = frozenset(
     {
         "delete",
@@ -131,6 +134,7 @@ class ConsoleApp(App[None]):
                 yield ReactionPanel(id="reactions")
                 yield TipsPanel(id="tips")
                 yield MutedPanel(id="muted")
+                yield SourcesPanel(id="sources")
         yield Footer(compact=True)
 
     @property
@@ -139,7 +143,7 @@ class ConsoleApp(App[None]):
 
     def on_mount(self) -> None:
         self.sub_title = self.state.session_id
-        self.redraw({"status", "chat", "poll", "reactions", "tips", "muted"})
+        self.redraw({"status", "chat", "poll", "reactions", "tips", "muted", "sources"})
         self.chat.table.focus()
         self.set_interval(1.0, self._tick)
         loop = asyncio.get_running_loop()
@@ -186,6 +190,7 @@ class ConsoleApp(App[None]):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(stop)
         self.workers.cancel_group(self, "link")
+        self.workers.cancel_group(self, "sources")
         if self.link is not None:
             await self.link.close()
             if self.close_client:
@@ -221,6 +226,8 @@ class ConsoleApp(App[None]):
             self.query_one(TipsPanel).show(self.state.tips, self.state.ledger_totals)
         if "muted" in parts:
             self.query_one(MutedPanel).show(self.state.muted, self.state.muted_names)
+        if "sources" in parts:
+            self.query_one(SourcesPanel).show(self.state.sources)
 
     def show_update(self, update: Update) -> None:
         try:
@@ -265,9 +272,29 @@ class ConsoleApp(App[None]):
         self.state.role = link.role
         apply_frame(self.state, {"type": "session.update", "payload": session})
         self.apply(_pseudo("live"))
+        self.watch_sources()
         async for frame in link.frames():
             self.apply(frame)
         self.apply(_pseudo("closed", reason=link.closed_reason or "connection closed"))
+
+    @work(exclusive=True, group="sources")
+    async def watch_sources(self) -> None:
+        """Every few seconds, the session's sources and the fleet's health, through the server.
+        A failed read keeps what was shown (the chat's connection reports outages already)."""
+        link = self.link
+        assert link is not None
+        while True:
+            try:
+                self.state.sources = await link.sources()
+            except ApiError as exc:
+                if exc.status in (403, 404):  # not the staff's to see, or gone: stop asking
+                    return
+            except (aiohttp.ClientError, OSError, TimeoutError):
+                pass
+            else:
+                with contextlib.suppress(NoMatches):
+                    self.redraw({"sources"})
+            await asyncio.sleep(SOURCES_EVERY)
 
     async def _ask(self, what: str, call: Awaitable[Any]) -> Any:
         """Await a request; a refusal becomes a notification. None when it failed."""

@@ -106,6 +106,14 @@ class SessionLink:
     async def update_session(self, **fields: Any) -> dict[str, Any]:
         return await self._request("session.update", fields)
 
+    async def sources(self) -> list[dict[str, Any]]:
+        """The session's chat sources, each with its owners and state (staff only)."""
+        answer = await self.client.call(
+            "GET", f"/v1/vstudio/sessions/{self.session_id}/sources", params={"health": "1"}
+        )
+        rows: list[dict[str, Any]] = answer["sources"]
+        return rows
+
     async def start_session(self) -> dict[str, Any]:
         return await self.client.start_session(self.session_id)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 __all__ = [
     "MAX_CHAT_LINES",
@@ -163,6 +164,8 @@ class ConsoleState:
     """Every platform's money by currency: ``{"twitch": {"BITS": 300.0}, ...}``."""
     muted_names: dict[str, tuple[str, str]] = field(default_factory=dict)
     """Muted id -> (platform, name), as far as the server or this console knows it."""
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    """The session's chat sources with the fleet's health (issue 15), read every few seconds."""
 
     def find_message(self, message_id: str) -> ChatLine | None:
         for line in self.chat:

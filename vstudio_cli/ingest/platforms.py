@@ -49,6 +49,15 @@ def twitch(
         str | None,
         typer.Option("--irc-url", help="IRC-over-WebSocket URL (VSTUDIO_TWITCH_IRC_URL)."),
     ] = None,
+    join_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--join-timeout",
+            min=0.1,
+            help="IRC: seconds the channel has to answer the JOIN (VSTUDIO_TWITCH_JOIN_TIMEOUT, "
+            "default 5); no answer means it does not exist: exit 4.",
+        ),
+    ] = None,
     eventsub: Annotated[
         bool, typer.Option("--eventsub", help="EventSub WebSocket through twitchio, not IRC.")
     ] = False,
@@ -79,8 +88,16 @@ def twitch(
     as_json: JsonOption = False,
 ) -> None:
     """Read a Twitch channel's chat over IRC-over-WebSocket (anonymous unless --token), or
-    with --eventsub through twitchio's EventSub WebSocket (app credentials and a user token)."""
-    settings = ingest_settings(twitch_token=token, twitch_nick=nick, twitch_irc_url=irc_url)
+    with --eventsub through twitchio's EventSub WebSocket (app credentials and a user token).
+
+    A channel that does not answer the JOIN within --join-timeout seconds does not exist or is
+    banned: the worker stops with exit 4, as for a session that does not exist."""
+    settings = ingest_settings(
+        twitch_token=token,
+        twitch_nick=nick,
+        twitch_irc_url=irc_url,
+        twitch_join_timeout=join_timeout,
+    )
 
     def build() -> Adapter:
         if eventsub:
@@ -147,6 +164,7 @@ def youtube(
     )
 
     def build() -> Adapter:
+        from ingest.quota import QuotaLedger
         from ingest.youtube import YouTubeAdapter
 
         return YouTubeAdapter(
@@ -155,6 +173,10 @@ def youtube(
             api_url=settings.youtube_api_url,
             api_key=_secret(settings.youtube_api_key),
             oauth_token=_secret(settings.youtube_oauth_token),
+            # issue 15: the key's daily quota, counted in the worker's Redis with every other
+            quota=QuotaLedger(
+                per_day=settings.youtube_quota_per_day, recheck=settings.youtube_quota_recheck
+            ),
         )
 
     run_worker(
@@ -249,6 +271,7 @@ def tiktok(
     settings = ingest_settings(tiktok_sign_url=sign_url)
 
     def build() -> Adapter:
+        from ingest.signbucket import SignBucket
         from ingest.tiktok import TikTokAdapter
 
         return TikTokAdapter(
@@ -259,6 +282,10 @@ def tiktok(
             webcast_url=webcast_url,
             room_id=room_id,
             like_window=settings.tiktok_like_window,
+            # issue 15: one sign server budget for every worker, in the worker's Redis
+            sign_bucket=SignBucket(
+                per_minute=settings.tiktok_sign_per_minute, burst=settings.tiktok_sign_burst
+            ),
         )
 
     run_worker(

@@ -4,7 +4,7 @@ Every worker command builds its adapter through :func:`run_worker`, which owns t
 flag or missing credential refused with exit 2, Redis (the configured URL or the embedded
 server), the :class:`~ingest.runtime.Worker`, the status line or JSON status lines,
 SIGINT/SIGTERM, and exit codes (0 after a clean stop, 1 when the platform or Redis failed, 2 for
-bad settings).
+bad settings, 4 when the session or the channel does not exist).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from broker.models import now_ms
 from broker.runtime import open_bus, redis_url
 from config import BrokerSettings, IngestSettings, load_settings
 from config.logging import configure_logging
-from ingest.base import Adapter, AdapterFatal, AdapterState
+from ingest.base import Adapter, AdapterFatal, AdapterState, TargetNotFound
 from ingest.heartbeat import read_records
 from ingest.runtime import Worker, WorkerGaveUp
 from vstudio_cli.ingest.group import JsonOption, RedisUrlOption, ingest_settings
@@ -99,7 +99,8 @@ def run_worker(
     ``--redis-url`` value (``None``: environment, TOML, or the embedded server); ``json_output``
     prints JSON status lines to stdout and JSON logs to stderr; ``duration`` stops after that
     many seconds. Exit 0 after a clean stop (also on SIGINT/SIGTERM), 1 when the platform or
-    Redis failed, 2 for bad settings, 4 when the session does not exist, 5 when it has ended.
+    Redis failed, 2 for bad settings, 4 when the session or the platform channel does not
+    exist (:class:`~ingest.base.TargetNotFound`), 5 when the session has ended.
     """
     try:
         adapter = build()
@@ -150,6 +151,9 @@ async def _serve(
         code = 0
         try:
             await worker.run()
+        except TargetNotFound as exc:
+            log.error("%s", exc)
+            code = 4
         except (AdapterFatal, WorkerGaveUp) as exc:
             log.error("%s", exc)
             code = 1

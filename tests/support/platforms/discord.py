@@ -30,12 +30,14 @@ from aiohttp import WSMsgType, web
 
 from tests.support.loopback import serve_app
 
-__all__ = ["FakeDiscord", "GatewayConnection", "snowflake"]
+__all__ = ["BACKSTAGE_CHANNEL_ID", "FakeDiscord", "GatewayConnection", "snowflake"]
 
 MESSAGE_CONTENT_INTENT = 1 << 15
 GUILD_ID = "100000000000000001"
 CHANNEL_ID = "200000000000000002"
 OTHER_CHANNEL_ID = "200000000000000003"
+BACKSTAGE_CHANNEL_ID = "200000000000000004"
+"""A third text channel, for gateways that serve several channels at once."""
 BOT_ID = "300000000000000003"
 OWNER_ID = "400000000000000004"
 MOD_ROLE_ID = "500000000000000005"
@@ -129,6 +131,8 @@ class FakeDiscord:
     connections: list[GatewayConnection] = field(default_factory=list)
     rest_calls: list[str] = field(default_factory=list)
     resumes: int = 0
+    identifies: int = 0
+    """IDENTIFY payloads received: one per gateway session a client opened."""
     history: list[dict[str, Any]] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -264,6 +268,7 @@ class FakeDiscord:
             "rate_limit_per_user": 0,
         }
         other = {**channel, "id": OTHER_CHANNEL_ID, "name": "general", "position": 1}
+        backstage = {**channel, "id": BACKSTAGE_CHANNEL_ID, "name": "backstage", "position": 2}
         thread = {
             "id": THREAD_ID,
             "type": 11,
@@ -316,7 +321,7 @@ class FakeDiscord:
             "joined_at": snowflake_time(1_700_000_000_000),
             "voice_states": [],
             "members": [bot_member],
-            "channels": [channel, other],
+            "channels": [channel, other, backstage],
             "threads": [thread],
             "presences": [],
             "stage_instances": [],
@@ -354,6 +359,7 @@ class FakeDiscord:
             connection.heartbeats += 1
             await connection.send({"op": 11, "d": None, "s": None, "t": None})
         elif op == 2:
+            self.identifies += 1
             connection.identify = data
             if data.get("token") != self.token:
                 await connection.ws.close(code=4004, message=b"Authentication failed.")

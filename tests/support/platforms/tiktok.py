@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -121,6 +122,8 @@ class FakeTikTok:
     sign_url: str = ""
     webcast_url: str = ""
     sign_requests: list[dict[str, str]] = field(default_factory=list)
+    sign_times: list[float] = field(default_factory=list)
+    """When each sign request arrived (``time.monotonic``)."""
     client_frames: list[ClientFrame] = field(default_factory=list)
     push_queries: list[dict[str, str]] = field(default_factory=list)
     sockets: list[tuple[web.WebSocketResponse, bool]] = field(default_factory=list)
@@ -191,6 +194,7 @@ class FakeTikTok:
 
     async def _sign_fetch(self, request: web.Request) -> web.Response:
         self.sign_requests.append(dict(request.query))
+        self.sign_times.append(time.monotonic())
         if request.query.get("room_id") != str(ROOM_ID):
             return web.json_response({"code": 400, "message": "unknown room"}, status=400)
         ws_base = self.url.replace("http://", "ws://")
