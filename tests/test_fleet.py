@@ -210,8 +210,11 @@ async def _outage(
             print(f"owned again {time.monotonic() - returned:.2f} s after Redis returned")
             sent_until = {c: set(ns) for c, ns in twitch.sent.items()}
             await asyncio.sleep(2 * worker.settings.fleet_reconcile_interval)
-            health = await Registry(client, fleet).health()
-        ids = await chat_ids(client, session_id)
+            # a fresh client: the test's own may hold a connection the restart closed
+            reader = await connect(f"redis://127.0.0.1:{port}")
+            health = await Registry(reader, fleet).health()
+        ids = await chat_ids(reader, session_id)
+        await reader.aclose()
         return ids, worker, sent_until, health
     finally:
         await client.aclose()

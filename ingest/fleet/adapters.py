@@ -1,11 +1,11 @@
 """Building an adapter from a source spec: one plain mapping, platform -> factory.
 
 A factory takes the spec and the IngestSettings with the spec's named credentials already
-applied, and returns an :class:`~ingest.base.Adapter`. The mapping is plain data so that a
-shared connection can replace a platform's entry without touching the fleet: the Twitch pool
-(``TwitchPool.adapter(channel)``) or the Discord gateway (``gateway.adapter(channel_id)``)
-become ``{**ADAPTERS, Platform.TWITCH: lambda spec, settings: pool.adapter(spec.target)}``,
-passed to :class:`~ingest.fleet.worker.FleetWorker` as ``factories``.
+applied, and returns an :class:`~ingest.base.Adapter`. :data:`ADAPTERS` opens one connection
+per source; :class:`SharedConnections` replaces the Twitch and Discord entries with adapters on
+shared connections (one Twitch IRC pool per credential set, one Discord gateway per bot token),
+which is what a fleet worker runs by default. YouTube and TikTok adapters count their shared
+budgets (the API key's daily quota, the sign server's rate) in the worker's Redis.
 
 Credentials never travel through Redis: a spec names a set, ``default`` being the ``[ingest]``
 table's own tokens, any other a table under ``[ingest.fleet_credentials.NAME]``.
@@ -14,6 +14,7 @@ table's own tokens, any other a table under ``[ingest.fleet_credentials.NAME]``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
@@ -22,7 +23,18 @@ from broker.sources import SourceSpec
 from config import IngestSettings
 from ingest.base import Adapter, AdapterFatal
 
-__all__ = ["ADAPTERS", "CREDENTIAL_FIELDS", "AdapterFactory", "build_adapter", "credentials_for"]
+if TYPE_CHECKING:
+    from ingest.discord import GatewayPool
+    from ingest.twitch_pool import TwitchPool
+
+__all__ = [
+    "ADAPTERS",
+    "CREDENTIAL_FIELDS",
+    "AdapterFactory",
+    "SharedConnections",
+    "build_adapter",
+    "credentials_for",
+]
 
 AdapterFactory = Callable[[SourceSpec, IngestSettings], Adapter]
 
@@ -72,6 +84,7 @@ def _twitch(spec: SourceSpec, settings: IngestSettings) -> Adapter:
 
 
 def _youtube(spec: SourceSpec, settings: IngestSettings) -> Adapter:
+    from ingest.quota import QuotaLedger
     from ingest.youtube import YouTubeAdapter
 
     video = spec.target if len(spec.target) == 11 and not spec.target.startswith("@") else None
@@ -81,14 +94,23 @@ def _youtube(spec: SourceSpec, settings: IngestSettings) -> Adapter:
         api_url=settings.youtube_api_url,
         api_key=_secret(settings.youtube_api_key),
         oauth_token=_secret(settings.youtube_oauth_token),
+        quota=QuotaLedger(
+            per_day=settings.youtube_quota_per_day, recheck=settings.youtube_quota_recheck
+        ),
     )
 
 
 def _tiktok(spec: SourceSpec, settings: IngestSettings) -> Adapter:
+    from ingest.signbucket import SignBucket
     from ingest.tiktok import TikTokAdapter
 
     return TikTokAdapter(
-        user=spec.target, sign_url=settings.tiktok_sign_url, like_window=settings.tiktok_like_window
+        user=spec.target,
+        sign_url=settings.tiktok_sign_url,
+        like_window=settings.tiktok_like_window,
+        sign_bucket=SignBucket(
+            per_minute=settings.tiktok_sign_per_minute, burst=settings.tiktok_sign_burst
+        ),
     )
 
 
@@ -110,6 +132,45 @@ ADAPTERS: Mapping[Platform, AdapterFactory] = {
     Platform.DISCORD: _discord,
 }
 """The one-connection-per-source factories every worker starts with."""
+
+
+class SharedConnections:
+    """The platform connections one worker's readings share, made on first use."""
+
+    def __init__(self) -> None:
+        self.twitch: dict[str, TwitchPool] = {}
+        """One IRC pool per credential set (a pool logs in as one account)."""
+        self.discord: GatewayPool | None = None
+
+    def twitch_adapter(self, spec: SourceSpec, settings: IngestSettings) -> Adapter:
+        from ingest.twitch_pool import TwitchPool
+
+        pool = self.twitch.get(spec.credentials)
+        if pool is None:
+            pool = self.twitch[spec.credentials] = TwitchPool(settings)
+        return pool.adapter(spec.target)
+
+    def discord_adapter(self, spec: SourceSpec, settings: IngestSettings) -> Adapter:
+        from ingest.discord import GatewayPool
+
+        if self.discord is None:
+            self.discord = GatewayPool(
+                api_url=settings.discord_api_url, gateway_url=settings.discord_gateway_url
+            )
+        return self.discord.adapter(_secret(settings.discord_token) or "", int(spec.target))
+
+    def factories(self) -> Mapping[Platform, AdapterFactory]:
+        """:data:`ADAPTERS` with Twitch and Discord on the shared connections."""
+        return {
+            **ADAPTERS,
+            Platform.TWITCH: self.twitch_adapter,
+            Platform.DISCORD: self.discord_adapter,
+        }
+
+    async def aclose(self) -> None:
+        """Close the Twitch connections (Discord gateways close with their last channel)."""
+        for pool in self.twitch.values():
+            await pool.aclose()
 
 
 def build_adapter(

@@ -37,7 +37,7 @@ from broker.models import Platform, now_ms
 from broker.sources import SourceHealth, SourceStore, Wanted, WorkerRecord
 from config import IngestSettings
 from ingest.base import AdapterState
-from ingest.fleet.adapters import ADAPTERS, AdapterFactory, build_adapter
+from ingest.fleet.adapters import AdapterFactory, SharedConnections, build_adapter
 from ingest.fleet.lease import Lease, owner_of
 from ingest.fleet.reading import Reading
 from ingest.fleet.registry import Registry
@@ -84,7 +84,7 @@ class FleetWorker:
         fleet: str = "default",
         capacity: int | None = None,
         redundancy: int | None = None,
-        factories: Mapping[Platform, AdapterFactory] = ADAPTERS,
+        factories: Mapping[Platform, AdapterFactory] | None = None,
         worker_id: str | None = None,
         host: str | None = None,
     ) -> None:
@@ -93,7 +93,9 @@ class FleetWorker:
         self.fleet = fleet
         self.capacity = capacity or settings.fleet_capacity
         self.redundancy = redundancy or settings.fleet_redundancy
-        self.factories = factories
+        self.shared = SharedConnections()
+        """Twitch IRC pools and Discord gateways shared by this worker's readings."""
+        self.factories = factories or self.shared.factories()
         self.id = worker_id or new_fleet_worker_id()
         self.host = host or socket.gethostname()
         self.started = now_ms()
@@ -158,6 +160,7 @@ class FleetWorker:
     async def _shutdown(self) -> None:
         slots = list(self.running)
         await asyncio.gather(*(self._drop(slot) for slot in slots), return_exceptions=True)
+        await self.shared.aclose()
         with contextlib.suppress(*PUBLISH_ERRORS):
             async with asyncio.timeout(2):
                 await self.registry.leave(self.id, {s.source for s in slots} | self._gone)
