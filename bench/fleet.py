@@ -1,6 +1,7 @@
 """Sources per fleet worker process: memory, CPU, throughput and failover time.
 
-    python bench/fleet.py [--sources 500] [--rate 5] [--ttl 15] [--redis-url URL] [--json]
+    python bench/fleet.py [--sources 500] [--rate 5] [--ttl 15] [--join-limit 2000]
+                          [--redis-url URL] [--json]
 
 A local Twitch IRC-over-WebSocket server (the chatty test fake, in its own process) sends
 ``--rate`` messages/s on each of ``--sources`` channels; one live session declares them all as
@@ -9,8 +10,10 @@ every source and has run ``--steady`` seconds: its RSS and CPU share, messages/s
 Then a second worker joins (the fleet rebalances), the first is killed with SIGKILL, and the
 time until the second owns every source is the failover time (about one lease TTL).
 
-Until the Twitch pool (one IRC connection for many channels) is merged, the worker opens one
-IRC connection per channel: the figures say so in ``connections``.
+The worker reads the channels over its Twitch IRC pool (``twitch_channels_per_connection``
+channels per connection), its JOINs paced at ``--join-limit`` per 10 s: 2,000 is a verified
+bot's limit; a normal account's 20 makes joining 500 channels take over four minutes, and
+failover of N channels N/2 seconds on top of the lease TTL.
 
 Target: 500 channels at 5 msg/s each on one worker process, under 200 MB RSS (issue 15).
 """
@@ -102,10 +105,11 @@ async def measure(url: str, args: argparse.Namespace, folder: Path) -> dict[str,
         url, fleet, irc_url, fleet_lease_ttl=args.ttl, fleet_renew_interval=args.ttl / 3
     )
     env["VSTUDIO_LOG_LEVEL"] = "WARNING"
+    env["VSTUDIO_TWITCH_JOIN_LIMIT"] = str(args.join_limit)
     first = spawn(env, args.sources, folder / "worker1.log")
     second: subprocess.Popen[bytes] | None = None
     try:
-        claim_s = await wait_owned(bus, fleet, channels, timeout=300)
+        claim_s = await wait_owned(bus, fleet, channels, timeout=600)
         stream = keys.stream(session_id)
         await asyncio.sleep(2)
         before_cpu = cpu_seconds(first.pid)
@@ -133,7 +137,7 @@ async def measure(url: str, args: argparse.Namespace, folder: Path) -> dict[str,
     return {
         "sources": args.sources,
         "rate_per_source": args.rate,
-        "connections": "one IRC connection per channel (twitch pool not merged)",
+        "connections": f"twitch pool, {args.sources} channels, JOINs {args.join_limit}/10 s",
         "claim_all_s": round(claim_s, 2),
         "worker_rss_mb": round(rss / 1e6, 1),
         "worker_cpu": round(cpu, 3),
@@ -151,6 +155,7 @@ def main() -> None:
     parser.add_argument("--sources", type=int, default=500)
     parser.add_argument("--rate", type=float, default=5.0)
     parser.add_argument("--ttl", type=float, default=15.0, help="lease TTL in seconds")
+    parser.add_argument("--join-limit", type=int, default=2000, help="Twitch JOINs per 10 s")
     parser.add_argument("--steady", type=float, default=20.0, help="seconds measured")
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"))
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
