@@ -40,7 +40,7 @@ from typing import Any, cast
 
 import aiohttp
 import orjson
-from benchkit import cpu_seconds, new_loop, raise_file_limit, start_server
+from benchkit import new_loop, process_tree, raise_file_limit, start_server
 
 from broker import connect
 from broker.models import Role, is_poll_tally
@@ -268,6 +268,20 @@ class Observer:
                 await asyncio.wait_for(self.changed.wait(), left)
 
 
+def cpu_split(*pids: int) -> tuple[float, float]:
+    """User and system CPU seconds of these processes and their descendants."""
+    user = system = 0
+    for pid in pids:
+        for each in process_tree(pid):
+            try:
+                fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # it just exited
+                continue
+            user, system = user + int(fields[11]), system + int(fields[12])
+    tick = os.sysconf("SC_CLK_TCK")
+    return user / tick, system / tick
+
+
 def percentile(values: list[float], share: float) -> float | None:
     return round(values[int(share * (len(values) - 1))], 1) if values else None
 
@@ -325,13 +339,15 @@ async def run(args: argparse.Namespace, redis: str) -> dict[str, Any]:
             results["connected"] = connected
             results["connect_seconds"] = round(connect_seconds, 2)
             pids = [process.pid for process, _ in servers]
-            cpu_settle = cpu_seconds(*pids)
+            cpu_settle = sum(cpu_split(*pids))
             ours.send((args.spread, args.settle))
             await loop.run_in_executor(None, ours.recv)  # settled: the votes start now
-            cpu_before = cpu_seconds(*pids)
+            user_before, system_before = cpu_split(*pids)
+            cpu_before = user_before + system_before
             reply = await loop.run_in_executor(None, ours.recv)
             _, acked, refused, latencies, first_sent, last_ack, voters_cpu = reply
-            server_cpu = cpu_seconds(*pids) - cpu_before
+            user_after, system_after = cpu_split(*pids)
+            server_cpu = user_after + system_after - cpu_before
             acked = {int(option): count for option, count in acked.items()}
             expected = [acked.get(option, 0) for option in range(len(OPTIONS))]
             total = sum(expected)
@@ -346,6 +362,8 @@ async def run(args: argparse.Namespace, redis: str) -> dict[str, Any]:
                 ack_ms_p99=percentile(latencies, 0.99),
                 ack_ms_max=percentile(latencies, 1.0),
                 server_cpu_seconds=round(server_cpu, 2),
+                server_cpu_user_seconds=round(user_after - user_before, 2),
+                server_cpu_system_seconds=round(system_after - system_before, 2),
                 server_cpu_settle_seconds=round(cpu_before - cpu_settle, 2),
                 server_cpu_ms_per_vote=round(1000 * server_cpu / max(1, total), 3),
                 load_generator_cpu_seconds=round(voters_cpu, 2),

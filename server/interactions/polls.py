@@ -236,13 +236,24 @@ class PollBook:
         self._claim = redis.register_script(CLAIM_SCRIPT)
         self._gated: dict[tuple[str, str], bool] = {}
         """Whether a poll is gated, by (session, poll): fixed at creation, so kept forever."""
+        self._lookups: dict[tuple[str, str], asyncio.Future[Any]] = {}
 
     async def is_gated(self, session_id: str, poll_id: str) -> bool:
-        """Whether the poll is only for token holders and staff (one read per poll here)."""
-        known = self._gated.get((session_id, poll_id))
-        if known is None:
-            flag = await self.redis.hget(poll_key(session_id, poll_id), "gated")
-            known = self._gated[(session_id, poll_id)] = flag in (b"1", "1")
+        """Whether the poll is only for token holders and staff (one read per poll here).
+
+        The votes of a storm all ask at once: they share the one read in flight."""
+        key = (session_id, poll_id)
+        known = self._gated.get(key)
+        if known is not None:
+            return known
+        lookup = self._lookups.get(key)
+        if lookup is None:
+            lookup = self._lookups[key] = asyncio.ensure_future(
+                self.redis.hget(poll_key(session_id, poll_id), "gated")
+            )
+            lookup.add_done_callback(lambda _: self._lookups.pop(key, None))
+        flag = await asyncio.shield(lookup)
+        known = self._gated[key] = flag in (b"1", "1")
         return known
 
     async def get(self, session_id: str, poll_id: str) -> Poll | None:
@@ -348,10 +359,6 @@ class PollBook:
         if not POLL_ID.fullmatch(vote.poll_id):
             poll_key(session_id, vote.poll_id)  # raises 4006: an id that is not a poll id
         return await self.ballots.cast(session_id, vote.poll_id, user_id, vote.option_index)
-
-    def known_gated(self, session_id: str, poll_id: str) -> bool | None:
-        """Whether the poll is gated, if this process has looked already (no Redis call)."""
-        return self._gated.get((session_id, poll_id))
 
     async def end(self, session_id: str, poll_id: str, *, expired: bool = False) -> Poll | None:
         """End the poll; the ended poll if this call ended it, ``None`` if it was not (yet) due.
@@ -537,17 +544,12 @@ async def vote(services: Services, actor: Actor, ballot: PollVote) -> dict[str, 
     """Count one vote: the votes of one loop turn go to Redis together (:mod:`.ballots`)."""
     book = services.polls.book
     session_id, poll_id = actor.session_id, ballot.poll_id
-    if actor.role not in SEES_GATED:
-        gated = book.known_gated(session_id, poll_id)
-        if gated is None:
-            async with services.redis_gate:
-                gated = await book.is_gated(session_id, poll_id)
-        if gated:
-            raise ProtocolError(
-                ErrorCode.TOKEN_GATE_FAILED,
-                f"poll {poll_id} is for token holders only: connect as token_holder "
-                "with a wallet that holds this session's required tokens",
-            )
+    if actor.role not in SEES_GATED and await book.is_gated(session_id, poll_id):
+        raise ProtocolError(
+            ErrorCode.TOKEN_GATE_FAILED,
+            f"poll {poll_id} is for token holders only: connect as token_holder "
+            "with a wallet that holds this session's required tokens",
+        )
     await book.vote(session_id, actor.user_id, ballot)
     return receipt(poll_id, ballot.option_index)
 
