@@ -282,6 +282,20 @@ def cpu_split(*pids: int) -> tuple[float, float]:
     return user / tick, system / tick
 
 
+def syscalls(*pids: int) -> tuple[int, int]:
+    """Read and write system calls made so far by these processes (``/proc/PID/io``)."""
+    reads = writes = 0
+    for pid in pids:
+        for each in process_tree(pid):
+            try:
+                lines = Path(f"/proc/{each}/io").read_text().splitlines()
+            except OSError:
+                continue
+            fields = dict(line.split(": ", 1) for line in lines)
+            reads, writes = reads + int(fields["syscr"]), writes + int(fields["syscw"])
+    return reads, writes
+
+
 def percentile(values: list[float], share: float) -> float | None:
     return round(values[int(share * (len(values) - 1))], 1) if values else None
 
@@ -343,10 +357,12 @@ async def run(args: argparse.Namespace, redis: str) -> dict[str, Any]:
             ours.send((args.spread, args.settle))
             await loop.run_in_executor(None, ours.recv)  # settled: the votes start now
             user_before, system_before = cpu_split(*pids)
+            reads_before, writes_before = syscalls(*pids)
             cpu_before = user_before + system_before
             reply = await loop.run_in_executor(None, ours.recv)
             _, acked, refused, latencies, first_sent, last_ack, voters_cpu = reply
             user_after, system_after = cpu_split(*pids)
+            reads_after, writes_after = syscalls(*pids)
             server_cpu = user_after + system_after - cpu_before
             acked = {int(option): count for option, count in acked.items()}
             expected = [acked.get(option, 0) for option in range(len(OPTIONS))]
@@ -366,6 +382,8 @@ async def run(args: argparse.Namespace, redis: str) -> dict[str, Any]:
                 server_cpu_system_seconds=round(system_after - system_before, 2),
                 server_cpu_settle_seconds=round(cpu_before - cpu_settle, 2),
                 server_cpu_ms_per_vote=round(1000 * server_cpu / max(1, total), 3),
+                server_reads_per_vote=round((reads_after - reads_before) / max(1, total), 2),
+                server_writes_per_vote=round((writes_after - writes_before) / max(1, total), 2),
                 load_generator_cpu_seconds=round(voters_cpu, 2),
                 machine_load_average=round(os.getloadavg()[0], 1),
             )
