@@ -7,6 +7,7 @@ the storm runs 2,000 real WebSockets against a real ``vstudio serve`` process.
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from collections import Counter
 from collections.abc import Awaitable
@@ -17,13 +18,15 @@ import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from broker import Bus, keys
 from broker.models import ErrorCode, MessageType, ProtocolError, Role
 from server.identity.auth import Identity
 from server.identity.tickets import TicketStore
-from server.interactions.ballots import Receipt, receipt
+from server.interactions.ballots import BallotBox, Receipt, receipt
 from server.interactions.polls import POLL_ID
 from server.wire import reply_envelope
 from tests.support.studio import Studio, open_studio
@@ -168,6 +171,43 @@ async def test_a_poll_id_that_names_another_key_never_reaches_the_script(bus: Bu
         replies = await one_turn(studio, [(studio.actor(Role.ARTIST), 0)], f"{poll['id']}:voters")
         assert replies[0][0] == ErrorCode.INVALID_MESSAGE and "does not exist" in replies[0][1]
         assert box.calls == before
+
+
+async def test_a_burst_larger_than_a_batch_is_cut_into_calls(bus: Bus) -> None:
+    async with open_studio(bus) as studio:
+        poll = await new_poll(studio)
+        box = studio.services.polls.book.ballots
+        before = box.calls
+        replies = await one_turn(studio, [(studio.actor(), n % 2) for n in range(1200)], poll["id"])
+        assert all(reply["counted"] for reply in replies)
+        assert box.calls == before + 3  # BATCH_MAX is 500
+        assert await counts(studio, poll["id"]) == [600, 600]
+
+
+async def test_a_voter_that_stops_waiting_does_not_hold_up_the_batch(bus: Bus) -> None:
+    async with open_studio(bus) as studio:
+        poll = await new_poll(studio)
+        box = studio.services.polls.book.ballots
+        gone = box.cast(studio.session_id, poll["id"], "leaver", 0)
+        stays = box.cast(studio.session_id, poll["id"], "stayer", 1)
+        gone.cancel()  # its connection closed; the vote was already sent
+        assert await stays == 2
+        assert await counts(studio, poll["id"]) == [1, 1]
+
+
+async def test_an_unreachable_redis_fails_every_vote_of_the_batch_apart() -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = Redis.from_url(f"redis://127.0.0.1:{port}")
+    try:
+        box = BallotBox(client)
+        answers = [box.cast("s1", "p1", f"u{n}", 0) for n in range(3)]
+        errors = await asyncio.gather(*answers, return_exceptions=True)
+        assert all(isinstance(error, RedisConnectionError) for error in errors), errors
+        assert len({id(error) for error in errors}) == 3  # each voter its own exception
+    finally:
+        await client.aclose()
 
 
 @given(

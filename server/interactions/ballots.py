@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -35,8 +34,6 @@ from broker import keys
 from broker.models import ErrorCode, MessageType, ProtocolError, now_ms
 
 __all__ = ["BALLOT_SCRIPT", "BATCH_MAX", "BallotBox", "Receipt", "receipt"]
-
-log = logging.getLogger("vstudio.server.interactions.ballots")
 
 BATCH_MAX = 500
 """Votes per script call at most: a burst is cut into calls that keep Redis responsive."""
@@ -168,11 +165,15 @@ class BallotBox:
         """Called once per batch that counted a vote (the poll runtime's results flush)."""
         self._pending: dict[tuple[str, str], list[Vote]] = {}
         self._busy: set[tuple[str, str]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.calls = 0
         """Script calls made (tests and benchmarks read it: votes per call)."""
 
     def cast(self, session_id: str, poll_id: str, user_id: str, option: int) -> asyncio.Future[int]:
-        """Queue one vote; the future is the poll's vote count after its batch, or the error."""
+        """Queue one vote; the future is the poll's vote count after its batch, or the error.
+
+        A voter that stops waiting (its connection closed) does not take the vote back: it is
+        counted if it was valid, as a single vote sent before the connection closed would be."""
         key = (session_id, poll_id)
         answer: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         queue = self._pending.get(key)
@@ -185,14 +186,16 @@ class BallotBox:
         return answer
 
     def _start(self, key: tuple[str, str]) -> None:
-        asyncio.get_running_loop().create_task(self._drain(key))
+        task = asyncio.get_running_loop().create_task(self._drain(key))
+        self._tasks.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(self._tasks.discard)
 
     async def _drain(self, key: tuple[str, str]) -> None:
         """Send the poll's pending votes, batch after batch, until none is left."""
         try:
             while votes := self._pending.pop(key, None):
                 if len(votes) > BATCH_MAX:
-                    self._pending[key] = votes[BATCH_MAX:] + self._pending.get(key, [])
+                    self._pending[key] = votes[BATCH_MAX:]
                     votes = votes[:BATCH_MAX]
                 await self._count(key, votes)
         finally:
@@ -202,6 +205,7 @@ class BallotBox:
                 asyncio.get_running_loop().call_soon(self._start, key)
 
     async def _count(self, key: tuple[str, str], votes: list[Vote]) -> None:
+        """One script call for ``votes``; every voter gets an answer, whatever happens."""
         session_id, poll_id = key
         args: list[str | int] = []
         for user_id, option, _ in votes:
@@ -214,13 +218,17 @@ class BallotBox:
         try:
             self.calls += 1
             reply = await self._script(keys=keys_, args=args)
-        except BaseException as exc:
+            self._answer(session_id, poll_id, votes, reply)
+        except asyncio.CancelledError:
             for _, _, answer in votes:
-                if not answer.done():  # each voter raises its own copy: tracebacks stay apart
+                answer.cancel()
+            raise
+        except Exception as exc:  # Redis unreachable, say: each voter gets the error
+            for _, _, answer in votes:
+                if not answer.done():  # each its own copy, so tracebacks stay apart
                     answer.set_exception(_copy(exc))
-            if not isinstance(exc, Exception):
-                raise
-            return
+
+    def _answer(self, session_id: str, poll_id: str, votes: list[Vote], reply: list[Any]) -> None:
         outcome = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
         if outcome != "ok":
             for _, option, answer in votes:
@@ -229,7 +237,7 @@ class BallotBox:
             return
         option_count, total = int(reply[1]), int(reply[2])
         for (_, option, answer), code in zip(votes, reply[3:], strict=True):
-            if answer.done():
+            if answer.done():  # the voter left; its vote was sent and counts all the same
                 continue
             if code == COUNTED:
                 answer.set_result(total)
@@ -239,9 +247,7 @@ class BallotBox:
             self.on_counted(session_id, poll_id)
 
 
-def _copy(exc: BaseException) -> BaseException:
-    if isinstance(exc, asyncio.CancelledError):
-        return asyncio.CancelledError()
+def _copy(exc: Exception) -> Exception:
     try:
         return copy.copy(exc)
     except Exception:  # an exception that cannot be copied is shared

@@ -355,7 +355,7 @@ class PollBook:
         return await self.require(session_id, change.poll_id)
 
     def vote(self, session_id: str, user_id: str, vote: PollVote) -> asyncio.Future[int]:
-        """Count the vote once, in a batch (:mod:`.ballots`): await the poll's votes after it.
+        """Count the vote once, in a batch (:mod:`.ballots`): await the poll's votes after that.
 
         A plain function returning the future, not a coroutine: a storm resumes thousands of
         voters at once, and each level of coroutine is one more step for every one of them."""
