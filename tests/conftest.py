@@ -44,6 +44,7 @@ CLUSTER_MODULES = frozenset(
         "test_siwe.py",
         "test_tips.py",
         "test_token_holder.py",
+        "test_vote_batch.py",
     }
 )
 """The interaction, resume, bus, ingest, connection-cap and wallet/token-gate tests: marked

@@ -2,7 +2,8 @@
 
 Every rule that must hold across server processes is one Lua script on the poll's keys:
 one active poll per session (create), question/options frozen after the first vote (update),
-one vote per user per poll, or per option with ``allowMultiple`` (vote), and the end done
+one vote per user per poll, or per option with ``allowMultiple`` (vote, counted in batches by
+:mod:`server.interactions.ballots`), and the end done
 exactly once whoever triggers it (end). The process whose end script succeeds is the one that
 publishes ``poll.end`` and the final ``poll.results``.
 
@@ -52,6 +53,7 @@ from broker.models import (
     now_ms,
 )
 from config import ServerSettings
+from server.interactions.ballots import BallotBox, receipt
 from server.interactions.loops import pause, stop_loop
 from server.interactions.registry import SEES_GATED, STAFF, Action, Actor
 from server.interactions.services import Services
@@ -123,25 +125,6 @@ if ARGV[4] ~= '' then
 end
 return {'ok', ends == '' and '' or string.format('%d', ends)}
 """
-
-VOTE_SCRIPT = (
-    NOW_LUA
-    + """
--- KEYS[1] poll hash, KEYS[2] voters set, KEYS[3] session hash
--- ARGV[1] user id, ARGV[2] option index
-local poll = redis.call('HMGET', KEYS[1], 'status', 'endsAt', 'optionCount', 'allowMultiple')
-if not poll[1] then return {'no_poll'} end
-if redis.call('HGET', KEYS[3], 'status') == '"ended"' then return {'session_ended'} end
-if poll[1] ~= 'active' then return {'ended'} end
-if poll[2] and tonumber(poll[2]) <= now then return {'ended'} end
-if tonumber(ARGV[2]) >= tonumber(poll[3]) then return {'bad_option', poll[3]} end
-local member = ARGV[1]
-if poll[4] == '1' then member = member .. '#' .. ARGV[2] end
-if redis.call('SADD', KEYS[2], member) == 0 then return {'duplicate'} end
-redis.call('HINCRBY', KEYS[1], 'c' .. ARGV[2], 1)
-return {'ok', redis.call('HINCRBY', KEYS[1], 'votes', 1)}
-"""
-)
 
 COUNTS_LUA = """
 local function counts(key)
@@ -248,18 +231,29 @@ class PollBook:
         self.redis = redis
         self._create = redis.register_script(CREATE_SCRIPT)
         self._update = redis.register_script(UPDATE_SCRIPT)
-        self._vote = redis.register_script(VOTE_SCRIPT)
+        self.ballots = BallotBox(redis)
         self._end = redis.register_script(END_SCRIPT)
         self._claim = redis.register_script(CLAIM_SCRIPT)
         self._gated: dict[tuple[str, str], bool] = {}
         """Whether a poll is gated, by (session, poll): fixed at creation, so kept forever."""
+        self._lookups: dict[tuple[str, str], asyncio.Future[Any]] = {}
 
     async def is_gated(self, session_id: str, poll_id: str) -> bool:
-        """Whether the poll is only for token holders and staff (one read per poll here)."""
-        known = self._gated.get((session_id, poll_id))
-        if known is None:
-            flag = await self.redis.hget(poll_key(session_id, poll_id), "gated")
-            known = self._gated[(session_id, poll_id)] = flag in (b"1", "1")
+        """Whether the poll is only for token holders and staff (one read per poll here).
+
+        The votes of a storm all ask at once: they share the one read in flight."""
+        key = (session_id, poll_id)
+        known = self._gated.get(key)
+        if known is not None:
+            return known
+        lookup = self._lookups.get(key)
+        if lookup is None:
+            lookup = self._lookups[key] = asyncio.ensure_future(
+                self.redis.hget(poll_key(session_id, poll_id), "gated")
+            )
+            lookup.add_done_callback(lambda _: self._lookups.pop(key, None))
+        flag = await asyncio.shield(lookup)
+        known = self._gated[key] = flag in (b"1", "1")
         return known
 
     async def get(self, session_id: str, poll_id: str) -> Poll | None:
@@ -360,35 +354,18 @@ class PollBook:
             await self.redis.zadd(DEADLINES, {f"{session_id}/{change.poll_id}": int(reply[1])})
         return await self.require(session_id, change.poll_id)
 
-    async def vote(self, session_id: str, user_id: str, vote: PollVote) -> int:
-        """Count the vote once; the poll's number of accepted votes after it."""
-        reply = _outcome(
-            await self._vote(
-                keys=[
-                    poll_key(session_id, vote.poll_id),
-                    keys.poll_voters(session_id, vote.poll_id),
-                    keys.session(session_id),
-                ],
-                args=[user_id, vote.option_index],
-            )
-        )
-        outcome = reply[0]
-        if outcome == "ok":
-            return int(reply[1])
-        _refuse_session(session_id, outcome)
-        self._refuse_poll(vote.poll_id, outcome)
-        if outcome == "bad_option":
-            raise ProtocolError(
-                ErrorCode.INVALID_MESSAGE,
-                f"option {vote.option_index} does not exist in poll {vote.poll_id}: "
-                f"it has options 0 to {int(reply[1]) - 1}",
-            )
-        raise ProtocolError(
-            ErrorCode.FORBIDDEN,
-            f"your vote for option {vote.option_index} in poll {vote.poll_id} was already counted"
-            if outcome == "duplicate"
-            else f"vote refused ({outcome})",
-        )
+    def vote(self, session_id: str, user_id: str, vote: PollVote) -> asyncio.Future[int]:
+        """Count the vote once, in a batch (:mod:`.ballots`): await the poll's votes after that.
+
+        A plain function returning the future, not a coroutine: a storm resumes thousands of
+        voters at once, and each level of coroutine is one more step for every one of them."""
+        if not POLL_ID.fullmatch(vote.poll_id):
+            poll_key(session_id, vote.poll_id)  # raises 4006: an id that is not a poll id
+        return self.ballots.cast(session_id, vote.poll_id, user_id, vote.option_index)
+
+    def gated_now(self, session_id: str, poll_id: str) -> bool | None:
+        """Whether the poll is gated, if this process knows already (no Redis read, no await)."""
+        return self._gated.get((session_id, poll_id))
 
     async def end(self, session_id: str, poll_id: str, *, expired: bool = False) -> Poll | None:
         """End the poll; the ended poll if this call ended it, ``None`` if it was not (yet) due.
@@ -473,6 +450,9 @@ class PollRuntime:
     flushes: dict[tuple[str, str], asyncio.Task[None]] = field(default_factory=dict)
     ticker: asyncio.Task[None] | None = None
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.book.ballots.on_counted = self.voted
 
     def voted(self, session_id: str, poll_id: str) -> None:
         """A vote was accepted here: make sure a broadcast will cover it."""
@@ -568,19 +548,21 @@ async def end_poll(services: Services, actor: Actor, request: PollEnd) -> dict[s
 
 
 async def vote(services: Services, actor: Actor, ballot: PollVote) -> dict[str, Any]:
-    polls = services.polls
-    async with services.redis_gate:
-        if actor.role not in SEES_GATED and await polls.book.is_gated(
-            actor.session_id, ballot.poll_id
-        ):
+    """Count one vote: the votes of one loop turn go to Redis together (:mod:`.ballots`)."""
+    book = services.polls.book
+    session_id, poll_id = actor.session_id, ballot.poll_id
+    if actor.role not in SEES_GATED:
+        gated = book.gated_now(session_id, poll_id)
+        if gated is None:
+            gated = await book.is_gated(session_id, poll_id)
+        if gated:
             raise ProtocolError(
                 ErrorCode.TOKEN_GATE_FAILED,
-                f"poll {ballot.poll_id} is for token holders only: connect as token_holder "
+                f"poll {poll_id} is for token holders only: connect as token_holder "
                 "with a wallet that holds this session's required tokens",
             )
-        await polls.book.vote(actor.session_id, actor.user_id, ballot)
-    polls.voted(actor.session_id, ballot.poll_id)
-    return {"pollId": ballot.poll_id, "optionIndex": ballot.option_index, "counted": True}
+    await book.vote(session_id, actor.user_id, ballot)
+    return receipt(poll_id, ballot.option_index)
 
 
 async def polls_state(services: Services, session_id: str) -> dict[str, Any]:

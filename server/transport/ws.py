@@ -38,6 +38,7 @@ from server.fanout.framelog import FrameLog
 from server.fanout.subscriber import SubscriberState
 from server.identity.auth import AuthError
 from server.identity.participant import Participant
+from server.interactions.ballots import Receipt
 from server.interactions.registry import Actor
 from server.metrics import Metrics
 from server.ratelimit import OUTAGES, SlidingWindow, account_limits, limits_for, outage
@@ -382,5 +383,10 @@ async def _handle(
         client.send_own(envelope(MessageType.ERROR, body, request_id=request_id), "error", body)
         return True
     if request_id:
-        client.send_own(reply_envelope(frame.type, request_id, result), frame.type, result)
+        data = (
+            result.reply(request_id)  # a vote's reply, spliced into pre-encoded bytes
+            if isinstance(result, Receipt)
+            else reply_envelope(frame.type, request_id, result)
+        )
+        client.send_own(data, frame.type, result)
     return True
