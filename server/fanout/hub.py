@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 
-from broker.bus import Bus, BusEvent, parse_stream_id
+from broker.bus import Bus, BusEvent, Replay, parse_stream_id
 from broker.feed import Resumed, SessionFeed
 from broker.models import ErrorCode, MessageType, now_ms
 from config import ServerSettings
@@ -44,6 +44,7 @@ from server.fanout.frame import MAX_AGGREGATE, ZERO, Outgoing, StreamId, coalesc
 from server.fanout.framelog import FrameLog, unseen_part
 from server.fanout.subscriber import FrameLogReader, Subscriber
 from server.metrics import Metrics
+from server.turns import TurnShare
 from server.wire import PING_FRAME
 
 __all__ = ["Hub", "Room", "StateBuilder"]
@@ -106,7 +107,12 @@ class Hub:
         self.opened = 0
         """Clients that became live here, ever (with ``closed``, for server.gcpolicy)."""
         self.closed = 0
+        self.replays: TurnShare[tuple[str, str], Replay] = TurnShare(self._replay)
+        """Clients resuming from the same id in one loop turn share one replay read."""
         self._tasks: list[asyncio.Task[Any]] = []
+
+    async def _replay(self, key: tuple[str, str]) -> Replay:
+        return await self.bus.replay(*key)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -156,7 +162,8 @@ class Hub:
                 followed = room.followed = asyncio.ensure_future(self.feed.follow(session_id))
             await asyncio.shield(followed)
             viewers = await first()
-            replay = await self.bus.replay(session_id, since) if since else None
+            # after the client is catching up: the shared read starts on the next turn
+            replay = await self.replays.get((session_id, since)) if since else None
             state = await self._state_of(room)
         except BaseException:
             room.catching_up.discard(sub)
