@@ -77,6 +77,10 @@ class Room:
     followed: asyncio.Future[str] | None = None
     state: dict[str, Any] | None = None
     state_at: float = 0.0
+    building: asyncio.Future[dict[str, Any]] | None = None
+    """The ``session.state`` being built now, which clients arriving meanwhile share."""
+    built_seen: int = 0
+    """``events_seen`` when that build began."""
     events_seen: int = 0
     """Counts events delivered here, so a state built while one arrived is not cached."""
     covered: StreamId = ZERO
@@ -293,13 +297,20 @@ class Hub:
 
         A connect storm would otherwise rebuild the same state thousands of times. Reusing it
         loses nothing: any event that reaches this process drops the cached copy, and an event
-        that has not reached it yet reaches the new client through its catch-up queue.
+        that has not reached it yet reaches the new client through its catch-up queue. Clients
+        that arrive while a build is under way share it, unless an event arrived since it began.
         """
         cached = self.cached_state(room.session_id)
         if cached is not None:
             return dict(cached)
+        building = room.building
+        if building is not None and not building.done() and room.events_seen == room.built_seen:
+            # no event has arrived since that build began: it is as new as one started now
+            return dict(await asyncio.shield(building))
         seen_before = room.events_seen
-        state = await self.state(room.session_id)
+        building = room.building = asyncio.ensure_future(self.state(room.session_id))
+        room.built_seen = seen_before
+        state = await asyncio.shield(building)
         if room.events_seen == seen_before:  # else it may predate an event: use it once only
             room.state, room.state_at = state, time.monotonic()
         return dict(state)
