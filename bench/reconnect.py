@@ -252,6 +252,32 @@ class Crowd:
         self.stopping = False
         self.refusals: dict[str, int] = {}
 
+    async def tickets(self, count: int) -> int:
+        """Ask for ``count`` tickets over HTTP only (no upgrade), 100 at a time: how many came."""
+        gate = asyncio.Semaphore(100)
+        body = orjson.dumps({"sessionId": self.session, "role": "viewer"})
+
+        async def one(viewer: Viewer) -> bool:
+            async with gate:
+                reader, writer = await asyncio.open_connection(self.host, self.port)
+                writer.write(
+                    b"POST /v1/vstudio/ticket HTTP/1.1\r\nHost: "
+                    + self.hostport
+                    + b"\r\nAuthorization: Bearer "
+                    + viewer.token.encode()
+                    + b"\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                    + b"Content-Length: "
+                    + str(len(body)).encode()
+                    + b"\r\n\r\n"
+                    + body
+                )
+                answer = await reader.read()
+                writer.close()
+                return answer.startswith(b"HTTP/1.1 200")
+
+        done = await asyncio.gather(*(one(v) for v in self.viewers[:count]))
+        return sum(done)
+
     def stats(self) -> dict[str, int]:
         return {
             "live": sum(v.phase == "open" and v.states > 0 for v in self.viewers),
@@ -296,6 +322,8 @@ def crowd_main(pipe: Connection, host: str, port: int, session: str, users: list
             command = await loop.run_in_executor(None, pipe.recv)
             if command[0] == "stats":
                 pipe.send(crowd.stats())
+            elif command[0] == "tickets":
+                pipe.send(await crowd.tickets(command[1]))
             elif command[0] == "verify":
                 pipe.send(crowd.verify(command[1]))
             else:
@@ -360,6 +388,12 @@ async def wait_for(pipes: list[Connection], done: Any, timeout: float) -> dict[s
         await asyncio.sleep(0.1)
 
 
+async def redis_commands(client: Any) -> int:
+    """Commands Redis ran so far (``INFO commandstats``, scripts' inner commands included)."""
+    stats = await client.info("commandstats")
+    return sum(int(entry["calls"]) for entry in stats.values())
+
+
 def percentile(values: list[float], share: float, count: int) -> float | None:
     """Seconds by which ``share`` of ``count`` viewers were back; ``None`` if fewer were."""
     needed = max(1, int(share * count + 0.999999))
@@ -404,6 +438,15 @@ async def run(args: argparse.Namespace, redis: str) -> dict[str, Any]:
         expected = await publish(bus, session, args.before, 0)
         await wait_for(pipes, lambda s: s["events"] >= args.before * args.viewers, 30)
 
+        # tickets alone (no upgrade): the server CPU of one ticket, for the capacity plan
+        ticket_n = min(args.viewers, 2000)
+        cpu_before = cpu_seconds(process.pid)
+        issued = sum(await ask(pipes, ("tickets", ticket_n // args.processes)))
+        results["tickets_issued"] = issued
+        results["server_cpu_ms_per_ticket"] = round(
+            1000 * (cpu_seconds(process.pid) - cpu_before) / max(1, issued), 3
+        )
+
         killed_at = time.time()
         kill_tree(process)
         expected += await publish(bus, session, args.during, args.before)
@@ -413,9 +456,11 @@ async def run(args: argparse.Namespace, redis: str) -> dict[str, Any]:
         ready_at = time.time()
         results["restart_seconds"] = round(time.perf_counter() - cpu_server_start, 2)
         cpu_ready = cpu_seconds(process.pid)
+        commands_ready = await redis_commands(client)
         spy = profile(process.pid, args.profile) if args.profile else None
         stats = await wait_for(pipes, lambda s: s["back"] + s["gave_up"] >= args.viewers, 120)
         cpu_back = cpu_seconds(process.pid) - cpu_ready
+        commands = await redis_commands(client) - commands_ready
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(30)
@@ -451,6 +496,7 @@ async def run(args: argparse.Namespace, redis: str) -> dict[str, Any]:
             http_refusals=refusals,
             server_cpu_seconds=round(cpu_back, 2),
             server_cpu_ms_per_reconnect=round(1000 * cpu_back / max(1, len(back)), 3),
+            redis_commands_per_reconnect=round(commands / max(1, len(back)), 1),
         )
         return results
     finally:
