@@ -394,6 +394,12 @@ async def redis_commands(client: Any) -> int:
     return sum(int(entry["calls"]) for entry in stats.values())
 
 
+async def redis_cpu(client: Any) -> float:
+    """CPU seconds the Redis server has used (``INFO cpu``, main thread and children)."""
+    info = await client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def percentile(values: list[float], share: float, count: int) -> float | None:
     """Seconds by which ``share`` of ``count`` viewers were back; ``None`` if fewer were."""
     needed = max(1, int(share * count + 0.999999))
@@ -457,10 +463,12 @@ async def run(args: argparse.Namespace, redis: str) -> dict[str, Any]:
         results["restart_seconds"] = round(time.perf_counter() - cpu_server_start, 2)
         cpu_ready = cpu_seconds(process.pid)
         commands_ready = await redis_commands(client)
+        redis_cpu_ready = await redis_cpu(client)
         spy = profile(process.pid, args.profile) if args.profile else None
         stats = await wait_for(pipes, lambda s: s["back"] + s["gave_up"] >= args.viewers, 120)
         cpu_back = cpu_seconds(process.pid) - cpu_ready
         commands = await redis_commands(client) - commands_ready
+        redis_used = await redis_cpu(client) - redis_cpu_ready
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(30)
@@ -497,6 +505,7 @@ async def run(args: argparse.Namespace, redis: str) -> dict[str, Any]:
             server_cpu_seconds=round(cpu_back, 2),
             server_cpu_ms_per_reconnect=round(1000 * cpu_back / max(1, len(back)), 3),
             redis_commands_per_reconnect=round(commands / max(1, len(back)), 1),
+            redis_cpu_ms_per_reconnect=round(1000 * redis_used / max(1, len(back)), 3),
         )
         return results
     finally:
