@@ -28,6 +28,7 @@ CLUSTER_MODULES = frozenset(
         "test_chat.py",
         "test_cluster_failover.py",
         "test_connection_caps.py",
+        "test_hub_resume_sharing.py",
         "test_ingest_runtime.py",
         "test_interactions_e2e.py",
         "test_keys.py",
