@@ -15,6 +15,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from tests.support.types import ServerFactory
+
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "reconnect.py"
 
 
@@ -46,3 +48,22 @@ def test_the_bench_refuses_sizes_it_cannot_bound() -> None:
     )
     assert run.returncode == 2
     assert b"--viewers must be between 1 and 15000" in run.stderr
+
+
+def _listen_backlog(port: int) -> int:
+    """The backlog of the socket listening on ``port`` (``ss`` shows it as Send-Q)."""
+    out = subprocess.run(
+        ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, timeout=10, check=True
+    )
+    return int(out.stdout.split()[2])
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_server_listens_with_a_backlog_for_a_storm(
+    server_factory: ServerFactory, workers: int
+) -> None:
+    """A storm sends thousands of SYNs within a second; with aiohttp's default backlog of 128
+    the kernel drops most of them and the clients wait 1-3 s to retry."""
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    server = server_factory(workers=workers)
+    assert _listen_backlog(server.port) == min(4096, somaxconn)
