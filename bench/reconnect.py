@@ -527,7 +527,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=(
             "Reconnect storm: N ticketed viewers on a real `vstudio serve`, kill -9 it, start it "
-            "again; time until 99%% and 100%% are back, recovered flags, missed and repeated "
+            "again; time until 99% and 100% are back, recovered flags, missed and repeated "
             "events. Loopback only."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
