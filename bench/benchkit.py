@@ -47,9 +47,9 @@ def new_loop() -> asyncio.AbstractEventLoop:
 
 
 def start_server(
-    redis: str, data_dir: Path, secret: str, *, workers: int = 1, **env: str
+    redis: str, data_dir: Path, secret: str, *, workers: int = 1, port: int = 0, **env: str
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """``vstudio serve --port 0`` for a benchmark: the process and its base URL.
+    """``vstudio serve --port PORT`` (0: a free one) for a benchmark: the process and its URL.
 
     Heartbeats are effectively off and logs are warnings only, so the figures are the fan-out's.
     """
@@ -67,7 +67,8 @@ def start_server(
         **env,
     }
     out = data_dir / "server.out"
-    command = [sys.executable, "-m", "vstudio_cli.main", "serve", "--port", "0"]
+    out.unlink(missing_ok=True)  # a restart must not read the last run's "listening on"
+    command = [sys.executable, "-m", "vstudio_cli.main", "serve", "--port", str(port)]
     with out.open("wb") as sink:
         process = subprocess.Popen(
             [*command, "--workers", str(workers)],

@@ -35,6 +35,11 @@ __all__ = ["PortTaken", "TlsError", "bind_socket", "find_free_port", "run", "ser
 
 log = logging.getLogger("vstudio.server.serve")
 
+LISTEN_BACKLOG = 4096
+"""Connections the kernel queues before accept. After a crash or deploy every client comes back
+within a few seconds; aiohttp's default of 128 made the kernel drop SYNs, and each dropped
+client waited 1-3 s more to retry. The kernel caps it at ``net.core.somaxconn``."""
+
 
 class PortTaken(RuntimeError):
     """The port is in use by another program; the message says what to do."""
@@ -98,7 +103,7 @@ def bind_socket(host: str, port: int, *, listen: bool = True) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     if listen:
-        sock.listen(4096)
+        sock.listen(LISTEN_BACKLOG)
     sock.setblocking(False)
     return sock
 
@@ -147,7 +152,7 @@ async def _serve_until_stopped(
     )
     loop = asyncio.get_running_loop()
     listener = await loop.create_server(
-        guard.wrap(runner.server), sock=sock, ssl=tls_context(settings), backlog=4096
+        guard.wrap(runner.server), sock=sock, ssl=tls_context(settings), backlog=LISTEN_BACKLOG
     )
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

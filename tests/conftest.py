@@ -29,6 +29,7 @@ CLUSTER_MODULES = frozenset(
         "test_cluster_failover.py",
         "test_connection_caps.py",
         "test_fleet_status.py",
+        "test_hub_resume_sharing.py",
         "test_ingest_runtime.py",
         "test_interactions_e2e.py",
         "test_keys.py",

@@ -59,3 +59,34 @@ async def test_after_an_incomplete_resume_the_state_is_not_followed_by_older_eve
     assert "event: session.state" in sent
     assert '"new"' in sent and '"old"' not in sent
     await hub.feed.close()
+
+
+async def test_clients_arriving_during_a_build_share_it_unless_an_event_came(bus: Bus) -> None:
+    """A connect storm builds ``session.state`` once, not once per client that arrives while it
+    is being read; a client arriving after an event reached the process gets a new build."""
+    import asyncio
+
+    builds = 0
+    release = asyncio.Event()
+
+    async def build(session_id: str) -> dict[str, Any]:
+        nonlocal builds
+        builds += 1
+        mine = builds
+        await release.wait()
+        return {"build": mine}
+
+    hub = Hub(bus, ServerSettings(), Metrics("test"), build)
+    room = Room("s3")
+    hub.rooms["s3"] = room
+    early = [asyncio.ensure_future(hub._state_of(room)) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    assert builds == 1
+    hub.on_event(BusEvent("s3", "polls", "1-1", encode_event("poll.create", {"id": "p1"})))
+    late = asyncio.ensure_future(hub._state_of(room))
+    await asyncio.sleep(0.01)
+    assert builds == 2  # the first build may not show the poll
+    release.set()
+    assert [await each for each in early] == [{"build": 1}] * 3
+    assert await late == {"build": 2}
+    await hub.feed.close()

@@ -26,6 +26,7 @@ LAYERS: dict[str, frozenset[str]] = {
 """Each project package, and the other project packages it may import."""
 
 SERVER_LAYERS: list[tuple[str, ...]] = [
+    ("server.turns",),
     (
         "server.metrics",
         "server.presence",

@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 
-from broker.bus import Bus, BusEvent, parse_stream_id
+from broker.bus import Bus, BusEvent, Replay, parse_stream_id
 from broker.feed import Resumed, SessionFeed
 from broker.models import ErrorCode, MessageType, now_ms
 from config import ServerSettings
@@ -44,6 +44,7 @@ from server.fanout.frame import MAX_AGGREGATE, ZERO, Outgoing, StreamId, coalesc
 from server.fanout.framelog import FrameLog, unseen_part
 from server.fanout.subscriber import FrameLogReader, Subscriber
 from server.metrics import Metrics
+from server.turns import TurnShare
 from server.wire import PING_FRAME
 
 __all__ = ["Hub", "Room", "StateBuilder"]
@@ -76,6 +77,10 @@ class Room:
     followed: asyncio.Future[str] | None = None
     state: dict[str, Any] | None = None
     state_at: float = 0.0
+    building: asyncio.Future[dict[str, Any]] | None = None
+    """The ``session.state`` being built now, which clients arriving meanwhile share."""
+    built_seen: int = 0
+    """``events_seen`` when that build began."""
     events_seen: int = 0
     """Counts events delivered here, so a state built while one arrived is not cached."""
     covered: StreamId = ZERO
@@ -106,7 +111,12 @@ class Hub:
         self.opened = 0
         """Clients that became live here, ever (with ``closed``, for server.gcpolicy)."""
         self.closed = 0
+        self.replays: TurnShare[tuple[str, str], Replay] = TurnShare(self._replay)
+        """Clients resuming from the same id in one loop turn share one replay read."""
         self._tasks: list[asyncio.Task[Any]] = []
+
+    async def _replay(self, key: tuple[str, str]) -> Replay:
+        return await self.bus.replay(*key)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -156,7 +166,8 @@ class Hub:
                 followed = room.followed = asyncio.ensure_future(self.feed.follow(session_id))
             await asyncio.shield(followed)
             viewers = await first()
-            replay = await self.bus.replay(session_id, since) if since else None
+            # after the client is catching up: the shared read starts on the next turn
+            replay = await self.replays.get((session_id, since)) if since else None
             state = await self._state_of(room)
         except BaseException:
             room.catching_up.discard(sub)
@@ -286,13 +297,20 @@ class Hub:
 
         A connect storm would otherwise rebuild the same state thousands of times. Reusing it
         loses nothing: any event that reaches this process drops the cached copy, and an event
-        that has not reached it yet reaches the new client through its catch-up queue.
+        that has not reached it yet reaches the new client through its catch-up queue. Clients
+        that arrive while a build is under way share it, unless an event arrived since it began.
         """
         cached = self.cached_state(room.session_id)
         if cached is not None:
             return dict(cached)
+        building = room.building
+        if building is not None and not building.done() and room.events_seen == room.built_seen:
+            # no event has arrived since that build began: it is as new as one started now
+            return dict(await asyncio.shield(building))
         seen_before = room.events_seen
-        state = await self.state(room.session_id)
+        building = room.building = asyncio.ensure_future(self.state(room.session_id))
+        room.built_seen = seen_before
+        state = await asyncio.shield(building)
         if room.events_seen == seen_before:  # else it may predate an event: use it once only
             room.state, room.state_at = state, time.monotonic()
         return dict(state)

@@ -1,0 +1,94 @@
+"""Work shared per loop turn: one read per key, one batch per turn, never an earlier read."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from server.turns import TurnBatch, TurnShare
+
+
+async def test_callers_of_one_turn_share_one_read() -> None:
+    asked: list[str] = []
+
+    async def read(key: str) -> list[str]:
+        asked.append(key)
+        await asyncio.sleep(0.01)
+        return [key]
+
+    share: TurnShare[str, list[str]] = TurnShare(read)
+    a, b, c = await asyncio.gather(share.get("s1"), share.get("s1"), share.get("s2"))
+    assert asked == ["s1", "s2"]
+    assert a is b and a == ["s1"] and c == ["s2"]
+    assert share.reads == 2
+
+
+async def test_a_read_in_flight_is_not_shared_with_a_later_caller() -> None:
+    """A caller that arrives after the read started may need what that read cannot see."""
+    started = asyncio.Event()
+    release = asyncio.Event()
+    asked = 0
+
+    async def read(key: str) -> int:
+        nonlocal asked
+        asked += 1
+        started.set()
+        await release.wait()
+        return asked
+
+    share: TurnShare[str, int] = TurnShare(read)
+    first = asyncio.ensure_future(share.get("k"))
+    await started.wait()  # the read is at Redis now
+    second = asyncio.ensure_future(share.get("k"))
+    await asyncio.sleep(0)
+    release.set()
+    assert await first == 1
+    assert await second == 2
+    assert share.reads == 2
+
+
+async def test_an_error_reaches_every_caller_and_a_cancel_only_its_own() -> None:
+    async def fail(key: str) -> int:
+        await asyncio.sleep(0.01)
+        raise RuntimeError(f"no {key}")
+
+    share: TurnShare[str, int] = TurnShare(fail)
+    results = await asyncio.gather(share.get("x"), share.get("x"), return_exceptions=True)
+    assert [str(r) for r in results] == ["no x", "no x"]
+
+    async def slow(key: str) -> str:
+        await asyncio.sleep(0.02)
+        return key
+
+    share2: TurnShare[str, str] = TurnShare(slow)
+    gone = asyncio.ensure_future(share2.get("y"))
+    kept = asyncio.ensure_future(share2.get("y"))
+    await asyncio.sleep(0.005)
+    gone.cancel()
+    assert await kept == "y"
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+
+
+async def test_a_batch_gets_one_call_per_turn_and_each_caller_its_own_result() -> None:
+    calls: list[list[int]] = []
+
+    async def run(args: list[int]) -> list[int]:
+        calls.append(args)
+        return [n * 10 for n in args]
+
+    batch: TurnBatch[int, int] = TurnBatch(run)
+    assert await asyncio.gather(*(batch.call(n) for n in range(5))) == [0, 10, 20, 30, 40]
+    assert await batch.call(7) == 70
+    assert calls == [[0, 1, 2, 3, 4], [7]]
+    assert batch.batches == 2
+
+
+async def test_a_failed_batch_fails_every_caller_of_it() -> None:
+    async def run(args: list[int]) -> list[int]:
+        raise ConnectionError("redis down")
+
+    batch: TurnBatch[int, int] = TurnBatch(run)
+    results = await asyncio.gather(batch.call(1), batch.call(2), return_exceptions=True)
+    assert all(isinstance(r, ConnectionError) for r in results)
