@@ -90,11 +90,17 @@ def decide(view: View) -> Plan:
         return [w for w in view.hosts if w != me and load[w] < share and w not in others]
 
     release = list(gone)
-    while len(keep) > view.capacity or (len(keep) > share and takers(keep[-1].source)):
-        dropped = keep.pop()
-        release.append(dropped)
-        for worker in takers(dropped.source)[:1]:
-            load[worker] += 1  # one taker per handed-back reading
+    while len(keep) > view.capacity:
+        release.append(keep.pop())
+    while len(keep) > share:
+        # the lowest-ranked reading some worker under the share could take: the last one may
+        # be of a source every such worker already reads, while another is not
+        movable = next((r for r in reversed(keep) if takers(r.source)), None)
+        if movable is None:
+            break
+        keep.remove(movable)
+        release.append(movable)
+        load[takers(movable.source)[0]] += 1  # one taker per handed-back reading
     room = share - len(keep)
     held = {r.source for r in keep}
     unowned = [
