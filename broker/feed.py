@@ -198,6 +198,8 @@ class SessionFeed:
             shard = self._shards[name] = _Shard(make_client(), self._inbox, self.bus.sharded)
         self._shard_of[session_id] = shard
         await shard.subscribe(channels)
+        if self.bus.sharded:
+            await shard.check_primary(channels[0])
 
     async def _replay(self, session_id: str, after_id: str, *, announce: bool) -> None:
         replay = await self.bus.replay(session_id, after_id)
@@ -282,6 +284,23 @@ class _Shard:
             wait.result()  # the error that ended the connection, if that is what happened
         if len(done) < len(waits):
             raise TimeoutError(f"no confirmation of SSUBSCRIBE {channels[0]}")
+
+    async def check_primary(self, channel: str) -> None:
+        """Refuse a node that is no longer its slot's primary (a failover under way).
+
+        Our view of the cluster can lag a ``CLUSTER FAILOVER`` by a moment: a subscription
+        placed on the demoted primary stays valid, but what the new primary publishes before
+        that node has become its replica never reaches it, and the replay already ran, so
+        those events would be skipped. Retrying (with the feed's backoff, after a fresh look
+        at the slots) lands on the new primary instead.
+        """
+        nodes = await self.client.execute_command(  # type: ignore[no-untyped-call]  # redis-py: unannotated
+            "CLUSTER", "NODES"
+        )
+        text = nodes.decode() if isinstance(nodes, bytes) else str(nodes)
+        myself = next((line.split() for line in text.splitlines() if "myself" in line), None)
+        if myself is None or "master" not in myself[2].split(","):
+            raise RedisClusterException(f"{channel} is served by a node that is not its primary")
 
     async def _read(self) -> None:
         try:
