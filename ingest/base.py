@@ -8,6 +8,7 @@ and tested without sockets; ``run`` only moves bytes and calls ``emit``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -24,6 +25,7 @@ __all__ = [
     "EventKind",
     "IngestItem",
     "TargetNotFound",
+    "check_cancelled",
 ]
 
 IngestItem = NormalizedChatMessage | ChatDelete | PlatformEvent
@@ -89,3 +91,15 @@ class Adapter(Protocol):
     status: AdapterStatus
 
     async def run(self, emit: Emit) -> None: ...
+
+
+def check_cancelled() -> None:
+    """Raise ``CancelledError`` if this task was asked to stop.
+
+    A library that swallows a cancel (redis-py can, mid-command, on Python 3.11) leaves the
+    request counted in ``Task.cancelling()``; a waiting loop that checks it still stops
+    instead of spinning on after its owner gave up on it.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

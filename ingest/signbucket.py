@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker import keys
+from ingest.base import check_cancelled
 
 __all__ = ["SignBucket", "bucket_name", "refill"]
 
@@ -113,6 +114,7 @@ class SignBucket:
         """
         waited = 0.0
         while (wait := await self.try_take(sign_api_key)) > 0:
+            check_cancelled()
             waiting(wait)
             await sleep(wait)
             waited += wait

@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 import aiohttp
 
 from broker.models import Platform
-from ingest.base import AdapterFatal, AdapterState, AdapterStatus, Emit
+from ingest.base import AdapterFatal, AdapterState, AdapterStatus, Emit, check_cancelled
 from ingest.quota import QuotaLedger, cost_of, resets_at, spent_detail
 from ingest.sharing import worker_redis
 from ingest.youtube_map import (
@@ -205,6 +205,7 @@ class YouTubeAdapter:
         before = (self.status.state, self.status.detail)
         waited = False
         while not (charge := await self.quota.charge(self.api_key, cost_of(resource))).allowed:
+            check_cancelled()
             now = self.quota.clock()
             if not waited:
                 log.warning(
