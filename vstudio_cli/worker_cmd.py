@@ -12,10 +12,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sys
 from typing import Annotated, Any
 
-import orjson
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -30,7 +28,7 @@ from config import BrokerSettings, IngestSettings, load_settings
 from config.logging import configure_logging
 from ingest.fleet.worker import FleetWorker
 from vstudio_cli.ingest.group import DurationOption, JsonOption, RedisUrlOption, ingest_settings
-from vstudio_cli.ingest.runner import _logs_through, _run_loop
+from vstudio_cli.ingest.runner import _logs_through, _print_json, _run_loop
 
 __all__ = ["status_text", "worker"]
 
@@ -144,11 +142,6 @@ async def _serve(
         else:
             log.info("stopped: %d published, leases released", fleet.status()["published"])
         return 0
-
-
-def _print_json(entry: dict[str, Any]) -> None:
-    sys.stdout.write(orjson.dumps(entry).decode() + "\n")
-    sys.stdout.flush()
 
 
 async def _show(fleet: FleetWorker, as_json: bool) -> None:
