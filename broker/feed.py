@@ -28,6 +28,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_ji
 from broker import keys
 from broker.bus import Bus, BusEvent, decode_published, parse_stream_id
 from broker.connection import TRANSIENT_ERRORS, cluster_of, is_cluster
+from broker.tasks import stop_task
 
 __all__ = ["FeedItem", "Resharded", "Resumed", "SessionFeed"]
 
@@ -325,8 +326,7 @@ class _Shard:
     async def close(self) -> None:
         self._closing = True  # stops the reader even if a Redis call absorbs the cancel below
         if self._reader is not None:
-            self._reader.cancel()
-            await asyncio.wait({self._reader})
+            await stop_task(self._reader)
         for waiting in self._confirming.values():
             waiting.cancel()
         try:

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from broker.bus import Bus
 from broker.connection import connect
+from broker.tasks import stop_task
 from config import BrokerSettings, ServerSettings
 from server.attendance import Attendance
 from server.bridge import SeedBridge
@@ -166,9 +167,7 @@ def build_app(
             yield
         finally:
             for task in background:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await stop_task(task)
             with contextlib.suppress(Exception):
                 await ctx.services.stop()
             await bridge.stop()

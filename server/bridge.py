@@ -52,6 +52,7 @@ from broker.models import (
     SessionStatus,
     now_ms,
 )
+from broker.tasks import stop_task
 from server.fanout.hub import Hub
 from server.interactions.sessions import SessionStore
 
@@ -171,9 +172,7 @@ class SeedBridge:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await stop_task(self._task)
 
     async def _run(self) -> None:
         backoff = 0.1

@@ -121,6 +121,10 @@ class WorkerPlan:
     log_level: str
 
 
+SLOW_SHUTDOWN_SECONDS = 12.0
+"""When a shutdown that has not finished names what it waits on (drain is 10 s at most)."""
+
+
 def _new_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
@@ -161,7 +165,26 @@ async def _serve_until_stopped(
     await stop.wait()
     log.info("draining: closing every client with 1012")
     listener.close()
-    await runner.cleanup()
+    watchdog = loop.create_task(_report_slow_shutdown(SLOW_SHUTDOWN_SECONDS))
+    try:
+        await runner.cleanup()
+    finally:
+        watchdog.cancel()
+
+
+async def _report_slow_shutdown(after: float) -> None:
+    """Name what a shutdown still waits on after ``after`` seconds: a supervisor kills a
+    process that takes too long, and without this its log would not say why."""
+    await asyncio.sleep(after)
+    me = asyncio.current_task()
+    waiting = []
+    for task in asyncio.all_tasks():
+        if task is me:
+            continue
+        frames = task.get_stack(limit=1)
+        where = f"{frames[-1].f_code.co_filename}:{frames[-1].f_lineno}" if frames else "?"
+        waiting.append(f"{task.get_name()} at {where}")
+    log.warning("shutdown still running after %.0f s: %s", after, "; ".join(sorted(waiting)))
 
 
 def _worker_main(plan: WorkerPlan, ready: multiprocessing.synchronize.Event | None) -> None:

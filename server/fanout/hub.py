@@ -26,7 +26,6 @@ and anything it has already seen is filtered out by stream id, so nothing is los
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -38,6 +37,7 @@ import orjson
 from broker.bus import Bus, BusEvent, Replay, parse_stream_id
 from broker.feed import Resumed, SessionFeed
 from broker.models import ErrorCode, MessageType, now_ms
+from broker.tasks import stop_task
 from config import ServerSettings
 from server.fanout.audience import for_audience, is_gated, sees_gated
 from server.fanout.frame import MAX_AGGREGATE, ZERO, Outgoing, StreamId, coalesce, is_chat
@@ -130,10 +130,7 @@ class Hub:
             if room.walker is not None:
                 room.walker.cancel()
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await stop_task(task)
         await self.feed.close()
 
     @property
