@@ -33,8 +33,8 @@ from typing import Any
 
 from broker import keys
 from broker.bus import Bus
-from broker.models import Platform, now_ms
-from broker.sources import SourceHealth, SourceStore, Wanted, WorkerRecord
+from broker.models import now_ms
+from broker.sources import SourceHealth, SourceKind, SourceStore, Wanted, WorkerRecord
 from config import IngestSettings
 from ingest.base import AdapterState
 from ingest.fleet.adapters import AdapterFactory, SharedConnections, build_adapter
@@ -84,7 +84,7 @@ class FleetWorker:
         fleet: str = "default",
         capacity: int | None = None,
         redundancy: int | None = None,
-        factories: Mapping[Platform, AdapterFactory] | None = None,
+        factories: Mapping[SourceKind, AdapterFactory] | None = None,
         worker_id: str | None = None,
         host: str | None = None,
     ) -> None:
