@@ -319,6 +319,8 @@ async def test_a_simulate_source_is_demo_chat_in_the_four_platforms_looks(
         await until(lambda: _has(bus, session_id, 30))
         [health] = await Registry(bus.redis, fleet).health()
     assert health.source == "simulate:200" and health.owner == worker.id
+    published = len(await chat_ids(bus.redis, session_id))
+    assert worker.status()["published"] >= published  # its last status line still counts them
     entries = await bus.redis.xrange(keys.stream(session_id))
     platforms = {orjson.loads(fields[b"e"])["payload"].get("platform") for _, fields in entries} - {
         None
