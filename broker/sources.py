@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Self
 
 import orjson
@@ -29,6 +30,7 @@ from broker.models import Platform, SessionStatus
 __all__ = [
     "SOURCE_PLATFORMS",
     "SourceHealth",
+    "SourceKind",
     "SourceSpec",
     "SourceStore",
     "Wanted",
@@ -39,25 +41,58 @@ __all__ = [
 SOURCE_PLATFORMS = (Platform.TWITCH, Platform.YOUTUBE, Platform.TIKTOK, Platform.DISCORD)
 """Platforms a session can declare a source on (``audifi`` is the fans' own chat)."""
 
-_TARGET_RULES: dict[Platform, tuple[re.Pattern[str], str]] = {
-    Platform.TWITCH: (re.compile(r"^[a-z0-9_]{1,25}$"), "a Twitch channel name"),
-    Platform.YOUTUBE: (
+
+class SourceKind(StrEnum):
+    """What a source reads: one of :data:`SOURCE_PLATFORMS`, or ``simulate``.
+
+    ``simulate`` is made-up demo chat (``vstudio up`` declares one): its target is the rate in
+    messages per second. It is a kind of *source*, never a :class:`~broker.models.Platform`, so
+    no message on the wire can claim it: what it emits looks like the four platforms' chat, as
+    ``vstudio ingest simulate``'s does.
+    """
+
+    TWITCH = "twitch"
+    YOUTUBE = "youtube"
+    TIKTOK = "tiktok"
+    DISCORD = "discord"
+    SIMULATE = "simulate"
+
+
+SIMULATE_MAX_RATE = 10_000.0
+"""Most messages per second a ``simulate`` source may ask for."""
+
+_TARGET_RULES: dict[SourceKind, tuple[re.Pattern[str], str]] = {
+    SourceKind.TWITCH: (re.compile(r"^[a-z0-9_]{1,25}$"), "a Twitch channel name"),
+    SourceKind.YOUTUBE: (
         re.compile(r"^(?:[A-Za-z0-9_-]{11}|UC[A-Za-z0-9_-]{22}|@[A-Za-z0-9._-]{3,30})$"),
         "a YouTube video id (11 characters), a channel id (UC...) or a handle (@name)",
     ),
-    Platform.TIKTOK: (re.compile(r"^[a-z0-9_.]{2,24}$"), "a TikTok username"),
-    Platform.DISCORD: (re.compile(r"^[0-9]{15,21}$"), "a Discord channel id (a snowflake)"),
+    SourceKind.TIKTOK: (re.compile(r"^[a-z0-9_.]{2,24}$"), "a TikTok username"),
+    SourceKind.DISCORD: (re.compile(r"^[0-9]{15,21}$"), "a Discord channel id (a snowflake)"),
+    SourceKind.SIMULATE: (
+        re.compile(r"^[0-9]{1,5}(?:\.[0-9]{1,3})?$"),
+        f"a rate in messages per second, above 0 and at most {SIMULATE_MAX_RATE:g}",
+    ),
 }
 
 
-def _canonical_target(platform: Platform, target: str) -> str:
-    """The one spelling of a target, so ``#Shroud`` and ``shroud`` are the same source."""
+def _canonical_target(kind: SourceKind, target: str) -> str:
+    """The one spelling of a target, so ``#Shroud`` and ``shroud`` (or ``3.0`` and ``3``) are
+    the same source."""
     text = target.strip()
-    if platform is Platform.TWITCH:
+    if kind is SourceKind.TWITCH:
         text = text.lstrip("#").lower()
-    elif platform is Platform.TIKTOK:
+    elif kind is SourceKind.TIKTOK:
         text = text.lstrip("@").lower()
+    elif kind is SourceKind.SIMULATE and _TARGET_RULES[kind][0].match(text):
+        text = f"{float(text):g}"
     return text
+
+
+def _breaks_rule(kind: SourceKind, canonical: str) -> bool:
+    if not _TARGET_RULES[kind][0].match(canonical):
+        return True
+    return kind is SourceKind.SIMULATE and not 0 < float(canonical) <= SIMULATE_MAX_RATE
 
 
 class SourceSpec(BaseModel):
@@ -70,19 +105,16 @@ class SourceSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    platform: Platform
+    platform: SourceKind
     target: str = Field(min_length=1, max_length=100)
     credentials: str = Field(default="default", pattern=r"^[A-Za-z0-9_-]{1,40}$")
     redundancy: int | None = Field(default=None, ge=1, le=3)
 
     @model_validator(mode="after")
     def _check_target(self) -> Self:
-        if self.platform not in SOURCE_PLATFORMS:
-            raise ValueError(f"{self.platform} is not a platform to read chat from")
         canonical = _canonical_target(self.platform, self.target)
-        pattern, what = _TARGET_RULES[self.platform]
-        if not pattern.match(canonical):
-            raise ValueError(f"{self.target!r} is not {what}")
+        if _breaks_rule(self.platform, canonical):
+            raise ValueError(f"{self.target!r} is not {_TARGET_RULES[self.platform][1]}")
         object.__setattr__(self, "target", canonical)
         return self
 

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import orjson
 import pytest
 
 from broker import Bus, connect, keys
@@ -302,3 +303,28 @@ async def test_stopping_while_a_reading_is_handed_back_does_not_hang(
         await asyncio.wait_for(dropping, 5)
     assert dropping.cancelled()
     await asyncio.wait_for(reading, 10)  # the reading itself still stops
+
+
+async def test_a_simulate_source_is_demo_chat_in_the_four_platforms_looks(
+    bus: Bus, fleet: str, twitch: ChattyTwitch
+) -> None:
+    """``vstudio up``'s demo source: a worker reads it like any other, and what reaches the
+    session carries the seed's platforms, never the source kind."""
+    session_id = await live_session(bus)
+    await SourceStore(bus.redis, fleet).add(
+        session_id, SourceSpec(platform="simulate", target="200")
+    )
+    worker = FleetWorker(bus, fast_settings(twitch.url), fleet=fleet)
+    async with running(worker):
+        await until(lambda: _has(bus, session_id, 30))
+        [health] = await Registry(bus.redis, fleet).health()
+    assert health.source == "simulate:200" and health.owner == worker.id
+    published = len(await chat_ids(bus.redis, session_id))
+    assert worker.status()["published"] >= published  # its last status line still counts them
+    entries = await bus.redis.xrange(keys.stream(session_id))
+    platforms = {orjson.loads(fields[b"e"])["payload"].get("platform") for _, fields in entries} - {
+        None
+    }
+    assert platforms and platforms <= {"twitch", "youtube", "tiktok", "discord"}
+    assert await bus.redis.get(keys.fleet_lease(fleet, "simulate:200", 0)) is None
+    assert twitch.connections == 0  # no platform was asked

@@ -8,8 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from broker import Bus
-from broker.models import Session, SessionStatus
-from broker.sources import SourceSpec, SourceStore, is_wanted
+from broker.models import NormalizedChatMessage, Platform, Session, SessionStatus
+from broker.sources import SourceKind, SourceSpec, SourceStore, is_wanted
 from server.interactions.sessions import SessionStore
 
 
@@ -30,6 +30,9 @@ def spec(platform: str, target: str, **more: object) -> SourceSpec:
         ("youtube", "dQw4w9WgXcQ", "dQw4w9WgXcQ"),
         ("youtube", "UCuAXFkgsw1L7xaCfnd5JJOw", "UCuAXFkgsw1L7xaCfnd5JJOw"),
         ("discord", "81384788765712384", "81384788765712384"),
+        ("simulate", "3.0", "3"),
+        ("simulate", " 0.5", "0.5"),
+        ("simulate", "10000", "10000"),
     ],
 )
 def test_targets_have_one_spelling(platform: str, given: str, canonical: str) -> None:
@@ -44,11 +47,28 @@ def test_targets_have_one_spelling(platform: str, given: str, canonical: str) ->
         ("youtube", "short"),
         ("discord", "#general"),
         ("audifi", "anything"),
+        ("simulate", "0"),
+        ("simulate", "0.000"),
+        ("simulate", "10000.5"),
+        ("simulate", "-3"),
+        ("simulate", "fast"),
+        ("simulate", "1e3"),
     ],
 )
 def test_bad_targets_are_refused_with_what_was_expected(platform: str, target: str) -> None:
     with pytest.raises(ValidationError):
         spec(platform, target)
+
+
+def test_simulate_is_a_source_kind_and_never_a_platform_on_the_wire() -> None:
+    """Demo chat is declared like any source, but no message may say it came from it: the
+    seed's platforms (and ``audifi``) are the only ones a message or platform event carries."""
+    assert spec("simulate", "3").platform == SourceKind.SIMULATE
+    assert "simulate" not in {str(p) for p in Platform}
+    with pytest.raises(ValidationError):
+        NormalizedChatMessage(
+            id="simulate:1", platform="simulate", username="u", text="hi", timestamp=1
+        )
 
 
 def test_redundancy_and_credentials_are_checked() -> None:

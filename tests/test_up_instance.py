@@ -68,7 +68,8 @@ def test_second_up_refuses_then_kill_9_then_detach_status_logs_down(tmp_path: Pa
         second = vstudio(data, "up", "--port", str(free_port()))
         assert second.returncode == 5, second.stderr
         assert f"already running at {summary['url']}" in " ".join(second.stderr.split())
-        assert len(processes_mentioning(f"--session {summary['session']}")) == 1  # one worker
+        children = [c["name"] for c in find_instance(data).state["children"]]
+        assert children == ["server", "worker"]  # one worker reads the demo's sources
         detached = vstudio(data, "up", "--detach")
         assert detached.returncode == 5, detached.stderr
     finally:
@@ -91,7 +92,7 @@ def test_second_up_refuses_then_kill_9_then_detach_status_logs_down(tmp_path: Pa
         assert shown["running"] and shown["url"] == ready["url"]
         parts = {part["name"]: part["state"] for part in shown["parts"]}
         assert parts["server"] == "up" and parts["redis"] == "up"
-        assert "ingest-simulate" in parts
+        assert "worker" in parts
         overlays = json.loads(vstudio(data, "overlay", "urls", "--json").stdout)
         assert overlays["overlays"] == ready["overlays"]
         assert ready["overlays"]["poll"] == f"{ready['url']}/overlay/{ready['session']}/poll"
@@ -104,7 +105,7 @@ def test_second_up_refuses_then_kill_9_then_detach_status_logs_down(tmp_path: Pa
         assert logs.returncode == 0 and "server" in logs.stdout
         assert not any(line.split("| ", 1)[-1].startswith("{") for line in logs.stdout.splitlines())
         missing = vstudio(data, "logs", "nonesuch")
-        assert missing.returncode == 4 and "ingest-simulate" in missing.stderr
+        assert missing.returncode == 4 and "worker" in missing.stderr
     finally:
         stopped = vstudio(data, "down", "--json")
     assert stopped.returncode == 0, stopped.stderr

@@ -119,3 +119,45 @@ def test_follow_yields_appended_lines_whole_even_when_written_in_pieces(tmp_path
     rest.start()  # after follow has read the first half on its own
     assert next(lines) == ("server", "first half and the rest")
     assert next(lines) == ("server", "second")
+
+
+def test_the_worker_row_is_its_worst_reading_and_the_sum_of_their_rates() -> None:
+    """``up``'s worker row: found by pid on this host, the worst state of what it reads (the
+    reason of the first ill one), msg/s summed, every source listed."""
+    import socket
+
+    from broker.sources import SourceHealth, WorkerRecord
+    from vstudio_cli.stack_status import PartStatus, fleet_part
+
+    def record(worker_id: str, host: str) -> WorkerRecord:
+        return WorkerRecord(
+            id=worker_id, host=host, pid=42, capacity=500, load=2, started=0, seen=0
+        )
+
+    def health(source: str, state: str, rate: float, error: str = "") -> SourceHealth:
+        return SourceHealth(
+            source=source, owner="w1", state=state, sessions=["s"], msg_per_s=rate,
+            last_error=error, seen=0,
+        )  # fmt: skip
+
+    here = socket.gethostname()
+    workers = {"w1": record("w1", here), "w0": record("w0", "elsewhere")}
+    ok = [health("simulate:3", "connected", 3.0), health("twitch:b", "connecting", 0.5)]
+    part = PartStatus("worker", "starting", pid=42)
+    fleet_part(part, (workers, ok))
+    assert (part.state, part.rate) == ("connecting", 3.5)
+    assert part.detail == "reading simulate:3, twitch:b"
+
+    ill = [*ok, health("twitch:a", "failed", 0.0, "gave up")]
+    part = PartStatus("worker", "starting", pid=42)
+    fleet_part(part, (workers, ill))
+    assert (part.state, part.detail) == ("failed", "twitch:a: gave up")
+    assert [s["id"] for s in part.sources or []] == ["simulate:3", "twitch:a", "twitch:b"]
+
+    part = PartStatus("worker", "starting", pid=42)
+    fleet_part(part, ({"w1": record("w1", here)}, []))
+    assert (part.state, part.detail) == ("up", "reading nothing yet")
+
+    part = PartStatus("worker", "starting", pid=42)
+    fleet_part(part, ({"w0": record("w0", "elsewhere")}, ok))  # same pid, another machine
+    assert part.state == "starting" and part.sources is None

@@ -67,10 +67,10 @@ def test_up_on_a_terminal_shows_live_status_and_readable_worker_problems(tmp_pat
     try:
         shown = read_until(main, r"V Studio realtime is up(.|\n)*Stop with Ctrl-C", 60, seen)
         assert "passwords:" in shown and "--show-logins" in shown
-        shown = read_until(main, r"ingest-twitch-nonet\s+● (reconnecting|connecting)", 30, seen)
+        shown = read_until(main, r"worker\s+● (reconnecting|connecting)", 30, seen)
         assert re.search(r"server\s+● up", shown) and re.search(r"redis\s+● up", shown)
         shown = read_until(
-            main, r"\d\d:\d\d:\d\d ingest-twitch-nonet: reconnecting: .*connection lost", 30, seen
+            main, r"\d\d:\d\d:\d\d worker: reconnecting: .*connection lost", 30, seen
         )
     finally:
         process.send_signal(signal.SIGINT)

@@ -43,6 +43,11 @@ def readable(line: str) -> str:
             f"{entry.get('received', 0)} received"
             + (f" ({entry['detail']})" if entry.get("detail") else "")
         )
+    if entry.get("event") in ("status", "stopped") and "readings" in entry:  # a fleet worker's
+        return (
+            f"{entry['event']}: reading {entry['readings']} of {entry.get('wanted', 0)} wanted, "
+            f"{entry.get('rate', 0.0):.1f} msg/s, {entry.get('published', 0)} published"
+        )
     stamp = str(entry.get("timestamp", ""))[11:19]
     level = str(entry.get("level", "")).lower()
     message = str(entry.get("message") or entry.get("event") or "")

@@ -25,7 +25,7 @@ COLOURS = ("cyan", "magenta", "green", "blue", "yellow")
 def logs(
     part: Annotated[
         list[str] | None,
-        typer.Argument(help="Parts to show: server, ingest-simulate, up, ... \\[all of them]."),
+        typer.Argument(help="Parts to show: server, worker, up, ... \\[all of them]."),
     ] = None,
     follow_flag: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")

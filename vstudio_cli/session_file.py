@@ -48,8 +48,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from broker.models import Platform, PollCreate, RequiredTokens
-from broker.sources import SourceSpec
+from broker.models import PollCreate, RequiredTokens
+from broker.sources import SourceKind, SourceSpec
 
 __all__ = ["Plan", "SessionFile", "SessionFileError", "plan_changes", "read_session_file"]
 
@@ -117,7 +117,7 @@ class IngestSpec(BaseModel):
         if extra:
             raise ValueError(f"unknown key(s) {', '.join(sorted(extra))} for a chat source")
         try:
-            return SourceSpec(platform=Platform(self.platform), **fields)
+            return SourceSpec(platform=SourceKind(self.platform), **fields)
         except ValidationError as exc:
             raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
 

@@ -16,8 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from broker.models import Platform
-from broker.sources import SOURCE_PLATFORMS, SourceSpec
+from broker.sources import SourceKind, SourceSpec
 from vstudio_cli.client import VStudioClient
 from vstudio_cli.remote import (
     AsJson,
@@ -37,21 +36,22 @@ app = typer.Typer(
 )
 console = Console(soft_wrap=True)
 
-PLATFORMS = ", ".join(str(p) for p in SOURCE_PLATFORMS)
+PLATFORMS = ", ".join(str(kind) for kind in SourceKind)
 
 SessionOption = Annotated[str, typer.Option("--session", help="Session id.")]
 SourceArgument = Annotated[
     str | None,
     typer.Argument(
         help="platform:target, e.g. twitch:shroud, youtube:dQw4w9WgXcQ, tiktok:someone, "
-        "discord:123456789012345678 (or --platform and --target)."
+        "discord:123456789012345678, or simulate:3 for made-up demo chat at 3 msg/s (or "
+        "--platform and --target)."
     ),
 ]
 PlatformOption = Annotated[str | None, typer.Option(help=f"One of {PLATFORMS}.")]
 TargetOption = Annotated[
     str | None,
     typer.Option(help="Twitch channel, YouTube video/channel id or @handle, TikTok user, "
-                 "Discord channel id."),
+                 "Discord channel id, or the simulate rate in msg/s."),
 ]  # fmt: skip
 
 
@@ -75,7 +75,7 @@ def source_fields(source: str | None, platform: str | None, target: str | None) 
             raise _usage(f"{source!r} is not platform:target (e.g. twitch:shroud)")
     if not platform or not target:
         raise _usage("say which source: platform:target, or --platform and --target")
-    if platform not in {str(p) for p in SOURCE_PLATFORMS}:
+    if platform not in {str(kind) for kind in SourceKind}:
         raise _usage(f"{platform!r} is not a platform to read chat from ({PLATFORMS})")
     return {"platform": platform, "target": target}
 
@@ -132,7 +132,7 @@ def remove(
     """Withdraw a source from the session (exit 4 when the session does not have it)."""
     fields = source_fields(source, platform, target)
     try:  # the one spelling the server keeps (#Shroud is twitch:shroud)
-        source_id = SourceSpec(platform=Platform(fields["platform"]), target=fields["target"]).id
+        source_id = SourceSpec(platform=SourceKind(fields["platform"]), target=fields["target"]).id
     except ValidationError:
         source_id = f"{fields['platform']}:{fields['target']}"
 

@@ -1,14 +1,16 @@
 """How each part of a running ``vstudio up`` is doing: the server, Redis, each worker.
 
 Read from the outside, as ``vstudio status`` and ``up``'s own live status both do: the
-server's ``/readyz``, a Redis ``PING``, the workers' heartbeat records in Redis (state and
-msg/s), and whether each child process named in the state file is still alive.
+server's ``/readyz``, a Redis ``PING``, the workers' records in Redis (the fleet worker's record
+and the health of each source it reads; a ``vstudio ingest`` worker's heartbeat), and whether
+each child process named in the state file is still alive.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import ssl
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +21,8 @@ from rich.table import Table
 from rich.text import Text
 
 from broker import connect
+from broker.sources import SourceHealth, WorkerRecord
+from ingest.fleet.registry import Registry
 from ingest.heartbeat import read_records
 from vstudio_cli.logfiles import last_problem
 
@@ -33,7 +37,8 @@ COLOURS = {"up": "green", "connected": "green", "down": "red", "exited": "red", 
 
 @dataclass
 class PartStatus:
-    """One row: a part's name, its state in a word, msg/s for workers, and why if it is ill."""
+    """One row: a part's name, its state in a word, msg/s for workers, and why if it is ill;
+    a fleet worker's row lists the sources it reads (``{id, state, msgPerS, lastError}``)."""
 
     name: str
     state: str
@@ -41,6 +46,7 @@ class PartStatus:
     rate: float | None = None
     received: int | None = None
     pid: int | None = None
+    sources: list[dict[str, Any]] | None = None
 
     @property
     def healthy(self) -> bool:
@@ -89,9 +95,39 @@ async def _server(state: dict[str, Any], timeout: float) -> PartStatus:
     return part
 
 
+FleetSeen = tuple[dict[str, WorkerRecord], list[SourceHealth]]
+"""What the fleet's registry says: live workers by id, and every reading's health."""
+
+
+def fleet_part(part: PartStatus, seen: FleetSeen) -> None:
+    """Fill a fleet worker's row from its record (found by pid on this host) and the health
+    of what it reads: the worst reading's state, the sum of msg/s, the sources."""
+    workers, health = seen
+    host = socket.gethostname()
+    record = next((w for w in workers.values() if w.pid == part.pid and w.host == host), None)
+    if record is None:
+        return  # not registered yet: still "starting"
+    mine = sorted((h for h in health if h.owner == record.id), key=lambda h: h.source)
+    part.sources = [
+        {"id": h.source, "state": h.state, "msgPerS": h.msg_per_s, "lastError": h.last_error}
+        for h in mine
+    ]
+    part.rate = round(sum(h.msg_per_s for h in mine), 2)
+    ill = [h for h in mine if h.state not in HEALTHY]
+    if ill:
+        part.state = ill[0].state
+        part.detail = f"{ill[0].source}: {ill[0].last_error}" if ill[0].last_error else ""
+    elif mine:
+        part.state = min((h.state for h in mine), key=lambda s: s == "connected")
+        part.detail = "reading " + ", ".join(h.source for h in mine)
+    else:
+        part.state, part.detail = "up", "reading nothing yet"
+
+
 async def _redis_and_workers(state: dict[str, Any], timeout: float) -> list[PartStatus]:
     redis = PartStatus("redis", "down", detail=str(state.get("redisShown", "")))
     records: list[dict[str, Any]] = []
+    fleet: FleetSeen = ({}, [])
     try:
         client = await connect(str(state["redisUrl"]), attempts=1, timeout=timeout)
     except Exception as exc:  # BusUnavailable, or a URL that is not a URL
@@ -100,6 +136,9 @@ async def _redis_and_workers(state: dict[str, Any], timeout: float) -> list[Part
         try:
             redis.state = "up"
             records = await read_records(client, state.get("session"))
+            if state.get("fleet"):
+                registry = Registry(client, str(state["fleet"]))
+                fleet = (await registry.live_workers(), await registry.health())
         finally:
             await client.aclose()
     parts = [redis]
@@ -112,6 +151,10 @@ async def _redis_and_workers(state: dict[str, Any], timeout: float) -> list[Part
         if not alive(child.get("pid")):
             part.state = "exited"
             part.detail = last_problem(Path(child["log"])) or f"see {child['log']}"
+        elif child["name"] == "worker":
+            fleet_part(part, fleet)
+            if not part.healthy and not part.detail:  # say why, from its own last warning
+                part.detail = last_problem(Path(child["log"])) or ""
         elif record is not None:
             part.state = str(record.get("state"))
             part.detail = str(record.get("detail") or "")

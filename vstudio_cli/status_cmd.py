@@ -25,7 +25,8 @@ DataDirOption = Annotated[
 def status(data_dir: DataDirOption = None, as_json: AsJson = False) -> None:
     """Show the running vstudio up: its URL and each part's state and msg/s.
 
-    The parts are the server (/readyz), Redis (PING) and each ingestion worker (its heartbeat).
+    The parts are the server (/readyz), Redis (PING) and the worker that reads the demo's
+    chat (its fleet record and the health of each source it reads).
 
     Exit codes: 0 running and every part healthy, 1 running with a part down or failing,
     4 nothing running on this data folder."""

@@ -2,9 +2,12 @@
 
 Starts the embedded Valkey server (unless a Redis URL is given), the server, demo accounts, a
 live demo session with simulated chat from four platforms and a first poll, prints where to go,
-and stops everything on Ctrl-C, SIGTERM or ``vstudio down``. Running it again reuses the data
-folder: the same logins, the same demo session while it is not ended. ``--tls`` serves https
-and wss with a self-signed certificate kept in the data folder (``tls/``).
+and stops everything on Ctrl-C, SIGTERM or ``vstudio down``. The demo chat is a fleet source of
+the demo session (``simulate:RATE``, or the ``--platform`` channels), declared over REST as a
+person would, and read by one local ``vstudio worker``, as production reads chat. Running it
+again reuses the data folder: the same logins, the same demo session while it is not ended.
+``--tls`` serves https and wss with a self-signed certificate kept in the data folder
+(``tls/``).
 
 One ``up`` per data folder (:mod:`vstudio_cli.instance`): a second one says where the first
 runs and exits 5. ``--detach`` runs it in the background; ``status``, ``logs`` and ``down``
@@ -46,6 +49,7 @@ from vstudio_cli.logfiles import readable, tail
 from vstudio_cli.overlay_cmd import overlay_urls
 from vstudio_cli.processes import ChildProcesses, vstudio_command
 from vstudio_cli.remote import ExitCode
+from vstudio_cli.sources_cmd import sources_path
 from vstudio_cli.stack_status import alive
 from vstudio_cli.tls import ANY_ADDRESS, names_for, self_signed_pair
 from vstudio_cli.up_banner import show_ready, shown_redis
@@ -105,10 +109,39 @@ async def ensure_accounts(url: str, logins: dict[str, str]) -> None:
         await client.aclose()
 
 
+def demo_sources(targets: list[tuple[str, str]], chat_rate: float) -> list[dict[str, str]]:
+    """The sources the demo session declares: the ``--platform`` channels, else simulated chat
+    at ``chat_rate`` (the ``simulate`` source kind, made-up chat that no platform sends)."""
+    if targets:
+        return [{"platform": name, "target": target} for name, target in targets]
+    return [{"platform": "simulate", "target": f"{chat_rate:g}"}]
+
+
+async def declare_sources(
+    client: VStudioClient, session_id: str, wanted: list[dict[str, str]]
+) -> list[str]:
+    """Make the session's sources exactly ``wanted`` over REST (as ``vstudio session sources``
+    does), so a rerun with another ``--chat-rate`` or ``--platform`` leaves nothing stale; the
+    ids declared."""
+    declared = await client.call("GET", sources_path(session_id))
+    ids = []
+    for body in wanted:
+        answer = await client.call("POST", sources_path(session_id), body)
+        ids.append(str(answer["source"]["id"]))
+    for source in declared["sources"]:
+        if source["id"] not in ids:
+            await client.call("DELETE", sources_path(session_id, source["id"]))
+    return ids
+
+
 async def ensure_demo_session(
-    base_url: str, logins: dict[str, str], trust: ssl.SSLContext | None = None
+    base_url: str,
+    logins: dict[str, str],
+    trust: ssl.SSLContext | None = None,
+    sources: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """The live demo session (reused when it exists), with an open first poll."""
+    """The live demo session (reused when it exists), with an open first poll and ``sources``
+    declared for the fleet (under ``sourceIds``)."""
     connector = aiohttp.TCPConnector(ssl=trust) if trust else None
     async with (
         aiohttp.ClientSession(connector=connector) as http,
@@ -134,6 +167,8 @@ async def ensure_demo_session(
         polls = await client.list_polls(session["id"])
         if not any(poll.get("status") == "active" for poll in polls):
             await client.call("POST", f"/v1/vstudio/sessions/{session['id']}/polls", DEMO_POLL)
+        if sources is not None:
+            session["sourceIds"] = await declare_sources(client, session["id"], sources)
         return session
 
 
@@ -356,8 +391,10 @@ def _run(
         raise RuntimeError(f"the server stopped at start: {why_stopped(server)}")
     logins = demo_logins(broker.data_dir)
     asyncio.run(ensure_accounts(url, logins))
-    session = asyncio.run(ensure_demo_session(local_url, logins, trust))
-    _start_ingest(processes, session["id"], url, options.targets, options.chat_rate)
+    sources = demo_sources(options.targets, options.chat_rate)
+    session = asyncio.run(ensure_demo_session(local_url, logins, trust, sources))
+    # one fleet worker reads the demo's sources; its leases go when it stops (SIGTERM)
+    processes.start("worker", vstudio_command("worker", "--json"), env=redis_env)
     sid = session["id"]
     state: dict[str, Any] = {
         "state": "ready",
@@ -373,6 +410,8 @@ def _run(
         "certfile": str(certfile) if certfile else None,
         "redisUrl": url,
         "redisShown": shown_redis(url),
+        "fleet": broker.fleet,
+        "sources": session["sourceIds"],
         "dataDir": str(broker.data_dir),
         "loginsFile": str(broker.data_dir / "demo-logins.json"),
         "users": list(DEMO_USERS),
@@ -464,26 +503,3 @@ def _parse_platforms(values: list[str]) -> list[tuple[str, str]]:
             raise typer.BadParameter(f"{value!r}: use twitch:CHANNEL", param_hint="--platform")
         targets.append((name, target))
     return targets
-
-
-def _start_ingest(
-    processes: ChildProcesses,
-    session_id: str,
-    url: str,
-    targets: list[tuple[str, str]],
-    chat_rate: float,
-) -> None:
-    common = ["--session", session_id, "--json"]
-    redis_env = {"VSTUDIO_REDIS_URL": url}
-    if not targets:
-        processes.start(
-            "ingest-simulate",
-            vstudio_command("ingest", "simulate", *common, "--rate", str(chat_rate)),
-            env=redis_env,
-        )
-    for name, target in targets:
-        processes.start(
-            f"ingest-{name}-{target}",
-            vstudio_command("ingest", name, *common, "--channel", target),
-            env=redis_env,
-        )

@@ -1,11 +1,12 @@
-"""Building an adapter from a source spec: one plain mapping, platform -> factory.
+"""Building an adapter from a source spec: one plain mapping, source kind -> factory.
 
 A factory takes the spec and the IngestSettings with the spec's named credentials already
 applied, and returns an :class:`~ingest.base.Adapter`. :data:`ADAPTERS` opens one connection
 per source; :class:`SharedConnections` replaces the Twitch and Discord entries with adapters on
 shared connections (one Twitch IRC pool per credential set, one Discord gateway per bot token),
 which is what a fleet worker runs by default. YouTube and TikTok adapters count their shared
-budgets (the API key's daily quota, the sign server's rate) in the worker's Redis.
+budgets (the API key's daily quota, the sign server's rate) in the worker's Redis. A
+``simulate`` source needs no platform: it is made-up demo chat at the target's rate.
 
 Credentials never travel through Redis: a spec names a set, ``default`` being the ``[ingest]``
 table's own tokens, any other a table under ``[ingest.fleet_credentials.NAME]``.
@@ -18,8 +19,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
-from broker.models import Platform
-from broker.sources import SourceSpec
+from broker.sources import SourceKind, SourceSpec
 from config import IngestSettings
 from ingest.base import Adapter, AdapterFatal
 
@@ -125,11 +125,19 @@ def _discord(spec: SourceSpec, settings: IngestSettings) -> Adapter:
     )
 
 
-ADAPTERS: Mapping[Platform, AdapterFactory] = {
-    Platform.TWITCH: _twitch,
-    Platform.YOUTUBE: _youtube,
-    Platform.TIKTOK: _tiktok,
-    Platform.DISCORD: _discord,
+def _simulate(spec: SourceSpec, settings: IngestSettings) -> Adapter:
+    """Made-up demo chat at the target's rate (``vstudio up``'s demo source)."""
+    from ingest.simulate import SimulatedChat
+
+    return SimulatedChat(float(spec.target))
+
+
+ADAPTERS: Mapping[SourceKind, AdapterFactory] = {
+    SourceKind.TWITCH: _twitch,
+    SourceKind.YOUTUBE: _youtube,
+    SourceKind.TIKTOK: _tiktok,
+    SourceKind.DISCORD: _discord,
+    SourceKind.SIMULATE: _simulate,
 }
 """The one-connection-per-source factories every worker starts with."""
 
@@ -159,12 +167,12 @@ class SharedConnections:
             )
         return self.discord.adapter(_secret(settings.discord_token) or "", int(spec.target))
 
-    def factories(self) -> Mapping[Platform, AdapterFactory]:
+    def factories(self) -> Mapping[SourceKind, AdapterFactory]:
         """:data:`ADAPTERS` with Twitch and Discord on the shared connections."""
         return {
             **ADAPTERS,
-            Platform.TWITCH: self.twitch_adapter,
-            Platform.DISCORD: self.discord_adapter,
+            SourceKind.TWITCH: self.twitch_adapter,
+            SourceKind.DISCORD: self.discord_adapter,
         }
 
     async def aclose(self) -> None:
@@ -176,7 +184,7 @@ class SharedConnections:
 def build_adapter(
     spec: SourceSpec,
     settings: IngestSettings,
-    factories: Mapping[Platform, AdapterFactory] = ADAPTERS,
+    factories: Mapping[SourceKind, AdapterFactory] = ADAPTERS,
 ) -> Adapter:
     """The adapter for ``spec``; :class:`~ingest.base.AdapterFatal` when it cannot be built
     (unknown credentials, a missing optional dependency, a bad credential combination)."""

@@ -33,8 +33,8 @@ from typing import Any
 
 from broker import keys
 from broker.bus import Bus
-from broker.models import Platform, now_ms
-from broker.sources import SourceHealth, SourceStore, Wanted, WorkerRecord
+from broker.models import now_ms
+from broker.sources import SourceHealth, SourceKind, SourceStore, Wanted, WorkerRecord
 from config import IngestSettings
 from ingest.base import AdapterState
 from ingest.fleet.adapters import AdapterFactory, SharedConnections, build_adapter
@@ -84,7 +84,7 @@ class FleetWorker:
         fleet: str = "default",
         capacity: int | None = None,
         redundancy: int | None = None,
-        factories: Mapping[Platform, AdapterFactory] | None = None,
+        factories: Mapping[SourceKind, AdapterFactory] | None = None,
         worker_id: str | None = None,
         host: str | None = None,
     ) -> None:
@@ -107,6 +107,9 @@ class FleetWorker:
         self.reachable = True
         self.errors: dict[str, str] = {}
         self.overflow_before = 0
+        self.ended: dict[str, int] = {"received": 0, "published": 0}
+        """What readings that ended (released, handed back, failed) received and published, so
+        the totals in :meth:`status` (and the last status line after a stop) keep them."""
         self._cooldown: dict[Slot, float] = {}
         self._stopping = asyncio.Event()
         self._redis_slots = asyncio.Semaphore(REDIS_CONCURRENCY)
@@ -271,6 +274,8 @@ class FleetWorker:
             self.errors[running.slot.source] = error
             log.error("%s: %s", running.slot.source, error)
         self.overflow_before += running.reading.overflow
+        self.ended["received"] += running.reading.stats.received
+        self.ended["published"] += running.reading.stats.published
 
     # --- renew -------------------------------------------------------------------------------
 
@@ -297,6 +302,7 @@ class FleetWorker:
         self.running.pop(running.slot, None)
         self._gone.add(running.slot.source)
         await asyncio.wait({running.task})
+        self._note_end(running)
 
     # --- status ------------------------------------------------------------------------------
 
@@ -370,8 +376,8 @@ class FleetWorker:
             "share": self.share,
             "capacity": self.capacity,
             "rate": round(sum(r.stats.rate() for r in readings), 1),
-            "received": sum(r.stats.received for r in readings),
-            "published": sum(r.stats.published for r in readings),
+            "received": self.ended["received"] + sum(r.stats.received for r in readings),
+            "published": self.ended["published"] + sum(r.stats.published for r in readings),
             "buffered": sum(r.pending for r in readings),
             "overflow": self.overflow,
             "errors": dict(self.errors),
