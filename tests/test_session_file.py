@@ -164,12 +164,19 @@ def test_ingest_tables_are_the_sessions_whole_list_of_sources(tmp_path: Path) ->
     ]
     plan = plan_changes(spec, existing, [], sources=declared)
     assert plan.add_sources == [
-        {"platform": "youtube", "target": "dQw4w9WgXcQ", "credentials": "default", "redundancy": 2}
+        {"platform": "youtube", "target": "dQw4w9WgXcQ", "credentials": "default", "redundancy": 2},
+        {"platform": "simulate", "target": "3", "credentials": "default"},
     ]
     assert plan.remove_sources == ["tiktok:old"]
-    assert plan.steps() == ["declare source youtube:dQw4w9WgXcQ", "withdraw source tiktok:old"]
+    assert plan.steps() == [
+        "declare source youtube:dQw4w9WgXcQ",
+        "declare source simulate:3",
+        "withdraw source tiktok:old",
+    ]
     declared[1]["redundancy"] = 2
-    assert plan_changes(spec, existing, [], sources=declared[:2]).changes_nothing
+    declared.append({"id": "simulate:3", "credentials": "default", "redundancy": None})
+    del declared[2]
+    assert plan_changes(spec, existing, [], sources=declared).changes_nothing
 
 
 @pytest.mark.parametrize(
@@ -180,6 +187,7 @@ def test_ingest_tables_are_the_sessions_whole_list_of_sources(tmp_path: Path) ->
         ('platform = "twitch"\ntarget = "a"\nchannel = "b"', "(found target, channel)"),
         ('platform = "twitch"\ntarget = "a"\ncolour = 1', "unknown key(s) colour"),
         ('platform = "twitch"\ntarget = "a"\nredundancy = 7', "ingest.0"),
+        ('platform = "simulate"\nrate = 20000', "is not a rate in messages per second"),
     ],
 )
 def test_a_bad_ingest_table_names_the_problem(tmp_path: Path, table: str, problem: str) -> None:

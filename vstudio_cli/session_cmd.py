@@ -314,11 +314,6 @@ def apply(
         session = result["session"]
         if session.get("status") == "scheduled":
             result["start"] = f"vstudio session start {session['id']}"
-        result["ingest"] = [  # simulate tables: a worker to run, not a source to declare
-            _ingest_command(session["id"], item.model_dump())
-            for item in spec.ingest
-            if item.platform == "simulate"
-        ]
         return result
 
     result = run_remote(server, token, work)
@@ -339,8 +334,6 @@ def apply(
             console.print(f"[yellow]note[/] {note}")
         if result.get("start"):
             console.print(f"start with: [bold]{result['start']}[/]")
-        for command in result.get("ingest", []):
-            console.print(f"ingest with: [bold]{command}[/]")
 
     emit(result, as_json, human)
     if result["blocked"]:
@@ -383,12 +376,6 @@ def _partly_applied(exc: ApiError, result: dict[str, Any]) -> ApiError:
     return ApiError(
         exc.status, exc.code, f"{exc.message} (already done: {done}{left})", exc.retry_after
     )
-
-
-def _ingest_command(session_id: str, item: dict[str, Any]) -> str:
-    platform = item.pop("platform")
-    flags = " ".join(f"--{name.replace('_', '-')} {value}" for name, value in item.items())
-    return f"vstudio ingest {platform} --session {session_id} {flags}".strip()
 
 
 @poll_app.command("create")

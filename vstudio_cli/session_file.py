@@ -12,8 +12,8 @@ refused before anything changes (one live session per artist).
 The ``[[ingest]]`` tables are the session's chat sources, read by the worker fleet (issue 15):
 apply declares each one (``POST .../sources``, which also replaces other ``credentials`` or
 ``redundancy``) and withdraws the session's sources that the file no longer lists, so the file
-is the whole list; the plan names each of these steps. A ``simulate`` table is not a source
-(nothing to read): it is printed as the command that runs it.
+is the whole list; the plan names each of these steps. A ``simulate`` table is made-up demo
+chat at ``rate`` messages per second (the source ``simulate:RATE``), read by the fleet too.
 
 ```toml
 [session]
@@ -27,7 +27,7 @@ producerIds = ["sam"]
 live = true                      # start it (scheduled -> live)
 
 [[ingest]]                       # a chat source the worker fleet reads
-platform = "twitch"              # twitch, youtube, tiktok, discord (or simulate)
+platform = "twitch"              # twitch, youtube, tiktok, discord (or simulate + rate)
 target = "yourchannel"           # or channel / video / user / channelId, as vstudio ingest
 credentials = "default"          # a credentials set in the workers' settings
 redundancy = 2                   # workers reading it at once (default: the fleet's)
@@ -80,13 +80,13 @@ class SessionSpec(BaseModel):
     live: bool = False
 
 
-TARGET_KEYS = ("target", "channel", "video", "user", "channelId", "channel_id")
+TARGET_KEYS = ("target", "channel", "video", "user", "channelId", "channel_id", "rate")
 """Where an ``[[ingest]]`` table may name its target: ``target``, or the flag ``vstudio ingest``
-takes for that platform (``channel``, ``video``, ``user``, ``channelId``)."""
+takes for that platform (``channel``, ``video``, ``user``, ``channelId``, simulate's ``rate``)."""
 
 
 class IngestSpec(BaseModel):
-    """One ``[[ingest]]`` table: a source for the fleet, or a ``simulate`` worker's flags."""
+    """One ``[[ingest]]`` table: a source for the fleet."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -94,15 +94,11 @@ class IngestSpec(BaseModel):
 
     @model_validator(mode="after")
     def _a_source(self) -> IngestSpec:
-        if self.platform != "simulate":
-            self.source()  # a bad target or an unknown key is reported when the file is read
+        self.source()  # a bad target or an unknown key is reported when the file is read
         return self
 
-    def source(self) -> SourceSpec | None:
-        """The source this table declares (``None`` for ``simulate``); ``ValueError`` naming
-        the problem."""
-        if self.platform == "simulate":
-            return None
+    def source(self) -> SourceSpec:
+        """The source this table declares; ``ValueError`` naming the problem."""
         extra = dict(self.model_extra or {})
         named = [key for key in TARGET_KEYS if key in extra]
         if len(named) != 1:
@@ -267,8 +263,7 @@ def _source_changes(
     wanted = {}
     for table in spec.ingest:
         source = table.source()
-        if source is not None:
-            wanted[source.id] = source
+        wanted[source.id] = source
     add = [
         source.model_dump(mode="json", exclude_none=True)
         for source_id, source in wanted.items()
