@@ -6,7 +6,8 @@ A local Twitch IRC-over-WebSocket server in another process (loopback only) answ
 and then sends ``--rate`` messages per second to each of ``--channels`` channels for
 ``--seconds``. This process runs one pool and one real :class:`~ingest.runtime.Worker` per
 channel, each publishing (deduped) to a session of its own in Redis (``--redis-url``, else
-``REDIS_URL``, else an embedded Valkey started for the run); with ``--read-only`` the
+``REDIS_URL``, else an embedded Valkey started for the run; the pool counts its JOINs there
+too, as a fleet worker's does); with ``--read-only`` the
 adapters only count what they emit (the pool's own cost, no worker runtime). Printed: channels per
 connection, the time until every channel was joined (with the JOIN pacing given; at Twitch's
 20 per 10 s it is computed, not waited for), this process's CPU per message and CPU share
@@ -96,7 +97,7 @@ async def measure(redis_url: str, args: argparse.Namespace) -> dict[str, Any]:
             twitch_channels_per_connection=args.per_connection,
             heartbeat_ttl=30,
         )
-        pool = TwitchPool(settings)
+        pool = TwitchPool(settings, redis=client, fleet=f"bench{run}")  # as a fleet worker's
         counts = [0] * len(channels)
         adapters = [pool.adapter(ch) for ch in channels]
         if args.read_only:
