@@ -29,7 +29,15 @@ from broker import keys
 from ingest.base import check_cancelled
 from ingest.runtime import PUBLISH_ERRORS
 
-__all__ = ["JOIN_SCRIPT", "SHARED_TIMEOUT", "JoinPacer", "JoinTurns", "SharedJoins", "account_of"]
+__all__ = [
+    "JOIN_SCRIPT",
+    "SHARED_TIMEOUT",
+    "JoinPacer",
+    "JoinTurns",
+    "SharedJoins",
+    "account_of",
+    "shared_joins",
+]
 
 log = logging.getLogger("vstudio.ingest.twitch_joins")
 
