@@ -35,7 +35,6 @@ __all__ = [
     "JoinPacer",
     "JoinTurns",
     "SharedJoins",
-    "account_of",
     "shared_joins",
 ]
 
@@ -44,10 +43,6 @@ log = logging.getLogger("vstudio.ingest.twitch_joins")
 SHARED_TIMEOUT = 2.0
 """Seconds a JOIN waits for Redis' answer before it falls back to the local pacer (the client
 has no command timeout, and a JOIN must not hang on a Redis that stopped answering)."""
-
-ANONYMOUS = "justinfan"
-"""The window of every anonymous (``justinfan<digits>``) login: one, to stay on the safe side,
-since Twitch does not say how it counts the JOINs of logins it did not authenticate."""
 
 
 @dataclass
@@ -95,11 +90,6 @@ redis.call('ZADD', KEYS[1], now, ARGV[3])
 redis.call('PEXPIRE', KEYS[1], window)
 return 0
 """
-
-
-def account_of(nick: str, token: str | None) -> str:
-    """The account whose JOINs count together: the login, or one for every anonymous one."""
-    return nick.lower() if token else ANONYMOUS
 
 
 @dataclass
@@ -184,8 +174,10 @@ class JoinTurns:
 
 def shared_joins(
     redis: Any, fleet: str, nick: str, token: str | None, limit: int, window: float
-) -> SharedJoins:
-    """The shared window of the account ``nick``/``token`` logs in as, in ``fleet``."""
-    return SharedJoins(
-        redis, keys.fleet_twitch_joins(fleet, account_of(nick, token)), limit, window
-    )
+) -> SharedJoins | None:
+    """The window in ``fleet`` of the account ``nick`` logs in as with ``token``; ``None`` for
+    an anonymous login (``justinfan<digits>``, drawn afresh by each pool): no other process
+    logs in as it, so there is nothing to share."""
+    if not token:
+        return None
+    return SharedJoins(redis, keys.fleet_twitch_joins(fleet, nick.lower()), limit, window)

@@ -281,7 +281,8 @@ class TwitchPool:
     """The shared Twitch IRC connections of one event loop, and their JOIN pacing.
 
     With ``redis``, JOINs are counted in the account's window of ``fleet`` (every process of
-    the fleet logging in as the same account shares it); without, in this pool alone.
+    the fleet logging in as the same account shares it); without, or logged in anonymously,
+    in this pool alone.
     """
 
     def __init__(
@@ -301,6 +302,7 @@ class TwitchPool:
         if redis is not None:
             shared = shared_joins(redis, fleet, self.nick, self.token, limit, window)
         self.turns = JoinTurns(JoinPacer(limit, window), shared)
+        """JOIN pacing: this pool's, and its account's across the fleet (not anonymous)."""
         self.links: list[_Link] = []
         """The open connections."""
         self.opened = 0

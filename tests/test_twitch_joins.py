@@ -109,11 +109,12 @@ def test_the_window_is_named_by_fleet_and_login_never_the_token(fleet: str) -> N
     assert pool.turns.shared.key == keys.fleet_twitch_joins(fleet, "botone")
     assert pool.turns.shared.key.startswith(keys.fleet_prefix(fleet))
     assert "s3cret" not in pool.turns.shared.key
-    anonymous = [TwitchPool(fast_settings("ws://x/"), redis=client, fleet=fleet) for _ in "ab"]
-    assert {p.turns.shared.key for p in anonymous if p.turns.shared} == {
-        keys.fleet_twitch_joins(fleet, "justinfan")
-    }
+    other = fast_settings("ws://127.0.0.1:1/", twitch_nick="bottwo", twitch_token="s3cret")
+    second = TwitchPool(other, redis=client, fleet=fleet).turns.shared
+    assert second is not None and second.key != pool.turns.shared.key
     assert TwitchPool(settings).turns.shared is None  # no Redis: this pool alone
+    # an anonymous login (justinfan<random digits>) is an account of this pool's alone
+    assert TwitchPool(fast_settings("ws://x/"), redis=client, fleet=fleet).turns.shared is None
 
 
 # --- pools on one Redis ----------------------------------------------------------------------
