@@ -361,12 +361,12 @@ async def test_the_command_reads_several_channels_over_one_gateway(
 ) -> None:
     channels = [CHANNEL_ID, OTHER_CHANNEL_ID, BACKSTAGE_CHANNEL_ID]
     async with FakeDiscord().running() as fake:
-        given = [
-            value for channel in [*channels, CHANNEL_ID, "999"] for value in ("--channel", channel)
-        ]
+        # both spellings; #live-chat twice (read once); 999, a channel the bot cannot see
+        flags = ["--channel-id", CHANNEL_ID, "--channel", OTHER_CHANNEL_ID]
+        flags += ["--channel", BACKSTAGE_CHANNEL_ID, "--channel", CHANNEL_ID, "--channel", "999"]
         process = await asyncio.create_subprocess_exec(
             *(sys.executable, "-m", "vstudio_cli.main", "ingest", "discord"),
-            *("--session", session_id, "--channel-id", channels[0], *given[2:]),
+            *("--session", session_id, *flags),
             *("--api-url", fake.api_url, "--gateway-url", fake.gateway_url),
             *("--redis-url", redis_url, "--json"),
             stdout=asyncio.subprocess.PIPE,
