@@ -6,7 +6,8 @@ A local Twitch IRC-over-WebSocket server in another process (loopback only) answ
 and then sends ``--rate`` messages per second to each of ``--channels`` channels for
 ``--seconds``. This process runs one pool and one real :class:`~ingest.runtime.Worker` per
 channel, each publishing (deduped) to a session of its own in Redis (``--redis-url``, else
-``REDIS_URL``, else an embedded Valkey started for the run); with ``--read-only`` the
+``REDIS_URL``, else an embedded Valkey started for the run; the pool logs in as a bot and
+counts its JOINs there too, as a fleet worker's does); with ``--read-only`` the
 adapters only count what they emit (the pool's own cost, no worker runtime). Printed: channels per
 connection, the time until every channel was joined (with the JOIN pacing given; at Twitch's
 20 per 10 s it is computed, not waited for), this process's CPU per message and CPU share
@@ -39,6 +40,8 @@ from tests.support.platforms.twitch_irc import TwitchIrcServer, privmsg
 
 RSS_TARGET = 200 * 1024 * 1024
 TICK = 0.1
+BOT_TOKEN = "bench"
+"""The token the pool logs in with (a bot's, so its JOINs take the account's window)."""
 """Seconds between the server's rounds of messages."""
 
 
@@ -47,7 +50,7 @@ def serve(channels: list[str], rate: float, seconds: float, pipe: Any) -> None:
     per second to each for ``seconds``; then it sends the count and idles."""
 
     async def main() -> None:
-        async with TwitchIrcServer() as server:
+        async with TwitchIrcServer(valid_tokens={BOT_TOKEN}) as server:
             pipe.send(server.url)
             wanted = set(channels)
             while server.joined() != wanted:
@@ -91,12 +94,14 @@ async def measure(redis_url: str, args: argparse.Namespace) -> dict[str, Any]:
         url = await asyncio.to_thread(ours.recv)
         settings = IngestSettings(
             twitch_irc_url=url,
+            twitch_nick="benchbot",  # a login, as a fleet's bot: its JOINs counted in Redis
+            twitch_token=BOT_TOKEN,
             twitch_join_limit=args.join_limit,
             twitch_join_window_seconds=args.join_window,
             twitch_channels_per_connection=args.per_connection,
             heartbeat_ttl=30,
         )
-        pool = TwitchPool(settings)
+        pool = TwitchPool(settings, redis=client, fleet=f"bench{run}")  # as a fleet worker's
         counts = [0] * len(channels)
         adapters = [pool.adapter(ch) for ch in channels]
         if args.read_only:

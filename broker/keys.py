@@ -26,6 +26,7 @@ __all__ = [
     "fleet_lease",
     "fleet_prefix",
     "fleet_sources",
+    "fleet_twitch_joins",
     "fleet_worker_alive",
     "fleet_workers",
     "ingest_worker",
@@ -419,3 +420,12 @@ def sign_bucket(key_fingerprint: str) -> str:
     """The token bucket of one TikTok sign server API key (by fingerprint), a hash of
     ``tokens`` and ``at`` (ms)."""
     return f"{PREFIX}:{{signbucket:{key_fingerprint}}}"
+
+
+# issue 15: Twitch's JOIN limit is per account, so every worker of a fleet counts in one window
+def fleet_twitch_joins(fleet: str, account: str) -> str:
+    """Sorted set of the JOINs one Twitch account (its login, never a token) sent in the last
+    window, by any worker of the fleet: member per JOIN, scored by Redis' time in ms."""
+    if not account or any(c in account for c in "{}: \n"):
+        raise ValueError(f"invalid Twitch account {account!r}")
+    return f"{fleet_prefix(fleet)}:twitch-joins:{account}"

@@ -13,9 +13,11 @@ one event loop can run hundreds of them.
   sends RECONNECT, or :class:`~ingest.twitch.ChannelNotFound` when Twitch leaves the JOIN
   unanswered (that channel only). Cancelling it sends PART; the last channel to leave closes
   the connection.
-- JOINs of the whole pool are paced by :class:`JoinPacer`: at most ``twitch_join_limit`` in any
-  ``twitch_join_window_seconds`` (Twitch: 20 per 10 s for a normal account), counted from when
-  each JOIN is sent; the join timeout starts then too, not while the JOIN waits its turn.
+- JOINs of the whole pool are paced by :class:`~ingest.twitch_joins.JoinTurns`: at most
+  ``twitch_join_limit`` in any ``twitch_join_window_seconds`` (Twitch: 20 per 10 s for a normal
+  account), counted from when each JOIN is sent; the join timeout starts then too, not while
+  the JOIN waits its turn. Given a Redis client (a fleet worker's), the window is the
+  account's, shared by every process of the fleet that logs in as it.
 
 Lines are parsed, routed and mapped by :class:`~ingest.twitch.TwitchProtocol` (one per
 connection); this module only moves lines and routes items.
@@ -27,8 +29,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 
@@ -44,35 +46,11 @@ from ingest.twitch import (
     login_of,
     normalize_channel,
 )
+from ingest.twitch_joins import JoinPacer, JoinTurns, shared_joins
 
 __all__ = ["JoinPacer", "PooledChannel", "TwitchPool"]
 
 log = logging.getLogger("vstudio.ingest.twitch_pool")
-
-
-@dataclass
-class JoinPacer:
-    """At most ``limit`` JOINs in any ``window`` seconds, without I/O.
-
-    A sliding window rather than a refilling bucket: a bucket of 20 refilled at 2 per second
-    lets 40 JOINs through in the first 10 s, over Twitch's limit.
-    """
-
-    limit: int
-    window: float
-    _sent: deque[float] = field(default_factory=deque, repr=False)
-
-    def delay(self, now: float) -> float:
-        """Seconds to wait before the next JOIN may go (0: now)."""
-        while self._sent and now - self._sent[0] >= self.window:
-            self._sent.popleft()
-        if len(self._sent) < self.limit:
-            return 0.0
-        return self._sent[0] + self.window - now
-
-    def record(self, now: float) -> None:
-        """A JOIN went out at ``now``."""
-        self._sent.append(now)
 
 
 @dataclass(eq=False)
@@ -300,14 +278,31 @@ class PooledChannel:
 
 
 class TwitchPool:
-    """The shared Twitch IRC connections of one event loop, and their JOIN pacing."""
+    """The shared Twitch IRC connections of one event loop, and their JOIN pacing.
 
-    def __init__(self, settings: IngestSettings, *, idle_timeout: float = 360.0) -> None:
+    With ``redis``, JOINs are counted in the account's window of ``fleet`` (every process of
+    the fleet logging in as the same account shares it); without, or logged in anonymously,
+    in this pool alone.
+    """
+
+    def __init__(
+        self,
+        settings: IngestSettings,
+        *,
+        idle_timeout: float = 360.0,
+        redis: Any = None,
+        fleet: str = "default",
+    ) -> None:
         self.settings = settings
         self.url = settings.twitch_irc_url
         self.nick, self.token = login_of(settings)
         self.idle_timeout = idle_timeout
-        self.pacer = JoinPacer(settings.twitch_join_limit, settings.twitch_join_window_seconds)
+        limit, window = settings.twitch_join_limit, settings.twitch_join_window_seconds
+        shared = None
+        if redis is not None:
+            shared = shared_joins(redis, fleet, self.nick, self.token, limit, window)
+        self.turns = JoinTurns(JoinPacer(limit, window), shared)
+        """JOIN pacing: this pool's, and its account's across the fleet (not anonymous)."""
         self.links: list[_Link] = []
         """The open connections."""
         self.opened = 0
@@ -327,6 +322,8 @@ class TwitchPool:
         """Close every connection; the adapters still running raise ``ConnectionError``."""
         if self._joiner is not None:
             self._joiner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._joiner
         links = list(self.links)
         for link in links:
             link.task.cancel()
@@ -363,17 +360,14 @@ class TwitchPool:
             self.links.remove(link)
 
     async def _join_loop(self) -> None:
-        """Send queued JOINs in order, as fast as the pacer allows."""
+        """Send queued JOINs in order, as fast as the account's window allows."""
         loop = asyncio.get_running_loop()
         while True:
             link, channel = await self._joins.get()
             await link.opened.wait()
-            if link.closed or channel not in link.members:
-                continue
-            while (wait := self.pacer.delay(loop.time())) > 0:
+            while not link.closed and channel in link.members:
+                wait = await self.turns.take()
+                if wait <= 0:
+                    link.join(channel, loop.time())
+                    break
                 await asyncio.sleep(wait)
-            if link.closed or channel not in link.members:
-                continue
-            now = loop.time()
-            self.pacer.record(now)
-            link.join(channel, now)

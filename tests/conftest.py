@@ -45,6 +45,7 @@ CLUSTER_MODULES = frozenset(
         "test_siwe.py",
         "test_tips.py",
         "test_token_holder.py",
+        "test_twitch_joins.py",
         "test_vote_batch.py",
     }
 )

@@ -26,6 +26,7 @@ from ingest.discord_map import (
 from ingest.heartbeat import read_records
 from ingest.runtime import Worker
 from tests.support.platforms.discord import (
+    BACKSTAGE_CHANNEL_ID,
     CHANNEL_ID,
     MOD_ROLE_ID,
     OTHER_CHANNEL_ID,
@@ -351,6 +352,48 @@ async def test_the_command_reads_the_channel_until_ctrl_c(
     assert stopped["published"] == 1 and stopped["platform"] == "discord"
     [event] = (await bus.replay(session_id, "0-0")).events
     assert event.payload["id"] == f"discord:{M3}" and event.payload["text"] == "from the command"
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("session_record")
+async def test_the_command_reads_several_channels_over_one_gateway(
+    redis_url: str, bus: Bus, session_id: str
+) -> None:
+    channels = [CHANNEL_ID, OTHER_CHANNEL_ID, BACKSTAGE_CHANNEL_ID]
+    async with FakeDiscord().running() as fake:
+        # both spellings; #live-chat twice (read once); 999, a channel the bot cannot see
+        flags = ["--channel-id", CHANNEL_ID, "--channel", OTHER_CHANNEL_ID]
+        flags += ["--channel", BACKSTAGE_CHANNEL_ID, "--channel", CHANNEL_ID, "--channel", "999"]
+        process = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "vstudio_cli.main", "ingest", "discord"),
+            *("--session", session_id, *flags),
+            *("--api-url", fake.api_url, "--gateway-url", fake.gateway_url),
+            *("--redis-url", redis_url, "--json"),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "VSTUDIO_DISCORD_TOKEN": fake.token, "VSTUDIO_HEARTBEAT_TTL": "2"},
+        )
+        async with asyncio.timeout(30):
+            while sum(  # every channel the bot sees is read; 999 (it cannot) stopped alone
+                record.get("state") == "connected"
+                for record in await read_records(bus.redis, session_id)
+            ) < len(channels):
+                await asyncio.sleep(0.05)
+            for n, channel in enumerate(channels):
+                message = fake.message(snowflake(T, 10 + n), f"to {n}", channel_id=channel)
+                await fake.dispatch("MESSAGE_CREATE", message)
+            await wait_for_events(bus, session_id, len(channels))
+            process.send_signal(signal.SIGINT)
+            stdout, stderr = await process.communicate()
+    assert process.returncode == 1, stderr  # the channel the bot cannot see failed
+    assert b"cannot see channel 999" in stderr and b"Traceback" not in stderr
+    assert len(fake.connections) == 1 and fake.identifies == 1  # one gateway for all
+    stopped = [json.loads(line) for line in stdout.splitlines() if b'"stopped"' in line]
+    assert sorted((s["target"], s["published"]) for s in stopped) == sorted(
+        [(f"channel:{c}", 1) for c in channels] + [("channel:999", 0)]
+    )
+    events = (await bus.replay(session_id, "0-0")).events
+    assert sorted(e.payload["text"] for e in events) == ["to 0", "to 1", "to 2"]
 
 
 @pytest.mark.slow  # discord.py waits 5 s before identifying again, as Discord asks

@@ -15,7 +15,7 @@ table's own tokens, any other a table under ``[ingest.fleet_credentials.NAME]``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
@@ -143,9 +143,15 @@ ADAPTERS: Mapping[SourceKind, AdapterFactory] = {
 
 
 class SharedConnections:
-    """The platform connections one worker's readings share, made on first use."""
+    """The platform connections one worker's readings share, made on first use.
 
-    def __init__(self) -> None:
+    With ``redis``, each Twitch pool counts its JOINs in its account's window of ``fleet``,
+    shared with every other worker of the fleet (Twitch's limit is per account).
+    """
+
+    def __init__(self, redis: Any = None, fleet: str = "default") -> None:
+        self.redis = redis
+        self.fleet = fleet
         self.twitch: dict[str, TwitchPool] = {}
         """One IRC pool per credential set (a pool logs in as one account)."""
         self.discord: GatewayPool | None = None
@@ -155,7 +161,8 @@ class SharedConnections:
 
         pool = self.twitch.get(spec.credentials)
         if pool is None:
-            pool = self.twitch[spec.credentials] = TwitchPool(settings)
+            pool = TwitchPool(settings, redis=self.redis, fleet=self.fleet)
+            self.twitch[spec.credentials] = pool
         return pool.adapter(spec.target)
 
     def discord_adapter(self, spec: SourceSpec, settings: IngestSettings) -> Adapter:

@@ -93,7 +93,7 @@ class FleetWorker:
         self.fleet = fleet
         self.capacity = capacity or settings.fleet_capacity
         self.redundancy = redundancy or settings.fleet_redundancy
-        self.shared = SharedConnections()
+        self.shared = SharedConnections(bus.redis, fleet)
         """Twitch IRC pools and Discord gateways shared by this worker's readings."""
         self.factories = factories or self.shared.factories()
         self.id = worker_id or new_fleet_worker_id()

@@ -191,7 +191,14 @@ def youtube(
 
 def discord(
     session: SessionOption,
-    channel_id: Annotated[int, typer.Option("--channel-id", help="The text channel's id.")],
+    channel_ids: Annotated[
+        list[int],
+        typer.Option(
+            "--channel-id",
+            "--channel",
+            help="A text channel's id; repeat it to read several over one gateway connection.",
+        ),
+    ],
     token: Annotated[
         str | None, typer.Option("--token", help="Bot token (VSTUDIO_DISCORD_TOKEN).")
     ] = None,
@@ -214,22 +221,31 @@ def discord(
     redis_url_flag: RedisUrlOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Read a Discord channel with a bot that has the Message Content intent."""
+    """Read Discord channels with a bot that has the Message Content intent.
+
+    Several --channel-id values share one gateway connection (one IDENTIFY), each channel
+    publishing to the session as a worker of its own; a channel the bot cannot see stops
+    alone, and the command exits when every channel has stopped."""
     settings = ingest_settings(
         discord_token=token, discord_api_url=api_url, discord_gateway_url=gateway_url
     )
 
-    def build() -> Adapter:
-        from ingest.discord import DiscordAdapter
+    def build() -> list[Adapter]:
+        from ingest.discord import DiscordGateway
 
-        return DiscordAdapter(
-            channel_id=channel_id,
+        gateway = DiscordGateway(
             token=_secret(settings.discord_token) or "",
             api_url=settings.discord_api_url,
             gateway_url=settings.discord_gateway_url,
-            moderator_roles=moderator_role or (),
-            subscriber_roles=subscriber_role or (),
         )
+        return [
+            gateway.adapter(
+                channel_id,
+                moderator_roles=moderator_role or (),
+                subscriber_roles=subscriber_role or (),
+            )
+            for channel_id in dict.fromkeys(channel_ids)  # once each, in the order given
+        ]
 
     run_worker(
         build,

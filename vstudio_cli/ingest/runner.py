@@ -1,6 +1,7 @@
-"""Running one ingestion worker in the foreground, and listing the running ones.
+"""Running ingestion workers in the foreground, and listing the running ones.
 
-Every worker command builds its adapter through :func:`run_worker`, which owns the rest: a bad
+Every worker command builds its adapter (or, reading several channels over one connection,
+its adapters) through :func:`run_worker`, which owns the rest: a bad
 flag or missing credential refused with exit 2, Redis (the configured URL or the embedded
 server), the :class:`~ingest.runtime.Worker`, the status line or JSON status lines,
 SIGINT/SIGTERM, and exit codes (0 after a clean stop, 1 when the platform or Redis failed, 2 for
@@ -20,7 +21,7 @@ from typing import Annotated, Any, NoReturn
 import orjson
 import typer
 from pydantic import ValidationError
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.logging import RichHandler
 from rich.measure import Measurement
@@ -80,7 +81,7 @@ def _check_session(session_id: str) -> None:
 
 
 def run_worker(
-    build: Callable[[], Adapter],
+    build: Callable[[], Adapter | list[Adapter]],
     session_id: str,
     *,
     refused: tuple[type[Exception], ...] = (ValueError,),
@@ -93,6 +94,10 @@ def run_worker(
     """Build the adapter with ``build()`` and run it as a worker publishing to ``session_id``
     until stopped; never returns normally but through ``typer.Exit`` with the exit code.
 
+    ``build`` may return several adapters (channels sharing one platform connection): each
+    runs as a worker of its own (its own dedupe, status and heartbeat), a channel that fails
+    stops alone, and the command ends when all have stopped, with the highest exit code.
+
     The one runner of every worker command: ``build`` raising one of ``refused`` (a bad flag, a
     missing credential) is said in red with exit 2, before anything else is checked.
     ``settings`` defaults to the effective IngestSettings; ``redis_url_flag`` is the
@@ -103,7 +108,7 @@ def run_worker(
     exist (:class:`~ingest.base.TargetNotFound`), 5 when the session has ended.
     """
     try:
-        adapter = build()
+        built = build()
     except refused as exc:
         typer.secho(str(exc), err=True, fg="red")
         raise typer.Exit(2) from exc
@@ -116,7 +121,16 @@ def run_worker(
     try:
         with redis_url(broker) as url:
             code = _run_loop(
-                _serve(adapter, session_id, settings, broker, url, json_output, duration, worker_id)
+                _serve(
+                    built if isinstance(built, list) else [built],
+                    session_id,
+                    settings,
+                    broker,
+                    url,
+                    json_output,
+                    duration,
+                    worker_id,
+                )
             )
     except (BusUnavailable, EmbeddedServerError) as exc:
         log.error("%s", exc)
@@ -126,7 +140,7 @@ def run_worker(
 
 
 async def _serve(
-    adapter: Adapter,
+    adapters: list[Adapter],
     session_id: str,
     settings: IngestSettings,
     broker: BrokerSettings,
@@ -141,44 +155,65 @@ async def _serve(
             code, reason = refused
             log.error("%s", reason)
             return code
-        worker = Worker(adapter, bus, session_id, settings, worker_id=worker_id)
+        workers = [
+            Worker(adapter, bus, session_id, settings, worker_id=_nth(worker_id, n))
+            for n, adapter in enumerate(adapters)
+        ]
+
+        def stop() -> None:
+            for worker in workers:
+                worker.stop()
+
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, worker.stop)
+            loop.add_signal_handler(signum, stop)
         if duration is not None:
-            loop.call_later(duration, worker.stop)
-        display = asyncio.create_task(_show_status(worker, json_output))
-        code = 0
+            loop.call_later(duration, stop)
+        display = asyncio.create_task(_show_status(workers, json_output))
         try:
-            await worker.run()
-        except TargetNotFound as exc:
-            log.error("%s", exc)
-            code = 4
-        except (AdapterFatal, WorkerGaveUp) as exc:
-            log.error("%s", exc)
-            code = 1
-        except Exception as exc:  # a bug: say what, keep the traceback for --log-level DEBUG
-            log.error("the worker stopped on an unexpected error: %r", exc)
-            log.debug("traceback", exc_info=exc)
-            code = 1
+            codes = await asyncio.gather(*(_run(worker, json_output) for worker in workers))
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
             display.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await display
-        record = worker.record()
-        if json_output:
-            _print_json({"event": "stopped", **record})
-        else:
-            log.info(
-                "stopped: %d received, %d published, %d duplicates, %d reconnects",
-                record["received"],
-                record["published"],
-                record["duplicates"],
-                record["reconnects"],
-            )
-        return code
+        return max(codes)
+
+
+def _nth(worker_id: str | None, n: int) -> str | None:
+    """The id of the ``n``-th worker of a command given ``--worker-id``-like ``worker_id``."""
+    return worker_id if worker_id is None or n == 0 else f"{worker_id}-{n}"
+
+
+async def _run(worker: Worker, json_output: bool) -> int:
+    """Run one worker to its end; its exit code (4: its channel does not exist, 1: failed)."""
+    code = 0
+    try:
+        await worker.run()
+    except TargetNotFound as exc:
+        log.error("%s", exc)
+        code = 4
+    except (AdapterFatal, WorkerGaveUp) as exc:
+        log.error("%s", exc)
+        code = 1
+    except Exception as exc:  # a bug: say what, keep the traceback for --log-level DEBUG
+        log.error("the worker stopped on an unexpected error: %r", exc)
+        log.debug("traceback", exc_info=exc)
+        code = 1
+    record = worker.record()
+    if json_output:
+        _print_json({"event": "stopped", **record})
+    else:
+        log.info(
+            "stopped%s: %d received, %d published, %d duplicates, %d reconnects",
+            f" ({record['target']})" if record.get("target") else "",
+            record["received"],
+            record["published"],
+            record["duplicates"],
+            record["reconnects"],
+        )
+    return code
 
 
 async def _session_refusal(redis: Any, session_id: str) -> tuple[int, str] | None:
@@ -217,19 +252,22 @@ def status_line(record: dict[str, Any], now: int) -> Text:
     return line
 
 
-async def _show_status(worker: Worker, json_output: bool) -> None:
-    """Refresh the rich status line twice a second, or print a JSON line every few seconds."""
+async def _show_status(workers: list[Worker], json_output: bool) -> None:
+    """Refresh the rich status lines (one per worker) twice a second, or print a JSON line per
+    worker every few seconds."""
     if json_output:
         while True:
             await asyncio.sleep(STATUS_EVERY)
-            _print_json({"event": "status", **worker.record()})
+            for worker in workers:
+                _print_json({"event": "status", **worker.record()})
     console = Console(stderr=True)
     with (
         Live(console=console, auto_refresh=False, transient=True) as live,
         _logs_through(console),
     ):
         while True:
-            live.update(status_line(worker.record(), now_ms()), refresh=True)
+            now = now_ms()
+            live.update(Group(*(status_line(w.record(), now) for w in workers)), refresh=True)
             await asyncio.sleep(0.5)
 
 

@@ -66,6 +66,8 @@ class TwitchIrcServer:
     received: list[str] = field(default_factory=list)
     joins: list[tuple[float, str]] = field(default_factory=list)
     """Every JOIN received: ``(time.monotonic(), channel)``."""
+    joins_by: dict[str, list[float]] = field(default_factory=dict)
+    """When each login (the NICK) sent its JOINs: ``time.monotonic()`` per channel joined."""
     parts: list[str] = field(default_factory=list)
     url: str = ""
     open: dict[int, Connection] = field(default_factory=dict)
@@ -200,6 +202,7 @@ class TwitchIrcServer:
 
     async def _join(self, conn: Connection, channel: str) -> None:
         self.joins.append((time.monotonic(), channel))
+        self.joins_by.setdefault(conn.nick, []).append(self.joins[-1][0])
         if self.channels is not None and channel not in self.channels:
             return  # Twitch answers nothing: no JOIN echo, no ROOMSTATE, no NOTICE
         conn.joined.add(channel)
