@@ -109,26 +109,34 @@ class WsClient(SubscriberState):
 
     def catch_up(self) -> None:
         """Write the session's frames this client has not had yet, in one write."""
+        data = self._missing()
+        if data:
+            self.write(data)
+
+    def _missing(self) -> bytes:
+        """The session's frames this client has not had yet, counted as sent."""
         log, seq = self.log, self.next_seq
         if log is None or seq >= log.end:
-            return
+            return b""
         self.next_seq = log.end
         if self.fresh:
             data, self.fresh = log.since_for(seq, self.seen)
         else:
             data = log.since(seq)
-        if data:
-            self.write(data)
-            if self.metrics is not None:
-                self.metrics.messages_sent.inc(log.end - seq)
-                self.metrics.fanout_writes.inc()
+        if data and self.metrics is not None:
+            self.metrics.messages_sent.inc(log.end - seq)
+            self.metrics.fanout_writes.inc()
+        return data
 
     def send(self, out: Outgoing) -> bool:
         return self.write(out.ws)
 
     def send_own(self, data: bytes, type_: str, payload: Any) -> bool:
-        self.catch_up()
-        return self.write(ws_text_frame(data))
+        """A reply after the session's frames it must follow, in the same write (a vote's
+        ack often finds a tally not yet written to this client: one system call for both)."""
+        missing = self._missing()
+        frame = ws_text_frame(data)
+        return self.write(missing + frame if missing else frame)
 
     def close(self, code: int, reason: str) -> None:
         """Stop sending and ask the connection's handler to close with ``code``.
