@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import unicodedata
+from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import Annotated, Any, Literal
 
@@ -678,14 +679,42 @@ CLIENT_PAYLOADS: dict[MessageType, type[WireModel]] = {
 """What a client may send, and the model its payload must satisfy."""
 
 
-class ClientFrame(BaseModel):
-    """A validated client frame: its type, its typed payload, its optional request id."""
+@dataclass(frozen=True, slots=True)
+class ClientFrame:
+    """A validated client frame: its type, its typed payload, its optional request id.
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    A plain record, not a model: its parts are validated already, and building a model per
+    frame cost as much as validating the payload (a vote storm builds thousands a second)."""
 
     type: MessageType
     payload: Any
     request_id: str | None = None
+
+
+_PLAIN_ENVELOPE_KEYS = frozenset({"type", "payload", "requestId", "timestamp"})
+
+
+def _plain_envelope(data: dict[str, Any]) -> tuple[str, dict[str, Any], str | None] | None:
+    """``(type, payload, requestId)`` of an envelope that :class:`Envelope` would accept as is.
+
+    The common shape is checked by hand (exact types, no coercion); anything else returns
+    ``None`` and goes through :class:`Envelope`, which accepts it or says what is wrong."""
+    if not _PLAIN_ENVELOPE_KEYS.issuperset(data):
+        return None
+    kind, payload = data.get("type"), data.get("payload", _NO_PAYLOAD)
+    request_id, timestamp = data.get("requestId"), data.get("timestamp", 0)
+    if type(kind) is not str or type(timestamp) is not int:
+        return None
+    if payload is _NO_PAYLOAD:
+        payload = {}
+    elif type(payload) is not dict:
+        return None
+    if request_id is not None and (type(request_id) is not str or not 0 < len(request_id) <= 128):
+        return None
+    return kind, payload, request_id
+
+
+_NO_PAYLOAD: Any = object()
 
 
 def _describe(error: ValidationError) -> str:
@@ -700,7 +729,9 @@ def parse_client_frame(raw: str | bytes, max_bytes: int = 4096) -> ClientFrame:
 
     The size check comes first so an oversized frame is never parsed.
     """
-    size = len(raw.encode() if isinstance(raw, str) else raw)
+    size = len(raw)
+    if isinstance(raw, str) and 4 * size > max_bytes:  # a UTF-8 character is 1 to 4 bytes
+        size = len(raw.encode())
     if size > max_bytes:
         raise ProtocolError(
             ErrorCode.MESSAGE_TOO_LARGE, f"frame is {size} bytes; the limit is {max_bytes}"
@@ -711,22 +742,26 @@ def parse_client_frame(raw: str | bytes, max_bytes: int = 4096) -> ClientFrame:
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"frame is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, "frame must be a JSON object")
-    try:
-        envelope = Envelope.model_validate(data)
-    except ValidationError as exc:
-        raise ProtocolError(ErrorCode.INVALID_MESSAGE, _describe(exc)) from exc
-    try:
-        kind = MessageType(envelope.type)
-    except ValueError:
-        kind = None
-    if kind not in CLIENT_PAYLOADS:
+    plain = _plain_envelope(data)
+    if plain is None:
+        try:
+            envelope = Envelope.model_validate(data)
+        except ValidationError as exc:
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, _describe(exc)) from exc
+        plain = envelope.type, envelope.payload, envelope.request_id
+    type_, body, request_id = plain
+    kind = _CLIENT_TYPES.get(type_)
+    if kind is None:
         allowed = ", ".join(sorted(CLIENT_PAYLOADS))
         raise ProtocolError(
             ErrorCode.INVALID_MESSAGE,
-            f"unknown or server-only message type {envelope.type!r}; clients may send: {allowed}",
+            f"unknown or server-only message type {type_!r}; clients may send: {allowed}",
         )
     try:
-        payload = CLIENT_PAYLOADS[kind].model_validate(envelope.payload)
+        payload = CLIENT_PAYLOADS[kind].model_validate(body)
     except ValidationError as exc:
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"{kind}: {_describe(exc)}") from exc
-    return ClientFrame(type=kind, payload=payload, request_id=envelope.request_id)
+    return ClientFrame(kind, payload, request_id)
+
+
+_CLIENT_TYPES = {kind.value: kind for kind in CLIENT_PAYLOADS}

@@ -57,19 +57,40 @@ class Limit:
 
 def limits_for(settings: ServerSettings, kind: MessageType | None) -> tuple[Limit, ...]:
     """The limits one client message counts against: its own (chat, reaction) and 'any'
-    (``None`` for a frame whose type could not be read: 'any' alone)."""
-    rules = [Limit("any", settings.message_rate_limit, settings.message_rate_window)]
-    if kind == MessageType.CHAT_MESSAGE:
-        rules.append(Limit("chat", settings.chat_rate_limit, settings.chat_rate_window))
-    elif kind == MessageType.REACTION_SEND:
-        rules.append(Limit("reaction", settings.reaction_rate_limit, settings.reaction_rate_window))
-    return tuple(rules)
+    (``None`` for a frame whose type could not be read: 'any' alone), 'any' first.
+
+    Asked once per frame, so the answer is kept per kind and settings' values."""
+    key = (
+        kind,
+        settings.message_rate_limit,
+        settings.message_rate_window,
+        settings.chat_rate_limit,
+        settings.chat_rate_window,
+        settings.reaction_rate_limit,
+        settings.reaction_rate_window,
+    )
+    found = _limits.get(key)
+    if found is None:
+        rules = [Limit("any", settings.message_rate_limit, settings.message_rate_window)]
+        if kind == MessageType.CHAT_MESSAGE:
+            rules.append(Limit("chat", settings.chat_rate_limit, settings.chat_rate_window))
+        elif kind == MessageType.REACTION_SEND:
+            rules.append(
+                Limit("reaction", settings.reaction_rate_limit, settings.reaction_rate_window)
+            )
+        if len(_limits) > 1000:  # only settings changed at run time (tests) add keys
+            _limits.clear()
+        found = _limits[key] = tuple(rules)
+    return found
+
+
+_limits: dict[tuple[object, ...], tuple[Limit, ...]] = {}
 
 
 def account_limits(settings: ServerSettings, kind: MessageType) -> tuple[Limit, ...]:
     """The limits that hold for a user across all their connections: chat and reactions (the
     'any' limit stays per connection, so one busy socket does not silence the user's others)."""
-    return tuple(limit for limit in limits_for(settings, kind) if limit.name != "any")
+    return limits_for(settings, kind)[1:]  # all but 'any', which comes first
 
 
 class SlidingWindow:
@@ -86,7 +107,9 @@ class SlidingWindow:
         """Seconds until an event would be accepted, or ``None`` after recording it now."""
         wait = 0.0
         for limit in limits:
-            times = self._times.setdefault(limit.name, deque())
+            times = self._times.get(limit.name)
+            if times is None:
+                times = self._times[limit.name] = deque()
             while times and times[0] <= now - limit.window:
                 times.popleft()
             if len(times) >= limit.count:

@@ -7,13 +7,22 @@ enough connections have closed.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import weakref
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 
-from server.gcpolicy import THAW_EVERY_SECONDS, THAW_MIN_CLOSED, FreezePolicy
+from server.gcpolicy import (
+    THAW_EVERY_SECONDS,
+    THAW_MIN_CLOSED,
+    YOUNG_THRESHOLD,
+    FreezePolicy,
+    keep_collections_short,
+)
 
 
 class Node:
@@ -85,3 +94,31 @@ def test_frozen_garbage_waits_at_most_the_thaw_interval_when_connections_keep_co
     assert watched() is None
     # and nothing is collected on the clock alone when nothing new was frozen
     assert policy.tick(live=12, opened=12, closed=0, now=3 * THAW_EVERY_SECONDS) is None
+
+
+@dataclass
+class Counts:
+    live: int = 0
+    opened: int = 0
+    closed: int = 0
+
+
+async def test_young_collections_are_rarer_but_cycles_are_still_collected() -> None:
+    """A storm's objects in flight are not traversed hundreds of times a second, and garbage
+    in cycles is still reclaimed by the collector on its own."""
+    before = gc.get_threshold()
+    task = asyncio.create_task(keep_collections_short(Counts()))
+    try:
+        await asyncio.sleep(0)
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, *before[1:])
+        assert YOUNG_THRESHOLD >= 10_000
+        watched = cycle()
+        gc.unfreeze()  # the policy froze the cycle with everything else
+        keep = [Node() for _ in range(YOUNG_THRESHOLD + 1_000)]  # no explicit collect
+        assert watched() is None
+        del keep
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        gc.set_threshold(*before)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from pydantic import ValidationError
 
 from broker.lifecycle import IllegalTransition, check_transition
 from broker.models import (
+    CLIENT_PAYLOADS,
     ChatMessageIn,
+    Envelope,
     ErrorCode,
     MessageType,
     NormalizedChatMessage,
@@ -197,3 +200,56 @@ def test_client_numbers_and_flags_are_not_coerced(kind: str, payload: dict[str, 
 def test_client_numbers_of_the_right_type_pass(kind: str, payload: dict[str, object]) -> None:
     frame = orjson.dumps({"type": kind, "payload": payload, "timestamp": 1})
     assert parse_client_frame(frame, 4096).type == kind
+
+
+def _through_the_model(raw: bytes) -> tuple[object, object, object] | int:
+    """What the envelope model alone makes of ``raw``: ``(type, payload, requestId)`` or 4006."""
+    try:
+        envelope = Envelope.model_validate(orjson.loads(raw))
+    except ValidationError:
+        return int(ErrorCode.INVALID_MESSAGE)
+    return envelope.type, envelope.payload, envelope.request_id
+
+
+VOTE_BODY = {"pollId": "p1", "optionIndex": 1}
+
+
+@pytest.mark.parametrize(
+    "envelope",
+    [
+        {"type": "poll.vote", "payload": VOTE_BODY},
+        {"type": "poll.vote", "payload": VOTE_BODY, "requestId": "r1", "timestamp": 5},
+        {"type": "poll.vote", "payload": VOTE_BODY, "requestId": None},
+        {"type": "poll.vote", "payload": VOTE_BODY, "requestId": "r" * 128},
+        {"type": "poll.vote", "payload": VOTE_BODY, "requestId": "r" * 129},
+        {"type": "poll.vote", "payload": VOTE_BODY, "requestId": ""},
+        {"type": "poll.vote", "payload": VOTE_BODY, "requestId": 7},
+        {"type": "poll.vote", "payload": VOTE_BODY, "request_id": "r1"},
+        {"type": "poll.vote", "payload": VOTE_BODY, "timestamp": "5"},
+        {"type": "poll.vote", "payload": VOTE_BODY, "timestamp": 1.5},
+        {"type": "poll.vote", "payload": VOTE_BODY, "timestamp": None},
+        {"type": "poll.vote", "payload": VOTE_BODY, "id": "e1"},
+        {"type": "poll.vote", "payload": VOTE_BODY, "extra": 1},
+        {"type": "poll.vote", "payload": [1]},
+        {"type": "poll.vote", "payload": None},
+        {"type": 5, "payload": VOTE_BODY},
+        {"type": "ping"},
+    ],
+)
+def test_the_plain_envelope_shortcut_agrees_with_the_envelope_model(
+    envelope: dict[str, object],
+) -> None:
+    """Common envelopes skip the model (a vote storm parses thousands a second); whatever the
+    shortcut takes, the model takes the same way, and the rest still meets the model."""
+    raw = orjson.dumps(envelope)
+    expected = _through_the_model(raw)
+    try:
+        parsed = parse_client_frame(raw)
+    except ProtocolError as error:
+        assert expected == error.code, (envelope, error)
+        return
+    assert not isinstance(expected, int), envelope
+    kind, payload, request_id = expected
+    assert (parsed.type, parsed.request_id) == (kind, request_id)
+    model = CLIENT_PAYLOADS[MessageType(str(kind))]
+    assert parsed.payload == model.model_validate(payload)

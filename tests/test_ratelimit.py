@@ -7,7 +7,7 @@ import uuid
 from broker import Bus
 from broker.models import MessageType
 from config import ServerSettings
-from server.ratelimit import Limit, RedisWindow, SlidingWindow, limits_for
+from server.ratelimit import Limit, RedisWindow, SlidingWindow, account_limits, limits_for
 
 CHAT = (Limit("any", 50, 60.0), Limit("chat", 5, 10.0))
 
@@ -62,3 +62,16 @@ async def test_redis_window_is_the_same_rule_shared_by_clients(bus: Bus) -> None
     wait = await first.retry_after(prefix, limits, 1002.0)
     assert wait is not None and abs(wait - 8.0) < 0.01
     assert await second.retry_after(prefix, limits, 1010.5) is None
+
+
+def test_limits_follow_settings_changed_at_run_time() -> None:
+    """The limits are kept per kind (asked once per frame), but by the settings' values."""
+    settings = ServerSettings(chat_rate_limit=2, message_rate_limit=9)
+    assert limits_for(settings, MessageType.CHAT_MESSAGE)[1].count == 2
+    settings.chat_rate_limit = 3
+    settings.message_rate_window = 7.0
+    chat = limits_for(settings, MessageType.CHAT_MESSAGE)
+    assert [(limit.name, limit.count) for limit in chat] == [("any", 9), ("chat", 3)]
+    assert chat[0].window == 7.0
+    assert account_limits(settings, MessageType.CHAT_MESSAGE) == chat[1:]
+    assert account_limits(settings, MessageType.POLL_VOTE) == ()

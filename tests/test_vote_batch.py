@@ -318,3 +318,83 @@ async def test_2000_concurrent_votes_over_websockets_are_counted_exactly(
     if calls_before is not None and calls_after is not None:
         # 2,200 votes took far fewer script calls than votes (tally broadcasts included)
         assert calls_after - calls_before < 2200 / 4, (calls_before, calls_after)
+
+
+async def test_a_connections_replies_keep_its_frames_order_in_a_vote_burst(
+    server_factory: ServerFactory, bus: Bus
+) -> None:
+    """Votes are answered from their batch, not awaited by the connection's handler; a frame
+    sent right behind a vote still waits for the vote's reply, so every frame with a
+    ``requestId`` gets exactly one reply, in the order sent, errors included."""
+    server = server_factory()
+    session = await server.live_session()
+    sid, artist = session["id"], session["artistId"]
+    status, poll = await server.call(
+        "POST",
+        f"/v1/vstudio/sessions/{sid}/polls",
+        token=server.token(artist, "artist"),
+        json={"question": "Which song?", "options": ["a", "b"]},
+    )
+    assert status == 200, poll
+    tickets = TicketStore(bus.redis, ttl=300)
+
+    def vote(request_id: str, option: Any) -> bytes:
+        payload = {"pollId": poll["id"], "optionIndex": option}
+        return orjson.dumps({"type": "poll.vote", "requestId": request_id, "payload": payload})
+
+    burst = [  # one connection's frames, sent without waiting: (frame, reply type, code)
+        (vote("a1", 0), "poll.vote", None),
+        (b'{"type":"ping","requestId":"a2"}', "pong", None),
+        (vote("a3", True), "error", 4006),  # a flag is no index: refused, not coerced
+        (vote("a4", 5), "error", 4006),  # no such option
+        (vote("a5", 1), "error", 4004),  # this voter's vote is counted already
+        (b'{"type":"poll.vote","requestId":"a6","payload":[]}', "error", 4006),
+        (b'{"type":"session.leave","requestId":"a7"}', "session.leave", None),
+    ]
+    async with aiohttp.ClientSession() as http:
+        sockets = []
+        for name in ("fan-a", "fan-b", "fan-c"):
+            ticket = await tickets.issue(Identity(name, name, Role.VIEWER), sid, Role.VIEWER)
+            sockets.append(await http.ws_connect(f"{server.ws_url}?ticket={ticket}"))
+        first, *others = sockets
+        for frame, _, _ in burst:
+            await first.send_bytes(frame)
+        for index, ws in enumerate(others):
+            await ws.send_bytes(vote(f"b{index}", index))
+
+        async def replies(ws: aiohttp.ClientWebSocketResponse, count: int) -> list[Any]:
+            got: list[Any] = []
+            while len(got) < count:
+                message = await ws.receive(timeout=10)
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    break
+                data = orjson.loads(message.data)
+                if "requestId" in data:
+                    got.append(data)
+            return got
+
+        answers = await asyncio.gather(
+            replies(first, len(burst)), *(replies(ws, 1) for ws in others)
+        )
+        closed = await first.receive(timeout=10)
+        for ws in others:
+            await ws.close()
+    mine = answers[0]
+    assert [reply["requestId"] for reply in mine] == [f"a{n}" for n in range(1, 8)], mine
+    for reply, (_, kind, code) in zip(mine, burst, strict=True):
+        assert reply["type"] == kind, reply
+        if code is not None:
+            assert reply["payload"]["code"] == code, reply
+    assert "optionIndex" in mine[2]["payload"]["message"], mine[2]
+    assert closed.type == aiohttp.WSMsgType.CLOSE and closed.data == 1000, closed
+    for index, got in enumerate(answers[1:]):
+        assert [(r["type"], r["requestId"]) for r in got] == [("poll.vote", f"b{index}")], got
+    assert await counts_over_rest(server, sid, poll["id"]) == [2, 1]
+
+
+async def counts_over_rest(server: Any, session_id: str, poll_id: str) -> list[int]:
+    status, stored = await server.call(
+        "GET", f"/v1/vstudio/sessions/{session_id}/polls/{poll_id}", token=server.token("reader")
+    )
+    assert status == 200, stored
+    return list(stored["results"])

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import orjson
@@ -33,7 +35,9 @@ import orjson
 from broker import keys
 from broker.models import ErrorCode, MessageType, ProtocolError, now_ms
 
-__all__ = ["BALLOT_SCRIPT", "BATCH_MAX", "BallotBox", "Receipt", "receipt"]
+__all__ = ["BALLOT_SCRIPT", "BATCH_MAX", "Answer", "BallotBox", "Receipt", "receipt"]
+
+log = logging.getLogger("vstudio.server.interactions.ballots")
 
 BATCH_MAX = 500
 """Votes per script call at most: a burst is cut into calls that keep Redis responsive."""
@@ -86,8 +90,12 @@ return out
 COUNTED, REPEATED, NO_OPTION = 1, 0, 2
 """The per-vote codes of :data:`BALLOT_SCRIPT`."""
 
-Vote = tuple[str, int, "asyncio.Future[int]"]
-"""``(user id, option index, the voter's answer)``: the poll's votes after the batch."""
+Answer = Callable[[int | BaseException], None]
+"""Told a vote's outcome, once: the poll's votes after its batch, or the error (a
+:class:`asyncio.CancelledError` when the count was cancelled, at shutdown)."""
+
+Vote = tuple[str, int, Answer]
+"""``(user id, option index, whom to answer)``."""
 
 
 def refusal(session_id: str, poll_id: str, option: int, outcome: Any, option_count: int) -> Any:
@@ -174,16 +182,25 @@ class BallotBox:
 
         A voter that stops waiting (its connection closed) does not take the vote back: it is
         counted if it was valid, as a single vote sent before the connection closed would be."""
-        key = (session_id, poll_id)
         answer: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.cast_then(session_id, poll_id, user_id, option, partial(_settle, answer))
+        return answer
+
+    def cast_then(
+        self, session_id: str, poll_id: str, user_id: str, option: int, then: Answer
+    ) -> None:
+        """Queue one vote; ``then`` is called with its outcome, once, from the batch's answer.
+
+        No future and no task step per vote: a storm's WebSocket acks are written straight
+        from the batch's answer (:meth:`cast` wraps this for callers that await)."""
+        key = (session_id, poll_id)
         queue = self._pending.get(key)
         if queue is None:
             queue = self._pending[key] = []
             if key not in self._busy:
                 self._busy.add(key)
                 asyncio.get_running_loop().call_soon(self._start, key)
-        queue.append((user_id, option, answer))
-        return answer
+        queue.append((user_id, option, then))
 
     def _start(self, key: tuple[str, str]) -> None:
         task = asyncio.get_running_loop().create_task(self._drain(key))
@@ -219,32 +236,48 @@ class BallotBox:
             self.calls += 1
             reply = await self._script(keys=keys_, args=args)
             self._answer(session_id, poll_id, votes, reply)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             for _, _, answer in votes:
-                answer.cancel()
+                _tell(answer, exc)
             raise
         except Exception as exc:  # Redis unreachable, say: each voter gets the error
             for _, _, answer in votes:
-                if not answer.done():  # each its own copy, so tracebacks stay apart
-                    answer.set_exception(_copy(exc))
+                _tell(answer, _copy(exc))  # each its own copy, so tracebacks stay apart
 
     def _answer(self, session_id: str, poll_id: str, votes: list[Vote], reply: list[Any]) -> None:
         outcome = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
         if outcome != "ok":
             for _, option, answer in votes:
-                if not answer.done():
-                    answer.set_exception(refusal(session_id, poll_id, option, outcome, 0))
+                _tell(answer, refusal(session_id, poll_id, option, outcome, 0))
             return
         option_count, total = int(reply[1]), int(reply[2])
         for (_, option, answer), code in zip(votes, reply[3:], strict=True):
-            if answer.done():  # the voter left; its vote was sent and counts all the same
-                continue
             if code == COUNTED:
-                answer.set_result(total)
+                _tell(answer, total)
             else:
-                answer.set_exception(refusal(session_id, poll_id, option, code, option_count))
+                _tell(answer, refusal(session_id, poll_id, option, code, option_count))
         if COUNTED in reply[3:]:  # after the answers, so the voters hear first
             self.on_counted(session_id, poll_id)
+
+
+def _tell(answer: Answer, outcome: int | BaseException) -> None:
+    """Give one voter its outcome; a failing answer does not keep it from the others."""
+    try:
+        answer(outcome)
+    except Exception:
+        log.exception("a vote's answer failed")
+
+
+def _settle(future: asyncio.Future[int], outcome: int | BaseException) -> None:
+    """The outcome into ``future``, unless its voter stopped waiting (the vote counts anyway)."""
+    if future.done():
+        return
+    if isinstance(outcome, asyncio.CancelledError):
+        future.cancel()
+    elif isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
 
 
 def _copy(exc: Exception) -> Exception:

@@ -53,9 +53,9 @@ from broker.models import (
     now_ms,
 )
 from config import ServerSettings
-from server.interactions.ballots import BallotBox, receipt
+from server.interactions.ballots import Answer, BallotBox, receipt
 from server.interactions.loops import pause, stop_loop
-from server.interactions.registry import SEES_GATED, STAFF, Action, Actor
+from server.interactions.registry import SEES_GATED, STAFF, Action, Actor, Reply
 from server.interactions.services import Services
 
 __all__ = [
@@ -363,6 +363,13 @@ class PollBook:
             poll_key(session_id, vote.poll_id)  # raises 4006: an id that is not a poll id
         return self.ballots.cast(session_id, vote.poll_id, user_id, vote.option_index)
 
+    def vote_then(self, session_id: str, user_id: str, vote: PollVote, then: Answer) -> None:
+        """:meth:`vote` without a future: ``then`` gets the poll's votes after the batch, or
+        the error, once (the WebSocket answers a storm's votes straight from the batch)."""
+        if not POLL_ID.fullmatch(vote.poll_id):
+            poll_key(session_id, vote.poll_id)  # raises 4006: an id that is not a poll id
+        self.ballots.cast_then(session_id, vote.poll_id, user_id, vote.option_index, then)
+
     def gated_now(self, session_id: str, poll_id: str) -> bool | None:
         """Whether the poll is gated, if this process knows already (no Redis read, no await)."""
         return self._gated.get((session_id, poll_id))
@@ -556,13 +563,39 @@ async def vote(services: Services, actor: Actor, ballot: PollVote) -> dict[str, 
         if gated is None:
             gated = await book.is_gated(session_id, poll_id)
         if gated:
-            raise ProtocolError(
-                ErrorCode.TOKEN_GATE_FAILED,
-                f"poll {poll_id} is for token holders only: connect as token_holder "
-                "with a wallet that holds this session's required tokens",
-            )
+            raise _only_for_holders(poll_id)
     await book.vote(session_id, actor.user_id, ballot)
     return receipt(poll_id, ballot.option_index)
+
+
+def start_vote(services: Services, actor: Actor, ballot: PollVote, reply: Reply) -> bool:
+    """:func:`vote` without a coroutine: ``reply`` gets the receipt or the error, once.
+
+    ``False`` (nothing done) when this process does not know yet whether the poll is gated:
+    :func:`vote` reads that first."""
+    book = services.polls.book
+    session_id, poll_id = actor.session_id, ballot.poll_id
+    if actor.role not in SEES_GATED:
+        gated = book.gated_now(session_id, poll_id)
+        if gated is None:
+            return False
+        if gated:
+            raise _only_for_holders(poll_id)
+    counted = receipt(poll_id, ballot.option_index)
+
+    def then(outcome: int | BaseException) -> None:
+        reply(outcome if isinstance(outcome, BaseException) else counted)
+
+    book.vote_then(session_id, actor.user_id, ballot, then)
+    return True
+
+
+def _only_for_holders(poll_id: str) -> ProtocolError:
+    return ProtocolError(
+        ErrorCode.TOKEN_GATE_FAILED,
+        f"poll {poll_id} is for token holders only: connect as token_holder "
+        "with a wallet that holds this session's required tokens",
+    )
 
 
 async def polls_state(services: Services, session_id: str) -> dict[str, Any]:
@@ -582,6 +615,6 @@ ACTIONS = (
     Action(MessageType.POLL_CREATE, create_poll, STAFF),
     Action(MessageType.POLL_UPDATE, update_poll, STAFF),
     Action(MessageType.POLL_END, end_poll, STAFF),
-    Action(MessageType.POLL_VOTE, vote, frozenset(Role)),
+    Action(MessageType.POLL_VOTE, vote, frozenset(Role), start=start_vote),
 )
 """The client messages this module performs."""

@@ -27,6 +27,8 @@ __all__ = [
     "ActionTable",
     "Actor",
     "Handler",
+    "Reply",
+    "Starter",
     "StatePart",
     "Transport",
 ]
@@ -63,6 +65,13 @@ class Actor:
 Handler = Callable[["Services", Actor, Any], Awaitable[dict[str, Any] | None]]
 """``(services, actor, validated payload) -> reply payload or None``; raises ProtocolError."""
 
+Reply = Callable[[dict[str, Any] | BaseException | None], None]
+"""Given an action's reply payload, or the error it raised, once."""
+
+Starter = Callable[["Services", Actor, Any, Reply], bool]
+"""``(services, actor, payload, reply) -> started``: the action begun without a coroutine,
+its outcome given to ``reply`` later; ``False`` (nothing done) when the handler must do it."""
+
 StatePart = Callable[["Services", str], Awaitable[dict[str, Any]]]
 """``(services, session_id) -> fields to merge into the session.state payload``."""
 
@@ -79,6 +88,8 @@ class Action:
     kind: MessageType
     handler: Handler
     roles: frozenset[Role] = ALL_ROLES
+    start: Starter | None = None
+    """The same action without a coroutine, for the frames a storm brings (votes)."""
 
 
 class ActionTable:
@@ -103,10 +114,25 @@ class ActionTable:
             raise ProtocolError(
                 ErrorCode.INVALID_MESSAGE, f"{kind} is not supported by this server"
             )
-        if actor.role not in entry.roles:
-            allowed = ", ".join(sorted(entry.roles))
-            raise ProtocolError(
-                ErrorCode.FORBIDDEN,
-                f"{kind} needs one of the roles {allowed}; you are {actor.role}",
-            )
+        _check_role(entry, actor)
         return await entry.handler(services, actor, payload)
+
+    def start(
+        self, services: Services, actor: Actor, kind: MessageType, payload: Any, reply: Reply
+    ) -> bool:
+        """Begin ``kind`` without a coroutine if it can be (:data:`Starter`); the same checks
+        and errors as :meth:`perform`. ``False``: nothing was done, :meth:`perform` it."""
+        entry = self._actions.get(kind)
+        if entry is None or entry.start is None:
+            return False
+        _check_role(entry, actor)
+        return entry.start(services, actor, payload, reply)
+
+
+def _check_role(entry: Action, actor: Actor) -> None:
+    if actor.role not in entry.roles:
+        allowed = ", ".join(sorted(entry.roles))
+        raise ProtocolError(
+            ErrorCode.FORBIDDEN,
+            f"{entry.kind} needs one of the roles {allowed}; you are {actor.role}",
+        )

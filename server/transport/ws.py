@@ -16,7 +16,6 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -68,6 +67,8 @@ class WsClient(SubscriberState):
     transport_name = "ws"
     __slots__ = (
         "_on_close",
+        "answered",
+        "answering",
         "buffer_limit",
         "last_heard",
         "log",
@@ -94,6 +95,10 @@ class WsClient(SubscriberState):
         self.log: FrameLog | None = None
         self.next_seq = 0
         self.metrics: Metrics | None = None
+        self.answering = 0
+        """Actions started for this connection and not answered yet (votes in a batch)."""
+        self.answered: asyncio.Future[None] | None = None
+        """Set when ``answering`` is back to 0, for a handler that waits for that."""
 
     def write(self, data: bytes) -> bool:
         transport = self.transport
@@ -104,26 +109,34 @@ class WsClient(SubscriberState):
 
     def catch_up(self) -> None:
         """Write the session's frames this client has not had yet, in one write."""
+        data = self._missing()
+        if data:
+            self.write(data)
+
+    def _missing(self) -> bytes:
+        """The session's frames this client has not had yet, counted as sent."""
         log, seq = self.log, self.next_seq
         if log is None or seq >= log.end:
-            return
+            return b""
         self.next_seq = log.end
         if self.fresh:
             data, self.fresh = log.since_for(seq, self.seen)
         else:
             data = log.since(seq)
-        if data:
-            self.write(data)
-            if self.metrics is not None:
-                self.metrics.messages_sent.inc(log.end - seq)
-                self.metrics.fanout_writes.inc()
+        if data and self.metrics is not None:
+            self.metrics.messages_sent.inc(log.end - seq)
+            self.metrics.fanout_writes.inc()
+        return data
 
     def send(self, out: Outgoing) -> bool:
         return self.write(out.ws)
 
     def send_own(self, data: bytes, type_: str, payload: Any) -> bool:
-        self.catch_up()
-        return self.write(ws_text_frame(data))
+        """A reply after the session's frames it must follow, in the same write (a vote's
+        ack often finds a tally not yet written to this client: one system call for both)."""
+        missing = self._missing()
+        frame = ws_text_frame(data)
+        return self.write(missing + frame if missing else frame)
 
     def close(self, code: int, reason: str) -> None:
         """Stop sending and ask the connection's handler to close with ``code``.
@@ -322,6 +335,8 @@ async def _handle(
     raw: str | bytes,
 ) -> bool:
     """Answer one client frame; ``False`` when the connection must end."""
+    if client.answering:  # a vote still waits for its batch: its reply goes first
+        await _all_answered(client)
     settings = ctx.settings
     try:
         frame = parse_client_frame(raw, settings.max_message_bytes)
@@ -351,6 +366,9 @@ async def _handle(
             client.send_own(reply_envelope(frame.type, request_id, None), frame.type, {})
         client.close(1000, "left")
         return False
+    if request_id is not None:
+        actor = Actor(actor.who, actor.transport, actor.connection_id, request_id)
+    outcome: dict[str, Any] | BaseException | None
     try:
         if frame.type not in UNLIMITED:
             wait = limiter.retry_after(limits_for(settings, frame.type), time.monotonic())
@@ -363,30 +381,76 @@ async def _handle(
                 raise ProtocolError(
                     ErrorCode.RATE_LIMITED, f"too many {frame.type} messages; slow down", wait
                 )
-        result = await ctx.actions.perform(
-            ctx.services, replace(actor, request_id=request_id), frame.type, frame.payload
-        )
-    except ProtocolError as exc:
-        ctx.metrics.errors.labels(f"error_{int(exc.code)}").inc()
-        client.send_own(error_envelope(exc, request_id), "error", exc.payload())
-        return True
-    except OUTAGES as exc:  # retryable: 4009 with retryAfter, the connection stays (issue 13)
-        log.warning("Redis unreachable: %s", exc, extra={"session": actor.session_id})
-        error = outage(settings, frame.type)
-        ctx.metrics.errors.labels(f"error_{int(error.code)}").inc()
-        client.send_own(error_envelope(error, request_id), "error", error.payload())
-        return True
-    except Exception:
-        log.exception("handler failed", extra={"session": actor.session_id, "type": frame.type})
-        ctx.metrics.errors.labels("internal").inc()
-        body = {"code": 1011, "message": f"{frame.type} failed inside the server; try again"}
-        client.send_own(envelope(MessageType.ERROR, body, request_id=request_id), "error", body)
-        return True
-    if request_id:
-        data = (
-            result.reply(request_id)  # a vote's reply, spliced into pre-encoded bytes
-            if isinstance(result, Receipt)
-            else reply_envelope(frame.type, request_id, result)
-        )
-        client.send_own(data, frame.type, result)
+        then = partial(_answered, ctx, client, actor, frame.type)
+        if ctx.actions.start(ctx.services, actor, frame.type, frame.payload, then):
+            client.answering += 1  # a vote: answered from its batch, no await here
+            return True
+        outcome = await ctx.actions.perform(ctx.services, actor, frame.type, frame.payload)
+    except Exception as exc:
+        outcome = exc
+    _reply(ctx, client, actor, frame.type, outcome)
     return True
+
+
+async def _all_answered(client: WsClient) -> None:
+    """Wait until the actions this connection started are answered, so replies keep order."""
+    while client.answering > 0:
+        client.answered = asyncio.get_running_loop().create_future()
+        await client.answered
+
+
+def _answered(
+    ctx: ServerContext,
+    client: WsClient,
+    actor: Actor,
+    kind: MessageType,
+    outcome: dict[str, Any] | BaseException | None,
+) -> None:
+    """The outcome of an action started without an await: reply, and wake a waiting handler."""
+    client.answering -= 1
+    try:
+        if not isinstance(outcome, asyncio.CancelledError):  # shutdown: no reply
+            _reply(ctx, client, actor, kind, outcome)
+    finally:
+        waiting = client.answered
+        if client.answering <= 0 and waiting is not None and not waiting.done():
+            waiting.set_result(None)
+
+
+def _reply(
+    ctx: ServerContext,
+    client: WsClient,
+    actor: Actor,
+    kind: MessageType,
+    outcome: dict[str, Any] | BaseException | None,
+) -> None:
+    """Send an action's reply (with a ``requestId``) or its error frame."""
+    request_id = actor.request_id
+    if not isinstance(outcome, BaseException):
+        if request_id:
+            data = (
+                outcome.reply(request_id)  # a vote's reply, spliced into pre-encoded bytes
+                if isinstance(outcome, Receipt)
+                else reply_envelope(kind, request_id, outcome)
+            )
+            client.send_own(data, kind, outcome)
+        return
+    if isinstance(outcome, ProtocolError):
+        error = outcome
+    elif isinstance(outcome, OUTAGES):  # retryable: 4009 with retryAfter, the connection stays
+        log.warning("Redis unreachable: %s", outcome, extra={"session": actor.session_id})
+        error = outage(ctx.settings, kind)
+    elif isinstance(outcome, Exception):
+        log.error(
+            "handler failed",
+            exc_info=outcome,
+            extra={"session": actor.session_id, "type": kind},
+        )
+        ctx.metrics.errors.labels("internal").inc()
+        body = {"code": 1011, "message": f"{kind} failed inside the server; try again"}
+        client.send_own(envelope(MessageType.ERROR, body, request_id=request_id), "error", body)
+        return
+    else:
+        raise outcome  # a BaseException (a cancel) is no reply
+    ctx.metrics.errors.labels(f"error_{int(error.code)}").inc()
+    client.send_own(error_envelope(error, request_id), "error", error.payload())
