@@ -1,6 +1,7 @@
 """What a reconnect storm's clients share in one loop turn stays per client where it must: a
 revoked token among others is refused alone, every ticket request counts against the rate
-limit, every connection against the caps, and a script Redis forgot runs each call once."""
+limit, every connection against the caps, a script Redis forgot runs each call once, and a
+session read shared in one turn is never older than that turn."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ import asyncio
 import time
 import uuid
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
 
 from broker import Bus, keys
 from broker.connection import is_cluster
+from broker.models import ErrorCode, ProtocolError, Session, SessionStatus
 from config import ServerSettings
 from server.identity.auth import AuthError, Identity, Revocations, TokenVerifier
+from server.interactions.sessions import SessionStore
 from server.presence import ConnectionLimit, ConnectionQuota
 from server.ratelimit import Limit, RedisWindow
 from server.turns import TurnScript
@@ -131,3 +135,16 @@ async def test_tickets_asked_at_once_are_each_counted(server_factory: ServerFact
 
     statuses = await asyncio.gather(*(ticket() for _ in range(6)))
     assert sorted(statuses) == [200, 200, 200, 429, 429, 429], statuses
+
+
+async def test_a_turns_session_reads_are_one_and_a_later_one_sees_the_end(bus: Bus) -> None:
+    store = SessionStore(bus)
+    session = await store.create(Session(id=name("s"), artist_id="a", title="storm"))
+    reads = store._shared_reads.reads
+    found = await asyncio.gather(*(store.get_shared(session.id) for _ in range(5)))
+    assert store._shared_reads.reads == reads + 1 and all(s.id == session.id for s in found)
+    await bus.redis.hset(keys.session(session.id), "status", orjson.dumps("ended"))
+    assert (await store.get_shared(session.id)).status == SessionStatus.ENDED
+    with pytest.raises(ProtocolError) as refused:
+        await store.get_shared(name("missing"))
+    assert refused.value.code == ErrorCode.SESSION_NOT_FOUND
