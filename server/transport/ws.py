@@ -125,6 +125,10 @@ class WsClient(SubscriberState):
         self.catch_up()
         return self.write(ws_text_frame(data))
 
+    def send_first(self, state: bytes, payload: Any, frames: list[Outgoing]) -> bool:
+        self.catch_up()
+        return self.write(b"".join([ws_text_frame(state), *(out.ws for out in frames)]))
+
     def close(self, code: int, reason: str) -> None:
         """Stop sending and ask the connection's handler to close with ``code``.
 
