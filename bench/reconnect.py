@@ -77,13 +77,14 @@ class Viewer(asyncio.Protocol):
         self.attempt = 0
         self.gave_up = False
         self.watchdog: asyncio.TimerHandle | None = None
+        self.opening: asyncio.Task[None] | None = None
 
     # one attempt
     def start(self) -> None:
         self.phase, self.opened, self.close_code = "connecting", False, None
         self.buf.clear()
         self.watchdog = self.crowd.loop.call_later(ATTEMPT_TIMEOUT, self._timed_out)
-        self.crowd.loop.create_task(self._open())
+        self.opening = self.crowd.loop.create_task(self._open())
 
     async def _open(self) -> None:
         try:
@@ -95,7 +96,9 @@ class Viewer(asyncio.Protocol):
         self.watchdog = None
         if self.transport is not None:
             self.transport.abort()
-        else:
+        else:  # still connecting: that connect must not land later beside the next attempt's
+            if self.opening is not None:
+                self.opening.cancel()
             self._ended()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

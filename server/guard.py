@@ -7,6 +7,8 @@ connection's protocol is wrapped in a :class:`GuardedProtocol` that passes every
 and watches the bytes only until the first head ends (``CRLF CRLF``): if that takes longer than
 ``header_timeout`` from the accept, the connection is closed. Later heads on a kept-alive
 connection are bounded by aiohttp's keep-alive timer, which the server sets to the same value.
+Once the first head is in, the guard hands the connection to aiohttp's protocol
+(``transport.set_protocol``), so a long-lived WebSocket pays nothing for it per frame.
 
 A connection that has not completed a request head cannot have shown a credential, so those
 are the unauthenticated ones: :class:`PendingConnections` counts them per peer address in this
@@ -125,6 +127,8 @@ class GuardedProtocol(asyncio.Protocol):
             seen = self.tail + data
             if HEAD_END in seen:
                 self._head_done()
+                if self.transport is not None:  # nothing left to watch: step out of the way
+                    self.transport.set_protocol(self.inner)
             else:
                 self.tail = seen[-(len(HEAD_END) - 1) :]
         self.inner.data_received(data)

@@ -26,11 +26,10 @@ from itertools import groupby
 from operator import itemgetter
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
 
 from broker import keys
-from broker.connection import is_cluster
 from broker.models import ErrorCode, ProtocolError
+from server.turns import TurnScript
 
 __all__ = ["ConnectionLimit", "ConnectionQuota", "Presence", "QuotaHold", "SessionFull"]
 
@@ -311,7 +310,8 @@ QuotaHold = tuple[str, ...]
 class ConnectionQuota:
     """Places for open connections per user and per address, shared by every process.
 
-    :meth:`admit` takes a place in both (one round trip; a refusal gives back the other),
+    :meth:`admit` takes a place in both (a refusal gives back the other); the admits of one
+    loop turn, a connect storm's, go to Redis together, one round trip, each its own script run.
     :meth:`release` gives them back, :meth:`refresh` keeps this process's places alive.
     A limit of 0 turns that cap off and costs nothing.
     """
@@ -330,8 +330,7 @@ class ConnectionQuota:
         self.per_user = per_user
         self.per_address = per_address
         self.entry_ttl_ms = int(entry_ttl * 1000)
-        self._admit = client.register_script(ADMIT)
-        self.sharded = is_cluster(client)
+        self._admit = TurnScript(client, ADMIT)
         self._serial = itertools.count(1)
         self.held: dict[str, list[str]] = {}
         """This process's places: member -> the keys it holds a place in."""
@@ -347,11 +346,12 @@ class ConnectionQuota:
         if not caps:
             return (member,)
         now = int(time.time() * 1000)
-        calls: list[tuple[list[str], list[str | int]]] = [
-            ([key], [member, now + self.entry_ttl_ms, now, limit, self.entry_ttl_ms])
-            for key, limit, _ in caps
-        ]
-        admitted = await self._run_admits(calls)
+        admitted = await asyncio.gather(
+            *(
+                self._admit([key], [member, now + self.entry_ttl_ms, now, limit, self.entry_ttl_ms])
+                for key, limit, _ in caps
+            )
+        )
         taken = [key for (key, _, _), ok in zip(caps, admitted, strict=True) if int(ok)]
         if len(taken) < len(caps):
             if taken:
@@ -365,30 +365,6 @@ class ConnectionQuota:
             )
         self.held[member] = taken
         return (*taken, member)
-
-    async def _run_admits(self, calls: list[tuple[list[str], list[str | int]]]) -> list[int]:
-        """Each cap's script, the caps side by side. On one Redis they go in one round trip: a
-        pipeline of EVALSHA (redis-py's scripts in a pipeline would ask SCRIPT EXISTS first, a
-        second trip), loading it once if unknown. redis-py's cluster pipeline refuses EVALSHA,
-        and the keys live on different shards anyway, so on a cluster each script is its own
-        call, run concurrently (the same wait: one trip's time)."""
-        if self.sharded:
-            replies = await asyncio.gather(
-                *(self._admit(keys=key_list, args=args) for key_list, args in calls)
-            )
-            return [int(reply) for reply in replies]
-        for _ in range(2):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for key_list, args in calls:
-                    pipe.evalsha(self._admit.sha, len(key_list), *key_list, *args)
-                replies = await pipe.execute(raise_on_error=False)
-            if not any(isinstance(reply, NoScriptError) for reply in replies):
-                break
-            await self.redis.script_load(ADMIT)
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        return [int(reply) for reply in replies]
 
     async def release(self, hold: QuotaHold) -> None:
         """Give back the places of a connection that ended (forgotten here first, so a Redis

@@ -19,6 +19,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broker.models import ErrorCode, MessageType, ProtocolError
 from config import ServerSettings
+from server.turns import TurnScript
 
 __all__ = [
     "OUTAGES",
@@ -157,12 +158,14 @@ class RedisWindow:
 
     :meth:`retry_after` checks and records in one step (a request that is let through counts);
     :meth:`wait` and :meth:`record` are the two halves apart, for events counted only when they
-    turn out to be failures, such as wrong passwords. One script does all three.
+    turn out to be failures, such as wrong passwords. One script does all three; the checks
+    of one loop turn (a reconnect storm's ticket requests) go to Redis in one round trip, each
+    still its own script run, so every request counts.
     """
 
     def __init__(self, client: aioredis.Redis) -> None:
         self.redis = client
-        self._script = client.register_script(WINDOW_SCRIPT)
+        self._script = TurnScript(client, WINDOW_SCRIPT)
 
     async def _run(self, buckets: dict[str, Limit], now: float, mode: WindowMode) -> float | None:
         ms = int(now * 1000)

@@ -6,16 +6,23 @@ each would read the same session record and the same replay, and send its own ti
 call, started on the next turn; :class:`TurnBatch` hands the arguments of one turn to one call
 (a pipeline). Work starts only after the turn in which it was asked for, never earlier, so a
 caller that registered for live events before asking still has everything after the read: a
-read already in flight is never shared with a later caller.
+read already in flight is never shared with a later caller. :class:`TurnScript` is a
+:class:`TurnBatch` of one Lua script's calls: the rate-limit and connection-cap checks of a
+storm's clients cost one round trip per turn, each call still run (and counted) on its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-__all__ = ["TurnBatch", "TurnShare"]
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
+
+from broker.connection import is_cluster
+
+__all__ = ["TurnBatch", "TurnScript", "TurnShare"]
 
 K = TypeVar("K", bound=Hashable)
 A = TypeVar("A")
@@ -62,17 +69,23 @@ class TurnShare(Generic[K, V]):
 
 
 class TurnBatch(Generic[A, V]):
-    """``run(arguments)`` once per turn for every argument given in it; one result each."""
+    """``run(arguments)`` once per turn for every argument given in it; one result each.
+
+    One batch is in flight at a time: what is asked for while it runs waits and goes in the
+    next batch, started as soon as it ends (group commit). Under load the batches grow by
+    themselves, so a storm costs fewer round trips; when idle a call waits for none.
+    """
 
     def __init__(self, run: Callable[[list[A]], Awaitable[Sequence[V]]]) -> None:
         self.run = run
         self._args: list[A] = []
         self._futures: list[asyncio.Future[V]] = []
+        self._running = False
         self.batches = 0
 
     async def call(self, argument: A) -> V:
         loop = asyncio.get_running_loop()
-        if not self._args:
+        if not self._args and not self._running:
             loop.call_soon(self._start)
         future: asyncio.Future[V] = loop.create_future()
         self._args.append(argument)
@@ -82,9 +95,16 @@ class TurnBatch(Generic[A, V]):
     def _start(self) -> None:
         args, futures = self._args, self._futures
         self._args, self._futures = [], []
+        self._running = True
         self.batches += 1
         task = asyncio.ensure_future(self.run(args))
-        task.add_done_callback(lambda done: self._settle(done, futures))
+        task.add_done_callback(lambda done: self._ended(done, futures))
+
+    def _ended(self, done: asyncio.Future[Sequence[V]], futures: list[asyncio.Future[V]]) -> None:
+        self._running = False
+        self._settle(done, futures)
+        if self._args:  # asked for while that batch ran
+            self._start()
 
     @staticmethod
     def _settle(done: asyncio.Future[Sequence[V]], futures: list[asyncio.Future[V]]) -> None:
@@ -100,3 +120,56 @@ class TurnBatch(Generic[A, V]):
         for future, value in zip(futures, done.result(), strict=True):
             if not future.done():
                 future.set_result(value)
+
+
+ScriptCall = tuple[list[Any], list[Any]]
+"""One call of a script: its keys and its arguments."""
+
+
+class TurnScript:
+    """A Lua script whose calls of one loop turn go to Redis together.
+
+    On one Redis they are one pipeline of ``EVALSHA`` (one round trip; the script is loaded
+    once if Redis does not know it, and only the calls it refused are sent again); on a
+    cluster, where each call may live on another shard, they run side by side. Each call is
+    still its own script run, in the order the calls were made, with its own reply or error:
+    two calls on one key in one turn see each other as two calls made one after the other.
+    """
+
+    def __init__(self, client: aioredis.Redis, source: str) -> None:
+        self.redis = client
+        self.script = client.register_script(source)
+        self.sharded = is_cluster(client)
+        self._turns: TurnBatch[ScriptCall, object] = TurnBatch(self._run)
+
+    @property
+    def batches(self) -> int:
+        """Batches sent so far (for tests: how many calls went together)."""
+        return self._turns.batches
+
+    async def __call__(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        reply = await self._turns.call((list(keys), list(args)))
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply
+
+    async def _run(self, calls: list[ScriptCall]) -> list[object]:
+        if self.sharded:  # redis-py's cluster pipeline refuses EVALSHA
+            runs = (self.script(keys=keys, args=args) for keys, args in calls)
+            return list(await asyncio.gather(*runs, return_exceptions=True))
+        replies: list[object] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        for _ in range(2):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for at in todo:
+                    keys, args = calls[at]
+                    pipe.evalsha(self.script.sha, len(keys), *keys, *args)
+                answers = await pipe.execute(raise_on_error=False)
+            for at, answer in zip(todo, answers, strict=True):
+                replies[at] = answer
+            # Redis did not know the script (a restart, SCRIPT FLUSH): those calls did not run
+            todo = [at for at in todo if isinstance(replies[at], NoScriptError)]
+            if not todo:
+                break
+            await self.redis.script_load(self.script.script)
+        return replies

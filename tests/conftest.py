@@ -43,6 +43,7 @@ CLUSTER_MODULES = frozenset(
         "test_sources.py",
         "test_sources_api.py",
         "test_siwe.py",
+        "test_storm_batches.py",
         "test_tips.py",
         "test_token_holder.py",
         "test_twitch_joins.py",

@@ -3,11 +3,13 @@ loopback against a live server (issue 13)."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 
 import pytest
 
+from server.guard import GuardedProtocol, PendingConnections
 from tests.support.live_server import LiveServer
 from tests.support.types import ServerFactory
 
@@ -107,3 +109,55 @@ def test_unfinished_connections_from_one_address_are_capped(server_factory: Serv
     with raw(server, "127.0.0.4") as after:  # closed ones gave their places back
         after.sendall(HEAD + b"\r\n")
         assert read_response(after).startswith(b"HTTP/1.1 200")
+
+
+class Recorder(asyncio.Protocol):
+    """The protocol behind the guard: what it was given."""
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.lost = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set_result(True)
+
+
+async def test_the_guard_steps_aside_once_the_first_head_is_in() -> None:
+    """After the first head nothing is left to watch: later bytes (a WebSocket's frames) go to
+    the server's protocol directly, and the address no longer counts as pending."""
+    pending = PendingConnections(max_pending=1, header_timeout=1.0)
+    inner: list[Recorder] = []
+
+    def factory() -> asyncio.Protocol:
+        inner.append(Recorder())
+        return inner[-1]
+
+    server = await asyncio.get_running_loop().create_server(pending.wrap(factory), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(HEAD)
+        await asyncio.sleep(0.1)
+        assert pending.by_address["127.0.0.1"] == 1  # the head is not complete yet
+        transport = inner[0].transport
+        assert transport is not None and isinstance(transport.get_protocol(), GuardedProtocol)
+        writer.write(b"\r\nframes after the head")
+        await asyncio.sleep(0.1)
+        assert transport.get_protocol() is inner[0]
+        assert "127.0.0.1" not in pending.by_address
+        await asyncio.sleep(1.2)  # past the header timeout: nothing cuts the connection now
+        writer.write(b" and more")
+        await asyncio.sleep(0.1)
+        assert inner[0].data == HEAD + b"\r\nframes after the head and more"
+        writer.close()
+        assert await asyncio.wait_for(inner[0].lost, 5)
+    finally:
+        server.close()
+        await server.wait_closed()

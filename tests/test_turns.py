@@ -92,3 +92,28 @@ async def test_a_failed_batch_fails_every_caller_of_it() -> None:
     batch: TurnBatch[int, int] = TurnBatch(run)
     results = await asyncio.gather(batch.call(1), batch.call(2), return_exceptions=True)
     assert all(isinstance(r, ConnectionError) for r in results)
+
+
+async def test_what_is_asked_while_a_batch_runs_goes_in_one_next_batch() -> None:
+    """Group commit: one batch in flight; the calls made meanwhile wait and go together."""
+    calls: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def run(args: list[int]) -> list[int]:
+        calls.append(args)
+        if len(calls) == 1:
+            await release.wait()
+        return [n + 1 for n in args]
+
+    batch: TurnBatch[int, int] = TurnBatch(run)
+    first = asyncio.ensure_future(batch.call(0))
+    await asyncio.sleep(0.01)  # the first batch is in flight
+    later = [asyncio.ensure_future(batch.call(n)) for n in (1, 2, 3)]
+    await asyncio.sleep(0.01)
+    assert calls == [[0]]  # nothing else started meanwhile
+    release.set()
+    assert await first == 1
+    assert await asyncio.gather(*later) == [2, 3, 4]
+    assert calls == [[0], [1, 2, 3]]
+    assert await batch.call(9) == 10  # idle again: a new call starts at once
+    assert batch.batches == 3

@@ -194,15 +194,13 @@ class Hub:
         state_json = orjson.dumps(
             {"type": MessageType.SESSION_STATE, "payload": state, "timestamp": now_ms()}
         )
-        keep = sub.send_own(state_json, MessageType.SESSION_STATE, state)
         late = [
             event
             for event in sub.pending
             if parse_stream_id(event.id) > seen and (privileged or not is_gated(event))
         ]
         frames += coalesce(late)
-        for out in frames:
-            keep = sub.send(out) and keep
+        keep = sub.send_first(state_json, state, frames)
         sent = len(frames) + 1
         self.metrics.messages_sent.inc(sent)
         if frames:

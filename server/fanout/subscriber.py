@@ -47,6 +47,11 @@ class Subscriber(Protocol):
         """Queue a frame of this client alone (``session.state``, replies, errors)."""
         ...
 
+    def send_first(self, state: bytes, payload: Any, frames: list[Outgoing]) -> bool:
+        """Queue ``session.state`` and the frames the client missed, together: one write where
+        the transport can (a reconnect storm writes each client's first frames at once)."""
+        ...
+
     def close(self, code: int, reason: str) -> None:
         """End the connection with ``code``; idempotent."""
         ...

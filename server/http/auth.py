@@ -4,38 +4,22 @@ from __future__ import annotations
 
 import secrets
 import time
-import weakref
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from broker import keys
-from broker.models import ErrorCode, ProtocolError, Role, Session
-from server.context import CONTEXT, ServerContext
+from broker.models import ErrorCode, ProtocolError, Role
+from server.context import CONTEXT
 from server.http.errors import json_response, read_model
 from server.identity.accounts import AccountError
 from server.identity.auth import VERSION_CLAIM, AuthError
-from server.interactions.sessions import SessionStore
 from server.ratelimit import Limit
-from server.turns import TurnShare
 
 __all__ = ["GuestRequest", "LoginRequest", "TicketRequest", "routes"]
 
 routes = web.RouteTableDef()
-
-_session_reads: weakref.WeakKeyDictionary[SessionStore, TurnShare[str, Session]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-async def _session(ctx: ServerContext, session_id: str) -> Session:
-    """The session record; the ticket requests of one loop turn share one read of it (a
-    reconnect storm asks for the same session thousands of times within a second)."""
-    reads = _session_reads.get(ctx.sessions)
-    if reads is None:
-        reads = _session_reads[ctx.sessions] = TurnShare(ctx.sessions.get)
-    return await reads.get(session_id)
 
 
 class ApiModel(BaseModel):
@@ -143,7 +127,7 @@ async def ticket(request: web.Request) -> web.Response:
     )
     if wait is not None:
         raise ProtocolError(ErrorCode.RATE_LIMITED, "too many tickets for this user", wait)
-    session = await _session(ctx, body.session_id)
+    session = await ctx.sessions.get_shared(body.session_id)
     role = await ctx.grant(session, who, body.role)
     ticket_id = await ctx.tickets.issue(who, session.id, role)
     return json_response(

@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 from broker import keys
 from broker.models import Role
 from config import BrokerSettings, ServerSettings
+from server.turns import TurnBatch
 
 __all__ = [
     "VERSION_CLAIM",
@@ -71,30 +72,51 @@ class Identity:
 
 
 class Revocations:
-    """Which tokens were taken back, in Redis so every process refuses them at once."""
+    """Which tokens were taken back, in Redis so every process refuses them at once.
+
+    The checks of one loop turn (a reconnect storm's ticket requests) are read in one
+    pipeline; each token is still looked up at the moment it is presented.
+    """
 
     def __init__(self, client: aioredis.Redis) -> None:
         self.redis = client
+        self._lookups: TurnBatch[tuple[str | None, str | None], tuple[bool, bytes | None]] = (
+            TurnBatch(self._lookup)
+        )
 
     async def check(self, claims: dict[str, Any]) -> None:
         """:class:`AuthError` if the token was logged out or its account changed since."""
         token_id, version = claims.get("jti"), claims.get(VERSION_CLAIM)
         if token_id is None and version is None:
             return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            if token_id is not None:
-                pipe.exists(keys.revoked_token(str(token_id)))
-            if version is not None:
-                pipe.hget(keys.user(str(claims["sub"])), "ver")
-            answers = list(await pipe.execute())
-        if token_id is not None and answers.pop(0):
+        user = str(claims["sub"]) if version is not None else None
+        revoked, current = await self._lookups.call(
+            (str(token_id) if token_id is not None else None, user)
+        )
+        if revoked:
             raise AuthError("token revoked: it was logged out")
         if version is not None:
-            current = answers.pop(0)
             if current is None:
                 raise AuthError("token revoked: the account no longer exists")
             if int(current) != int(version):
                 raise AuthError("token revoked: the account changed since; log in again")
+
+    async def _lookup(
+        self, asks: list[tuple[str | None, str | None]]
+    ) -> list[tuple[bool, bytes | None]]:
+        """For each (token id, user whose version to read): revoked?, the account's version."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for token_id, user in asks:
+                if token_id is not None:
+                    pipe.exists(keys.revoked_token(token_id))
+                if user is not None:
+                    pipe.hget(keys.user(user), "ver")
+            answers = iter(await pipe.execute())
+        found = []
+        for token_id, user in asks:
+            revoked = bool(next(answers)) if token_id is not None else False
+            found.append((revoked, next(answers) if user is not None else None))
+        return found
 
     async def revoke(self, identity: Identity) -> None:
         """Refuse this token from now until it expires."""

@@ -34,6 +34,7 @@ from broker.models import (
 )
 from server.interactions.registry import STAFF, Action, Actor
 from server.interactions.services import Services
+from server.turns import TurnShare
 
 __all__ = [
     "ACTIONS",
@@ -108,6 +109,7 @@ class SessionStore:
         self.redis = bus.redis
         self._move = self.redis.register_script(MOVE_SCRIPT)
         self._release = self.redis.register_script(RELEASE_SCRIPT)
+        self._shared_reads: TurnShare[str, Session] = TurnShare(self.get)
 
     async def create(self, session: Session) -> Session:
         """Store a new session (its id must be unused)."""
@@ -170,6 +172,12 @@ class SessionStore:
         if session is None:
             raise ProtocolError(ErrorCode.SESSION_NOT_FOUND, f"session {session_id} not found")
         return session
+
+    async def get_shared(self, session_id: str) -> Session:
+        """:meth:`get`, read once for every caller of one loop turn: a reconnect storm's ticket
+        requests and connects ask for the same session thousands of times a second. The record
+        is shared, so callers must not change it."""
+        return await self._shared_reads.get(session_id)
 
     async def list(
         self, *, artist_id: str | None = None, status: SessionStatus | None = None, limit: int = 100

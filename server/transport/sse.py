@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from broker.models import ErrorCode, ProtocolError, SessionStatus
+from broker.models import ErrorCode, MessageType, ProtocolError, SessionStatus
 from server.context import CONTEXT
 from server.fanout.frame import Outgoing
 from server.fanout.subscriber import SubscriberState
@@ -77,6 +77,12 @@ class SseClient(SubscriberState):
         with contextlib.suppress(Exception):
             event_id = orjson.loads(data).get("id")
         return self.push(sse_event(orjson.dumps(payload), event=type_, event_id=event_id))
+
+    def send_first(self, state: bytes, payload: Any, frames: list[Outgoing]) -> bool:
+        keep = self.send_own(state, MessageType.SESSION_STATE, payload)
+        for out in frames:
+            keep = self.send(out) and keep
+        return keep
 
     def close(self, code: int, reason: str) -> None:
         if self.closed:

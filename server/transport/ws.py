@@ -138,6 +138,10 @@ class WsClient(SubscriberState):
         frame = ws_text_frame(data)
         return self.write(missing + frame if missing else frame)
 
+    def send_first(self, state: bytes, payload: Any, frames: list[Outgoing]) -> bool:
+        self.catch_up()
+        return self.write(b"".join([ws_text_frame(state), *(out.ws for out in frames)]))
+
     def close(self, code: int, reason: str) -> None:
         """Stop sending and ask the connection's handler to close with ``code``.
 
@@ -223,7 +227,7 @@ async def _admit(request: web.Request, ctx: ServerContext) -> Participant:
     if requested is not None and requested not in set(Role):
         roles = ", ".join(Role)
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"role {requested!r} is not one of {roles}")
-    session = await ctx.sessions.get(named)
+    session = await ctx.sessions.get_shared(named)
     role = await ctx.grant(session, identity, requested)
     return Participant(
         session_id=session.id, user_id=identity.user_id, username=identity.username, role=role
@@ -248,7 +252,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     try:
         who = await _admit(request, ctx)
         cached = ctx.hub.cached_state(who.session_id)
-        status = cached["status"] if cached else (await ctx.sessions.get(who.session_id)).status
+        status = (
+            cached["status"] if cached else (await ctx.sessions.get_shared(who.session_id)).status
+        )
         if status == SessionStatus.ENDED:
             raise ProtocolError(ErrorCode.SESSION_ENDED, f"session {who.session_id} has ended")
         since = request.query.get("since")
