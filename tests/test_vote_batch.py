@@ -243,21 +243,26 @@ async def _script_calls(bus: Bus) -> int | None:
     return sum(int(stats.get(name, {}).get("calls", 0)) for name in names)
 
 
+async def live_poll(server: Any, options: list[str]) -> tuple[str, dict[str, Any]]:
+    """A live session on ``server`` with a poll its artist opened: ``(session id, poll)``."""
+    session = await server.live_session()
+    status, poll = await server.call(
+        "POST",
+        f"/v1/vstudio/sessions/{session['id']}/polls",
+        token=server.token(session["artistId"], "artist"),
+        json={"question": "Which song?", "options": options},
+    )
+    assert status == 200, poll
+    return str(session["id"]), poll
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 async def test_2000_concurrent_votes_over_websockets_are_counted_exactly(
     server_factory: ServerFactory, bus: Bus
 ) -> None:
     server = server_factory()
-    session = await server.live_session()
-    sid, artist = session["id"], session["artistId"]
-    status, poll = await server.call(
-        "POST",
-        f"/v1/vstudio/sessions/{sid}/polls",
-        token=server.token(artist, "artist"),
-        json={"question": "Which song?", "options": ["a", "b", "c", "d"]},
-    )
-    assert status == 200, poll
+    sid, poll = await live_poll(server, ["a", "b", "c", "d"])
     tickets = TicketStore(bus.redis, ttl=300)
     voters = [f"fan-{uuid.uuid4().hex[:10]}" for _ in range(2000)]
     urls = []
@@ -327,15 +332,7 @@ async def test_a_connections_replies_keep_its_frames_order_in_a_vote_burst(
     sent right behind a vote still waits for the vote's reply, so every frame with a
     ``requestId`` gets exactly one reply, in the order sent, errors included."""
     server = server_factory()
-    session = await server.live_session()
-    sid, artist = session["id"], session["artistId"]
-    status, poll = await server.call(
-        "POST",
-        f"/v1/vstudio/sessions/{sid}/polls",
-        token=server.token(artist, "artist"),
-        json={"question": "Which song?", "options": ["a", "b"]},
-    )
-    assert status == 200, poll
+    sid, poll = await live_poll(server, ["a", "b"])
     tickets = TicketStore(bus.redis, ttl=300)
 
     def vote(request_id: str, option: Any) -> bytes:
