@@ -31,7 +31,14 @@ from broker import keys
 from broker.models import ErrorCode, ProtocolError
 from server.turns import TurnScript
 
-__all__ = ["ConnectionLimit", "ConnectionQuota", "Presence", "QuotaHold", "SessionFull"]
+__all__ = [
+    "ConnectionLimit",
+    "ConnectionQuota",
+    "Presence",
+    "QuotaHold",
+    "SessionFull",
+    "place_batches",
+]
 
 ENTRY_TTL = 30.0
 """Seconds an entry outlives the last refresh of its process."""
@@ -306,6 +313,39 @@ class ConnectionLimit(ProtocolError):
 QuotaHold = tuple[str, ...]
 """The keys one admitted connection holds a place in, and its member name last."""
 
+REFRESH_SIZE = 500
+"""Most places one refresh round trip carries. 10,000 places in one pipeline held the loop for
+about 0.3 s every :data:`REFRESH_EVERY` (fan-out p99 at 10,000 viewers 450 ms instead of 180);
+in parts, the loop serves the walker and the feed between them."""
+
+RefreshBatch = list[tuple[str, dict[str, int]]]
+"""One round trip of a refresh: ``ZADD XX`` of these members, by key."""
+
+
+def place_batches(held: dict[str, list[str]], expiry: int, size: int) -> list[RefreshBatch]:
+    """This process's places (member -> keys) by key, scored ``expiry``, as round trips of at
+    most ``size`` members each (refresh and clear); a key with more members than that (an
+    address's) is split across them."""
+    by_key: dict[str, dict[str, int]] = {}
+    for member, taken in held.items():
+        for key in taken:
+            by_key.setdefault(key, {})[member] = expiry
+    batches: list[RefreshBatch] = []
+    batch: RefreshBatch = []
+    count = 0
+    for key, scored in by_key.items():
+        members = list(scored.items())
+        for start in range(0, len(members), size):
+            part = dict(members[start : start + size])
+            if batch and count + len(part) > size:
+                batches.append(batch)
+                batch, count = [], 0
+            batch.append((key, part))
+            count += len(part)
+    if batch:
+        batches.append(batch)
+    return batches
+
 
 class ConnectionQuota:
     """Places for open connections per user and per address, shared by every process.
@@ -324,9 +364,11 @@ class ConnectionQuota:
         per_address: int,
         *,
         entry_ttl: float = ENTRY_TTL,
+        refresh_size: int = REFRESH_SIZE,
     ) -> None:
         self.redis = client
         self.process_id = process_id
+        self.refresh_size = refresh_size
         self.per_user = per_user
         self.per_address = per_address
         self.entry_ttl_ms = int(entry_ttl * 1000)
@@ -381,22 +423,20 @@ class ConnectionQuota:
             await pipe.execute()
 
     async def refresh(self) -> None:
-        """Push the expiry of this process's places forward: one ZADD per key."""
-        if not self.held:
-            return
+        """Push the expiry of this process's places forward, a bounded part per round trip."""
         expiry = int(time.time() * 1000) + self.entry_ttl_ms
-        members: dict[str, dict[str, int]] = {}
-        for member, taken in self.held.items():
-            for key in taken:
-                members.setdefault(key, {})[member] = expiry
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key, scored in members.items():
-                pipe.zadd(key, scored, xx=True)
-                pipe.pexpire(key, self.entry_ttl_ms)
-            await pipe.execute()
+        for batch in place_batches(self.held, expiry, self.refresh_size):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key, scored in batch:
+                    pipe.zadd(key, scored, xx=True)
+                    pipe.pexpire(key, self.entry_ttl_ms)
+                await pipe.execute()
 
     async def clear(self) -> None:
-        """Give back every place of this process (clean shutdown)."""
+        """Give back every place of this process (clean shutdown), a bounded part per trip."""
         held, self.held = self.held, {}
-        for member, taken in held.items():
-            await self._give_back(taken, member)
+        for batch in place_batches(held, 0, self.refresh_size):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key, scored in batch:
+                    pipe.zrem(key, *scored)
+                await pipe.execute()
