@@ -6,7 +6,11 @@ login throttle (one check before the password, one more record after a wrong one
 connection caps (admit on connect, release on disconnect). For each: the latency of one call
 alone (p50, p99, in microseconds) and the calls per second that ``--concurrency`` tasks get.
 Also one argon2 verification, which every login pays anyway, for scale. None of these runs per
-recipient: the fan-out writes no more and no differently than before.
+recipient: the fan-out writes no more and no differently than before. Last, the connection
+caps' periodic refresh of ``--places`` open connections (distinct users, one address), in one go:
+how long it takes, the CPU it costs this process, and the longest time it held the event loop
+without a turn for anything else (a ticker task measures the gaps). A server spreads that work
+over half the refresh interval, because CPU taken at once delays every fan-out frame meanwhile.
 
     python bench/limits.py --calls 2000 --json
 """
@@ -64,7 +68,39 @@ async def measure(call: Call, calls: int, concurrency: int) -> dict[str, float]:
     }
 
 
-async def run(url: str, calls: int, concurrency: int) -> dict[str, Any]:
+async def refresh_stall(quota: ConnectionQuota, places: int) -> dict[str, float]:
+    """Admit ``places`` connections, then time one refresh and the loop's longest gap meanwhile."""
+    for start in range(0, places, 500):
+        await asyncio.gather(
+            *(quota.admit(f"place{n}", "10.8.0.1") for n in range(start, min(places, start + 500)))
+        )
+    longest = 0.0
+    running = True
+
+    async def ticker() -> None:
+        nonlocal longest
+        last = time.perf_counter()
+        while running:
+            await asyncio.sleep(0)
+            now = time.perf_counter()
+            longest, last = max(longest, now - last), now
+
+    tick = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    started, cpu = time.perf_counter(), time.process_time()
+    await quota.refresh()
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    running = False
+    await tick
+    return {
+        "places": places,
+        "refresh_ms": round(elapsed * 1000, 1),
+        "refresh_cpu_ms": round(cpu * 1000, 1),
+        "longest_loop_stall_ms": round(longest * 1000, 1),
+    }
+
+
+async def run(url: str, calls: int, concurrency: int, places: int = 10_000) -> dict[str, Any]:
     client = await connect(url)
     settings = ServerSettings()
     windows = RedisWindow(client)
@@ -104,6 +140,9 @@ async def run(url: str, calls: int, concurrency: int) -> dict[str, Any]:
             ("connection_caps_admit_release", connect_and_leave),
         ):
             results[name] = await measure(call, calls, concurrency)
+        await quota.clear()
+        if places:
+            results["connection_caps_refresh"] = await refresh_stall(quota, places)
         hasher = PasswordHasher()
         digest = hasher.hash("correct horse battery")
         started = time.perf_counter()
@@ -120,13 +159,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=2000, help="calls per measurement")
     parser.add_argument("--concurrency", type=int, default=50, help="tasks in flight")
+    parser.add_argument(
+        "--places", type=int, default=10_000, help="open connections for the refresh (0: skip)"
+    )
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"))
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as data:
         broker = BrokerSettings(redis_url=args.redis_url, data_dir=Path(data))
         with embedded_or_given(broker) as url, asyncio.Runner(loop_factory=new_loop) as runner:
-            results = runner.run(run(url, args.calls, args.concurrency))
+            results = runner.run(run(url, args.calls, args.concurrency, args.places))
     if args.json:
         print(orjson.dumps(results).decode())
         return

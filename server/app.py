@@ -73,7 +73,7 @@ async def _presence_refresher(presence: Presence, quota: ConnectionQuota) -> Non
         await asyncio.sleep(REFRESH_EVERY)
         try:
             await presence.refresh()
-            await quota.refresh()
+            await quota.refresh(spread=REFRESH_EVERY / 2)
         except Exception:
             log.exception("presence refresh failed")
 

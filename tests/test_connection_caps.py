@@ -191,3 +191,26 @@ async def test_a_refresh_in_many_round_trips_keeps_every_place(redis_url: str) -
         await other.admit(users[-1], None)
     finally:
         await client.aclose()
+
+
+async def test_a_spread_refresh_moves_its_parts_over_the_interval(redis_url: str) -> None:
+    """The parts go out ``spread`` seconds apart in all: early places are pushed first, the
+    last ones later, and every place is pushed by the end."""
+    client = await connect(redis_url)
+    users = [f"s{uuid.uuid4().hex[:8]}" for _ in range(256)]
+    try:
+        quota = ConnectionQuota(client, "spread", 1, 0, entry_ttl=5.0, refresh_size=64)
+        members = {user: (await quota.admit(user, None))[-1] for user in users}
+
+        async def score(user: str) -> float:
+            return float(await client.zscore(keys.user_connections(user), members[user]) or 0)
+
+        before = {user: await score(user) for user in users}
+        refresh = asyncio.create_task(quota.refresh(spread=1.2))
+        await asyncio.sleep(0.3)
+        assert await score(users[0]) > before[users[0]]  # the first part went out at once
+        assert await score(users[-1]) == before[users[-1]]  # the last one waits its turn
+        await refresh
+        assert [user for user in users if await score(user) <= before[user]] == []
+    finally:
+        await client.aclose()
