@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import statistics
 import tempfile
@@ -74,7 +75,12 @@ async def refresh_stall(quota: ConnectionQuota, places: int) -> dict[str, float]
         await asyncio.gather(
             *(quota.admit(f"place{n}", "10.8.0.1") for n in range(start, min(places, start + 500)))
         )
-    longest = 0.0
+    gc.collect()
+    started, cpu = time.perf_counter(), time.process_time()
+    await quota.refresh()
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+
+    longest = 0.0  # a second refresh with a ticker that times the loop's gaps (not its CPU)
     running = True
 
     async def ticker() -> None:
@@ -87,9 +93,7 @@ async def refresh_stall(quota: ConnectionQuota, places: int) -> dict[str, float]
 
     tick = asyncio.create_task(ticker())
     await asyncio.sleep(0)
-    started, cpu = time.perf_counter(), time.process_time()
     await quota.refresh()
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     running = False
     await tick
     return {

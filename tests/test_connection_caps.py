@@ -213,3 +213,23 @@ async def test_a_spread_refresh_moves_its_parts_over_the_interval(redis_url: str
         assert [user for user in users if await score(user) <= before[user]] == []
     finally:
         await client.aclose()
+
+
+async def test_a_place_given_back_during_a_spread_refresh_stays_given_back(
+    redis_url: str,
+) -> None:
+    """The refresh planned its parts before the release: a later part must not bring the
+    place back (``ZADD XX``), or the user's cap would count a closed connection."""
+    client = await connect(redis_url)
+    users = [f"g{uuid.uuid4().hex[:8]}" for _ in range(256)]
+    try:
+        quota = ConnectionQuota(client, "giveback", 1, 0, entry_ttl=5.0, refresh_size=64)
+        holds = [await quota.admit(user, None) for user in users]
+        refresh = asyncio.create_task(quota.refresh(spread=0.9))
+        await asyncio.sleep(0.2)
+        await quota.release(holds[-1])
+        await refresh
+        assert await client.zscore(keys.user_connections(users[-1]), holds[-1][-1]) is None
+        await ConnectionQuota(client, "other", 1, 0).admit(users[-1], None)
+    finally:
+        await client.aclose()
