@@ -57,6 +57,15 @@ async def test_notifications_cheers_replies_and_shared_chat(bus: Bus, session_id
         chat_event(
             "local-id", [text("from next door")], source=("42", "shared-1", [("subscriber", "3")])
         ),
+        chat_event(
+            "f-1",
+            [text("first time here")],
+            user="early",
+            user_id="77",
+            badges=[("founder", "0")],
+            message_type="user_intro",
+        ),
+        chat_event("w-1", [text("play the encore")], reward="rw-9"),
         notification_event(
             "n-resub",
             "resub",
@@ -94,7 +103,7 @@ async def test_notifications_cheers_replies_and_shared_chat(bus: Bus, session_id
         adapter = TwitchEventSub("dallas", "user-token", eventsub_settings(server))
         worker = Worker(adapter, bus, session_id, WORKER)
         running = asyncio.create_task(worker.run())
-        events = await collect(bus, session_id, 11)
+        events = await collect(bus, session_id, 14)
         worker.stop()
         await running
 
@@ -111,6 +120,18 @@ async def test_notifications_cheers_replies_and_shared_chat(bus: Bus, session_id
     assert reply["highlighted"] is True
     shared = by_id["twitch:shared-1"]  # keyed by the source id every channel sees
     assert (shared["sourceChannel"], shared["badges"]) == ("42", ["subscriber"])
+    founder = by_id["twitch:f-1"]  # a founder is a subscriber; user_intro is a first message
+    assert (founder["badges"], founder["isSubscriber"], founder["firstMessage"]) == (
+        ["founder"],
+        True,
+        True,
+    )
+    reward = by_id["twitch:w-1:reward"]
+    assert (reward["kind"], reward["detail"], reward["message"]) == (
+        "reward",
+        "rw-9",
+        "play the encore",
+    )
     resub = by_id["twitch:n-resub"]
     assert (resub["kind"], resub["months"], resub["tier"], resub["message"]) == (
         "resub",
