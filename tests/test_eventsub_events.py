@@ -96,6 +96,19 @@ async def test_notifications_cheers_replies_and_shared_chat(bus: Bus, session_id
             user="raider",
         ),
         notification_event("n-unraid", "unraid", {}),
+        notification_event(  # a raid on the other channel of a shared chat session
+            "n-shared-local",
+            "shared_chat_raid",
+            {
+                "user_id": "8",
+                "user_name": "Visitor",
+                "user_login": "visitor",
+                "viewer_count": 12,
+                "profile_image_url": "https://x/visitor.png",
+            },
+            user="visitor",
+            source=("42", "n-shared-source"),
+        ),
         *bomb,
         notification_event("n-gift", "sub_gift", GIFT | recipient(9) | {"community_gift_id": None}),
     ]
@@ -103,7 +116,7 @@ async def test_notifications_cheers_replies_and_shared_chat(bus: Bus, session_id
         adapter = TwitchEventSub("dallas", "user-token", eventsub_settings(server))
         worker = Worker(adapter, bus, session_id, WORKER)
         running = asyncio.create_task(worker.run())
-        events = await collect(bus, session_id, 14)
+        events = await collect(bus, session_id, 15)
         worker.stop()
         await running
 
@@ -142,6 +155,9 @@ async def test_notifications_cheers_replies_and_shared_chat(bus: Bus, session_id
     raid = by_id["twitch:n-raid"]
     assert (raid["kind"], raid["count"]) == ("raid", 77)
     assert "twitch:n-unraid" not in by_id
+    # keyed by the source message id every channel of the session (and IRC's source-id) has
+    visit = by_id["twitch:n-shared-source"]
+    assert (visit["kind"], visit["count"], visit["sourceChannel"]) == ("raid", 12, "42")
     gifts = [by_id[f"twitch:{key}"] for key in ("bomb-1", *(f"bomb-line-{n}" for n in range(3)))]
     assert [g["kind"] for g in gifts] == ["giftbomb", "giftsub", "giftsub", "giftsub"]
     assert sum(g["count"] for g in gifts) == 3
