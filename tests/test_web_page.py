@@ -488,7 +488,9 @@ async def test_platform_money_shows_in_the_header_once_per_event(
         currency="USD",
         timestamp=now_ms(),
     )
-    await publish_ingested(bus, session["id"], cheer, superchat, cheer)  # a worker's repeat
+    shared = cheer.model_copy(update={"id": f"twitch:{uuid.uuid4()}:cheer", "source_channel": "9"})
+    # a worker's repeat, and a cheer sent in another channel of a shared chat (not this artist's)
+    await publish_ingested(bus, session["id"], shared, cheer, superchat, cheer)
     expected = await early.page.evaluate(  # "1,500 BITS (twitch) · $5.00 (youtube)" in en-US
         """`Cheers & gifts: ${(1500).toLocaleString()} BITS (twitch) · ${new Intl.NumberFormat(
             undefined, {style: "currency", currency: "USD"}).format(5)} (youtube)`"""
