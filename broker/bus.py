@@ -101,14 +101,16 @@ for i = 7, #ARGV, 7 do
       redis.call('HSET', current, digest, id)
       if redis.call('HLEN', current) >= half then rotate() end
     end
-    if ARGV[i + 2] ~= '' and redis.call('HSETNX', KEYS[5], ARGV[i + 2], ARGV[i + 3]) == 1 then
-      redis.call('XADD', KEYS[6], '*', 'tip', ARGV[i + 3])
-      redis.call('HINCRBY', KEYS[7], ARGV[i + 4], ARGV[i + 5])
-    end
     ids[#ids + 1] = id
     lines[#lines + 1] = id .. ' ' .. ARGV[i + 1]
   else
     ids[#ids + 1] = ''
+  end
+  -- money counts once per ledger key, duplicate or not: a shared chat cheer's first copy (from
+  -- another channel) carries no entry, its home channel's copy does
+  if ARGV[i + 2] ~= '' and redis.call('HSETNX', KEYS[5], ARGV[i + 2], ARGV[i + 3]) == 1 then
+    redis.call('XADD', KEYS[6], '*', 'tip', ARGV[i + 3])
+    redis.call('HINCRBY', KEYS[7], ARGV[i + 4], ARGV[i + 5])
   end
 end
 if used then

@@ -66,8 +66,15 @@ class LedgerEntry:
 
 
 def ledger_entry(event: PlatformEvent) -> LedgerEntry | None:
-    """The ledger entry a platform event stands for, or ``None`` when it carries no money."""
+    """The ledger entry a platform event stands for, or ``None`` when it carries no money.
+
+    A cheer sent in another channel of a Twitch shared chat session (``source_channel``) shows
+    in this channel's chat too, but its bits went to that channel's broadcaster: not this
+    artist's money. When the session reads that channel as well, its own copy (same id) counts.
+    """
     if event.kind not in LEDGER_KINDS or not event.amount_minor or event.currency is None:
+        return None
+    if event.source_channel:
         return None
     stored: dict[str, Any] = {
         "id": event.id,

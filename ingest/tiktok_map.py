@@ -273,6 +273,9 @@ def gift_event(message: Any) -> PlatformEvent | None:
 
     A streakable gift (``gift.type == 1``) sends a message per tap with a growing
     ``repeat_count``; only the last one (``repeat_end == 1``) counts, so a streak is one event.
+    The amount is TikTokLive's own ``GiftEvent.value`` in diamonds: that property is
+    ``repeat_count * diamond_count * 0.005`` USD, a rate TikTok does not publish, so the ledger
+    keeps the diamonds and converts only with a configured ``ledger_usd_rates`` entry.
     """
     gift = message.gift
     streakable = gift is not None and int(gift.type) == 1

@@ -185,8 +185,13 @@ def _notice_parts(notice: Any) -> tuple[str, Any, bool]:
 
 def chat_notification(notice: Any) -> PlatformEvent | None:
     """A ``channel.chat.notification`` (twitchio's ``ChatNotification``) as a platform event,
-    with the fields the IRC mapping gives the same notice (``ingest/twitch_map.py``)."""
-    base, detail, shared = _notice_parts(notice)
+    with the fields the IRC mapping gives the same notice (``ingest/twitch_map.py``).
+
+    In a shared chat session the id is ``source_message_id``, the one every channel of the
+    session (and IRC's ``source-id``) gives it, and ``sourceChannel`` the channel it happened in
+    when that is another one (see :func:`_keep_shared_chat_source`).
+    """
+    base, detail, _ = _notice_parts(notice)
     kind = NOTICE_TYPE_KINDS.get(base)
     if kind is None:
         return None  # an IGNORED_NOTICE_TYPES value, or one Twitch added since
@@ -219,8 +224,11 @@ def chat_notification(notice: Any) -> PlatformEvent | None:
     stamp = getattr(notice, "timestamp", None)
     anonymous = bool(getattr(notice, "anonymous", False))
     username = "ananonymousgifter" if anonymous else (chatter.name or "unknown").lower()
+    source_id = getattr(notice, "source_id", None)
+    room = getattr(notice, "source_room", None)
+    home = getattr(getattr(notice, "broadcaster", None), "id", None)
     return PlatformEvent(
-        id=f"twitch:{notice.id}",
+        id=f"twitch:{source_id or notice.id}",
         platform=Platform.TWITCH,
         kind=kind,
         username=username,
@@ -235,8 +243,28 @@ def chat_notification(notice: Any) -> PlatformEvent | None:
         group_id=group,
         message=notice.text or None,
         timestamp=int(stamp.timestamp() * 1000) if stamp else now_ms(),
-        source_channel="shared" if shared else None,
+        source_channel=str(room) if room and str(room) != str(home) else None,
     )
+
+
+def _keep_shared_chat_source() -> None:
+    """Make twitchio keep a chat notification's ``source_message_id`` and
+    ``source_broadcaster_user_id``: twitchio 3's ``ChatNotification`` drops them, and without
+    them a shared chat notice is keyed per channel (two channels of the session, or an IRC
+    worker beside this one, would publish it twice) and its origin is unknown. A subclass
+    registers itself for ``channel.chat.notification`` (twitchio's ``__init_subclass__``)."""
+    from twitchio.models.eventsub_ import BaseEvent, ChatNotification
+
+    if BaseEvent._registry.get(ChatNotification.subscription_type) is not ChatNotification:
+        return  # already done
+
+    class SourcedChatNotification(ChatNotification):
+        __slots__ = ("source_id", "source_room")
+
+        def __init__(self, payload: Any, *, http: Any) -> None:
+            super().__init__(payload, http=http)
+            self.source_id: str | None = payload.get("source_message_id")
+            self.source_room: str | None = payload.get("source_broadcaster_user_id")
 
 
 def _point_twitchio_at(settings: EventSubSettings) -> None:
@@ -244,6 +272,7 @@ def _point_twitchio_at(settings: EventSubSettings) -> None:
     from twitchio.eventsub import websockets
     from twitchio.http import Route
 
+    _keep_shared_chat_source()
     Route.BASE = settings.twitch_api_url.rstrip("/") + "/"
     Route.ID_BASE = settings.twitch_auth_url.rstrip("/") + "/"
     websockets.WSS = settings.twitch_eventsub_url

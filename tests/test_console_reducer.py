@@ -251,7 +251,8 @@ def test_platform_money_joins_the_money_panel_once(state: ConsoleState) -> None:
         "currency": "USD",
         "message": "love it",
     }
-    for payload in (cheer, superchat, cheer):
+    shared = {**cheer, "id": "twitch:c2:cheer", "sourceChannel": "222"}  # another channel's
+    for payload in (cheer, superchat, cheer, shared):
         apply_frame(state, frame("platform.event", payload))
     assert state.ledger_totals == {"twitch": {"BITS": 300.0}, "youtube": {"USD": 5.0}}
     assert [(t.platform, t.amount, t.currency) for t in state.tips] == [

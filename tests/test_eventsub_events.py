@@ -57,6 +57,15 @@ async def test_notifications_cheers_replies_and_shared_chat(bus: Bus, session_id
         chat_event(
             "local-id", [text("from next door")], source=("42", "shared-1", [("subscriber", "3")])
         ),
+        chat_event(
+            "f-1",
+            [text("first time here")],
+            user="early",
+            user_id="77",
+            badges=[("founder", "0")],
+            message_type="user_intro",
+        ),
+        chat_event("w-1", [text("play the encore")], reward="rw-9"),
         notification_event(
             "n-resub",
             "resub",
@@ -87,6 +96,19 @@ async def test_notifications_cheers_replies_and_shared_chat(bus: Bus, session_id
             user="raider",
         ),
         notification_event("n-unraid", "unraid", {}),
+        notification_event(  # a raid on the other channel of a shared chat session
+            "n-shared-local",
+            "shared_chat_raid",
+            {
+                "user_id": "8",
+                "user_name": "Visitor",
+                "user_login": "visitor",
+                "viewer_count": 12,
+                "profile_image_url": "https://x/visitor.png",
+            },
+            user="visitor",
+            source=("42", "n-shared-source"),
+        ),
         *bomb,
         notification_event("n-gift", "sub_gift", GIFT | recipient(9) | {"community_gift_id": None}),
     ]
@@ -94,7 +116,7 @@ async def test_notifications_cheers_replies_and_shared_chat(bus: Bus, session_id
         adapter = TwitchEventSub("dallas", "user-token", eventsub_settings(server))
         worker = Worker(adapter, bus, session_id, WORKER)
         running = asyncio.create_task(worker.run())
-        events = await collect(bus, session_id, 11)
+        events = await collect(bus, session_id, 15)
         worker.stop()
         await running
 
@@ -111,6 +133,18 @@ async def test_notifications_cheers_replies_and_shared_chat(bus: Bus, session_id
     assert reply["highlighted"] is True
     shared = by_id["twitch:shared-1"]  # keyed by the source id every channel sees
     assert (shared["sourceChannel"], shared["badges"]) == ("42", ["subscriber"])
+    founder = by_id["twitch:f-1"]  # a founder is a subscriber; user_intro is a first message
+    assert (founder["badges"], founder["isSubscriber"], founder["firstMessage"]) == (
+        ["founder"],
+        True,
+        True,
+    )
+    reward = by_id["twitch:w-1:reward"]
+    assert (reward["kind"], reward["detail"], reward["message"]) == (
+        "reward",
+        "rw-9",
+        "play the encore",
+    )
     resub = by_id["twitch:n-resub"]
     assert (resub["kind"], resub["months"], resub["tier"], resub["message"]) == (
         "resub",
@@ -121,6 +155,9 @@ async def test_notifications_cheers_replies_and_shared_chat(bus: Bus, session_id
     raid = by_id["twitch:n-raid"]
     assert (raid["kind"], raid["count"]) == ("raid", 77)
     assert "twitch:n-unraid" not in by_id
+    # keyed by the source message id every channel of the session (and IRC's source-id) has
+    visit = by_id["twitch:n-shared-source"]
+    assert (visit["kind"], visit["count"], visit["sourceChannel"]) == ("raid", 12, "42")
     gifts = [by_id[f"twitch:{key}"] for key in ("bomb-1", *(f"bomb-line-{n}" for n in range(3)))]
     assert [g["kind"] for g in gifts] == ["giftbomb", "giftsub", "giftsub", "giftsub"]
     assert sum(g["count"] for g in gifts) == 3

@@ -97,6 +97,20 @@ async def test_two_redundant_workers_on_a_cheer_stream_give_one_entry_per_cheer(
     }
 
 
+async def test_a_cheer_sent_in_another_shared_chat_channel_is_that_channels_money(
+    bus: Bus, session_id: str
+) -> None:
+    """Shared chat shows channel B's cheer in channel A too, under one id: B's artist got the
+    bits. Read from A it is chat, not A's money; read from B as well, it counts once."""
+    seen_in_a = cheer(7, 500).model_copy(update={"source_channel": "222"})
+    assert (await publish(bus, session_id, seen_in_a))[0] is not None  # the stream shows it
+    assert await ledger.totals(bus.redis, session_id) == {}
+    assert await publish(bus, session_id, cheer(7, 500)) == [None]  # B's copy: a duplicate...
+    assert await ledger.totals(bus.redis, session_id) == {"twitch": {"BITS": 500.0}}  # ...counted
+    await publish(bus, session_id, cheer(7, 500), seen_in_a)
+    assert len(await ledger.entries(bus.redis, session_id)) == 1
+
+
 async def test_dedupe_memory_is_bounded_by_the_cap(bus: Bus, session_id: str) -> None:
     capped = Bus(bus.redis, dedupe_cap=100)
     events = [OutgoingEvent("chat.message", {"n": n}, dedupe_id=f"twitch:m{n}") for n in range(500)]

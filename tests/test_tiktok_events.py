@@ -3,7 +3,13 @@ like batches summed per window (bounded), emote chat, questions, the viewer coun
 
 from __future__ import annotations
 
-from broker.models import NormalizedChatMessage
+import asyncio
+
+from TikTokLive.events import GiftEvent
+
+from broker import ledger
+from broker.models import NormalizedChatMessage, PlatformEvent
+from ingest.base import IngestItem
 from ingest.tiktok_map import (
     LikeWindow,
     gift_event,
@@ -12,6 +18,7 @@ from ingest.tiktok_map import (
     viewers_event,
 )
 from tests.support.platforms.tiktok import FakeTikTok, tiktok_user
+from tests.test_ingest_tiktok import adapter_for, until
 
 
 def test_gift_diamonds_are_money_in_the_diamonds_unit() -> None:
@@ -19,6 +26,23 @@ def test_gift_diamonds_are_money_in_the_diamonds_unit() -> None:
     assert event is not None
     assert (event.amount_minor, event.currency, event.count) == (30, "DIAMONDS", 30)
     assert event.wire()["amountMinor"] == 30
+
+
+def test_diamonds_are_tiktoklives_own_gift_value_without_its_guessed_rate() -> None:
+    """TikTokLive's ``GiftEvent.value`` is repeats x diamonds x 0.005 USD (None mid-streak).
+    The ledger keeps the diamonds and converts only with a configured rate."""
+    for repeat, end in ((3, False), (12, True)):
+        _, message = FakeTikTok.gift(8, "Galaxy", repeat=repeat, end=end)
+        message.gift.diamond_count = 1000
+        gift = GiftEvent().parse(bytes(message))  # what TikTokLive hands the adapter
+        event = gift_event(gift)
+        if gift.value is None:
+            assert event is None
+            continue
+        assert event is not None and event.amount_minor == 12_000
+        totals = {"tiktok": {"DIAMONDS": ledger.from_minor(12_000, "DIAMONDS")}}
+        assert ledger.usd_estimate(totals, {"DIAMONDS": 0.005}) == gift.value == 60.0
+        assert ledger.usd_estimate(totals, {"BITS": 0.01}) is None  # no rate: no guess
 
 
 def test_like_batches_become_one_event_per_window() -> None:
@@ -70,3 +94,36 @@ def test_question_and_viewer_count() -> None:
     )
     viewers = viewers_event(FakeTikTok.viewers(42, 1234)[1])
     assert viewers is not None and (viewers.kind, viewers.count) == ("viewers", 1234)
+
+
+async def test_emote_chat_questions_viewers_and_a_like_window_through_tiktoklive() -> None:
+    """The adapter hands each of these to its mapping: dropping a listener fails here."""
+    items: list[IngestItem] = []
+    async with FakeTikTok().running() as fake:
+        adapter = adapter_for(fake, like_window=0.2)
+        task = asyncio.create_task(adapter.run(items.append))
+        try:
+            await until(lambda: adapter.status.state == "connected" and bool(fake.sockets), task)
+            await fake.push(
+                FakeTikTok.emote_chat(301, ["7001"]),
+                FakeTikTok.question(302, 9002, "encore?"),
+                FakeTikTok.viewers(303, 4321),
+                FakeTikTok.like(304, 10, 100, user=tiktok_user(1, "alice")),
+                FakeTikTok.like(305, 5, 105, user=tiktok_user(2, "bob")),
+            )
+            await until(lambda: len(items) >= 4, task)
+            await asyncio.sleep(0.5)  # a second like event would be here by now
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    chat = [item for item in items if isinstance(item, NormalizedChatMessage)]
+    events = {item.kind: item for item in items if isinstance(item, PlatformEvent)}
+    assert [(c.id, c.text) for c in chat] == [("tiktok:301", ":7001:")]
+    assert (events["question"].id, events["question"].message) == (
+        "tiktok:question:9002",
+        "encore?",
+    )
+    assert events["viewers"].count == 4321
+    assert (events["like"].count, events["like"].username) == (15, "alice")
+    assert len(items) == 4  # two like batches, one like event

@@ -22,7 +22,15 @@ from urllib.parse import urlparse
 import pytest
 
 from broker import Bus, connect
-from broker.models import ChatDelete, Emote, NormalizedChatMessage, Platform, Role, now_ms
+from broker.models import (
+    ChatDelete,
+    Emote,
+    NormalizedChatMessage,
+    Platform,
+    PlatformEvent,
+    Role,
+    now_ms,
+)
 from ingest.batching import to_outgoing
 from server.identity.accounts import AccountStore
 from tests.support.live_server import LiveServer
@@ -452,6 +460,52 @@ async def test_reactions_animate_and_tips_arrive(
     await watcher.page.wait_for_selector("#tip-list li", timeout=WAIT)
     assert "for the encore" in await watcher.page.text_content("#tip-list li")
     assert "5" in await watcher.page.text_content("#tip-totals")
+
+
+async def test_platform_money_shows_in_the_header_once_per_event(
+    web_server: LiveServer, accounts: Any, fans: Any, bus: Bus
+) -> None:
+    session = await staffed_session(web_server, accounts)
+    url = f"{web_server.base_url}/s/{session['id']}"
+    early = await (await fans()).open(url)
+    await early.join_as_guest()
+    cheer = PlatformEvent(
+        id=f"twitch:{uuid.uuid4()}:cheer",
+        platform=Platform.TWITCH,
+        kind="cheer",
+        username="night_owl",
+        count=1500,
+        amount_minor=1500,
+        currency="BITS",
+        timestamp=now_ms(),
+    )
+    superchat = PlatformEvent(
+        id=f"youtube:{uuid.uuid4()}:superchat",
+        platform=Platform.YOUTUBE,
+        kind="superchat",
+        username="@fan",
+        amount_minor=500,
+        currency="USD",
+        timestamp=now_ms(),
+    )
+    shared = cheer.model_copy(update={"id": f"twitch:{uuid.uuid4()}:cheer", "source_channel": "9"})
+    # a worker's repeat, and a cheer sent in another channel of a shared chat (not this artist's)
+    await publish_ingested(bus, session["id"], shared, cheer, superchat, cheer)
+    expected = await early.page.evaluate(  # "1,500 BITS (twitch) · $5.00 (youtube)" in en-US
+        """`Cheers & gifts: ${(1500).toLocaleString()} BITS (twitch) · ${new Intl.NumberFormat(
+            undefined, {style: "currency", currency: "USD"}).format(5)} (youtube)`"""
+    )
+    await early.page.wait_for_function(
+        f"() => document.getElementById('money-totals').textContent === {expected!r}",
+        timeout=WAIT,
+    )
+    late = await (await fans()).open(url)  # from session.state's ledgerTotals
+    await late.join_as_guest()
+    await late.page.wait_for_function(
+        f"() => document.getElementById('money-totals').textContent === {expected!r}",
+        timeout=WAIT,
+    )
+    assert await early.page.text_content("#money-totals") == expected
 
 
 async def test_announcements_show_on_the_page(

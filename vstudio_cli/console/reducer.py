@@ -302,6 +302,8 @@ def _on_money(state: ConsoleState, payload: dict[str, Any], update: Update) -> N
     event_id = str(payload.get("id", ""))
     if not isinstance(minor, int) or not isinstance(currency, str) or not event_id:
         return
+    if payload.get("sourceChannel"):
+        return  # sent in another shared chat channel: that artist's money (broker.ledger)
     if any(tip.tip_id == event_id for tip in state.tips):
         return
     places = MINOR_UNITS.get(currency, 2)

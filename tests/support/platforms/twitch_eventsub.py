@@ -110,9 +110,11 @@ def notification_event(
     user: str = "viewer32",
     text: str = "",
     anonymous: bool = False,
+    source: tuple[str, str] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """A ``channel.chat.notification`` event as Twitch's EventSub reference shows it: every
-    notice object is present and null except the one ``notice_type`` names."""
+    notice object is present and null except the one ``notice_type`` names. ``source`` is
+    (source channel id, source message id) for a notice of a shared chat session."""
     event: dict[str, Any] = {
         **_room(),
         "chatter_user_id": "4145994",
@@ -132,6 +134,16 @@ def notification_event(
         "source_badges": None,
         "is_source_only": None,
     }
+    if source:
+        room, source_id = source
+        event |= {
+            "source_broadcaster_user_id": room,
+            "source_broadcaster_user_login": f"room{room}",
+            "source_broadcaster_user_name": f"Room{room}",
+            "source_message_id": source_id,
+            "source_badges": [],
+            "is_source_only": False,
+        }
     event |= {name: None for name in NOTICE_FIELDS}
     if notice_type in NOTICE_FIELDS:
         event[notice_type] = detail

@@ -619,9 +619,11 @@ function setLedgerTotals(totals) {
   $("money-totals").textContent = line ? `Cheers & gifts: ${line}` : "";
 }
 
-/** A cheer, Super Chat or TikTok gift adds to its platform's total, once per event id. */
+/** A cheer, Super Chat or TikTok gift adds to its platform's total, once per event id; not a
+ * cheer sent in another channel of a shared chat (that artist's money, as in the ledger). */
 function addPlatformMoney(p) {
   if (!Number.isInteger(p.amountMinor) || !p.currency || page.ledgerSeen.has(p.id)) return;
+  if (p.sourceChannel) return;
   page.ledgerSeen.add(p.id);
   const places = { JPY: 0, KRW: 0, BHD: 3, KWD: 3, BITS: 0, DIAMONDS: 0 }[p.currency] ?? 2;
   const totals = structuredClone(page.ledgerTotals);
