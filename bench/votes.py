@@ -299,6 +299,16 @@ def syscalls(*pids: int) -> tuple[int, int]:
     return reads, writes
 
 
+def profile(pid: int, out: str) -> subprocess.Popen[bytes]:
+    """py-spy on one server (and its workers) from the first vote to the last ack."""
+    command = ["py-spy", "record", "-r", "1000", "-f", "raw", "-o", out, "-p", str(pid)]
+    return subprocess.Popen(
+        [*command, "--subprocesses", "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def percentile(values: list[float], share: float) -> float | None:
     return round(values[int(share * (len(values) - 1))], 1) if values else None
 
@@ -359,11 +369,18 @@ async def run(args: argparse.Namespace, redis: str) -> dict[str, Any]:
             cpu_settle = sum(cpu_split(*pids))
             ours.send((args.spread, args.settle))
             await loop.run_in_executor(None, ours.recv)  # settled: the votes start now
+            spies = (
+                [profile(pid, f"{args.profile}.{n}.txt") for n, pid in enumerate(pids)]
+                if args.profile
+                else []
+            )
             user_before, system_before = cpu_split(*pids)
             reads_before, writes_before = syscalls(*pids)
             cpu_before = user_before + system_before
             reply = await loop.run_in_executor(None, ours.recv)
             _, acked, refused, latencies, first_sent, last_ack, voters_cpu = reply
+            for spy in spies:
+                spy.send_signal(signal.SIGINT)
             user_after, system_after = cpu_split(*pids)
             reads_after, writes_after = syscalls(*pids)
             server_cpu = user_after + system_after - cpu_before
@@ -407,6 +424,8 @@ async def run(args: argparse.Namespace, redis: str) -> dict[str, Any]:
             results["exact"] = final_counts == expected
             reader.cancel()
             await ws.close()
+            for spy in spies:
+                spy.wait(30)
         ours.send("close")
     finally:
         if child is not None:
@@ -438,6 +457,11 @@ def main() -> None:
         help="Redis to use (default: REDIS_URL, else an embedded Valkey)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--profile",
+        metavar="PREFIX",
+        help="py-spy each server during the burst into PREFIX.N.txt (raw stacks)",
+    )
     args = parser.parse_args()
     raise_file_limit()
     with tempfile.TemporaryDirectory() as data:
