@@ -205,6 +205,24 @@ async def test_a_vote_storm_paces_its_tallies_and_ends_with_a_prompt_one(bus: Bu
         assert stamps[-1] - last_vote < 300  # the storm's end shows after ``quiet``, not ``busy``
 
 
+async def test_building_session_state_learns_whether_polls_are_gated(
+    bus: Bus, redis_url: str
+) -> None:
+    """Another process learns the flag from the state its viewers get, before any vote: a
+    storm's first votes start at once instead of each waiting in a task for one read."""
+    other = Bus(await connect(redis_url))
+    async with open_studio(bus) as studio:
+        second = await attach(other, studio.session, process_id="p2")
+        poll = await new_poll(studio)
+        book = second.services.polls.book
+        assert book.gated_now(studio.session_id, poll["id"]) is None
+        state = await polls.polls_state(second.services, studio.session_id)
+        assert state["activePoll"]["id"] == poll["id"]
+        assert book.gated_now(studio.session_id, poll["id"]) is False
+        await second.close()
+    await other.redis.aclose()
+
+
 async def test_a_session_that_ended_refuses_polls_and_votes(bus: Bus) -> None:
     async with open_studio(bus) as studio:
         poll = await new_poll(studio)

@@ -269,7 +269,13 @@ class PollBook:
 
     async def get(self, session_id: str, poll_id: str) -> Poll | None:
         raw = cast(RawHash, await self.redis.hgetall(poll_key(session_id, poll_id)))
-        return poll_from_hash(raw) if raw else None
+        return self._known(poll_from_hash(raw)) if raw else None
+
+    def _known(self, poll: Poll) -> Poll:
+        """Note whether ``poll`` is gated, read anyway: a storm's first votes then start at
+        once instead of each waiting in a task for the flag (issue 17)."""
+        self._gated[(poll.session_id, poll.id)] = bool(poll.gated)
+        return poll
 
     async def require(self, session_id: str, poll_id: str) -> Poll:
         poll = await self.get(session_id, poll_id)
@@ -299,7 +305,7 @@ class PollBook:
             for poll_id in ids:
                 pipe.hgetall(poll_key(session_id, _text(poll_id)))
             hashes = await pipe.execute()
-        return [poll_from_hash(raw) for raw in hashes if raw]
+        return [self._known(poll_from_hash(raw)) for raw in hashes if raw]
 
     async def create(self, session_id: str, spec: PollCreate) -> Poll:
         poll_id = new_poll_id()
