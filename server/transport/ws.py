@@ -81,7 +81,11 @@ if WebSocketDataQueue is not None:
         connection's task and a resumption of its whole coroutine chain (the handler, the
         middlewares, aiohttp's request handler) only to start a vote that needs no await."""
 
-        look: Look | None = None
+        __slots__ = ("look",)  # no __dict__: one per connection
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.look: Look | None = None
 
         def feed_data(self, data: Any, size: int) -> None:
             look = self.look
