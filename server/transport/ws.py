@@ -68,10 +68,6 @@ except ImportError:  # pragma: no cover - an older aiohttp: every frame waits fo
     WebSocketDataQueue = WebSocketReader = None  # type: ignore[assignment]
 
 
-Look = Callable[[str], bool]
-"""Handles a text message as it is read, or says ``False`` (the handler's task gets it)."""
-
-
 if WebSocketDataQueue is not None:
 
     class _Messages(WebSocketDataQueue):
@@ -81,19 +77,19 @@ if WebSocketDataQueue is not None:
         connection's task and a resumption of its whole coroutine chain (the handler, the
         middlewares, aiohttp's request handler) only to start a vote that needs no await."""
 
-        __slots__ = ("look",)  # no __dict__: one per connection
+        __slots__ = ("client",)  # no __dict__: one per connection
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self.look: Look | None = None
+            self.client: WsClient | None = None
 
         def feed_data(self, data: Any, size: int) -> None:
-            look = self.look
+            client = self.client
             if (
-                look is None
+                client is None
                 or data.type is not WSMsgType.TEXT
                 or self._buffer
-                or not look(data.data)
+                or not client.look(data.data)
             ):
                 super().feed_data(data, size)
 
@@ -135,14 +131,18 @@ class WsClient(SubscriberState):
     transport_name = "ws"
     __slots__ = (
         "_on_close",
+        "actor",
         "answered",
         "answering",
         "buffer_limit",
+        "ctx",
         "last_heard",
+        "limiter",
         "log",
         "metrics",
         "missed",
         "next_seq",
+        "receiving",
         "transport",
     )
 
@@ -167,6 +167,31 @@ class WsClient(SubscriberState):
         """Actions started for this connection and not answered yet (votes in a batch)."""
         self.answered: asyncio.Future[None] | None = None
         """Set when ``answering`` is back to 0, for a handler that waits for that."""
+        self.receiving = False
+        """The connection's handler waits for its next message (with nothing owed)."""
+        self.ctx: ServerContext | None = None
+        self.actor: Actor | None = None
+        self.limiter: SlidingWindow | None = None
+        """What :meth:`look` needs, set once the connection's handler reads."""
+
+    def look(self, raw: str) -> bool:
+        """A vote read while the handler waits with nothing in flight: start it now (no task
+        wake-up); ``False`` leaves the message to the handler, as any other."""
+        ctx, actor, limiter = self.ctx, self.actor, self.limiter
+        if ctx is None or actor is None or limiter is None:
+            return False
+        if not self.receiving or self.answering or self.closed or '"poll.vote"' not in raw:
+            return False
+        try:
+            frame = parse_client_frame(raw, ctx.settings.max_message_bytes)
+        except ProtocolError:
+            return False  # the handler answers it as usual
+        if frame.type != MessageType.POLL_VOTE:
+            return False
+        self.last_heard = time.monotonic()
+        ctx.metrics.messages_received.inc()
+        _start_vote(ctx, self, actor, limiter, frame)
+        return True
 
     def write(self, data: bytes) -> bool:
         transport = self.transport
@@ -335,11 +360,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     assert transport is not None  # a request being served has its connection
     handler = asyncio.current_task()
     assert handler is not None
-    receiving = False
 
     def wake_to_close() -> None:
         """The hub closed the client: stop waiting for its frames and close from this task."""
-        if receiving:
+        if client.receiving:
             handler.cancel(CLOSE_REQUESTED)
 
     client = WsClient(
@@ -356,26 +380,11 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             return await _refuse(ws, ctx, exc)
         actor = Actor(who, transport="ws", connection_id=secrets.token_hex(6))
         limiter = SlidingWindow()
-
-        def look(raw: str) -> bool:
-            """A vote read while this handler waits with nothing in flight: start it now."""
-            if not receiving or client.answering or client.closed or '"poll.vote"' not in raw:
-                return False
-            try:
-                frame = parse_client_frame(raw, settings.max_message_bytes)
-            except ProtocolError:
-                return False  # the handler answers it as usual
-            if frame.type != MessageType.POLL_VOTE:
-                return False
-            client.last_heard = time.monotonic()
-            ctx.metrics.messages_received.inc()
-            _start_vote(ctx, client, actor, limiter, frame)
-            return True
-
+        client.ctx, client.actor, client.limiter = ctx, actor, limiter
         if ws.messages is not None:
-            ws.messages.look = look
+            ws.messages.client = client
         while not client.closed:
-            receiving = True
+            client.receiving = True
             try:
                 message = await ws.receive()
             except asyncio.CancelledError as exc:
@@ -384,12 +393,12 @@ async def websocket(request: web.Request) -> web.StreamResponse:
                 handler.uncancel()
                 break
             finally:
-                receiving = False
+                client.receiving = False
             if not await _serve_one(ws, ctx, client, actor, limiter, message):
                 break
     finally:
         if ws.messages is not None:
-            ws.messages.look = None
+            ws.messages.client = None
         await ctx.attendance.leave(client)
         if not ws.closed:  # sends the close frame, waits CLOSE_TIMEOUT for the client's
             reason = client.close_reason.encode()[:120]
