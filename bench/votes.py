@@ -15,6 +15,8 @@ timestamps every tally (``poll.update {pollId, results, totalVotes}``) and the f
 - server CPU from the first vote to the last ack, per vote (target <= 0.05 ms), split into user
   and system time, with read and write system calls per vote; the quiet ``--settle`` period
   before the votes is reported apart (``server_cpu_settle_seconds``), not charged to them;
+  ``..._to_results``: the same up to the tally that shows every vote (plus its walk), which
+  also charges the votes with the tallies written after the last ack;
 - refusals: voters without a reply, by reason (a connection the server dropped is named);
 - exact: whether the final results (``final: true`` after ``poll.end``) equal, option by
   option, the votes the clients were told were counted.
@@ -55,6 +57,11 @@ from server.identity.tickets import TicketStore
 SECRET = "bench-secret-votes-bench-secret-votes"
 WS_KEY = base64.b64encode(b"0123456789abcdef").decode()
 OPTIONS = ["first", "second", "third", "fourth"]
+
+
+RESULTS_WALK = 0.1
+"""Seconds after the observer has the tally showing every vote until the CPU is read again:
+the servers' walk writes it to the other viewers meanwhile."""
 
 
 def client_frame(body: bytes) -> bytes:
@@ -299,6 +306,16 @@ def syscalls(*pids: int) -> tuple[int, int]:
     return reads, writes
 
 
+def profile(pid: int, out: str) -> subprocess.Popen[bytes]:
+    """py-spy on one server (and its workers) from the first vote to the last ack."""
+    command = ["py-spy", "record", "-r", "1000", "-f", "raw", "-o", out, "-p", str(pid)]
+    return subprocess.Popen(
+        [*command, "--subprocesses", "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def percentile(values: list[float], share: float) -> float | None:
     return round(values[int(share * (len(values) - 1))], 1) if values else None
 
@@ -359,11 +376,18 @@ async def run(args: argparse.Namespace, redis: str) -> dict[str, Any]:
             cpu_settle = sum(cpu_split(*pids))
             ours.send((args.spread, args.settle))
             await loop.run_in_executor(None, ours.recv)  # settled: the votes start now
+            spies = (
+                [profile(pid, f"{args.profile}.{n}.txt") for n, pid in enumerate(pids)]
+                if args.profile
+                else []
+            )
             user_before, system_before = cpu_split(*pids)
             reads_before, writes_before = syscalls(*pids)
             cpu_before = user_before + system_before
             reply = await loop.run_in_executor(None, ours.recv)
             _, acked, refused, latencies, first_sent, last_ack, voters_cpu = reply
+            for spy in spies:
+                spy.send_signal(signal.SIGINT)
             user_after, system_after = cpu_split(*pids)
             reads_after, writes_after = syscalls(*pids)
             server_cpu = user_after + system_after - cpu_before
@@ -395,6 +419,19 @@ async def run(args: argparse.Namespace, redis: str) -> dict[str, Any]:
                 round(1000 * (covering[0] - last_ack)) if covering else "never (10 s)"
             )
             results["results_frames"] = len(observer.results)
+            # and up to the results that show every vote: tallies written after the last ack
+            # (a storm's final tally, say) are the votes' cost too
+            await asyncio.sleep(RESULTS_WALK)
+            user_shown, system_shown = cpu_split(*pids)
+            _, writes_shown = syscalls(*pids)
+            results.update(
+                server_cpu_ms_per_vote_to_results=round(
+                    1000 * (user_shown + system_shown - cpu_before) / max(1, total), 3
+                ),
+                server_writes_per_vote_to_results=round(
+                    (writes_shown - writes_before) / max(1, total), 2
+                ),
+            )
             async with aiohttp.ClientSession(headers=headers) as rest:
                 url = f"{bases[0]}/v1/vstudio/sessions/{sid}/polls/{poll['id']}/end"
                 async with rest.post(url) as r:
@@ -407,6 +444,8 @@ async def run(args: argparse.Namespace, redis: str) -> dict[str, Any]:
             results["exact"] = final_counts == expected
             reader.cancel()
             await ws.close()
+            for spy in spies:
+                spy.wait(30)
         ours.send("close")
     finally:
         if child is not None:
@@ -438,6 +477,11 @@ def main() -> None:
         help="Redis to use (default: REDIS_URL, else an embedded Valkey)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--profile",
+        metavar="PREFIX",
+        help="py-spy each server during the burst into PREFIX.N.txt (raw stacks)",
+    )
     args = parser.parse_args()
     raise_file_limit()
     with tempfile.TemporaryDirectory() as data:

@@ -266,6 +266,13 @@ class ServerSettings(PartSettings):
         ge=0,
         description="connections without a complete request, per address and process",
     )
+    # issue 17 (votes2): fewer live tallies while a vote storm lasts
+    poll_results_busy_ms: int = Field(
+        default=1000, ge=0, description="while votes keep coming, a tally at most this late"
+    )
+    poll_results_quiet_ms: int = Field(
+        default=100, ge=0, description="votes paused this long: the storm is over, tally now"
+    )
 
 
 class IngestSettings(PartSettings):

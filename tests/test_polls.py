@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 from collections.abc import Awaitable
 
 import pytest
@@ -161,7 +163,7 @@ async def test_results_are_kept_after_the_end_and_listed_in_session_state(bus: B
 
 
 async def test_results_are_throttled_with_a_trailing_flush(bus: Bus) -> None:
-    async with open_studio(bus, poll_results_per_second=4) as studio:
+    async with open_studio(bus, poll_results_per_second=4, poll_results_busy_ms=0) as studio:
         poll = await new_poll(studio)
         started = asyncio.get_running_loop().time()
         for _ in range(60):
@@ -177,6 +179,48 @@ async def test_results_are_throttled_with_a_trailing_flush(bus: Bus) -> None:
         assert 2 <= len(results) <= elapsed / 0.25 + 2
         assert results[-1].payload["results"] == [60, 0]
         assert results[-1].payload["totalVotes"] == 60
+
+
+async def test_a_vote_storm_paces_its_tallies_and_ends_with_a_prompt_one(bus: Bus) -> None:
+    """While votes keep coming a tally waits until a vote is ``busy`` old; once they pause for
+    ``quiet``, one goes at once (issue 17: each tally is a write to every viewer)."""
+    async with open_studio(
+        bus, poll_results_per_second=20, poll_results_busy_ms=1000, poll_results_quiet_ms=100
+    ) as studio:
+        poll = await new_poll(studio)
+        first_vote = last_vote = time.time() * 1000
+        votes = 0
+        while last_vote < first_vote + 1200:  # a vote every ~10 ms for 1.2 s
+            await studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "optionIndex": 0})
+            votes += 1
+            await asyncio.sleep(0.01)
+            last_vote = time.time() * 1000
+        await asyncio.sleep(0.5)
+        results = await studio.events("poll.update")
+        stamps = [int(r.id.split("-")[0]) for r in results]
+        during = [stamp for stamp in stamps if stamp < last_vote]
+        assert during and during[0] >= first_vote + 950  # not at 20 a second
+        assert all(later - earlier >= 950 for earlier, later in itertools.pairwise(during))
+        assert results[-1].payload["totalVotes"] == votes
+        assert stamps[-1] - last_vote < 300  # the storm's end shows after ``quiet``, not ``busy``
+
+
+async def test_building_session_state_learns_whether_polls_are_gated(
+    bus: Bus, redis_url: str
+) -> None:
+    """Another process learns the flag from the state its viewers get, before any vote: a
+    storm's first votes start at once instead of each waiting in a task for one read."""
+    other = Bus(await connect(redis_url))
+    async with open_studio(bus) as studio:
+        second = await attach(other, studio.session, process_id="p2")
+        poll = await new_poll(studio)
+        book = second.services.polls.book
+        assert book.gated_now(studio.session_id, poll["id"]) is None
+        state = await polls.polls_state(second.services, studio.session_id)
+        assert state["activePoll"]["id"] == poll["id"]
+        assert book.gated_now(studio.session_id, poll["id"]) is False
+        await second.close()
+    await other.redis.aclose()
 
 
 async def test_a_session_that_ended_refuses_polls_and_votes(bus: Bus) -> None:
@@ -303,7 +347,7 @@ async def test_updated_options_must_be_distinct_like_created_ones(bus: Bus) -> N
 
 
 async def test_final_results_come_after_a_broadcast_claimed_before_the_end(bus: Bus) -> None:
-    async with open_studio(bus, start=False) as studio:
+    async with open_studio(bus, start=False, poll_results_busy_ms=0) as studio:
         poll = await new_poll(studio)
         await studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "optionIndex": 0})
         book = studio.services.polls.book

@@ -50,7 +50,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- a refusal of the whole batch: {'no_poll'} | {'session_ended'} | {'ended'}
 -- else {'ok', option count, votes after the batch, one code per vote: 1 counted,
 -- 0 already counted, 2 no such option}
-local poll = redis.call('HMGET', KEYS[1], 'status', 'endsAt', 'optionCount', 'allowMultiple')
+local poll = redis.call('HMGET', KEYS[1], 'status', 'endsAt', 'optionCount', 'allowMultiple',
+  'votes', 'published')
 if not poll[1] then return {'no_poll'} end
 if redis.call('HGET', KEYS[3], 'status') == '"ended"' then return {'session_ended'} end
 if poll[1] ~= 'active' then return {'ended'} end
@@ -81,6 +82,10 @@ for option, n in pairs(added) do
 end
 if accepted > 0 then
   out[3] = redis.call('HINCRBY', KEYS[1], 'votes', accepted)
+  -- for the tallies' pacing (polls.CLAIM_SCRIPT): when votes stopped, since when unpublished
+  local stamp = string.format('%d', now)
+  if poll[5] == poll[6] then redis.call('HSET', KEYS[1], 'dirtyAt', stamp) end
+  redis.call('HSET', KEYS[1], 'lastVoteAt', stamp)
 else
   out[3] = tonumber(redis.call('HGET', KEYS[1], 'votes') or '0')
 end
