@@ -21,11 +21,9 @@ from typing import Any
 
 import orjson
 from aiohttp import WSMessage, WSMsgType, web
-from aiohttp.helpers import DEFAULT_CHUNK_SIZE
 
 from broker import keys
 from broker.models import (
-    ClientFrame,
     ErrorCode,
     MessageType,
     ProtocolError,
@@ -62,68 +60,6 @@ CLOSE_REQUESTED = "vstudio: close requested"
 """The cancel message that wakes a handler waiting in ``receive()`` to close its connection."""
 UNLIMITED = frozenset({MessageType.PING, MessageType.PONG, MessageType.SESSION_LEAVE})
 
-try:  # aiohttp's queue of received messages (3.11+), and the frame reader that fills it
-    from aiohttp._websocket.reader import WebSocketDataQueue, WebSocketReader
-except ImportError:  # pragma: no cover - an older aiohttp: every frame waits for the handler
-    WebSocketDataQueue = WebSocketReader = None  # type: ignore[assignment]
-
-
-if WebSocketDataQueue is not None:
-
-    class _Messages(WebSocketDataQueue):
-        """aiohttp's message queue with a first look at each text message (issue 17).
-
-        A vote storm is one message per connection: queued, each cost a wake-up of the
-        connection's task and a resumption of its whole coroutine chain (the handler, the
-        middlewares, aiohttp's request handler) only to start a vote that needs no await."""
-
-        __slots__ = ("client",)  # no __dict__: one per connection
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.client: WsClient | None = None
-
-        def feed_data(self, data: Any, size: int) -> None:
-            client = self.client
-            if (
-                client is None
-                or data.type is not WSMsgType.TEXT
-                or self._buffer
-                or not client.look(data.data)
-            ):
-                super().feed_data(data, size)
-
-
-class _Response(web.WebSocketResponse):
-    """A WebSocket response whose text messages can be handled as they are read."""
-
-    messages: Any = None
-
-    def _post_start(self, request: Any, protocol: str | None, writer: Any) -> None:
-        if WebSocketDataQueue is None:  # pragma: no cover
-            super()._post_start(request, protocol, writer)
-            return
-        # aiohttp's own _post_start (web_ws.py), with the queue above
-        assert self._loop is not None
-        try:
-            messages = _Messages(request._protocol, DEFAULT_CHUNK_SIZE, loop=self._loop)
-            parser = WebSocketReader(
-                messages,
-                self._max_msg_size,
-                compress=bool(self._compress),
-                decode_text=self._decode_text,
-            )
-        except TypeError:  # pragma: no cover - another aiohttp's internals
-            super()._post_start(request, protocol, writer)
-            return
-        self._ws_protocol = protocol
-        self._writer = writer
-        self._reset_heartbeat()
-        self._reader, self._parser, self.messages = messages, parser, messages
-        callback = None if self._heartbeat is None else self._on_data_received
-        request.protocol.set_parser(parser, data_received_cb=callback)
-        request.protocol.keep_alive(False)
-
 
 class WsClient(SubscriberState):
     """A WebSocket connection the fan-out writes to through its transport directly."""
@@ -131,18 +67,14 @@ class WsClient(SubscriberState):
     transport_name = "ws"
     __slots__ = (
         "_on_close",
-        "actor",
         "answered",
         "answering",
         "buffer_limit",
-        "ctx",
         "last_heard",
-        "limiter",
         "log",
         "metrics",
         "missed",
         "next_seq",
-        "receiving",
         "transport",
     )
 
@@ -167,31 +99,6 @@ class WsClient(SubscriberState):
         """Actions started for this connection and not answered yet (votes in a batch)."""
         self.answered: asyncio.Future[None] | None = None
         """Set when ``answering`` is back to 0, for a handler that waits for that."""
-        self.receiving = False
-        """The connection's handler waits for its next message (with nothing owed)."""
-        self.ctx: ServerContext | None = None
-        self.actor: Actor | None = None
-        self.limiter: SlidingWindow | None = None
-        """What :meth:`look` needs, set once the connection's handler reads."""
-
-    def look(self, raw: str) -> bool:
-        """A vote read while the handler waits with nothing in flight: start it now (no task
-        wake-up); ``False`` leaves the message to the handler, as any other."""
-        ctx, actor, limiter = self.ctx, self.actor, self.limiter
-        if ctx is None or actor is None or limiter is None:
-            return False
-        if not self.receiving or self.answering or self.closed or '"poll.vote"' not in raw:
-            return False
-        try:
-            frame = parse_client_frame(raw, ctx.settings.max_message_bytes)
-        except ProtocolError:
-            return False  # the handler answers it as usual
-        if frame.type != MessageType.POLL_VOTE:
-            return False
-        self.last_heard = time.monotonic()
-        ctx.metrics.messages_received.inc()
-        _start_vote(ctx, self, actor, limiter, frame)
-        return True
 
     def write(self, data: bytes) -> bool:
         transport = self.transport
@@ -332,7 +239,7 @@ async def _admit(request: web.Request, ctx: ServerContext) -> Participant:
 async def websocket(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CONTEXT]
     settings = ctx.settings
-    ws = _Response(
+    ws = web.WebSocketResponse(
         autoping=False,
         compress=False,
         timeout=CLOSE_TIMEOUT,
@@ -360,10 +267,11 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     assert transport is not None  # a request being served has its connection
     handler = asyncio.current_task()
     assert handler is not None
+    receiving = False
 
     def wake_to_close() -> None:
         """The hub closed the client: stop waiting for its frames and close from this task."""
-        if client.receiving:
+        if receiving:
             handler.cancel(CLOSE_REQUESTED)
 
     client = WsClient(
@@ -380,11 +288,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             return await _refuse(ws, ctx, exc)
         actor = Actor(who, transport="ws", connection_id=secrets.token_hex(6))
         limiter = SlidingWindow()
-        client.ctx, client.actor, client.limiter = ctx, actor, limiter
-        if ws.messages is not None:
-            ws.messages.client = client
         while not client.closed:
-            client.receiving = True
+            receiving = True
             try:
                 message = await ws.receive()
             except asyncio.CancelledError as exc:
@@ -393,12 +298,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
                 handler.uncancel()
                 break
             finally:
-                client.receiving = False
+                receiving = False
             if not await _serve_one(ws, ctx, client, actor, limiter, message):
                 break
     finally:
-        if ws.messages is not None:
-            ws.messages.client = None
         await ctx.attendance.leave(client)
         if not ws.closed:  # sends the close frame, waits CLOSE_TIMEOUT for the client's
             reason = client.close_reason.encode()[:120]
@@ -493,51 +396,6 @@ async def _handle(
         outcome = exc
     _reply(ctx, client, actor, frame.type, outcome)
     return True
-
-
-_performing: set[asyncio.Task[None]] = set()
-"""Votes started by :func:`_start_vote` that had to await (the loop keeps weak references)."""
-
-
-def _start_vote(
-    ctx: ServerContext, client: WsClient, actor: Actor, limiter: SlidingWindow, frame: ClientFrame
-) -> None:
-    """A vote frame taken as it was read: the same limits, start and reply as :func:`_handle`.
-
-    Counted in ``answering`` until it is answered, so the connection's next frame waits for
-    its reply; a vote that cannot start without an await (this process has not read yet
-    whether the poll is gated) is performed by a task of its own."""
-    if frame.request_id is not None:
-        actor = Actor(actor.who, actor.transport, actor.connection_id, frame.request_id)
-    then = partial(_answered, ctx, client, actor, frame.type)
-    try:
-        wait = limiter.retry_after(limits_for(ctx.settings, frame.type), time.monotonic())
-        if wait is not None:
-            raise ProtocolError(
-                ErrorCode.RATE_LIMITED, f"too many {frame.type} messages; slow down", wait
-            )
-        started = ctx.actions.start(ctx.services, actor, frame.type, frame.payload, then)
-    except Exception as exc:
-        _reply(ctx, client, actor, frame.type, exc)
-        return
-    client.answering += 1
-    if not started:
-        task = asyncio.get_running_loop().create_task(_perform(ctx, actor, frame, then))
-        _performing.add(task)
-        task.add_done_callback(_performing.discard)
-
-
-async def _perform(
-    ctx: ServerContext, actor: Actor, frame: ClientFrame, then: Callable[[Any], None]
-) -> None:
-    try:
-        outcome = await ctx.actions.perform(ctx.services, actor, frame.type, frame.payload)
-    except BaseException as exc:
-        then(exc)
-        if not isinstance(exc, Exception):
-            raise
-        return
-    then(outcome)
 
 
 async def _all_answered(client: WsClient) -> None:
