@@ -42,7 +42,7 @@ from config import ServerSettings
 from server.fanout.audience import for_audience, is_gated, sees_gated
 from server.fanout.frame import MAX_AGGREGATE, ZERO, Outgoing, StreamId, coalesce, is_chat
 from server.fanout.framelog import FrameLog, unseen_part
-from server.fanout.subscriber import FrameLogReader, Subscriber
+from server.fanout.subscriber import FrameLogReader, Subscriber, reads_frame_log
 from server.metrics import Metrics
 from server.turns import TurnShare
 from server.wire import PING_FRAME
@@ -212,7 +212,7 @@ class Hub:
         if sub.closed:
             self._forget_if_empty(room)
             return
-        if isinstance(sub, FrameLogReader):
+        if reads_frame_log(sub):
             sub.log, sub.next_seq = room.log, room.log.end
             sub.metrics = self.metrics
             room.readers.add(sub)
@@ -233,7 +233,7 @@ class Hub:
             return
         if sub in room.readers or sub in room.pushed:
             self.closed += 1
-        if isinstance(sub, FrameLogReader):
+        if reads_frame_log(sub):
             room.readers.discard(sub)
         room.pushed.discard(sub)
         room.catching_up.discard(sub)
