@@ -429,3 +429,10 @@ def fleet_twitch_joins(fleet: str, account: str) -> str:
     if not account or any(c in account for c in "{}: \n"):
         raise ValueError(f"invalid Twitch account {account!r}")
     return f"{fleet_prefix(fleet)}:twitch-joins:{account}"
+
+
+# issue 17 (storm2): tickets are signed; Redis keeps the signing key and the used tickets
+def ticket_key() -> str:
+    """The key every server process signs and checks WebSocket tickets with (random bytes,
+    created by the first process that needs one)."""
+    return f"{PREFIX}:ticket-key"

@@ -61,19 +61,21 @@ JOIN = (
     REAP
     + """
 -- KEYS[1] entries, KEYS[2] users; ARGV[1] process, ARGV[2] expiry, ARGV[3] now,
--- ARGV[4] maximum distinct users, ARGV[5..] users joining: 1 each, or -1 when full; then HLEN
+-- ARGV[4] maximum distinct users, ARGV[5..] users joining: 2 each new to the session, 1 each
+-- already in it (on another process), -1 when full; then HLEN
 reap(KEYS[1], KEYS[2], ARGV[3])
 local limit = tonumber(ARGV[4])
 local results = {}
 for i = 5, #ARGV do
   local user = ARGV[i]
-  if redis.call('HEXISTS', KEYS[2], user) == 0 and redis.call('HLEN', KEYS[2]) >= limit then
+  local known = redis.call('HEXISTS', KEYS[2], user) == 1
+  if not known and redis.call('HLEN', KEYS[2]) >= limit then
     results[#results + 1] = -1
   else
     if redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1] .. '|' .. user) == 1 then
       redis.call('HINCRBY', KEYS[2], user, 1)
     end
-    results[#results + 1] = 1
+    results[#results + 1] = known and 1 or 2
   end
 end
 results[#results + 1] = redis.call('HLEN', KEYS[2])
@@ -84,7 +86,8 @@ return results
 LEAVE = (
     REAP
     + """
--- KEYS[1] entries, KEYS[2] users; ARGV[1] process, ARGV[2] now, ARGV[3..] users leaving
+-- KEYS[1] entries, KEYS[2] users; ARGV[1] process, ARGV[2] now, ARGV[3..] users leaving:
+-- 1 each now gone from the session, 0 each still in it (on another process); then HLEN
 for i = 3, #ARGV do
   if redis.call('ZREM', KEYS[1], ARGV[1] .. '|' .. ARGV[i]) == 1 then
     if redis.call('HINCRBY', KEYS[2], ARGV[i], -1) <= 0 then
@@ -93,7 +96,12 @@ for i = 3, #ARGV do
   end
 end
 reap(KEYS[1], KEYS[2], ARGV[2])
-return redis.call('HLEN', KEYS[2])
+local results = {}
+for i = 3, #ARGV do
+  results[#results + 1] = 1 - redis.call('HEXISTS', KEYS[2], ARGV[i])
+end
+results[#results + 1] = redis.call('HLEN', KEYS[2])
+return results
 """
 )
 
@@ -127,6 +135,11 @@ class SessionFull(Exception):
     """The session has its maximum of distinct viewers (4008)."""
 
 
+Counted = tuple[int, bool]
+"""A join's or leave's answer from Redis: the viewer count (-1: the session is full), and
+whether the session's users changed (a user new to it, or gone from it)."""
+
+
 class Presence:
     """This process's part of every session's viewer list.
 
@@ -153,10 +166,10 @@ class Presence:
         self._leave = client.register_script(LEAVE)
         self._refresh = client.register_script(REFRESH)
         self._count = client.register_script(COUNT)
-        self._queued: dict[str, list[tuple[bool, str, asyncio.Future[int]]]] = {}
+        self._queued: dict[str, list[tuple[bool, str, asyncio.Future[Counted]]]] = {}
         """Per session, in order: (joining?, user, its result) not yet sent to Redis."""
         self._flush: asyncio.Task[None] | None = None
-        self._first_join: dict[tuple[str, str], asyncio.Future[int]] = {}
+        self._first_join: dict[tuple[str, str], asyncio.Future[Counted]] = {}
         """A user's join still on its way to Redis; their next connections wait for it."""
 
     @staticmethod
@@ -164,8 +177,12 @@ class Presence:
         return int(time.time() * 1000)
 
     async def join(self, session_id: str, user_id: str) -> tuple[bool, int]:
-        """Count a connection of ``user_id``: (first connection of this user here?, count).
+        """Count a connection of ``user_id``: (did the user join the session?, count).
 
+        ``True`` only for a user the session did not have on any process: a second tab, the
+        same user on another process, or a user coming back while the entry of the process
+        they left (one that crashed) still counts them is no news. After a crash that is
+        every client of the storm, so none of them makes a ``session.join`` event.
         Raises :class:`SessionFull` when the user is new and the session is at its maximum.
         """
         users = self.local.setdefault(session_id, Counter())
@@ -179,7 +196,8 @@ class Presence:
             self._first_join[(session_id, user_id)] = pending
         assert pending is not None
         try:
-            count = await asyncio.shield(pending)  # one waiter's cancel must not cancel others
+            # one waiter's cancel must not cancel others
+            count, new = await asyncio.shield(pending)
         except BaseException:
             self._forget(session_id, user_id)
             raise
@@ -189,20 +207,21 @@ class Presence:
         if count < 0:  # refused: this connection, and any that waited on the same join
             self._forget(session_id, user_id)
             raise SessionFull(f"session {session_id} has its maximum of {self.max_viewers} viewers")
-        return first, count
+        return first and new, count
 
     async def leave(self, session_id: str, user_id: str) -> tuple[bool, int]:
-        """Uncount a connection: (was it the user's last one here?, count)."""
+        """Uncount a connection: (did the user leave the session, on every process?, count)."""
         if self._forget(session_id, user_id) > 0:
             return False, await self.count(session_id)
-        return True, await self._queue(False, session_id, user_id)
+        count, gone = await self._queue(False, session_id, user_id)
+        return gone, count
 
     async def count(self, session_id: str) -> int:
         """Distinct users connected to the session on any process."""
         return int(await self._count(keys=keys.presence(session_id), args=[self._now()]))
 
-    def _queue(self, joining: bool, session_id: str, user: str) -> asyncio.Future[int]:
-        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    def _queue(self, joining: bool, session_id: str, user: str) -> asyncio.Future[Counted]:
+        done: asyncio.Future[Counted] = asyncio.get_running_loop().create_future()
         self._queued.setdefault(session_id, []).append((joining, user, done))
         if self._flush is None or self._flush.done():
             self._flush = asyncio.get_running_loop().create_task(self._send())
@@ -220,9 +239,9 @@ class Presence:
 
     async def _run(
         self,
-        waiting: list[tuple[str, asyncio.Future[int]]],
+        waiting: list[tuple[str, asyncio.Future[Counted]]],
         session_id: str,
-        call: Callable[[str, list[str]], Awaitable[list[int]]],
+        call: Callable[[str, list[str]], Awaitable[list[Counted]]],
     ) -> None:
         for start in range(0, len(waiting), BATCH):
             part = waiting[start : start + BATCH]
@@ -237,22 +256,21 @@ class Presence:
                 if not done.done():
                     done.set_result(result)
 
-    async def _join_batch(self, session_id: str, users: list[str]) -> list[int]:
+    async def _join_batch(self, session_id: str, users: list[str]) -> list[Counted]:
         now = self._now()
         raw = await self._join(
             keys=keys.presence(session_id),
             args=[self.process_id, now + self.entry_ttl_ms, now, self.max_viewers, *users],
         )
         count = int(raw[-1])
-        return [count if int(flag) > 0 else -1 for flag in raw[:-1]]
+        return [(count, int(flag) == 2) if int(flag) > 0 else (-1, False) for flag in raw[:-1]]
 
-    async def _leave_batch(self, session_id: str, users: list[str]) -> list[int]:
-        count = int(
-            await self._leave(
-                keys=keys.presence(session_id), args=[self.process_id, self._now(), *users]
-            )
+    async def _leave_batch(self, session_id: str, users: list[str]) -> list[Counted]:
+        raw = await self._leave(
+            keys=keys.presence(session_id), args=[self.process_id, self._now(), *users]
         )
-        return [count] * len(users)
+        count = int(raw[-1])
+        return [(count, int(gone) == 1) for gone in raw[:-1]]
 
     async def refresh(self) -> None:
         """Push this process's entries' expiry forward (call every :data:`REFRESH_EVERY`)."""

@@ -31,7 +31,16 @@ from config.logging import configure_logging
 from server.guard import PendingConnections
 from server.identity.auth import WeakSecret, resolve_jwt_secret
 
-__all__ = ["PortTaken", "TlsError", "bind_socket", "find_free_port", "run", "serve", "tls_context"]
+__all__ = [
+    "PortTaken",
+    "TlsError",
+    "bind_socket",
+    "find_free_port",
+    "run",
+    "serve",
+    "tls_context",
+    "worker_listeners",
+]
 
 log = logging.getLogger("vstudio.server.serve")
 
@@ -106,6 +115,17 @@ def bind_socket(host: str, port: int, *, listen: bool = True) -> socket.socket:
         sock.listen(LISTEN_BACKLOG)
     sock.setblocking(False)
     return sock
+
+
+def worker_listeners(host: str, port: int, count: int) -> list[socket.socket]:
+    """One listening socket per worker, made before the workers start.
+
+    A worker takes a second or more to import and connect; a client that connects meanwhile
+    waits in its socket's queue and is served once the worker is up. When each worker bound
+    its own socket, a client that came before got "connection refused" and, after a crash or
+    a deploy, waited its next backoff step (4-8 s with the seed's schedule) for nothing.
+    """
+    return [bind_socket(host, port) for _ in range(count)]
 
 
 @dataclass(frozen=True)
@@ -187,10 +207,15 @@ async def _report_slow_shutdown(after: float) -> None:
     log.warning("shutdown still running after %.0f s: %s", after, "; ".join(sorted(waiting)))
 
 
-def _worker_main(plan: WorkerPlan, ready: multiprocessing.synchronize.Event | None) -> None:
-    """Entry point of one worker process."""
+def _worker_main(
+    plan: WorkerPlan,
+    ready: multiprocessing.synchronize.Event | None,
+    sock: socket.socket | None = None,
+) -> None:
+    """Entry point of one worker process (``sock``: its listener, made by the parent)."""
     configure_logging(json_lines=plan.log_json, level=plan.log_level)
-    sock = bind_socket(plan.settings.host, plan.port)
+    if sock is None:
+        sock = bind_socket(plan.settings.host, plan.port)
     with asyncio.Runner(loop_factory=_new_loop) as runner:
         runner.run(_serve_until_stopped(plan, sock, ready.set if ready else lambda: None))
 
@@ -244,10 +269,11 @@ def _run_workers(
     workers: list[multiprocessing.process.BaseProcess] = []
     readies = []
     try:
-        for _ in range(plan.settings.workers):
+        for sock in worker_listeners(plan.settings.host, plan.port, plan.settings.workers):
             ready = context.Event()
-            process = context.Process(target=_worker_main, args=(plan, ready), daemon=False)
+            process = context.Process(target=_worker_main, args=(plan, ready, sock), daemon=False)
             process.start()
+            sock.close()  # the worker has its own copy; a dead worker's queue must not linger
             workers.append(process)
             readies.append(ready)
         reserve.close()  # the workers hold the port now

@@ -44,6 +44,7 @@ CLUSTER_MODULES = frozenset(
         "test_sources_api.py",
         "test_siwe.py",
         "test_storm_batches.py",
+        "test_tickets_signed.py",
         "test_tips.py",
         "test_token_holder.py",
         "test_twitch_joins.py",

@@ -14,10 +14,10 @@ async def test_distinct_users_across_processes(bus: Bus, session_id: str) -> Non
     one, two = Presence(bus.redis, "p1", 100), Presence(bus.redis, "p2", 100)
     assert await one.join(session_id, "ann") == (True, 1)
     assert await one.join(session_id, "ann") == (False, 1)  # second tab, same user
-    assert await two.join(session_id, "ann") == (True, 1)  # same user on another process
+    assert await two.join(session_id, "ann") == (False, 1)  # same user on another process
     assert await two.join(session_id, "bob") == (True, 2)
     assert await one.leave(session_id, "ann") == (False, 2)
-    assert await one.leave(session_id, "ann") == (True, 2)  # still on process two
+    assert await one.leave(session_id, "ann") == (False, 2)  # still on process two
     assert await two.leave(session_id, "ann") == (True, 1)
     assert await one.count(session_id) == 1
 
@@ -46,6 +46,19 @@ async def test_entries_of_a_dead_process_expire(bus: Bus, session_id: str) -> No
         await asyncio.sleep(0.15)
         await alive.refresh()  # only the live process keeps refreshing
     assert await alive.count(session_id) == 1
+
+
+async def test_users_back_from_a_crashed_process_are_no_news(bus: Bus, session_id: str) -> None:
+    """After a crash, the dead process's entries count its users until they expire: a user
+    who reconnects elsewhere meanwhile did not join the session (no ``session.join`` each in
+    a storm of thousands), and one who never comes back leaves with the entry."""
+    crashed = Presence(bus.redis, "crashed", 100, entry_ttl=0.5)
+    fresh = Presence(bus.redis, "fresh", 100)
+    await asyncio.gather(crashed.join(session_id, "ann"), crashed.join(session_id, "bob"))
+    assert await fresh.join(session_id, "ann") == (False, 2)
+    await asyncio.sleep(0.6)  # the crashed process's entries expire; ann's new one lives
+    assert await fresh.join(session_id, "cy") == (True, 2)
+    assert await fresh.leave(session_id, "ann") == (True, 1)
 
 
 async def test_clear_removes_this_process_only(bus: Bus, session_id: str) -> None:

@@ -287,3 +287,93 @@ async def test_rs256_tokens_checked_against_a_local_jwks(server_factory: ServerF
             "POST", "/v1/vstudio/sessions", token=hs, json={"title": "rsa"}
         )
         assert status == 401 and "algorithm" in body["message"]
+
+
+def _signed(claims: dict[str, Any], header: dict[str, Any] | None = None) -> str:
+    return jwt.encode(claims, SECRET, algorithm="HS256", headers=header)
+
+
+def _claims(**changes: Any) -> dict[str, Any]:
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": "ann",
+        "aud": "vstudio",
+        "iss": "vstudio",
+        "iat": now,
+        "exp": now + 60,
+        "jti": "j1",
+    }
+    claims.update(changes)
+    return {key: value for key, value in claims.items() if value is not None}
+
+
+def _pyjwt(token: str) -> dict[str, Any] | None:
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            SECRET,
+            algorithms=["HS256"],
+            audience="vstudio",
+            issuer="vstudio",
+            options={"require": ["exp", "sub"]},
+        )
+    except jwt.PyJWTError:
+        return None
+    return claims
+
+
+def _variants() -> list[str]:
+    now = int(time.time())
+    good = _signed(_claims())
+    head, payload, signature = good.split(".")
+    return [
+        good,
+        mint_token(SECRET, user_id="ann", role="artist"),
+        _signed(_claims(), {"typ": None}),
+        _signed(_claims(exp=now - 1)),
+        _signed(_claims(exp=now + 0.5)),
+        _signed(_claims(exp=True)),
+        _signed(_claims(exp=str(now + 60))),
+        _signed(_claims(exp=None)),
+        _signed(_claims(sub=None)),
+        _signed(_claims(sub=7)),
+        _signed(_claims(iat=now + 120)),
+        _signed(_claims(iat="soon")),
+        _signed(_claims(nbf=now + 120)),
+        _signed(_claims(nbf=now - 5)),
+        _signed(_claims(aud=None)),
+        _signed(_claims(aud="elsewhere")),
+        _signed(_claims(aud=["elsewhere", "vstudio"])),
+        _signed(_claims(aud=["elsewhere"])),
+        _signed(_claims(aud=["vstudio", 3])),
+        _signed(_claims(iss=None)),
+        _signed(_claims(iss="mallory")),
+        _signed(_claims(jti=5)),
+        _signed(_claims(), {"kid": "k1"}),
+        jwt.encode(_claims(), SECRET + "x", algorithm="HS256"),
+        jwt.encode(_claims(), SECRET, algorithm="HS384"),
+        f"{head}.{payload}.{signature}=",
+        f"{head}.{payload}.{signature[:-1]}",
+        f"{head}.{payload}.x{signature}",
+        f"{head}.{payload}.{signature}.{signature}",
+        f"{head}.{payload[:-2]}.{signature}",
+        f"{head}..{signature}",
+        "not-a-jwt",
+    ]
+
+
+@pytest.mark.filterwarnings("ignore::jwt.InsecureKeyLengthWarning")  # the HS384 variant
+async def test_the_plain_hs256_path_accepts_only_what_pyjwt_accepts() -> None:
+    check = verifier()
+    taken = 0
+    for token in _variants():
+        fast = check.plain_claims(token)
+        if fast is not None:
+            taken += 1
+            assert fast == _pyjwt(token), token
+        who = await check.verify(token) if _pyjwt(token) is not None else None
+        if who is None:
+            with pytest.raises(AuthError):
+                await check.verify(token)
+    assert taken >= 5  # the common tokens take it: minted ones, nbf, an audience list
+    assert check.plain_claims(_signed(_claims())) is not None

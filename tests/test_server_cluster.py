@@ -16,6 +16,7 @@ import pytest
 from broker import Bus, connect
 from broker.bus import OutgoingEvent
 from broker.models import ErrorCode
+from server.serve import bind_socket, worker_listeners
 from tests.support.live_server import LiveServer
 from tests.support.types import ServerFactory
 from tests.support.websocket import closed_with, receive_type
@@ -77,6 +78,22 @@ async def test_workers_share_one_port(server_factory: ServerFactory) -> None:
             await client.__aexit__(None, None, None)
     code, _, err = server.stop()
     assert code == 0 and "Traceback" not in err, err
+
+
+def test_worker_listeners_queue_clients_before_any_worker_accepts() -> None:
+    """The parent makes each worker's listener before starting it: a client that connects while
+    the workers still import is queued, not refused (it would wait a whole backoff step)."""
+    reserve = bind_socket("127.0.0.1", 0, listen=False)
+    port = int(reserve.getsockname()[1])
+    listeners = worker_listeners("127.0.0.1", port, 2)
+    try:
+        for sock in listeners:
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            pass  # in a listener's queue, though nothing has called accept yet
+    finally:
+        for sock in [reserve, *listeners]:
+            sock.close()
 
 
 async def raw_ws(server: LiveServer, ticket: str) -> socket.socket:

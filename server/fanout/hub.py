@@ -42,7 +42,7 @@ from config import ServerSettings
 from server.fanout.audience import for_audience, is_gated, sees_gated
 from server.fanout.frame import MAX_AGGREGATE, ZERO, Outgoing, StreamId, coalesce, is_chat
 from server.fanout.framelog import FrameLog, unseen_part
-from server.fanout.subscriber import FrameLogReader, Subscriber
+from server.fanout.subscriber import FrameLogReader, Subscriber, reads_frame_log
 from server.metrics import Metrics
 from server.turns import TurnShare
 from server.wire import PING_FRAME
@@ -96,6 +96,19 @@ class Room:
 StateBuilder = Callable[[str], Awaitable[dict[str, Any]]]
 
 
+@dataclass(frozen=True, slots=True)
+class SharedReplay:
+    """A replay read once for the clients resuming from one id in one turn, with its frames
+    built once too (each client's copy had cost a frame build and a WebSocket framing per
+    event): all of them, and those without gated events. Clients must not change them."""
+
+    replay: Replay
+    frames: list[Outgoing]
+    public: list[Outgoing]
+    seen: StreamId
+    """The last id the replay covers."""
+
+
 class Hub:
     """Every local client of every session, fed by one :class:`SessionFeed`."""
 
@@ -111,12 +124,23 @@ class Hub:
         self.opened = 0
         """Clients that became live here, ever (with ``closed``, for server.gcpolicy)."""
         self.closed = 0
-        self.replays: TurnShare[tuple[str, str], Replay] = TurnShare(self._replay)
+        self.replays: TurnShare[tuple[str, str], SharedReplay] = TurnShare(self._replay)
         """Clients resuming from the same id in one loop turn share one replay read."""
         self._tasks: list[asyncio.Task[Any]] = []
 
-    async def _replay(self, key: tuple[str, str]) -> Replay:
-        return await self.bus.replay(*key)
+    async def _replay(self, key: tuple[str, str]) -> SharedReplay:
+        replay = await self.bus.replay(*key)
+        events = replay.events if replay.complete else []
+        frames = coalesce(events)
+        public = events if not any(is_gated(event) for event in events) else None
+        return SharedReplay(
+            replay=replay,
+            frames=frames,
+            public=frames
+            if public is not None
+            else coalesce(event for event in events if not is_gated(event)),
+            seen=parse_stream_id(events[-1].id) if events else parse_stream_id(key[1]),
+        )
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -175,22 +199,15 @@ class Hub:
             return
         state = dict(for_audience(state, sub.who))
         state["viewerCount"] = viewers
-        recovered = replay is not None and replay.complete
+        recovered = replay is not None and replay.replay.complete
         if since is not None:
             state["recovered"] = recovered
         frames: list[Outgoing] = []
         seen = ZERO
         privileged = sees_gated(sub.who)
         if recovered and replay is not None:
-            shown = replay.events
-            if not privileged:
-                shown = [event for event in shown if not is_gated(event)]
-            frames = coalesce(shown)
-            seen = (
-                parse_stream_id(replay.events[-1].id)
-                if replay.events
-                else parse_stream_id(since or "0-0")
-            )
+            frames = list(replay.frames if privileged else replay.public)
+            seen = replay.seen
         state_json = orjson.dumps(
             {"type": MessageType.SESSION_STATE, "payload": state, "timestamp": now_ms()}
         )
@@ -212,7 +229,7 @@ class Hub:
         if sub.closed:
             self._forget_if_empty(room)
             return
-        if isinstance(sub, FrameLogReader):
+        if reads_frame_log(sub):
             sub.log, sub.next_seq = room.log, room.log.end
             sub.metrics = self.metrics
             room.readers.add(sub)
@@ -233,7 +250,7 @@ class Hub:
             return
         if sub in room.readers or sub in room.pushed:
             self.closed += 1
-        if isinstance(sub, FrameLogReader):
+        if reads_frame_log(sub):
             room.readers.discard(sub)
         room.pushed.discard(sub)
         room.catching_up.discard(sub)
