@@ -175,10 +175,10 @@ async def test_a_refresh_in_many_round_trips_keeps_every_place(redis_url: str) -
     users = [f"r{uuid.uuid4().hex[:8]}" for _ in range(300)]
     address = f"a{uuid.uuid4().hex[:8]}"
     try:
-        quota = ConnectionQuota(client, "many", 1, 1000, entry_ttl=1.2, refresh_size=64)
+        quota = ConnectionQuota(client, "many", 1, 1000, entry_ttl=2.0, refresh_size=64)
         await asyncio.gather(*(quota.admit(user, address) for user in users))
         for _ in range(3):  # refreshed in 10 round trips each time, every place outlasts its TTL
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.8)
             await quota.refresh()
         other = ConnectionQuota(client, "other", 1, 0)
         for user in (users[0], users[150], users[-1]):

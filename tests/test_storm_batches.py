@@ -81,7 +81,10 @@ async def test_every_request_of_a_batch_counts_against_the_window(bus: Bus) -> N
 
 
 async def test_the_caps_count_every_connection_of_a_turn(bus: Bus) -> None:
-    quota = ConnectionQuota(bus.redis, name("proc"), per_user=2, per_address=3)
+    # Only the user's cap binds here: on a cluster the user's and the address's script runs of
+    # one turn go side by side, so with both caps binding at once their orders may differ
+    # (the address admitting one connection the user refused), and fewer than 2 are held.
+    quota = ConnectionQuota(bus.redis, name("proc"), per_user=2, per_address=4)
     user, address = name("capped"), f"10.9.{uuid.uuid4().int % 250}.1"
     results = await asyncio.gather(
         *(quota.admit(user, address) for _ in range(4)), return_exceptions=True
@@ -90,9 +93,9 @@ async def test_the_caps_count_every_connection_of_a_turn(bus: Bus) -> None:
     refused = [r for r in results if isinstance(r, ConnectionLimit)]
     assert len(held) == 2 and len(refused) == 2, results
     assert all("this account" in str(r) for r in refused)
-    # the refused ones gave their address place back: one more user fits the address cap once
-    other = name("other")
-    assert isinstance(await quota.admit(other, address), tuple)
+    # the refused ones gave their address place back: two more users fit the address cap
+    for other in (name("other"), name("second")):
+        assert isinstance(await quota.admit(other, address), tuple)
     with pytest.raises(ConnectionLimit, match="this address"):
         await quota.admit(name("third"), address)
     for hold in held:
