@@ -86,3 +86,17 @@ async def test_a_key_made_anew_in_redis_is_picked_up_at_once(bus: Bus) -> None:
     await bus.redis.delete(keys.ticket_key())  # Redis lost it; the next process makes one
     ticket = await TicketStore(bus.redis, ttl=30).issue(fan(), "s1", Role.VIEWER)
     assert (await old.redeem(ticket)).session_id == "s1"
+
+
+async def test_forged_tickets_do_not_each_read_the_key_again(bus: Bus) -> None:
+    """A ticket the key did not sign makes the store read the key again (it may have been made
+    anew), but at most once a second: a flood of forgeries is not a flood of Redis reads."""
+    store = TicketStore(bus.redis, ttl=30)
+    ticket = await store.issue(fan(), "s1", Role.VIEWER)
+    payload, mac = ticket.split(".")
+    other = mac[:-1] + ("B" if mac.endswith("A") else "A")
+    reads = store._key_reads.reads
+    for _ in range(50):
+        await refused(store, f"{payload}.{other}")
+    assert store._key_reads.reads - reads == 1
+    await store.redeem(ticket)

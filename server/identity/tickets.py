@@ -101,6 +101,9 @@ MAX_TICKET = 2048
 KEY_RECHECK = 10.0
 """Seconds a process trusts its copy of the signing key before reading it again, so a key that
 Redis lost (and a process made anew) is picked up by every process within that."""
+KEY_RECHECK_MIN = 1.0
+"""Seconds between two reads of the key asked for by tickets it did not sign: a key made anew
+is still picked up at once, but a flood of forged tickets is not a flood of Redis reads."""
 USED_MARGIN_MS = 60_000
 """A used ticket's mark outlives its expiry by this, so a process whose clock is behind by
 less than that still finds it."""
@@ -122,6 +125,7 @@ class TicketStore:
         self.sharded = is_cluster(client)
         self._key: bytes | None = None
         self._key_read_at = 0.0
+        self._key_forced_at = -KEY_RECHECK_MIN
         self._key_reads: TurnShare[None, bytes] = TurnShare(self._read_key)
         self._claims: TurnBatch[tuple[str, int], object] = TurnBatch(self._claim)
 
@@ -135,6 +139,10 @@ class TicketStore:
 
     async def _signing_key(self, *, again: bool = False) -> bytes:
         now = time.monotonic()
+        if again:
+            if now - self._key_forced_at < KEY_RECHECK_MIN:
+                return self._key or await self._signing_key()
+            self._key_forced_at = now
         if self._key is None or again or now - self._key_read_at > KEY_RECHECK:
             self._key, self._key_read_at = await self._key_reads.get(None), now
         return self._key
