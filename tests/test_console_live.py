@@ -308,9 +308,13 @@ async def test_a_stranger_is_told_plainly(crew: Crew) -> None:
         assert "not a producer" in (app.state.link_detail or "")
 
 
-async def _proxy(target_port: int) -> tuple[asyncio.Server, set[asyncio.StreamWriter]]:
-    """A TCP relay to the server whose connections the test can cut, like a network drop."""
+async def _proxy(
+    target_port: int,
+) -> tuple[asyncio.Server, set[asyncio.StreamWriter], asyncio.Event]:
+    """A TCP relay to the server whose connections the test can cut, like a network drop;
+    while ``down`` is set, new connections are cut at once too (the network is still out)."""
     writers: set[asyncio.StreamWriter] = set()
+    down = asyncio.Event()
 
     async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError):
@@ -320,16 +324,19 @@ async def _proxy(target_port: int) -> tuple[asyncio.Server, set[asyncio.StreamWr
         writer.close()
 
     async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if down.is_set():
+            writer.transport.abort()
+            return
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", target_port)
         writers.update({writer, up_writer})
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
     server = await asyncio.start_server(relay, "127.0.0.1", 0)
-    return server, writers
+    return server, writers, down
 
 
 async def test_connection_drop_shows_reconnecting_then_resumed(crew: Crew) -> None:
-    proxy, writers = await _proxy(crew.server.port)
+    proxy, writers, down = await _proxy(crew.server.port)
     port = proxy.sockets[0].getsockname()[1]
     client = VStudioClient(f"http://127.0.0.1:{port}", crew.server.token(crew.producer, "producer"))
     crew.clients.append(client)
@@ -339,11 +346,13 @@ async def test_connection_drop_shows_reconnecting_then_resumed(crew: Crew) -> No
     try:
         async with app.run_test(size=SIZE) as pilot:
             await connected(pilot, app)
+            down.set()  # a reconnect faster than the pilot's look must not skip RECONNECTING
             for writer in list(writers):
                 writer.transport.abort()
             writers.clear()
             await until(pilot, lambda: app.state.link is Link.RECONNECTING)
             sent = await fan_client.chat(crew.id, "said while the console was away")
+            down.clear()
             await until(pilot, lambda: app.state.link is Link.RESUMED)
             await until(pilot, lambda: app.state.find_message(sent["id"]) is not None)
             assert app.state.link_detail is None
