@@ -24,6 +24,7 @@ __all__ = [
     "cpu_seconds",
     "new_loop",
     "process_tree",
+    "py_spy",
     "raise_file_limit",
     "rss_bytes",
     "start_server",
@@ -118,3 +119,13 @@ def rss_bytes(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 total += int(line.split()[1]) * 1024
     return total
+
+
+def py_spy(pid: int, out: str, rate: int) -> subprocess.Popen[bytes]:
+    """py-spy recording one server and its workers into ``out`` (raw) until SIGINT."""
+    command = ["py-spy", "record", "-r", str(rate), "-f", "raw", "-o", out, "-p", str(pid)]
+    return subprocess.Popen(
+        [*command, "--subprocesses", "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )

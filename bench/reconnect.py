@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import orjson
-from benchkit import cpu_seconds, new_loop, process_tree, raise_file_limit, start_server
+from benchkit import cpu_seconds, new_loop, process_tree, py_spy, raise_file_limit, start_server
 
 from broker import Bus, connect
 from broker.bus import OutgoingEvent
@@ -345,13 +345,8 @@ def crowd_main(pipe: Connection, host: str, port: int, session: str, users: list
 
 
 def profile(pid: int, out: str) -> subprocess.Popen[bytes]:
-    """py-spy on the restarted server (and its workers) while the viewers come back."""
-    command = ["py-spy", "record", "-r", "200", "-f", "raw", "-o", out, "-p", str(pid)]
-    return subprocess.Popen(
-        [*command, "--subprocesses", "--nonblocking"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    """py-spy on the server (and its workers) while the viewers come back."""
+    return py_spy(pid, out, 200)
 
 
 def kill_tree(process: Any) -> None:

@@ -45,7 +45,7 @@ from typing import Any, cast
 
 import aiohttp
 import orjson
-from benchkit import new_loop, process_tree, raise_file_limit, start_server
+from benchkit import new_loop, process_tree, py_spy, raise_file_limit, start_server
 
 from broker import connect
 from broker.models import Role, is_poll_tally
@@ -307,13 +307,8 @@ def syscalls(*pids: int) -> tuple[int, int]:
 
 
 def profile(pid: int, out: str) -> subprocess.Popen[bytes]:
-    """py-spy on one server (and its workers) from the first vote to the last ack."""
-    command = ["py-spy", "record", "-r", "1000", "-f", "raw", "-o", out, "-p", str(pid)]
-    return subprocess.Popen(
-        [*command, "--subprocesses", "--nonblocking"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    """py-spy on the server (and its workers) from the first vote to the last ack."""
+    return py_spy(pid, out, 1000)
 
 
 def percentile(values: list[float], share: float) -> float | None:
