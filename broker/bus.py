@@ -25,6 +25,7 @@ from broker import keys
 from broker.connection import is_cluster
 from broker.ledger import LedgerEntry
 from broker.models import now_ms
+from broker.scripts import Script
 
 __all__ = [
     "Bus",
@@ -254,10 +255,8 @@ class Bus:
         self.dedupe_cap = dedupe_cap
         self.resubscribe_max_backoff = resubscribe_max_backoff
         self.sharded = is_cluster(client)
-        self._publish = client.register_script(
-            SHARDED_PUBLISH_SCRIPT if self.sharded else PUBLISH_SCRIPT
-        )
-        self._delete = client.register_script(DELETE_SCRIPT)
+        self._publish = Script(client, SHARDED_PUBLISH_SCRIPT if self.sharded else PUBLISH_SCRIPT)
+        self._delete = Script(client, DELETE_SCRIPT)
 
     async def publish(
         self,

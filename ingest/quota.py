@@ -20,6 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from broker import keys
+from broker.scripts import Script
 
 __all__ = [
     "COSTS",
@@ -153,8 +154,8 @@ class QuotaLedger:
             raise RuntimeError("the quota ledger has no Redis client")
         if self._scripts is None:
             self._scripts = (
-                self.redis.register_script(CHARGE_SCRIPT),
-                self.redis.register_script(SPEND_SCRIPT),
+                Script(self.redis, CHARGE_SCRIPT),
+                Script(self.redis, SPEND_SCRIPT),
             )
         return self._scripts
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker import keys
+from broker.scripts import Script
 from ingest.base import check_cancelled
 
 __all__ = ["SignBucket", "bucket_name", "refill"]
@@ -90,7 +91,7 @@ class SignBucket:
         if self.redis is None:
             raise RuntimeError("the sign bucket has no Redis client")
         if self._script is None:
-            self._script = self.redis.register_script(TAKE_SCRIPT)
+            self._script = Script(self.redis, TAKE_SCRIPT)
         return self._script
 
     async def try_take(self, sign_api_key: str | None) -> float:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker import keys
+from broker.scripts import Script
 from ingest.base import check_cancelled
 from ingest.runtime import PUBLISH_ERRORS
 
@@ -108,7 +109,7 @@ class SharedJoins:
         ``now_ms`` replaces Redis' clock (tests of the rule at fixed times).
         """
         if self._script is None:
-            self._script = self.redis.register_script(JOIN_SCRIPT)
+            self._script = Script(self.redis, JOIN_SCRIPT)
         wait_ms = await self._script(
             keys=[self.key],
             args=[

@@ -30,6 +30,7 @@ import redis.asyncio as aioredis
 from broker import keys
 from broker.connection import is_cluster
 from broker.models import ErrorCode, ProtocolError
+from broker.scripts import Script
 from server.turns import TurnScript
 
 __all__ = [
@@ -162,10 +163,10 @@ class Presence:
         self.process_id = process_id
         self.max_viewers = max_viewers
         self.local: dict[str, Counter[str]] = {}
-        self._join = client.register_script(JOIN)
-        self._leave = client.register_script(LEAVE)
-        self._refresh = client.register_script(REFRESH)
-        self._count = client.register_script(COUNT)
+        self._join = Script(client, JOIN)
+        self._leave = Script(client, LEAVE)
+        self._refresh = Script(client, REFRESH)
+        self._count = Script(client, COUNT)
         self._queued: dict[str, list[tuple[bool, str, asyncio.Future[Counted]]]] = {}
         """Per session, in order: (joining?, user, its result) not yet sent to Redis."""
         self._flush: asyncio.Task[None] | None = None
@@ -403,9 +404,7 @@ class ConnectionQuota:
         self.redis = client
         self.process_id = process_id
         self.refresh_size = refresh_size
-        self._refresh_places = (
-            None if is_cluster(client) else client.register_script(REFRESH_PLACES)
-        )
+        self._refresh_places = None if is_cluster(client) else Script(client, REFRESH_PLACES)
         self.per_user = per_user
         self.per_address = per_address
         self.entry_ttl_ms = int(entry_ttl * 1000)

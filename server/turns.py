@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 from broker.connection import is_cluster
+from broker.scripts import Script
 
 __all__ = ["TurnBatch", "TurnScript", "TurnShare"]
 
@@ -138,7 +139,7 @@ class TurnScript:
 
     def __init__(self, client: aioredis.Redis, source: str) -> None:
         self.redis = client
-        self.script = client.register_script(source)
+        self.script = Script(client, source)
         self.sharded = is_cluster(client)
         self._turns: TurnBatch[ScriptCall, object] = TurnBatch(self._run)
 
@@ -171,5 +172,5 @@ class TurnScript:
             todo = [at for at in todo if isinstance(replies[at], NoScriptError)]
             if not todo:
                 break
-            await self.redis.script_load(self.script.script)
+            await self.redis.script_load(self.script.source)
         return replies

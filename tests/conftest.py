@@ -38,6 +38,7 @@ CLUSTER_MODULES = frozenset(
         "test_presence.py",
         "test_reactions.py",
         "test_server_cluster.py",
+        "test_scripts.py",
         "test_server_sse.py",
         "test_sessions.py",
         "test_sources.py",

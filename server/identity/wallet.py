@@ -14,6 +14,7 @@ import secrets
 import redis.asyncio as aioredis
 
 from broker import keys
+from broker.scripts import Script
 
 __all__ = ["WalletStore"]
 
@@ -48,7 +49,7 @@ class WalletStore:
     def __init__(self, client: aioredis.Redis, nonce_ttl: int) -> None:
         self.redis = client
         self.nonce_ttl = nonce_ttl
-        self._link = client.register_script(LINK_SCRIPT)
+        self._link = Script(client, LINK_SCRIPT)
 
     async def issue_nonce(self) -> str:
         """A fresh nonce (EIP-4361: at least 8 alphanumeric characters) valid ``nonce_ttl`` s."""

@@ -34,6 +34,7 @@ import orjson
 
 from broker import keys
 from broker.models import ErrorCode, MessageType, ProtocolError, now_ms
+from broker.scripts import Script
 
 __all__ = ["BALLOT_SCRIPT", "BATCH_MAX", "Answer", "BallotBox", "Receipt", "receipt"]
 
@@ -173,7 +174,7 @@ class BallotBox:
     """
 
     def __init__(self, redis: Any) -> None:
-        self._script = redis.register_script(BALLOT_SCRIPT)
+        self._script = Script(redis, BALLOT_SCRIPT)
         self.on_counted: Callable[[str, str], None] = lambda session_id, poll_id: None
         """Called once per batch that counted a vote (the poll runtime's results flush)."""
         self._pending: dict[tuple[str, str], list[Vote]] = {}

@@ -57,6 +57,7 @@ from broker.models import (
     SessionStatus,
     now_ms,
 )
+from broker.scripts import Script
 from config import ServerSettings
 from server.interactions.ballots import Answer, BallotBox, receipt
 from server.interactions.loops import pause, stop_loop
@@ -240,11 +241,11 @@ class PollBook:
         self.bus = bus
         self.settings = settings
         self.redis = redis
-        self._create = redis.register_script(CREATE_SCRIPT)
-        self._update = redis.register_script(UPDATE_SCRIPT)
+        self._create = Script(redis, CREATE_SCRIPT)
+        self._update = Script(redis, UPDATE_SCRIPT)
         self.ballots = BallotBox(redis)
-        self._end = redis.register_script(END_SCRIPT)
-        self._claim = redis.register_script(CLAIM_SCRIPT)
+        self._end = Script(redis, END_SCRIPT)
+        self._claim = Script(redis, CLAIM_SCRIPT)
         self._gated: dict[tuple[str, str], bool] = {}
         """Whether a poll is gated, by (session, poll): fixed at creation, so kept forever."""
         self._lookups: dict[tuple[str, str], asyncio.Future[Any]] = {}

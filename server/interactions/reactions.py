@@ -26,6 +26,7 @@ from broker.models import (
     ReactionSend,
     now_ms,
 )
+from broker.scripts import Script
 from config import ServerSettings
 from server.interactions.chat import require_open
 from server.interactions.loops import pause, stop_loop
@@ -89,8 +90,8 @@ class ReactionWindows:
 
     def __post_init__(self) -> None:
         redis = self.bus.redis
-        self._count = redis.register_script(COUNT_SCRIPT)
-        self._close = redis.register_script(CLOSE_SCRIPT)
+        self._count = Script(redis, COUNT_SCRIPT)
+        self._close = Script(redis, CLOSE_SCRIPT)
 
     @property
     def window_ms(self) -> int:

@@ -32,6 +32,7 @@ from broker.models import (
     SessionUpdate,
     now_ms,
 )
+from broker.scripts import Script
 from server.interactions.registry import STAFF, Action, Actor
 from server.interactions.services import Services
 from server.turns import TurnShare
@@ -107,8 +108,8 @@ class SessionStore:
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
         self.redis = bus.redis
-        self._move = self.redis.register_script(MOVE_SCRIPT)
-        self._release = self.redis.register_script(RELEASE_SCRIPT)
+        self._move = Script(self.redis, MOVE_SCRIPT)
+        self._release = Script(self.redis, RELEASE_SCRIPT)
         self._shared_reads: TurnShare[str, Session] = TurnShare(self.get)
 
     async def create(self, session: Session) -> Session:

@@ -44,6 +44,7 @@ from broker.models import (
     TipSend,
     now_ms,
 )
+from broker.scripts import Script
 from server.interactions.chat import require_open
 from server.interactions.registry import Action, Actor
 from server.interactions.services import Services
@@ -125,7 +126,7 @@ class TipLedger:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
         self.announce_claim_ms = ANNOUNCE_CLAIM_MS
-        self._record = self.redis.register_script(RECORD_SCRIPT)
+        self._record = Script(self.redis, RECORD_SCRIPT)
 
     async def record(
         self, session_id: str, actor: Actor, tip: TipSend, request_id: str, minor: int
