@@ -187,6 +187,9 @@ class ServerSettings(PartSettings):
     heartbeat_interval: float = Field(default=30.0, gt=0, description="ping every N s")
     heartbeat_timeout: float = Field(default=10.0, gt=0, description="pong expected within N s")
     heartbeat_max_missed: int = Field(default=2, ge=1)
+    heartbeat_part: int = Field(
+        default=250, ge=1, description="clients pinged at once; the parts spread over N/2 s"
+    )
 
     max_viewers: int = Field(default=10_000, ge=1, description="per session, all processes")
     chat_coalesce_ms: int = Field(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import uuid
 
 import aiohttp
@@ -343,6 +345,51 @@ async def test_heartbeat_drops_a_silent_client_and_keeps_a_live_one(
                 await asyncio.sleep(0.02)
         assert not alive.closed
         reader.cancel()
+
+
+@pytest.mark.slow
+async def test_heartbeat_pings_in_parts_spread_over_half_the_interval(
+    server_factory: ServerFactory,
+) -> None:
+    """10,000 pings written in one loop turn (and 10,000 pongs read back at once) held every
+    fan-out frame of that moment; the parts go out over half the interval instead."""
+    server = server_factory(
+        VSTUDIO_HEARTBEAT_INTERVAL="1.2",
+        VSTUDIO_HEARTBEAT_TIMEOUT="0.5",
+        VSTUDIO_HEARTBEAT_MAX_MISSED="2",
+        VSTUDIO_HEARTBEAT_PART="2",
+    )
+    session = await server.live_session()
+    pinged: dict[str, list[float]] = {}
+    loop = asyncio.get_running_loop()
+
+    async def answer(name: str, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for message in ws:  # autoping off: note each ping, then answer it
+            if message.type == aiohttp.WSMsgType.PING:
+                pinged.setdefault(name, []).append(loop.time())
+                await ws.pong(message.data)
+
+    async with contextlib.AsyncExitStack() as stack:
+        names = [f"fan{n}" for n in range(6)]
+        sockets = [
+            await stack.enter_async_context(server.ws(session["id"], name, autoping=False))
+            for name in names
+        ]
+        for ws in sockets:
+            await receive_type(ws, "session.state")
+        readers = [asyncio.create_task(answer(n, ws)) for n, ws in zip(names, sockets, strict=True)]
+        await asyncio.sleep(4.0)  # three rounds
+        for reader in readers:
+            reader.cancel()
+        assert all(not ws.closed for ws in sockets), "a client that answered was dropped"
+    assert set(pinged) == set(names)
+    first = sorted(times[0] for times in pinged.values())
+    # three parts of two, about 0.2 s apart: the round's pings spread over ~0.4 s, not 0
+    assert first[-1] - first[0] > 0.25
+    for times in pinged.values():  # each client once a round, a round per interval
+        assert 2 <= len(times) <= 4
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert all(0.9 < gap < 1.5 for gap in gaps), gaps
 
 
 async def test_the_first_client_refused_as_full_leaves_the_server_healthy(

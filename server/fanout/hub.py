@@ -522,17 +522,30 @@ class Hub:
     # --- heartbeat ----------------------------------------------------------------------------
 
     async def _heartbeat(self) -> None:
-        """Ping every WebSocket client; drop those silent for ``heartbeat_max_missed`` pings."""
+        """Ping every WebSocket client once per ``heartbeat_interval``; drop those silent for
+        ``heartbeat_max_missed`` pings.
+
+        The clients go in parts of ``heartbeat_part``, spread over half the interval: 10,000
+        pings written in one loop turn, and their 10,000 pongs read back together, held every
+        fan-out frame of that moment for a few hundred milliseconds every 30 s.
+        """
         interval = self.settings.heartbeat_interval
         loop = asyncio.get_running_loop()
+        next_round = loop.time() + interval
         while True:
-            await asyncio.sleep(interval)
-            sent_at = time.monotonic()
+            await asyncio.sleep(max(0.0, next_round - loop.time()))
+            next_round = max(next_round + interval, loop.time())
             clients = [sub for room in self.rooms.values() for sub in room.readers]
-            for sub in clients:
-                if not sub.closed and not sub.transport.is_closing():
-                    sub.transport.write(PING_FRAME)
-            loop.call_later(self.settings.heartbeat_timeout, self._check_pongs, clients, sent_at)
+            size = self.settings.heartbeat_part
+            parts = [clients[at : at + size] for at in range(0, len(clients), size)]
+            for n, part in enumerate(parts):
+                if n:
+                    await asyncio.sleep(interval / 2 / len(parts))
+                sent_at = time.monotonic()
+                for sub in part:
+                    if not sub.closed and not sub.transport.is_closing():
+                        sub.transport.write(PING_FRAME)
+                loop.call_later(self.settings.heartbeat_timeout, self._check_pongs, part, sent_at)
 
     def _check_pongs(self, clients: list[FrameLogReader], sent_at: float) -> None:
         for sub in clients:
