@@ -279,7 +279,8 @@ async def run(args: argparse.Namespace, redis: str) -> dict[str, Any]:
         base = args.url.rstrip("/")
         server_pid = args.server_pid
     else:
-        process, base = start_server(redis, tmp, SECRET, workers=args.workers)
+        heartbeat = {"VSTUDIO_HEARTBEAT_INTERVAL": str(args.heartbeat)} if args.heartbeat else {}
+        process, base = start_server(redis, tmp, SECRET, workers=args.workers, **heartbeat)
         server_pid = process.pid
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
@@ -287,7 +288,7 @@ async def run(args: argparse.Namespace, redis: str) -> dict[str, Any]:
     clients.start()
     client = await connect(redis)
     bus = Bus(client)
-    results: dict[str, Any] = {"viewers": args.viewers}
+    results: dict[str, Any] = {"viewers": args.viewers, "heartbeat_seconds": args.heartbeat or None}
     try:
         artist = f"bench-artist-{os.getpid()}-{int(time.time())}"
         token = mint_token(SECRET, user_id=artist, role="artist")
@@ -443,6 +444,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of publishing")
     parser.add_argument("--text", type=int, default=60, help="extra characters per message")
     parser.add_argument("--workers", type=int, default=1, help="server processes")
+    parser.add_argument(
+        "--heartbeat",
+        type=float,
+        default=0.0,
+        help="ping every N s as in production (default: off, so the figures are the fan-out's)",
+    )
     parser.add_argument("--url", help="target a running server instead of starting one")
     parser.add_argument("--server-pid", type=int, default=0, help="its pid, for CPU and RSS")
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"))
