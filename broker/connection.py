@@ -16,6 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import (
     ClusterDownError,
     MasterDownError,
@@ -131,6 +133,10 @@ def _client(url: str, timeout: float, max_connections: int | None) -> aioredis.R
             timeout=POOL_WAIT,
             socket_connect_timeout=timeout,
             health_check_interval=15,
+            # a pool brings its own connection settings, without redis-py's default retry: a
+            # Redis restart closes every pooled connection, and each would fail its next
+            # command once. One immediate retry reconnects; a Redis still down fails at once.
+            retry=Retry(NoBackoff(), 1),
         )
         return aioredis.Redis(connection_pool=pool)
     return aioredis.Redis.from_url(

@@ -165,3 +165,28 @@ async def test_the_python_client_retries_through_an_outage_and_counts_once(
         assert texts == ["from python", "from rest"]
     finally:
         redis.stop()
+
+
+async def test_a_bounded_pool_reconnects_its_idle_connections_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """Every pooled connection is closed by a Redis restart. The server's bounded pool had no
+    retry (a pool given to redis-py brings its own connection settings, and ours had none), so
+    the first command on each of them failed with "Connection closed by server" and a request
+    long after Redis was back answered 4009: CI caught it on a poll read."""
+    port = free_port()
+    redis = start_private_redis(tmp_path / "redis", port)
+    try:
+        client = await connect(f"redis://127.0.0.1:{port}", max_connections=8)
+        try:
+            # eight commands at once leave eight idle connections in the pool
+            await asyncio.gather(*(client.incr("n") for _ in range(8)))
+            redis.stop()
+            redis = start_private_redis(tmp_path / "redis", port)
+            for _ in range(16):  # every pooled connection is used again, one after another
+                await client.incr("n")
+            assert int(await client.get("n")) == 24
+        finally:
+            await client.aclose()
+    finally:
+        redis.stop()
