@@ -17,6 +17,9 @@ timestamps every tally (``poll.update {pollId, results, totalVotes}``) and the f
   before the votes is reported apart (``server_cpu_settle_seconds``), not charged to them;
   ``..._to_results``: the same up to the tally that shows every vote (plus its walk), which
   also charges the votes with the tallies written after the last ack;
+- Redis calls per vote in that window (``redis_scripts_per_vote``: script calls, the inverse
+  of the votes per batch plus the tallies' claims; ``redis_commands_per_vote``: every command,
+  the scripts' own included), read from ``INFO commandstats``, so on a Redis of its own;
 - refusals: voters without a reply, by reason (a connection the server dropped is named);
 - exact: whether the final results (``final: true`` after ``poll.end``) equal, option by
   option, the votes the clients were told were counted.
@@ -306,6 +309,31 @@ def syscalls(*pids: int) -> tuple[int, int]:
     return reads, writes
 
 
+async def redis_calls(client: Any) -> tuple[int, int] | None:
+    """Scripts (``EVALSHA``/``EVAL``) and commands Redis has run so far, all clients together
+    (``None`` when it cannot tell: a cluster answers per node)."""
+    try:
+        stats = await client.info("commandstats")
+        scripts = sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in SCRIPTS)
+        commands = sum(entry["calls"] for entry in stats.values() if isinstance(entry, dict))
+    except Exception:
+        return None
+    return scripts, commands
+
+
+SCRIPTS = ("evalsha", "eval", "evalsha_ro", "eval_ro")
+
+
+def per_vote(
+    before: tuple[int, int] | None, after: tuple[int, int] | None, which: int, votes: int
+) -> float | None:
+    """Redis calls per vote between two :func:`redis_calls` readings (a script's own commands,
+    run inside it, are counted too: commandstats counts them as calls)."""
+    if before is None or after is None:
+        return None
+    return round((after[which] - before[which]) / max(1, votes), 3)
+
+
 def profile(pid: int, out: str) -> subprocess.Popen[bytes]:
     """py-spy on the server (and its workers) from the first vote to the last ack."""
     return py_spy(pid, out, 1000)
@@ -378,6 +406,7 @@ async def run(args: argparse.Namespace, redis: str) -> dict[str, Any]:
             )
             user_before, system_before = cpu_split(*pids)
             reads_before, writes_before = syscalls(*pids)
+            commands_before = await redis_calls(client)
             cpu_before = user_before + system_before
             reply = await loop.run_in_executor(None, ours.recv)
             _, acked, refused, latencies, first_sent, last_ack, voters_cpu = reply
@@ -385,6 +414,7 @@ async def run(args: argparse.Namespace, redis: str) -> dict[str, Any]:
                 spy.send_signal(signal.SIGINT)
             user_after, system_after = cpu_split(*pids)
             reads_after, writes_after = syscalls(*pids)
+            commands_after = await redis_calls(client)
             server_cpu = user_after + system_after - cpu_before
             acked = {int(option): count for option, count in acked.items()}
             expected = [acked.get(option, 0) for option in range(len(OPTIONS))]
@@ -407,6 +437,8 @@ async def run(args: argparse.Namespace, redis: str) -> dict[str, Any]:
                 server_reads_per_vote=round((reads_after - reads_before) / max(1, total), 2),
                 server_writes_per_vote=round((writes_after - writes_before) / max(1, total), 2),
                 load_generator_cpu_seconds=round(voters_cpu, 2),
+                redis_scripts_per_vote=per_vote(commands_before, commands_after, 0, total),
+                redis_commands_per_vote=per_vote(commands_before, commands_after, 1, total),
                 machine_load_average=round(os.getloadavg()[0], 1),
             )
             covering = await observer.first(lambda p: p["totalVotes"] >= total, timeout=10)
