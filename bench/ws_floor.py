@@ -12,7 +12,8 @@ random moment within ``--spread`` seconds), and the CPU is read the same way, so
 path other than aiohttp's.
 
     python bench/ws_floor.py --json                 # 10,000 voters, 2 processes
-    python bench/ws_floor.py --bare --json          # a bare uvloop protocol instead of aiohttp
+    python bench/ws_floor.py --server bare --json   # a hand-written uvloop protocol instead
+    python bench/ws_floor.py --server picows --json # picows, a compiled WebSocket library
 """
 
 from __future__ import annotations
@@ -118,13 +119,35 @@ def serve_bare(port: int) -> None:
         runner.run(main())
 
 
-def start(port: int, bare: bool) -> subprocess.Popen[bytes]:
-    command = [sys.executable, __file__, "--serve", str(port)] + (["--bare"] if bare else [])
+def serve_picows(port: int) -> None:
+    """picows (a compiled WebSocket library for asyncio, not a dependency of ours): what a
+    frame path other than aiohttp's would cost. ``pip install picows`` first."""
+    from picows import WSListener, WSMsgType, ws_create_server
+
+    class Listener(WSListener):  # type: ignore[misc]
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            if frame.msg_type == WSMsgType.TEXT:
+                transport.underlying_transport.write(reply(frame.get_payload_as_bytes()))
+
+    async def main() -> None:
+        server = await ws_create_server(lambda _: Listener(), "127.0.0.1", port)
+        print("listening", flush=True)
+        await server.serve_forever()
+
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        runner.run(main())
+
+
+def start(port: int, kind: str) -> subprocess.Popen[bytes]:
+    command = [sys.executable, __file__, "--serve", str(port), "--server", kind]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, cwd=ROOT)
     assert process.stdout is not None
     if b"listening" not in process.stdout.readline():
         raise SystemExit("floor server did not start")
     return process
+
+
+SERVERS = {"aiohttp": serve_aiohttp, "bare": serve_bare, "picows": serve_picows}
 
 
 def free_port() -> int:
@@ -137,7 +160,7 @@ def free_port() -> int:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     ports = [free_port() for _ in range(args.servers)]
-    servers = [start(port, args.bare) for port in ports]
+    servers = [start(port, args.server) for port in ports]
     pids = [server.pid for server in servers]
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
@@ -166,7 +189,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     answered = len(latencies)
     cpu = user_after + system_after - user_before - system_before
     return {
-        "server": "bare uvloop protocol" if args.bare else "aiohttp",
+        "server": args.server,
         "viewers": args.viewers,
         "servers": args.servers,
         "connected": connected,
@@ -190,13 +213,19 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=50, help="connects in flight")
     parser.add_argument("--spread", type=float, default=1.0, help="seconds the votes span")
     parser.add_argument("--settle", type=float, default=3.0, help="quiet seconds before voting")
-    parser.add_argument("--bare", action="store_true", help="a bare uvloop protocol, no aiohttp")
+    parser.add_argument(
+        "--server",
+        choices=sorted(SERVERS),
+        default="aiohttp",
+        help="aiohttp (the floor under vstudio serve), bare (a hand-written uvloop protocol) "
+        "or picows (a compiled WebSocket library; pip install picows)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     raise_file_limit()
     if args.serve is not None:
-        (serve_bare if args.bare else serve_aiohttp)(args.serve)
+        SERVERS[args.server](args.serve)
         return
     started = time.monotonic()
     results = run(args)
