@@ -100,3 +100,31 @@ async def test_sessions_per_artist_are_capped(server_factory: ServerFactory) -> 
     assert status == 200  # an ended session no longer counts
     status, _ = await create("three again")
     assert status == 201
+
+
+async def test_the_any_limit_stays_per_connection(server_factory: ServerFactory) -> None:
+    """A user's busy socket does not use up the 'any' budget of their other sockets: only the
+    chat and reaction limits follow the account."""
+    server = server_factory(
+        VSTUDIO_MESSAGE_RATE_LIMIT="3",
+        VSTUDIO_MESSAGE_RATE_WINDOW="60",
+        VSTUDIO_CHAT_RATE_LIMIT="100",
+    )
+    session = await server.live_session()
+    sid, user = session["id"], f"fan-{uuid.uuid4().hex[:6]}"
+    answers: list[list[int]] = [[], []]
+    async with server.ws(sid, user) as one, server.ws(sid, user) as two:
+        for ws in (one, two):
+            await receive_type(ws, "session.state")
+        for index, ws in enumerate((one, two)):
+            for n in range(4):  # 4 on each socket: the 'any' limit is 3 per connection
+                request = f"c{index}-{n}"
+                frame = {"type": "chat.message", "requestId": request, "payload": {"text": "m"}}
+                await ws.send_str(orjson.dumps(frame).decode())
+                while True:
+                    reply = orjson.loads((await ws.receive()).data)
+                    if reply.get("requestId") == request:
+                        break
+                code = reply["payload"].get("code", 0) if reply["type"] == "error" else 0
+                answers[index].append(code)
+    assert answers == [[0, 0, 0, ErrorCode.RATE_LIMITED]] * 2, answers
