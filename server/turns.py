@@ -50,23 +50,27 @@ class TurnShare(Generic[K, V]):
 
     def __init__(self, read: Callable[[K], Awaitable[V]]) -> None:
         self.read = read
-        self._due: dict[K, asyncio.Future[V]] = {}
+        self._due: dict[K, list[asyncio.Future[V]]] = {}
         self.reads = 0
         """Reads started (for tests and benchmarks: how much was shared)."""
 
     async def get(self, key: K) -> V:
-        future = self._due.get(key)
-        if future is None:
-            loop = asyncio.get_running_loop()
-            future = self._due[key] = loop.create_future()
-            loop.call_soon(self._start, key, future)
-        return await asyncio.shield(future)  # one caller's cancel leaves the others' read
+        # each caller awaits a future of its own, so one caller's cancel leaves the others'
+        # read without an ``asyncio.shield`` per caller (a future and two callbacks each)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[V] = loop.create_future()
+        waiting = self._due.get(key)
+        if waiting is None:
+            waiting = self._due[key] = []
+            loop.call_soon(self._start, key)
+        waiting.append(future)
+        return await future
 
-    def _start(self, key: K, future: asyncio.Future[V]) -> None:
-        del self._due[key]
+    def _start(self, key: K) -> None:
+        waiting = self._due.pop(key)
         self.reads += 1
         task = asyncio.ensure_future(self.read(key))
-        task.add_done_callback(lambda done: _settle(done, [future]))
+        task.add_done_callback(lambda done: _settle(done, waiting))
 
 
 class TurnBatch(Generic[A, V]):
@@ -91,7 +95,7 @@ class TurnBatch(Generic[A, V]):
         future: asyncio.Future[V] = loop.create_future()
         self._args.append(argument)
         self._futures.append(future)
-        return await asyncio.shield(future)
+        return await future  # its own future: a cancel drops this caller's result only
 
     def _start(self) -> None:
         args, futures = self._args, self._futures
