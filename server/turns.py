@@ -89,13 +89,18 @@ class TurnBatch(Generic[A, V]):
         self.batches = 0
 
     async def call(self, argument: A) -> V:
+        return await self.submit(argument)  # its own future: a cancel drops only its result
+
+    def submit(self, argument: A) -> asyncio.Future[V]:
+        """Put ``argument`` in this turn's batch now; the future of its result. Several calls
+        made at once without a task each (``asyncio.gather`` makes one per coroutine)."""
         loop = asyncio.get_running_loop()
         if not self._args and not self._running:
             loop.call_soon(self._start)
         future: asyncio.Future[V] = loop.create_future()
         self._args.append(argument)
         self._futures.append(future)
-        return await future  # its own future: a cancel drops this caller's result only
+        return future
 
     def _start(self) -> None:
         args, futures = self._args, self._futures
@@ -153,10 +158,18 @@ class TurnScript:
         return self._turns.batches
 
     async def __call__(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        reply = await self._turns.call((list(keys), list(args)))
-        if isinstance(reply, BaseException):
-            raise reply
-        return reply
+        return self.reply(await self._turns.submit((list(keys), list(args))))
+
+    def submit(self, keys: Sequence[Any], args: Sequence[Any]) -> asyncio.Future[object]:
+        """Put one call in this turn's batch now; await the future, then :meth:`reply` it."""
+        return self._turns.submit((list(keys), list(args)))
+
+    @staticmethod
+    def reply(answer: object) -> Any:
+        """A call's reply, or its error raised."""
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
 
     async def _run(self, calls: list[ScriptCall]) -> list[object]:
         if self.sharded:  # redis-py's cluster pipeline refuses EVALSHA

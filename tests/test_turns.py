@@ -154,3 +154,16 @@ async def test_a_share_whose_callers_all_left_still_serves_the_next_turn() -> No
         await gone
     assert await share.get("z") == "z"
     assert share.reads == 2
+
+
+async def test_submitted_calls_of_one_turn_share_a_batch_without_tasks() -> None:
+    calls: list[list[int]] = []
+
+    async def run(args: list[int]) -> list[int]:
+        calls.append(args)
+        return [-n for n in args]
+
+    batch: TurnBatch[int, int] = TurnBatch(run)
+    futures = [batch.submit(n) for n in (1, 2, 3)]
+    assert [await future for future in futures] == [-1, -2, -3]
+    assert calls == [[1, 2, 3]]
