@@ -6,12 +6,16 @@ with ``gc.callbacks`` during ``bench/fanout.py``), and a connect storm set one o
 hundred connections. Connections live long and are almost never garbage, so once connections
 have arrived the survivors are moved out of the collector's sight (``gc.freeze()``, after a
 young collection so fresh garbage is not frozen with them); the young generations still collect
-short-lived garbage as before. Cycles that frozen objects leave behind when their connections
-close are reclaimed by one full collection over everything (``gc.unfreeze()`` then
-``gc.collect()``) once half as many connections as the peak have closed, typically as a
-session empties, when a pause hurts least, and at the latest :data:`THAW_EVERY_SECONDS` after
-the last one if anything was frozen since (garbage that other long-lived objects leave waits no
-longer than that).
+short-lived garbage as before. Each freeze collects the youngest generation first, not the
+middle one too: in a connect storm the middle one holds what survived a collection since the
+last freeze (tens of thousands of objects a second), and a tick's collection of both took
+20-150 ms (measured with ``gc.callbacks`` in ``bench/reconnect.py``) to find a few dozen
+objects; those now wait for the next full collection. Cycles that frozen objects leave behind
+when their connections close are reclaimed by one full collection over everything
+(``gc.unfreeze()`` then ``gc.collect()``) once half as many connections as the peak have
+closed, typically as a session empties, when a pause hurts least, and at the latest
+:data:`THAW_EVERY_SECONDS` after the last one if anything was frozen since (garbage that other
+long-lived objects leave waits no longer than that).
 
 A young collection runs every :data:`YOUNG_THRESHOLD` new objects instead of CPython's 700. In a
 vote storm every frame in flight is young, and so are the lists a tally's walk over thousands of
@@ -88,7 +92,9 @@ class FreezePolicy:
             self.opened_at_thaw, self.thawed_at = opened, now
             return "thaw"
         if opened > self.opened_seen:
-            gc.collect(1)  # young garbage is not frozen with the survivors
+            # the youngest generation only: fresh garbage is not frozen with the survivors, and
+            # what survived a collection since the last freeze is not traversed again
+            gc.collect(0)
             gc.freeze()
             self.opened_seen = opened
             return "freeze"

@@ -424,12 +424,20 @@ class ConnectionQuota:
         if not caps:
             return (member,)
         now = int(time.time() * 1000)
-        admitted = await asyncio.gather(
-            *(
-                self._admit([key], [member, now + self.entry_ttl_ms, now, limit, self.entry_ttl_ms])
-                for key, limit, _ in caps
+        # both caps in this turn's batch at once, awaited in turn: no task per cap
+        asked = [
+            self._admit.submit(
+                [key], [member, now + self.entry_ttl_ms, now, limit, self.entry_ttl_ms]
             )
-        )
+            for key, limit, _ in caps
+        ]
+        try:
+            replies = [await answer for answer in asked]
+        finally:  # a failed batch fails every future: the errors not raised are seen here
+            for answer in asked:
+                if answer.done() and not answer.cancelled():
+                    answer.exception()
+        admitted = [TurnScript.reply(reply) for reply in replies]
         taken = [key for (key, _, _), ok in zip(caps, admitted, strict=True) if int(ok)]
         if len(taken) < len(caps):
             if taken:

@@ -50,23 +50,27 @@ class TurnShare(Generic[K, V]):
 
     def __init__(self, read: Callable[[K], Awaitable[V]]) -> None:
         self.read = read
-        self._due: dict[K, asyncio.Future[V]] = {}
+        self._due: dict[K, list[asyncio.Future[V]]] = {}
         self.reads = 0
         """Reads started (for tests and benchmarks: how much was shared)."""
 
     async def get(self, key: K) -> V:
-        future = self._due.get(key)
-        if future is None:
-            loop = asyncio.get_running_loop()
-            future = self._due[key] = loop.create_future()
-            loop.call_soon(self._start, key, future)
-        return await asyncio.shield(future)  # one caller's cancel leaves the others' read
+        # each caller awaits a future of its own, so one caller's cancel leaves the others'
+        # read without an ``asyncio.shield`` per caller (a future and two callbacks each)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[V] = loop.create_future()
+        waiting = self._due.get(key)
+        if waiting is None:
+            waiting = self._due[key] = []
+            loop.call_soon(self._start, key)
+        waiting.append(future)
+        return await future
 
-    def _start(self, key: K, future: asyncio.Future[V]) -> None:
-        del self._due[key]
+    def _start(self, key: K) -> None:
+        waiting = self._due.pop(key)
         self.reads += 1
         task = asyncio.ensure_future(self.read(key))
-        task.add_done_callback(lambda done: _settle(done, [future]))
+        task.add_done_callback(lambda done: _settle(done, waiting))
 
 
 class TurnBatch(Generic[A, V]):
@@ -85,13 +89,18 @@ class TurnBatch(Generic[A, V]):
         self.batches = 0
 
     async def call(self, argument: A) -> V:
+        return await self.submit(argument)  # its own future: a cancel drops only its result
+
+    def submit(self, argument: A) -> asyncio.Future[V]:
+        """Put ``argument`` in this turn's batch now; the future of its result. Several calls
+        made at once without a task each (``asyncio.gather`` makes one per coroutine)."""
         loop = asyncio.get_running_loop()
         if not self._args and not self._running:
             loop.call_soon(self._start)
         future: asyncio.Future[V] = loop.create_future()
         self._args.append(argument)
         self._futures.append(future)
-        return await asyncio.shield(future)
+        return future
 
     def _start(self) -> None:
         args, futures = self._args, self._futures
@@ -149,10 +158,18 @@ class TurnScript:
         return self._turns.batches
 
     async def __call__(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        reply = await self._turns.call((list(keys), list(args)))
-        if isinstance(reply, BaseException):
-            raise reply
-        return reply
+        return self.reply(await self._turns.submit((list(keys), list(args))))
+
+    def submit(self, keys: Sequence[Any], args: Sequence[Any]) -> asyncio.Future[object]:
+        """Put one call in this turn's batch now; await the future, then :meth:`reply` it."""
+        return self._turns.submit((list(keys), list(args)))
+
+    @staticmethod
+    def reply(answer: object) -> Any:
+        """A call's reply, or its error raised."""
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
 
     async def _run(self, calls: list[ScriptCall]) -> list[object]:
         if self.sharded:  # redis-py's cluster pipeline refuses EVALSHA

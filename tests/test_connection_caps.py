@@ -233,3 +233,33 @@ async def test_a_place_given_back_during_a_spread_refresh_stays_given_back(
         await ConnectionQuota(client, "other", 1, 0).admit(users[-1], None)
     finally:
         await client.aclose()
+
+
+async def test_both_caps_of_a_storm_go_in_one_batch_and_a_refusal_gives_the_other_back(
+    redis_url: str,
+) -> None:
+    """The user and address caps of every admit in one loop turn are one round trip; a user
+    over its cap gives back the address place it was admitted to, and the reverse."""
+    client = await connect(redis_url)
+    users = [f"b{uuid.uuid4().hex[:8]}" for _ in range(20)]
+    address, crowded = f"a{uuid.uuid4().hex[:8]}", f"a{uuid.uuid4().hex[:8]}"
+    try:
+        quota = ConnectionQuota(client, "batch", 1, 5)
+        holds = await asyncio.gather(
+            *(
+                quota.admit(user, address if n < 5 else f"{address}-{n}")
+                for n, user in enumerate(users)
+            )
+        )
+        assert quota._admit.batches == 1  # 40 script runs, one pipeline
+        assert all(len(hold) == 3 for hold in holds)
+        with pytest.raises(ConnectionLimit, match="this account"):
+            await quota.admit(users[0], crowded)  # the user is full: the address place goes back
+        assert await client.zcard(keys.address_connections(crowded)) == 0
+        newcomer = f"n{uuid.uuid4().hex[:8]}"
+        with pytest.raises(ConnectionLimit, match="this address"):
+            await quota.admit(newcomer, address)  # the address is full: the user place goes back
+        assert await client.zcard(keys.user_connections(newcomer)) == 0
+        await quota.clear()
+    finally:
+        await client.aclose()

@@ -122,3 +122,21 @@ async def test_young_collections_are_rarer_but_cycles_are_still_collected() -> N
         with contextlib.suppress(asyncio.CancelledError):
             await task
         gc.set_threshold(*before)
+
+
+def test_a_freeze_collects_the_youngest_generation_only() -> None:
+    """What survived a young collection since the last freeze is frozen without being traversed
+    again: in a connect storm that is most of the connections of the last second."""
+    generations: list[int] = []
+
+    def watch(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            generations.append(info["generation"])
+
+    policy = FreezePolicy()
+    gc.callbacks.append(watch)
+    try:
+        assert policy.tick(live=5, opened=5, closed=0) == "freeze"
+    finally:
+        gc.callbacks.remove(watch)
+    assert generations == [0]

@@ -117,3 +117,53 @@ async def test_what_is_asked_while_a_batch_runs_goes_in_one_next_batch() -> None
     assert calls == [[0], [1, 2, 3]]
     assert await batch.call(9) == 10  # idle again: a new call starts at once
     assert batch.batches == 3
+
+
+async def test_a_cancelled_caller_leaves_its_batch_and_the_others_results() -> None:
+    """Each caller waits on a future of its own: cancelling one neither cancels the batch nor
+    shifts the others' results (the batch still runs the cancelled caller's argument)."""
+    calls: list[list[int]] = []
+
+    async def run(args: list[int]) -> list[int]:
+        calls.append(args)
+        await asyncio.sleep(0.02)
+        return [n * 10 for n in args]
+
+    batch: TurnBatch[int, int] = TurnBatch(run)
+    callers = [asyncio.ensure_future(batch.call(n)) for n in range(3)]
+    await asyncio.sleep(0.005)  # the batch is in flight
+    callers[1].cancel()
+    assert await callers[0] == 0
+    assert await callers[2] == 20
+    with pytest.raises(asyncio.CancelledError):
+        await callers[1]
+    assert calls == [[0, 1, 2]]
+    assert await batch.call(4) == 40  # and the next batch runs as usual
+
+
+async def test_a_share_whose_callers_all_left_still_serves_the_next_turn() -> None:
+    async def slow(key: str) -> str:
+        await asyncio.sleep(0.01)
+        return key
+
+    share: TurnShare[str, str] = TurnShare(slow)
+    gone = asyncio.ensure_future(share.get("z"))
+    await asyncio.sleep(0)
+    gone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert await share.get("z") == "z"
+    assert share.reads == 2
+
+
+async def test_submitted_calls_of_one_turn_share_a_batch_without_tasks() -> None:
+    calls: list[list[int]] = []
+
+    async def run(args: list[int]) -> list[int]:
+        calls.append(args)
+        return [-n for n in args]
+
+    batch: TurnBatch[int, int] = TurnBatch(run)
+    futures = [batch.submit(n) for n in (1, 2, 3)]
+    assert [await future for future in futures] == [-1, -2, -3]
+    assert calls == [[1, 2, 3]]

@@ -185,7 +185,8 @@ class Hub:
             if followed is None or (followed.done() and not _succeeded(followed)):
                 # the first client, or the last attempt to follow failed
                 followed = room.followed = asyncio.ensure_future(self.feed.follow(session_id))
-            await asyncio.shield(followed)
+            if not followed.done():  # once followed, a storm's clients skip a shield each
+                await asyncio.shield(followed)
             viewers = await first()
             # after the client is catching up: the shared read starts on the next turn
             replay = await self.replays.get((session_id, since)) if since else None
