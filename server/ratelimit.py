@@ -27,6 +27,7 @@ __all__ = [
     "RedisWindow",
     "SlidingWindow",
     "account_limits",
+    "account_part",
     "limits_for",
     "outage",
 ]
@@ -91,7 +92,13 @@ _limits: dict[tuple[object, ...], tuple[Limit, ...]] = {}
 def account_limits(settings: ServerSettings, kind: MessageType) -> tuple[Limit, ...]:
     """The limits that hold for a user across all their connections: chat and reactions (the
     'any' limit stays per connection, so one busy socket does not silence the user's others)."""
-    return limits_for(settings, kind)[1:]  # all but 'any', which comes first
+    return account_part(limits_for(settings, kind))
+
+
+def account_part(rules: tuple[Limit, ...]) -> tuple[Limit, ...]:
+    """:func:`account_limits` of a frame's :func:`limits_for` answer, for a caller that has it
+    already (the WebSocket handler, once per frame)."""
+    return rules[1:]  # all but 'any', which comes first
 
 
 class SlidingWindow:

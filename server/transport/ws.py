@@ -40,7 +40,7 @@ from server.identity.participant import Participant
 from server.interactions.ballots import Receipt
 from server.interactions.registry import Actor
 from server.metrics import Metrics
-from server.ratelimit import OUTAGES, SlidingWindow, limits_for, outage
+from server.ratelimit import OUTAGES, SlidingWindow, account_part, limits_for, outage
 from server.wire import (
     STREAM_ID,
     envelope,
@@ -379,7 +379,7 @@ async def _handle(
         if frame.type not in UNLIMITED:
             rules = limits_for(settings, frame.type)
             wait = limiter.retry_after(rules, time.monotonic())
-            shared = rules[1:]  # account_limits(): all but 'any', without a second lookup
+            shared = account_part(rules)
             if wait is None and shared:  # chat and reactions: the user's, over every socket
                 wait = await ctx.windows.retry_after(
                     keys.account_rate(actor.session_id, actor.user_id), shared, time.time()
