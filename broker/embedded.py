@@ -40,6 +40,10 @@ ACL_RULES = "~* &* +@all -@dangerous +info -script|kill -function|flush -script|
 and the commands that would kill or drop the project's scripts."""
 
 
+PORT_PICKS = 5
+"""Ports picked for the embedded server before giving up (each one found taken)."""
+
+
 class EmbeddedServerError(RuntimeError):
     """The embedded server could not start; the message says why and what to do."""
 
@@ -184,16 +188,55 @@ class EmbeddedRedis:
                 f"'kill {stale['pid']}', or use it with "
                 f"--redis-url redis://{self.host}:{stale['port']}."
             )
-        port = self.requested_port or any_free_port(self.host)
-        if not port_is_free(self.host, port):
-            raise EmbeddedServerError(
-                f"port {port} on {self.host} is taken, so the embedded Valkey server cannot use "
-                "it. Choose another with VSTUDIO_EMBEDDED_PORT (0 picks a free one)."
-            )
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        server = self._start_on_a_port(timeout)
+        self._server = server
+        _write_private(self.record_path, json.dumps({"pid": self.pid, "port": server.port}))
+        log.info(
+            "embedded Valkey server started on %s (pid %s), data and AOF in %s",
+            redact_url(self.url),
+            self.pid,
+            self.data_dir,
+        )
+        return self.url
+
+    def _start_on_a_port(self, timeout: float) -> _LockedValkeyServer:
+        """The server, started on the port asked for, else on one the kernel names free.
+
+        A free port named by the kernel can be taken by another process (an outgoing
+        connection gets ports from the same range) before the server binds it, so a port
+        picked here is picked again, :data:`PORT_PICKS` times at most; a port the user asked
+        for is refused at once."""
+        for _ in range(1 if self.requested_port else PORT_PICKS):
+            port = self.requested_port or any_free_port(self.host)
+            if not port_is_free(self.host, port):
+                if self.requested_port:
+                    raise EmbeddedServerError(
+                        f"port {port} on {self.host} is taken, so the embedded Valkey server "
+                        "cannot use it. Choose another with VSTUDIO_EMBEDDED_PORT (0 picks a "
+                        "free one)."
+                    )
+                continue
+            server = self._server_on(port)
+            try:
+                server.start(timeout=timeout)
+            except (OSError, ValkeyServerError) as exc:
+                if self.requested_port or port_is_free(self.host, port):
+                    raise EmbeddedServerError(
+                        f"the embedded Valkey server did not start: {exc} "
+                        f"(its log is {self.data_dir / 'valkey.log'})"
+                    ) from exc
+                continue  # taken between the look and the bind: another port
+            return server
+        raise EmbeddedServerError(
+            f"no free port on {self.host} stayed free long enough for the embedded Valkey "
+            f"server ({PORT_PICKS} tries); set VSTUDIO_EMBEDDED_PORT to a port of your choice"
+        )
+
+    def _server_on(self, port: int) -> _LockedValkeyServer:
         password = self.password()
         digest = hashlib.sha256(password.encode()).hexdigest()
-        server = _LockedValkeyServer(
+        return _LockedValkeyServer(
             port=port,
             host=self.host,
             data_dir=self.data_dir,
@@ -208,22 +251,6 @@ class EmbeddedRedis:
                 "user": f"default on #{digest} {ACL_RULES}",
             },
         )
-        try:
-            server.start(timeout=timeout)
-        except ValkeyServerError as exc:
-            raise EmbeddedServerError(
-                f"the embedded Valkey server did not start: {exc} "
-                f"(its log is {self.data_dir / 'valkey.log'})"
-            ) from exc
-        self._server = server
-        _write_private(self.record_path, json.dumps({"pid": self.pid, "port": port}))
-        log.info(
-            "embedded Valkey server started on %s (pid %s), data and AOF in %s",
-            redact_url(self.url),
-            self.pid,
-            self.data_dir,
-        )
-        return self.url
 
     def stop(self) -> None:
         """Stop the server (it flushes its AOF on SIGTERM) and forget its record."""

@@ -79,3 +79,37 @@ def test_commands_share_the_embedded_server_already_running(data_dir: Path) -> N
         with redis_url(settings) as url:
             assert url == first.url  # attached, not a second server on one AOF
         assert first.stale() is not None  # and leaving the block did not stop it
+
+
+def test_a_picked_port_taken_before_the_server_binds_it_is_picked_again(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CI failed once with "Port 47151 is already in use": between the kernel naming a free
+    port and the server binding it, another process took it (the port was in the range the
+    kernel also hands out to outgoing connections). A port we picked ourselves is picked again;
+    only a port the user asked for is refused."""
+    import broker.embedded
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        picks = [taken]
+        real_pick = broker.embedded.any_free_port
+        # the kernel's answer, then another process binding it: the first pick is stale
+        monkeypatch.setattr(
+            broker.embedded,
+            "any_free_port",
+            lambda host: picks.pop() if picks else real_pick(host),
+        )
+        with EmbeddedRedis(data_dir) as embedded:
+            assert not picks and not embedded.url.endswith(f":{taken}")
+
+            async def ping() -> bool:
+                client = await connect(embedded.url, attempts=1)
+                try:
+                    return bool(await client.ping())
+                finally:
+                    await client.aclose()
+
+            assert asyncio.run(ping())
