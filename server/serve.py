@@ -19,8 +19,10 @@ import signal
 import socket
 import ssl
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -31,6 +33,9 @@ from config.logging import configure_logging
 from server.guard import PendingConnections
 from server.identity.auth import WeakSecret, resolve_jwt_secret
 
+if TYPE_CHECKING:  # ForkContext is not there on Windows
+    from multiprocessing.context import ForkContext, SpawnContext
+
 __all__ = [
     "PortTaken",
     "TlsError",
@@ -39,7 +44,7 @@ __all__ = [
     "run",
     "serve",
     "tls_context",
-    "worker_listeners",
+    "worker_context",
 ]
 
 log = logging.getLogger("vstudio.server.serve")
@@ -117,15 +122,17 @@ def bind_socket(host: str, port: int, *, listen: bool = True) -> socket.socket:
     return sock
 
 
-def worker_listeners(host: str, port: int, count: int) -> list[socket.socket]:
-    """One listening socket per worker, made before the workers start.
+def worker_context() -> ForkContext | SpawnContext:
+    """How workers start: ``fork`` on Linux while this process runs one thread, else ``spawn``.
 
-    A worker takes a second or more to import and connect; a client that connects meanwhile
-    waits in its socket's queue and is served once the worker is up. When each worker bound
-    its own socket, a client that came before got "connection refused" and, after a crash or
-    a deploy, waited its next backoff step (4-8 s with the seed's schedule) for nothing.
+    A forked worker starts with the parent's modules already imported (the parent imports the
+    app first), so a restart after a crash or a deploy serves about a second sooner and the
+    workers share those pages; a spawned one imports everything again. Forking is unsafe in a
+    process with other threads (a lock one of them holds stays held in the child) and on macOS.
     """
-    return [bind_socket(host, port) for _ in range(count)]
+    if sys.platform == "linux" and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
 
 
 @dataclass(frozen=True)
@@ -213,6 +220,10 @@ def _worker_main(
     sock: socket.socket | None = None,
 ) -> None:
     """Entry point of one worker process (``sock``: its listener, made by the parent)."""
+    # a forked worker inherits the parent's handlers, which forward the signal to the workers
+    # and wait: the worker would ignore a SIGTERM until its own loop took the signals over
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     configure_logging(json_lines=plan.log_json, level=plan.log_level)
     if sock is None:
         sock = bind_socket(plan.settings.host, plan.port)
@@ -252,7 +263,9 @@ def run(
 def _run_workers(
     plan: WorkerPlan, reserve: socket.socket, base: str, announce: Callable[[str], None]
 ) -> int:
-    context = multiprocessing.get_context("spawn")
+    context = worker_context()
+    if context.get_start_method() == "fork":
+        import server.app  # noqa: F401  # loaded once here, every forked worker starts with it
     stopping = False
 
     def forward(signum: int, frame: object) -> None:
@@ -269,14 +282,18 @@ def _run_workers(
     workers: list[multiprocessing.process.BaseProcess] = []
     readies = []
     try:
-        for sock in worker_listeners(plan.settings.host, plan.port, plan.settings.workers):
+        for _ in range(plan.settings.workers):
+            # made before its worker starts, so a client that comes meanwhile is queued
+            sock = bind_socket(plan.settings.host, plan.port)
+            reserve.close()  # a listener holds the port now
             ready = context.Event()
             process = context.Process(target=_worker_main, args=(plan, ready, sock), daemon=False)
             process.start()
-            sock.close()  # the worker has its own copy; a dead worker's queue must not linger
+            # only the worker holds it now: its queue goes when it dies, and no worker forked
+            # after it inherits it
+            sock.close()
             workers.append(process)
             readies.append(ready)
-        reserve.close()  # the workers hold the port now
         for ready, worker in zip(readies, workers, strict=True):
             while not ready.wait(0.2):
                 if not worker.is_alive():

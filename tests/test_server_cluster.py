@@ -7,7 +7,11 @@ import base64
 import os
 import signal
 import socket
+import subprocess
+import sys
+import time
 import uuid
+from pathlib import Path
 
 import aiohttp
 import orjson
@@ -16,7 +20,7 @@ import pytest
 from broker import Bus, connect
 from broker.bus import OutgoingEvent
 from broker.models import ErrorCode
-from server.serve import bind_socket, worker_listeners
+from server.serve import bind_socket
 from tests.support.live_server import LiveServer
 from tests.support.types import ServerFactory
 from tests.support.websocket import closed_with, receive_type
@@ -80,20 +84,97 @@ async def test_workers_share_one_port(server_factory: ServerFactory) -> None:
     assert code == 0 and "Traceback" not in err, err
 
 
-def test_worker_listeners_queue_clients_before_any_worker_accepts() -> None:
+def test_a_listener_queues_clients_before_its_worker_accepts() -> None:
     """The parent makes each worker's listener before starting it: a client that connects while
-    the workers still import is queued, not refused (it would wait a whole backoff step)."""
+    the worker still starts is queued, not refused (it would wait a whole backoff step)."""
     reserve = bind_socket("127.0.0.1", 0, listen=False)
     port = int(reserve.getsockname()[1])
-    listeners = worker_listeners("127.0.0.1", port, 2)
+    listener = bind_socket("127.0.0.1", port)
     try:
-        for sock in listeners:
-            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
+        assert listener.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
         with socket.create_connection(("127.0.0.1", port), timeout=2):
-            pass  # in a listener's queue, though nothing has called accept yet
+            pass  # in the listener's queue, though nothing has called accept yet
     finally:
-        for sock in [reserve, *listeners]:
+        for sock in (reserve, listener):
             sock.close()
+
+
+def _workers(pid: int) -> list[int]:
+    """The worker processes of server ``pid`` (not multiprocessing's resource tracker)."""
+    children = [int(n) for n in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return [
+        n for n in children if b"resource_tracker" not in Path(f"/proc/{n}/cmdline").read_bytes()
+    ]
+
+
+def _listeners_held(pid: int, port: int) -> int:
+    """How many sockets listening on ``port`` process ``pid`` holds (from /proc)."""
+    listening = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            listening.add(f"socket:[{fields[9]}]")
+    held = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            held += os.readlink(fd) in listening
+        except OSError:  # closed meanwhile
+            continue
+    return held
+
+
+linux_only = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+
+
+@linux_only
+def test_each_worker_holds_its_own_listener_and_no_other(server_factory: ServerFactory) -> None:
+    """A worker holding a sibling's listener would keep that queue open after the sibling died,
+    and the kernel would go on putting clients there that nobody accepts."""
+    server = server_factory(workers=3)
+    workers = _workers(server.process.pid)
+    assert len(workers) == 3
+    assert [_listeners_held(pid, server.port) for pid in workers] == [1, 1, 1]
+    assert _listeners_held(server.process.pid, server.port) == 0
+
+
+@linux_only
+async def test_clients_are_served_when_a_worker_was_killed(server_factory: ServerFactory) -> None:
+    server = server_factory(workers=2)
+    os.kill(max(_workers(server.process.pid)), signal.SIGKILL)  # the last one started
+    await asyncio.sleep(0.5)
+    for _ in range(30):  # new connections, spread by the kernel over what still listens
+        status, _ = await asyncio.wait_for(server.call("GET", "/healthz"), 5)
+        assert status == 200
+
+
+@linux_only
+def test_workers_that_are_still_starting_stop_on_sigterm(tmp_path: Path) -> None:
+    """The parent forwards SIGTERM to its workers; one still starting (here: waiting for a
+    Redis that accepts the connection and never answers) must stop too, or shutdown hangs."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        env = {
+            **os.environ,
+            "VSTUDIO_REDIS_URL": f"redis://127.0.0.1:{silent.getsockname()[1]}",
+            "VSTUDIO_JWT_SECRET": LiveServer.SECRET,
+            "VSTUDIO_DATA_DIR": str(tmp_path),
+        }
+        command = [sys.executable, "-m", "vstudio_cli.main", "serve", "--port", "0"]
+        server = subprocess.Popen(
+            [*command, "--workers", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while len(_workers(server.pid)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)  # past their start, into the wait for Redis
+            assert server.poll() is None
+            server.send_signal(signal.SIGTERM)
+            server.wait(10)
+        finally:
+            server.kill()
+            server.wait()
+            assert server.stderr is not None
+            server.stderr.close()
 
 
 async def raw_ws(server: LiveServer, ticket: str) -> socket.socket:
