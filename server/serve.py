@@ -109,15 +109,14 @@ def _check_free(host: str, port: int) -> None:
             raise PortTaken(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
 
 
-def bind_socket(host: str, port: int, *, listen: bool = True) -> socket.socket:
-    """A socket on ``host:port`` that other workers can bind too (``SO_REUSEPORT``)."""
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` that other workers can bind too (``SO_REUSEPORT``)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if hasattr(socket, "SO_REUSEPORT"):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    if listen:
-        sock.listen(LISTEN_BACKLOG)
+    sock.listen(LISTEN_BACKLOG)
     sock.setblocking(False)
     return sock
 
@@ -246,23 +245,26 @@ def run(
     scheme = "https" if tls_context(settings) else "http"
     if port:
         _check_free(host, port)
-    # holds the port (and picks one for --port 0); only a single process listens on it
-    reserve = bind_socket(host, port, listen=settings.workers == 1)
-    port = int(reserve.getsockname()[1])
+    # holds the port (and picks one for --port 0), and queues the clients that come while the
+    # rest starts; it is the (first) worker's listener
+    listener = bind_socket(host, port)
+    port = int(listener.getsockname()[1])
     with resolve_redis_url(broker) as url:
         plan = WorkerPlan(settings, broker, url, jwt_secret, port, log_json, log_level)
         base = settings.public_url or f"{scheme}://{host}:{port}"
         if settings.workers == 1:
             ready = lambda: announce(f"vstudio serve: listening on {base} (1 process)")  # noqa: E731
             with asyncio.Runner(loop_factory=_new_loop) as runner:
-                runner.run(_serve_until_stopped(plan, reserve, ready))
+                runner.run(_serve_until_stopped(plan, listener, ready))
             return 0
-        return _run_workers(plan, reserve, base, announce)
+        return _run_workers(plan, listener, base, announce)
 
 
 def _run_workers(
-    plan: WorkerPlan, reserve: socket.socket, base: str, announce: Callable[[str], None]
+    plan: WorkerPlan, first: socket.socket, base: str, announce: Callable[[str], None]
 ) -> int:
+    """Start ``plan.settings.workers`` processes, ``first`` the first one's listener; wait for
+    them all to exit."""
     context = worker_context()
     if context.get_start_method() == "fork":
         import server.app  # noqa: F401  # loaded once here, every forked worker starts with it
@@ -282,10 +284,9 @@ def _run_workers(
     workers: list[multiprocessing.process.BaseProcess] = []
     readies = []
     try:
-        for _ in range(plan.settings.workers):
+        for n in range(plan.settings.workers):
             # made before its worker starts, so a client that comes meanwhile is queued
-            sock = bind_socket(plan.settings.host, plan.port)
-            reserve.close()  # a listener holds the port now
+            sock = first if n == 0 else bind_socket(plan.settings.host, plan.port)
             ready = context.Event()
             process = context.Process(target=_worker_main, args=(plan, ready, sock), daemon=False)
             process.start()

@@ -84,18 +84,21 @@ async def test_workers_share_one_port(server_factory: ServerFactory) -> None:
     assert code == 0 and "Traceback" not in err, err
 
 
-def test_a_listener_queues_clients_before_its_worker_accepts() -> None:
-    """The parent makes each worker's listener before starting it: a client that connects while
-    the worker still starts is queued, not refused (it would wait a whole backoff step)."""
-    reserve = bind_socket("127.0.0.1", 0, listen=False)
-    port = int(reserve.getsockname()[1])
-    listener = bind_socket("127.0.0.1", port)
+def test_listeners_queue_clients_before_their_workers_accept() -> None:
+    """The parent makes each worker's listener before starting it (the first one as soon as it
+    knows the port): a client that connects while the workers still start is queued, not
+    refused (it would wait a whole backoff step)."""
+    first = bind_socket("127.0.0.1", 0)
+    port = int(first.getsockname()[1])
+    second = bind_socket("127.0.0.1", port)
     try:
-        assert listener.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
-        with socket.create_connection(("127.0.0.1", port), timeout=2):
-            pass  # in the listener's queue, though nothing has called accept yet
+        for sock in (first, second):
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
+        for _ in range(4):
+            with socket.create_connection(("127.0.0.1", port), timeout=2):
+                pass  # in a listener's queue, though nothing has called accept yet
     finally:
-        for sock in (reserve, listener):
+        for sock in (first, second):
             sock.close()
 
 
