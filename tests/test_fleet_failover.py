@@ -89,9 +89,17 @@ def once_each(ids: list[str]) -> dict[str, set[int]]:
     return got
 
 
-async def kill_one(bus: Bus, fleet: str) -> tuple[str, list[str], set[str]]:
-    """SIGKILL the worker with the most readings; its id, its sources, the survivors' ids."""
-    records = await Registry(bus.redis, fleet).live_workers()
+async def kill_one(bus: Bus, fleet: str, workers: int = 3) -> tuple[str, list[str], set[str]]:
+    """SIGKILL the worker with the most readings; its id, its sources, the survivors' ids.
+
+    Waits until all ``workers`` are listed: on a loaded machine a worker's liveness mark can
+    lapse for a moment, and a survivor left out of the list would fail ``wait_owned`` for the
+    readings it rightly holds.
+    """
+    deadline = time.monotonic() + 30
+    while len(records := await Registry(bus.redis, fleet).live_workers()) < workers:
+        assert time.monotonic() < deadline, f"only {sorted(records)} of {workers} are listed"
+        await asyncio.sleep(0.1)
     victim = max(records.values(), key=lambda r: r.load)
     os.kill(victim.pid, signal.SIGKILL)
     return victim.id, victim.sources, set(records) - {victim.id}
