@@ -21,7 +21,7 @@ import asyncio
 import itertools
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from itertools import groupby
 from operator import itemgetter
 
@@ -357,7 +357,7 @@ RefreshBatch = list[tuple[str, dict[str, int]]]
 """One round trip of a refresh: ``ZADD XX`` of these members, by key."""
 
 
-def place_batches(held: dict[str, list[str]], expiry: int, size: int) -> list[RefreshBatch]:
+def place_batches(held: Mapping[str, Sequence[str]], expiry: int, size: int) -> list[RefreshBatch]:
     """This process's places (member -> keys) by key, scored ``expiry``, as round trips of at
     most ``size`` members each (refresh and clear); a key with more members than that (an
     address's) is split across them."""
@@ -410,7 +410,7 @@ class ConnectionQuota:
         self.entry_ttl_ms = int(entry_ttl * 1000)
         self._admit = TurnScript(client, ADMIT)
         self._serial = itertools.count(1)
-        self.held: dict[str, list[str]] = {}
+        self.held: dict[str, tuple[str, ...]] = {}
         """This process's places: member -> the keys it holds a place in."""
 
     async def admit(self, user_id: str, address: str | None) -> QuotaHold:
@@ -438,7 +438,8 @@ class ConnectionQuota:
                 if answer.done() and not answer.cancelled():
                     answer.exception()
         admitted = [TurnScript.reply(reply) for reply in replies]
-        taken = [key for (key, _, _), ok in zip(caps, admitted, strict=True) if int(ok)]
+        # a tuple, not a list: ``held`` keeps it for as long as the connection lives
+        taken = tuple(key for (key, _, _), ok in zip(caps, admitted, strict=True) if int(ok))
         if len(taken) < len(caps):
             if taken:
                 await self._give_back(taken, member)
@@ -460,7 +461,7 @@ class ConnectionQuota:
         if taken:
             await self._give_back(taken, member)
 
-    async def _give_back(self, taken: list[str], member: str) -> None:
+    async def _give_back(self, taken: Sequence[str], member: str) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
             for key in taken:
                 pipe.zrem(key, member)
