@@ -108,11 +108,16 @@ class SlidingWindow:
     refused message does not use up the budget.
     """
 
+    __slots__ = ("_times",)
+
     def __init__(self) -> None:
-        self._times: dict[str, deque[float]] = {}
+        self._times: dict[str, deque[float]] | None = None
+        """Made at the first event: most connections (viewers) never send one."""
 
     def retry_after(self, limits: tuple[Limit, ...], now: float) -> float | None:
         """Seconds until an event would be accepted, or ``None`` after recording it now."""
+        if self._times is None:
+            self._times = {}
         wait = 0.0
         for limit in limits:
             times = self._times.get(limit.name)

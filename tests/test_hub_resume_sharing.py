@@ -100,6 +100,34 @@ async def test_an_event_published_during_a_shared_resume_reaches_each_client_onc
         await hub.stop()
 
 
+async def test_an_event_that_comes_while_a_client_joins_is_kept_for_it(
+    bus: Bus, session_id: str
+) -> None:
+    """The room keeps the live events of a client that is catching up (its list, not the
+    client's): one published while the join counts presence still reaches that client."""
+    hub = Hub(bus, ServerSettings(), Metrics("test"), _state)
+    await hub.start()
+    client = _viewer(session_id, "late")
+    published: list[str] = []
+
+    async def first() -> int:
+        published.extend(await _publish(bus, session_id, 1))
+        for _ in range(100):  # until the feed has handed it to the hub
+            room = hub.rooms[session_id]
+            if room.events_seen:
+                break
+            await asyncio.sleep(0.02)
+        return 1
+
+    try:
+        await hub.attach(client, since=None, first=first)
+        assert hub.rooms[session_id].events_seen == 1
+        assert [frame[2] for frame in _frames(client) if frame[2]] == published
+        assert not hub.rooms[session_id].catching_up
+    finally:
+        await hub.stop()
+
+
 async def test_resuming_from_before_the_log_starts_is_not_recovered(
     bus: Bus, session_id: str
 ) -> None:

@@ -68,7 +68,9 @@ class Room:
     """Clients the walker writes to from ``log`` (WebSocket)."""
     pushed: set[Subscriber] = field(default_factory=set)
     """Clients each frame is pushed to as it comes (SSE)."""
-    catching_up: set[Subscriber] = field(default_factory=set)
+    catching_up: dict[Subscriber, list[BusEvent]] = field(default_factory=dict)
+    """Clients being sent their first frames, with the live events kept for them meanwhile
+    (here, not on each client: a live client keeps no list)."""
     log: FrameLog = field(default_factory=FrameLog)
     walker: asyncio.Task[None] | None = None
     chat: list[BusEvent] = field(default_factory=list)
@@ -179,7 +181,7 @@ class Hub:
         room = self.rooms.get(session_id)
         if room is None:
             room = self.rooms[session_id] = Room(session_id)
-        room.catching_up.add(sub)
+        room.catching_up[sub] = []
         try:
             followed = room.followed
             if followed is None or (followed.done() and not _succeeded(followed)):
@@ -192,11 +194,11 @@ class Hub:
             replay = await self.replays.get((session_id, since)) if since else None
             state = await self._state_of(room)
         except BaseException:
-            room.catching_up.discard(sub)
+            room.catching_up.pop(sub, None)
             self._forget_if_empty(room)
             raise
         if sub.closed:
-            room.catching_up.discard(sub)
+            room.catching_up.pop(sub, None)
             return
         state = dict(for_audience(state, sub.who))
         state["viewerCount"] = viewers
@@ -214,7 +216,7 @@ class Hub:
         )
         late = [
             event
-            for event in sub.pending
+            for event in room.catching_up.get(sub, ())
             if parse_stream_id(event.id) > seen and (privileged or not is_gated(event))
         ]
         frames += coalesce(late)
@@ -223,10 +225,9 @@ class Hub:
         self.metrics.messages_sent.inc(sent)
         if frames:
             seen = max(seen, frames[-1].last_id)
-        sub.pending = []
         sub.seen = seen
         sub.fresh = seen > ZERO
-        room.catching_up.discard(sub)
+        room.catching_up.pop(sub, None)
         if sub.closed:
             self._forget_if_empty(room)
             return
@@ -254,7 +255,7 @@ class Hub:
         if reads_frame_log(sub):
             room.readers.discard(sub)
         room.pushed.discard(sub)
-        room.catching_up.discard(sub)
+        room.catching_up.pop(sub, None)
         self.metrics.connections_by_session.labels(session_id).set(len(room))
         self._forget_if_empty(room)
 
@@ -337,8 +338,8 @@ class Hub:
             return  # replayed after an incomplete resume: the state just sent includes it
         room.state = None
         room.events_seen += 1
-        for sub in room.catching_up:
-            sub.pending.append(event)
+        for pending in room.catching_up.values():
+            pending.append(event)
         if is_chat(event):
             room.chat.append(event)
             if len(room.chat) >= MAX_AGGREGATE:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol, TypeGuard, runtime_checkable
 
-from broker.bus import BusEvent
 from server.fanout.frame import ZERO, Outgoing, StreamId
 from server.fanout.framelog import FrameLog
 from server.identity.participant import Participant
@@ -31,8 +30,6 @@ class Subscriber(Protocol):
     """Stream ids up to this one reached the client through its replay."""
     fresh: bool
     """Joined with a replay up to ``seen``: live frames must leave those events out."""
-    pending: list[BusEvent]
-    """Live events kept while the client catches up."""
     closed: bool
     counted: bool
     """Counted in the session's presence, so leaving must uncount it."""
@@ -106,7 +103,6 @@ class SubscriberState:
         "closed",
         "counted",
         "fresh",
-        "pending",
         "seen",
         "who",
     )
@@ -115,7 +111,6 @@ class SubscriberState:
         self.who = who
         self.seen: StreamId = ZERO
         self.fresh = False
-        self.pending: list[BusEvent] = []
         self.closed = False
         self.counted = False
         self.close_code: int | None = None

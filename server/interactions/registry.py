@@ -42,7 +42,6 @@ class Actor:
 
     who: Participant
     transport: Transport = "ws"
-    connection_id: str | None = None
     request_id: str | None = None
 
     @property

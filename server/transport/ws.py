@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
-from collections.abc import Callable
 from functools import partial
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from aiohttp import WSMessage, WSMsgType, web
@@ -66,15 +65,16 @@ class WsClient(SubscriberState):
 
     transport_name = "ws"
     __slots__ = (
-        "_on_close",
         "answered",
         "answering",
         "buffer_limit",
+        "handler",
         "last_heard",
         "log",
         "metrics",
         "missed",
         "next_seq",
+        "receiving",
         "transport",
     )
 
@@ -84,12 +84,15 @@ class WsClient(SubscriberState):
         *,
         transport: asyncio.Transport,
         buffer_limit: int,
-        on_close: Callable[[], None] = lambda: None,
+        handler: asyncio.Task[Any] | None = None,
     ) -> None:
         super().__init__(who)
         self.transport = transport
         self.buffer_limit = buffer_limit
-        self._on_close = on_close
+        self.handler = handler
+        """The task serving the connection: :meth:`close` wakes it while it waits for a frame."""
+        self.receiving = False
+        """The handler waits in ``receive()`` (slots, not a closure: less memory per client)."""
         self.last_heard = time.monotonic()
         self.missed = 0
         self.log: FrameLog | None = None
@@ -154,7 +157,8 @@ class WsClient(SubscriberState):
         self.catch_up()  # a session.end frame goes out before the close frame
         self.closed = True
         self.close_code, self.close_reason = code, reason
-        self._on_close()
+        if self.receiving and self.handler is not None:  # stop waiting, close from its task
+            self.handler.cancel(CLOSE_REQUESTED)
 
     def drop(self) -> None:
         self.closed = True
@@ -183,6 +187,35 @@ async def _refuse(
     return ws
 
 
+def query_of(request: web.Request) -> dict[str, str]:
+    """The URL's query (the first value of each name), read from the raw path.
+
+    ``request.query`` would stay cached on the request, which lives as long as the connection:
+    a multidict, its pairs and the URL's parsed copy, about 700 bytes per idle client.
+    """
+    query: dict[str, str] = {}
+    raw = request.raw_path.partition("?")[2].partition("#")[0]  # urlsplit would cache it
+    for name, value in parse_qsl(raw, keep_blank_values=True):
+        query.setdefault(name, value)
+    return query
+
+
+async def _opening(request: web.Request, ctx: ServerContext) -> tuple[Participant, str | None]:
+    """Who connects, and the ``since`` it resumes from; a :class:`ProtocolError` refuses it.
+
+    Apart from the handler so that what only the opening needs is not kept in its frame.
+    """
+    who = await _admit(request, ctx)
+    cached = ctx.hub.cached_state(who.session_id)
+    status = cached["status"] if cached else (await ctx.sessions.get_shared(who.session_id)).status
+    if status == SessionStatus.ENDED:
+        raise ProtocolError(ErrorCode.SESSION_ENDED, f"session {who.session_id} has ended")
+    since = query_of(request).get("since")
+    if since is not None and not STREAM_ID.fullmatch(since):
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"since={since!r} is not an event id")
+    return who, since
+
+
 async def _admit(request: web.Request, ctx: ServerContext) -> Participant:
     """Who the connection is, from its ticket or its ``Authorization`` header; else the error.
 
@@ -192,7 +225,7 @@ async def _admit(request: web.Request, ctx: ServerContext) -> Participant:
     the role (4002, 4004, 4005). A ticket wins over a header sent with it; a ticket's role is
     fixed, so ``role`` then changes nothing.
     """
-    query = request.query
+    query = query_of(request)
     path_session = request.match_info.get("sessionId")
     query_session = query.get("sessionId")
     if path_session and query_session and path_session != query_session:
@@ -250,16 +283,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         await ws.close(code=1012, message=b"server restarting; reconnect")
         return ws
     try:
-        who = await _admit(request, ctx)
-        cached = ctx.hub.cached_state(who.session_id)
-        status = (
-            cached["status"] if cached else (await ctx.sessions.get_shared(who.session_id)).status
-        )
-        if status == SessionStatus.ENDED:
-            raise ProtocolError(ErrorCode.SESSION_ENDED, f"session {who.session_id} has ended")
-        since = request.query.get("since")
-        if since is not None and not STREAM_ID.fullmatch(since):
-            raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"since={since!r} is not an event id")
+        who, since = await _opening(request, ctx)
     except ProtocolError as exc:
         return await _refuse(ws, ctx, exc)
 
@@ -267,29 +291,21 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     assert transport is not None  # a request being served has its connection
     handler = asyncio.current_task()
     assert handler is not None
-    receiving = False
-
-    def wake_to_close() -> None:
-        """The hub closed the client: stop waiting for its frames and close from this task."""
-        if receiving:
-            handler.cancel(CLOSE_REQUESTED)
-
     client = WsClient(
-        who,
-        transport=transport,
-        buffer_limit=settings.send_buffer_limit,
-        on_close=wake_to_close,
+        who, transport=transport, buffer_limit=settings.send_buffer_limit, handler=handler
     )
     try:
         try:
-            joined = partial(ctx.attendance.join, client, request.remote)
-            await ctx.hub.attach(client, since=since, first=joined)
+            # not kept in a variable: this frame lives as long as the connection
+            await ctx.hub.attach(
+                client, since=since, first=partial(ctx.attendance.join, client, request.remote)
+            )
         except ProtocolError as exc:
             return await _refuse(ws, ctx, exc)
-        actor = Actor(who, transport="ws", connection_id=secrets.token_hex(6))
+        actor = Actor(who, transport="ws")
         limiter = SlidingWindow()
         while not client.closed:
-            receiving = True
+            client.receiving = True
             try:
                 message = await ws.receive()
             except asyncio.CancelledError as exc:
@@ -298,7 +314,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
                 handler.uncancel()
                 break
             finally:
-                receiving = False
+                client.receiving = False
             if not await _serve_one(ws, ctx, client, actor, limiter, message):
                 break
     finally:
@@ -373,7 +389,7 @@ async def _handle(
         client.close(1000, "left")
         return False
     if request_id is not None:
-        actor = Actor(actor.who, actor.transport, actor.connection_id, request_id)
+        actor = Actor(actor.who, actor.transport, request_id)
     outcome: dict[str, Any] | BaseException | None
     try:
         if frame.type not in UNLIMITED:
