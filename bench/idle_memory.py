@@ -131,7 +131,12 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=40, help="sites listed")
     parser.add_argument("--min-bytes", type=float, default=8.0, help="per connection, to list")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds before a snapshot")
-    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"), required=True)
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL"),
+        required="REDIS_URL" not in os.environ,
+        help="the Redis to use (default: $REDIS_URL)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     raise_file_limit()
