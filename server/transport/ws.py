@@ -205,18 +205,19 @@ async def _opening(request: web.Request, ctx: ServerContext) -> tuple[Participan
 
     Apart from the handler so that what only the opening needs is not kept in its frame.
     """
-    who = await _admit(request, ctx)
+    query = query_of(request)
+    who = await _admit(request, query, ctx)
     cached = ctx.hub.cached_state(who.session_id)
     status = cached["status"] if cached else (await ctx.sessions.get_shared(who.session_id)).status
     if status == SessionStatus.ENDED:
         raise ProtocolError(ErrorCode.SESSION_ENDED, f"session {who.session_id} has ended")
-    since = query_of(request).get("since")
+    since = query.get("since")
     if since is not None and not STREAM_ID.fullmatch(since):
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"since={since!r} is not an event id")
     return who, since
 
 
-async def _admit(request: web.Request, ctx: ServerContext) -> Participant:
+async def _admit(request: web.Request, query: dict[str, str], ctx: ServerContext) -> Participant:
     """Who the connection is, from its ticket or its ``Authorization`` header; else the error.
 
     One order for both methods, after a URL whose path and ``sessionId`` disagree (4006): the
@@ -225,7 +226,6 @@ async def _admit(request: web.Request, ctx: ServerContext) -> Participant:
     the role (4002, 4004, 4005). A ticket wins over a header sent with it; a ticket's role is
     fixed, so ``role`` then changes nothing.
     """
-    query = query_of(request)
     path_session = request.match_info.get("sessionId")
     query_session = query.get("sessionId")
     if path_session and query_session and path_session != query_session:
