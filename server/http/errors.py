@@ -157,7 +157,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400 or exc.content_type == "application/json":
             raise
         response = json_error(exc.status, exc.status, exc.text or exc.reason)
-        for name in ("Allow", "Retry-After", "Connection"):  # 405 must say what is allowed
+        # 405 must say what is allowed, 426 which WebSocket version
+        for name in ("Allow", "Retry-After", "Connection", "Sec-WebSocket-Version"):
             if name in exc.headers:
                 response.headers[name] = exc.headers[name]
         return response

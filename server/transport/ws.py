@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
-from aiohttp import WSMessage, WSMsgType, web
+from aiohttp import web
 
 from broker import keys
 from broker.models import (
@@ -30,16 +31,26 @@ from broker.models import (
     SessionStatus,
     parse_client_frame,
 )
+from config import ServerSettings
 from server.context import CONTEXT, ServerContext
 from server.fanout.frame import Outgoing
 from server.fanout.framelog import FrameLog
 from server.fanout.subscriber import SubscriberState
-from server.identity.auth import AuthError
+from server.identity.auth import AuthError, bearer_token
 from server.identity.participant import Participant
 from server.interactions.ballots import Receipt
 from server.interactions.registry import Actor
 from server.metrics import Metrics
 from server.ratelimit import OUTAGES, SlidingWindow, account_part, limits_for, outage
+from server.transport.rfc6455 import (
+    OP_BINARY,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    HandshakeError,
+    handshake_reply,
+)
+from server.transport.wsconn import WsConnection
 from server.wire import (
     STREAM_ID,
     envelope,
@@ -48,7 +59,7 @@ from server.wire import (
     ws_text_frame,
 )
 
-__all__ = ["WsClient", "routes"]
+__all__ = ["Opening", "WsClient", "max_message_size", "routes", "serve"]
 
 log = logging.getLogger("vstudio.server.transport.ws")
 routes = web.RouteTableDef()
@@ -178,35 +189,53 @@ def _request_id_of(raw: bytes | str, max_bytes: int) -> str | None:
     return value if isinstance(value, str) and 0 < len(value) <= 128 else None
 
 
-async def _refuse(
-    ws: web.WebSocketResponse, ctx: ServerContext, error: ProtocolError
-) -> web.WebSocketResponse:
+async def _refuse(ws: WsConnection, ctx: ServerContext, error: ProtocolError) -> None:
     ctx.metrics.errors.labels(f"close_{int(error.code)}").inc()
     log.info("connection refused", extra={"code": int(error.code), "reason": error.message})
-    await ws.close(code=int(error.code), message=error.message.encode()[:120])
-    return ws
+    await ws.close(int(error.code), error.message.encode()[:120], CLOSE_TIMEOUT)
 
 
-def query_of(request: web.Request) -> dict[str, str]:
-    """The URL's query (the first value of each name), read from the raw path.
+def query_of(raw_path: str) -> dict[str, str]:
+    """The query of a request target (the first value of each name).
 
-    ``request.query`` would stay cached on the request, which lives as long as the connection:
-    a multidict, its pairs and the URL's parsed copy, about 700 bytes per idle client.
+    Read from the raw path rather than aiohttp's ``request.query``, which would stay cached on
+    the request, which lives as long as the connection: a multidict, its pairs and the URL's
+    parsed copy, about 700 bytes per idle client.
     """
     query: dict[str, str] = {}
-    raw = request.raw_path.partition("?")[2].partition("#")[0]  # urlsplit would cache it
+    raw = raw_path.partition("?")[2].partition("#")[0]  # urlsplit would cache it
     for name, value in parse_qsl(raw, keep_blank_values=True):
         query.setdefault(name, value)
     return query
 
 
-async def _opening(request: web.Request, ctx: ServerContext) -> tuple[Participant, str | None]:
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """What the handler reads of an upgrade request, wherever it was parsed: by aiohttp, or
+    by the guard when it is a connection's first request (:mod:`server.transport.front`)."""
+
+    raw_path: str
+    path_session: str | None
+    authorization: str | None
+    remote: str | None
+
+    @classmethod
+    def of(cls, request: web.Request) -> Opening:
+        return cls(
+            request.raw_path,
+            request.match_info.get("sessionId"),
+            request.headers.get("Authorization"),
+            request.remote,
+        )
+
+
+async def _opening(opening: Opening, ctx: ServerContext) -> tuple[Participant, str | None]:
     """Who connects, and the ``since`` it resumes from; a :class:`ProtocolError` refuses it.
 
     Apart from the handler so that what only the opening needs is not kept in its frame.
     """
-    query = query_of(request)
-    who = await _admit(request, query, ctx)
+    query = query_of(opening.raw_path)
+    who = await _admit(opening, query, ctx)
     cached = ctx.hub.cached_state(who.session_id)
     status = cached["status"] if cached else (await ctx.sessions.get_shared(who.session_id)).status
     if status == SessionStatus.ENDED:
@@ -217,7 +246,7 @@ async def _opening(request: web.Request, ctx: ServerContext) -> tuple[Participan
     return who, since
 
 
-async def _admit(request: web.Request, query: dict[str, str], ctx: ServerContext) -> Participant:
+async def _admit(opening: Opening, query: dict[str, str], ctx: ServerContext) -> Participant:
     """Who the connection is, from its ticket or its ``Authorization`` header; else the error.
 
     One order for both methods, after a URL whose path and ``sessionId`` disagree (4006): the
@@ -226,7 +255,7 @@ async def _admit(request: web.Request, query: dict[str, str], ctx: ServerContext
     the role (4002, 4004, 4005). A ticket wins over a header sent with it; a ticket's role is
     fixed, so ``role`` then changes nothing.
     """
-    path_session = request.match_info.get("sessionId")
+    path_session = opening.path_session
     query_session = query.get("sessionId")
     if path_session and query_session and path_session != query_session:
         raise ProtocolError(
@@ -234,7 +263,7 @@ async def _admit(request: web.Request, query: dict[str, str], ctx: ServerContext
             f"the path names session {path_session} and sessionId {query_session}; name one",
         )
     named = path_session or query_session
-    header = request.headers.get("Authorization")
+    header = opening.authorization
     if "ticket" in query or header is None:
         if "ticket" not in query:
             raise ProtocolError(
@@ -248,7 +277,7 @@ async def _admit(request: web.Request, query: dict[str, str], ctx: ServerContext
             raise ProtocolError(ErrorCode.INVALID_TICKET, "the ticket is for another session")
         return who
     try:
-        identity = await ctx.identify(request)
+        identity = await ctx.verifier.verify(bearer_token(header))
     except AuthError as exc:
         raise ProtocolError(ErrorCode.INVALID_TICKET, f"token refused: {exc}") from exc
     if not named:
@@ -267,47 +296,86 @@ async def _admit(request: web.Request, query: dict[str, str], ctx: ServerContext
     )
 
 
+def max_message_size(settings: ServerSettings) -> int:
+    """The longest message read at all; longer ones close the connection with 1009. Shorter
+    ones over ``max_message_bytes`` are read, refused with 4007 and then closed."""
+    return max(settings.max_message_bytes * 16, 65536)
+
+
+def _upgrade(request: web.Request, max_size: int) -> WsConnection:
+    """Answer the opening handshake and take the connection from aiohttp: every frame from
+    now on goes to the returned :class:`WsConnection` (see :mod:`server.transport.wsconn`).
+
+    A client sends nothing before the ``101`` (RFC 6455 section 4.1), so aiohttp holds no
+    frame of it when the protocol changes.
+    """
+    try:
+        reply = handshake_reply(request.method, request.headers)
+    except HandshakeError as exc:
+        if exc.status == 426:
+            headers = {"Sec-WebSocket-Version": "13"}
+            raise web.HTTPUpgradeRequired(text=exc.message, headers=headers) from exc
+        raise web.HTTPBadRequest(text=exc.message) from exc
+    transport = request.transport
+    assert transport is not None  # a request being served has its connection
+    connection = WsConnection(transport, max_size, previous=transport.get_protocol())
+    transport.write(reply)
+    transport.set_protocol(connection)
+    return connection
+
+
+class _Upgraded(web.StreamResponse):
+    """What the handler returns once the connection was the WebSocket's: nothing to send.
+
+    The connection is closed by then, so aiohttp's attempt to send it ends at once as a
+    client gone (``ConnectionError``), which aiohttp takes quietly.
+    """
+
+
 @routes.get("/v1/vstudio/ws")
 @routes.get("/v1/vstudio/ws/{sessionId}")
 async def websocket(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CONTEXT]
-    settings = ctx.settings
-    ws = web.WebSocketResponse(
-        autoping=False,
-        compress=False,
-        timeout=CLOSE_TIMEOUT,
-        max_msg_size=max(settings.max_message_bytes * 16, 65536),
-    )
-    await ws.prepare(request)
-    if ctx.attendance.draining:
-        await ws.close(code=1012, message=b"server restarting; reconnect")
-        return ws
+    ws = _upgrade(request, max_message_size(ctx.settings))
     try:
-        who, since = await _opening(request, ctx)
-    except ProtocolError as exc:
-        return await _refuse(ws, ctx, exc)
+        await serve(Opening.of(request), ctx, ws)
+    finally:
+        ws.transport.close()
+    return _Upgraded(status=101)
 
-    transport = request.transport
-    assert transport is not None  # a request being served has its connection
+
+async def serve(opening: Opening, ctx: ServerContext, ws: WsConnection) -> None:
+    """The connection's life, from its credentials to its close."""
+    settings = ctx.settings
+    if ctx.attendance.draining:
+        await ws.close(1012, b"server restarting; reconnect", CLOSE_TIMEOUT)
+        return
+    try:
+        who, since = await _opening(opening, ctx)
+    except ProtocolError as exc:
+        await _refuse(ws, ctx, exc)
+        return
+
     handler = asyncio.current_task()
     assert handler is not None
     client = WsClient(
-        who, transport=transport, buffer_limit=settings.send_buffer_limit, handler=handler
+        who, transport=ws.transport, buffer_limit=settings.send_buffer_limit, handler=handler
     )
     try:
         try:
             # not kept in a variable: this frame lives as long as the connection
             await ctx.hub.attach(
-                client, since=since, first=partial(ctx.attendance.join, client, request.remote)
+                client, since=since, first=partial(ctx.attendance.join, client, opening.remote)
             )
         except ProtocolError as exc:
-            return await _refuse(ws, ctx, exc)
+            await _refuse(ws, ctx, exc)
+            return
         actor = Actor(who, transport="ws")
         limiter = SlidingWindow()
         while not client.closed:
             client.receiving = True
             try:
-                message = await ws.receive()
+                opcode, data = await ws.receive()
             except asyncio.CancelledError as exc:
                 if exc.args != (CLOSE_REQUESTED,):
                     raise
@@ -315,41 +383,41 @@ async def websocket(request: web.Request) -> web.StreamResponse:
                 break
             finally:
                 client.receiving = False
-            if not await _serve_one(ws, ctx, client, actor, limiter, message):
+            if not await _serve_one(ws, ctx, client, actor, limiter, opcode, data):
                 break
     finally:
         await ctx.attendance.leave(client)
         if not ws.closed:  # sends the close frame, waits CLOSE_TIMEOUT for the client's
             reason = client.close_reason.encode()[:120]
-            await ws.close(code=client.close_code or 1000, message=reason)
-    return ws
+            await ws.close(client.close_code or 1000, reason, CLOSE_TIMEOUT)
 
 
 async def _serve_one(
-    ws: web.WebSocketResponse,
+    ws: WsConnection,
     ctx: ServerContext,
     client: WsClient,
     actor: Actor,
     limiter: SlidingWindow,
-    message: WSMessage,
+    opcode: int,
+    data: bytes,
 ) -> bool:
     """Act on one thing the connection received; ``False`` when the connection ends."""
     client.last_heard = time.monotonic()
-    if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+    if opcode == OP_TEXT or opcode == OP_BINARY:
         ctx.metrics.messages_received.inc()
-        return await _handle(ws, ctx, client, actor, limiter, message.data)
-    if message.type == WSMsgType.PING:
-        await ws.pong(message.data)
+        return await _handle(ws, ctx, client, actor, limiter, data)
+    if opcode == OP_PING:
+        ws.pong(data)
         return True
-    if message.type == WSMsgType.PONG:
+    if opcode == OP_PONG:
         return True
-    if message.type == WSMsgType.ERROR:  # else CLOSE, CLOSING, CLOSED
-        log.info("connection error: %s", message.data, extra={"session": actor.session_id})
+    if ws.error is not None:  # else the client closed, or is gone
+        log.info("connection error: %s", ws.error, extra={"session": actor.session_id})
     return False
 
 
 async def _handle(
-    ws: web.WebSocketResponse,
+    ws: WsConnection,
     ctx: ServerContext,
     client: WsClient,
     actor: Actor,
