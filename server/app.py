@@ -45,6 +45,7 @@ from server.ratelimit import RedisWindow
 from server.tokengate.gate import TokenGate
 from server.tokengate.rpc import EthRpc
 from server.transport import sse, ws
+from server.transport.front import WS_FRONT, WsFront
 
 __all__ = ["build_app"]
 
@@ -185,6 +186,9 @@ def build_app(
         if ctx is not None:
             await ctx.attendance.drain()
 
+    front = WsFront(app)  # the guard gives it the upgrades that come first on a connection
+    app[WS_FRONT] = front
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(drain)
+    app.on_shutdown.append(front.close)  # after the drain: what is left is still closing
     return app

@@ -24,13 +24,15 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
-__all__ = ["HEAD_END", "GuardedProtocol", "PendingConnections"]
+__all__ = ["HEAD_END", "Front", "GuardedProtocol", "PendingConnections"]
 
 log = logging.getLogger("vstudio.server.guard")
 
 HEAD_END = b"\r\n\r\n"
+MAX_HEAD = 65536
+"""Bytes held while waiting for the first head to end; past it, aiohttp refuses the head."""
 
 _REFUSAL_BODY = (
     b'{"code": 4008, "message": "too many unfinished connections from this address; '
@@ -66,22 +68,42 @@ class PendingConnections:
         if self.by_address[address] <= 0:
             del self.by_address[address]
 
-    def wrap(self, factory: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
-        """A protocol factory whose protocols are guarded by this count and timeout."""
-        return lambda: GuardedProtocol(factory(), self)
+    def wrap(
+        self, factory: Callable[[], asyncio.Protocol], front: Front | None = None
+    ) -> Callable[[], asyncio.Protocol]:
+        """A protocol factory whose protocols are guarded by this count and timeout, and whose
+        first request goes to ``front`` if it takes it (else to a protocol of ``factory``)."""
+        return lambda: GuardedProtocol(factory, self, front)
+
+
+class Front(Protocol):
+    """Who may take a connection by its first request head, instead of aiohttp."""
+
+    def take(self, transport: asyncio.Transport, head: bytes, rest: bytes, remote: str) -> bool:
+        """Serve the connection whose first head (without its blank line) is ``head`` and
+        whose bytes after it are ``rest``; ``False`` when not taken, nothing done."""
+        ...
 
 
 class GuardedProtocol(asyncio.Protocol):
-    """Passes every event to ``inner``; closes the connection if its first request head is not
-    complete within the timeout, and refuses it if its address has too many pending."""
+    """Holds a connection until its first request head is in, then gives it to ``front`` or
+    to a new protocol of ``factory``; closes it if that head is not complete within the timeout,
+    and refuses it if its address has too many pending."""
 
-    def __init__(self, inner: asyncio.Protocol, pending: PendingConnections) -> None:
-        self.inner = inner
+    def __init__(
+        self,
+        factory: Callable[[], asyncio.Protocol],
+        pending: PendingConnections,
+        front: Front | None = None,
+    ) -> None:
+        self.factory = factory
+        self.inner: asyncio.Protocol | None = None
+        self.front = front
         self.pending = pending
         self.address: str | None = None
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
-        self.tail = b""
+        self.head = b""
         self.refused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -98,7 +120,6 @@ class GuardedProtocol(asyncio.Protocol):
         self.address = address
         loop = asyncio.get_running_loop()
         self.timer = loop.call_later(self.pending.header_timeout, self._head_too_slow)
-        self.inner.connection_made(transport)
 
     def _head_too_slow(self) -> None:
         self.timer = None
@@ -121,20 +142,31 @@ class GuardedProtocol(asyncio.Protocol):
             self.address = None
 
     def data_received(self, data: bytes) -> None:
-        if self.refused:
+        if self.refused or self.transport is None:
             return
-        if self.address is not None:
-            seen = self.tail + data
-            if HEAD_END in seen:
-                self._head_done()
-                if self.transport is not None:  # nothing left to watch: step out of the way
-                    self.transport.set_protocol(self.inner)
-            else:
-                self.tail = seen[-(len(HEAD_END) - 1) :]
-        self.inner.data_received(data)
+        if self.inner is not None:  # the head was too long to wait for; aiohttp refuses it
+            self.inner.data_received(data)
+            return
+        seen = self.head + data if self.head else data
+        end = seen.find(HEAD_END)
+        if end < 0 and len(seen) <= MAX_HEAD:
+            self.head = seen
+            return
+        self.head = b""
+        remote = self.address or "unknown"
+        self._head_done()
+        transport = self.transport
+        if end >= 0 and self.front is not None:
+            if self.front.take(transport, seen[:end], seen[end + len(HEAD_END) :], remote):
+                return
+        # nothing left to watch: step out of the way
+        inner = self.inner = self.factory()
+        transport.set_protocol(inner)
+        inner.connection_made(transport)
+        inner.data_received(seen)
 
     def eof_received(self) -> bool | None:
-        if self.refused:
+        if self.refused or self.inner is None:
             return None
         return self.inner.eof_received()
 
@@ -142,12 +174,13 @@ class GuardedProtocol(asyncio.Protocol):
         if self.refused:
             return
         self._head_done()
-        self.inner.connection_lost(exc)
+        if self.inner is not None:
+            self.inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
-        if not self.refused:
+        if not self.refused and self.inner is not None:
             self.inner.pause_writing()
 
     def resume_writing(self) -> None:
-        if not self.refused:
+        if not self.refused and self.inner is not None:
             self.inner.resume_writing()

@@ -163,6 +163,7 @@ async def _serve_until_stopped(
     plan: WorkerPlan, sock: socket.socket, on_ready: Callable[[], None]
 ) -> None:
     from server.app import build_app
+    from server.transport.front import WS_FRONT
 
     settings = plan.settings
     app = build_app(settings, plan.broker, plan.redis_url, plan.jwt_secret)
@@ -182,7 +183,10 @@ async def _serve_until_stopped(
     )
     loop = asyncio.get_running_loop()
     listener = await loop.create_server(
-        guard.wrap(runner.server), sock=sock, ssl=tls_context(settings), backlog=LISTEN_BACKLOG
+        guard.wrap(runner.server, app[WS_FRONT]),
+        sock=sock,
+        ssl=tls_context(settings),
+        backlog=LISTEN_BACKLOG,
     )
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

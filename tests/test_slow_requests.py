@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from server.guard import GuardedProtocol, PendingConnections
+from server.guard import PendingConnections
 from tests.support.live_server import LiveServer
 from tests.support.types import ServerFactory
 
@@ -130,8 +130,9 @@ class Recorder(asyncio.Protocol):
 
 
 async def test_the_guard_steps_aside_once_the_first_head_is_in() -> None:
-    """After the first head nothing is left to watch: later bytes (a WebSocket's frames) go to
-    the server's protocol directly, and the address no longer counts as pending."""
+    """The server's protocol is made only once the first head is in, and gets every byte; after
+    it nothing is left to watch: later bytes (a WebSocket's frames) go to that protocol
+    directly, and the address no longer counts as pending."""
     pending = PendingConnections(max_pending=1, header_timeout=1.0)
     inner: list[Recorder] = []
 
@@ -146,11 +147,11 @@ async def test_the_guard_steps_aside_once_the_first_head_is_in() -> None:
         writer.write(HEAD)
         await asyncio.sleep(0.1)
         assert pending.by_address["127.0.0.1"] == 1  # the head is not complete yet
-        transport = inner[0].transport
-        assert transport is not None and isinstance(transport.get_protocol(), GuardedProtocol)
+        assert inner == []  # no protocol of the server's made for it yet
         writer.write(b"\r\nframes after the head")
         await asyncio.sleep(0.1)
-        assert transport.get_protocol() is inner[0]
+        transport = inner[0].transport
+        assert transport is not None and transport.get_protocol() is inner[0]
         assert "127.0.0.1" not in pending.by_address
         await asyncio.sleep(1.2)  # past the header timeout: nothing cuts the connection now
         writer.write(b" and more")
@@ -158,6 +159,57 @@ async def test_the_guard_steps_aside_once_the_first_head_is_in() -> None:
         assert inner[0].data == HEAD + b"\r\nframes after the head and more"
         writer.close()
         assert await asyncio.wait_for(inner[0].lost, 5)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+class Front:
+    """Takes the connections whose first request is to /take, and answers them itself."""
+
+    def __init__(self) -> None:
+        self.offered: list[tuple[bytes, bytes, str]] = []
+
+    def take(self, transport: asyncio.Transport, head: bytes, rest: bytes, remote: str) -> bool:
+        self.offered.append((head, rest, remote))
+        if not head.startswith(b"GET /take "):
+            return False
+        transport.write(b"taken")
+        transport.close()
+        return True
+
+
+async def test_the_guard_offers_the_first_head_to_the_front_first() -> None:
+    """What the front takes never reaches the server's protocol (none is made); what it leaves
+    does, whole, as if the front were not there. The front sees the head without its blank
+    line, the bytes after it, and the peer's address."""
+    pending = PendingConnections(max_pending=4, header_timeout=5.0)
+    front = Front()
+    inner: list[Recorder] = []
+
+    def factory() -> asyncio.Protocol:
+        inner.append(Recorder())
+        return inner[-1]
+
+    server = await asyncio.get_running_loop().create_server(
+        pending.wrap(factory, front), "127.0.0.1", 0
+    )
+    port = server.sockets[0].getsockname()[1]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /take HTTP/1.1\r\nHost: x\r\n")
+        writer.write(b"\r\nafter")
+        assert await asyncio.wait_for(reader.read(), 5) == b"taken"
+        assert front.offered == [(b"GET /take HTTP/1.1\r\nHost: x", b"after", "127.0.0.1")]
+        assert inner == []
+
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(HEAD + b"\r\nbody")
+        await asyncio.sleep(0.2)
+        assert front.offered[-1] == (HEAD[:-2], b"body", "127.0.0.1")
+        assert len(inner) == 1 and inner[0].data == HEAD + b"\r\nbody"
+        writer.close()
+        assert not pending.by_address  # both heads ended: nothing counts as pending
     finally:
         server.close()
         await server.wait_closed()
