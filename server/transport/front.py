@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -27,8 +26,6 @@ from server.transport.ws import Opening, max_message_size, serve
 from server.transport.wsconn import WsConnection
 
 __all__ = ["WS_FRONT", "WsFront", "read_head", "ws_session"]
-
-log = logging.getLogger("vstudio.server.transport.front")
 
 WS_PATH = "/v1/vstudio/ws"
 
@@ -92,18 +89,10 @@ class WsFront:
         if rest:  # frames sent before the 101 (RFC 6455 forbids it; read them anyway)
             connection.data_received(rest)
         opening = Opening(target, session, headers.get("Authorization"), remote)
-        task = asyncio.get_running_loop().create_task(self._run(opening, connection))
+        task = asyncio.get_running_loop().create_task(serve(opening, ctx, connection))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return True
-
-    async def _run(self, opening: Opening, connection: WsConnection) -> None:
-        try:
-            await serve(opening, self.app[CONTEXT], connection)
-        except Exception:
-            log.exception("the WebSocket handler failed")
-        finally:
-            connection.transport.close()
 
     async def close(self, app: web.Application, timeout: float = 10.0) -> None:
         """At shutdown, after the drain: wait for the connections still closing, then end them."""

@@ -337,25 +337,51 @@ class _Upgraded(web.StreamResponse):
 async def websocket(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CONTEXT]
     ws = _upgrade(request, max_message_size(ctx.settings))
-    try:
-        await serve(Opening.of(request), ctx, ws)
-    finally:
-        ws.transport.close()
+    await serve(Opening.of(request), ctx, ws)
     return _Upgraded(status=101)
 
 
 async def serve(opening: Opening, ctx: ServerContext, ws: WsConnection) -> None:
-    """The connection's life, from its credentials to its close."""
-    settings = ctx.settings
+    """The connection's life, from its credentials to its close; TCP is closed when it returns.
+
+    Nothing of the opening is kept once the client is in (its ticket alone is 200 bytes per
+    idle connection), and an error is logged here, as no middleware sees this connection.
+    """
+    try:
+        admitted = await _admitted(opening, ctx, ws)
+        del opening
+        if admitted is not None:
+            await _live(ctx, ws, *admitted)
+    except OUTAGES as exc:  # Redis unreachable: the client retries later, as for a restart
+        log.warning("Redis unreachable: %s", exc)
+        if not ws.closed:
+            await ws.close(1013, b"Redis unreachable; try again later", CLOSE_TIMEOUT)
+    except Exception:
+        log.exception("the WebSocket connection failed")
+    finally:
+        ws.transport.close()
+
+
+async def _admitted(
+    opening: Opening, ctx: ServerContext, ws: WsConnection
+) -> tuple[Participant, str | None, str | None] | None:
+    """Who the client is, its ``since`` and its address; ``None`` once it was refused."""
     if ctx.attendance.draining:
         await ws.close(1012, b"server restarting; reconnect", CLOSE_TIMEOUT)
-        return
+        return None
     try:
         who, since = await _opening(opening, ctx)
     except ProtocolError as exc:
         await _refuse(ws, ctx, exc)
-        return
+        return None
+    return who, since, opening.remote
 
+
+async def _live(
+    ctx: ServerContext, ws: WsConnection, who: Participant, since: str | None, remote: str | None
+) -> None:
+    """Attach the client to its session, then read its messages until the connection ends."""
+    settings = ctx.settings
     handler = asyncio.current_task()
     assert handler is not None
     client = WsClient(
@@ -365,7 +391,7 @@ async def serve(opening: Opening, ctx: ServerContext, ws: WsConnection) -> None:
         try:
             # not kept in a variable: this frame lives as long as the connection
             await ctx.hub.attach(
-                client, since=since, first=partial(ctx.attendance.join, client, opening.remote)
+                client, since=since, first=partial(ctx.attendance.join, client, remote)
             )
         except ProtocolError as exc:
             await _refuse(ws, ctx, exc)
