@@ -3,8 +3,10 @@
 Every viewer is a logged-in user (a JWT minted with the server's secret) that connects as the
 project's Python client does: ``POST /v1/vstudio/ticket`` for a single-use ticket, then the
 WebSocket upgrade with ``?ticket=`` (and ``since=`` the last event id it saw), on one keep-alive
-TCP connection. The viewers are lean ``asyncio.Protocol`` clients in ``--processes`` child
-processes (uvloop), so the load generator costs little of the two cores it shares with the server.
+TCP connection; with ``--browser`` the WebSocket opens a connection of its own, as a browser's
+does (so the server's guard takes the upgrade without aiohttp). The viewers are lean
+``asyncio.Protocol`` clients in ``--processes`` child processes (uvloop), so the load generator
+costs little of the two cores it shares with the server.
 
 The run: connect everyone, publish ``--before`` events and wait until every viewer has them,
 ``kill -9`` every server process, publish ``--during`` events while it is down, start it again
@@ -18,6 +20,7 @@ every bench event id), and the restarted server's CPU per reconnect.
 
     python bench/reconnect.py --viewers 2000
     python bench/reconnect.py --viewers 10000 --processes 3 --json
+    python bench/reconnect.py --viewers 10000 --workers 2 --browser --json
 """
 
 from __future__ import annotations
@@ -78,10 +81,12 @@ class Viewer(asyncio.Protocol):
         self.gave_up = False
         self.watchdog: asyncio.TimerHandle | None = None
         self.opening: asyncio.Task[None] | None = None
+        self.ticket: str | None = None  # --browser: the ticket the next connection upgrades with
 
     # one attempt
     def start(self) -> None:
         self.phase, self.opened, self.close_code = "connecting", False, None
+        self.ticket = None
         self.buf.clear()
         self.watchdog = self.crowd.loop.call_later(ATTEMPT_TIMEOUT, self._timed_out)
         self.opening = self.crowd.loop.create_task(self._open())
@@ -103,6 +108,9 @@ class Viewer(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        if self.ticket is not None:  # --browser: the WebSocket's own connection
+            self._upgrade(self.ticket)
+            return
         body = orjson.dumps({"sessionId": self.crowd.session, "role": "viewer"})
         self.phase = "ticket"
         self.transport.write(
@@ -110,6 +118,7 @@ class Viewer(asyncio.Protocol):
             + self.crowd.hostport
             + b"\r\nAuthorization: Bearer "
             + self.token.encode()
+            + (b"\r\nConnection: close" if self.crowd.browser else b"")
             + b"\r\nContent-Type: application/json\r\nContent-Length: "
             + str(len(body)).encode()
             + b"\r\n\r\n"
@@ -147,6 +156,14 @@ class Viewer(asyncio.Protocol):
             self.transport.close()
             return
         ticket = orjson.loads(body)["ticket"]
+        assert self.transport is not None
+        if self.crowd.browser:  # the WebSocket on a connection of its own, as a browser opens it
+            self.ticket, self.phase = ticket, "reopen"
+            self.transport.close()
+            return
+        self._upgrade(ticket)
+
+    def _upgrade(self, ticket: str) -> None:
         since = f"&since={self.last_id}" if self.last_id else ""
         self.phase = "upgrade"
         assert self.transport is not None
@@ -216,6 +233,10 @@ class Viewer(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        if self.phase == "reopen":
+            self.phase = "connecting"
+            self.opening = self.crowd.loop.create_task(self._open())
+            return
         self._ended()
 
     def _ended(self) -> None:
@@ -245,8 +266,11 @@ class Viewer(asyncio.Protocol):
 class Crowd:
     """The viewers of one child process."""
 
-    def __init__(self, host: str, port: int, session: str, users: list[str]) -> None:
+    def __init__(
+        self, host: str, port: int, session: str, users: list[str], browser: bool = False
+    ) -> None:
         self.loop = asyncio.get_running_loop()
+        self.browser = browser
         self.host, self.port, self.session = host, port, session
         self.hostport = f"{host}:{port}".encode()
         self.backoff = Backoff()
@@ -307,12 +331,14 @@ class Crowd:
         }
 
 
-def crowd_main(pipe: Connection, host: str, port: int, session: str, users: list[str]) -> None:
+def crowd_main(
+    pipe: Connection, host: str, port: int, session: str, users: list[str], browser: bool
+) -> None:
     """A child process: start its viewers, then answer the parent's questions."""
     raise_file_limit()
 
     async def main() -> None:
-        crowd = Crowd(host, port, session, users)
+        crowd = Crowd(host, port, session, users, browser)
         loop = asyncio.get_running_loop()
         pending = list(crowd.viewers)
         while pending:  # the first connect, a few hundred at a time
@@ -414,7 +440,11 @@ async def run(args: argparse.Namespace, redis: str) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
     pipes: list[Connection] = []
     children: list[Any] = []
-    results: dict[str, Any] = {"viewers": args.viewers, "server_processes": args.workers}
+    results: dict[str, Any] = {
+        "viewers": args.viewers,
+        "server_processes": args.workers,
+        "browser": args.browser,
+    }
     try:
         import aiohttp
 
@@ -431,7 +461,9 @@ async def run(args: argparse.Namespace, redis: str) -> dict[str, Any]:
             ours, theirs = context.Pipe()
             mine = users[part :: args.processes]
             child = context.Process(
-                target=crowd_main, args=(theirs, host, int(port), session, mine), daemon=True
+                target=crowd_main,
+                args=(theirs, host, int(port), session, mine, args.browser),
+                daemon=True,
             )
             child.start()
             pipes.append(ours)
@@ -535,6 +567,13 @@ def main() -> None:
         "--processes", type=int, default=2, help="client processes that share the viewers (1-8)"
     )
     parser.add_argument("--workers", type=int, default=1, help="server processes (--workers)")
+    parser.add_argument(
+        "--browser",
+        action="store_true",
+        help="each attempt fetches its ticket on one connection and opens the WebSocket on a "
+        "new one, as a browser does (default: both on one kept-alive connection, as the "
+        "project's Python client does)",
+    )
     parser.add_argument("--before", type=int, default=5, help="events every viewer has first")
     parser.add_argument("--during", type=int, default=5, help="events published while down")
     parser.add_argument("--after", type=int, default=3, help="events published once all are back")
