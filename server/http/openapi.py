@@ -224,10 +224,15 @@ def openapi_document() -> dict[str, Any]:
     }
     upgrade = {
         "summary": "WebSocket upgrade (?ticket=, ?since= resumes; or Authorization: Bearer with "
-        "?sessionId=&role=); failures after the upgrade are close codes 4000-4009",
+        "?sessionId=&role=); failures after the upgrade are close codes 4000-4009 (1013: "
+        "Redis unreachable, try again later)",
         "responses": {
             "101": {"description": "switching protocols"},
             "400": {"description": "not a WebSocket upgrade request"},
+            "426": {
+                "description": "a WebSocket version other than 13 (the answer's "
+                "Sec-WebSocket-Version says which)"
+            },
         },
     }
     paths: dict[str, dict[str, Any]] = {
