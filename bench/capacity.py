@@ -31,7 +31,7 @@ FIGURES = Path(__file__).resolve().parent / "capacity_figures.json"
 BENCHES: dict[str, list[str]] = {
     "fanout": ["bench/fanout.py", "--viewers", "2000", "--rate", "50", "--duration", "5"],
     "votes": ["bench/votes.py", "--viewers", "2000", "--servers", "1", "--settle", "5"],
-    "reconnect": ["bench/reconnect.py", "--viewers", "2000"],
+    "reconnect": ["bench/reconnect.py", "--viewers", "2000", "--browser"],
     "limits": ["bench/limits.py", "--calls", "2000"],
     "ingest": ["bench/ingest.py", "--messages", "20000"],
 }
