@@ -399,18 +399,27 @@ async def test_a_frame_written_one_byte_at_a_time_is_answered(live_server: LiveS
     conn.abort()
 
 
-async def test_frames_in_one_write_are_answered_in_order(live_server: LiveServer) -> None:
-    conn = await connect(live_server)
-    ids = [f"r{n}" for n in range(5)]
+@pytest.mark.parametrize("way", WAYS)
+@pytest.mark.parametrize("count", [5, 300])
+async def test_frames_in_one_write_are_answered_in_order(
+    live_server: LiveServer, count: int, way: str
+) -> None:
+    """300 is past what the server reads ahead of its handler (32 messages): it stops reading
+    the socket until the handler catches up, then reads again, and loses nothing (pings are
+    not rate limited)."""
+    conn = await connect(live_server, way=way)
+    ids = [f"r{n}" for n in range(count)]
     await conn.send(*(frame(TEXT, ping_message(rid)) for rid in ids))
+    await asyncio.sleep(0.2)
+    await conn.send(frame(TEXT, ping_message("after")))  # read only if reading resumed
     seen: list[str] = []
-    async with asyncio.timeout(5):
-        while len(seen) < len(ids):
+    async with asyncio.timeout(10):
+        while len(seen) < len(ids) + 1:
             got = await conn.recv()
             assert got.opcode == TEXT, got
             if got.json()["type"] == "pong":
                 seen.append(got.json()["requestId"])
-    assert seen == ids
+    assert seen == [*ids, "after"]
     conn.abort()
 
 
