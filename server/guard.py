@@ -1,14 +1,18 @@
-"""A guard in front of aiohttp's protocol: slow request heads end, and one address may hold
-only so many connections that have not yet sent a request.
+"""A guard in front of aiohttp's protocol: slow request heads end, one address may hold only
+so many connections that have not yet sent a request, and a WebSocket upgrade that comes first
+on its connection is given to the WebSocket front instead of aiohttp.
 
 aiohttp has no timeout for a request head of its own, so a client sending one header line
 every few seconds (slowloris) held a socket for as long as the keep-alive timer (75 s). Each
-connection's protocol is wrapped in a :class:`GuardedProtocol` that passes every event through
-and watches the bytes only until the first head ends (``CRLF CRLF``): if that takes longer than
-``header_timeout`` from the accept, the connection is closed. Later heads on a kept-alive
-connection are bounded by aiohttp's keep-alive timer, which the server sets to the same value.
-Once the first head is in, the guard hands the connection to aiohttp's protocol
-(``transport.set_protocol``), so a long-lived WebSocket pays nothing for it per frame.
+connection starts with a :class:`GuardedProtocol`, which holds its bytes until the first head
+ends (``CRLF CRLF``): if that takes longer than ``header_timeout`` from the accept, the
+connection is closed. Later heads on a kept-alive connection are bounded by aiohttp's keep-alive
+timer, which the server sets to the same value. Once the first head is in, the guard offers it
+to the :class:`Front` (``server/transport/front.py`` takes a valid upgrade to the WebSocket
+endpoint), else makes aiohttp's protocol and hands it the connection and every byte so far
+(``transport.set_protocol``); either way it is out of the path, so a long-lived WebSocket pays
+nothing for it per frame. A head sent in many small pieces is gathered in linear time (each
+piece is appended, and only the new bytes are searched).
 
 A connection that has not completed a request head cannot have shown a credential, so those
 are the unauthenticated ones: :class:`PendingConnections` counts them per peer address in this
@@ -103,7 +107,8 @@ class GuardedProtocol(asyncio.Protocol):
         self.address: str | None = None
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
-        self.head = b""
+        self.head: bytearray | None = None
+        """The first head's bytes so far, when it did not come in one piece."""
         self.refused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -144,26 +149,34 @@ class GuardedProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.refused or self.transport is None:
             return
-        if self.inner is not None:  # the head was too long to wait for; aiohttp refuses it
+        if self.inner is not None:  # not reached once the transport calls the inner protocol
             self.inner.data_received(data)
             return
-        seen = self.head + data if self.head else data
-        end = seen.find(HEAD_END)
+        head = self.head
+        if head is None:  # nearly always: the whole head in the first piece
+            seen: bytes | bytearray = data
+            end = data.find(HEAD_END)
+        else:
+            searched = max(0, len(head) - len(HEAD_END) + 1)
+            head += data
+            seen, end = head, head.find(HEAD_END, searched)
         if end < 0 and len(seen) <= MAX_HEAD:
-            self.head = seen
+            if head is None:
+                self.head = bytearray(data)
             return
-        self.head = b""
+        self.head = None
+        whole = bytes(seen)
         remote = self.address or "unknown"
         self._head_done()
         transport = self.transport
         if end >= 0 and self.front is not None:
-            if self.front.take(transport, seen[:end], seen[end + len(HEAD_END) :], remote):
+            if self.front.take(transport, whole[:end], whole[end + len(HEAD_END) :], remote):
                 return
         # nothing left to watch: step out of the way
         inner = self.inner = self.factory()
         transport.set_protocol(inner)
         inner.connection_made(transport)
-        inner.data_received(seen)
+        inner.data_received(whole)
 
     def eof_received(self) -> bool | None:
         if self.refused or self.inner is None:

@@ -213,3 +213,29 @@ async def test_the_guard_offers_the_first_head_to_the_front_first() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_a_head_sent_a_byte_at_a_time_reaches_the_front_whole() -> None:
+    """Pieces are gathered (the end may straddle two of them) and nothing is lost or doubled."""
+    pending = PendingConnections(max_pending=4, header_timeout=10.0)
+    front = Front()
+    server = await asyncio.get_running_loop().create_server(
+        pending.wrap(Recorder, front), "127.0.0.1", 0
+    )
+    port = server.sockets[0].getsockname()[1]
+    head = b"GET /take HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"p" * 300
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.transport.get_extra_info("socket").setsockopt(
+            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
+        )
+        for byte in head + b"\r\n\r":
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(0.001)
+        writer.write(b"\nrest")  # the head's end straddles two pieces
+        assert await asyncio.wait_for(reader.read(), 5) == b"taken"
+        assert front.offered == [(head, b"rest", "127.0.0.1")]
+    finally:
+        server.close()
+        await server.wait_closed()
