@@ -74,22 +74,33 @@ class FrameReader:
     ``OP_CLOSE`` as they come, also between the fragments of a message (section 5.4). It raises
     :class:`FrameError` at the first broken rule; the connection must then close with its code.
     A frame is only kept until it is complete, and a message longer than ``max_size`` is refused
-    from its length field, before its bytes are buffered.
+    from its length field, before its bytes are buffered. A frame that comes in many pieces is
+    gathered in linear time: the pieces are appended, and nothing is parsed again until the
+    bytes the frame needs are in.
     """
 
-    __slots__ = ("_buffer", "_opcode", "_parts", "_size", "max_size")
+    __slots__ = ("_buffer", "_need", "_opcode", "_parts", "_size", "max_size")
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
-        self._buffer = b""
+        self._buffer: bytearray | None = None  # an incomplete frame's bytes so far
+        self._need = 0  # bytes the buffer must hold before it is parsed again
         self._opcode = 0  # of the fragmented message being read, 0 when none is
         self._parts: list[bytes] | None = None
         self._size = 0
 
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
-        buffer = self._buffer + data if self._buffer else data
+        kept = self._buffer
+        if kept is not None:
+            kept += data
+            if len(kept) < self._need:
+                return []
+            buffer: bytes = bytes(kept)
+            self._buffer = None
+        else:
+            buffer = data
         out: list[tuple[int, bytes]] = []
-        at, end = 0, len(buffer)
+        at, end, need = 0, len(buffer), 2
         while end - at >= 2:
             first, second = buffer[at], buffer[at + 1]
             if first & 0x70:
@@ -99,25 +110,28 @@ class FrameReader:
             opcode, final, length = first & 0x0F, first & 0x80, second & 0x7F
             head = 6
             if length == 126:
-                head = 8
+                head = need = 8
                 if end - at < head:
                     break
                 length = struct.unpack_from("!H", buffer, at + 2)[0]
             elif length == 127:
-                head = 14
+                head = need = 14
                 if end - at < head:
                     break
                 length = struct.unpack_from("!Q", buffer, at + 2)[0]
             self._check(opcode, final, length)
-            if end - at < head + length:
+            need = head + length
+            if end - at < need:
                 break
+            need = 2
             start = at + head
             payload = _unmask(buffer[start - 4 : start], buffer[start : start + length])
             at = start + length
             message = self._take(opcode, final, payload)
             if message is not None:
                 out.append(message)
-        self._buffer = buffer[at:] if at < end else b""
+        if at < end:
+            self._buffer, self._need = bytearray(buffer[at:]), need
         return out
 
     def _check(self, opcode: int, final: int, length: int) -> None:
