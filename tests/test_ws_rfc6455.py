@@ -576,6 +576,21 @@ async def test_a_message_over_max_message_bytes_is_error_4007_then_close_4007(
     await conn.eof()
 
 
+async def test_a_close_while_reading_is_paused_still_reads_the_clients_answer(
+    live_server: LiveServer,
+) -> None:
+    """The refused frame comes with 100 more in one write, past the 32 read ahead, so reading
+    is paused when the server closes; it must read again to see the client's close frame, and
+    then end at once rather than after its 3 s wait."""
+    conn = await connect(live_server)
+    pings = [frame(TEXT, ping_message(f"p{n}")) for n in range(100)]
+    await conn.send(frame(TEXT, ping_message(BAD, MAX_MESSAGE_BYTES + 1)), *pings)
+    closing = await conn.closed_with(refused=BAD)
+    assert closing.close_code == ErrorCode.MESSAGE_TOO_LARGE, closing
+    await conn.close(ErrorCode.MESSAGE_TOO_LARGE)
+    await conn.eof(timeout=1.5)
+
+
 # 8. Binary frames
 
 

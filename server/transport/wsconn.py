@@ -167,6 +167,9 @@ class WsConnection(asyncio.Protocol):
             self.transport.write(close_frame(code, message))
         if not self.close_received and not self.lost:
             self.inbox.clear()
+            if self.paused:  # the client's close frame must be read
+                self.paused = False
+                self.transport.resume_reading()
             try:
                 async with asyncio.timeout(timeout):
                     while not self.close_received and not self.lost:
