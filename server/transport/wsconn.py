@@ -152,9 +152,12 @@ class WsConnection(asyncio.Protocol):
                 self.waiter = None
         message = self.inbox.pop(0)
         if self.paused and len(self.inbox) < PAUSE_AT // 2:
-            self.paused = False
-            self.transport.resume_reading()
+            self._resume()
         return message
+
+    def _resume(self) -> None:
+        self.paused = False
+        self.transport.resume_reading()  # a no-op on a closing transport (asyncio and uvloop)
 
     def pong(self, payload: bytes) -> None:
         if not self.closed:
@@ -168,8 +171,7 @@ class WsConnection(asyncio.Protocol):
         if not self.close_received and not self.lost:
             self.inbox.clear()
             if self.paused:  # the client's close frame must be read
-                self.paused = False
-                self.transport.resume_reading()
+                self._resume()
             try:
                 async with asyncio.timeout(timeout):
                     while not self.close_received and not self.lost:
