@@ -28,6 +28,8 @@ from server.transport.wsconn import WsConnection
 __all__ = ["WS_FRONT", "WsFront", "read_head", "ws_session"]
 
 WS_PATH = "/v1/vstudio/ws"
+_WS_REQUEST = b"GET " + WS_PATH.encode()
+"""How a head this front may take begins; any other is left to aiohttp unread."""
 
 
 def read_head(head: bytes) -> tuple[str, str, CIMultiDict[str]] | None:
@@ -71,6 +73,8 @@ class WsFront:
     def take(self, transport: asyncio.Transport, head: bytes, rest: bytes, remote: str) -> bool:
         """Serve the connection if ``head`` is a valid upgrade to the endpoint; else ``False``
         and nothing was done (the caller gives it to aiohttp)."""
+        if not head.startswith(_WS_REQUEST):  # every other first request: no parsing twice
+            return False
         ctx = self.app.get(CONTEXT)
         request = read_head(head)
         if ctx is None or request is None:
