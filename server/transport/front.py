@@ -5,10 +5,11 @@ upgrade is the first request on its connection, and the guard (:mod:`server.guar
 its head before anything else has. When that head is a valid upgrade to ``/v1/vstudio/ws``,
 :class:`WsFront` answers it and gives the connection to a
 :class:`~server.transport.wsconn.WsConnection` at once: aiohttp never makes its request handler,
-parser, writer, request and task for it, which were about half of an idle connection's memory
-and a third of a reconnect's CPU. Any other first request, and any head that is not plainly a
-valid upgrade, goes to aiohttp as before; an upgrade that comes later on a kept-alive
-connection is served by the same handler through aiohttp's route (``server.transport.ws``).
+parser, writer, request and task for it, which with aiohttp's WebSocket objects were most of an
+idle connection's memory (15.5 KB per connection before, 4.3 KB after; ``docs/benchmarks.md``).
+Any other first request, and any head that is not plainly a valid upgrade, goes to aiohttp as
+before; an upgrade that comes later on a kept-alive connection is served by the same handler
+through aiohttp's route (``server.transport.ws``).
 """
 
 from __future__ import annotations

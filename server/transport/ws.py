@@ -160,8 +160,9 @@ class WsClient(SubscriberState):
         """Stop sending and ask the connection's handler to close with ``code``.
 
         The handler's own task sends the close frame and waits for the client's (RFC 6455
-        7.1.1): closing from here while it waits in ``receive()`` would make aiohttp cut the
-        connection at once, and a client that answers late would see 1006 instead of the code.
+        7.1.1), so the close comes after any reply it is writing and is waited for in one place
+        (when aiohttp read the frames, closing from here also cut the connection at once, and a
+        client that answered late saw 1006 instead of the code).
         """
         if self.closed:
             return
