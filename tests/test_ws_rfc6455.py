@@ -39,7 +39,7 @@ CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 MAX_MESSAGE_BYTES: int = ServerSettings.model_fields["max_message_bytes"].default
 """The largest message the server accepts (4096): larger ones get error 4007, then close 4007."""
 HARD_LIMIT = max(MAX_MESSAGE_BYTES * 16, 65536)
-"""The WebSocket layer's own limit (``max_msg_size`` in server/transport/ws.py): above it, 1009."""
+"""The frame reader's own limit (``max_message_size`` in server/transport/ws.py): above it, 1009."""
 
 
 def user() -> str:
