@@ -129,8 +129,10 @@ def tls_server(
             process.wait()
 
 
-async def ticket_flow_over_wss(server: TlsServer) -> None:
-    """Create and start a session, get a ticket over https, read session.state over wss."""
+async def ticket_flow_over_wss(server: TlsServer, *, fresh: bool = False) -> None:
+    """Create and start a session, get a ticket over https, read session.state over wss and
+    have a ping answered; ``fresh``: the WebSocket on a TLS connection of its own, as a browser
+    opens it (the guard's front takes it), else after the ticket on a kept-alive one."""
     artist_id = f"artist-{uuid.uuid4().hex[:8]}"
     artist = {"Authorization": f"Bearer {server.token(artist_id, 'artist')}"}
     viewer = {"Authorization": f"Bearer {server.token('fan-1')}"}
@@ -150,14 +152,20 @@ async def ticket_flow_over_wss(server: TlsServer) -> None:
             assert answer.status == 200, await answer.text()
             ticket = (await answer.json())["ticket"]
         wss = server.base_url.replace("https://", "wss://") + "/v1/vstudio/ws"
-        async with http.ws_connect(wss, params={"ticket": ticket}) as ws:
+        own = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=server.client_ssl))
+        async with own, (own if fresh else http).ws_connect(wss, params={"ticket": ticket}) as ws:
             frame = orjson.loads((await ws.receive(timeout=5)).data)
             assert frame["type"] == "session.state"
+            await ws.send_json({"type": "ping", "requestId": "over-tls"})
+            while frame.get("requestId") != "over-tls":
+                frame = orjson.loads((await ws.receive(timeout=5)).data)
+            assert frame["type"] == "pong"
 
 
-async def test_wss_and_https_with_a_trusted_certificate(tls_server: TlsServer) -> None:
+@pytest.mark.parametrize("fresh", [False, True], ids=["after-a-ticket", "first-request"])
+async def test_wss_and_https_with_a_trusted_certificate(tls_server: TlsServer, fresh: bool) -> None:
     assert tls_server.base_url.startswith("https://127.0.0.1:")
-    await ticket_flow_over_wss(tls_server)
+    await ticket_flow_over_wss(tls_server, fresh=fresh)
 
 
 async def test_plain_http_and_untrusting_clients_fail(tls_server: TlsServer) -> None:
