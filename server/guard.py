@@ -101,7 +101,6 @@ class GuardedProtocol(asyncio.Protocol):
         front: Front | None = None,
     ) -> None:
         self.factory = factory
-        self.inner: asyncio.Protocol | None = None
         self.front = front
         self.pending = pending
         self.address: str | None = None
@@ -149,9 +148,6 @@ class GuardedProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.refused or self.transport is None:
             return
-        if self.inner is not None:  # not reached once the transport calls the inner protocol
-            self.inner.data_received(data)
-            return
         head = self.head
         if head is None:  # nearly always: the whole head in the first piece
             seen: bytes | bytearray = data
@@ -172,28 +168,16 @@ class GuardedProtocol(asyncio.Protocol):
         if end >= 0 and self.front is not None:
             if self.front.take(transport, whole[:end], whole[end + len(HEAD_END) :], remote):
                 return
-        # nothing left to watch: step out of the way
-        inner = self.inner = self.factory()
+        # nothing left to watch: step out of the way; from here the transport calls that
+        # protocol for everything, its end included
+        inner = self.factory()
         transport.set_protocol(inner)
         inner.connection_made(transport)
         inner.data_received(whole)
 
     def eof_received(self) -> bool | None:
-        if self.refused or self.inner is None:
-            return None
-        return self.inner.eof_received()
+        return None  # before its first head ended: close it
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.refused:
-            return
-        self._head_done()
-        if self.inner is not None:
-            self.inner.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        if not self.refused and self.inner is not None:
-            self.inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        if not self.refused and self.inner is not None:
-            self.inner.resume_writing()
+        if not self.refused:
+            self._head_done()

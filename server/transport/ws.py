@@ -325,21 +325,15 @@ def _upgrade(request: web.Request, max_size: int) -> WsConnection:
     return connection
 
 
-class _Upgraded(web.StreamResponse):
-    """What the handler returns once the connection was the WebSocket's: nothing to send.
-
-    The connection is closed by then, so aiohttp's attempt to send it ends at once as a
-    client gone (``ConnectionError``), which aiohttp takes quietly.
-    """
-
-
 @routes.get("/v1/vstudio/ws")
 @routes.get("/v1/vstudio/ws/{sessionId}")
 async def websocket(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CONTEXT]
     ws = _upgrade(request, max_message_size(ctx.settings))
     await serve(Opening.of(request), ctx, ws)
-    return _Upgraded(status=101)
+    # nothing to send: the connection is closed by now, so aiohttp's attempt ends at once as
+    # a client gone (ConnectionError), which it takes quietly
+    return web.StreamResponse(status=101)
 
 
 async def serve(opening: Opening, ctx: ServerContext, ws: WsConnection) -> None:

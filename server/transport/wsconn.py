@@ -143,17 +143,21 @@ class WsConnection(asyncio.Protocol):
         """The next data message as ``(opcode, payload)``, a ping or pong; ``(CLOSED, b"")``
         once the connection is closing or gone."""
         while not self.inbox:
-            if self.closed or self.error is not None:
+            if self.closed:  # a broken frame was answered with a close too
                 return CLOSED, b""
-            self.waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self.waiter
-            finally:
-                self.waiter = None
+            await self._wait()
         message = self.inbox.pop(0)
         if self.paused and len(self.inbox) < PAUSE_AT // 2:
             self._resume()
         return message
+
+    async def _wait(self) -> None:
+        """Until the protocol has news: a message, a close, an error or the end."""
+        self.waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self.waiter
+        finally:
+            self.waiter = None
 
     def _resume(self) -> None:
         self.paused = False
@@ -175,11 +179,7 @@ class WsConnection(asyncio.Protocol):
             try:
                 async with asyncio.timeout(timeout):
                     while not self.close_received and not self.lost:
-                        self.waiter = asyncio.get_running_loop().create_future()
-                        try:
-                            await self.waiter
-                        finally:
-                            self.waiter = None
+                        await self._wait()
             except TimeoutError:
                 log.info("no close frame from the client within %g s", timeout)
         self.transport.close()
