@@ -22,12 +22,14 @@ if str(ROOT) not in sys.path:
 __all__ = [
     "ROOT",
     "cpu_seconds",
+    "cpu_split",
     "new_loop",
     "process_tree",
     "py_spy",
     "raise_file_limit",
     "rss_bytes",
     "start_server",
+    "syscalls",
 ]
 
 
@@ -109,6 +111,36 @@ def cpu_seconds(*pids: int) -> float:
                 continue
             total += int(fields[11]) + int(fields[12])
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_split(*pids: int) -> tuple[float, float]:
+    """User and system CPU seconds of these processes and their descendants."""
+    user = system = 0
+    for pid in pids:
+        for each in process_tree(pid):
+            try:
+                fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # it just exited
+                continue
+            user, system = user + int(fields[11]), system + int(fields[12])
+    tick = os.sysconf("SC_CLK_TCK")
+    return user / tick, system / tick
+
+
+def syscalls(*pids: int) -> tuple[int, int]:
+    """Read and write system calls made so far by these processes and their descendants
+    (``/proc/PID/io``): a socket ``write``/``writev`` each, so a round trip to Redis or a
+    frame sent costs one."""
+    reads = writes = 0
+    for pid in pids:
+        for each in process_tree(pid):
+            try:
+                lines = Path(f"/proc/{each}/io").read_text().splitlines()
+            except OSError:
+                continue
+            fields = dict(line.split(": ", 1) for line in lines)
+            reads, writes = reads + int(fields["syscr"]), writes + int(fields["syscw"])
+    return reads, writes
 
 
 def rss_bytes(pid: int) -> int:

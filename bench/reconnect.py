@@ -41,7 +41,15 @@ from pathlib import Path
 from typing import Any, cast
 
 import orjson
-from benchkit import cpu_seconds, new_loop, process_tree, py_spy, raise_file_limit, start_server
+from benchkit import (
+    cpu_seconds,
+    new_loop,
+    process_tree,
+    py_spy,
+    raise_file_limit,
+    start_server,
+    syscalls,
+)
 
 from broker import Bus, connect
 from broker.bus import OutgoingEvent
@@ -492,11 +500,13 @@ async def run(args: argparse.Namespace, redis: str) -> dict[str, Any]:
         ready_at = time.time()
         results["restart_seconds"] = round(time.perf_counter() - cpu_server_start, 2)
         cpu_ready = cpu_seconds(process.pid)
+        reads_ready, writes_ready = syscalls(process.pid)
         commands_ready = await redis_commands(client)
         redis_cpu_ready = await redis_cpu(client)
         spy = profile(process.pid, args.profile) if args.profile else None
         stats = await wait_for(pipes, lambda s: s["back"] + s["gave_up"] >= args.viewers, 120)
         cpu_back = cpu_seconds(process.pid) - cpu_ready
+        reads_back, writes_back = syscalls(process.pid)
         commands = await redis_commands(client) - commands_ready
         redis_used = await redis_cpu(client) - redis_cpu_ready
         if spy is not None:
@@ -534,6 +544,8 @@ async def run(args: argparse.Namespace, redis: str) -> dict[str, Any]:
             http_refusals=refusals,
             server_cpu_seconds=round(cpu_back, 2),
             server_cpu_ms_per_reconnect=round(1000 * cpu_back / max(1, len(back)), 3),
+            server_reads_per_reconnect=round((reads_back - reads_ready) / max(1, len(back)), 1),
+            server_writes_per_reconnect=round((writes_back - writes_ready) / max(1, len(back)), 1),
             redis_commands_per_reconnect=round(commands / max(1, len(back)), 1),
             redis_cpu_ms_per_reconnect=round(1000 * redis_used / max(1, len(back)), 3),
         )

@@ -48,7 +48,14 @@ from typing import Any, cast
 
 import aiohttp
 import orjson
-from benchkit import new_loop, process_tree, py_spy, raise_file_limit, start_server
+from benchkit import (
+    cpu_split,
+    new_loop,
+    py_spy,
+    raise_file_limit,
+    start_server,
+    syscalls,
+)
 
 from broker import connect
 from broker.models import Role, is_poll_tally
@@ -279,34 +286,6 @@ class Observer:
             self.changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), left)
-
-
-def cpu_split(*pids: int) -> tuple[float, float]:
-    """User and system CPU seconds of these processes and their descendants."""
-    user = system = 0
-    for pid in pids:
-        for each in process_tree(pid):
-            try:
-                fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:  # it just exited
-                continue
-            user, system = user + int(fields[11]), system + int(fields[12])
-    tick = os.sysconf("SC_CLK_TCK")
-    return user / tick, system / tick
-
-
-def syscalls(*pids: int) -> tuple[int, int]:
-    """Read and write system calls made so far by these processes (``/proc/PID/io``)."""
-    reads = writes = 0
-    for pid in pids:
-        for each in process_tree(pid):
-            try:
-                lines = Path(f"/proc/{each}/io").read_text().splitlines()
-            except OSError:
-                continue
-            fields = dict(line.split(": ", 1) for line in lines)
-            reads, writes = reads + int(fields["syscr"]), writes + int(fields["syscw"])
-    return reads, writes
 
 
 async def redis_calls(client: Any) -> tuple[int, int] | None:

@@ -29,8 +29,8 @@ import time
 from typing import Any
 
 import orjson
-from benchkit import ROOT, new_loop, raise_file_limit
-from votes import cpu_split, percentile, syscalls, voters_main
+from benchkit import ROOT, cpu_split, new_loop, raise_file_limit, syscalls
+from votes import percentile, voters_main
 
 from server.wire import ws_text_frame
 
