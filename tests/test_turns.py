@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from server.turns import TurnBatch, TurnShare
+from server.turns import LINGER, TurnBatch, TurnShare
 
 
 async def test_callers_of_one_turn_share_one_read() -> None:
@@ -167,3 +167,44 @@ async def test_submitted_calls_of_one_turn_share_a_batch_without_tasks() -> None
     futures = [batch.submit(n) for n in (1, 2, 3)]
     assert [await future for future in futures] == [-1, -2, -3]
     assert calls == [[1, 2, 3]]
+
+
+async def test_a_storm_lingers_for_more_calls_and_a_lone_caller_never_waits() -> None:
+    """After a batch of several calls the next batch waits :data:`LINGER` for more, so calls
+    made turns apart still go together; after a batch of one it starts on the next turn."""
+    calls: list[list[int]] = []
+
+    async def run(args: list[int]) -> list[int]:
+        calls.append(args)
+        return args
+
+    batch: TurnBatch[int, int] = TurnBatch(run)
+
+    async def two_turns_apart(first: int, second: int) -> None:
+        one = batch.submit(first)
+        await asyncio.sleep(0)
+        other = batch.submit(second)
+        assert await asyncio.gather(one, other) == [first, second]
+
+    await two_turns_apart(0, 1)  # quiet: 0 goes alone, 1 follows it
+    assert calls == [[0], [1]]
+    assert await asyncio.gather(*(batch.call(n) for n in (2, 3, 4))) == [2, 3, 4]  # a storm
+    await two_turns_apart(5, 6)  # lingered: together
+    assert calls[-1] == [5, 6]
+    assert await batch.call(7) == 7  # lingered too, but alone: the storm is over
+    await two_turns_apart(8, 9)
+    assert calls[-2:] == [[8], [9]]
+
+
+async def test_a_lingering_batch_starts_after_linger_not_before() -> None:
+    started: list[float] = []
+
+    async def run(args: list[int]) -> list[int]:
+        started.append(asyncio.get_running_loop().time())
+        return args
+
+    batch: TurnBatch[int, int] = TurnBatch(run)
+    await asyncio.gather(batch.call(1), batch.call(2))
+    asked = asyncio.get_running_loop().time()
+    assert await batch.call(3) == 3
+    assert started[-1] - asked >= LINGER * 0.9  # the loop's clock may round a little

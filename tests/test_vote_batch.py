@@ -77,6 +77,34 @@ async def test_the_votes_of_one_turn_are_one_script_call(bus: Bus) -> None:
         assert await counts(studio, poll["id"]) == [20, 20, 20]
 
 
+async def test_a_storms_votes_linger_into_one_call_and_a_lone_vote_does_not(bus: Bus) -> None:
+    """After a batch of several votes the poll's next batch waits ``LINGER`` for more (a
+    storm's votes arrive a few at a time); after a batch of one, a vote goes at once."""
+    async with open_studio(bus) as studio:
+        poll = await new_poll(studio)
+        box = studio.services.polls.book.ballots
+        session_id, poll_id = studio.session_id, poll["id"]
+        voter = iter(range(1000))
+
+        async def two_turns_apart() -> int:
+            """Calls made for two votes cast two loop turns apart."""
+            before = box.calls
+            first = box.cast(session_id, poll_id, f"user-{next(voter)}", 0)
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # the first vote's call is in flight now, unless it waits
+            second = box.cast(session_id, poll_id, f"user-{next(voter)}", 1)
+            await asyncio.gather(first, second)
+            return box.calls - before
+
+        assert await two_turns_apart() == 2  # quiet: the first vote went alone
+        storm = [box.cast(session_id, poll_id, f"user-{next(voter)}", 0) for _ in range(5)]
+        await asyncio.gather(*storm)
+        assert await two_turns_apart() == 1  # a storm: the second vote joined the first
+        await box.cast(session_id, poll_id, f"user-{next(voter)}", 0)  # alone: storm over
+        assert await two_turns_apart() == 2
+        assert await counts(studio, poll_id) == [1 + 5 + 1 + 1 + 1, 3]
+
+
 async def test_the_same_user_twice_in_one_batch_counts_once(bus: Bus) -> None:
     async with open_studio(bus) as studio:
         poll = await new_poll(studio)

@@ -6,6 +6,8 @@ packed, the reply parsed) rather than into the vote. :class:`BallotBox` gathers 
 one poll that arrive while no call for that poll is in flight (at least one loop turn's worth)
 and sends them as ONE ``EVALSHA`` whose arguments are the list of ``(user, option)`` pairs; the
 script answers one outcome per vote, in order, so every voter still gets its own precise reply.
+Once a batch carried more than one vote (a storm), the poll's next batch waits
+:data:`server.turns.LINGER` for more before it goes; a lone vote never waits.
 
 The rules are those of one vote at a time, applied in arrival order inside the script: one vote
 per user per poll (per option with ``allowMultiple``) by ``SADD`` on the poll's voters set, so a
@@ -35,6 +37,7 @@ import orjson
 from broker import keys
 from broker.models import ErrorCode, MessageType, ProtocolError, now_ms
 from broker.scripts import Script
+from server.turns import LINGER
 
 __all__ = ["BALLOT_SCRIPT", "BATCH_MAX", "Answer", "BallotBox", "Receipt", "receipt"]
 
@@ -180,6 +183,8 @@ class BallotBox:
         self._pending: dict[tuple[str, str], list[Vote]] = {}
         self._busy: set[tuple[str, str]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._crowded: set[tuple[str, str]] = set()
+        """Polls whose last batch carried more than one vote: the next one lingers."""
         self.calls = 0
         """Script calls made (tests and benchmarks read it: votes per call)."""
 
@@ -205,7 +210,11 @@ class BallotBox:
             queue = self._pending[key] = []
             if key not in self._busy:
                 self._busy.add(key)
-                asyncio.get_running_loop().call_soon(self._start, key)
+                loop = asyncio.get_running_loop()
+                if key in self._crowded:  # a storm: let the batch fill (server.turns.LINGER)
+                    loop.call_later(LINGER, self._start, key)
+                else:
+                    loop.call_soon(self._start, key)
         queue.append((user_id, option, then))
 
     def _start(self, key: tuple[str, str]) -> None:
@@ -220,6 +229,12 @@ class BallotBox:
                 if len(votes) > BATCH_MAX:
                     self._pending[key] = votes[BATCH_MAX:]
                     votes = votes[:BATCH_MAX]
+                if len(votes) > 1:
+                    if len(self._crowded) > 10_000:  # polls come and go; the set stays small
+                        self._crowded.clear()
+                    self._crowded.add(key)
+                else:
+                    self._crowded.discard(key)
                 await self._count(key, votes)
         finally:
             self._busy.discard(key)
