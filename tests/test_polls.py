@@ -205,6 +205,33 @@ async def test_a_vote_storm_paces_its_tallies_and_ends_with_a_prompt_one(bus: Bu
         assert stamps[-1] - last_vote < 300  # the storm's end shows after ``quiet``, not ``busy``
 
 
+async def test_a_storm_that_ends_just_after_a_busy_tally_gets_its_final_one_promptly(
+    bus: Bus,
+) -> None:
+    """A tally forced by ``busy`` does not hold the broadcast slot for a whole interval: the
+    storm's last votes, a moment later, show ``quiet`` after them (``bench/votes.py`` saw the
+    final tally wait up to the 250 ms slot when its 1 s of votes ended just after the 1 s tally)."""
+    async with open_studio(
+        bus, poll_results_per_second=2, poll_results_busy_ms=600, poll_results_quiet_ms=100
+    ) as studio:
+        poll = await new_poll(studio)
+        first_vote = last_vote = time.time() * 1000
+        votes = 0
+        while last_vote < first_vote + 680:  # past the busy tally at ~600 ms, then stop
+            await studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "optionIndex": 0})
+            votes += 1
+            await asyncio.sleep(0.01)
+            last_vote = time.time() * 1000
+        await asyncio.sleep(0.8)
+        results = await studio.events("poll.update")
+        stamps = [int(r.id.split("-")[0]) for r in results]
+        assert [stamp for stamp in stamps if stamp < last_vote]  # the busy tally went
+        assert len(stamps) == 2  # and the final one; none more (the slot still paces them)
+        assert results[-1].payload["totalVotes"] == votes
+        # quiet (100 ms) after the last vote, not the rest of a 500 ms slot
+        assert stamps[-1] - last_vote < 300, (stamps, last_vote)
+
+
 async def test_building_session_state_learns_whether_polls_are_gated(
     bus: Bus, redis_url: str
 ) -> None:

@@ -175,7 +175,14 @@ if poll[1] ~= 'active' or poll[2] == poll[3] then return {'clean'} end
 local busy = tonumber(poll[4] or '0') + tonumber(ARGV[2]) - now
 local quiet = tonumber(poll[5] or '0') + tonumber(ARGV[3]) - now
 if busy > 0 and quiet > 0 then return {'wait', math.min(busy, quiet)} end
-if not redis.call('SET', KEYS[2], '1', 'PX', ARGV[1], 'NX') then
+-- a tally forced by a storm (busy, when that is rarer than the slot allows) holds the slot
+-- only as long as a pause must last: the storm's last votes then show 'quiet' after them, not
+-- up to a whole slot later; the next busy tally is 'busy' away still
+local slot = tonumber(ARGV[1])
+if quiet > 0 and tonumber(ARGV[2]) >= slot then
+  slot = math.max(1, math.min(slot, tonumber(ARGV[3])))
+end
+if not redis.call('SET', KEYS[2], '1', 'PX', slot, 'NX') then
   return {'wait', redis.call('PTTL', KEYS[2])}
 end
 redis.call('HSET', KEYS[1], 'published', poll[2])
