@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
@@ -11,13 +12,13 @@ from pydantic.alias_generators import to_camel
 
 from broker import keys
 from broker.models import ErrorCode, ProtocolError, Role
-from server.context import CONTEXT
+from server.context import CONTEXT, ServerContext
 from server.http.errors import json_response, read_model
 from server.identity.accounts import AccountError
-from server.identity.auth import VERSION_CLAIM, AuthError
+from server.identity.auth import VERSION_CLAIM, AuthError, Identity
 from server.ratelimit import Limit
 
-__all__ = ["GuestRequest", "LoginRequest", "TicketRequest", "routes"]
+__all__ = ["GuestRequest", "LoginRequest", "TicketRequest", "issue_ticket", "routes"]
 
 routes = web.RouteTableDef()
 
@@ -116,10 +117,18 @@ async def guest(request: web.Request) -> web.Response:
 
 @routes.post("/v1/vstudio/ticket")
 async def ticket(request: web.Request) -> web.Response:
-    """A single-use ticket for the WebSocket, with the role the user holds in the session."""
+    """A single-use ticket for the WebSocket, with the role the user holds in the session.
+
+    Served here when it comes after another request on its connection; as a connection's first
+    request the front serves it without aiohttp (``server/front.py``)."""
     ctx = request.app[CONTEXT]
     who = await ctx.identify(request)
     body = await read_model(request, TicketRequest)
+    return json_response(await issue_ticket(ctx, who, body))
+
+
+async def issue_ticket(ctx: ServerContext, who: Identity, body: TicketRequest) -> dict[str, Any]:
+    """The ticket route's answer for a caller already identified: rate limit, role, ticket."""
     wait = await ctx.windows.retry_after(
         keys.ticket_rate(who.user_id),
         (Limit("tickets", ctx.settings.ticket_rate_limit, 60.0),),
@@ -130,6 +139,4 @@ async def ticket(request: web.Request) -> web.Response:
     session = await ctx.sessions.get_shared(body.session_id)
     role = await ctx.grant(session, who, body.role)
     ticket_id = await ctx.tickets.issue(who, session.id, role)
-    return json_response(
-        {"ticket": ticket_id, "expiresIn": ctx.settings.ticket_ttl, "role": str(role)}
-    )
+    return {"ticket": ticket_id, "expiresIn": ctx.settings.ticket_ttl, "role": str(role)}

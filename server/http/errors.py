@@ -17,7 +17,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from broker.models import ErrorCode, ProtocolError
-from server.context import CONTEXT
+from server.context import CONTEXT, ServerContext
 from server.identity.auth import AuthError
 from server.interactions.sessions import ArtistBusy
 from server.presence import ConnectionLimit
@@ -27,9 +27,11 @@ __all__ = [
     "BODY_TIMEOUT",
     "MAX_BODY",
     "error_middleware",
+    "error_response",
     "http_status",
     "json_error",
     "json_response",
+    "parse_model",
     "read_model",
 ]
 
@@ -87,7 +89,6 @@ async def read_model(
     request: web.Request, model: type[ModelT], extra: dict[str, Any] | None = None
 ) -> ModelT:
     """The JSON body validated by ``model`` (``extra`` merged in), or ProtocolError 4006/4007."""
-    limit = request.app[MAX_BODY]
     try:
         async with asyncio.timeout(request.app[BODY_TIMEOUT]):
             raw = await request.read() if request.can_read_body else b""
@@ -96,6 +97,14 @@ async def read_model(
             text=f"the request body did not arrive within {request.app[BODY_TIMEOUT]:g} s",
             headers={"Connection": "close"},
         ) from None
+    return parse_model(raw, model, request.app[MAX_BODY], extra)
+
+
+def parse_model(
+    raw: bytes, model: type[ModelT], limit: int, extra: dict[str, Any] | None = None
+) -> ModelT:
+    """A whole JSON body validated by ``model`` (``extra`` merged in), or ProtocolError
+    4006/4007: :func:`read_model` once the body is read, and the front's ticket route."""
     if len(raw) > limit:
         raise ProtocolError(
             ErrorCode.MESSAGE_TOO_LARGE, f"body is {len(raw)} bytes; the limit is {limit}"
@@ -129,28 +138,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                 ErrorCode.MESSAGE_TOO_LARGE, f"body is {declared} bytes; the limit is {limit}"
             )
         return await handler(request)
-    except ProtocolError as exc:
-        return json_error(http_status(exc), int(exc.code), exc.message, exc.retry_after)
-    except AuthError as exc:
-        log.info(
-            "auth failure", extra={"reason": str(exc), "path": request.path, "peer": request.remote}
-        )
-        ctx = request.app.get(CONTEXT)
-        if ctx is not None:
-            ctx.metrics.errors.labels("auth").inc()
-        response = json_error(401, 401, str(exc))
-        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
-        return response
-    except ConnectionResetError:  # the client left mid-request: its business, not an error
-        log.info("client left mid-request", extra={"path": request.path, "peer": request.remote})
-        return json_error(400, int(ErrorCode.INVALID_MESSAGE), "connection lost mid-request")
-    except OUTAGES as exc:  # Redis is unreachable: retryable, not a 500 (issue 13)
-        log.warning("Redis unreachable: %s", exc, extra={"path": request.path})
-        ctx = request.app.get(CONTEXT)
-        if ctx is None:
-            raise
-        error = outage(ctx.settings, f"{request.method} {request.path}")
-        return json_error(503, int(error.code), error.message, error.retry_after)
     except web.HTTPRequestEntityTooLarge as exc:
         return json_error(413, int(ErrorCode.MESSAGE_TOO_LARGE), exc.text or "body too large")
     except web.HTTPException as exc:
@@ -162,3 +149,34 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             if name in exc.headers:
                 response.headers[name] = exc.headers[name]
         return response
+    except Exception as exc:
+        ctx = request.app.get(CONTEXT)
+        refusal = error_response(exc, ctx, request.method, request.path, request.remote)
+        if refusal is None:
+            raise
+        return refusal
+
+
+def error_response(
+    exc: Exception, ctx: ServerContext | None, method: str, path: str, peer: str | None = None
+) -> web.Response | None:
+    """The JSON refusal for an error a route raised (logged and counted as it should be), or
+    ``None`` for one that is no refusal (a bug: a 500). Used by :func:`error_middleware` and by
+    the front's ticket route, so both answer alike."""
+    if isinstance(exc, ProtocolError):
+        return json_error(http_status(exc), int(exc.code), exc.message, exc.retry_after)
+    if isinstance(exc, AuthError):
+        log.info("auth failure", extra={"reason": str(exc), "path": path, "peer": peer})
+        if ctx is not None:
+            ctx.metrics.errors.labels("auth").inc()
+        response = json_error(401, 401, str(exc))
+        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        return response
+    if isinstance(exc, ConnectionResetError):  # the client left mid-request: not an error
+        log.info("client left mid-request", extra={"path": path, "peer": peer})
+        return json_error(400, int(ErrorCode.INVALID_MESSAGE), "connection lost mid-request")
+    if isinstance(exc, OUTAGES) and ctx is not None:  # retryable, not a 500 (issue 13)
+        log.warning("Redis unreachable: %s", exc, extra={"path": path})
+        error = outage(ctx.settings, f"{method} {path}")
+        return json_error(503, int(error.code), error.message, error.retry_after)
+    return None
