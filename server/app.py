@@ -27,6 +27,7 @@ from server.attendance import Attendance
 from server.bridge import SeedBridge
 from server.context import CONTEXT, ServerContext
 from server.fanout.hub import Hub
+from server.front import FRONT_DOOR, FrontDoor
 from server.gcpolicy import keep_collections_short
 from server.http import actions, announcements, auth, health, pages, reads, sessions, wallet
 from server.http import sources as http_sources
@@ -45,7 +46,6 @@ from server.ratelimit import RedisWindow
 from server.tokengate.gate import TokenGate
 from server.tokengate.rpc import EthRpc
 from server.transport import sse, ws
-from server.transport.front import WS_FRONT, WsFront
 
 __all__ = ["build_app"]
 
@@ -186,8 +186,8 @@ def build_app(
         if ctx is not None:
             await ctx.attendance.drain()
 
-    front = WsFront(app)  # the guard gives it the upgrades that come first on a connection
-    app[WS_FRONT] = front
+    front = FrontDoor(app)  # the guard gives it the upgrades and tickets that come first
+    app[FRONT_DOOR] = front
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(drain)
     app.on_shutdown.append(front.close)  # after the drain: what is left is still closing

@@ -8,7 +8,7 @@ connection starts with a :class:`GuardedProtocol`, which holds its bytes until t
 ends (``CRLF CRLF``): if that takes longer than ``header_timeout`` from the accept, the
 connection is closed. Later heads on a kept-alive connection are bounded by aiohttp's keep-alive
 timer, which the server sets to the same value. Once the first head is in, the guard offers it
-to the :class:`Front` (``server/transport/front.py`` takes a valid upgrade to the WebSocket
+to the :class:`Front` (``server/front.py`` takes a valid upgrade to the WebSocket
 endpoint), else makes aiohttp's protocol and hands it the connection and every byte so far
 (``transport.set_protocol``); either way it is out of the path, so a long-lived WebSocket pays
 nothing for it per frame. A head sent in many small pieces is gathered in linear time (each
@@ -28,6 +28,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Protocol, cast
 
 __all__ = ["HEAD_END", "Front", "GuardedProtocol", "PendingConnections"]
@@ -83,9 +84,18 @@ class PendingConnections:
 class Front(Protocol):
     """Who may take a connection by its first request head, instead of aiohttp."""
 
-    def take(self, transport: asyncio.Transport, head: bytes, rest: bytes, remote: str) -> bool:
+    def take(
+        self,
+        transport: asyncio.Transport,
+        head: bytes,
+        rest: bytes,
+        remote: str,
+        later: Callable[[bytes], None],
+    ) -> bool:
         """Serve the connection whose first head (without its blank line) is ``head`` and
-        whose bytes after it are ``rest``; ``False`` when not taken, nothing done."""
+        whose bytes after it are ``rest``; ``False`` when not taken, nothing done. A front that
+        answered one request and keeps the connection open calls ``later`` with what came
+        after it: the server's protocol takes the connection from there."""
         ...
 
 
@@ -166,14 +176,20 @@ class GuardedProtocol(asyncio.Protocol):
         self._head_done()
         transport = self.transport
         if end >= 0 and self.front is not None:
-            if self.front.take(transport, whole[:end], whole[end + len(HEAD_END) :], remote):
+            rest = whole[end + len(HEAD_END) :]
+            later = partial(self._to_server, transport)
+            if self.front.take(transport, whole[:end], rest, remote, later):
                 return
-        # nothing left to watch: step out of the way; from here the transport calls that
-        # protocol for everything, its end included
+        self._to_server(transport, whole)
+
+    def _to_server(self, transport: asyncio.Transport, data: bytes) -> None:
+        """Step out of the way: from here the transport calls the server's protocol for
+        everything, the connection's end included."""
         inner = self.factory()
         transport.set_protocol(inner)
         inner.connection_made(transport)
-        inner.data_received(whole)
+        if data:
+            inner.data_received(data)
 
     def eof_received(self) -> bool | None:
         return None  # before its first head ended: close it

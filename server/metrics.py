@@ -59,6 +59,13 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.front_requests = Counter(
+            "vstudio_front_requests_total",
+            "first requests on their connection answered without aiohttp (server/transport/"
+            "front.py), by kind: websocket upgrades and tickets",
+            ["kind"],
+            registry=self.registry,
+        )
         self.latency_ms = Histogram(
             "ws_latency_ms",
             "delay from an event's publish timestamp to its write to the clients, ms",

@@ -163,7 +163,7 @@ async def _serve_until_stopped(
     plan: WorkerPlan, sock: socket.socket, on_ready: Callable[[], None]
 ) -> None:
     from server.app import build_app
-    from server.transport.front import WS_FRONT
+    from server.front import FRONT_DOOR
 
     settings = plan.settings
     app = build_app(settings, plan.broker, plan.redis_url, plan.jwt_secret)
@@ -183,7 +183,7 @@ async def _serve_until_stopped(
     )
     loop = asyncio.get_running_loop()
     listener = await loop.create_server(
-        guard.wrap(runner.server, app[WS_FRONT]),
+        guard.wrap(runner.server, app[FRONT_DOOR]),
         sock=sock,
         ssl=tls_context(settings),
         backlog=LISTEN_BACKLOG,

@@ -40,6 +40,7 @@ SERVER_LAYERS: list[tuple[str, ...]] = [
     ("server.attendance", "server.gcpolicy", "server.bridge"),
     ("server.context",),
     ("server.transport", "server.http"),
+    ("server.front",),
     ("server.app",),
     ("server.serve",),
 ]

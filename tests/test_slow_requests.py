@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -170,7 +171,14 @@ class Front:
     def __init__(self) -> None:
         self.offered: list[tuple[bytes, bytes, str]] = []
 
-    def take(self, transport: asyncio.Transport, head: bytes, rest: bytes, remote: str) -> bool:
+    def take(
+        self,
+        transport: asyncio.Transport,
+        head: bytes,
+        rest: bytes,
+        remote: str,
+        later: Callable[[bytes], None],
+    ) -> bool:
         self.offered.append((head, rest, remote))
         if not head.startswith(b"GET /take "):
             return False

@@ -1,5 +1,5 @@
 """Upgrades that come first on their connection are served without aiohttp
-(``server/transport/front.py``): the head is read as aiohttp would route it, and anything not
+(``server/front.py``): the head is read as aiohttp would route it, and anything not
 plainly a valid upgrade is left to aiohttp."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import orjson
 import pytest
 from websockets.frames import Frame, Opcode
 
-from server.transport.front import read_head, ws_session
+from server.front import read_head, ws_session
 from tests.support.live_server import LiveServer
 
 

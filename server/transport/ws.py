@@ -213,7 +213,7 @@ def query_of(raw_path: str) -> dict[str, str]:
 @dataclass(frozen=True, slots=True)
 class Opening:
     """What the handler reads of an upgrade request, wherever it was parsed: by aiohttp, or
-    by the guard when it is a connection's first request (:mod:`server.transport.front`)."""
+    by the guard when it is a connection's first request (:mod:`server.front`)."""
 
     raw_path: str
     path_session: str | None
