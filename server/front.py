@@ -17,9 +17,9 @@ head, :class:`FrontDoor` answers it as well, with the route's own code
 (:func:`server.http.auth.issue_ticket`, :func:`server.http.errors.error_response`), the
 headers aiohttp would send in its order, and then gives the kept-alive connection to aiohttp
 for what follows (or closes it, when the client asked): aiohttp's request handler, parser,
-request, response and task were about a sixth of a browser storm's CPU. A body still on its way, a
-chunked one, ``Expect``, a request behind it or anything unusual goes to aiohttp, which answers
-the same. This module sits above both the transports and the REST routes
+request, response and task were about a sixth of a browser storm's CPU. A body still on its
+way, a chunked one, ``Expect``, a request behind it or anything unusual goes to aiohttp, which
+answers the same. This module sits above both the transports and the REST routes
 (``tests/test_layout.py``): it is the one place that knows both.
 """
 

@@ -8,11 +8,12 @@ connection starts with a :class:`GuardedProtocol`, which holds its bytes until t
 ends (``CRLF CRLF``): if that takes longer than ``header_timeout`` from the accept, the
 connection is closed. Later heads on a kept-alive connection are bounded by aiohttp's keep-alive
 timer, which the server sets to the same value. Once the first head is in, the guard offers it
-to the :class:`Front` (``server/front.py`` takes a valid upgrade to the WebSocket
-endpoint), else makes aiohttp's protocol and hands it the connection and every byte so far
-(``transport.set_protocol``); either way it is out of the path, so a long-lived WebSocket pays
-nothing for it per frame. A head sent in many small pieces is gathered in linear time (each
-piece is appended, and only the new bytes are searched).
+to the :class:`Front` (``server/front.py`` takes a valid upgrade to the WebSocket endpoint, and
+a ticket request whose body came with its head, after whose answer it gives the connection to
+aiohttp through ``later``), else makes aiohttp's protocol and hands it the connection and every
+byte so far (``transport.set_protocol``); either way it is out of the path, so a long-lived
+WebSocket pays nothing for it per frame. A head sent in many small pieces is gathered in linear
+time (each piece is appended, and only the new bytes are searched).
 
 A connection that has not completed a request head cannot have shown a credential, so those
 are the unauthenticated ones: :class:`PendingConnections` counts them per peer address in this
