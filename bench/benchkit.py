@@ -102,15 +102,7 @@ def process_tree(pid: int) -> list[int]:
 
 def cpu_seconds(*pids: int) -> float:
     """User + system CPU of these processes and their descendants, in seconds."""
-    total = 0
-    for pid in pids:
-        for each in process_tree(pid):
-            try:
-                fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:  # it just exited
-                continue
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    return sum(cpu_split(*pids))
 
 
 def cpu_split(*pids: int) -> tuple[float, float]:

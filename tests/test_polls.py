@@ -181,6 +181,18 @@ async def test_results_are_throttled_with_a_trailing_flush(bus: Bus) -> None:
         assert results[-1].payload["totalVotes"] == 60
 
 
+async def vote_steadily(studio: Studio, poll_id: str, ms: float) -> tuple[float, float, int]:
+    """A vote every ~10 ms for ``ms``: the first and last vote's times (ms) and the count."""
+    first_vote = last_vote = time.time() * 1000
+    votes = 0
+    while last_vote < first_vote + ms:
+        await studio.do(studio.actor(), VOTE, {"pollId": poll_id, "optionIndex": 0})
+        votes += 1
+        await asyncio.sleep(0.01)
+        last_vote = time.time() * 1000
+    return first_vote, last_vote, votes
+
+
 async def test_a_vote_storm_paces_its_tallies_and_ends_with_a_prompt_one(bus: Bus) -> None:
     """While votes keep coming a tally waits until a vote is ``busy`` old; once they pause for
     ``quiet``, one goes at once (issue 17: each tally is a write to every viewer)."""
@@ -188,13 +200,7 @@ async def test_a_vote_storm_paces_its_tallies_and_ends_with_a_prompt_one(bus: Bu
         bus, poll_results_per_second=20, poll_results_busy_ms=1000, poll_results_quiet_ms=100
     ) as studio:
         poll = await new_poll(studio)
-        first_vote = last_vote = time.time() * 1000
-        votes = 0
-        while last_vote < first_vote + 1200:  # a vote every ~10 ms for 1.2 s
-            await studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "optionIndex": 0})
-            votes += 1
-            await asyncio.sleep(0.01)
-            last_vote = time.time() * 1000
+        first_vote, last_vote, votes = await vote_steadily(studio, poll["id"], 1200)
         await asyncio.sleep(0.5)
         results = await studio.events("poll.update")
         stamps = [int(r.id.split("-")[0]) for r in results]
@@ -215,13 +221,8 @@ async def test_a_storm_that_ends_just_after_a_busy_tally_gets_its_final_one_prom
         bus, poll_results_per_second=2, poll_results_busy_ms=600, poll_results_quiet_ms=100
     ) as studio:
         poll = await new_poll(studio)
-        first_vote = last_vote = time.time() * 1000
-        votes = 0
-        while last_vote < first_vote + 680:  # past the busy tally at ~600 ms, then stop
-            await studio.do(studio.actor(), VOTE, {"pollId": poll["id"], "optionIndex": 0})
-            votes += 1
-            await asyncio.sleep(0.01)
-            last_vote = time.time() * 1000
+        # past the busy tally at ~600 ms, then stop
+        _, last_vote, votes = await vote_steadily(studio, poll["id"], 680)
         await asyncio.sleep(0.8)
         results = await studio.events("poll.update")
         stamps = [int(r.id.split("-")[0]) for r in results]

@@ -27,6 +27,13 @@ def _post(body: bytes, headers: dict[str, str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
+async def ticket_request(server: LiveServer, user: str, **headers: str) -> bytes:
+    """A valid ticket request of ``user`` for a new live session, with ``headers`` added."""
+    session = await server.live_session()
+    sent = {"Authorization": f"Bearer {server.token(user)}", **headers}
+    return _post(orjson.dumps({"sessionId": session["id"]}), sent)
+
+
 async def _read_reply(reader: asyncio.StreamReader) -> Reply:
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
@@ -76,12 +83,8 @@ async def after_another(port: int, request: bytes) -> Reply:
 async def test_a_first_ticket_is_answered_by_the_front_and_opens_the_websocket(
     live_server: LiveServer,
 ) -> None:
-    session = await live_server.live_session()
-    token = live_server.token("front-ticket")
-    request = _post(
-        orjson.dumps({"sessionId": session["id"]}),
-        {"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
+    json_type = {"Content-Type": "application/json"}
+    request = await ticket_request(live_server, "front-ticket", **json_type)
     before = await front_tickets(live_server)
     status, headers, body = await first_on_its_connection(live_server.port, request)
     assert await front_tickets(live_server) == before + 1
@@ -102,11 +105,7 @@ async def test_after_a_front_ticket_aiohttp_serves_the_connection_upgrade_includ
     live_server: LiveServer,
 ) -> None:
     """The project's Python client fetches its ticket and upgrades on one connection."""
-    session = await live_server.live_session()
-    request = _post(
-        orjson.dumps({"sessionId": session["id"]}),
-        {"Authorization": f"Bearer {live_server.token('kept-alive')}"},
-    )
+    request = await ticket_request(live_server, "kept-alive")
     before = await front_tickets(live_server)
     reader, writer = await asyncio.open_connection("127.0.0.1", live_server.port)
     try:
@@ -129,11 +128,7 @@ async def test_after_a_front_ticket_aiohttp_serves_the_connection_upgrade_includ
 
 
 async def test_a_client_that_asks_for_close_gets_it(live_server: LiveServer) -> None:
-    session = await live_server.live_session()
-    request = _post(
-        orjson.dumps({"sessionId": session["id"]}),
-        {"Authorization": f"Bearer {live_server.token('closing')}", "Connection": "close"},
-    )
+    request = await ticket_request(live_server, "closing", Connection="close")
     reader, writer = await asyncio.open_connection("127.0.0.1", live_server.port)
     try:
         writer.write(request)
@@ -148,11 +143,7 @@ async def test_a_client_that_asks_for_close_gets_it(live_server: LiveServer) -> 
 async def test_the_front_and_aiohttps_route_answer_a_ticket_alike(
     live_server: LiveServer,
 ) -> None:
-    session = await live_server.live_session()
-    request = _post(
-        orjson.dumps({"sessionId": session["id"], "role": "viewer"}),
-        {"Authorization": f"Bearer {live_server.token('alike')}"},
-    )
+    request = await ticket_request(live_server, "alike")
     before = await front_tickets(live_server)
     front = await first_on_its_connection(live_server.port, request)
     assert await front_tickets(live_server) == before + 1
@@ -209,11 +200,7 @@ async def test_a_rate_limited_ticket_says_when_to_retry_both_ways(
     server_factory: Any,
 ) -> None:
     server = server_factory(VSTUDIO_TICKET_RATE_LIMIT="1")
-    session = await server.live_session()
-    request = _post(
-        orjson.dumps({"sessionId": session["id"]}),
-        {"Authorization": f"Bearer {server.token(f'eager-{uuid.uuid4().hex[:8]}')}"},
-    )
+    request = await ticket_request(server, f"eager-{uuid.uuid4().hex[:8]}")
     assert (await first_on_its_connection(server.port, request))[0] == 200
     front = await first_on_its_connection(server.port, request)
     routed = await after_another(server.port, request)
@@ -223,11 +210,7 @@ async def test_a_rate_limited_ticket_says_when_to_retry_both_ways(
 
 
 async def test_a_body_still_on_its_way_is_left_to_aiohttp(live_server: LiveServer) -> None:
-    session = await live_server.live_session()
-    request = _post(
-        orjson.dumps({"sessionId": session["id"]}),
-        {"Authorization": f"Bearer {live_server.token('slow-body')}"},
-    )
+    request = await ticket_request(live_server, "slow-body")
     split = request.index(b"\r\n\r\n") + 4
     before = await front_tickets(live_server)
     reader, writer = await asyncio.open_connection("127.0.0.1", live_server.port)
@@ -246,11 +229,7 @@ async def test_a_body_still_on_its_way_is_left_to_aiohttp(live_server: LiveServe
 async def test_a_request_behind_the_ticket_is_left_to_aiohttp(live_server: LiveServer) -> None:
     """Pipelined requests are aiohttp's to answer in order; the front takes a ticket only
     when nothing but its body follows its head."""
-    session = await live_server.live_session()
-    request = _post(
-        orjson.dumps({"sessionId": session["id"]}),
-        {"Authorization": f"Bearer {live_server.token('pipelined')}"},
-    )
+    request = await ticket_request(live_server, "pipelined")
     before = await front_tickets(live_server)
     reader, writer = await asyncio.open_connection("127.0.0.1", live_server.port)
     try:
