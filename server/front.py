@@ -56,10 +56,20 @@ _TICKET_REQUEST = b"POST " + TICKET_PATH.encode() + b" "
 """How a head this front may take begins; any other is left to aiohttp unread."""
 
 
+MAX_LINE = 8190
+"""aiohttp's limit on the request line and on each header line (``max_line_size``,
+``max_field_size``); a head past it, or with more than :data:`MAX_HEADERS` headers, is left to
+aiohttp, which refuses it."""
+MAX_HEADERS = 128
+
+
 def read_head(head: bytes) -> tuple[str, str, CIMultiDict[str]] | None:
     """Method, target and headers of an HTTP/1.1 request head without its blank line; ``None``
-    when it is not plainly one (aiohttp then reads it and says what is wrong)."""
+    when it is not plainly one, or past aiohttp's limits (aiohttp then reads it and says what is
+    wrong)."""
     lines = head.split(b"\r\n")
+    if len(lines) > MAX_HEADERS + 1 or any(len(line) > MAX_LINE for line in lines):
+        return None
     parts = lines[0].split(b" ")
     if len(parts) != 3 or parts[2] != b"HTTP/1.1":
         return None

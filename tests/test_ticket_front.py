@@ -241,3 +241,18 @@ async def test_a_request_behind_the_ticket_is_left_to_aiohttp(live_server: LiveS
     assert first[0] == 200 and "ticket" in first[2]
     assert second[0] == 200
     assert await front_tickets(live_server) == before  # aiohttp answered both
+
+
+async def test_a_head_past_aiohttps_limits_is_left_to_aiohttp(live_server: LiveServer) -> None:
+    """A header line over 8,190 bytes is refused by aiohttp; the front does not take it."""
+    request = await ticket_request(live_server, "long-header", X_Long="a" * 9000)
+    request = request.replace(b"X_Long:", b"X-Long:")
+    before = await front_tickets(live_server)
+    reader, writer = await asyncio.open_connection("127.0.0.1", live_server.port)
+    try:
+        writer.write(request)
+        status_line = await asyncio.wait_for(reader.readline(), 10)
+    finally:
+        writer.close()
+    assert b" 400 " in status_line, status_line  # aiohttp answers it as HTTP/1.0
+    assert await front_tickets(live_server) == before

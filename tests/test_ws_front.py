@@ -38,6 +38,9 @@ def test_a_head_is_read_into_method_target_and_headers() -> None:
         b"GET /v1/vstudio/ws HTTP/1.1\r\nHo st: x",  # a space in the name
         b"GET /v1/vstudio/ws HTTP/1.1\r\n\xc3\xa9: x",  # a name that is not ASCII
         "GET /v1/vstudio/ws/é HTTP/1.1\r\nHost: x".encode(),  # a target that is not ASCII
+        b"GET /v1/vstudio/ws HTTP/1.1\r\nX: " + b"a" * 8190,  # a line past aiohttp's limit
+        b"GET /v1/vstudio/ws?t=" + b"a" * 8190 + b" HTTP/1.1\r\nHost: x",  # the request line
+        b"GET /v1/vstudio/ws HTTP/1.1" + b"\r\nX: 1" * 129,  # more headers than aiohttp takes
     ],
 )
 def test_a_head_that_is_not_plainly_http_1_1_is_left_to_aiohttp(head: bytes) -> None:
