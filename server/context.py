@@ -61,9 +61,14 @@ class ServerContext:
 
         Refusals are logged and counted by the HTTP error middleware, which sees them all.
         """
-        return await self.verifier.verify(
-            token or bearer_token(request.headers.get("Authorization"))
-        )
+        if token:
+            return await self.verifier.verify(token)
+        return await self.identify_header(request.headers.get("Authorization"))
+
+    async def identify_header(self, authorization: str | None) -> Identity:
+        """:meth:`identify` from the ``Authorization`` header's value alone (the front's
+        ticket route has no aiohttp request)."""
+        return await self.verifier.verify(bearer_token(authorization))
 
     async def holder_verdict(self, session: Session, who: Identity) -> Verdict:
         """The token gate's check of ``who``'s linked wallet against the session's tokens.

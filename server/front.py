@@ -40,7 +40,6 @@ from multidict import CIMultiDict
 from server.context import CONTEXT, ServerContext
 from server.http.auth import TicketRequest, issue_ticket
 from server.http.errors import MAX_BODY, error_response, json_error, json_response, parse_model
-from server.identity.auth import bearer_token
 from server.transport.rfc6455 import HandshakeError, handshake_reply
 from server.transport.ws import Opening, max_message_size, serve
 from server.transport.wsconn import WsConnection
@@ -151,13 +150,29 @@ class FrontDoor:
         whose body is ``rest``; else ``False`` and nothing was done (the caller gives it to
         aiohttp). After a ticket the connection goes to aiohttp through ``later``."""
         if head.startswith(_TICKET_REQUEST):
-            return self._take_ticket(transport, head, rest, remote, later)
-        if not head.startswith(_WS_REQUEST):  # every other first request: no parsing twice
+            kind, serve_it = "ticket", self._ticket
+        elif head.startswith(_WS_REQUEST):
+            kind, serve_it = "websocket", self._upgrade
+        else:  # every other first request: no parsing twice
             return False
         ctx = self.app.get(CONTEXT)
         request = read_head(head)
         if ctx is None or request is None:
             return False
+        taken = serve_it(ctx, transport, request, rest, remote, later)
+        if taken:
+            ctx.metrics.front_requests.labels(kind).inc()
+        return taken
+
+    def _upgrade(
+        self,
+        ctx: ServerContext,
+        transport: asyncio.Transport,
+        request: tuple[str, str, CIMultiDict[str]],
+        rest: bytes,
+        remote: str,
+        later: Callable[[bytes], None],
+    ) -> bool:
         method, target, headers = request
         endpoint, session = ws_session(target)
         if not endpoint or "Content-Length" in headers or "Transfer-Encoding" in headers:
@@ -173,28 +188,25 @@ class FrontDoor:
             connection.data_received(rest)
         opening = Opening(target, session, headers.get("Authorization"), remote)
         self._track(serve(opening, ctx, connection))
-        ctx.metrics.front_requests.labels("websocket").inc()
         return True
 
-    def _take_ticket(
+    def _ticket(
         self,
+        ctx: ServerContext,
         transport: asyncio.Transport,
-        head: bytes,
-        body: bytes,
+        request: tuple[str, str, CIMultiDict[str]],
+        rest: bytes,
         remote: str,
         later: Callable[[bytes], None],
     ) -> bool:
-        ctx = self.app.get(CONTEXT)
-        request = read_head(head)
-        if ctx is None or request is None:
-            return False
+        """Answer a ticket request whose whole body is ``rest``, as the route would."""
         _, target, headers = request
         lengths = headers.getall("Content-Length", [])
         if (
             target != TICKET_PATH
             or len(lengths) != 1
             or not lengths[0].isdigit()
-            or int(lengths[0]) != len(body)  # still on its way, or a request behind it
+            or int(lengths[0]) != len(rest)  # still on its way, or a request behind it
             or "Transfer-Encoding" in headers
             or "Expect" in headers
         ):
@@ -202,13 +214,13 @@ class FrontDoor:
         answering = _Answering()
         transport.set_protocol(answering)
         keep_alive = "close" not in headers.get("Connection", "").lower()
-        work = self._ticket(ctx, headers.get("Authorization"), body, remote)
-        self._track(self._answer(work, transport, answering, keep_alive, later))
-        ctx.metrics.front_requests.labels("ticket").inc()
+        work = self._issue(ctx, headers.get("Authorization"), rest, remote)
+        self._track(self._answer(ctx, work, transport, answering, keep_alive, later))
         return True
 
     async def _answer(
         self,
+        ctx: ServerContext,
         work: Coroutine[Any, Any, web.Response],
         transport: asyncio.Transport,
         answering: _Answering,
@@ -224,22 +236,20 @@ class FrontDoor:
             raise
         if transport.is_closing():  # the client left
             return
-        ctx = self.app.get(CONTEXT)
-        draining = ctx is None or ctx.attendance.draining
-        if keep_alive and not answering.eof and not draining:
+        if keep_alive and not answering.eof and not ctx.attendance.draining:
             transport.write(http_response(response, keep_alive=True))
             later(bytes(answering.early))
         else:
             transport.write(http_response(response, keep_alive=False))
             transport.close()
 
-    async def _ticket(
+    async def _issue(
         self, ctx: ServerContext, authorization: str | None, body: bytes, remote: str
     ) -> web.Response:
         """The ticket route (``server.http.auth.ticket``) for a request the front took."""
         try:
             try:
-                who = await ctx.verifier.verify(bearer_token(authorization))
+                who = await ctx.identify_header(authorization)
                 asked = parse_model(body, TicketRequest, self.app[MAX_BODY])
                 return json_response(await issue_ticket(ctx, who, asked))
             except Exception as exc:
