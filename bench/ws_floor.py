@@ -11,9 +11,16 @@ random moment within ``--spread`` seconds), and the CPU is read the same way, so
 ``server_cpu_ms_per_vote`` here is what ``bench/votes.py`` could not go below without a frame
 path other than aiohttp's.
 
+A vote also costs a write to every viewer: the poll's live tally, which ``vstudio serve``
+sends once the oldest vote it shows is ``poll_results_busy_ms`` (1 s) old, so about once per
+voter in a one-second storm. With ``--tally 1`` each floor server does the same: one
+pre-encoded ``poll.update``-sized frame to every connection it has, a second after the first
+vote it did not yet show, and ``server_writes_per_vote`` comes out as ``bench/votes.py``'s.
+
     python bench/ws_floor.py --json                 # 10,000 voters, 2 processes
     python bench/ws_floor.py --server bare --json   # a hand-written uvloop protocol instead
     python bench/ws_floor.py --server picows --json # picows, a compiled WebSocket library
+    python bench/ws_floor.py --tally 1 --json       # and a tally to every viewer, as ours
 """
 
 from __future__ import annotations
@@ -44,7 +51,43 @@ def reply(raw: bytes | str) -> bytes:
     return ws_text_frame(orjson.dumps(body))
 
 
-def serve_aiohttp(port: int) -> None:
+TALLY = ws_text_frame(
+    orjson.dumps(
+        {
+            "type": "poll.update",
+            "payload": {
+                "pollId": "floor",
+                "results": [{"optionIndex": n, "votes": 2500 + n} for n in range(4)],
+                "totalVotes": 10_006,
+            },
+            "timestamp": 1_796_000_000_000,
+        }
+    )
+)
+"""A live tally of a four-option poll, the size of ``vstudio serve``'s."""
+
+
+class Tally:
+    """Every connection of one floor server, and a tally to all of them ``period`` seconds
+    after the first vote none has seen yet (never, when ``period`` is 0)."""
+
+    def __init__(self, period: float) -> None:
+        self.period = period
+        self.transports: set[Any] = set()
+        self.pending = False
+
+    def voted(self) -> None:
+        if self.period and not self.pending:
+            self.pending = True
+            asyncio.get_running_loop().call_later(self.period, self._send)
+
+    def _send(self) -> None:
+        self.pending = False
+        for transport in self.transports:
+            transport.write(TALLY)
+
+
+def serve_aiohttp(port: int, tally: Tally) -> None:
     from aiohttp import web
 
     async def handler(request: web.Request) -> web.WebSocketResponse:
@@ -52,8 +95,13 @@ def serve_aiohttp(port: int) -> None:
         await ws.prepare(request)
         transport = request.transport
         assert transport is not None
-        async for message in ws:
-            transport.write(reply(message.data))
+        tally.transports.add(transport)
+        try:
+            async for message in ws:
+                transport.write(reply(message.data))
+                tally.voted()
+        finally:
+            tally.transports.discard(transport)
         return ws
 
     app = web.Application()
@@ -71,13 +119,18 @@ def serve_aiohttp(port: int) -> None:
 class Bare(asyncio.Protocol):
     """The WebSocket upgrade and client frames read by hand (small masked frames only)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tally: Tally) -> None:
         self.buffer = bytearray()
         self.upgraded = False
         self.transport: Any = None
+        self.tally = tally
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
+        self.tally.transports.add(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.tally.transports.discard(self.transport)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -107,11 +160,14 @@ class Bare(asyncio.Protocol):
             payload = bytes(b ^ mask[i % 4] for i, b in enumerate(self.buffer[head : head + size]))
             del self.buffer[: head + size]
             self.transport.write(reply(payload))
+            self.tally.voted()
 
 
-def serve_bare(port: int) -> None:
+def serve_bare(port: int, tally: Tally) -> None:
     async def main() -> None:
-        server = await asyncio.get_running_loop().create_server(Bare, "127.0.0.1", port)
+        server = await asyncio.get_running_loop().create_server(
+            lambda: Bare(tally), "127.0.0.1", port
+        )
         print("listening", flush=True)
         await server.serve_forever()
 
@@ -119,15 +175,23 @@ def serve_bare(port: int) -> None:
         runner.run(main())
 
 
-def serve_picows(port: int) -> None:
+def serve_picows(port: int, tally: Tally) -> None:
     """picows (a compiled WebSocket library for asyncio, not a dependency of ours): what a
     frame path other than aiohttp's would cost. ``pip install picows`` first."""
     from picows import WSListener, WSMsgType, ws_create_server
 
     class Listener(WSListener):  # type: ignore[misc]
+        def on_ws_connected(self, transport: Any) -> None:
+            self.underlying = transport.underlying_transport
+            tally.transports.add(self.underlying)
+
+        def on_ws_disconnected(self, transport: Any) -> None:
+            tally.transports.discard(self.underlying)
+
         def on_ws_frame(self, transport: Any, frame: Any) -> None:
             if frame.msg_type == WSMsgType.TEXT:
-                transport.underlying_transport.write(reply(frame.get_payload_as_bytes()))
+                self.underlying.write(reply(frame.get_payload_as_bytes()))
+                tally.voted()
 
     async def main() -> None:
         server = await ws_create_server(lambda _: Listener(), "127.0.0.1", port)
@@ -138,8 +202,9 @@ def serve_picows(port: int) -> None:
         runner.run(main())
 
 
-def start(port: int, kind: str) -> subprocess.Popen[bytes]:
+def start(port: int, kind: str, tally: float) -> subprocess.Popen[bytes]:
     command = [sys.executable, __file__, "--serve", str(port), "--server", kind]
+    command += ["--tally", str(tally)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, cwd=ROOT)
     assert process.stdout is not None
     if b"listening" not in process.stdout.readline():
@@ -160,7 +225,7 @@ def free_port() -> int:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     ports = [free_port() for _ in range(args.servers)]
-    servers = [start(port, args.server) for port in ports]
+    servers = [start(port, args.server, args.tally) for port in ports]
     pids = [server.pid for server in servers]
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
@@ -190,6 +255,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cpu = user_after + system_after - user_before - system_before
     return {
         "server": args.server,
+        "tally_seconds": args.tally,
         "viewers": args.viewers,
         "servers": args.servers,
         "connected": connected,
@@ -220,12 +286,19 @@ def main() -> None:
         help="aiohttp (the floor under vstudio serve), bare (a hand-written uvloop protocol) "
         "or picows (a compiled WebSocket library; pip install picows)",
     )
+    parser.add_argument(
+        "--tally",
+        type=float,
+        default=0.0,
+        help="seconds after an unseen vote until a tally goes to every connection "
+        "(0: none; 1 is vstudio serve's poll_results_busy_ms)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     raise_file_limit()
     if args.serve is not None:
-        SERVERS[args.server](args.serve)
+        SERVERS[args.server](args.serve, Tally(args.tally))
         return
     started = time.monotonic()
     results = run(args)
