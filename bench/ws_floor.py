@@ -127,7 +127,6 @@ class Bare(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
-        self.tally.transports.add(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.tally.transports.discard(self.transport)
@@ -149,6 +148,7 @@ class Bare(asyncio.Protocol):
             )
             del self.buffer[: end + 4]
             self.upgraded = True
+            self.tally.transports.add(self.transport)  # tallies only after the 101
         while len(self.buffer) >= 6:
             size = self.buffer[1] & 0x7F
             head = 8 if size == 126 else 6
