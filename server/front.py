@@ -149,17 +149,17 @@ class FrontDoor:
         """Serve the connection if ``head`` is a valid upgrade to the endpoint or a ticket
         whose body is ``rest``; else ``False`` and nothing was done (the caller gives it to
         aiohttp). After a ticket the connection goes to aiohttp through ``later``."""
-        if head.startswith(_TICKET_REQUEST):
-            kind, serve_it = "ticket", self._ticket
-        elif head.startswith(_WS_REQUEST):
-            kind, serve_it = "websocket", self._upgrade
-        else:  # every other first request: no parsing twice
-            return False
+        ticket = head.startswith(_TICKET_REQUEST)
+        if not ticket and not head.startswith(_WS_REQUEST):
+            return False  # every other first request: no parsing twice
         ctx = self.app.get(CONTEXT)
         request = read_head(head)
         if ctx is None or request is None:
             return False
-        taken = serve_it(ctx, transport, request, rest, remote, later)
+        if ticket:
+            kind, taken = "ticket", self._ticket(ctx, transport, request, rest, remote, later)
+        else:
+            kind, taken = "websocket", self._upgrade(ctx, transport, request, rest, remote)
         if taken:
             ctx.metrics.front_requests.labels(kind).inc()
         return taken
@@ -171,7 +171,6 @@ class FrontDoor:
         request: tuple[str, str, CIMultiDict[str]],
         rest: bytes,
         remote: str,
-        later: Callable[[bytes], None],
     ) -> bool:
         method, target, headers = request
         endpoint, session = ws_session(target)
